@@ -1,0 +1,3 @@
+from traderagent.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,80 @@
+"""`traderagent` command line: argument parsing only.
+
+Each subcommand's work lives with the code it drives; this module imports it lazily so
+`traderagent --help` stays fast and a broken optional part cannot break the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> "module:function"; the function takes the parsed namespace and returns an exit code.
+COMMANDS = {
+    "run": "traderagent.app:main_run",
+    "sim": "traderagent.sim.server:main_sim",
+    "backtest": "traderagent.backtest.cli:main_backtest",
+    "db": "traderagent.database.manager:main_db",
+    "keygen": "traderagent.database.crypto:main_keygen",
+    "audit": "traderagent.utils.security_audit:main_audit",
+    "validate": "traderagent.utils.config_validator:main_validate",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="traderagent", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the trading desk (paper mode with no keys)")
+    run.add_argument("--bots", help="bots file (default: TRADERAGENT_BOTS_FILE or bots.toml; paper demo set if absent)")
+    run.add_argument("--ticks", type=int, default=0, help="stop after this many ticks per bot (0: run until Ctrl-C)")
+
+    sim = sub.add_parser("sim", help="run the ByBit V5-compatible exchange simulator")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8900)
+    sim.add_argument("--speed", type=float, default=1.0, help="candles replayed per second (0: frozen)")
+    sim.add_argument("--seed", type=int, default=None, help="seed a random walk instead of real candles")
+    sim.add_argument("--api-key", default="paper-key", help="account key the simulator accepts")
+    sim.add_argument("--api-secret", default="paper-secret", help="its secret")
+    sim.add_argument("--balance", default="10000", help="starting USDT balance")
+    sim.add_argument("--error-rate", type=float, default=0.0, help="probability of an injected HTTP 5xx")
+    sim.add_argument("--timeout-rate", type=float, default=0.0, help="probability of a response delayed past the client timeout")
+    sim.add_argument("--ratelimit-rate", type=float, default=0.0, help="probability of an injected 10006 answer")
+
+    bt = sub.add_parser("backtest", help="backtest a strategy on historical candles")
+    bt.add_argument("--strategy", required=True, help="smc, trend_follower, grid or dca")
+    bt.add_argument("--data", required=True, help="CSV file: timestamp_ms,open,high,low,close,volume")
+    bt.add_argument("--timeframe", default=None, help="resample the data to this timeframe first (e.g. 15m, 1h)")
+    bt.add_argument("--params", nargs="*", default=[], metavar="K=V", help="strategy parameters")
+    bt.add_argument("--balance", default="10000", help="starting balance")
+    bt.add_argument("--fee", default="0.00055", help="taker fee rate")
+    bt.add_argument("--slippage", default="0.0002", help="market-order slippage rate")
+    bt.add_argument("--plot", default=None, metavar="OUT.png", help="draw the equity curve with trades")
+    bt.add_argument("--json", action="store_true", help="print results as JSON")
+
+    db = sub.add_parser("db", help="database maintenance")
+    db.add_argument("action", choices=["upgrade", "current"], help="upgrade: apply migrations; current: show revision")
+    db.add_argument("--url", default=None, help="database URL (default: DATABASE_URL)")
+
+    sub.add_parser("keygen", help="print a new TRADERAGENT_MASTER_KEY")
+
+    audit = sub.add_parser("audit", help="security audit of a project folder")
+    audit.add_argument("path", nargs="?", default=".")
+    audit.add_argument("--json", action="store_true")
+
+    validate = sub.add_parser("validate", help="validate the bots file and risk settings")
+    validate.add_argument("bots_file", nargs="?", default=None)
+    validate.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module_name, func_name = COMMANDS[args.command].split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    return int(func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Settings: the one place that reads the environment (and `.env`).
+
+Every setting has a safe default so that `traderagent run` with no configuration at all
+starts a paper desk against the built-in exchange simulator. Secrets are wrapped in
+`Secret`, whose repr and str never show the value.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+MODES = ("paper", "demo", "live")
+MARKET_TYPES = ("linear", "spot")
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+class Secret:
+    """A string that never shows itself in a repr, str, log line or f-string."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+
+def _env(name: str, source: dict[str, str], default: str = "") -> str:
+    value = source.get(name)
+    return default if value is None or value.strip() == "" else value.strip()
+
+
+def _bool(name: str, source: dict[str, str], default: bool) -> bool:
+    raw = _env(name, source, "").lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a boolean (use true/false)")
+
+
+def _decimal(name: str, source: dict[str, str], default: str) -> Decimal:
+    raw = _env(name, source, default)
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not value.is_finite():
+        raise SettingsError(f"{name}={raw!r} is not a finite number")
+    return value
+
+
+def _float(name: str, source: dict[str, str], default: str) -> float:
+    return float(_decimal(name, source, default))
+
+
+def _choice(name: str, source: dict[str, str], default: str, choices: tuple[str, ...]) -> str:
+    value = _env(name, source, default).lower()
+    if value not in choices:
+        raise SettingsError(f"{name}={value!r} must be one of {', '.join(choices)}")
+    return value
+
+
+def _chat_ids(name: str, source: dict[str, str]) -> tuple[int, ...]:
+    raw = _env(name, source, "")
+    ids = []
+    for part in raw.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            ids.append(int(part))
+        except ValueError:
+            raise SettingsError(f"{name}: {part!r} is not a numeric chat id") from None
+    return tuple(ids)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed settings. Build with `Settings.load()`; tests may pass an explicit environment."""
+
+    mode: str = "paper"
+    allow_live: bool = False
+    bybit_api_key: Secret = field(default_factory=lambda: Secret(""))
+    bybit_api_secret: Secret = field(default_factory=lambda: Secret(""))
+    bybit_base_url: str = ""
+    market_type: str = "linear"
+    database_url: str = "sqlite+aiosqlite:///traderagent.db"
+    redis_url: str = ""
+    master_key: Secret = field(default_factory=lambda: Secret(""))
+    telegram_bot_token: Secret = field(default_factory=lambda: Secret(""))
+    telegram_chat_ids: tuple[int, ...] = ()
+    telegram_api_base_url: str = ""
+    bots_file: Path = Path("bots.toml")
+    total_capital: Decimal = Decimal("10000")
+    risk_per_trade: Decimal = Decimal("0.01")
+    max_exposure: Decimal = Decimal("0.5")
+    max_daily_loss: Decimal = Decimal("0.05")
+    paper_balance: Decimal = Decimal("10000")
+    paper_speed: float = 1.0
+    paper_port: int = 0
+    log_level: str = "INFO"
+    debug: bool = False
+
+    @classmethod
+    def load(cls, env: dict[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
+        """Read settings from `env` (default: os.environ overlaid on the `.env` file)."""
+        if env is None:
+            source: dict[str, str] = {}
+            if env_file and Path(env_file).is_file():
+                source.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+            source.update(os.environ)
+        else:
+            source = dict(env)
+        key = _env("BYBIT_API_KEY", source)
+        mode = _choice("TRADERAGENT_MODE", source, "paper", MODES)
+        try:
+            paper_port = int(_env("TRADERAGENT_PAPER_PORT", source, "0"))
+        except ValueError:
+            raise SettingsError("TRADERAGENT_PAPER_PORT must be a port number") from None
+        settings = cls(
+            mode=mode,
+            allow_live=_bool("TRADERAGENT_ALLOW_LIVE", source, False),
+            bybit_api_key=Secret(key),
+            bybit_api_secret=Secret(_env("BYBIT_API_SECRET", source)),
+            bybit_base_url=_env("BYBIT_BASE_URL", source),
+            market_type=_choice("BYBIT_MARKET_TYPE", source, "linear", MARKET_TYPES),
+            database_url=_env("DATABASE_URL", source, cls.database_url),
+            redis_url=_env("REDIS_URL", source),
+            master_key=Secret(_env("TRADERAGENT_MASTER_KEY", source)),
+            telegram_bot_token=Secret(_env("TELEGRAM_BOT_TOKEN", source)),
+            telegram_chat_ids=_chat_ids("TELEGRAM_CHAT_IDS", source),
+            telegram_api_base_url=_env("TELEGRAM_API_BASE_URL", source),
+            bots_file=Path(_env("TRADERAGENT_BOTS_FILE", source, "bots.toml")),
+            total_capital=_decimal("TRADERAGENT_TOTAL_CAPITAL", source, "10000"),
+            risk_per_trade=_decimal("RISK_PER_TRADE", source, "0.01"),
+            max_exposure=_decimal("MAX_EXPOSURE", source, "0.5"),
+            max_daily_loss=_decimal("MAX_DAILY_LOSS", source, "0.05"),
+            paper_balance=_decimal("TRADERAGENT_PAPER_BALANCE", source, "10000"),
+            paper_speed=_float("TRADERAGENT_PAPER_SPEED", source, "1"),
+            paper_port=paper_port,
+            log_level=_choice("LOG_LEVEL", source, "info", ("debug", "info", "warning", "error")).upper(),
+            debug=_bool("DEBUG", source, False),
+        )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Cross-field rules; each error names the variable to fix."""
+        if self.mode in ("demo", "live") and not (self.bybit_api_key and self.bybit_api_secret):
+            raise SettingsError(
+                f"TRADERAGENT_MODE={self.mode} needs BYBIT_API_KEY and BYBIT_API_SECRET "
+                "(leave TRADERAGENT_MODE unset for paper trading)"
+            )
+        if self.mode == "live" and not self.allow_live:
+            raise SettingsError("TRADERAGENT_MODE=live also needs TRADERAGENT_ALLOW_LIVE=true")
+        if self.total_capital <= 0:
+            raise SettingsError("TRADERAGENT_TOTAL_CAPITAL must be greater than 0")
+        if self.paper_speed < 0:
+            raise SettingsError("TRADERAGENT_PAPER_SPEED must be 0 (manual) or positive")
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every configured secret value, for the log-masking filter."""
+        return [f.get() for f in self._secret_fields() if f]
+
+    def _secret_fields(self) -> list[Secret]:
+        return [getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), Secret)]
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings with secrets masked, for display."""
+        return {f.name: (repr(v) if isinstance(v := getattr(self, f.name), Secret) else v) for f in fields(self)}
