@@ -1,0 +1,132 @@
+"""HTML text for Telegram: events, tables, numbers. Every dynamic string is escaped here."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from traderagent.orchestrator.events import EventType, TradingEvent
+
+MAX_MESSAGE = 4096
+
+EMOJI = {
+    EventType.TRADE_OPENED: "🟢",
+    EventType.TRADE_CLOSED: "🏁",
+    EventType.ORDER_PLACED: "📝",
+    EventType.ORDER_FILLED: "✅",
+    EventType.ORDER_CANCELLED: "↩️",
+    EventType.ORDER_FAILED: "⚠️",
+    EventType.SIGNAL_GENERATED: "📡",
+    EventType.ERROR: "🚨",
+    EventType.STATUS_CHANGE: "🔄",
+    EventType.PHASE_CHANGED: "📈",
+    EventType.SCALING_DECISION: "⚖️",
+    EventType.HALTED: "🛑",
+    EventType.RESUMED: "▶️",
+    EventType.RISK_LIMIT: "⛔",
+    EventType.POSITION_UPDATE: "📊",
+}
+
+STATE_EMOJI = {"RUNNING": "🟢", "PAUSED": "🟡", "STOPPED": "⚫", "ERROR": "🔴", "INITIALIZING": "⚪"}
+
+# event data keys shown, in this order, with their labels
+EVENT_FIELDS = (
+    ("symbol", "symbol"), ("side", "side"), ("qty", "qty"), ("amount", "qty"), ("price", "price"),
+    ("entry_price", "entry"), ("exit_price", "exit"), ("pnl", "PnL"), ("reason", "reason"),
+    ("state", "state"), ("old_state", "from"), ("new_state", "to"), ("phase", "phase"),
+    ("allocation", "allocation"), ("message", ""), ("error", ""),
+)
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value), quote=False)
+
+
+def fmt_num(value: Any, places: int | None = None) -> str:
+    """Decimals without exponent or trailing zeros; optional fixed places."""
+    if value is None or value == "":
+        return "–"
+    try:
+        number = Decimal(str(value))
+    except Exception:
+        return esc(value)
+    if places is not None:
+        number = number.quantize(Decimal(1).scaleb(-places))
+    text = format(number.normalize() if places is None else number, "f")
+    return text
+
+
+def fmt_pnl(value: Any) -> str:
+    if value is None:
+        return "–"
+    number = Decimal(str(value))
+    sign = "+" if number > 0 else ""
+    return f"{sign}{fmt_num(number, 2)}"
+
+
+def event_title(event: TradingEvent) -> str:
+    name = event.event_type.value.replace("_", " ").capitalize()
+    return f"{EMOJI.get(event.event_type, '•')} <b>{esc(name)}</b> · {esc(event.bot_name)}"
+
+
+def event_details(event: TradingEvent) -> str:
+    parts = []
+    seen = set()
+    for key, label in EVENT_FIELDS:
+        if key in event.data and label not in seen and event.data[key] not in (None, ""):
+            seen.add(label)
+            value = event.data[key]
+            if key == "pnl":
+                text = fmt_pnl(value)
+            elif isinstance(value, Decimal | int | float):
+                text = fmt_num(value)
+            else:
+                text = esc(value)
+            parts.append(f"{label} {text}" if label else text)
+    return " · ".join(parts)
+
+
+def format_event(event: TradingEvent) -> str:
+    details = event_details(event)
+    return event_title(event) + (f"\n{details}" if details else "")
+
+
+def format_event_line(event: TradingEvent) -> str:
+    """One line of a merged burst."""
+    details = event_details(event)
+    stamp = event.timestamp.strftime("%H:%M:%S")
+    name = event.event_type.value.replace("_", " ").lower()
+    line = f"{EMOJI.get(event.event_type, '•')} {stamp} <b>{esc(event.bot_name)}</b> {esc(name)}"
+    return line + (f": {details}" if details else "")
+
+
+def split_message(lines: Iterable[str], header: str = "", limit: int = MAX_MESSAGE) -> list[str]:
+    """Pack lines into messages of at most `limit` characters, never cutting a line (or its tags)."""
+    messages: list[str] = []
+    current = header
+    for line in lines:
+        if len(line) > limit - len(header) - 1:
+            line = line[: limit - len(header) - 2] + "…"
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate) > limit:
+            messages.append(current)
+            current = f"{header}\n{line}" if header else line
+        else:
+            current = candidate
+    if current and current != header:
+        messages.append(current)
+    return messages
+
+
+def table(rows: Iterable[Iterable[Any]], headers: Iterable[str]) -> str:
+    """A monospace table inside <pre>."""
+    all_rows = [list(map(str, headers))] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in all_rows) for i in range(len(all_rows[0]))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in all_rows]
+    return "<pre>" + esc("\n".join(lines)) + "</pre>"
+
+
+def kv(mapping: Mapping[str, Any]) -> str:
+    return "\n".join(f"{esc(k)}: <b>{esc(v)}</b>" for k, v in mapping.items())

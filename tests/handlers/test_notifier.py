@@ -1,0 +1,105 @@
+"""The notifier against the fake Bot API server, through the real PTB Bot."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import pytest
+from telegram import Bot
+from telegram.constants import ParseMode
+from telegram.request import HTTPXRequest
+
+from handlers.notifier import Notifier
+from tests.fakes.telegram_server import TOKEN, FakeTelegram
+from traderagent.orchestrator.events import EventBus, EventType, TradingEvent
+
+CHAT = 555
+
+
+@pytest.fixture
+async def fake():
+    server = FakeTelegram()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def bot(fake: FakeTelegram):
+    request = HTTPXRequest(httpx_kwargs={"trust_env": False})
+    async with Bot(TOKEN, base_url=f"{fake.url}/bot", request=request) as b:
+        yield b
+
+
+def sender(bot: Bot):
+    async def send(chat_id: int, text: str) -> None:
+        await bot.send_message(chat_id, text, parse_mode=ParseMode.HTML)
+
+    return send
+
+
+async def start(notifier: Notifier) -> EventBus:
+    bus = EventBus()
+    notifier.attach(bus)
+    await bus.start()
+    await notifier.start()
+    return bus
+
+
+async def test_single_trade_event_reaches_chat_escaped(fake: FakeTelegram, bot: Bot) -> None:
+    notifier = Notifier(sender(bot), [CHAT], min_interval=0.05)
+    bus = await start(notifier)
+    bus.publish(TradingEvent(EventType.TRADE_OPENED, "btc<grid>", {
+        "symbol": "BTCUSDT", "side": "buy", "qty": Decimal("0.010"), "price": Decimal("50000.10")}))
+    (call,) = await fake.wait_for("sendMessage")
+    text = call.params["text"]
+    assert "btc&lt;grid&gt;" in text and "BTCUSDT" in text and "qty 0.01" in text and "price 50000.1" in text
+    assert call.params["chat_id"] == CHAT
+    await notifier.stop()
+    await bus.stop()
+
+
+async def test_flood_is_merged_paced_and_nothing_lost(fake: FakeTelegram, bot: Bot) -> None:
+    notifier = Notifier(sender(bot), [CHAT], min_interval=0.2)
+    bus = await start(notifier)
+    fake.faults["sendMessage"] = [(429, "Too Many Requests: retry after 1", {"retry_after": 1})]
+    for n in range(300):
+        bus.publish(TradingEvent(EventType.ORDER_FILLED, f"bot{n % 7}", {"qty": n, "price": "1.5"}))
+    await asyncio.wait_for(notifier.flush(), 15)
+    await notifier.stop()
+    await bus.stop()
+    texts = fake.sent_texts(CHAT)
+    merged = "\n".join(texts)
+    for n in range(300):
+        assert f"qty {n} ·" in merged, n
+    assert len(texts) < 30  # merged, not 300 messages
+    assert all(len(t) <= 4096 for t in texts)
+    assert notifier.stats.retries >= 1 and notifier.stats.delivered == 300
+    times = [c.at for c in fake.calls_of("sendMessage")]
+    assert all(b - a >= 0.19 for a, b in zip(times, times[1:], strict=False))
+
+
+async def test_muted_types_are_skipped_but_errors_never(fake: FakeTelegram, bot: Bot) -> None:
+    notifier = Notifier(sender(bot), [CHAT], min_interval=0.01)
+    assert notifier.set_muted(EventType.ORDER_PLACED, True)
+    assert not notifier.set_muted(EventType.ERROR, True)
+    bus = await start(notifier)
+    bus.publish(TradingEvent(EventType.ORDER_PLACED, "b", {"qty": 1}))
+    bus.publish(TradingEvent(EventType.ERROR, "b", {"message": "exchange down"}))
+    await fake.wait_for("sendMessage")
+    await notifier.stop()
+    await bus.stop()
+    assert fake.sent_texts() == ["🚨 <b>Error</b> · b\nexchange down"]
+    assert notifier.stats.muted == 1
+
+
+async def test_network_errors_are_retried(fake: FakeTelegram, bot: Bot) -> None:
+    notifier = Notifier(sender(bot), [CHAT], min_interval=0.01)
+    fake.faults["sendMessage"] = [(502, "Bad Gateway", None)]
+    bus = await start(notifier)
+    bus.publish(TradingEvent(EventType.TRADE_CLOSED, "b", {"pnl": Decimal("-3.456")}))
+    (call,) = await fake.wait_for("sendMessage", timeout=10)
+    assert "PnL -3.46" in call.params["text"]
+    await notifier.stop()
+    await bus.stop()
