@@ -1,0 +1,63 @@
+"""One-time tokens behind inline buttons.
+
+Each button's callback_data is `<token>` (12 url-safe characters, far below Telegram's 64-byte
+limit); the token maps to the action, its argument and the chat it was issued to. A token is
+consumed by the first press: a second tap, a press after the TTL, a press from another chat or a
+token this process never issued (e.g. from before a restart) all come back as None: "expired".
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+DEFAULT_TTL = 15 * 60
+
+
+@dataclass(frozen=True)
+class ButtonAction:
+    action: str
+    arg: str
+    chat_id: int
+    group: str = ""  # tokens of one message share a group: using one voids its siblings
+    expires_at: float = field(default=0.0, compare=False)
+
+
+class TokenStore:
+    def __init__(self, ttl: float = DEFAULT_TTL, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self._tokens: dict[str, ButtonAction] = {}
+
+    def issue(self, action: str, arg: str, chat_id: int, *, group: str = "") -> str:
+        self._expire()
+        token = secrets.token_urlsafe(9)  # 12 characters
+        self._tokens[token] = ButtonAction(action, arg, chat_id, group, self.clock() + self.ttl)
+        return token
+
+    def new_group(self) -> str:
+        return secrets.token_hex(4)
+
+    def consume(self, token: str, chat_id: int) -> ButtonAction | None:
+        """The action behind a pressed button, once; None when expired, used or foreign."""
+        entry = self._tokens.get(token)
+        if entry is None or entry.chat_id != chat_id:
+            return None
+        if entry.expires_at < self.clock():
+            self._tokens.pop(token, None)
+            return None
+        if entry.group:
+            self._tokens = {t: e for t, e in self._tokens.items() if e.group != entry.group}
+        else:
+            del self._tokens[token]
+        return entry
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    def _expire(self) -> None:
+        now = self.clock()
+        if len(self._tokens) > 1000:
+            self._tokens = {t: e for t, e in self._tokens.items() if e.expires_at >= now}
