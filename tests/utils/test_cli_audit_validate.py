@@ -1,0 +1,138 @@
+"""`traderagent audit` and `traderagent validate`: exit codes, human and --json output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from traderagent.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+ENV_VARS = ("TRADERAGENT_MODE", "DEBUG", "DATABASE_URL", "REDIS_URL", "RISK_PER_TRADE", "MAX_EXPOSURE",
+            "MAX_DAILY_LOSS", "TRADERAGENT_BOTS_FILE", "TRADERAGENT_TOTAL_CAPITAL", "TELEGRAM_BOT_TOKEN",
+            "TRADERAGENT_MASTER_KEY", "BYBIT_API_KEY", "BYBIT_API_SECRET")
+LEAK = "Qm4" + "Zt7Wk2Rp9Xs5Lv8Nb"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def project(root: Path, leak: bool) -> Path:
+    root.mkdir(exist_ok=True)
+    (root / ".gitignore").write_text(".env\n.env.*\n__pycache__/\n*.pyc\n*.db\n*.log\n")
+    (root / "app.py").write_text(f'api_key = "{LEAK}"\n' if leak else "x = 1\n")
+    return root
+
+
+def test_audit_clean_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", str(project(tmp_path / "p", leak=False))]) == 0
+    out = capsys.readouterr().out
+    assert "PASS" in out and "no_hardcoded_secrets" in out
+
+
+def test_audit_leak_exits_1_with_masked_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", str(project(tmp_path / "p", leak=True)), "--json"]) == 1
+    out = capsys.readouterr().out
+    data = json.loads(out)
+    assert data["passed"] is False and data["summary"]["overall_status"] == "FAIL"
+    assert data["summary"]["critical_failures"] == 1
+    finding = next(r for r in data["results"] if r["check_name"] == "no_hardcoded_secrets")["details"]["findings"][0]
+    assert finding == {"file": "app.py", "line": 1, "kind": "bybit_key", "masked": LEAK[:4] + "***"}
+    assert LEAK not in out
+
+
+def test_audit_human_output_shows_remedy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", str(project(tmp_path / "p", leak=True))]) == 1
+    out = capsys.readouterr().out
+    assert "[FAIL] no_hardcoded_secrets (critical)" in out and "fix:" in out and LEAK not in out
+
+
+def test_audit_warning_only_still_exits_0(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEBUG", "true")
+    assert main(["audit", str(project(tmp_path / "p", leak=False))]) == 0
+
+
+def test_audit_bad_path_exits_2(tmp_path: Path) -> None:
+    assert main(["audit", str(tmp_path / "missing")]) == 2
+
+
+GOOD = """
+[[bots]]
+name = "btc-grid"
+strategy = "grid"
+symbol = "BTCUSDT"
+timeframe = "5m"
+capital = "1000"
+[bots.params]
+num_levels = 10
+range_pct = "0.05"
+
+[[bots]]
+name = "eth-dca"
+strategy = "dca"
+symbol = "ETHUSDT"
+timeframe = "5m"
+capital = "1000"
+[bots.params]
+max_safety_orders = 4
+"""
+
+
+def test_validate_good_file_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bots.toml"
+    path.write_text(GOOD)
+    assert main(["validate", str(path)]) == 0
+    assert "PASS" in capsys.readouterr().out
+
+
+def test_validate_bad_file_exits_1_with_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bots.toml"
+    path.write_text(GOOD.replace("num_levels = 10", "num_levels = 80"))
+    assert main(["validate", str(path), "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    failed = [r for r in data["results"] if not r["passed"]]
+    assert any(r["field"] == "bots[btc-grid].params.num_levels" and r["value"] == "80" for r in failed)
+    assert data["summary"]["overall_status"] == "FAIL"
+
+
+def test_validate_asks_the_strategy_about_unknown_params(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("traderagent.strategies.grid_adapter")
+    path = tmp_path / "bots.toml"
+    path.write_text(GOOD.replace("range_pct", "rnage_pct"))
+    assert main(["validate", str(path), "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    result = next(r for r in data["results"] if r["check_name"] == "strategy_params" and not r["passed"])
+    assert "rnage_pct" in result["message"]
+
+
+def test_validate_uses_env_risk_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("RISK_PER_TRADE", "0.2")
+    assert main(["validate", "--json"]) == 1  # no bots file: the risk rails are still checked
+    data = json.loads(capsys.readouterr().out)
+    assert [r["field"] for r in data["results"] if not r["passed"]] == ["risk.risk_per_trade"]
+
+
+@pytest.mark.parametrize(("text", "why"), [(None, "no such file"), ("[[bots]\nname=", "bots.toml")])
+def test_validate_missing_or_broken_file_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 text: str | None, why: str) -> None:
+    path = tmp_path / "bots.toml"
+    if text is not None:
+        path.write_text(text)
+    assert main(["validate", str(path)]) == 1
+    assert why in capsys.readouterr().out
+
+
+def test_cli_subprocess_exit_codes(tmp_path: Path) -> None:
+    root = project(tmp_path / "p", leak=True)
+    proc = subprocess.run([sys.executable, "-m", "traderagent", "audit", str(root), "--json"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 1 and json.loads(proc.stdout)["passed"] is False and LEAK not in proc.stdout
