@@ -1,0 +1,85 @@
+"""Strategies (pure): the BaseStrategy contract and the registry ``create_strategy``."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from traderagent.strategies.base import (
+    BaseMarketAnalysis,
+    BaseSignal,
+    BaseStrategy,
+    ExitReason,
+    OrderIntent,
+    PositionInfo,
+    PreparedData,
+    SignalDirection,
+    StrategyPerformance,
+)
+
+# strategy_type -> (module, class name); imported lazily so a missing/broken adapter only
+# affects its own type (the SMC adapter is written separately).
+_REGISTRY: dict[str, tuple[str, str]] = {
+    "trend_follower": ("traderagent.strategies.trend_follower_adapter", "TrendFollowerAdapter"),
+    "grid": ("traderagent.strategies.grid_adapter", "GridAdapter"),
+    "dca": ("traderagent.strategies.dca_adapter", "DCAAdapter"),
+    "smc": ("traderagent.strategies.smc_adapter", "SMCStrategyAdapter"),
+}
+
+STRATEGY_TYPES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def strategy_class(strategy_type: str) -> type[BaseStrategy]:
+    """The adapter class for ``strategy_type`` (ValueError if unknown, ImportError if not installed)."""
+    try:
+        module_name, class_name = _REGISTRY[strategy_type]
+    except KeyError:
+        raise ValueError(
+            f"unknown strategy type {strategy_type!r}; known: {', '.join(_REGISTRY)}"
+        ) from None
+    module = importlib.import_module(module_name)
+    return getattr(module, class_name)
+
+
+def strategy_defaults(strategy_type: str) -> dict[str, Any]:
+    """The documented default parameters (``DEFAULTS``) of a strategy type."""
+    return dict(strategy_class(strategy_type).DEFAULTS)
+
+
+def create_strategy(
+    strategy_type: str,
+    params: Mapping[str, Any] | None,
+    *,
+    qty_step: Decimal | str,
+    tick_size: Decimal | str,
+    allocated_capital: Decimal | str,
+    market_type: str = "linear",
+) -> BaseStrategy:
+    """Build a strategy; unknown parameters raise ValueError naming the parameter."""
+    cls = strategy_class(strategy_type)
+    return cls(
+        dict(params or {}),
+        qty_step=qty_step,
+        tick_size=tick_size,
+        allocated_capital=allocated_capital,
+        market_type=market_type,
+    )
+
+
+__all__ = [
+    "STRATEGY_TYPES",
+    "BaseMarketAnalysis",
+    "BaseSignal",
+    "BaseStrategy",
+    "ExitReason",
+    "OrderIntent",
+    "PositionInfo",
+    "PreparedData",
+    "SignalDirection",
+    "StrategyPerformance",
+    "create_strategy",
+    "strategy_class",
+    "strategy_defaults",
+]

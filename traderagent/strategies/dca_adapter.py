@@ -1,0 +1,301 @@
+"""DCA (3Commas style, long): base order, safety orders on a widening ladder, take profit on the average.
+
+Cycle ("deal"):
+1. idle -> when the start condition holds (``"asap"``, or ``"rsi"``: RSI(rsi_period) < rsi_below at
+   the last closed candle), the cooldown is over and the capital for the WHOLE ladder is available
+   (``worst_case_capital(price)``), a market buy "dca:base" of ``base_order`` quote is sent.
+2. On the base fill at price B the ladder is fixed: safety order k (1..max_safety_orders) is a
+   limit buy "dca:so{k}" at ``B * (1 - dev_k)`` rounded down to tick, with
+   ``dev_k = price_deviation * (1 + s + s^2 + ... + s^(k-1))`` (s = step_scale), of
+   ``safety_order * volume_scale^(k-1)`` quote (qty rounded down to qty_step).
+3. Take profit "dca:tp": a limit sell of the whole position at the price where selling (paying
+   ``fee_rate``) returns ``take_profit`` on the total cost including entry fees:
+   ``tp = cost * (1 + take_profit) / (qty * (1 - fee_rate))`` rounded UP to tick. Moves after every
+   safety fill.
+4. Optional stop loss "dca:sl" (a driver-held stop, see base.py): ``stop_loss`` below the
+   average entry (``stop_loss_from="average"``) or below the base fill (``"base"``).
+5. After the TP/SL fill the deal is booked (pnl net of every fee), the remaining safety orders
+   drop out of ``desired_orders`` (the driver cancels them) and a new deal may start after
+   ``cooldown_candles`` full candles following the closing candle.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from traderagent.strategies import indicators as ind
+from traderagent.strategies.base import (
+    ZERO,
+    BaseMarketAnalysis,
+    BaseStrategy,
+    ExitReason,
+    OrderIntent,
+    PreparedData,
+    SignalDirection,
+    round_down,
+    round_up,
+    to_decimal,
+)
+
+IDLE, ACTIVE, COOLDOWN = "idle", "active", "cooldown"
+
+
+class DCAAdapter(BaseStrategy):
+    is_ladder: ClassVar[bool] = True
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        "timeframe": "5m",
+        "base_order": "25",  # quote
+        "safety_order": "25",  # quote, size of SO1
+        "max_safety_orders": 5,
+        "max_active_safety_orders": None,  # None: all placed in advance
+        "price_deviation": "0.015",  # SO1 distance below the base fill
+        "step_scale": "1.2",
+        "volume_scale": "1.5",
+        "take_profit": "0.015",  # net of fees, on the deal's total cost
+        "stop_loss": None,  # fraction, e.g. "0.15"
+        "stop_loss_from": "average",  # or "base"
+        "cooldown_candles": 0,
+        "start_condition": "asap",  # or "rsi"
+        "rsi_period": 14,
+        "rsi_below": 30.0,
+        "fee_rate": "0.001",
+    }
+
+    def __init__(self, params: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
+        self.base_order = self._dec_param("base_order", positive=True)
+        self.safety_order = self._dec_param("safety_order", positive=True)
+        self.max_so = self._int_param("max_safety_orders", 0)
+        active = self.params["max_active_safety_orders"]
+        self.max_active = self.max_so if active is None else self._int_param("max_active_safety_orders", 1)
+        self.deviation = self._dec_param("price_deviation", positive=True)
+        self.step_scale = self._dec_param("step_scale", positive=True)
+        self.volume_scale = self._dec_param("volume_scale", positive=True)
+        self.take_profit = self._dec_param("take_profit", positive=True)
+        self.stop_loss = self._dec_param("stop_loss", positive=True, allow_none=True)
+        self.sl_from = self._choice_param("stop_loss_from", ("average", "base"))
+        self.cooldown = self._int_param("cooldown_candles", 0)
+        self.start_condition = self._choice_param("start_condition", ("asap", "rsi"))
+        self.rsi_period = self._int_param("rsi_period", 2)
+        self.rsi_below = float(self._dec_param("rsi_below"))
+        self.fee_rate = self._dec_param("fee_rate")
+        if not 0 <= self.fee_rate < 1:
+            raise ValueError("parameter 'fee_rate' must be in [0, 1)")
+        devs = self.deviations()
+        if devs and devs[-1] >= 1:
+            raise ValueError(
+                f"safety order {len(devs)} would sit {devs[-1]:.2%} below the base price: lower "
+                "'price_deviation', 'step_scale' or 'max_safety_orders'"
+            )
+        if self.stop_loss is not None and self.sl_from == "base" and devs and self.stop_loss <= devs[-1]:
+            raise ValueError(
+                f"parameter 'stop_loss' ({self.stop_loss}) must lie below the last safety order ({devs[-1]})"
+            )
+        if self.worst_case_capital() > self.allocated_capital:
+            raise ValueError(
+                f"DCA ladder needs {self.worst_case_capital()} (base + all safety orders + fees) but the "
+                f"allocated capital is {self.allocated_capital}"
+            )
+        self.timeframes = (str(self.params["timeframe"]),)
+        self.min_candles = self.rsi_period + 1 if self.start_condition == "rsi" else 1
+        self.status = IDLE
+        self._entry_ok = self.start_condition == "asap"
+        self._cooldown_left = 0
+        self._skip_closing_candle = False
+        self.deal: dict[str, Any] | None = None
+
+    @property
+    def strategy_type(self) -> str:
+        return "dca"
+
+    # ------------------------------------------------------------ ladder maths
+    def deviations(self) -> list[Decimal]:
+        """Cumulative deviation of each safety order below the base fill (3Commas)."""
+        out, gap, total = [], self.deviation, ZERO
+        for _ in range(self.max_so):
+            total += gap
+            out.append(total)
+            gap *= self.step_scale
+        return out
+
+    def safety_quotes(self) -> list[Decimal]:
+        return [self.safety_order * self.volume_scale**k for k in range(self.max_so)]
+
+    def ladder(self, base_price: Decimal) -> list[dict[str, Any]]:
+        """Safety orders for a base fill at ``base_price``: k, price, qty, deviation, quote."""
+        rows = []
+        for k, (dev, quote) in enumerate(zip(self.deviations(), self.safety_quotes(), strict=True), start=1):
+            price = round_down(base_price * (1 - dev), self.tick_size)
+            qty = self.round_qty(quote / price) if price > 0 else ZERO
+            rows.append({"k": k, "price": price, "qty": qty, "deviation": dev, "quote": quote})
+        return rows
+
+    def worst_case_capital(self, reference_price: Decimal | None = None, *, include_fees: bool = True) -> Decimal:
+        """Quote capital the full ladder needs: base + every safety order at its price (+ entry fees).
+
+        Without a price: the configured quote sizes. With a price: the real rounded notionals.
+        """
+        if reference_price is None:
+            total = self.base_order + sum(self.safety_quotes(), ZERO)
+        else:
+            price = to_decimal(reference_price)
+            total = self.round_qty(self.base_order / price) * price
+            total += sum((r["qty"] * r["price"] for r in self.ladder(price)), ZERO)
+        return total * (1 + self.fee_rate) if include_fees else total
+
+    def take_profit_price(self, cost: Decimal, qty: Decimal) -> Decimal:
+        """Exit price that returns ``take_profit`` on ``cost`` after the exit fee (rounded up)."""
+        return round_up(cost * (1 + self.take_profit) / (qty * (1 - self.fee_rate)), self.tick_size)
+
+    # ------------------------------------------------------------ analysis
+    def prepare(self, *dataframes: pd.DataFrame) -> PreparedData:
+        data = PreparedData.from_frame(dataframes[-1])
+        rsi = ind.rsi(data.close, self.rsi_period)
+        with np.errstate(invalid="ignore"):
+            entry_ok = rsi < self.rsi_below if self.start_condition == "rsi" else np.ones(len(data), bool)
+        data.columns = {"rsi": rsi, "atr": ind.atr(data.high, data.low, data.close, 14), "entry_ok": entry_ok}
+        return data
+
+    def analyze_at(self, prepared: PreparedData, i: int) -> BaseMarketAnalysis:
+        i = prepared.index(i)
+        rsi, atr, close = prepared.columns["rsi"][i], prepared.columns["atr"][i], prepared.close[i]
+        if not math.isfinite(rsi):
+            trend = "unknown"
+        else:
+            trend = "bearish" if rsi < 40 else ("bullish" if rsi > 60 else "sideways")
+        vol = float(atr / close) if math.isfinite(atr) and close > 0 else 0.0
+        details = {"rsi": float(rsi) if math.isfinite(rsi) else None, "status": self.status,
+                   "entry_ok": bool(prepared.columns["entry_ok"][i])}
+        return BaseMarketAnalysis(trend, abs(float(rsi) - 50) / 50 if math.isfinite(rsi) else 0.0, vol,
+                                  prepared.timestamp(i), self.strategy_type, details)
+
+    def on_candle_close(self, prepared: PreparedData, i: int) -> list:
+        i = prepared.index(i)
+        self._see_candle(prepared, i)
+        self._entry_ok = bool(prepared.columns["entry_ok"][i])
+        if self.status == COOLDOWN:
+            if self._skip_closing_candle:
+                self._skip_closing_candle = False
+            else:
+                self._cooldown_left -= 1
+            if self._cooldown_left <= 0:
+                self.status = IDLE
+        return []
+
+    # ------------------------------------------------------------ intents
+    def desired_orders(self, price: Decimal, balance: Decimal) -> list[OrderIntent]:
+        price = to_decimal(price)
+        if self.status == IDLE:
+            return self._start_intents(price, to_decimal(balance))
+        if self.status == ACTIVE:
+            return self._deal_intents()
+        return []
+
+    def _start_intents(self, price: Decimal, balance: Decimal) -> list[OrderIntent]:
+        if not self._entry_ok or price <= 0:
+            return []
+        if min(balance, self.allocated_capital) < self.worst_case_capital(price):
+            return []
+        qty = self.round_qty(self.base_order / price)
+        if qty <= 0:
+            return []
+        return [OrderIntent("dca:base", "buy", "market", qty, None)]
+
+    def _deal_intents(self) -> list[OrderIntent]:
+        deal = self.deal
+        pos = self._positions[deal["position_id"]]
+        out = []
+        pending = [r for r in deal["ladder"] if r["k"] > deal["filled"] and r["qty"] > 0]
+        for row in pending[: self.max_active]:
+            out.append(OrderIntent(f"dca:so{row['k']}", "buy", "limit", row["qty"], row["price"]))
+        linear = self.market_type == "linear"
+        cost = (pos.cost_basis if pos.cost_basis is not None else pos.entry_price * pos.size) + pos.fees
+        out.append(OrderIntent("dca:tp", "sell", "limit", pos.size, self.take_profit_price(cost, pos.size), linear))
+        sl = self.stop_price()
+        if sl is not None:
+            out.append(OrderIntent("dca:sl", "sell", "stop", pos.size, sl, linear))
+        return out
+
+    def stop_price(self) -> Decimal | None:
+        if self.stop_loss is None or self.deal is None:
+            return None
+        pos = self._positions[self.deal["position_id"]]
+        ref = pos.entry_price if self.sl_from == "average" else to_decimal(self.deal["base_price"])
+        return round_down(ref * (1 - self.stop_loss), self.tick_size)
+
+    # ------------------------------------------------------------ fills
+    def on_order_filled(
+        self,
+        tag: str,
+        fill_price: Decimal,
+        qty: Decimal,
+        fee: Decimal,
+        *,
+        timestamp: datetime | None = None,
+    ) -> list[OrderIntent]:
+        fill_price, qty, fee = to_decimal(fill_price), to_decimal(qty), to_decimal(fee)
+        ts = timestamp or self._now
+        if tag == "dca:base" and self.status == IDLE:
+            pos = self._open_raw(SignalDirection.LONG, qty, fill_price, fee, timestamp=ts,
+                                 metadata={"base_price": str(fill_price)})
+            self.deal = {"position_id": pos.position_id, "base_price": str(fill_price), "filled": 0,
+                         "ladder": self.ladder(fill_price)}
+            self.status = ACTIVE
+            return self._deal_intents()
+        if self.status != ACTIVE:
+            raise ValueError(f"dca: fill for {tag!r} while {self.status}")
+        pid = self.deal["position_id"]
+        if tag.startswith("dca:so"):
+            k = int(tag[6:])
+            if k != self.deal["filled"] + 1:
+                raise ValueError(f"dca: safety order {k} filled out of order (filled {self.deal['filled']})")
+            self._add_to_position(pid, qty, fill_price, fee)
+            self.deal["filled"] = k
+            self._positions[pid].metadata["safety_orders_filled"] = k
+            return [i for i in self._deal_intents() if i.tag in ("dca:tp", "dca:sl", f"dca:so{k + self.max_active}")]
+        if tag in ("dca:tp", "dca:sl"):
+            reason = ExitReason.TAKE_PROFIT if tag == "dca:tp" else ExitReason.STOP_LOSS
+            pos = self._close_part(pid, qty, fill_price, reason, fee=fee, timestamp=ts)
+            pos.metadata["safety_orders_filled"] = self.deal["filled"]
+            if pid not in self._positions:
+                self._end_deal()
+            return []
+        raise ValueError(f"dca: unknown order tag {tag!r}")
+
+    def _end_deal(self) -> None:
+        self.deal = None
+        if self.cooldown > 0:
+            self.status, self._cooldown_left, self._skip_closing_candle = COOLDOWN, self.cooldown, True
+        else:
+            self.status = IDLE
+
+    # ------------------------------------------------------------ state
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()
+        deal = None
+        if self.deal is not None:
+            deal = {**self.deal, "ladder": [{k: str(v) if isinstance(v, Decimal) else v for k, v in r.items()}
+                                            for r in self.deal["ladder"]]}
+        state["dca"] = {"status": self.status, "entry_ok": self._entry_ok, "cooldown_left": self._cooldown_left,
+                        "skip_closing_candle": self._skip_closing_candle, "deal": deal}
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        dca = state.get("dca") or {}
+        self.status = dca.get("status", IDLE)
+        self._entry_ok = bool(dca.get("entry_ok", self.start_condition == "asap"))
+        self._cooldown_left = int(dca.get("cooldown_left", 0))
+        self._skip_closing_candle = bool(dca.get("skip_closing_candle", False))
+        deal = dca.get("deal")
+        if deal is not None:
+            deal = {**deal, "ladder": [
+                {"k": int(r["k"]), **{f: to_decimal(r[f]) for f in ("price", "qty", "deviation", "quote")}}
+                for r in deal["ladder"]]}
+        self.deal = deal

@@ -1,0 +1,364 @@
+"""Grid: resting buy/sell limit orders on a ladder of price levels between lower and upper.
+
+Model: ``num_levels`` prices L[0] < ... < L[n-1] (arithmetic or geometric, rounded to tick_size)
+form ``n-1`` *slots*; slot k trades between L[k] and L[k+1] with a fixed quantity:
+
+* long slot:  flat -> resting BUY at L[k] ("grid:k:buy"); when it fills the lot is held and a
+  SELL goes exactly one level up at L[k+1] ("grid:{k+1}:sell"); when that fills the pair is
+  booked (real fill prices, net of both fees) and the buy at L[k] is placed again.
+* short slot (``mode="neutral"``, linear only): the mirror, SELL at L[k+1] first, BUY back at L[k].
+
+A slot is activated only where its first order would rest as a maker: a long slot when
+L[k] < price, a short slot when L[k+1] > price. So the initial book is buys below the price and,
+for neutral grids, sells above; a long grid never sells what it does not hold. Idle slots
+activate later as the price moves past them. Quantity per slot: ``qty_per_level`` (base units) or
+``total_investment`` (default: the allocated capital) split evenly over the slots, qty = share /
+L[k] rounded DOWN to qty_step.
+
+Price outside [lower, upper] triggers ``out_of_range_action``: "pause" (no new slots, resting
+orders and their counter orders kept; resumes when the price is back in range), "stop" (cancel
+everything, keep the inventory), "stop_loss" (cancel everything and close the inventory with a
+market order "grid:close:sell" / "grid:close:buy"). Without explicit bounds the range is
+``price * (1 -/+ range_pct)`` fixed at the first ``desired_orders`` call.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from decimal import Decimal, localcontext
+from typing import Any, ClassVar
+
+import pandas as pd
+
+from traderagent.strategies import indicators as ind
+from traderagent.strategies.base import (
+    ZERO,
+    BaseMarketAnalysis,
+    BaseStrategy,
+    ExitReason,
+    OrderIntent,
+    PreparedData,
+    SignalDirection,
+    round_down,
+    to_decimal,
+)
+
+RUNNING, PAUSED, CLOSING, STOPPED = "running", "paused", "closing", "stopped"
+
+
+class GridAdapter(BaseStrategy):
+    is_ladder: ClassVar[bool] = True
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        "timeframe": "5m",
+        "lower_price": None,  # None: price * (1 - range_pct) at start
+        "upper_price": None,  # None: price * (1 + range_pct) at start
+        "range_pct": "0.05",
+        "num_levels": 15,
+        "spacing": "arithmetic",  # or "geometric"
+        "total_investment": None,  # quote; None: the allocated capital
+        "qty_per_level": None,  # base qty per slot; overrides total_investment
+        "mode": "long",  # "long" or "neutral" (linear only)
+        "out_of_range_action": "pause",  # "pause" | "stop" | "stop_loss"
+        "fee_rate": "0.001",  # used to reject grids whose step cannot pay two fees
+    }
+
+    def __init__(self, params: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
+        self.num_levels = self._int_param("num_levels", 2)
+        self.spacing = self._choice_param("spacing", ("arithmetic", "geometric"))
+        self.mode = self._choice_param("mode", ("long", "neutral"))
+        if self.mode == "neutral" and self.market_type == "spot":
+            raise ValueError("parameter 'mode' = 'neutral' needs a linear market (spot cannot short)")
+        self.action = self._choice_param("out_of_range_action", ("pause", "stop", "stop_loss"))
+        self.fee_rate = self._dec_param("fee_rate")
+        self.range_pct = self._dec_param("range_pct", positive=True)
+        if self.range_pct >= 1:
+            raise ValueError("parameter 'range_pct' must be < 1")
+        self.investment = self._dec_param("total_investment", positive=True, allow_none=True)
+        self.qty_per_level = self._dec_param("qty_per_level", positive=True, allow_none=True)
+        if self.investment is not None and self.investment > self.allocated_capital:
+            raise ValueError(
+                f"parameter 'total_investment' ({self.investment}) exceeds the allocated capital "
+                f"({self.allocated_capital})"
+            )
+        self.timeframes = (str(self.params["timeframe"]),)
+        self.min_candles = 1
+        self.status = RUNNING
+        self.levels: list[Decimal] | None = None
+        self.slots: list[dict[str, Any]] = []
+        lower = self._dec_param("lower_price", positive=True, allow_none=True)
+        upper = self._dec_param("upper_price", positive=True, allow_none=True)
+        if (lower is None) != (upper is None):
+            raise ValueError("parameters 'lower_price' and 'upper_price' must be given together")
+        if lower is not None:
+            self._build(lower, upper)
+
+    @property
+    def strategy_type(self) -> str:
+        return "grid"
+
+    # ------------------------------------------------------------ levels
+    def compute_levels(self, lower: Decimal, upper: Decimal) -> list[Decimal]:
+        """The level prices, rounded to tick_size, strictly increasing."""
+        if upper <= lower:
+            raise ValueError("parameter 'upper_price' must be above 'lower_price'")
+        n = self.num_levels
+        with localcontext() as ctx:
+            ctx.prec = 40
+            if self.spacing == "arithmetic":
+                step = (upper - lower) / (n - 1)
+                raw = [lower + step * k for k in range(n)]
+            else:
+                ratio = (upper / lower) ** (Decimal(1) / (n - 1))
+                raw = [lower * ratio**k for k in range(n)]
+        levels = [self.round_price(p) for p in raw[:-1]] + [self.round_price(upper)]
+        levels[0] = self.round_price(lower)
+        if any(b <= a for a, b in zip(levels, levels[1:], strict=False)):
+            raise ValueError(
+                f"parameter 'num_levels' ({n}) too large: levels collapse after rounding to tick {self.tick_size}"
+            )
+        min_step = min((b - a) / a for a, b in zip(levels, levels[1:], strict=False))
+        if min_step <= 2 * self.fee_rate:
+            raise ValueError(
+                f"grid step {min_step:.4%} does not cover two fees of {self.fee_rate} "
+                "(fewer 'num_levels' or a wider range needed)"
+            )
+        return levels
+
+    def _build(self, lower: Decimal, upper: Decimal) -> None:
+        self.levels = self.compute_levels(lower, upper)
+        n_slots = len(self.levels) - 1
+        budget = self.investment if self.investment is not None else self.allocated_capital
+        self.slots = []
+        for k in range(n_slots):
+            if self.qty_per_level is not None:
+                qty = self.round_qty(self.qty_per_level)
+            else:
+                qty = self.round_qty(budget / n_slots / self.levels[k])
+            if qty <= 0:
+                raise ValueError(
+                    f"investment per level too small: qty at level {k} ({self.levels[k]}) rounds to 0 "
+                    f"with qty_step {self.qty_step}"
+                )
+            self.slots.append({"k": k, "qty": qty, "role": None, "holding": False, "lot": None})
+        if self.worst_case_capital() > self.allocated_capital:
+            raise ValueError(
+                f"grid needs {self.worst_case_capital()} but the allocated capital is {self.allocated_capital}"
+                " (lower 'qty_per_level' / 'total_investment')"
+            )
+
+    @property
+    def lower(self) -> Decimal | None:
+        return self.levels[0] if self.levels else None
+
+    @property
+    def upper(self) -> Decimal | None:
+        return self.levels[-1] if self.levels else None
+
+    def worst_case_capital(self) -> Decimal:
+        """Quote capital if every slot holds its lot (all buys filled at their levels)."""
+        if not self.levels:
+            return ZERO
+        return sum((s["qty"] * self.levels[s["k"]] for s in self.slots), ZERO)
+
+    def level_table(self) -> list[dict[str, Any]]:
+        """One row per level for persistence (grid_levels): price, qty, resting side, status."""
+        if not self.levels:
+            return []
+        rows = [
+            {"index": j, "price": str(p), "qty": None, "side": None, "status": "idle"}
+            for j, p in enumerate(self.levels)
+        ]
+        for intent in self._slot_intents():
+            j = int(intent.tag.split(":")[1])
+            rows[j].update(qty=str(intent.qty), side=intent.side, status="open", tag=intent.tag)
+        return rows
+
+    # ------------------------------------------------------------ analysis
+    def prepare(self, *dataframes: pd.DataFrame) -> PreparedData:
+        data = PreparedData.from_frame(dataframes[-1])
+        adx, _, _ = ind.adx(data.high, data.low, data.close, 14)
+        data.columns = {"atr": ind.atr(data.high, data.low, data.close, 14), "adx": adx}
+        return data
+
+    def analyze_at(self, prepared: PreparedData, i: int) -> BaseMarketAnalysis:
+        i = prepared.index(i)
+        adx, atr, close = prepared.columns["adx"][i], prepared.columns["atr"][i], prepared.close[i]
+        trend = "unknown" if not math.isfinite(adx) else ("sideways" if adx < 25 else "trending")
+        details: dict[str, Any] = {"status": self.status, "adx": adx if math.isfinite(adx) else None}
+        if self.levels:
+            details.update(lower=str(self.lower), upper=str(self.upper), in_range=bool(
+                float(self.lower) <= close <= float(self.upper)))
+        vol = float(atr / close) if math.isfinite(atr) and close > 0 else 0.0
+        strength = min(1.0, float(adx) / 50.0) if math.isfinite(adx) else 0.0
+        return BaseMarketAnalysis(trend, strength, vol, prepared.timestamp(i), self.strategy_type, details)
+
+    def on_candle_close(self, prepared: PreparedData, i: int) -> list:
+        self._see_candle(prepared, prepared.index(i))
+        return []
+
+    # ------------------------------------------------------------ intents
+    def desired_orders(self, price: Decimal, balance: Decimal) -> list[OrderIntent]:
+        price = to_decimal(price)
+        if self.levels is None:
+            self._build(self.round_price(price * (1 - self.range_pct)), self.round_price(price * (1 + self.range_pct)))
+        if self.status == STOPPED:
+            return []
+        if self.status != CLOSING:
+            self._apply_range(price)
+        if self.status == CLOSING:
+            return self._close_intents()
+        if self.status == STOPPED:
+            return []
+        if self.status == RUNNING:
+            self._activate(price, to_decimal(balance))
+        return self._slot_intents()
+
+    def _apply_range(self, price: Decimal) -> None:
+        outside = price < self.lower or price > self.upper
+        if not outside:
+            if self.status == PAUSED:
+                self.status = RUNNING
+            return
+        if self.action == "pause":
+            self.status = PAUSED
+            return
+        self._deactivate_flat_slots()
+        if self.action == "stop" or not self._has_inventory():
+            self.status = STOPPED
+        else:
+            self.status = CLOSING
+
+    def _deactivate_flat_slots(self) -> None:
+        for slot in self.slots:
+            if not slot["holding"]:
+                slot["role"] = None
+
+    def _activate(self, price: Decimal, balance: Decimal) -> None:
+        budget = min(balance, self.allocated_capital)
+        committed = sum((s["qty"] * self.levels[s["k"]] for s in self.slots if s["role"]), ZERO)
+        for slot in self.slots:
+            if slot["role"] is not None:
+                continue
+            k = slot["k"]
+            if self.levels[k] < price:
+                role = "long"
+            elif self.mode == "neutral" and self.levels[k + 1] > price:
+                role = "short"
+            else:
+                continue
+            cost = slot["qty"] * self.levels[k]
+            if committed + cost > budget:
+                continue
+            slot["role"] = role
+            committed += cost
+
+    def _slot_intent(self, slot: dict[str, Any]) -> OrderIntent | None:
+        k, role, holding = slot["k"], slot["role"], slot["holding"]
+        if role is None:
+            return None
+        buy = (role == "long") != holding  # long flat or short holding -> buy at L[k]
+        qty = slot["qty"] if not holding else self._positions[slot["lot"]].size
+        linear = self.market_type == "linear"
+        if buy:
+            return OrderIntent(f"grid:{k}:buy", "buy", "limit", qty, self.levels[k], linear and holding)
+        return OrderIntent(f"grid:{k + 1}:sell", "sell", "limit", qty, self.levels[k + 1], linear and holding)
+
+    def _slot_intents(self) -> list[OrderIntent]:
+        if self.status in (STOPPED, CLOSING):
+            return []
+        out = [self._slot_intent(s) for s in self.slots]
+        return [o for o in out if o is not None]
+
+    def _has_inventory(self) -> bool:
+        return any(p.size > 0 for p in self._positions.values())
+
+    def _close_intents(self) -> list[OrderIntent]:
+        longs = sum((p.size for p in self._positions.values() if p.is_long), ZERO)
+        shorts = sum((p.size for p in self._positions.values() if not p.is_long), ZERO)
+        linear = self.market_type == "linear"
+        out = []
+        if longs > 0:
+            out.append(OrderIntent("grid:close:sell", "sell", "market", longs, None, linear))
+        if shorts > 0:
+            out.append(OrderIntent("grid:close:buy", "buy", "market", shorts, None, linear))
+        return out
+
+    # ------------------------------------------------------------ fills
+    def on_order_filled(
+        self,
+        tag: str,
+        fill_price: Decimal,
+        qty: Decimal,
+        fee: Decimal,
+        *,
+        timestamp: datetime | None = None,
+    ) -> list[OrderIntent]:
+        fill_price, qty, fee = to_decimal(fill_price), to_decimal(qty), to_decimal(fee)
+        ts = timestamp or self._now
+        parts = tag.split(":")
+        if len(parts) != 3 or parts[0] != "grid" or parts[2] not in ("buy", "sell"):
+            raise ValueError(f"grid: unknown order tag {tag!r}")
+        if parts[1] == "close":
+            self._fill_close(parts[2], fill_price, qty, fee, ts)
+            return []
+        level, side = int(parts[1]), parts[2]
+        k = level if side == "buy" else level - 1
+        if not 0 <= k < len(self.slots):
+            raise ValueError(f"grid: tag {tag!r} names no slot")
+        slot = self.slots[k]
+        expected = self._slot_intent(slot)
+        if expected is None or expected.tag != tag:
+            raise ValueError(f"grid: fill for {tag!r} does not match slot {k} state")
+        if slot["holding"]:
+            self._close_part(slot["lot"], qty, fill_price, ExitReason.GRID_PAIR, fee=fee, timestamp=ts)
+            if slot["lot"] not in self._positions:
+                slot["holding"], slot["lot"] = False, None
+        else:
+            direction = SignalDirection.LONG if side == "buy" else SignalDirection.SHORT
+            lot = self._open_raw(direction, qty, fill_price, fee, timestamp=ts,
+                                 metadata={"slot": k, "level": level, "order_price": str(expected.price)})
+            slot["holding"], slot["lot"] = True, lot.position_id
+        if self.status in (STOPPED, CLOSING):
+            return []
+        follow = self._slot_intent(slot)
+        return [follow] if follow is not None else []
+
+    def _fill_close(self, side: str, price: Decimal, qty: Decimal, fee: Decimal, ts: datetime | None) -> None:
+        lots = [p for p in self._positions.values() if p.is_long == (side == "sell")]
+        total = sum((p.size for p in lots), ZERO)
+        for pos in lots:
+            if qty <= 0:
+                break
+            part = min(pos.size, qty)
+            share = fee * part / total if total else ZERO
+            self._close_part(pos.position_id, part, price, ExitReason.STOP_LOSS, fee=share, timestamp=ts)
+            qty -= part
+        for slot in self.slots:
+            if slot["lot"] is not None and slot["lot"] not in self._positions:
+                slot["holding"], slot["lot"], slot["role"] = False, None, None
+        if not self._positions:
+            self.status = STOPPED
+
+    # ------------------------------------------------------------ state
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()
+        state["grid"] = {
+            "status": self.status,
+            "levels": [str(p) for p in self.levels] if self.levels else None,
+            "slots": [{**s, "qty": str(s["qty"])} for s in self.slots],
+        }
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        grid = state.get("grid") or {}
+        self.status = grid.get("status", RUNNING)
+        self.levels = [to_decimal(p) for p in grid["levels"]] if grid.get("levels") else None
+        self.slots = [{**s, "qty": to_decimal(s["qty"])} for s in grid.get("slots", [])]
+
+    def expected_pair_profit(self, k: int) -> Decimal:
+        """Net profit of one completed pair of slot k at its level prices with ``fee_rate`` fees."""
+        qty, lo, hi = self.slots[k]["qty"], self.levels[k], self.levels[k + 1]
+        return round_down((hi - lo) * qty - (hi + lo) * qty * self.fee_rate, Decimal("1e-12"))
