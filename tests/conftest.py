@@ -16,3 +16,31 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real candle data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+# --- exchange simulator (written by the simulator helper) -------------------------------------------
+SIM_KEY = "test-key"
+SIM_SECRET = "test-secret"
+
+
+@pytest.fixture
+async def sim():
+    """A started ByBit V5 simulator (speed 0: prices move only via set_price/step) with account
+    ("test-key", "test-secret") holding 100000 USDT."""
+    from decimal import Decimal
+
+    from traderagent.sim import ExchangeSimulator, SimConfig
+
+    simulator = ExchangeSimulator(SimConfig(seed=1, speed=0.0))
+    simulator.add_account(SIM_KEY, SIM_SECRET, balances={"USDT": Decimal("100000")})
+    await simulator.start(host="127.0.0.1", port=0)
+    try:
+        yield simulator
+    finally:
+        await simulator.stop()
+
+
+@pytest.fixture
+def sim_url(sim) -> str:
+    """Base URL of the `sim` fixture's server, e.g. http://127.0.0.1:54321."""
+    return sim.base_url

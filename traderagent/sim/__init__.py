@@ -1,0 +1,9 @@
+"""ByBit V5-compatible exchange simulator (paper trading and the test harness)."""
+
+from __future__ import annotations
+
+from traderagent.sim.config import Faults, SimConfig
+from traderagent.sim.market import SymbolSpec
+from traderagent.sim.server import ExchangeSimulator
+
+__all__ = ["ExchangeSimulator", "Faults", "SimConfig", "SymbolSpec"]
