@@ -1,0 +1,86 @@
+"""`traderagent backtest` end to end on real candles, and every strategy through the backtester."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from decimal import Decimal
+
+import pytest
+
+from traderagent.backtest.cli import parse_params, parse_value
+from traderagent.cli import main
+
+
+def test_param_values_are_parsed_sensibly():
+    assert parse_value("20") == 20 and isinstance(parse_value("20"), int)
+    assert parse_value("0.01") == Decimal("0.01")
+    assert parse_value("true") is True and parse_value("Off") is False
+    assert parse_value("none") is None
+    assert parse_value("15m") == "15m"
+    assert parse_params(["ema_fast=10", "allow_short=false"]) == {"ema_fast": 10, "allow_short": False}
+
+
+def test_cli_table_json_and_plot(shared_data, tmp_path, capsys):
+    png = tmp_path / "eq.png"
+    rc = main(["backtest", "--strategy", "trend_follower", "--data", str(shared_data / "ETH_BTC-5m.csv"),
+               "--timeframe", "15m", "--params", "ema_fast=10", "ema_slow=30", "--plot", str(png), "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["strategy"] == "trend_follower" and out["timeframe"] == "15m"
+    assert out["params"]["ema_fast"] == 10
+    assert out["candles"] == out["data"]["candles"] > 1000
+    m = out["metrics"]
+    assert m["trades"] == sum(1 for t in out["trades"] if t["exit_time"]) > 0
+    assert Decimal(out["final_balance"]) - Decimal(out["initial_balance"]) == Decimal(m["net_pnl"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+    rc = main(["backtest", "--strategy", "grid", "--data", str(shared_data / "UNITTEST_BTC-1m.csv")])
+    table = capsys.readouterr().out
+    assert rc == 0
+    assert "gap candles filled" in table and "max drawdown" in table and "win rate" in table
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--strategy", "nope"], "unknown strategy type 'nope'"),
+    (["--strategy", "trend_follower", "--params", "bogus=1"], "unknown parameter 'bogus'"),
+    (["--strategy", "trend_follower", "--params", "ema_fast"], "expected KEY=VALUE"),
+    (["--strategy", "trend_follower", "--params", "ema_fast=x"], "must be an integer"),
+    (["--strategy", "trend_follower", "--timeframe", "1m"], "needs 1m candles; the data is 5m"),
+    (["--strategy", "trend_follower", "--balance", "abc"], "--balance must be a number"),
+])
+def test_bad_input_exits_2_with_a_message(shared_data, capsys, argv, needle):
+    rc = main(["backtest", "--data", str(shared_data / "XRPUSDT-perp-5m.csv"), *argv])
+    err = capsys.readouterr().err
+    assert rc == 2 and needle in err and "Traceback" not in err
+
+
+def test_cli_subprocess_no_traceback_on_missing_file(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "traderagent", "backtest", "--strategy", "dca",
+                           "--data", str(tmp_path / "missing.csv")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "data file not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("name,file,extra", [
+    ("trend_follower", "XRPUSDT-perp-5m.csv", []),
+    ("grid", "ETH_BTC-5m.csv", ["--params", "num_levels=10"]),
+    ("dca", "LTC_BTC-5m.csv", []),
+    ("smc", "ETH_BTC-5m.csv", []),
+])
+def test_each_strategy_runs_on_real_candles(shared_data, capsys, name, file, extra):
+    try:
+        import importlib
+
+        importlib.import_module(f"traderagent.strategies.{'smc_adapter' if name == 'smc' else name + '_adapter'}")
+    except ImportError as exc:  # pragma: no cover - only while an adapter is missing
+        pytest.skip(f"strategy module missing: {exc}")
+    rc = main(["backtest", "--strategy", name, "--data", str(shared_data / file), "--json", *extra])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["strategy"] == name
+    m = out["metrics"]
+    assert out["fills"] >= 2 * m["trades"]
+    assert 0.0 <= m["max_drawdown_pct"] < 1.0 and 0.0 <= m["exposure_pct"] <= 1.0
+    if name != "smc":  # the others must trade on three weeks of real 5m candles
+        assert m["trades"] > 0

@@ -1,0 +1,97 @@
+"""Candle loading, gap filling, resampling and closed-candle alignment."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from traderagent.backtest.data import (
+    BacktestDataError,
+    fill_gaps,
+    index_ms,
+    infer_timeframe_ms,
+    load_csv,
+    prepare,
+    resample,
+    timeframe_ms,
+    timeframe_name,
+)
+
+MIN = 60_000
+
+
+def _write(path, rows):
+    path.write_text("timestamp_ms,open,high,low,close,volume\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
+    return path
+
+
+def test_timeframes_parse_both_spellings():
+    assert timeframe_ms("15m") == 15 * MIN
+    assert timeframe_ms("1h") == timeframe_ms("60") == 60 * MIN
+    assert timeframe_ms("D") == timeframe_ms("1d") == 1440 * MIN
+    assert timeframe_name(4 * 60 * MIN) == "4h"
+    with pytest.raises(BacktestDataError, match="unknown timeframe"):
+        timeframe_ms("7x")
+
+
+def test_gap_is_filled_with_flat_candles_at_previous_close(tmp_path):
+    t0 = 1_700_000_040_000 - 1_700_000_040_000 % MIN
+    csv = _write(tmp_path / "g.csv", [
+        (t0, 10, 11, 9, 10.5, 5),
+        (t0 + MIN, 10.5, 12, 10, 11.5, 7),
+        # two minutes missing
+        (t0 + 4 * MIN, 12, 13, 11.8, 12.5, 3),
+    ])
+    frame = load_csv(csv)
+    assert infer_timeframe_ms(frame) == MIN
+    filled, added = fill_gaps(frame, MIN)
+    assert added == 2
+    assert np.all(np.diff(index_ms(filled)) == MIN)
+    gap = filled.iloc[2:4]
+    assert (gap[["open", "high", "low", "close"]].to_numpy() == 11.5).all()
+    assert (gap["volume"] == 0).all()
+    assert filled.iloc[4]["close"] == 12.5  # real candles untouched
+
+
+def test_real_file_with_gaps_becomes_regular(shared_data):
+    frame, tf, info = prepare(shared_data / "UNITTEST_BTC-1m.csv")
+    assert tf == MIN and info["rows"] == 13_681
+    assert info["gap_candles_filled"] > 0
+    assert len(frame) == info["rows"] + info["gap_candles_filled"]
+    assert np.all(np.diff(index_ms(frame)) == MIN)
+    assert not frame.isna().any().any()
+
+
+def test_resample_aggregates_and_drops_incomplete_edge_buckets():
+    t0 = 1_700_000_000_000 - 1_700_000_000_000 % (5 * MIN) + 3 * MIN  # starts 2 minutes before a bucket ends
+    n = 12
+    idx = pd.to_datetime(t0 + MIN * np.arange(n), unit="ms", utc=True)
+    close = np.arange(1.0, n + 1)
+    frame = pd.DataFrame({"open": close - 0.5, "high": close + 1, "low": close - 1, "close": close,
+                          "volume": np.ones(n)}, index=idx)
+    out = resample(frame, 5 * MIN, MIN)
+    # minutes 0-1 belong to a bucket missing 3 minutes; minutes 2-6 and 7-11 make two full buckets
+    assert len(out) == 2
+    first = out.iloc[0]
+    assert first["open"] == 2.5 and first["close"] == 7 and first["high"] == 8 and first["low"] == 2
+    assert first["volume"] == 5
+    assert index_ms(out)[0] % (5 * MIN) == 0
+
+
+def test_resample_to_lower_timeframe_is_refused(shared_data):
+    with pytest.raises(BacktestDataError, match="lower timeframe"):
+        prepare(shared_data / "XRPUSDT-perp-1h.csv", "15m")
+
+
+def test_bad_files_give_clear_errors(tmp_path):
+    with pytest.raises(BacktestDataError, match="not found"):
+        load_csv(tmp_path / "nope.csv")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time,price\n1,2\n")
+    with pytest.raises(BacktestDataError, match="expected header"):
+        load_csv(bad)
+    txt = tmp_path / "txt.csv"
+    txt.write_text("timestamp_ms,open,high,low,close,volume\n1,a,b,c,d,e\n")
+    with pytest.raises(BacktestDataError, match="non-numeric"):
+        load_csv(txt)

@@ -1,0 +1,114 @@
+"""Metrics on hand-computed equity curves and the Decimal ledger's trade accounting."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from decimal import Decimal as D
+
+import numpy as np
+import pytest
+
+from traderagent.backtest.ledger import Ledger
+from traderagent.backtest.metrics import Fill, Trade, compute_metrics, max_drawdown, sharpe_ratio
+
+DAY = 86_400_000
+
+
+def _fill(i, side, qty, price, fee="0", tag="t", reason=""):
+    return Fill(i, i * 60_000, side, D(qty), D(price), D(fee), "taker", tag, reason)
+
+
+def test_max_drawdown_is_the_deepest_fall_from_a_running_peak():
+    frac, amount = max_drawdown(np.array([100.0, 120.0, 90.0, 130.0, 117.0]))
+    assert frac == pytest.approx(0.25)  # 120 -> 90
+    assert amount == pytest.approx(30.0)
+    assert max_drawdown(np.array([1.0, 2.0, 3.0])) == (0.0, 0.0)
+
+
+def test_sharpe_is_annualised_by_timeframe():
+    eq = [100.0, 120.0, 90.0, 130.0, 117.0]
+    rets = [eq[i + 1] / eq[i] - 1 for i in range(4)]
+    expected = statistics.mean(rets) / statistics.stdev(rets) * math.sqrt(365)
+    assert sharpe_ratio(np.array(eq), DAY) == pytest.approx(expected)
+    # the same curve on hourly candles annualises with sqrt(24*365)
+    assert sharpe_ratio(np.array(eq), DAY // 24) == pytest.approx(expected * math.sqrt(24))
+    assert sharpe_ratio(np.array([5.0, 5.0, 5.0, 5.0]), DAY) is None  # no variance: undefined
+
+
+def test_compute_metrics_counts_wins_profit_factor_fees_exposure():
+    trades = [
+        Trade("long", D(1), 0, 0, D(100), exit_index=1, pnl=D("30")),
+        Trade("long", D(1), 2, 0, D(100), exit_index=3, pnl=D("-10")),
+        Trade("short", D(1), 3, 0, D(100), exit_index=4, pnl=D("-5")),
+        Trade("long", D(1), 4, 0, D(100)),  # still open: not counted
+    ]
+    m = compute_metrics(
+        trades=trades, equity=np.array([100.0, 120.0, 90.0, 130.0, 117.0]),
+        position=np.array([1, 0, 1, 0, -1]), tf_ms=DAY,
+        initial_balance=D(100), final_balance=D(115), total_fees=D("1.5"),
+    )
+    assert (m.trades, m.wins, m.losses) == (3, 1, 2)
+    assert m.win_rate == pytest.approx(1 / 3)
+    assert m.profit_factor == pytest.approx(30 / 15)
+    assert m.net_pnl == D(15) and m.return_pct == pytest.approx(0.15)
+    assert m.max_drawdown_pct == pytest.approx(0.25)
+    assert m.exposure_pct == pytest.approx(0.6)
+    assert m.total_fees == D("1.5")
+    assert m.avg_trade_pnl == D(5)
+    assert m.to_dict()["net_pnl"] == "15"
+
+
+def test_profit_factor_undefined_without_losses():
+    m = compute_metrics(trades=[Trade("long", D(1), 0, 0, D(1), exit_index=1, pnl=D(2))],
+                        equity=np.array([1.0, 3.0]), position=np.array([0, 0]), tf_ms=DAY,
+                        initial_balance=D(1), final_balance=D(3), total_fees=D(0))
+    assert m.profit_factor is None and m.win_rate == 1.0
+
+
+def test_keyed_trade_pnl_includes_both_fees_and_partial_exit():
+    led = Ledger(D(1000))
+    led.open_keyed("p1", _fill(0, "buy", "2", "100", fee="0.2"), "long")
+    led.close_keyed("p1", _fill(3, "sell", "1", "110", fee="0.11"), "partial_close")
+    assert led.trades[0].closed is False
+    t = led.close_keyed("p1", _fill(5, "sell", "1", "120", fee="0.12"), "take_profit")
+    assert t.closed and t.exit_index == 5 and t.exit_reason == "take_profit"
+    assert t.exit_price == D(115)
+    assert t.pnl == D(10) + D(20) - D("0.43")
+    assert led.cash == D(1000) - D(200) - D("0.2") + D(110) - D("0.11") + D(120) - D("0.12")
+    assert led.position == 0 and led.fees == D("0.43")
+    assert led.cash - led.initial == t.pnl
+
+
+def test_short_keyed_trade():
+    led = Ledger(D(1000))
+    led.open_keyed("s", _fill(0, "sell", "1", "100", fee="0.1"), "short")
+    t = led.close_keyed("s", _fill(2, "buy", "1", "90", fee="0.09"), "take_profit")
+    assert t.pnl == D(10) - D("0.19")
+    assert led.equity(D(50)) == led.cash  # flat
+
+
+def test_episode_grouping_makes_one_trade_per_dca_cycle():
+    led = Ledger(D(1000), grouping="episode")
+    led.fill(_fill(0, "buy", "1", "100", fee="0.1", tag="dca:base"))
+    led.fill(_fill(1, "buy", "1", "90", fee="0.09", tag="dca:so1"))
+    assert len(led.trades) == 1 and led.trades[0].entry_price == D(95)
+    led.fill(_fill(2, "sell", "2", "100", fee="0.2", tag="dca:tp"))
+    (t,) = led.trades
+    assert t.closed and t.qty == D(2) and t.exit_price == D(100)
+    assert t.pnl == D(10) - D("0.39") == led.cash - led.initial
+
+
+def test_lot_grouping_pairs_grid_buys_with_counter_sells_fifo():
+    led = Ledger(D(1000), grouping="lots")
+    led.fill(_fill(0, "buy", "1", "100", fee="0.1", tag="grid:1:buy"))
+    led.fill(_fill(1, "buy", "1", "98", fee="0.098", tag="grid:0:buy"))
+    led.fill(_fill(2, "sell", "1.5", "102", fee="0.153", tag="grid:2:sell"))
+    closed = [t for t in led.trades if t.closed]
+    assert [t.entry_price for t in closed] == [D(100), D(98)]
+    assert [t.qty for t in closed] == [D(1), D("0.5")]
+    assert closed[0].pnl == D(2) - D("0.1") - D("0.102")
+    assert closed[1].pnl == D(2) - D("0.049") - D("0.051")
+    open_ = [t for t in led.trades if not t.closed]
+    assert len(open_) == 1 and open_[0].qty == D("0.5")
+    assert led.position == D("0.5")
