@@ -1,0 +1,57 @@
+"""Persistence: async DatabaseManager (SQLite/PostgreSQL), models, Alembic migrations, encrypted credentials."""
+
+from traderagent.database.exceptions import (
+    BotNotFoundError,
+    DatabaseError,
+    DatabaseUnavailableError,
+    DuplicateBotError,
+    DuplicateOrderError,
+    GridLevelNotFoundError,
+    MasterKeyError,
+    NotADatabaseError,
+    OrderNotFoundError,
+    TradeAlreadyClosedError,
+    TradeNotFoundError,
+)
+from traderagent.database.manager import DatabaseManager
+from traderagent.database.models import (
+    FINAL_ORDER_STATUSES,
+    NON_FINAL_ORDER_STATUSES,
+    ORDER_STATUSES,
+    Approval,
+    BotLog,
+    BotModel,
+    BotRuntime,
+    CapitalState,
+    Credential,
+    GridLevel,
+    Order,
+    Trade,
+)
+
+__all__ = [
+    "FINAL_ORDER_STATUSES",
+    "NON_FINAL_ORDER_STATUSES",
+    "ORDER_STATUSES",
+    "Approval",
+    "BotLog",
+    "BotModel",
+    "BotNotFoundError",
+    "BotRuntime",
+    "CapitalState",
+    "Credential",
+    "DatabaseError",
+    "DatabaseManager",
+    "DatabaseUnavailableError",
+    "DuplicateBotError",
+    "DuplicateOrderError",
+    "GridLevel",
+    "GridLevelNotFoundError",
+    "MasterKeyError",
+    "NotADatabaseError",
+    "Order",
+    "OrderNotFoundError",
+    "Trade",
+    "TradeAlreadyClosedError",
+    "TradeNotFoundError",
+]

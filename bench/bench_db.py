@@ -1,0 +1,149 @@
+"""Database benchmark: bulk inserts and the desk's hot queries on SQLite and PostgreSQL.
+
+    .venv/bin/python bench/bench_db.py [--orders 100000] [--trades 20000] [--pg-url URL]
+
+Inserts orders and trades through DatabaseManager.create_orders / record_trades (one executemany
+per batch, batched multi-row VALUES), then times daily PnL, realised PnL, win rate, open exposure
+and the non-final-order listing (median of 5 runs). SQLite uses a temp file; PostgreSQL uses a
+throw-away schema (dropped afterwards) at --pg-url / TEST_POSTGRES_URL / postgres@127.0.0.1:5432/test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from traderagent.database.manager import DatabaseManager
+
+DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+BOTS = [("grid-btc", "BTCUSDT", Decimal("50000"), Decimal("0.001")),
+        ("grid-eth", "ETHUSDT", Decimal("3000"), Decimal("0.01")),
+        ("dca-sol", "SOLUSDT", Decimal("150"), Decimal("0.1")),
+        ("trend-xrp", "XRPUSDT", Decimal("0.6"), Decimal("10")),
+        ("smc-btc", "BTCUSDT", Decimal("50000"), Decimal("0.002"))]
+STATUSES = ["FILLED"] * 70 + ["CANCELLED"] * 25 + ["OPEN"] * 3 + ["PARTIALLY_FILLED", "PENDING"]
+BATCH = 5000
+
+
+def _orders(n: int, rng: random.Random) -> dict[str, list[dict[str, Any]]]:
+    now = dt.datetime.now(dt.UTC)
+    out: dict[str, list[dict[str, Any]]] = {name: [] for name, *_ in BOTS}
+    for i in range(n):
+        name, symbol, mid, qty = BOTS[i % len(BOTS)]
+        status = rng.choice(STATUSES)
+        price = (mid * Decimal(1 + rng.uniform(-0.05, 0.05))).quantize(Decimal("0.01"))
+        filled = qty if status == "FILLED" else (qty / 2 if status == "PARTIALLY_FILLED" else Decimal("0"))
+        out[name].append({
+            "client_order_id": f"ta-{name}-{i:07d}", "exchange_order_id": f"{uuid.UUID(int=rng.getrandbits(128))}",
+            "symbol": symbol, "side": rng.choice(("buy", "sell")), "order_type": "limit", "qty": qty,
+            "price": price, "status": status, "filled_qty": filled,
+            "avg_price": price if filled else None, "fee": (filled * price * Decimal("0.00055")).quantize(Decimal("1E-8")),
+            "tag": f"grid:{i % 20}:buy", "created_at": now - dt.timedelta(seconds=rng.randint(0, 30 * 86400)),
+        })
+    return out
+
+
+def _trades(n: int, rng: random.Random) -> dict[str, list[dict[str, Any]]]:
+    now = dt.datetime.now(dt.UTC)
+    out: dict[str, list[dict[str, Any]]] = {name: [] for name, *_ in BOTS}
+    for i in range(n):
+        name, symbol, mid, qty = BOTS[i % len(BOTS)]
+        entry = (mid * Decimal(1 + rng.uniform(-0.05, 0.05))).quantize(Decimal("0.01"))
+        opened = now - dt.timedelta(seconds=rng.randint(3600, 30 * 86400))
+        row: dict[str, Any] = {"symbol": symbol, "side": rng.choice(("long", "short")), "qty": qty,
+                               "entry_price": entry, "fees": (qty * entry * Decimal("0.0011")).quantize(Decimal("1E-8")),
+                               "opened_at": opened, "tag": f"grid:{i % 20}"}
+        if rng.random() > 0.02:  # 2% still open
+            exit_price = (entry * Decimal(1 + rng.uniform(-0.01, 0.012))).quantize(Decimal("0.01"))
+            row.update(exit_price=exit_price, pnl=((exit_price - entry) * qty).quantize(Decimal("1E-8")),
+                       closed_at=min(now, opened + dt.timedelta(seconds=rng.randint(60, 86400))))
+        out[name].append(row)
+    return out
+
+
+async def _timed(fn: Callable[[], Awaitable[Any]], runs: int = 5) -> tuple[float, Any]:
+    times, result = [], None
+    for _ in range(runs):
+        start = time.perf_counter()
+        result = await fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times), result
+
+
+async def _bulk(insert: Callable[[str, list[dict[str, Any]]], Awaitable[int]],
+                rows: dict[str, list[dict[str, Any]]]) -> tuple[int, float]:
+    start, total = time.perf_counter(), 0
+    for name, items in rows.items():
+        for lo in range(0, len(items), BATCH):
+            total += await insert(name, items[lo:lo + BATCH])
+    return total, time.perf_counter() - start
+
+
+async def bench(label: str, db: DatabaseManager, n_orders: int, n_trades: int) -> None:
+    await db.initialize()
+    for name, symbol, *_ in BOTS:
+        await db.create_bot(name, name.split("-")[0], symbol, "linear", {}, Decimal("1000"))
+    rng = random.Random(7)
+    orders, trades = _orders(n_orders, rng), _trades(n_trades, rng)
+    n, secs = await _bulk(db.create_orders, orders)
+    print(f"[{label}] insert {n:,} orders: {secs:.2f} s = {n / secs:,.0f} rows/s")
+    n, secs = await _bulk(db.record_trades, trades)
+    print(f"[{label}] insert {n:,} trades: {secs:.2f} s = {n / secs:,.0f} rows/s")
+
+    queries: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+        ("daily_pnl(30 days, all bots)", lambda: db.daily_pnl(30)),
+        ("daily_pnl(7 days, one bot)", lambda: db.daily_pnl(7, "grid-btc")),
+        ("realized_pnl(all)", lambda: db.realized_pnl()),
+        ("win_rate(all)", lambda: db.win_rate()),
+        ("open_exposure(include_orders)", lambda: db.open_exposure(include_orders=True)),
+        ("list_non_final_orders(all)", lambda: db.list_non_final_orders()),
+        ("list_non_final_orders(one bot)", lambda: db.list_non_final_orders("grid-eth")),
+        ("list_orders(one bot, 100)", lambda: db.list_orders("dca-sol")),
+    ]
+    for title, fn in queries:
+        ms, result = await _timed(fn)
+        size = f"{len(result)} rows" if isinstance(result, list) else f"= {result}"
+        print(f"[{label}] {title:32s} {ms:8.2f} ms  ({size})")
+    await db.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=100_000)
+    parser.add_argument("--trades", type=int, default=20_000)
+    parser.add_argument("--pg-url", default=os.environ.get("TEST_POSTGRES_URL", DEFAULT_PG))
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        await bench("sqlite", DatabaseManager(f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"), args.orders, args.trades)
+
+    dsn = args.pg_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    try:
+        await (await asyncpg.connect(dsn, timeout=3)).close()
+    except Exception as exc:
+        print(f"[postgresql] skipped: not reachable ({type(exc).__name__})")
+        return
+    try:
+        await bench("postgresql", DatabaseManager(args.pg_url, schema=schema), args.orders, args.trades)
+    finally:
+        conn = await asyncpg.connect(dsn, timeout=5)
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await conn.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

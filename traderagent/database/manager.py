@@ -1,0 +1,905 @@
+"""DatabaseManager: the async persistence API (SQLite via aiosqlite, PostgreSQL via asyncpg).
+
+- Schema: Alembic migrations in `migrations/`, applied by `initialize()` and `traderagent db upgrade`.
+- Money: Decimal in, Decimal out, exact on both backends; aggregates are computed in SQL
+  (see types.py for how SUM stays exact on SQLite).
+- Concurrency on SQLite: WAL + busy_timeout + `BEGIN IMMEDIATE` for write transactions (a writer
+  takes the write lock up front, so a read-then-write can never fail with SQLITE_BUSY midway),
+  and one in-process writer at a time (SQLite allows only one anyway; this keeps it fair).
+- Returned ORM objects are detached snapshots (expire_on_commit=False): read them, don't mutate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import re
+import sys
+from collections.abc import AsyncIterator, Iterable, Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, case, delete, event, func, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.util import await_
+
+from traderagent.database.crypto import CredentialCipher
+from traderagent.database.exceptions import (
+    BotNotFoundError,
+    DatabaseError,
+    DatabaseUnavailableError,
+    DuplicateBotError,
+    DuplicateOrderError,
+    GridLevelNotFoundError,
+    MasterKeyError,
+    NotADatabaseError,
+    OrderNotFoundError,
+    TradeAlreadyClosedError,
+    TradeNotFoundError,
+)
+from traderagent.database.models import (
+    NON_FINAL_ORDER_STATUSES,
+    ORDER_STATUSES,
+    Approval,
+    BotLog,
+    BotModel,
+    BotRuntime,
+    CapitalState,
+    Credential,
+    GridLevel,
+    Order,
+    Trade,
+)
+from traderagent.database.types import (
+    UTC,
+    exact_mul,
+    exact_sign,
+    exact_sub,
+    exact_sum,
+    json_dumps,
+    register_sqlite_functions,
+    to_decimal,
+    utc_day,
+    utcnow,
+)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+ORDER_SIDES = ("buy", "sell")
+ORDER_TYPES = ("limit", "market")
+TRADE_SIDES = ("long", "short", "buy", "sell")
+BOT_FIELDS = {"name", "strategy", "symbol", "market_type", "config", "state", "allocated_capital"}
+ORDER_UPDATE_FIELDS = {"exchange_order_id", "status", "filled_qty", "avg_price", "fee", "price", "qty", "tag"}
+GRID_FIELDS = {"price", "side", "qty", "status", "client_order_id"}
+DECIMAL_FIELDS = {"qty", "price", "filled_qty", "avg_price", "fee", "fees", "allocated_capital", "pnl",
+                  "entry_price", "exit_price"}
+# PostgreSQL SQLSTATE classes meaning "could not get a usable connection".
+_PG_UNAVAILABLE_STATES = ("08", "28", "3D000", "53300", "57P01", "57P02", "57P03")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def normalise_url(database_url: str) -> URL:
+    """Accept the sync spellings too (sqlite://, postgresql://, postgres://) and pick the async driver."""
+    raw = database_url.strip()
+    if raw.startswith("postgres://"):
+        raw = "postgresql://" + raw[len("postgres://"):]
+    url = make_url(raw)
+    if url.drivername in ("sqlite", "sqlite+pysqlite"):
+        url = url.set(drivername="sqlite+aiosqlite")
+    elif url.drivername in ("postgresql", "postgresql+psycopg2", "postgresql+psycopg"):
+        url = url.set(drivername="postgresql+asyncpg")
+    if url.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        raise DatabaseError(
+            f"unsupported database URL scheme {url.drivername!r}: use sqlite+aiosqlite:///file.db "
+            "or postgresql+asyncpg://user@host:port/dbname"
+        )
+    return url
+
+
+def _order_status(value: str) -> str:
+    status = str(value).strip().upper()
+    if status == "CANCELED":
+        status = "CANCELLED"
+    if status not in ORDER_STATUSES:
+        raise ValueError(f"unknown order status {value!r}; expected one of {', '.join(ORDER_STATUSES)}")
+    return status
+
+
+def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
+    text = str(value).strip().lower()
+    if text not in allowed:
+        raise ValueError(f"{what} must be one of {', '.join(allowed)}, not {value!r}")
+    return text
+
+
+def _positive(value: Any, field: str) -> Decimal:
+    number = to_decimal(value, field=field)
+    if number <= 0:
+        raise ValueError(f"{field} must be positive, got {number}")
+    return number
+
+
+def _opt_decimal(value: Any, field: str) -> Decimal | None:
+    return None if value is None else to_decimal(value, field=field)
+
+
+def _clean_fields(fields: Mapping[str, Any], allowed: set[str], what: str) -> dict[str, Any]:
+    unknown = set(fields) - allowed
+    if unknown:
+        raise TypeError(f"{what}: unknown field(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
+    out = dict(fields)
+    for key in out.keys() & DECIMAL_FIELDS:
+        out[key] = _opt_decimal(out[key], key)
+    return out
+
+
+class DatabaseManager:
+    """Async database access for the whole service; see the module docstring."""
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        master_key: Any = None,
+        log_retention: int = 10_000,
+        schema: str | None = None,
+        connect_timeout: float = 5.0,
+        busy_timeout_ms: int = 30_000,
+        echo: bool = False,
+    ) -> None:
+        self.url = normalise_url(database_url)
+        self.backend = "postgresql" if self.url.drivername.startswith("postgresql") else "sqlite"
+        # Validate a given key now (clear error at start-up); a missing key only matters for credentials.
+        text = master_key.get() if callable(getattr(master_key, "get", None)) else master_key
+        self._cipher = CredentialCipher(text) if text else None
+        if log_retention < 1:
+            raise ValueError("log_retention must be at least 1")
+        self.log_retention = log_retention
+        if schema is not None and not _IDENT.match(schema):
+            raise ValueError(f"schema {schema!r} is not a plain identifier")
+        self.schema = schema
+        self._memory = self.backend == "sqlite" and (self.url.database in (None, "", ":memory:"))
+        self._engine = self._make_engine(connect_timeout, busy_timeout_ms, echo)
+        # Write transactions on SQLite begin IMMEDIATE (see module docstring).
+        self._write_engine = self._engine.execution_options(ta_begin="IMMEDIATE")
+        self._reads = async_sessionmaker(self._engine, expire_on_commit=False)
+        self._writes = async_sessionmaker(self._write_engine, expire_on_commit=False)
+        self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.backend == "sqlite" else None
+        self._log_inserts = 0
+
+    # --- engine and sessions -------------------------------------------------------------------
+
+    def _make_engine(self, connect_timeout: float, busy_timeout_ms: int, echo: bool) -> AsyncEngine:
+        common: dict[str, Any] = {"echo": echo, "json_serializer": json_dumps}
+        if self.backend == "postgresql":
+            server_settings = {"application_name": "traderagent"}
+            if self.schema:
+                server_settings["search_path"] = self.schema
+            return create_async_engine(
+                self.url,
+                pool_size=10,
+                max_overflow=20,
+                pool_pre_ping=True,
+                connect_args={"timeout": connect_timeout, "server_settings": server_settings},
+                **common,
+            )
+        if self._memory:
+            engine = create_async_engine(self.url, poolclass=StaticPool, **common)
+        else:
+            engine = create_async_engine(self.url, pool_size=5, max_overflow=10, **common)
+        self._install_sqlite_hooks(engine, busy_timeout_ms)
+        return engine
+
+    def _install_sqlite_hooks(self, engine: AsyncEngine, busy_timeout_ms: int) -> None:
+        memory = self._memory
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (below)
+            try:
+                cursor = dbapi_conn.cursor()
+                cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+                cursor.execute("PRAGMA foreign_keys = ON")
+                if not memory:
+                    cursor.execute("PRAGMA journal_mode = WAL")  # first read: fails here if not a database
+                    cursor.execute("PRAGMA synchronous = NORMAL")  # durable enough with WAL, much faster
+                cursor.close()
+            except Exception:
+                # the pool does not close a connection whose connect hook failed; its worker thread
+                # would outlive the event loop
+                with contextlib.suppress(Exception):
+                    dbapi_conn.close()
+                raise
+            # aiosqlite exposes create_function but not create_aggregate: run the registration on
+            # the connection's own worker thread through its (internal, long-stable) _execute.
+            driver = dbapi_conn.driver_connection
+            await_(driver._execute(register_sqlite_functions, driver._conn))
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            mode = conn.get_execution_options().get("ta_begin", "DEFERRED")
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+    @contextlib.asynccontextmanager
+    async def _guard(self) -> AsyncIterator[None]:
+        """Turn driver-level failures into the specific DatabaseErrors (never leaking a password)."""
+        try:
+            yield
+        except DatabaseError:
+            raise
+        except Exception as exc:
+            translated = self._translate(exc)
+            if translated is None:
+                raise
+            raise translated from None
+
+    def _where(self) -> str:
+        if self.backend == "sqlite":
+            return "SQLite database :memory:" if self._memory else f"SQLite database {self.url.database}"
+        return f"PostgreSQL at {self.url.host or 'localhost'}:{self.url.port or 5432}"
+
+    def _translate(self, exc: BaseException) -> DatabaseError | None:
+        chain: list[BaseException] = []
+        cur: BaseException | None = exc
+        while cur is not None and len(chain) < 8:
+            chain.append(cur)
+            cur = getattr(cur, "orig", None) or cur.__cause__ or cur.__context__
+        text = " | ".join(str(e) for e in chain).lower()
+        if self.backend == "sqlite":
+            if "file is not a database" in text or "file is encrypted" in text:
+                return NotADatabaseError(str(self.url.database))
+            if "unable to open database file" in text:
+                return DatabaseUnavailableError(
+                    f"cannot open {self._where()} (does the folder exist and is it writable?)"
+                )
+            return None
+        for err in chain:
+            state = getattr(err, "sqlstate", None) or getattr(err, "pgcode", None)
+            if isinstance(state, str) and state.startswith(_PG_UNAVAILABLE_STATES):
+                return DatabaseUnavailableError(f"{self._where()} refused the connection: {self._reason(err)}")
+            if isinstance(err, OSError | TimeoutError | asyncio.TimeoutError) or type(err).__name__ in (
+                "ConnectionDoesNotExistError",
+                "ConnectionFailureError",
+            ):
+                return DatabaseUnavailableError(f"{self._where()} is unreachable ({self._reason(err)})")
+        return None
+
+    def _reason(self, err: BaseException) -> str:
+        first = str(err).splitlines()[0] if str(err) else ""
+        reason = f"{type(err).__name__}: {first}" if first else type(err).__name__
+        return reason.replace(self.url.password, "***") if self.url.password else reason
+
+    @contextlib.asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncSession]:
+        async with self._guard():
+            lock = self._write_lock if self._memory else None  # one shared connection: serialise all
+            async with lock or contextlib.nullcontext(), self._reads() as session:
+                yield session
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncSession]:
+        async with self._guard(), self._write_lock or contextlib.nullcontext():
+            async with self._writes() as session, session.begin():
+                yield session
+
+    # --- lifecycle and migrations -------------------------------------------------------------
+
+    async def initialize(self) -> None:
+        """Connect and bring the schema to the latest migration (fresh or existing database)."""
+        await self.upgrade("head")
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> DatabaseManager:
+        await self.initialize()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @staticmethod
+    def _alembic_config() -> Config:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        return cfg
+
+    @classmethod
+    def head_revision(cls) -> str:
+        head = ScriptDirectory.from_config(cls._alembic_config()).get_current_head()
+        assert head is not None
+        return head
+
+    async def upgrade(self, revision: str = "head") -> None:
+        """Apply migrations up to `revision` (e.g. "0001", "head") in one transaction."""
+        cfg = self._alembic_config()
+
+        def _run(sync_conn: Connection) -> None:
+            cfg.attributes["connection"] = sync_conn
+            command.upgrade(cfg, revision)
+
+        async with self._guard(), self._write_lock or contextlib.nullcontext():
+            if self.schema:
+                async with self._engine.begin() as conn:
+                    await conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            async with self._write_engine.begin() as conn:
+                await conn.run_sync(_run)
+
+    async def current_revision(self) -> str | None:
+        def _current(sync_conn: Connection) -> str | None:
+            return MigrationContext.configure(sync_conn).get_current_revision()
+
+        async with self._guard(), self._engine.connect() as conn:
+            return await conn.run_sync(_current)
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _bot_id_subquery(name: str) -> Any:
+        return select(BotModel.id).where(BotModel.name == name).scalar_subquery()
+
+    async def _bot(self, session: AsyncSession, name: str) -> BotModel:
+        bot = (await session.execute(select(BotModel).where(BotModel.name == name))).scalar_one_or_none()
+        if bot is None:
+            raise BotNotFoundError(name)
+        return bot
+
+    def _cipher_or_raise(self) -> CredentialCipher:
+        if self._cipher is None:
+            raise MasterKeyError(
+                "TRADERAGENT_MASTER_KEY is not set: credentials are stored encrypted and need it "
+                "(create one with `traderagent keygen`)"
+            )
+        return self._cipher
+
+    # --- credentials ---------------------------------------------------------------------------
+
+    async def save_credentials(self, name: str, api_key: str, api_secret: str, *, testnet: bool = False) -> None:
+        """Store (or replace) encrypted credentials under `name`."""
+        cipher = self._cipher_or_raise()
+        key_ct, secret_ct = cipher.encrypt(api_key), cipher.encrypt(api_secret)
+        async with self._write() as session:
+            row = (await session.execute(select(Credential).where(Credential.name == name))).scalar_one_or_none()
+            if row is None:
+                session.add(Credential(name=name, api_key_encrypted=key_ct, api_secret_encrypted=secret_ct,
+                                       testnet=bool(testnet)))
+            else:
+                row.api_key_encrypted, row.api_secret_encrypted, row.testnet = key_ct, secret_ct, bool(testnet)
+
+    async def load_credentials(self, name: str) -> tuple[str, str, bool] | None:
+        """(api_key, api_secret, testnet), or None when nothing is stored under `name`."""
+        async with self._read() as session:
+            row = (await session.execute(select(Credential).where(Credential.name == name))).scalar_one_or_none()
+        if row is None:
+            return None
+        cipher = self._cipher_or_raise()
+        what = f"credentials {name!r}"
+        return (cipher.decrypt(row.api_key_encrypted, what=what), cipher.decrypt(row.api_secret_encrypted, what=what),
+                bool(row.testnet))
+
+    async def list_credentials(self) -> list[str]:
+        """Names of stored credentials (never their contents)."""
+        async with self._read() as session:
+            return list((await session.execute(select(Credential.name).order_by(Credential.name))).scalars())
+
+    async def delete_credentials(self, name: str) -> bool:
+        async with self._write() as session:
+            result = await session.execute(delete(Credential).where(Credential.name == name))
+            return bool(result.rowcount)
+
+    # --- bots ------------------------------------------------------------------------------------
+
+    async def create_bot(self, name: str, strategy: str, symbol: str, market_type: str, config: dict[str, Any],
+                         allocated_capital: Decimal | int | str, *, state: str = "STOPPED") -> BotModel:
+        if not name or not str(name).strip():
+            raise ValueError("bot name must not be empty")
+        bot = BotModel(name=name, strategy=strategy, symbol=symbol, market_type=market_type, config=dict(config or {}),
+                       state=str(state), allocated_capital=to_decimal(allocated_capital, field="allocated_capital"))
+        try:
+            async with self._write() as session:
+                session.add(bot)
+        except IntegrityError:
+            raise DuplicateBotError(name) from None
+        return bot
+
+    async def get_bot(self, name: str) -> BotModel | None:
+        async with self._read() as session:
+            return (await session.execute(select(BotModel).where(BotModel.name == name))).scalar_one_or_none()
+
+    async def list_bots(self) -> list[BotModel]:
+        async with self._read() as session:
+            return list((await session.execute(select(BotModel).order_by(BotModel.id))).scalars())
+
+    async def update_bot(self, name: str, /, **fields: Any) -> BotModel:
+        """Change any of: name (rename), strategy, symbol, market_type, config, state, allocated_capital."""
+        values = _clean_fields(fields, BOT_FIELDS, "update_bot")
+        if "allocated_capital" in values and values["allocated_capital"] is None:
+            raise ValueError("allocated_capital must not be None")
+        try:
+            async with self._write() as session:
+                bot = await self._bot(session, name)
+                for key, value in values.items():
+                    setattr(bot, key, dict(value) if key == "config" else value)
+        except IntegrityError:
+            raise DuplicateBotError(str(values.get("name"))) from None
+        return bot
+
+    async def set_bot_state(self, name: str, state: str) -> BotModel:
+        return await self.update_bot(name, state=str(state))
+
+    async def delete_bot(self, name: str) -> None:
+        """Delete a bot and everything recorded for it (orders, trades, grid, runtime); logs stay."""
+        async with self._write() as session:
+            bot = await self._bot(session, name)
+            await session.delete(bot)
+
+    async def save_bot_runtime(self, name: str, state: dict[str, Any]) -> None:
+        async with self._write() as session:
+            bot = await self._bot(session, name)
+            row = await session.get(BotRuntime, bot.id)
+            if row is None:
+                session.add(BotRuntime(bot_id=bot.id, state=dict(state)))
+            else:
+                row.state, row.saved_at = dict(state), utcnow()
+
+    async def load_bot_runtime(self, name: str) -> dict[str, Any] | None:
+        async with self._read() as session:
+            bot = await self._bot(session, name)
+            row = await session.get(BotRuntime, bot.id)
+            return None if row is None else dict(row.state)
+
+    # --- orders ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _order_row(bot_id: int, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate one order's fields into a full column dict (same keys for every row: batchable)."""
+        now = utcnow()
+        price = spec.get("price")
+        return {
+            "bot_id": bot_id,
+            "client_order_id": str(spec["client_order_id"]),
+            "exchange_order_id": spec.get("exchange_order_id"),
+            "symbol": str(spec["symbol"]),
+            "side": _choice(spec["side"], ORDER_SIDES, "side"),
+            "order_type": _choice(spec["order_type"], ORDER_TYPES, "order_type"),
+            "qty": _positive(spec["qty"], "qty"),
+            "price": None if price is None else _positive(price, "price"),
+            "status": _order_status(spec.get("status", "PENDING")),
+            "filled_qty": to_decimal(spec.get("filled_qty", 0), field="filled_qty"),
+            "avg_price": _opt_decimal(spec.get("avg_price"), "avg_price"),
+            "fee": to_decimal(spec.get("fee", 0), field="fee"),
+            "reduce_only": bool(spec.get("reduce_only", False)),
+            "tag": spec.get("tag"),
+            "created_at": spec.get("created_at") or now,
+            "updated_at": spec.get("updated_at") or spec.get("created_at") or now,
+        }
+
+    async def create_order(self, bot_name: str, client_order_id: str, symbol: str, side: str, order_type: str,
+                           qty: Decimal | int | str, price: Decimal | int | str | None = None, *,
+                           status: str = "PENDING", reduce_only: bool = False, tag: str | None = None,
+                           exchange_order_id: str | None = None) -> Order:
+        """Record an order before it is sent (status PENDING); the client id must be new."""
+        spec = {"client_order_id": client_order_id, "symbol": symbol, "side": side, "order_type": order_type,
+                "qty": qty, "price": price, "status": status, "reduce_only": reduce_only, "tag": tag,
+                "exchange_order_id": exchange_order_id}
+        try:
+            async with self._write() as session:
+                bot = await self._bot(session, bot_name)
+                order = Order(**self._order_row(bot.id, spec))
+                session.add(order)
+                await session.flush()
+                await session.refresh(order)
+        except IntegrityError:
+            raise DuplicateOrderError(client_order_id) from None
+        return order
+
+    async def create_orders(self, bot_name: str, orders: Iterable[Mapping[str, Any]]) -> int:
+        """Bulk insert (one executemany, batched multi-row VALUES). Each mapping takes create_order's
+        fields plus optional filled_qty, avg_price, fee, created_at. Returns the number inserted."""
+        async with self._read() as session:
+            bot_id = (await self._bot(session, bot_name)).id
+        rows = [self._order_row(bot_id, spec) for spec in orders]
+        if not rows:
+            return 0
+        try:
+            async with self._write() as session:
+                # Core insert on the table: one executemany batched into multi-row VALUES (the ORM
+                # bulk path would split the batch wherever a None column appears/disappears)
+                await session.execute(insert(Order.__table__), rows)
+        except IntegrityError:
+            ids = [r["client_order_id"] for r in rows]
+            dup = await self._existing_client_ids(ids) or [i for i in ids if ids.count(i) > 1]
+            raise DuplicateOrderError(dup[0] if dup else "?") from None
+        return len(rows)
+
+    async def _existing_client_ids(self, ids: list[str]) -> list[str]:
+        found: list[str] = []
+        async with self._read() as session:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                q = select(Order.client_order_id).where(Order.client_order_id.in_(chunk))
+                found.extend((await session.execute(q)).scalars())
+        return found
+
+    async def upsert_order(self, bot_name: str, client_order_id: str, symbol: str, side: str, order_type: str,
+                           qty: Decimal | int | str, price: Decimal | int | str | None = None, *,
+                           status: str, exchange_order_id: str | None = None, filled_qty: Decimal | int | str = 0,
+                           avg_price: Decimal | int | str | None = None, fee: Decimal | int | str = 0,
+                           reduce_only: bool = False, tag: str | None = None) -> Order:
+        """Insert, or update the exchange-side fields of, the order with this client id (atomic:
+        INSERT ... ON CONFLICT DO UPDATE). For adopting orders found on the exchange."""
+        spec = {"client_order_id": client_order_id, "symbol": symbol, "side": side, "order_type": order_type,
+                "qty": qty, "price": price, "status": status, "exchange_order_id": exchange_order_id,
+                "filled_qty": filled_qty, "avg_price": avg_price, "fee": fee, "reduce_only": reduce_only, "tag": tag}
+        async with self._write() as session:
+            bot = await self._bot(session, bot_name)
+            row = self._order_row(bot.id, spec)
+            dialect_insert = pg_insert if self.backend == "postgresql" else sqlite_insert
+            stmt = dialect_insert(Order.__table__).values(**row)
+            changes = {k: stmt.excluded[k] for k in ("exchange_order_id", "status", "filled_qty", "avg_price", "fee",
+                                                    "price", "qty", "updated_at")}
+            if tag is not None:
+                changes["tag"] = stmt.excluded.tag
+            await session.execute(stmt.on_conflict_do_update(index_elements=["client_order_id"], set_=changes))
+            return (await session.execute(select(Order).where(Order.client_order_id == client_order_id))).scalar_one()
+
+    async def update_order(self, client_order_id: str, **fields: Any) -> Order:
+        """Update exchange_order_id, status, filled_qty, avg_price, fee (also price, qty, tag).
+        Status accepts the client's lower-case spelling ("partially_filled")."""
+        values = _clean_fields(fields, ORDER_UPDATE_FIELDS, "update_order")
+        if "status" in values:
+            values["status"] = _order_status(values["status"])
+        for key in ("filled_qty", "fee", "qty"):
+            if key in values and values[key] is None:
+                raise ValueError(f"{key} must not be None")
+        async with self._write() as session:
+            order = (await session.execute(select(Order).where(Order.client_order_id == client_order_id))
+                     ).scalar_one_or_none()
+            if order is None:
+                raise OrderNotFoundError(client_order_id)
+            for key, value in values.items():
+                setattr(order, key, value)
+        return order
+
+    async def get_order(self, client_order_id: str) -> Order | None:
+        async with self._read() as session:
+            q = select(Order).where(Order.client_order_id == client_order_id)
+            return (await session.execute(q)).scalar_one_or_none()
+
+    async def get_order_by_exchange_id(self, exchange_order_id: str) -> Order | None:
+        async with self._read() as session:
+            q = select(Order).where(Order.exchange_order_id == exchange_order_id).order_by(Order.id.desc()).limit(1)
+            return (await session.execute(q)).scalar_one_or_none()
+
+    async def list_orders(self, bot_name: str | None = None, *, statuses: Iterable[str] | None = None,
+                          limit: int = 100) -> list[Order]:
+        """Newest first."""
+        q = select(Order).order_by(Order.id.desc()).limit(limit)
+        if bot_name is not None:
+            q = q.where(Order.bot_id == self._bot_id_subquery(bot_name))
+        if statuses is not None:
+            q = q.where(Order.status.in_([_order_status(s) for s in statuses]))
+        async with self._read() as session:
+            return list((await session.execute(q)).scalars())
+
+    async def list_non_final_orders(self, bot_name: str | None = None) -> list[Order]:
+        """Every PENDING/OPEN/PARTIALLY_FILLED order, oldest first (what start-up reconciles)."""
+        q = select(Order).where(Order.status.in_(NON_FINAL_ORDER_STATUSES)).order_by(Order.id)
+        if bot_name is not None:
+            q = q.where(Order.bot_id == self._bot_id_subquery(bot_name))
+        async with self._read() as session:
+            return list((await session.execute(q)).scalars())
+
+    # --- trades ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _trade_row(bot_id: int, spec: Mapping[str, Any]) -> dict[str, Any]:
+        exit_price, pnl, closed_at = spec.get("exit_price"), spec.get("pnl"), spec.get("closed_at")
+        if (exit_price is None) != (pnl is None):
+            raise ValueError("a closed trade needs both exit_price and pnl (an open one neither)")
+        if exit_price is not None and closed_at is None:
+            closed_at = utcnow()
+        return {
+            "bot_id": bot_id,
+            "symbol": str(spec["symbol"]),
+            "side": _choice(spec["side"], TRADE_SIDES, "side"),
+            "qty": _positive(spec["qty"], "qty"),
+            "entry_price": _positive(spec["entry_price"], "entry_price"),
+            "exit_price": None if exit_price is None else _positive(exit_price, "exit_price"),
+            "pnl": _opt_decimal(pnl, "pnl"),
+            "fees": to_decimal(spec.get("fees", 0), field="fees"),
+            "opened_at": spec.get("opened_at") or utcnow(),
+            "closed_at": closed_at if exit_price is not None else None,
+            "tag": spec.get("tag"),
+        }
+
+    async def _insert_trade(self, bot_name: str, spec: Mapping[str, Any]) -> Trade:
+        async with self._write() as session:
+            bot = await self._bot(session, bot_name)
+            trade = Trade(**self._trade_row(bot.id, spec))
+            session.add(trade)
+            await session.flush()
+            await session.refresh(trade)
+        return trade
+
+    async def open_trade(self, bot_name: str, symbol: str, side: str, qty: Decimal | int | str,
+                         entry_price: Decimal | int | str, *, fees: Decimal | int | str = 0,
+                         opened_at: dt.datetime | None = None, tag: str | None = None) -> Trade:
+        return await self._insert_trade(bot_name, {"symbol": symbol, "side": side, "qty": qty,
+                                                   "entry_price": entry_price, "fees": fees,
+                                                   "opened_at": opened_at, "tag": tag})
+
+    async def close_trade(self, trade_id: int, exit_price: Decimal | int | str, pnl: Decimal | int | str, *,
+                          fees: Decimal | int | str = 0, closed_at: dt.datetime | None = None) -> Trade:
+        """Close an open trade; `fees` (the exit fee) is added to the entry fees; `pnl` is stored as given."""
+        exit_dec, pnl_dec = _positive(exit_price, "exit_price"), to_decimal(pnl, field="pnl")
+        fee_dec = to_decimal(fees, field="fees")
+        async with self._write() as session:
+            trade = await session.get(Trade, trade_id)
+            if trade is None:
+                raise TradeNotFoundError(trade_id)
+            if trade.closed_at is not None:
+                raise TradeAlreadyClosedError(trade_id)
+            trade.exit_price, trade.pnl = exit_dec, pnl_dec
+            trade.fees = trade.fees + fee_dec
+            trade.closed_at = closed_at or utcnow()
+        return trade
+
+    async def record_trade(self, bot_name: str, symbol: str, side: str, qty: Decimal | int | str,
+                           entry_price: Decimal | int | str, exit_price: Decimal | int | str,
+                           pnl: Decimal | int | str, *, fees: Decimal | int | str = 0,
+                           opened_at: dt.datetime | None = None, closed_at: dt.datetime | None = None,
+                           tag: str | None = None) -> Trade:
+        """A completed round trip in one call (e.g. a grid buy/sell pair)."""
+        return await self._insert_trade(bot_name, {"symbol": symbol, "side": side, "qty": qty,
+                                                   "entry_price": entry_price, "exit_price": exit_price,
+                                                   "pnl": pnl, "fees": fees, "opened_at": opened_at,
+                                                   "closed_at": closed_at, "tag": tag})
+
+    async def record_trades(self, bot_name: str, trades: Iterable[Mapping[str, Any]]) -> int:
+        """Bulk insert of trades (open or closed), one executemany. Returns the number inserted."""
+        async with self._read() as session:
+            bot_id = (await self._bot(session, bot_name)).id
+        rows = [self._trade_row(bot_id, spec) for spec in trades]
+        if rows:
+            async with self._write() as session:
+                await session.execute(insert(Trade.__table__), rows)
+        return len(rows)
+
+    async def list_trades(self, bot_name: str | None = None, limit: int = 20, *,
+                          closed_only: bool = False) -> list[Trade]:
+        """Newest first."""
+        q = select(Trade).order_by(Trade.id.desc()).limit(limit)
+        if bot_name is not None:
+            q = q.where(Trade.bot_id == self._bot_id_subquery(bot_name))
+        if closed_only:
+            q = q.where(Trade.closed_at.is_not(None))
+        async with self._read() as session:
+            return list((await session.execute(q)).scalars())
+
+    async def list_open_trades(self, bot_name: str | None = None) -> list[Trade]:
+        """Oldest first."""
+        q = select(Trade).where(Trade.closed_at.is_(None)).order_by(Trade.id)
+        if bot_name is not None:
+            q = q.where(Trade.bot_id == self._bot_id_subquery(bot_name))
+        async with self._read() as session:
+            return list((await session.execute(q)).scalars())
+
+    # --- grid levels -------------------------------------------------------------------------------
+
+    async def save_grid_levels(self, bot_name: str, levels: list[Mapping[str, Any]]) -> list[GridLevel]:
+        """Replace the bot's grid with `levels` (dicts: index, price, side, optional qty, status,
+        client_order_id)."""
+        async with self._write() as session:
+            bot = await self._bot(session, bot_name)
+            await session.execute(delete(GridLevel).where(GridLevel.bot_id == bot.id))
+            rows = []
+            for spec in levels:
+                extra = _clean_fields({k: v for k, v in spec.items() if k != "index"}, GRID_FIELDS, "grid level")
+                rows.append(GridLevel(
+                    bot_id=bot.id, level_index=int(spec["index"]), price=_positive(extra.pop("price"), "price"),
+                    side=_choice(extra.pop("side"), ORDER_SIDES, "side"), status=str(extra.pop("status", "EMPTY")),
+                    **extra))
+            session.add_all(rows)
+            await session.flush()
+            q = select(GridLevel).where(GridLevel.bot_id == bot.id).order_by(GridLevel.level_index)
+            return list((await session.execute(q)).scalars())
+
+    async def get_grid_levels(self, bot_name: str) -> list[GridLevel]:
+        q = (select(GridLevel).where(GridLevel.bot_id == self._bot_id_subquery(bot_name))
+             .order_by(GridLevel.level_index))
+        async with self._read() as session:
+            return list((await session.execute(q)).scalars())
+
+    async def update_grid_level(self, bot_name: str, index: int, **fields: Any) -> GridLevel:
+        """Change any of: price, side, qty, status, client_order_id."""
+        values = _clean_fields(fields, GRID_FIELDS, "update_grid_level")
+        if "side" in values:
+            values["side"] = _choice(values["side"], ORDER_SIDES, "side")
+        async with self._write() as session:
+            bot = await self._bot(session, bot_name)
+            q = select(GridLevel).where(GridLevel.bot_id == bot.id, GridLevel.level_index == int(index))
+            level = (await session.execute(q)).scalar_one_or_none()
+            if level is None:
+                raise GridLevelNotFoundError(bot_name, int(index))
+            for key, value in values.items():
+                setattr(level, key, value)
+        return level
+
+    # --- logs ----------------------------------------------------------------------------------
+
+    async def add_log(self, bot_name: str | None, level: str, message: str,
+                      context: dict[str, Any] | None = None) -> None:
+        """Append a log line; then keep only the newest `log_retention` lines for that bot name."""
+        lvl = str(level).strip().upper()
+        if lvl == "WARN":
+            lvl = "WARNING"
+        if lvl not in LOG_LEVELS:
+            raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
+        same_bot = BotLog.bot_name.is_(None) if bot_name is None else BotLog.bot_name == bot_name
+        async with self._write() as session:
+            session.add(BotLog(bot_name=bot_name, level=lvl, message=str(message),
+                               context=None if context is None else dict(context)))
+            await session.flush()
+            # id of the newest line that falls outside the window; everything at or below it goes
+            cutoff = (select(BotLog.id).where(same_bot).order_by(BotLog.id.desc())
+                      .offset(self.log_retention).limit(1).scalar_subquery())
+            await session.execute(delete(BotLog).where(same_bot, BotLog.id <= cutoff))
+
+    async def get_logs(self, bot_name: str | None = None, limit: int = 50) -> list[BotLog]:
+        """Newest first; bot_name None means every bot's (and the system's) lines."""
+        q = select(BotLog).order_by(BotLog.id.desc()).limit(limit)
+        if bot_name is not None:
+            q = q.where(BotLog.bot_name == bot_name)
+        async with self._read() as session:
+            return list((await session.execute(q)).scalars())
+
+    # --- aggregates (computed in SQL, exact) ---------------------------------------------------------
+
+    def _trade_filter(self, q: Any, bot_name: str | None) -> Any:
+        return q if bot_name is None else q.where(Trade.bot_id == self._bot_id_subquery(bot_name))
+
+    async def realized_pnl(self, bot_name: str | None = None, *, since: dt.datetime | None = None) -> Decimal:
+        """Sum of pnl over closed trades (optionally closed at or after `since`)."""
+        q = self._trade_filter(select(exact_sum(Trade.pnl)).where(Trade.closed_at.is_not(None)), bot_name)
+        if since is not None:
+            q = q.where(Trade.closed_at >= since)
+        async with self._read() as session:
+            total = (await session.execute(q)).scalar_one()
+        return total if total is not None else Decimal("0")
+
+    async def daily_pnl(self, days: int = 7, bot_name: str | None = None) -> list[tuple[dt.date, Decimal]]:
+        """Realised PnL per UTC day for the last `days` days including today, oldest first;
+        days without closed trades are present with 0."""
+        if days < 1:
+            raise ValueError("days must be at least 1")
+        today = utcnow().date()
+        first = today - dt.timedelta(days=days - 1)
+        day = utc_day(Trade.closed_at)
+        q = (select(day, exact_sum(Trade.pnl))
+             .where(Trade.closed_at >= dt.datetime.combine(first, dt.time(), UTC), Trade.pnl.is_not(None))
+             .group_by(day))
+        q = self._trade_filter(q, bot_name)
+        async with self._read() as session:
+            sums = {dt.date.fromisoformat(d): total for d, total in (await session.execute(q)).all()}
+        return [(first + dt.timedelta(days=i), sums.get(first + dt.timedelta(days=i), Decimal("0")))
+                for i in range(days)]
+
+    async def win_rate(self, bot_name: str | None = None) -> float | None:
+        """Share of closed trades with pnl > 0 (break-even counts as not won); None without trades."""
+        wins = func.coalesce(func.sum(case((exact_sign(Trade.pnl) > 0, 1), else_=0)), 0)
+        q = self._trade_filter(select(func.count(), wins).where(Trade.closed_at.is_not(None)), bot_name)
+        async with self._read() as session:
+            total, won = (await session.execute(q)).one()
+        return None if not total else int(won) / int(total)
+
+    async def open_exposure(self, bot_name: str | None = None, *, include_orders: bool = False) -> Decimal:
+        """Quote-currency notional at risk: qty x entry_price of open trades; with include_orders,
+        plus the unfilled notional of resting non-reduce-only priced orders (capital they reserve)."""
+        q = self._trade_filter(select(exact_sum(exact_mul(Trade.qty, Trade.entry_price)))
+                               .where(Trade.closed_at.is_(None)), bot_name)
+        async with self._read() as session:
+            total = (await session.execute(q)).scalar_one() or Decimal("0")
+            if include_orders:
+                oq = (select(exact_sum(exact_mul(exact_sub(Order.qty, Order.filled_qty), Order.price)))
+                      .where(Order.status.in_(NON_FINAL_ORDER_STATUSES), Order.price.is_not(None),
+                             Order.reduce_only.is_(False)))
+                if bot_name is not None:
+                    oq = oq.where(Order.bot_id == self._bot_id_subquery(bot_name))
+                total += (await session.execute(oq)).scalar_one() or Decimal("0")
+        return total
+
+    # --- capital manager state and approvals ----------------------------------------------------------
+
+    async def save_capital_state(self, state: dict[str, Any]) -> None:
+        async with self._write() as session:
+            row = await session.get(CapitalState, 1)
+            if row is None:
+                session.add(CapitalState(id=1, state=dict(state)))
+            else:
+                row.state, row.updated_at = dict(state), utcnow()
+
+    async def load_capital_state(self) -> dict[str, Any] | None:
+        async with self._read() as session:
+            row = await session.get(CapitalState, 1)
+            return None if row is None else dict(row.state)
+
+    async def record_approval(self, action: str, phase_from: str | None, phase_to: str | None,
+                              approved_by: str | int, decision: dict[str, Any]) -> Approval:
+        """Record an operator's scaling decision (action e.g. "approve", "reject", "halt", "resume")."""
+        row = Approval(action=str(action), phase_from=None if phase_from is None else str(phase_from),
+                       phase_to=None if phase_to is None else str(phase_to), approved_by=str(approved_by),
+                       decision=dict(decision))
+        async with self._write() as session:
+            session.add(row)
+        return row
+
+    async def list_approvals(self, limit: int = 50) -> list[Approval]:
+        """Newest first."""
+        async with self._read() as session:
+            q = select(Approval).order_by(Approval.id.desc()).limit(limit)
+            return list((await session.execute(q)).scalars())
+
+    # --- maintenance ---------------------------------------------------------------------------------
+
+    async def counts(self) -> dict[str, int]:
+        """Row count per table (for status displays and tests)."""
+        models = (Credential, BotModel, Order, Trade, GridLevel, BotLog, CapitalState, Approval, BotRuntime)
+        async with self._read() as session:
+            return {m.__tablename__: int((await session.execute(select(func.count()).select_from(m))).scalar_one())
+                    for m in models}
+
+    def __repr__(self) -> str:
+        return f"DatabaseManager({self.url.render_as_string(hide_password=True)!r})"
+
+
+# --- `traderagent db upgrade|current` -------------------------------------------------------------------
+
+
+async def _db_command(action: str, url: str) -> str:
+    db = DatabaseManager(url)
+    where = db.url.render_as_string(hide_password=True)
+    try:
+        if action == "upgrade":
+            before = await db.current_revision()
+            await db.upgrade("head")
+            after = await db.current_revision()
+            if before == after:
+                return f"{where}: already at revision {after} (head)"
+            return f"{where}: upgraded {before or '<empty>'} -> {after} (head)"
+        current = await db.current_revision()
+        head = db.head_revision()
+        note = "(head)" if current == head else f"(head is {head}; run `traderagent db upgrade`)"
+        return f"{where}: revision {current or '<none>'} {note}"
+    finally:
+        await db.close()
+
+
+def main_db(args: argparse.Namespace) -> int:
+    url = args.url
+    if not url:
+        from traderagent.config import Settings, SettingsError
+
+        try:
+            url = Settings.load().database_url
+        except SettingsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    try:
+        print(asyncio.run(_db_command(args.action, url)))
+    except DatabaseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
