@@ -15,7 +15,7 @@ from traderagent.database.exceptions import MasterKeyError
 from traderagent.database.manager import DatabaseManager
 from traderagent.database.models import Credential
 
-API_KEY = "AbCdEfGhIjKlMnOp12"
+API_KEY = "AbCdEfGhIjKlMnOp12"  # audit: allow (test fixture)
 API_SECRET = "sEcReT-9f8e7d6c5b4a3210-zz"
 
 

@@ -44,7 +44,7 @@ async def test_sqlite_folder_missing(tmp_path: Path) -> None:
 
 async def test_postgres_unreachable_is_quick_and_hides_password() -> None:
     port = _closed_port()
-    db = DatabaseManager(f"postgresql+asyncpg://trader:Sup3rS3cretPw@127.0.0.1:{port}/trading")
+    db = DatabaseManager(f"postgresql+asyncpg://trader:Sup3rS3cretPw@127.0.0.1:{port}/trading")  # audit: allow (test fixture)
     started = time.monotonic()
     try:
         with pytest.raises(DatabaseUnavailableError) as info:
