@@ -1,0 +1,895 @@
+"""Async ByBit V5 REST client (aiohttp + tenacity + aiolimiter).
+
+Wire rules (docs/bybit-v5.md): the query string / JSON body is built once, signed and sent
+byte for byte; timestamps carry the offset measured against /v5/market/time; every order has
+an orderLinkId so a create retried after an uncertain outcome never makes a second order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import aiohttp
+import pandas as pd
+import yarl
+from aiolimiter import AsyncLimiter
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
+from .exceptions import (
+    AccessDeniedError,
+    AuthenticationError,
+    DuplicateOrderError,
+    ExchangeAPIError,
+    InvalidOrderError,
+    InvalidTimestampError,
+    IPBannedError,
+    NetworkError,
+    OrderNotFoundError,
+    RateLimitError,
+    exception_for_retcode,
+)
+from .markets import Market, check_order, normalize_symbol, parse_linear, parse_spot, round_down, to_decimal
+from .signing import build_query, format_value, sign
+
+try:  # orjson is ~5x faster than json for the envelope; json is the fallback
+    import orjson
+
+    _loads = orjson.loads
+    _dumps = orjson.dumps
+except ImportError:  # pragma: no cover - exercised only without orjson
+    import json
+
+    _loads = json.loads
+
+    def _dumps(obj: Any) -> bytes:
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+
+__all__ = ["ByBitDirectClient", "klines_to_frame", "MAINNET_URL", "DEMO_URL", "RECV_WINDOW"]
+
+logger = logging.getLogger("traderagent.api.bybit")
+
+MAINNET_URL = "https://api.bybit.com"
+DEMO_URL = "https://api-demo.bybit.com"
+RECV_WINDOW = 10000
+MARKET_TYPES = ("linear", "spot")
+PUBLIC_GROUP = "public"
+
+# ByBit per-UID, per-endpoint limits (bybit-v5.md section 2), requests per rolling second.
+_COMMON_LIMITS: dict[str, float] = {
+    "/v5/order/realtime": 50,
+    "/v5/order/history": 50,
+    "/v5/execution/list": 50,
+    "/v5/position/list": 50,
+    "/v5/account/wallet-balance": 50,
+    "/v5/position/set-leverage": 10,
+    # public market data: stay well inside the 600 / 5 s IP limit
+    PUBLIC_GROUP: 100,
+}
+_ORDER_LIMITS: dict[str, dict[str, float]] = {
+    "linear": {"/v5/order/create": 10, "/v5/order/amend": 10, "/v5/order/cancel": 10, "/v5/order/cancel-all": 10},
+    "spot": {"/v5/order/create": 20, "/v5/order/amend": 10, "/v5/order/cancel": 20, "/v5/order/cancel-all": 20},
+}
+
+_INTERVALS = {
+    "1m": "1", "3m": "3", "5m": "5", "15m": "15", "30m": "30", "1h": "60", "2h": "120", "4h": "240",
+    "6h": "360", "12h": "720", "1d": "D", "1w": "W", "1M": "M",
+}
+_BYBIT_INTERVALS = frozenset(_INTERVALS.values())
+
+_ORDER_STATUS = {
+    "New": "open",
+    "Untriggered": "open",
+    "Triggered": "open",
+    "PartiallyFilled": "partially_filled",
+    "Filled": "filled",
+    "Cancelled": "cancelled",
+    "PartiallyFilledCanceled": "cancelled",
+    "Deactivated": "cancelled",
+    "Rejected": "rejected",
+}
+_LINK_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
+_ZERO = Decimal(0)
+T = TypeVar("T")
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, NetworkError | RateLimitError) and not isinstance(exc, IPBannedError)
+
+
+def _dec(text: Any) -> Decimal:
+    return Decimal(text) if text not in (None, "") else _ZERO
+
+
+def _opt_dec(text: Any) -> Decimal | None:
+    """'' / '0' / None mean "not set" in ByBit order and position objects."""
+    if text in (None, ""):
+        return None
+    value = Decimal(text)
+    return value if value != 0 else None
+
+
+def _wire(params: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON-ready body: Decimals as plain strings; bools and ints stay native JSON."""
+    return {k: (format_value(v) if isinstance(v, Decimal) else v) for k, v in params.items() if v is not None}
+
+
+def klines_to_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
+    """[[ts_ms, o, h, l, c, v], ...] -> float DataFrame indexed by a UTC DatetimeIndex."""
+    columns = ["open", "high", "low", "close", "volume"]
+    if not rows:
+        index = pd.DatetimeIndex([], tz="UTC", name="timestamp")
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns}, index=index)
+    ts = [int(r[0]) for r in rows]
+    data = {c: [float(r[i + 1]) for r in rows] for i, c in enumerate(columns)}
+    index = pd.DatetimeIndex(pd.to_datetime(ts, unit="ms", utc=True), name="timestamp")
+    return pd.DataFrame(data, index=index, dtype="float64")
+
+
+class _Stats:
+    """Counters for get_statistics(); latencies keep the last `window` samples."""
+
+    def __init__(self, window: int = 10000) -> None:
+        self.requests = 0
+        self.errors: Counter[str] = Counter()
+        self.retries = 0
+        self.rate_limit_waits = 0
+        self.latencies: deque[float] = deque(maxlen=window)
+
+    def snapshot(self) -> dict[str, Any]:
+        lat = sorted(self.latencies)
+        mean = sum(lat) / len(lat) if lat else 0.0
+        p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else 0.0
+        return {
+            "requests": self.requests,
+            "errors": dict(self.errors),
+            "retries": self.retries,
+            "rate_limit_waits": self.rate_limit_waits,
+            "latency_ms": {"mean": round(mean, 3), "p95": round(p95, 3)},
+        }
+
+
+class ByBitDirectClient:
+    """ByBit V5 client for one account and one market type ("linear" USDT perps or "spot")."""
+
+    def __init__(
+        self,
+        api_key: str,
+        api_secret: str,
+        testnet: bool = False,
+        market_type: str = "linear",
+        base_url: str | None = None,
+        *,
+        timeout: float = 10.0,
+        max_retries: int = 5,
+        recv_window: int = RECV_WINDOW,
+        rate_limits: Mapping[str, float | None] | None = None,
+        enable_rate_limit: bool = True,
+        backoff_base: float = 0.25,
+        backoff_max: float = 8.0,
+        max_reset_wait: float = 30.0,
+        connection_limit: int = 100,
+        order_link_prefix: str = "ta-",
+    ) -> None:
+        if market_type not in MARKET_TYPES:
+            raise ValueError(f"market_type must be one of {MARKET_TYPES}, not {market_type!r}")
+        if len(order_link_prefix) > 4 or not re.fullmatch(r"[A-Za-z0-9_-]*", order_link_prefix):
+            raise ValueError("order_link_prefix: at most 4 chars of [A-Za-z0-9_-]")
+        self._api_key = api_key or ""
+        self._secret = (api_secret or "").encode()
+        self._secrets = tuple(s for s in (api_key, api_secret) if s)
+        self.testnet = testnet
+        self.market_type = market_type
+        self.base_url = (base_url or (DEMO_URL if testnet else MAINNET_URL)).rstrip("/")
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.recv_window = recv_window
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._max_reset_wait = max_reset_wait
+        self._connection_limit = connection_limit
+        self._link_prefix = order_link_prefix
+        self._limiters = self._build_limiters(rate_limits, enable_rate_limit)
+        self._session: aiohttp.ClientSession | None = None
+        self._offset_ms = 0
+        self._time_lock = asyncio.Lock()
+        self._time_generation = 0
+        self._banned_until = 0.0
+        self._markets: dict[str, Market] = {}
+        self._stats = _Stats()
+
+    def __repr__(self) -> str:  # never shows the key or secret
+        return f"ByBitDirectClient(base_url={self.base_url!r}, market_type={self.market_type!r}, testnet={self.testnet})"
+
+    # ------------------------------------------------------------------ lifecycle
+    async def initialize(self) -> None:
+        """Open the session, measure the clock offset, load instruments."""
+        self._ensure_session()
+        await self.sync_time()
+        await self.load_markets()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> ByBitDirectClient:
+        await self.initialize()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._connection_limit, keepalive_timeout=60, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                json_serialize=lambda o: _dumps(o).decode(),
+            )
+        return self._session
+
+    @property
+    def category(self) -> str:
+        return self.market_type
+
+    @property
+    def time_offset_ms(self) -> int:
+        return self._offset_ms
+
+    # ------------------------------------------------------------------ rate limiting
+    def _build_limiters(
+        self, overrides: Mapping[str, float | None] | None, enabled: bool
+    ) -> dict[str, AsyncLimiter]:
+        if not enabled:
+            return {}
+        rates: dict[str, float | None] = {**_COMMON_LIMITS, **_ORDER_LIMITS[self.market_type], **(overrides or {})}
+        return {key: self._limiter(rate) for key, rate in rates.items() if rate}
+
+    @staticmethod
+    def _limiter(rate: float) -> AsyncLimiter:
+        # Leaky bucket: capacity C + drain r admits at most C + r in any 1 s window, so C + r = 0.9 x rate
+        # keeps ByBit's rolling-second limit (10% margin for arrival jitter) with a small burst C.
+        budget = 0.9 * rate
+        burst = max(1.0, budget / 5)
+        drain = max(budget - burst, 0.5)
+        return AsyncLimiter(burst, burst / drain)
+
+    async def _throttle(self, path: str) -> None:
+        limiter = self._limiters.get(PUBLIC_GROUP if path.startswith("/v5/market/") else path)
+        if limiter is None:
+            return
+        if not limiter.has_capacity():
+            self._stats.rate_limit_waits += 1
+        await limiter.acquire()
+
+    # ------------------------------------------------------------------ transport
+    def _now_ms(self) -> int:
+        return int(time.time() * 1000) + self._offset_ms
+
+    def _signed_headers(self, payload: bytes) -> dict[str, str]:
+        ts = self._now_ms()
+        return {
+            "X-BAPI-API-KEY": self._api_key,
+            "X-BAPI-TIMESTAMP": str(ts),
+            "X-BAPI-SIGN": sign(self._secret, ts, self._api_key, self.recv_window, payload),
+            "X-BAPI-RECV-WINDOW": str(self.recv_window),
+            "Content-Type": "application/json",
+        }
+
+    async def _send_once(self, method: str, path: str, params: Mapping[str, Any], signed: bool) -> dict[str, Any]:
+        """One HTTP exchange: throttle, sign the exact bytes, send them, parse the envelope."""
+        await self._throttle(path)
+        if self._banned_until > time.monotonic():
+            raise IPBannedError(f"{path}: IP banned by ByBit (HTTP 403), waiting out the ban", endpoint=path)
+        session = self._ensure_session()
+        body: bytes | None = None
+        url = self.base_url + path
+        if method == "GET":
+            query = build_query(params)
+            payload = query.encode()
+            if query:
+                url = f"{url}?{query}"
+        else:
+            body = payload = _dumps(_wire(params))
+        if signed:
+            headers = self._signed_headers(payload)
+        else:
+            headers = {"Content-Type": "application/json"} if body is not None else {}
+        started = time.perf_counter()
+        try:
+            async with session.request(method, yarl.URL(url, encoded=True), data=body, headers=headers) as resp:
+                raw = await resp.read()
+                status = resp.status
+                reset = resp.headers.get("X-Bapi-Limit-Reset-Timestamp")
+        except TimeoutError as exc:
+            raise self._count(NetworkError(f"{path}: timeout after {self.timeout}s", endpoint=path)) from exc
+        except aiohttp.ClientError as exc:
+            raise self._count(NetworkError(f"{path}: {type(exc).__name__}", endpoint=path)) from exc
+        finally:
+            self._stats.requests += 1
+            self._stats.latencies.append((time.perf_counter() - started) * 1000.0)
+        try:
+            return self._parse(path, status, raw, reset)
+        except ExchangeAPIError as exc:
+            raise self._count(exc) from None
+
+    def _count(self, exc: ExchangeAPIError) -> ExchangeAPIError:
+        self._stats.errors[type(exc).__name__] += 1
+        logger.warning("ByBit %s failed: %s retCode=%s", exc.endpoint, type(exc).__name__, exc.ret_code)
+        return exc
+
+    def _parse(self, path: str, status: int, raw: bytes, reset: str | None) -> dict[str, Any]:
+        reset_ms = int(reset) if reset and reset.isdigit() else None
+        if status == 403:
+            self._raise_403(path, raw)
+        if status == 429:
+            raise RateLimitError(f"{path}: HTTP 429 system overload", endpoint=path, reset_at_ms=reset_ms)
+        if status >= 500:
+            raise NetworkError(f"{path}: HTTP {status}", endpoint=path)
+        try:
+            data = _loads(raw)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("retCode"), int):
+            if status == 401:
+                raise AuthenticationError(f"{path}: HTTP 401 (auth headers missing or key wrong)", endpoint=path)
+            if status == 200:  # a proxy/gateway page instead of the envelope: transient
+                raise NetworkError(f"{path}: non-JSON response body", endpoint=path)
+            raise ExchangeAPIError(f"{path}: HTTP {status}", endpoint=path)
+        code = data["retCode"]
+        if code != 0:
+            raise exception_for_retcode(
+                code, str(data.get("retMsg", "")), path, secrets=self._secrets, reset_at_ms=reset_ms
+            )
+        if status != 200:
+            raise ExchangeAPIError(f"{path}: HTTP {status}", endpoint=path)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("ByBit %s retCode=0", path)
+        return data
+
+    def _raise_403(self, path: str, raw: bytes) -> None:
+        text = raw[:300].decode("utf-8", "replace").lower()
+        if "frequent" in text or "rate limit" in text or "too many" in text:
+            self._banned_until = time.monotonic() + IPBannedError.ban_seconds
+            raise IPBannedError(f"{path}: HTTP 403 IP rate limit breached; ByBit bans ~10 min", endpoint=path)
+        raise AccessDeniedError(f"{path}: HTTP 403 access denied (IP region blocked or forbidden)", endpoint=path)
+
+    async def _send(self, method: str, path: str, params: Mapping[str, Any], signed: bool) -> dict[str, Any]:
+        """One logical attempt; a 10002 (clock) re-syncs the offset and resends once."""
+        try:
+            return await self._send_once(method, path, params, signed)
+        except InvalidTimestampError:
+            if not signed:
+                raise
+            await self._resync_time()
+            return await self._send_once(method, path, params, signed)
+
+    async def _retry(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run `attempt`; on NetworkError / RateLimitError retry with tenacity (exponential backoff
+        + jitter, or until X-Bapi-Limit-Reset-Timestamp). The first try skips tenacity's machinery:
+        it is the hot path and almost always succeeds."""
+        try:
+            return await attempt()
+        except Exception as exc:
+            if not _is_retryable(exc) or self.max_retries < 1:
+                raise
+            first = exc
+        self._note_retry(first, 1)
+        await asyncio.sleep(self._delay(first, 1))
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_retries),
+            wait=lambda state: self._delay(state.outcome.exception(), state.attempt_number + 1),
+            retry=retry_if_exception(_is_retryable),
+            before_sleep=lambda state: self._note_retry(state.outcome.exception(), state.attempt_number + 1),
+            reraise=True,
+        )
+
+
+        async def call() -> T:  # tenacity awaits only real coroutine functions, not lambdas
+            return await attempt()
+
+        return await retrying(call)
+
+    def _delay(self, exc: BaseException | None, failures: int) -> float:
+        """Seconds to wait after the `failures`-th failed try."""
+        if isinstance(exc, RateLimitError) and exc.reset_at_ms is not None:
+            # wait until X-Bapi-Limit-Reset-Timestamp (server clock -> ours) plus a little jitter
+            self._stats.rate_limit_waits += 1
+            delay = (exc.reset_at_ms - self._now_ms()) / 1000.0
+            return min(max(delay, 0.0), self._max_reset_wait) + random.uniform(0, 0.05)
+        exp = min(self._backoff_max, self._backoff_base * 2 ** (failures - 1))
+        return random.uniform(exp / 2, exp)
+
+    def _note_retry(self, exc: BaseException | None, failures: int) -> None:
+        self._stats.retries += 1
+        logger.info("ByBit retry %d of %s: %s", failures, getattr(exc, "endpoint", "?"), type(exc).__name__)
+
+    async def _request(
+        self, method: str, path: str, params: Mapping[str, Any] | None = None, *, signed: bool = True
+    ) -> dict[str, Any]:
+        """Send with retries (NetworkError / RateLimitError only); returns the envelope's `result`."""
+        data = await self._retry(lambda: self._send(method, path, params or {}, signed))
+        return data.get("result") or {}
+
+    # ------------------------------------------------------------------ time
+    async def sync_time(self) -> int:
+        """Measure offset = server time - local time via /v5/market/time; returns it (ms)."""
+        result = await self._request("GET", "/v5/market/time", signed=False)
+        local_after = int(time.time() * 1000)
+        if result.get("timeNano"):
+            server_ms = int(result["timeNano"]) // 1_000_000
+        else:
+            server_ms = int(result.get("timeSecond", 0)) * 1000
+        # taken against the local time at *receipt*: the stamp errs into the past, which the
+        # recv_window tolerates, never into the future (only 1 s is tolerated there)
+        self._offset_ms = server_ms - local_after if server_ms else 0
+        self._time_generation += 1
+        return self._offset_ms
+
+    async def _resync_time(self) -> None:
+        generation = self._time_generation
+        async with self._time_lock:  # concurrent 10002s share one re-sync
+            if generation == self._time_generation:
+                await self.sync_time()
+
+    # ------------------------------------------------------------------ markets
+    async def load_markets(self) -> dict[str, Market]:
+        """Instruments of this market type (linear: USDT LinearPerpetual Trading), all pages."""
+        parse = parse_linear if self.market_type == "linear" else parse_spot
+        markets: dict[str, Market] = {}
+        cursor: str | None = None
+        while True:
+            params: dict[str, Any] = {"category": self.market_type, "limit": 1000}
+            if cursor:
+                params["cursor"] = cursor
+            result = await self._request("GET", "/v5/market/instruments-info", params, signed=False)
+            for item in result.get("list") or []:
+                market = parse(item)
+                if market is not None:
+                    markets[market.symbol] = market
+            cursor = result.get("nextPageCursor") or None
+            if not cursor:
+                break
+        self._markets = markets
+        return markets
+
+    async def _market(self, symbol: str) -> Market:
+        sym = normalize_symbol(symbol)
+        if not self._markets:
+            await self.load_markets()
+        market = self._markets.get(sym)
+        if market is None:
+            raise InvalidOrderError(f"unknown {self.market_type} symbol {sym}")
+        return market
+
+    def market(self, symbol: str) -> Market:
+        """Loaded instrument rules for a symbol (after initialize())."""
+        sym = normalize_symbol(symbol)
+        if sym not in self._markets:
+            raise InvalidOrderError(f"unknown {self.market_type} symbol {sym}")
+        return self._markets[sym]
+
+    async def fetch_markets(self) -> dict[str, dict[str, Any]]:
+        if not self._markets:
+            await self.load_markets()
+        return {sym: m.as_dict() for sym, m in self._markets.items()}
+
+    def amount_to_precision(self, symbol: str, amount: Any) -> Decimal:
+        return round_down(to_decimal(amount), self.market(symbol).qty_step)
+
+    def price_to_precision(self, symbol: str, price: Any) -> Decimal:
+        return round_down(to_decimal(price), self.market(symbol).tick_size)
+
+    # ------------------------------------------------------------------ market data
+    async def fetch_ticker(self, symbol: str) -> dict[str, Any]:
+        sym = normalize_symbol(symbol)
+        data = await self._send_with_retry("GET", "/v5/market/tickers", {"category": self.category, "symbol": sym})
+        items = (data.get("result") or {}).get("list") or []
+        if not items:
+            raise InvalidOrderError(f"/v5/market/tickers: no ticker for {sym}", endpoint="/v5/market/tickers")
+        t = items[0]
+        ticker = {
+            "symbol": t.get("symbol", sym),
+            "last": _dec(t.get("lastPrice")),
+            "bid": _dec(t.get("bid1Price")),
+            "ask": _dec(t.get("ask1Price")),
+            "high": _dec(t.get("highPrice24h")),
+            "low": _dec(t.get("lowPrice24h")),
+            "volume": _dec(t.get("volume24h")),
+            "timestamp": int(data.get("time") or self._now_ms()),
+        }
+        if self.market_type == "linear":
+            ticker["mark"] = _dec(t.get("markPrice"))
+        return ticker
+
+    async def _send_with_retry(self, method: str, path: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Like _request but returns the whole envelope (public, unsigned)."""
+        return await self._retry(lambda: self._send(method, path, params, False))
+
+    async def fetch_klines(self, symbol: str, interval: str, limit: int = 200) -> list[list[Any]]:
+        """Oldest-first [ts_ms, open, high, low, close, volume]; pages back with `end` past 1000 rows."""
+        sym = normalize_symbol(symbol)
+        ivl = _INTERVALS.get(interval, interval)
+        if ivl not in _BYBIT_INTERVALS:
+            raise ValueError(f"unsupported kline interval {interval!r}")
+        rows: dict[int, list[Any]] = {}
+        end: int | None = None
+        while len(rows) < limit:
+            want = min(1000, limit - len(rows))
+            params: dict[str, Any] = {"category": self.category, "symbol": sym, "interval": ivl, "limit": want}
+            if end is not None:
+                params["end"] = end
+            result = await self._request("GET", "/v5/market/kline", params, signed=False)
+            page = result.get("list") or []
+            for r in page:
+                ts = int(r[0])
+                rows[ts] = [ts, Decimal(r[1]), Decimal(r[2]), Decimal(r[3]), Decimal(r[4]), Decimal(r[5])]
+            if len(page) < want:
+                break
+            end = min(int(r[0]) for r in page) - 1
+        return [rows[ts] for ts in sorted(rows)][-limit:]
+
+    # ------------------------------------------------------------------ account
+    async def fetch_balance(self) -> dict[str, dict[str, Decimal]]:
+        """UNIFIED wallet: free = wallet - locked - order IM - position IM (never below 0)."""
+        result = await self._request("GET", "/v5/account/wallet-balance", {"accountType": "UNIFIED"})
+        free: dict[str, Decimal] = {}
+        used: dict[str, Decimal] = {}
+        total: dict[str, Decimal] = {}
+        for account in result.get("list") or []:
+            for c in account.get("coin") or []:
+                coin = c["coin"]
+                wallet = _dec(c.get("walletBalance"))
+                held = _dec(c.get("locked")) + _dec(c.get("totalOrderIM")) + _dec(c.get("totalPositionIM"))
+                avail = max(wallet - held, _ZERO)
+                total[coin] = wallet
+                free[coin] = avail
+                used[coin] = wallet - avail
+        return {"free": free, "used": used, "total": total}
+
+    async def fetch_positions(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        """Open linear positions (flat rows dropped); [] for spot."""
+        if self.market_type != "linear":
+            return []
+        params: dict[str, Any] = {"category": "linear"}
+        if symbol:
+            params["symbol"] = normalize_symbol(symbol)
+        else:
+            params["settleCoin"] = "USDT"
+        params["limit"] = 200
+        items = await self._paged("/v5/position/list", params)
+        out = []
+        for p in items:
+            size = _dec(p.get("size"))
+            if size == 0 or p.get("side") not in ("Buy", "Sell"):
+                continue
+            out.append({
+                "symbol": p["symbol"],
+                "side": "long" if p["side"] == "Buy" else "short",
+                "size": size,
+                "entry_price": _dec(p.get("avgPrice")),
+                "mark_price": _dec(p.get("markPrice")),
+                "unrealized_pnl": _dec(p.get("unrealisedPnl")),
+                "realized_pnl": _dec(p.get("cumRealisedPnl")),
+                "leverage": _opt_dec(p.get("leverage")),
+            })
+        return out
+
+    async def set_leverage(self, symbol: str, leverage: Any) -> Decimal:
+        """Set buy and sell leverage (one-way mode); "not modified" (110043) counts as success."""
+        if self.market_type != "linear":
+            raise InvalidOrderError("set_leverage is for linear contracts only")
+        lev = format_value(to_decimal(leverage).normalize())
+        body = {"category": "linear", "symbol": normalize_symbol(symbol), "buyLeverage": lev, "sellLeverage": lev}
+        try:
+            await self._request("POST", "/v5/position/set-leverage", body)
+        except InvalidOrderError as exc:
+            if exc.ret_code != 110043:
+                raise
+        return Decimal(lev)
+
+    async def _paged(self, path: str, params: dict[str, Any], *, max_items: int | None = None) -> list[dict]:
+        """Follow nextPageCursor (passed through verbatim) until the last page or max_items."""
+        items: list[dict] = []
+        cursor: str | None = None
+        while True:
+            page_params = dict(params, cursor=cursor) if cursor else params
+            result = await self._request("GET", path, page_params)
+            items.extend(result.get("list") or [])
+            cursor = result.get("nextPageCursor") or None
+            if not cursor or (max_items is not None and len(items) >= max_items):
+                return items[:max_items] if max_items is not None else items
+
+    # ------------------------------------------------------------------ orders
+    def new_client_order_id(self) -> str:
+        """prefix + uuid4 hex, at most 36 chars of [A-Za-z0-9_-]."""
+        return (self._link_prefix + uuid.uuid4().hex)[:36]
+
+    def _link_id(self, client_order_id: str | None) -> str:
+        if client_order_id is None:
+            return self.new_client_order_id()
+        if not _LINK_ID_RE.match(client_order_id):
+            raise InvalidOrderError(
+                f"client_order_id {client_order_id!r} must be 1-36 chars of [A-Za-z0-9_-]"
+            )
+        return client_order_id
+
+    @staticmethod
+    def _side(side: str) -> str:
+        s = str(side).lower()
+        if s not in ("buy", "sell"):
+            raise InvalidOrderError(f"side must be 'buy' or 'sell', not {side!r}")
+        return "Buy" if s == "buy" else "Sell"
+
+    async def create_limit_order(
+        self,
+        symbol: str,
+        side: str,
+        amount: Any,
+        price: Any,
+        *,
+        client_order_id: str | None = None,
+        reduce_only: bool = False,
+        post_only: bool = False,
+    ) -> dict[str, Any]:
+        market = await self._market(symbol)
+        qty = round_down(to_decimal(amount), market.qty_step)
+        px = round_down(to_decimal(price), market.tick_size)
+        check_order(market, qty, px, is_market=False)
+        body: dict[str, Any] = {
+            "category": self.category,
+            "symbol": market.symbol,
+            "side": self._side(side),
+            "orderType": "Limit",
+            "qty": qty,
+            "price": px,
+            "timeInForce": "PostOnly" if post_only else "GTC",
+            "orderLinkId": self._link_id(client_order_id),
+        }
+        self._add_position_fields(body, reduce_only)
+        return await self._place(body)
+
+    async def create_market_order(
+        self,
+        symbol: str,
+        side: str,
+        amount: Any,
+        *,
+        client_order_id: str | None = None,
+        reduce_only: bool = False,
+    ) -> dict[str, Any]:
+        market = await self._market(symbol)
+        bybit_side = self._side(side)
+        qty = round_down(to_decimal(amount), market.qty_step)
+        check_order(market, qty, None, is_market=True)  # qty limits first: no ticker call for a bad qty
+        ticker = await self.fetch_ticker(market.symbol)
+        ref = ticker["ask"] if bybit_side == "Buy" else ticker["bid"]
+        check_order(market, qty, None, is_market=True, reference_price=ref or ticker["last"])
+        body: dict[str, Any] = {
+            "category": self.category,
+            "symbol": market.symbol,
+            "side": bybit_side,
+            "orderType": "Market",
+            "qty": qty,
+            "orderLinkId": self._link_id(client_order_id),
+        }
+        if self.market_type == "spot":
+            body["marketUnit"] = "baseCoin"  # spot market buys are in quote coin by default
+        self._add_position_fields(body, reduce_only)
+        return await self._place(body)
+
+    def _add_position_fields(self, body: dict[str, Any], reduce_only: bool) -> None:
+        if self.market_type == "linear":
+            body["positionIdx"] = 0
+            body["reduceOnly"] = bool(reduce_only)
+        elif reduce_only:
+            raise InvalidOrderError("reduce_only applies to linear contracts only")
+
+    async def _place(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create idempotently: after an uncertain failure, look the orderLinkId up before resending."""
+        link, symbol = body["orderLinkId"], body["symbol"]
+        uncertain = False
+
+        async def attempt() -> dict[str, Any]:
+            nonlocal uncertain
+            if uncertain:
+                found = await self._lookup(symbol, link)
+                if found is not None:
+                    return found
+            try:
+                data = await self._send("POST", "/v5/order/create", body, True)
+            except NetworkError:
+                uncertain = True  # it may have reached the matching engine
+                raise
+            except DuplicateOrderError:
+                if not uncertain:
+                    raise
+                found = await self._lookup(symbol, link)
+                if found is None:  # the duplicate is not visible yet: transient, look again
+                    raise NetworkError("/v5/order/create: duplicate orderLinkId not yet visible",
+                                       endpoint="/v5/order/create") from None
+                return found
+            return self._order_from_ack(body, data.get("result") or {})
+
+        return await self._retry(attempt)
+
+    async def _lookup(self, symbol: str, link: str) -> dict[str, Any] | None:
+        return await self._lookup_order({"category": self.category, "symbol": symbol, "orderLinkId": link})
+
+    async def _lookup_order(self, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Realtime then history, without its own retry loop (the caller's loop retries)."""
+        for path in ("/v5/order/realtime", "/v5/order/history"):
+            data = await self._send("GET", path, params, True)
+            items = (data.get("result") or {}).get("list") or []
+            if items:
+                return self._parse_order(items[0])
+        return None
+
+    def _order_from_ack(self, body: Mapping[str, Any], ack: Mapping[str, Any]) -> dict[str, Any]:
+        now = self._now_ms()
+        is_limit = body["orderType"] == "Limit"
+        return {
+            "id": ack.get("orderId", ""),
+            "client_order_id": ack.get("orderLinkId") or body["orderLinkId"],
+            "symbol": body["symbol"],
+            "side": body["side"].lower(),
+            "type": "limit" if is_limit else "market",
+            "price": body["price"] if is_limit else None,
+            "amount": body["qty"],
+            "filled": _ZERO,
+            "avg_price": None,
+            "status": "open",
+            "fee": _ZERO,
+            "reduce_only": bool(body.get("reduceOnly", False)),
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    @staticmethod
+    def _parse_order(o: Mapping[str, Any]) -> dict[str, Any]:
+        fee_detail = o.get("cumFeeDetail")
+        if isinstance(fee_detail, dict) and fee_detail:
+            fee = sum((_dec(v) for v in fee_detail.values()), _ZERO)
+        else:
+            fee = _dec(o.get("cumExecFee"))
+        order_type = str(o.get("orderType", "")).lower()
+        created = int(o.get("createdTime") or 0)
+        return {
+            "id": o.get("orderId", ""),
+            "client_order_id": o.get("orderLinkId", ""),
+            "symbol": o.get("symbol", ""),
+            "side": str(o.get("side", "")).lower(),
+            "type": order_type,
+            "price": _opt_dec(o.get("price")) if order_type == "limit" else None,
+            "amount": _dec(o.get("qty")),
+            "filled": _dec(o.get("cumExecQty")),
+            "avg_price": _opt_dec(o.get("avgPrice")),
+            "status": _ORDER_STATUS.get(str(o.get("orderStatus")), "open"),
+            "fee": fee,
+            "reduce_only": bool(o.get("reduceOnly", False)),
+            "created_at": created,
+            "updated_at": int(o.get("updatedTime") or created),
+        }
+
+    def _id_params(self, symbol: str, order_id: str | None, client_order_id: str | None) -> dict[str, Any]:
+        if not order_id and not client_order_id:
+            raise InvalidOrderError("order_id or client_order_id is required")
+        params: dict[str, Any] = {"category": self.category, "symbol": normalize_symbol(symbol)}
+        if order_id:
+            params["orderId"] = order_id
+        else:
+            params["orderLinkId"] = client_order_id
+        return params
+
+    async def fetch_order(
+        self, symbol: str, order_id: str | None = None, client_order_id: str | None = None
+    ) -> dict[str, Any] | None:
+        """The order by id or orderLinkId: realtime (finds closed ones too by id), then history."""
+        params = self._id_params(symbol, order_id, client_order_id)
+        for path in ("/v5/order/realtime", "/v5/order/history"):
+            result = await self._request("GET", path, params)
+            items = result.get("list") or []
+            if items:
+                return self._parse_order(items[0])
+        return None
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"category": self.category}
+        if symbol:
+            params["symbol"] = normalize_symbol(symbol)
+        elif self.market_type == "linear":
+            params["settleCoin"] = "USDT"  # linear needs symbol | baseCoin | settleCoin
+        params["limit"] = 50
+        return [self._parse_order(o) for o in await self._paged("/v5/order/realtime", params)]
+
+    async def cancel_order(
+        self, order_id: str | None, symbol: str, *, client_order_id: str | None = None, confirm: bool = True
+    ) -> dict[str, Any]:
+        """Cancel; returns the order (status "cancelled"). Idempotent across retries.
+
+        confirm=True (default) reads the order back after the ack so amount/filled/fee are real;
+        confirm=False returns a dict built from the ack alone (one request, fields unknown = zero/empty).
+        """
+        params = self._id_params(symbol, order_id, client_order_id)
+        uncertain = False
+
+        async def attempt() -> tuple[dict[str, Any], bool]:
+            nonlocal uncertain
+            try:
+                data = await self._send("POST", "/v5/order/cancel", params, True)
+            except NetworkError:
+                uncertain = True
+                raise
+            except (OrderNotFoundError, InvalidOrderError):
+                # a resend after an uncertain first try: the first one may have cancelled it
+                if not uncertain:
+                    raise
+                found = await self._lookup_order(params)
+                if found is None or found["status"] != "cancelled":
+                    raise
+                return found, True
+            return data, False
+
+        data, done = await self._retry(attempt)
+        if done:
+            return data
+        ack = data.get("result") or {}
+        if confirm:
+            found = await self._after_cancel(symbol, ack.get("orderId") or order_id, client_order_id)
+            if found is not None:
+                return found
+        now = self._now_ms()
+        return {
+            "id": ack.get("orderId", order_id or ""), "client_order_id": ack.get("orderLinkId", client_order_id or ""),
+            "symbol": params["symbol"], "side": "", "type": "", "price": None, "amount": _ZERO, "filled": _ZERO,
+            "avg_price": None, "status": "cancelled", "fee": _ZERO, "reduce_only": False,
+            "created_at": now, "updated_at": now,
+        }
+
+    async def _after_cancel(self, symbol: str, order_id: str | None, link: str | None) -> dict[str, Any] | None:
+        """Fills/fee of the cancelled order; cancel is asynchronous, so a still-open view is the ack'd cancel."""
+        try:
+            found = await self.fetch_order(symbol, order_id, None if order_id else link)
+        except NetworkError:
+            return None
+        if found is not None and found["status"] in ("open", "partially_filled"):
+            found["status"] = "cancelled"
+        return found
+
+    async def cancel_all_orders(self, symbol: str) -> list[str]:
+        body = {"category": self.category, "symbol": normalize_symbol(symbol)}
+        result = await self._request("POST", "/v5/order/cancel-all", body)
+        return [item.get("orderId", "") for item in result.get("list") or []]
+
+    async def fetch_my_trades(self, symbol: str, limit: int = 50) -> list[dict[str, Any]]:
+        params = {"category": self.category, "symbol": normalize_symbol(symbol), "limit": min(max(limit, 1), 100)}
+        items = await self._paged("/v5/execution/list", params, max_items=limit)
+        return [
+            {
+                "id": e.get("execId", ""),
+                "order_id": e.get("orderId", ""),
+                "client_order_id": e.get("orderLinkId", ""),
+                "symbol": e.get("symbol", ""),
+                "side": str(e.get("side", "")).lower(),
+                "price": _dec(e.get("execPrice")),
+                "amount": _dec(e.get("execQty")),
+                "fee": _dec(e.get("execFee")),
+                "timestamp": int(e.get("execTime") or 0),
+            }
+            for e in items
+        ]
+
+    # ------------------------------------------------------------------ stats
+    def get_statistics(self) -> dict[str, Any]:
+        return self._stats.snapshot()

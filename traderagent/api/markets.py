@@ -1,0 +1,148 @@
+"""Instrument rules (from /v5/market/instruments-info) and Decimal order rounding/validation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from typing import Any
+
+from .exceptions import InvalidOrderError
+
+__all__ = ["Market", "normalize_symbol", "round_down", "parse_linear", "parse_spot", "check_order"]
+
+
+@dataclass(frozen=True, slots=True)
+class Market:
+    symbol: str
+    base: str
+    quote: str
+    market_type: str
+    qty_step: Decimal
+    tick_size: Decimal
+    min_qty: Decimal
+    max_qty: Decimal | None
+    max_market_qty: Decimal | None
+    min_notional: Decimal
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "base": self.base,
+            "quote": self.quote,
+            "market_type": self.market_type,
+            "qty_step": self.qty_step,
+            "tick_size": self.tick_size,
+            "min_qty": self.min_qty,
+            "max_qty": self.max_qty,
+            "max_market_qty": self.max_market_qty,
+            "min_notional": self.min_notional,
+        }
+
+
+def normalize_symbol(symbol: str) -> str:
+    """'BTC/USDT', 'BTC/USDT:USDT', 'btcusdt' -> 'BTCUSDT'."""
+    return symbol.split(":", 1)[0].replace("/", "").replace("-", "").strip().upper()
+
+
+def to_decimal(value: object) -> Decimal:
+    """Exact Decimal from str/int/Decimal; floats go through str() so 0.1 stays 0.1."""
+    if isinstance(value, Decimal):
+        return value
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError) as exc:
+        raise InvalidOrderError(f"not a number: {value!r}") from exc
+
+
+def round_down(value: Decimal, step: Decimal) -> Decimal:
+    """Largest multiple of `step` <= value (for value >= 0), with the step's exponent."""
+    if step <= 0:
+        return value
+    units = (value / step).to_integral_value(rounding=ROUND_DOWN)
+    return (units * step).quantize(step)
+
+
+def _dec(text: object, default: str = "0") -> Decimal:
+    if text in (None, ""):
+        return Decimal(default)
+    return Decimal(str(text))
+
+
+def _opt_dec(text: object) -> Decimal | None:
+    return None if text in (None, "", "0") else Decimal(str(text))
+
+
+def parse_linear(item: dict[str, Any]) -> Market | None:
+    """USDT-settled LinearPerpetual in status Trading; anything else -> None."""
+    if (
+        item.get("contractType") != "LinearPerpetual"
+        or item.get("settleCoin") != "USDT"
+        or item.get("status") != "Trading"
+    ):
+        return None
+    lot = item.get("lotSizeFilter") or {}
+    price = item.get("priceFilter") or {}
+    return Market(
+        symbol=item["symbol"],
+        base=item.get("baseCoin", ""),
+        quote=item.get("quoteCoin", "USDT"),
+        market_type="linear",
+        qty_step=_dec(lot.get("qtyStep"), "0"),
+        tick_size=_dec(price.get("tickSize"), "0"),
+        min_qty=_dec(lot.get("minOrderQty")),
+        max_qty=_opt_dec(lot.get("maxOrderQty")),
+        max_market_qty=_opt_dec(lot.get("maxMktOrderQty")) or _opt_dec(lot.get("maxOrderQty")),
+        min_notional=_dec(lot.get("minNotionalValue")),
+    )
+
+
+def parse_spot(item: dict[str, Any]) -> Market | None:
+    """Spot: qty step is basePrecision, minimum notional is minOrderAmt."""
+    if item.get("status") != "Trading":
+        return None
+    lot = item.get("lotSizeFilter") or {}
+    price = item.get("priceFilter") or {}
+    max_limit = _opt_dec(lot.get("maxLimitOrderQty")) or _opt_dec(lot.get("maxOrderQty"))
+    return Market(
+        symbol=item["symbol"],
+        base=item.get("baseCoin", ""),
+        quote=item.get("quoteCoin", ""),
+        market_type="spot",
+        qty_step=_dec(lot.get("basePrecision"), "0"),
+        tick_size=_dec(price.get("tickSize"), "0"),
+        min_qty=_dec(lot.get("minOrderQty")),
+        max_qty=max_limit,
+        max_market_qty=_opt_dec(lot.get("maxMarketOrderQty")) or max_limit,
+        min_notional=_dec(lot.get("minOrderAmt")),
+    )
+
+
+def check_order(
+    market: Market,
+    amount: Decimal,
+    price: Decimal | None,
+    *,
+    is_market: bool,
+    reference_price: Decimal | None = None,
+) -> None:
+    """Raise InvalidOrderError naming the violated limit and the values. Inputs are already rounded."""
+    sym = market.symbol
+    if amount <= 0:
+        raise InvalidOrderError(f"{sym}: amount {amount} rounds to zero on qty_step {market.qty_step}")
+    if amount < market.min_qty:
+        raise InvalidOrderError(f"{sym}: amount {amount} is below min_qty {market.min_qty}")
+    cap = market.max_market_qty if is_market else market.max_qty
+    if cap is not None and amount > cap:
+        name = "max_market_qty" if is_market else "max_qty"
+        raise InvalidOrderError(f"{sym}: amount {amount} is above {name} {cap}")
+    if not is_market and (price is None or price <= 0):
+        raise InvalidOrderError(f"{sym}: price {price} rounds to zero on tick_size {market.tick_size}")
+    ref = price if not is_market else reference_price
+    if ref is None:
+        return
+    notional = amount * ref
+    if notional < market.min_notional:
+        raise InvalidOrderError(
+            f"{sym}: notional {notional.normalize():f} (amount {amount} x price {ref}) "
+            f"is below min_notional {market.min_notional}"
+        )
