@@ -84,3 +84,20 @@ def test_each_strategy_runs_on_real_candles(shared_data, capsys, name, file, ext
     assert 0.0 <= m["max_drawdown_pct"] < 1.0 and 0.0 <= m["exposure_pct"] <= 1.0
     if name != "smc":  # the others must trade on three weeks of real 5m candles
         assert m["trades"] > 0
+
+
+@pytest.mark.parametrize("fmt", [["--json"], []])
+def test_output_to_a_closed_pipe_exits_quietly(shared_data, fmt):
+    """`traderagent backtest --json | head`: the reader leaves early; no BrokenPipeError traceback."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # gone before the backtest prints anything: every write hits a broken pipe
+    try:
+        proc = subprocess.run([sys.executable, "-m", "traderagent", "backtest", "--strategy", "trend_follower",
+                               "--data", str(shared_data / "XRPUSDT-perp-5m.csv"), *fmt],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 0
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr

@@ -108,6 +108,44 @@ def test_stop_not_touched_keeps_position_open():
     assert res.metrics.exposure_pct == pytest.approx(2 / 3)
 
 
+class Asked(Scripted):
+    """Scripted, recording where the engine asked signal_at; the hook marks `candidates` (None: no hook)."""
+
+    DEFAULTS: ClassVar[dict] = {"script": {}, "candidates": None}
+
+    def prepare(self, *frames):
+        self.asked = []
+        p = PreparedData.from_frame(frames[-1])
+        p.columns["long_entry"] = np.zeros(len(p), dtype=bool)  # a look-alike column must not matter
+        return p
+
+    def signal_candidates(self, prepared):
+        marks = self.params["candidates"]
+        if marks is None:
+            return None
+        mask = np.zeros(len(prepared), dtype=bool)
+        mask[list(marks)] = True
+        return mask
+
+    def signal_at(self, prepared, i, balance):
+        self.asked.append(i)
+        return super().signal_at(prepared, i, balance)
+
+
+def test_engine_asks_signal_at_only_at_candidates_while_flat():
+    df = candles([(100, 101, 99, 100)] * 12)
+    script = {2: ("long", "90", "100.5"), 7: ("long", "90", "120")}
+    s = Asked({"script": script, "candidates": [2, 7, 9]}, qty_step="0.001", tick_size="0.01",
+              allocated_capital="10000")
+    res = run_backtest(s, df, MIN, CFG)
+    # flat: only candidates; in a position (candles 3..) every candle is visited and the strategy decides
+    assert s.asked[0] == 2 and 0 not in s.asked and 1 not in s.asked
+    assert [t.entry_index for t in res.trades] == [3, 8]
+    every = Asked({"script": script}, qty_step="0.001", tick_size="0.01", allocated_capital="10000")
+    assert [t.entry_index for t in run_backtest(every, df, MIN, CFG).trades] == [3, 8]
+    assert every.asked == list(range(12))  # no hook: every candle, whatever the columns are called
+
+
 class Ladder(BaseStrategy):
     """Wants one resting order (the intent in params) until it fills; records fills."""
 

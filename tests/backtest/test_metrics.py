@@ -88,27 +88,11 @@ def test_short_keyed_trade():
     assert led.equity(D(50)) == led.cash  # flat
 
 
-def test_episode_grouping_makes_one_trade_per_dca_cycle():
-    led = Ledger(D(1000), grouping="episode")
-    led.fill(_fill(0, "buy", "1", "100", fee="0.1", tag="dca:base"))
-    led.fill(_fill(1, "buy", "1", "90", fee="0.09", tag="dca:so1"))
-    assert len(led.trades) == 1 and led.trades[0].entry_price == D(95)
-    led.fill(_fill(2, "sell", "2", "100", fee="0.2", tag="dca:tp"))
-    (t,) = led.trades
-    assert t.closed and t.qty == D(2) and t.exit_price == D(100)
-    assert t.pnl == D(10) - D("0.39") == led.cash - led.initial
-
-
-def test_lot_grouping_pairs_grid_buys_with_counter_sells_fifo():
-    led = Ledger(D(1000), grouping="lots")
+def test_ladder_fills_move_cash_and_position_and_only_realize_books_pnl():
+    led = Ledger(D(1000))
     led.fill(_fill(0, "buy", "1", "100", fee="0.1", tag="grid:1:buy"))
-    led.fill(_fill(1, "buy", "1", "98", fee="0.098", tag="grid:0:buy"))
-    led.fill(_fill(2, "sell", "1.5", "102", fee="0.153", tag="grid:2:sell"))
-    closed = [t for t in led.trades if t.closed]
-    assert [t.entry_price for t in closed] == [D(100), D(98)]
-    assert [t.qty for t in closed] == [D(1), D("0.5")]
-    assert closed[0].pnl == D(2) - D("0.1") - D("0.102")
-    assert closed[1].pnl == D(2) - D("0.049") - D("0.051")
-    open_ = [t for t in led.trades if not t.closed]
-    assert len(open_) == 1 and open_[0].qty == D("0.5")
-    assert led.position == D("0.5")
+    led.fill(_fill(1, "sell", "1", "102", fee="0.102", tag="grid:2:sell"))
+    assert led.position == 0 and led.fees == D("0.202") and led.trades == []
+    assert led.cash == D(1000) + D(2) - D("0.202") and led.realized == 0
+    led.realize(D(2) - D("0.202"))
+    assert led.realized == led.cash - led.initial

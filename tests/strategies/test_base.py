@@ -161,3 +161,27 @@ def test_closed_only_drops_forming_candle():
     last_open = int(idx[-1].value // 1_000_000)
     assert len(closed_only(df, last_open + 1000, "1h")) == 2
     assert len(closed_only(df, last_open + 3_600_000, "1h")) == 3
+
+
+def test_open_positions_is_a_live_read_only_view_and_closed_since_counts():
+    s = trend()
+    view = s.open_positions
+    assert len(view) == 0 and s.closed_count == 0 and s.closed_since(0) == []
+    pos = s.open_position(signal(), D("1"), D("100"))
+    assert list(view) == [pos.position_id] and view[pos.position_id] is pos
+    with pytest.raises(TypeError):
+        view["x"] = pos  # type: ignore[index]
+    s.close_position(pos.position_id, D("110"), ExitReason.MANUAL)
+    assert len(view) == 0 and s.closed_count == 1 and s.closed_since(0)[0].position_id == pos.position_id
+    assert s.closed_since(1) == []
+    other = trend()
+    other.open_position(signal(), D("1"), D("100"))
+    s.load_state(other.get_state())
+    assert len(view) == 1  # load_state refills the same mapping: a view taken before stays live
+
+
+def test_signal_candidates_default_is_every_candle():
+    dca = create_strategy("dca", {}, qty_step="0.001", tick_size="0.1", allocated_capital="1000")
+    idx = pd.date_range("2024-01-01", periods=30, freq="5min", tz="UTC")
+    df = pd.DataFrame({"open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0}, index=idx)
+    assert dca.signal_candidates(dca.prepare(df)) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -124,13 +125,18 @@ class ProgressBar:
         self.last_pct = pct
         bar = "#" * (pct // 4)
         line = f"backtest [{bar:<25}] {pct:3d}% {i:,}/{n:,} candles {time.perf_counter() - self.t0:5.1f}s"
-        self.stream.write(("\r" + line) if self.tty else line + "\n")
-        self.stream.flush()
+        self._write(("\r" + line) if self.tty else line + "\n")
 
     def done(self) -> None:
         if self.enabled and self.tty:
-            self.stream.write("\n")
+            self._write("\n")
+
+    def _write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
             self.stream.flush()
+        except BrokenPipeError:  # stderr piped into a reader that left: the run itself goes on
+            self.enabled = False
 
 
 def _fmt(value: Any, pct: bool = False, places: int = 2) -> str:
@@ -220,6 +226,20 @@ def run(args: argparse.Namespace) -> tuple[BacktestResult, dict]:
     return result, info
 
 
+def _emit(text: str) -> None:
+    """Print to stdout; a reader that went away (`... --json | head`) ends the output quietly."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would flush stdout again at exit and print a second BrokenPipeError: point it at devnull
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout without a file descriptor (captured): nothing to silence
+            pass
+
+
 def main_backtest(args: argparse.Namespace) -> int:
     try:
         result, info = run(args)
@@ -239,9 +259,8 @@ def main_backtest(args: argparse.Namespace) -> int:
         out["data"] = info
         if args.plot:
             out["plot"] = str(args.plot)
-        print(json.dumps(out, indent=2, default=str))
+        _emit(json.dumps(out, indent=2, default=str))
     else:
-        print(results_table(result, info))
-        if args.plot:
-            print(f"\nplot written to {args.plot}")
+        text = results_table(result, info)
+        _emit(f"{text}\n\nplot written to {args.plot}" if args.plot else text)
     return 0

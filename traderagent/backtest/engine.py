@@ -9,8 +9,11 @@ Design (speed without look-ahead):
   candidate entry index (`signal_candidates`, see `_candidates`); while a position is open every candle is
   visited (trailing stops, reversal exits) but the strategy's `check_exits` is called only when the candle's
   high/low reaches a stop/target level (compared as floats, a superset of the Decimal test).
+- Ladder strategies return the very same `desired_orders` list while nothing changed (base.py), so most
+  candles cost an identity check instead of a diff; resting orders are only scanned when the candle's
+  low/high reaches the nearest one.
 - Money is Decimal (ledger.py); the equity curve is rebuilt as a float array from the ledger's state after
-  each fill.
+  each fill. Ladder round trips are the strategy's own records, and their pnl is what the ledger realises.
 
 Fill rules (documented in README-style detail in fills.py):
 - decisions at the close of candle i (entries, reversal exits, ladder market orders) execute at open[i+1]
@@ -117,20 +120,10 @@ def build_frames(strategy: BaseStrategy, frame: pd.DataFrame, tf_ms: int) -> lis
 
 
 def _candidates(strategy: BaseStrategy, prepared: PreparedData) -> np.ndarray | None:
-    """Entry indices where `signal_at` can return a signal (a superset), or None: ask at every candle.
-
-    A strategy may define `signal_candidates(prepared) -> bool array`; otherwise boolean columns
-    `long_entry` / `short_entry` in `prepared.columns` are taken as that mask (the trend adapter's).
-    """
-    fn = getattr(strategy, "signal_candidates", None)
-    if fn is not None:
-        mask = fn(prepared)
-        return None if mask is None else np.flatnonzero(np.asarray(mask, dtype=bool))
-    cols = [prepared.columns[k] for k in ("long_entry", "short_entry")
-            if k in prepared.columns and np.asarray(prepared.columns[k]).dtype == bool]
-    if not cols:
-        return None
-    return np.flatnonzero(np.logical_or.reduce(cols))
+    """Entry indices where `signal_at` can return a signal (a superset, base.py's `signal_candidates`),
+    or None: ask at every candle."""
+    mask = strategy.signal_candidates(prepared)
+    return None if mask is None else np.flatnonzero(np.asarray(mask, dtype=bool))
 
 
 def _same(a: OrderIntent, b: OrderIntent) -> bool:
@@ -159,8 +152,8 @@ class Backtester:
         self.cfg = config or BacktestConfig()
         self.fm = FillModel(taker_fee=self.cfg.taker_fee, maker_fee=self.cfg.maker_fee,
                             slippage=self.cfg.slippage)
-        grouping = "lots" if strategy.strategy_type == "grid" else "episode"
-        self.ledger = Ledger(self.cfg.balance, grouping=grouping)
+        self.ledger = Ledger(self.cfg.balance)
+        self._open = strategy.open_positions  # live read-only view, checked every candle
         self.progress = progress
         self._pos_after: list[float] = []
         self._cash_after: list[float] = []
@@ -229,7 +222,7 @@ class Backtester:
         lo_trig, hi_trig = -INF, INF
         self._lvl_one: tuple | None = None
         l_pos = l_stop = l_tp = None
-        positions = s._positions  # read-only peek at the strategy's open positions
+        positions = self._open
         on_close, signal_at = s.on_candle_close, s.signal_at
         i = start
         while i < n:
@@ -273,7 +266,7 @@ class Backtester:
         Recomputed only when a position or one of its levels changed (Decimals are immutable, so a moved
         stop is a new object: an identity check detects it).
         """
-        positions = self.s._positions
+        positions = self._open
         if len(positions) == 1:
             pos = next(iter(positions.values()))
             one = self._lvl_one
@@ -298,7 +291,7 @@ class Backtester:
     def _execute_pending(self, i: int, exits: list[PositionInfo], entries: list) -> None:
         s, fm = self.s, self.fm
         for pos in exits:
-            if pos.position_id not in s._positions:
+            if pos.position_id not in self._open:
                 continue
             side = "sell" if pos.is_long else "buy"
             price, liq = fm.market(side, self.o[i])
@@ -344,6 +337,7 @@ class Backtester:
         self._report_every = max(n // 100, 1)
         self._next_report = 0 if self.progress is not None else n + 1
         self._last_intents: list[OrderIntent] | None = None
+        self._last_src: list[OrderIntent] | None = None
         self._entry_idx: dict[str, int] = {}
         self._ladder_closed: list[tuple[PositionInfo, int, int]] = []
         through = self.cfg.limit_fill == "through"
@@ -362,11 +356,13 @@ class Backtester:
                 self._tick(i, n)
 
     def _attribute(self, i: int, n_closed: int) -> None:
-        """Candle indices of the strategy's own round trips (grid pairs, DCA deals) opened/closed by a fill."""
-        for pid in self.s._positions:
+        """Candle indices of the strategy's own round trips (grid pairs, DCA deals) opened/closed by a fill;
+        their pnl (the engine's fill prices and fees) is what the ledger counts as realised."""
+        for pid in self._open:
             self._entry_idx.setdefault(pid, i)
-        for pos in self.s._closed[n_closed:]:
+        for pos in self.s.closed_since(n_closed):
             self._ladder_closed.append((pos, self._entry_idx.pop(pos.position_id, i), i))
+            self.ledger.realize(pos.realized_pnl or Decimal(0))
 
     def _ladder_trades(self) -> list[Trade]:
         """Ladder trades are the strategy's own pairing (a grid buy with ITS counter sell, a whole DCA deal),
@@ -384,7 +380,7 @@ class Backtester:
             return t
 
         out = [trade(pos, e, x) for pos, e, x in self._ladder_closed]
-        out += [trade(pos, self._entry_idx.get(pos.position_id, 0), -1) for pos in self.s._positions.values()]
+        out += [trade(pos, self._entry_idx.get(pos.position_id, 0), -1) for pos in self.s.get_active_positions()]
         return out
 
     def _ladder_levels(self) -> tuple[float, float]:
@@ -399,6 +395,9 @@ class Backtester:
 
     def _sync(self, intents: list[OrderIntent], i: int) -> None:
         """Diff the desired intents against the book by tag (orders placed now rest from candle i+1)."""
+        if intents is self._last_src:  # a ladder returns the very same list while nothing changed (base.py)
+            return
+        self._last_src = intents
         last = self._last_intents
         if last is not None and len(last) == len(intents) and all(a is b for a, b in zip(last, intents, strict=True)):
             return
@@ -468,7 +467,7 @@ class Backtester:
         fill = self._fill(i, it.side, it.qty, price, liq, it.tag, it.tag)
         self.ledger.fill(fill)
         self._record()
-        n_closed = len(s._closed)
+        n_closed = s.closed_count
         follow = s.on_order_filled(it.tag, price, it.qty, fill.fee) or []
         self._attribute(i, n_closed)
         for f in follow:
@@ -477,7 +476,7 @@ class Backtester:
             else:
                 self.book[f.tag] = _Order(f, i)
                 self._dirty = True
-        self._last_intents = None
+        self._last_intents = self._last_src = None
         self._sync(s.desired_orders(sync_price, self._balance()), i)
 
     # ------------------------------------------------------------------ result

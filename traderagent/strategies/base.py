@@ -58,6 +58,10 @@ Driving a SIGNAL strategy (``is_ladder = False``), per closed entry candle ``i``
         if sig is not None:                         # sig.size already risk-sized and rounded
             s.open_position(sig, sig.size, fill, fee=fee, timestamp=...)
 
+* ``signal_candidates(prepared)`` (optional speed hook): a bool array over the entry indices, False
+  where ``signal_at`` returns None whatever the positions and balance (a superset of the real
+  entries is fine), or None (the default) = every candle is a candidate. A driver replaying history
+  (the backtester) may skip ``signal_at`` at non-candidates while flat; the live path never needs it.
 * Decisions taken at the close of candle ``i`` (steps 2 and 3) are executed by the backtester at
   ``open[i+1]`` (plus its slippage model), by the live orchestrator immediately with a market
   order. Stop and target levels are absolute (those of the signal), not re-anchored to the fill.
@@ -95,7 +99,9 @@ order across restarts (the orchestrator stores it in ``orders.tag``). ``order_ty
         # 3. intents = s.desired_orders(Decimal(close[i]), balance)
         #    diff against the resting book BY TAG: place missing intents, cancel resting orders
         #    whose tag is absent, cancel+replace when side/price/qty/type changed. Market intents
-        #    execute now (backtest: at close[i]) and their fill is reported via on_order_filled.
+        #    execute at the next price (backtest: at open[i+1] plus slippage, like every decision
+        #    taken at the close of candle i; live: right away) and their fill is reported via
+        #    on_order_filled. Follow-up market intents returned by on_order_filled likewise.
 
 Live: each tick the orchestrator confirms fills (fetch_order) -> ``on_order_filled`` (in fill
 time order), calls ``on_candle_close(prepare(df), last)`` once per new closed candle, then
@@ -103,7 +109,11 @@ time order), calls ``on_candle_close(prepare(df), last)`` once per new closed ca
 returns the follow-up intents to place right away (e.g. the grid counter order); they are also
 part of every later ``desired_orders`` result, so a driver that only diffs is still correct.
 ``desired_orders`` may change state (e.g. the grid pauses when the price leaves its range) but is
-idempotent: calling it twice with the same price returns the same intents.
+idempotent: calling it twice with the same price returns the same intents. When nothing that
+matters changed (no fill, same status, the price inside the same level band, same balance) a
+ladder returns the very SAME list object as last time, so a driver can skip its diff with an
+identity check (``intents is last``). The list is shared: neither the strategy nor a driver may
+mutate a list once it was returned (a strategy builds a new list whenever the result changes).
 
 ``on_order_filled(tag, fill_price, qty, fee)``: called once per order when it reaches a final
 state with a filled quantity > 0 (filled, or cancelled after a partial fill) with the average
@@ -138,11 +148,12 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
 from enum import Enum
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -496,7 +507,9 @@ class BaseStrategy(ABC):
         self._trade_fees: list[Decimal] = []
         self._next_id = 1
         self._last_candle_ms: int | None = None
-        self._now: datetime | None = None  # open time of the last candle seen (no clock)
+        self._now_ms: int | None = None  # open time of the last candle seen (no clock)
+        # ladders: (key, intents) of the last desired_orders call, see _cached_intents
+        self._intents_cache: tuple[Any, list[OrderIntent]] | None = None
 
     # ------------------------------------------------------------ parameters
     @classmethod
@@ -560,6 +573,13 @@ class BaseStrategy(ABC):
         """Entry signal at the close of candle ``i`` (None for ladder strategies by default)."""
         return None
 
+    def signal_candidates(self, prepared: PreparedData) -> np.ndarray | None:
+        """Optional hook: bool array, False where ``signal_at`` can never return a signal (see module doc).
+
+        None (the default): every candle is a candidate.
+        """
+        return None
+
     def on_candle_close(self, prepared: PreparedData, i: int) -> list[PositionInfo]:
         """Per-candle bookkeeping at the close of ``i``; returns positions to exit at the next price."""
         return []
@@ -599,12 +619,36 @@ class BaseStrategy(ABC):
 
     def _see_candle(self, prepared: PreparedData, i: int) -> None:
         """Remember candle i's time as the strategy's notion of 'now' (fill timestamps)."""
-        self._now = prepared.timestamp(i)
+        # the ms only: a datetime per candle costs more than a backtest's whole ladder step
+        self._now_ms = int(prepared.open_ms[i]) if len(prepared.open_ms) else None
+
+    @property
+    def _now(self) -> datetime | None:
+        ms = self._now_ms
+        return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
 
     # ------------------------------------------------------------ ladder API
     def desired_orders(self, price: Decimal, balance: Decimal) -> list[OrderIntent]:
         """Orders that must be resting / sent now (ladder strategies)."""
         return []
+
+    def _cached_intents(
+        self, key: Callable[[], Any], build: Callable[[], list[OrderIntent]]
+    ) -> list[OrderIntent]:
+        """The last list again while ``key()`` (what decides the intents: state, price band, balance) is unchanged.
+
+        ``build`` may change state (idempotently), so the key is taken again AFTER it ran: a later call with
+        an equal key finds the state exactly as this call left it and would build the same intents.
+        ``on_order_filled``, ``load_state`` and ``reset`` drop the cache. ``key()`` None: do not cache.
+        """
+        cache = self._intents_cache
+        if cache is not None:
+            now = key()
+            if now is not None and cache[0] == now:
+                return cache[1]
+        out = build()
+        self._intents_cache = (key(), out)
+        return out
 
     def on_order_filled(
         self,
@@ -617,6 +661,14 @@ class BaseStrategy(ABC):
     ) -> list[OrderIntent]:
         """Book a fill; returns follow-up intents to place right away."""
         raise ValueError(f"{self.strategy_type}: unexpected fill for tag {tag!r}")
+
+    def _fill_inputs(
+        self, fill_price: Decimal, qty: Decimal, fee: Decimal, timestamp: datetime | None
+    ) -> tuple[Decimal, Decimal, Decimal, datetime | None]:
+        """Common start of a ladder's ``on_order_filled``: drop the intents cache (a fill changes the
+        state), Decimal inputs, and the fill time (default: the last candle seen)."""
+        self._intents_cache = None
+        return to_decimal(fill_price), to_decimal(qty), to_decimal(fee), timestamp or self._now
 
     # ------------------------------------------------------------ sizing / rounding
     @property
@@ -721,6 +773,20 @@ class BaseStrategy(ABC):
     def get_active_positions(self) -> list[PositionInfo]:
         return list(self._positions.values())
 
+    @property
+    def open_positions(self) -> Mapping[str, PositionInfo]:
+        """Read-only live view of the open positions by id (no copy: for drivers' per-candle loops)."""
+        return MappingProxyType(self._positions)
+
+    @property
+    def closed_count(self) -> int:
+        """Number of closed position records (``closed_positions`` without the copy)."""
+        return len(self._closed)
+
+    def closed_since(self, start: int) -> list[PositionInfo]:
+        """Closed position records from number ``start`` on (those booked since ``closed_count`` was start)."""
+        return self._closed[start:]
+
     def get_position(self, position_id: str) -> PositionInfo:
         try:
             return self._positions[position_id]
@@ -781,15 +847,8 @@ class BaseStrategy(ABC):
         pos = self.get_position(position_id)
         exit_price, fee = to_decimal(exit_price), to_decimal(fee)
         pos.fees += fee
-        pos.realized_pnl = pos.gross_pnl_at(exit_price) - pos.fees
-        pos.exit_price = exit_price
-        pos.exit_reason = ExitReason(reason)
-        pos.exit_time = timestamp
-        pos.current_price = exit_price
-        pos.unrealized_pnl = ZERO
-        pos.status = "closed"
         del self._positions[position_id]
-        self._record_closed(pos)
+        self._book_exit(pos, exit_price, reason, timestamp)
         return pos
 
     def _close_part(
@@ -812,15 +871,21 @@ class BaseStrategy(ABC):
         part.metadata = dict(pos.metadata)
         part.position_id = f"{pos.position_id}.{len(self._closed) + 1}"
         part.size, part.fees, part.cost_basis = qty, part_fees + fee, part_cost
-        part.realized_pnl = part.gross_pnl_at(exit_price) - part.fees
-        part.exit_price, part.exit_reason, part.exit_time = exit_price, ExitReason(reason), timestamp
-        part.current_price, part.unrealized_pnl, part.status = exit_price, ZERO, "closed"
         pos.size -= qty
         pos.fees -= part_fees
         if part_cost is not None:
             pos.cost_basis -= part_cost
-        self._record_closed(part)
+        self._book_exit(part, exit_price, reason, timestamp)
         return part
+
+    def _book_exit(
+        self, pos: PositionInfo, exit_price: Decimal, reason: ExitReason | str, timestamp: datetime | None
+    ) -> None:
+        """Mark a closed record (its fees already include the exit fee) and add it to the history."""
+        pos.realized_pnl = pos.gross_pnl_at(exit_price) - pos.fees
+        pos.exit_price, pos.exit_reason, pos.exit_time = exit_price, ExitReason(reason), timestamp
+        pos.current_price, pos.unrealized_pnl, pos.status = exit_price, ZERO, "closed"
+        self._record_closed(pos)
 
     def _record_closed(self, pos: PositionInfo) -> None:
         self._closed.append(pos)
@@ -888,7 +953,8 @@ class BaseStrategy(ABC):
             raise ValueError(f"state belongs to strategy {state.get('strategy_type')!r}, not {self.strategy_type!r}")
         self._next_id = int(state.get("next_id", 1))
         self._last_candle_ms = state.get("last_candle_ms")
-        self._positions = {}
+        self._intents_cache = None
+        self._positions.clear()  # in place: an open_positions view stays live
         for raw in state.get("positions", []):
             pos = PositionInfo.from_dict(raw)
             self._positions[pos.position_id] = pos
@@ -904,6 +970,7 @@ class BaseStrategy(ABC):
         self._trade_fees.clear()
         self._next_id = 1
         self._last_candle_ms = None
+        self._intents_cache = None
 
     def get_status(self) -> dict[str, Any]:
         return {

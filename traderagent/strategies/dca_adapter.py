@@ -191,11 +191,11 @@ class DCAAdapter(BaseStrategy):
     # ------------------------------------------------------------ intents
     def desired_orders(self, price: Decimal, balance: Decimal) -> list[OrderIntent]:
         price = to_decimal(price)
-        if self.status == IDLE:
+        if self.status == IDLE:  # price- and balance-dependent, and brief: not cached
             return self._start_intents(price, to_decimal(balance))
-        if self.status == ACTIVE:
-            return self._deal_intents()
-        return []
+        # an active deal's ladder moves only on fills (they drop the cache)
+        return self._cached_intents(lambda: (self.status, len(self._positions), len(self._closed)),
+                                    lambda: self._deal_intents() if self.status == ACTIVE else [])
 
     def _start_intents(self, price: Decimal, balance: Decimal) -> list[OrderIntent]:
         if not self._entry_ok or price <= 0:
@@ -239,8 +239,7 @@ class DCAAdapter(BaseStrategy):
         *,
         timestamp: datetime | None = None,
     ) -> list[OrderIntent]:
-        fill_price, qty, fee = to_decimal(fill_price), to_decimal(qty), to_decimal(fee)
-        ts = timestamp or self._now
+        fill_price, qty, fee, ts = self._fill_inputs(fill_price, qty, fee, timestamp)
         if tag == "dca:base" and self.status == IDLE:
             pos = self._open_raw(SignalDirection.LONG, qty, fill_price, fee, timestamp=ts,
                                  metadata={"base_price": str(fill_price)})

@@ -25,6 +25,7 @@ market order "grid:close:sell" / "grid:close:buy"). Without explicit bounds the 
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from datetime import datetime
 from decimal import Decimal, localcontext
 from typing import Any, ClassVar
@@ -87,6 +88,7 @@ class GridAdapter(BaseStrategy):
         self.status = RUNNING
         self.levels: list[Decimal] | None = None
         self.slots: list[dict[str, Any]] = []
+        self._intent_memo: dict[tuple[int, bool, bool], OrderIntent] = {}  # see _slot_intent
         lower = self._dec_param("lower_price", positive=True, allow_none=True)
         upper = self._dec_param("upper_price", positive=True, allow_none=True)
         if (lower is None) != (upper is None):
@@ -128,6 +130,7 @@ class GridAdapter(BaseStrategy):
 
     def _build(self, lower: Decimal, upper: Decimal) -> None:
         self.levels = self.compute_levels(lower, upper)
+        self._intent_memo.clear()
         n_slots = len(self.levels) - 1
         budget = self.investment if self.investment is not None else self.allocated_capital
         self.slots = []
@@ -200,7 +203,19 @@ class GridAdapter(BaseStrategy):
 
     # ------------------------------------------------------------ intents
     def desired_orders(self, price: Decimal, balance: Decimal) -> list[OrderIntent]:
-        price = to_decimal(price)
+        price, balance = to_decimal(price), to_decimal(balance)
+        return self._cached_intents(lambda: self._intents_key(price, balance), lambda: self._desired(price, balance))
+
+    def _intents_key(self, price: Decimal, balance: Decimal) -> tuple | None:
+        """What decides the intents besides the slots (fills drop the cache): every price test in
+        ``_desired`` compares with a level, so the pair of bisections stands for the price."""
+        levels = self.levels
+        if levels is None:
+            return None
+        return (self.status, len(self._positions), len(self._closed),
+                bisect_left(levels, price), bisect_right(levels, price), balance)
+
+    def _desired(self, price: Decimal, balance: Decimal) -> list[OrderIntent]:
         if self.levels is None:
             self._build(self.round_price(price * (1 - self.range_pct)), self.round_price(price * (1 + self.range_pct)))
         if self.status == STOPPED:
@@ -212,7 +227,7 @@ class GridAdapter(BaseStrategy):
         if self.status == STOPPED:
             return []
         if self.status == RUNNING:
-            self._activate(price, to_decimal(balance))
+            self._activate(price, balance)
         return self._slot_intents()
 
     def _apply_range(self, price: Decimal) -> None:
@@ -260,10 +275,17 @@ class GridAdapter(BaseStrategy):
             return None
         buy = (role == "long") != holding  # long flat or short holding -> buy at L[k]
         qty = slot["qty"] if not holding else self._positions[slot["lot"]].size
-        linear = self.market_type == "linear"
+        key = (k, buy, holding)
+        intent = self._intent_memo.get(key)
+        if intent is None or intent.qty is not qty:  # immutable: a slot in the same state reuses its intent
+            intent = self._intent_memo[key] = self._new_slot_intent(k, buy, qty, holding)
+        return intent
+
+    def _new_slot_intent(self, k: int, buy: bool, qty: Decimal, holding: bool) -> OrderIntent:
+        reduce_only = self.market_type == "linear" and holding
         if buy:
-            return OrderIntent(f"grid:{k}:buy", "buy", "limit", qty, self.levels[k], linear and holding)
-        return OrderIntent(f"grid:{k + 1}:sell", "sell", "limit", qty, self.levels[k + 1], linear and holding)
+            return OrderIntent(f"grid:{k}:buy", "buy", "limit", qty, self.levels[k], reduce_only)
+        return OrderIntent(f"grid:{k + 1}:sell", "sell", "limit", qty, self.levels[k + 1], reduce_only)
 
     def _slot_intents(self) -> list[OrderIntent]:
         if self.status in (STOPPED, CLOSING):
@@ -295,8 +317,7 @@ class GridAdapter(BaseStrategy):
         *,
         timestamp: datetime | None = None,
     ) -> list[OrderIntent]:
-        fill_price, qty, fee = to_decimal(fill_price), to_decimal(qty), to_decimal(fee)
-        ts = timestamp or self._now
+        fill_price, qty, fee, ts = self._fill_inputs(fill_price, qty, fee, timestamp)
         parts = tag.split(":")
         if len(parts) != 3 or parts[0] != "grid" or parts[2] not in ("buy", "sell"):
             raise ValueError(f"grid: unknown order tag {tag!r}")
@@ -356,6 +377,7 @@ class GridAdapter(BaseStrategy):
         grid = state.get("grid") or {}
         self.status = grid.get("status", RUNNING)
         self.levels = [to_decimal(p) for p in grid["levels"]] if grid.get("levels") else None
+        self._intent_memo.clear()
         self.slots = [{**s, "qty": to_decimal(s["qty"])} for s in grid.get("slots", [])]
 
     def expected_pair_profit(self, k: int) -> Decimal:

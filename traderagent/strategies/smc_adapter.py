@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, ClassVar
 
+import numpy as np
 import pandas as pd
 
 from traderagent.strategies.base import (
@@ -173,6 +174,15 @@ class SMCStrategyAdapter(BaseStrategy):
         if setup is None:
             return None
         return self._signal(setup, state, prepared, i, to_decimal(balance))
+
+    def signal_candidates(self, prepared: PreparedData) -> np.ndarray:
+        """Candles with an HTF bias, a finite ATR and the entry confirmation (vectorised superset)."""
+        data: MTFData | None = prepared.extra.get("smc")
+        if data is None:
+            return np.zeros(len(prepared), dtype=bool)
+        mask = self.engine.candidates(data)
+        mask[: max(self.min_candles - 1, 0)] = False
+        return mask
 
     def _signal(self, s: Setup, state: MTFState, prepared: PreparedData, i: int, balance: Decimal) -> BaseSignal | None:
         long = s.direction > 0

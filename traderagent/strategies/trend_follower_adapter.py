@@ -125,6 +125,11 @@ class TrendFollowerAdapter(BaseStrategy):
         return BaseMarketAnalysis(trend, strength, volatility, prepared.timestamp(i), self.strategy_type, details)
 
     # ------------------------------------------------------------ decisions
+    def signal_candidates(self, prepared: PreparedData) -> np.ndarray:
+        """Entries happen only on the edge candles (shorts only when allowed)."""
+        col = prepared.columns
+        return col["long_entry"] | col["short_entry"] if self.allow_short else col["long_entry"]
+
     def signal_at(self, prepared: PreparedData, i: int, balance: Decimal) -> BaseSignal | None:
         i = prepared.index(i)
         if len(self._positions) >= self.max_positions:

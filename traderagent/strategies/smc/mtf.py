@@ -275,6 +275,22 @@ class SMCMultiTimeframe:
                 return self._levels(state, kind, float(z.top[r]), float(z.bottom[r]), zone_id, confirmation)
         return None
 
+    def candidates(self, data: MTFData) -> np.ndarray:
+        """Per entry index: can `find_setup` return a setup there? (bias, finite ATR, confirmation; a superset)."""
+        h_idx, n = data.h_idx, len(data.close)
+        trend = data.htf.structure["trend"].to_numpy()
+        bias = np.where(h_idx >= 0, trend[np.maximum(h_idx, 0)] if len(trend) else 0, 0)
+        mask = (bias != 0) & (data.m_idx >= 0) & np.isfinite(data.atr)
+        mode, w = self.params.confirmation, self.params.confirmation_window
+        if mode == "none":
+            return mask
+        confirmed = np.zeros(n, dtype=bool)
+        if mode in ("choch", "any"):
+            confirmed |= _recent_all(data.ltf.structure["choch"].to_numpy(), w) == bias
+        if mode in ("sweep", "any"):
+            confirmed |= _recent_all(data.ltf.sweeps["sweep"].to_numpy(), w) == bias
+        return mask & confirmed
+
     def _confirmation(self, state: MTFState, d: int) -> str | None:
         mode = self.params.confirmation
         if mode == "none":
@@ -306,6 +322,16 @@ def _recent(values: np.ndarray) -> int:
     """Direction of the latest non-zero event in the window (0 if none)."""
     nz = values[values != 0]
     return int(nz[-1]) if len(nz) else 0
+
+
+def _recent_all(values: np.ndarray, window: int) -> np.ndarray:
+    """`_recent` of the window ending at every index, vectorised."""
+    n = len(values)
+    pos = np.arange(n)
+    last = np.where(values != 0, pos, -1)
+    np.maximum.accumulate(last, out=last)
+    seen = (last >= 0) & (last > pos - window)
+    return np.where(seen, values[np.maximum(last, 0)], 0).astype(np.int64) if n else np.zeros(0, np.int64)
 
 
 def _nearest_pools(price: float, *pools: tuple[tuple[np.ndarray, ...], int]) -> tuple[float | None, float | None]:
