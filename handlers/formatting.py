@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -102,19 +103,44 @@ def format_event_line(event: TradingEvent) -> str:
     return line + (f": {details}" if details else "")
 
 
+def tg_len(text: str) -> int:
+    """Length as Telegram counts it: UTF-16 code units (an emoji outside the BMP counts 2)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+_TAG = re.compile(r"<[^>]*>")
+
+
+def _fit(line: str, budget: int) -> str:
+    """A line cut to `budget` UTF-16 units; cut lines lose their tags so no tag or entity is split."""
+    if tg_len(line) <= budget:
+        return line
+    pieces, used = [], 0
+    for char in html.unescape(_TAG.sub("", line)):
+        piece = esc(char)
+        used += tg_len(piece)
+        if used > budget - 1:  # room for the ellipsis
+            break
+        pieces.append(piece)
+    return "".join(pieces) + "…"
+
+
 def split_message(lines: Iterable[str], header: str = "", limit: int = MAX_MESSAGE) -> list[str]:
-    """Pack lines into messages of at most `limit` characters, never cutting a line (or its tags)."""
+    """Pack lines into messages of at most `limit` UTF-16 units, never cutting a line (or its tags)."""
     messages: list[str] = []
     current = header
+    size = tg_len(current)
+    budget = limit - tg_len(header) - 1
     for line in lines:
-        if len(line) > limit - len(header) - 1:
-            line = line[: limit - len(header) - 2] + "…"
-        candidate = f"{current}\n{line}" if current else line
-        if len(candidate) > limit:
+        line = _fit(line, budget)
+        added = tg_len(line) + (1 if current else 0)
+        if size + added > limit:
             messages.append(current)
             current = f"{header}\n{line}" if header else line
+            size = tg_len(current)
         else:
-            current = candidate
+            current = f"{current}\n{line}" if current else line
+            size += added
     if current and current != header:
         messages.append(current)
     return messages

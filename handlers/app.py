@@ -1,0 +1,126 @@
+"""The Telegram frontend: a python-telegram-bot Application running beside the trading engine.
+
+It shares the service's event loop (initialize / start / start_polling, never run_polling),
+registers its command list with setMyCommands, and talks only to `traderagent.control.Desk`
+and the event bus. Built only when a bot token is configured: the desk runs without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from telegram import Update
+from telegram.constants import ParseMode
+from telegram.error import NetworkError, TimedOut
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, Defaults
+from telegram.request import HTTPXRequest
+
+from handlers.auth import ChatGuard
+from handlers.commands import COMMANDS, register
+from handlers.notifier import Notifier
+from handlers.tokens import TokenStore
+from traderagent.config import Settings
+from traderagent.orchestrator.events import EventBus
+
+log = logging.getLogger(__name__)
+
+TELEGRAM_API = "https://api.telegram.org"
+
+
+class TelegramFrontend:
+    """Owns the PTB Application, the notifier and the button tokens."""
+
+    def __init__(self, application: Application, desk: object, notifier: Notifier, guard: ChatGuard,
+                 tokens: TokenStore, *, poll_timeout: int = 10) -> None:
+        self.application = application
+        self.desk = desk
+        self.notifier = notifier
+        self.guard = guard
+        self.tokens = tokens
+        self.poll_timeout = poll_timeout
+        self.connected = False
+        self.retry_delay = 5.0  # first background retry when Telegram is unreachable; doubles to 5 min
+        self._retry: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Connect now; if Telegram is unreachable the desk keeps trading and this keeps retrying in the
+        background (events queue in the notifier meanwhile). A rejected token still raises."""
+        try:
+            await self._connect()
+        except (NetworkError, TimedOut) as exc:
+            log.warning("Telegram unreachable (%s); retrying in the background, alerts are queued", exc)
+            self._retry = asyncio.create_task(self._connect_later(), name="telegram-connect")
+
+    async def _connect(self) -> None:
+        await self.application.initialize()
+        await self.application.bot.set_my_commands([(name, help_text) for name, help_text, _ in COMMANDS])
+        await self.application.start()
+        await self.application.updater.start_polling(
+            timeout=self.poll_timeout, allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY],
+            drop_pending_updates=True,  # commands typed while the service was down are not replayed
+        )
+        await self.notifier.start()
+        self.connected = True
+        log.info("Telegram frontend running for %d chat(s)", len(self.guard.allowed))
+
+    async def _connect_later(self) -> None:
+        delay = self.retry_delay
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self._connect()
+                return
+            except (NetworkError, TimedOut) as exc:
+                delay = min(delay * 2, 300.0)
+                log.warning("Telegram still unreachable (%s); next try in %.0f s", exc, delay)
+            except Exception:
+                log.exception("the Telegram frontend cannot start")
+                return
+
+    async def stop(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            await asyncio.gather(self._retry, return_exceptions=True)
+        await self.notifier.stop(timeout=5.0 if self.connected else 0.0)
+        if self.application.updater and self.application.updater.running:
+            await self.application.updater.stop()
+        if self.application.running:
+            await self.application.stop()
+        await self.application.shutdown()
+
+
+def build_application(settings: Settings, desk: object, event_bus: EventBus, *,
+                      notify_interval: float = 1.05, poll_timeout: int = 10) -> TelegramFrontend:
+    """Build the frontend from settings (token, chat ids, optional Bot API base URL)."""
+    if not settings.telegram_bot_token:
+        raise ValueError("TELEGRAM_BOT_TOKEN is not set")
+    if not settings.telegram_chat_ids:
+        raise ValueError("TELEGRAM_CHAT_IDS is empty: nobody could command the bot")
+    base = (settings.telegram_api_base_url or TELEGRAM_API).rstrip("/")
+    application = (
+        ApplicationBuilder()
+        .token(settings.telegram_bot_token.get())
+        .base_url(f"{base}/bot")
+        .base_file_url(f"{base}/file/bot")
+        .request(HTTPXRequest(connection_pool_size=16))
+        .get_updates_request(HTTPXRequest(read_timeout=poll_timeout + 10))
+        .rate_limiter(AIORateLimiter(max_retries=3))
+        .defaults(Defaults(parse_mode=ParseMode.HTML))
+        # a slow command (an exchange call timing out) must not hold /halt back; button tokens are
+        # consumed synchronously, so a double tap still acts once
+        .concurrent_updates(8)
+        .build()
+    )
+    guard = ChatGuard(settings.telegram_chat_ids)
+    tokens = TokenStore()
+
+    async def send(chat_id: int, text: str) -> None:
+        await application.bot.send_message(chat_id, text, parse_mode=ParseMode.HTML)
+
+    notifier = Notifier(send, settings.telegram_chat_ids, min_interval=notify_interval)
+    notifier.attach(event_bus)
+    frontend = TelegramFrontend(application, desk, notifier, guard, tokens, poll_timeout=poll_timeout)
+    application.add_handler(guard.handler(), group=-1)
+    register(application, frontend)
+    return frontend

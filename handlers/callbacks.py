@@ -1,0 +1,139 @@
+"""Inline buttons: one-time tokens in callback_data, and the dispatch of a press.
+
+A keyboard is built from (label, action, arg) triples; every button gets a fresh token from the
+frontend's TokenStore (12 characters, far below the 64-byte limit) and all buttons of one message
+share a token group, so the first press voids its siblings. A press whose token is unknown, used,
+expired or issued to another chat is answered "expired" and does nothing; a double tap therefore
+acts once. Every press is answered (the client shows a spinner until then), also when the action
+fails. Actions register themselves with `@action("name")` (handlers/commands.py defines them).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.error import BadRequest, TelegramError
+from telegram.ext import ContextTypes
+
+from handlers.tokens import ButtonAction
+from traderagent.control import ControlError
+from traderagent.utils.secrets_filter import mask
+
+log = logging.getLogger(__name__)
+
+EXPIRED = "This button has expired. Run the command again."
+MAX_ANSWER = 200
+
+Button = tuple[str, str, str]  # label, action, arg
+ActionFunc = Callable[["Press"], Awaitable[str | None]]
+
+ACTIONS: dict[str, ActionFunc] = {}
+
+
+def action(name: str) -> Callable[[ActionFunc], ActionFunc]:
+    """Register what a button with this action does; the function returns the toast text."""
+
+    def register(func: ActionFunc) -> ActionFunc:
+        ACTIONS[name] = func
+        return func
+
+    return register
+
+
+def frontend_of(context: ContextTypes.DEFAULT_TYPE) -> Any:
+    return context.application.bot_data["frontend"]
+
+
+def user_label(update: Update) -> str:
+    """Who acted, for the audit trail: "@name (id)"."""
+    user = update.effective_user
+    if user is None:
+        return "unknown"
+    name = f"@{user.username}" if user.username else user.full_name
+    return f"{name} ({user.id})"
+
+
+def keyboard(frontend: Any, chat_id: int, rows: Sequence[Sequence[Button]]) -> InlineKeyboardMarkup | None:
+    """Inline keyboard whose buttons carry one-time tokens of one group."""
+    rows = [row for row in rows if row]
+    if not rows:
+        return None
+    group = frontend.tokens.new_group()
+    return InlineKeyboardMarkup([
+        [InlineKeyboardButton(label, callback_data=frontend.tokens.issue(name, arg, chat_id, group=group))
+         for label, name, arg in row]
+        for row in rows
+    ])
+
+
+@dataclass
+class Press:
+    """One accepted button press: what it was, where, by whom."""
+
+    update: Update
+    context: ContextTypes.DEFAULT_TYPE
+    query: CallbackQuery
+    entry: ButtonAction
+    chat_id: int
+
+    @property
+    def frontend(self) -> Any:
+        return frontend_of(self.context)
+
+    @property
+    def desk(self) -> Any:
+        return self.frontend.desk
+
+    @property
+    def arg(self) -> str:
+        return self.entry.arg
+
+    @property
+    def by(self) -> str:
+        return user_label(self.update)
+
+    def keyboard(self, rows: Sequence[Sequence[Button]]) -> InlineKeyboardMarkup | None:
+        return keyboard(self.frontend, self.chat_id, rows)
+
+    async def edit(self, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
+        """Replace the pressed message in place; an unchanged message is fine."""
+        try:
+            await self.query.edit_message_text(mask(text), reply_markup=markup)
+        except BadRequest as err:
+            if "not modified" not in err.message.lower():
+                raise
+
+
+async def answer(query: CallbackQuery, text: str | None = None, *, alert: bool = False) -> None:
+    """Answer a press; a query Telegram already forgot (too old) is not worth an error."""
+    try:
+        await query.answer(mask(text)[:MAX_ANSWER] if text else None, show_alert=alert)
+    except TelegramError as err:
+        log.info("could not answer a button press: %s", err)
+
+
+async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Dispatch a press to its action, once; always answer."""
+    query = update.callback_query
+    if query is None or update.effective_chat is None:
+        return
+    frontend = frontend_of(context)
+    entry = frontend.tokens.consume(query.data or "", update.effective_chat.id)
+    func = ACTIONS.get(entry.action) if entry else None
+    if entry is None or func is None:
+        await answer(query, EXPIRED)
+        return
+    press = Press(update, context, query, entry, update.effective_chat.id)
+    try:
+        toast = await func(press)
+    except ControlError as exc:
+        await answer(query, str(exc), alert=True)
+        return
+    except Exception:
+        await answer(query, "Internal error, see logs.")
+        raise  # to the Application's error handler (logs it, tells the chat)
+    await answer(query, toast)

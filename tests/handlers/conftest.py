@@ -1,0 +1,5 @@
+"""Fixtures for the Telegram frontend tests: fake Bot API + real desk on the simulator + real Application."""
+
+from __future__ import annotations
+
+from tests.handlers.harness import clock, desk_h, fake, frontend, op  # noqa: F401
