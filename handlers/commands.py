@@ -409,12 +409,19 @@ async def cmd_start(c: Cmd) -> None:
         status = await c.desk.start_bot(name)
         await c.reply(f"▶️ <b>{esc(status.get('name', name))}</b> is {state_word(status)}")
         return
+    # Telegram clients send a bare /start when a chat with the bot is first opened: never act on it
+    # without a confirmation.
     bots = await c.desk.list_bots()
+    names = [b["name"] for b in bots if b["state"] != "RUNNING"]
     if not bots:
         await c.reply("No bots configured.")
         return
-    done, errors = await _each_bot(c.desk, [b["name"] for b in bots if b["state"] != "RUNNING"], "start_bot")
-    await c.reply(_outcome("▶️ Started", done, errors, "Every bot is already running."))
+    if not names:
+        await c.reply("Every bot is already running. /status shows them.")
+        return
+    text = f"▶️ Start all {len(names)} bots ({esc(_short(', '.join(names), 300))})?"
+    await c.reply(text, c.keyboard([[("▶️ Start all", "start_all", ""),
+                                      ("Cancel", "cancel", "Start cancelled: nothing changed.")]]))
 
 
 @command("/pause [bot]")
@@ -643,6 +650,14 @@ async def act_stop(p: Press) -> str:
     done, errors = await _each_bot(p.desk, names, "stop_bot")
     await p.edit(_outcome(f"⏹ Stopped by {esc(p.by)}", done, errors, "Nothing was stopped."))
     return "Stopped" if done else "Nothing stopped"
+
+
+@action("start_all")
+async def act_start_all(p: Press) -> str:
+    names = [b["name"] for b in await p.desk.list_bots() if b["state"] != "RUNNING"]
+    done, errors = await _each_bot(p.desk, names, "start_bot")
+    await p.edit(_outcome(f"▶️ Started by {esc(p.by)}", done, errors, "Every bot is already running."))
+    return "Started" if done else "Nothing started"
 
 
 @action("cancel")

@@ -72,16 +72,21 @@ async def test_refresh_not_modified_is_tolerated(op: Operator, fake) -> None:
     assert "Internal error" not in " ".join(fake.sent_texts())
 
 
-async def test_start_pause_without_name_act_on_all(op: Operator, desk_h) -> None:
+async def test_pause_all_acts_and_start_all_asks_first(op: Operator, desk_h) -> None:
     call = await op.command("/pause", match="Paused")
     assert all(name in call.params["text"] for name in ("grid-xrp", "grid-eth", "trend-btc"))
     assert all(h.bot.state is BotState.PAUSED for h in desk_h.desk.bots.values())
     call = await op.command("/pause", match="No running bot")
     call = await op.command("/start grid-x", match="grid-xrp")
     assert desk_h.desk.bots["grid-xrp"].bot.state is BotState.RUNNING
-    call = await op.command("/start", match="Started")
-    assert "grid-eth" in call.params["text"] and "grid-xrp" not in call.params["text"]
+    # a bare /start (what Telegram sends when a chat is opened) only asks
+    call = await op.command("/start", match="Start all 2 bots")
+    assert desk_h.desk.bots["grid-eth"].bot.state is BotState.PAUSED
+    _, edit = await op.press(call, button(call, "▶️ Start all"))
+    assert "Started" in edit.params["text"] and "grid-eth" in edit.params["text"]
+    assert "grid-xrp" not in edit.params["text"]
     assert all(h.bot.state is BotState.RUNNING for h in desk_h.desk.bots.values())
+    await op.command("/start", match="already running")
 
 
 async def test_stop_needs_confirmation(op: Operator, desk_h) -> None:
