@@ -1,0 +1,233 @@
+"""Desk benchmark: N bots in one process, 1-second ticks, against the simulator in its own process.
+
+    .venv/bin/python bench/bench_desk.py                       # 100 and 1,000 bots, 60 s each
+    .venv/bin/python bench/bench_desk.py --bots 1000 --duration 30 --tick 1
+
+Prints, per run: tick latency p50/p99/max (seconds, from the scheduler's own timing of every tick
+job), missed ticks (runs skipped because the previous one of that bot was still running, plus
+misfires), bot ERRORs, orders placed, CPU (% of one core, desk process only) and peak RSS.
+
+Setup: the bots are a rotation of grid / DCA / trend follower / SMC (SMC on 1h/15m/5m, the
+others on 1m) over XRP/SOL/BTC/ETH (the simulator replays ``--speed`` 1m candles per second, default 1), four bots per
+simulator account, one per symbol (ByBit's per-account order limit would otherwise be the
+bottleneck, and bots sharing a symbol in one account share its one-way position); the simulator's and the client's order limits are raised to 100/s per account). Public market data
+is shared by every bot; the database is SQLite (WAL) in a temp folder. The target: 1,000 bots
+with p99 < 1 s and no missed ticks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+ORDER_LIMIT = 100  # per account per second, simulator and client alike
+
+
+# ---------------------------------------------------------------------- the simulator process
+def serve_sim(accounts: int, speed: float) -> None:
+    from traderagent.sim import ExchangeSimulator, SimConfig
+
+    async def run() -> None:
+        cfg = SimConfig(seed=7, speed=speed)
+        for path in ("/v5/order/create", "/v5/order/cancel", "/v5/order/amend", "/v5/order/cancel-all"):
+            cfg.rate_limits[path] = ORDER_LIMIT
+        sim = ExchangeSimulator(cfg)
+        for i in range(accounts):
+            sim.add_account(f"bench-{i}", f"bench-secret-{i}", {"USDT": Decimal("100000")})
+        url = await sim.start(host="127.0.0.1", port=0)
+        print(f"simulator listening on {url}", flush=True)
+        await asyncio.Event().wait()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+
+
+def start_sim(accounts: int, speed: float) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, __file__, "--serve-sim", str(accounts), "--speed", str(speed)],
+                            stdout=subprocess.PIPE, text=True, cwd=REPO)
+    line = proc.stdout.readline()
+    if "listening on" not in line:
+        proc.kill()
+        raise RuntimeError(f"simulator did not start: {line!r}")
+    return proc, line.split()[-1]
+
+
+# ---------------------------------------------------------------------- the desk
+def bot_specs(n: int, tick: float, mix: str = "all") -> list:
+    from traderagent.bots import BotSpec
+
+    kinds = [
+        ("grid", ("1m",), {"num_levels": 9, "range_pct": "0.02"}),
+        ("dca", ("1m",), {"base_order": "100", "safety_order": "100", "max_safety_orders": 2,
+                          "price_deviation": "0.003", "take_profit": "0.003"}),
+        ("trend_follower", ("1m",), {"ema_fast": 5, "ema_slow": 13, "adx_threshold": 15.0}),
+        ("smc", ("1h", "15m", "5m"), {}),
+    ]
+    if mix == "signal":
+        kinds = kinds[2:]
+    symbols = ["XRPUSDT", "SOLUSDT", "BTCUSDT", "ETHUSDT"]
+    specs = []
+    for i in range(n):
+        strategy, tfs, params = kinds[(i // 4) % len(kinds)]
+        symbol = symbols[i % 4]  # with 4 bots per account each account trades 4 distinct symbols
+        specs.append(BotSpec(f"b{i:04d}-{strategy[:4]}", strategy, symbol, timeframes=tfs, params=dict(params),
+                             share=Decimal(1) / n, tick_seconds=tick))
+    return specs
+
+
+async def run_desk(n: int, url: str, duration: float, tick: float, per_account: int, workdir: Path,
+                   warmup_max: float = 60.0, mix: str = "all") -> dict:
+    import psutil
+
+    from traderagent.api.bybit_direct_client import ByBitDirectClient
+    from traderagent.control import Desk
+    from traderagent.database.manager import DatabaseManager
+    from traderagent.orchestrator.capital_wiring import load_capital_manager
+    from traderagent.orchestrator.events import EventBus
+    from traderagent.orchestrator.market_data import MarketData
+    from traderagent.orchestrator.risk import RiskRails
+    from traderagent.orchestrator.scheduler import DeskScheduler
+    from traderagent.orchestrator.state import BotState
+
+    limits = {p: ORDER_LIMIT for p in ("/v5/order/create", "/v5/order/cancel", "/v5/order/amend")}
+    accounts = math.ceil(n / per_account)
+    clients = []
+    for i in range(accounts):
+        c = ByBitDirectClient(f"bench-{i}", f"bench-secret-{i}", base_url=url, rate_limits=limits, connection_limit=20)
+        await c.initialize()
+        clients.append(c)
+    db = DatabaseManager(f"sqlite+aiosqlite:///{workdir / f'bench-{n}.db'}")
+    await db.initialize()
+    # capital so that each bot deploys about 500 USDT in phase 1 (5%)
+    capital, persister = await load_capital_manager(db, Decimal(10_000 * n))
+    public = MarketData(clients[0])
+    scheduler = DeskScheduler()
+    desk = Desk(db, {"linear": clients[0]}, event_bus=EventBus(), capital_manager=capital, capital_persister=persister,
+                rails=RiskRails(Decimal("0.01"), Decimal("10"), Decimal("0.5")), scheduler=scheduler,
+                market_data={"linear": public})
+    account_data = [MarketData(c, public=public) for c in clients]
+    for i, spec in enumerate(bot_specs(n, tick, mix)):
+        await desk.add_bot(spec, client=clients[i // per_account], market_data=account_data[i // per_account])
+    assert not desk.refused, desk.refused[:3]
+    t0 = time.perf_counter()
+    await desk.start(schedule=False)
+    startup = time.perf_counter() - t0
+
+    proc = psutil.Process()
+    desk._schedule()
+    scheduler.start()
+    # warm-up: every ladder bot places its whole ladder at once (thousands of orders, each written
+    # to SQLite twice); measure once the order flow has settled
+    warm0 = time.perf_counter()
+    seen, calm = -1, 0
+    while calm < 3 and time.perf_counter() - warm0 < warmup_max:
+        await asyncio.sleep(2.0)
+        placed = sum(len(h.bot.open_orders) for h in desk.bots.values())
+        calm = calm + 1 if placed == seen else 0
+        seen = placed
+    warmup = time.perf_counter() - warm0
+    from traderagent.orchestrator.scheduler import TickStats
+
+    scheduler.stats = TickStats()
+    ticks0 = dict(desk.tick_counts)
+    deferred0 = desk.analysis_budget.deferred
+    proc.cpu_percent(None)
+    cpu0 = proc.cpu_times()
+    wall0 = time.perf_counter()
+    peak_rss = proc.memory_info().rss
+    end = time.monotonic() + duration
+    while time.monotonic() < end:
+        await asyncio.sleep(1.0)
+        peak_rss = max(peak_rss, proc.memory_info().rss)
+    scheduler.scheduler.pause()  # desk.stop() below lets the ticks in flight finish
+    wall = time.perf_counter() - wall0
+    cpu1 = proc.cpu_times()
+    cpu_pct = 100.0 * ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / wall
+
+    lat = sorted(scheduler.stats.latencies)
+    slow = [(round(t, 1), round(x, 3)) for t, x in scheduler.stats.timeline if x > 0.5]
+    if slow:
+        print(f"  slow ticks (s since scheduler start, latency): {slow[:8]}{' ...' if len(slow) > 8 else ''}"
+              f" {len(slow)} in all", flush=True)
+    orders = len(await db.list_orders(limit=10_000_000))
+    errors = sum(1 for h in desk.bots.values() if h.bot.state is BotState.ERROR)
+    ticks = sum(desk.tick_counts.values()) - sum(ticks0.values())
+    await desk.stop()
+    for c in clients:
+        await c.close()
+    await db.close()
+
+    def pct(q: float) -> float:
+        return lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")
+
+    return {
+        "bots": n, "accounts": accounts, "duration_s": round(wall, 1), "startup_s": round(startup, 1),
+        "ticks": ticks, "expected_ticks": int(n * duration / tick),
+        "p50_s": round(pct(0.50), 4), "p99_s": round(pct(0.99), 4), "max_s": round(lat[-1], 4) if lat else None,
+        "mean_s": round(statistics.fmean(lat), 4) if lat else None,
+        "missed": scheduler.stats.missed, "bot_errors": errors, "orders": orders,
+        "analysis_deferred": desk.analysis_budget.deferred - deferred0, "warmup_s": round(warmup, 1),
+        "cpu_pct_one_core": round(cpu_pct, 1), "peak_rss_mb": round(peak_rss / 2**20, 1),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--bots", default="100,1000", help="comma-separated bot counts (default 100,1000)")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of ticking per run (default 60)")
+    p.add_argument("--tick", type=float, default=1.0, help="tick interval of every bot (default 1 s)")
+    p.add_argument("--speed", type=float, default=1.0, help="simulator 1m candles per second (default 1)")
+    p.add_argument("--per-account", type=int, default=4,
+                   help="bots per simulator account (default 4: one per symbol, as bots sharing a symbol in one "
+                        "account would share its one-way position)")
+    p.add_argument("--mix", choices=["all", "signal"], default="all",
+                   help="all: grid/DCA/trend/SMC rotation; signal: trend/SMC only (few orders)")
+    p.add_argument("--warmup-max", type=float, default=60.0, help="longest warm-up before measuring (s)")
+    p.add_argument("--serve-sim", type=int, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.serve_sim is not None:
+        serve_sim(args.serve_sim, args.speed)
+        return
+    import logging
+
+    logging.basicConfig(level=logging.ERROR, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    results = []
+    for n in (int(x) for x in args.bots.split(",")):
+        sim, url = start_sim(math.ceil(n / args.per_account), args.speed)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                res = asyncio.run(run_desk(n, url, args.duration, args.tick, args.per_account, Path(tmp),
+                                            args.warmup_max, args.mix))
+        finally:
+            sim.terminate()
+            sim.wait(10)
+        results.append(res)
+        print(
+            f"[{args.mix}] {res['bots']:>5} bots ({res['accounts']} accounts) {res['duration_s']}s @ {args.tick}s ticks: "
+            f"tick latency p50 {res['p50_s']:.3f}s p99 {res['p99_s']:.3f}s max {res['max_s']:.3f}s | "
+            f"ticks {res['ticks']}/{res['expected_ticks']} missed {res['missed']} errors {res['bot_errors']} | "
+            f"orders {res['orders']}, analyses deferred {res['analysis_deferred']} | CPU {res['cpu_pct_one_core']}% of a core, peak RSS {res['peak_rss_mb']} MB "
+            f"(start-up {res['startup_s']}s, warm-up {res['warmup_s']}s not measured)",
+            flush=True,
+        )
+    target = [r for r in results if r["bots"] >= 1000]
+    for r in target:
+        ok = r["p99_s"] < 1.0 and r["missed"] == 0
+        print(f"target (1,000 bots, p99 < 1 s, no missed ticks): {'MET' if ok else 'NOT MET'}")
+
+
+if __name__ == "__main__":
+    main()

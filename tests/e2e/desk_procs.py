@@ -1,0 +1,194 @@
+"""Subprocess plumbing for the end-to-end desk tests: the simulator and `traderagent run`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from decimal import Decimal
+from pathlib import Path
+
+from traderagent.api.bybit_direct_client import ByBitDirectClient
+from traderagent.database.manager import DatabaseManager
+
+REPO = Path(__file__).resolve().parents[2]
+PY = sys.executable
+KEY, SECRET = "crash-key", "crash-secret"
+STATUS = {"open": "OPEN", "partially_filled": "PARTIALLY_FILLED", "filled": "FILLED", "cancelled": "CANCELLED",
+          "rejected": "REJECTED"}
+
+BOTS_TOML = """
+[risk]
+max_exposure = "5"
+
+[[bots]]
+name = "xrp-grid"
+strategy = "grid"
+symbol = "XRPUSDT"
+timeframe = "1m"
+share = "0.3"
+tick_seconds = {tick}
+[bots.params]
+num_levels = 9
+range_pct = "0.015"
+
+[[bots]]
+name = "sol-dca"
+strategy = "dca"
+symbol = "SOLUSDT"
+timeframe = "1m"
+share = "0.3"
+tick_seconds = {tick}
+[bots.params]
+base_order = "20"
+safety_order = "20"
+max_safety_orders = 3
+price_deviation = "0.002"
+step_scale = "1.2"
+volume_scale = "1.2"
+take_profit = "0.002"
+
+[[bots]]
+name = "btc-trend"
+strategy = "trend_follower"
+symbol = "BTCUSDT"
+timeframe = "1m"
+share = "0.4"
+tick_seconds = {tick}
+[bots.params]
+ema_fast = 3
+ema_slow = 8
+adx_period = 5
+adx_threshold = 5.0
+atr_period = 5
+stop_atr_mult = 1.5
+trailing_atr_mult = 1.5
+take_profit_r = 1.5
+risk_per_trade = "0.05"
+"""
+SYMBOLS = ("XRPUSDT", "SOLUSDT", "BTCUSDT")
+
+
+class SimProcess:
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [PY, str(REPO / "tests" / "e2e" / "sim_process.py"), "--key", KEY, "--secret", SECRET, *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+        )
+        line = self.proc.stdout.readline()
+        if "listening on" not in line:
+            self.proc.kill()
+            raise RuntimeError(f"simulator did not start: {line!r}")
+        self.url = line.split()[-1]
+
+    def freeze(self) -> None:
+        self.proc.send_signal(signal.SIGUSR1)
+        assert "frozen" in self.proc.stdout.readline()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def desk_env(sim_url: str, db_path: Path, bots: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADERAGENT_", "BYBIT_", "TELEGRAM_"))}
+    env.update({
+        "TRADERAGENT_MODE": "paper", "BYBIT_BASE_URL": sim_url, "BYBIT_API_KEY": KEY, "BYBIT_API_SECRET": SECRET,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{db_path}", "TRADERAGENT_BOTS_FILE": str(bots),
+        "TRADERAGENT_TOTAL_CAPITAL": "20000", "LOG_LEVEL": "warning", "PYTHONPATH": str(REPO),
+    })
+    env.update(extra)
+    return env
+
+
+def start_desk(env: dict[str, str], cwd: Path, ticks: int, log_path: Path) -> subprocess.Popen:
+    log = open(log_path, "ab")  # noqa: SIM115 - owned by the child
+    return subprocess.Popen([PY, "-m", "traderagent", "run", "--ticks", str(ticks)], env=env, cwd=cwd,
+                            stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_or_kill(proc: subprocess.Popen, seconds: float) -> int:
+    """Wait up to `seconds`; SIGKILL if still running. Returns the exit code (-9 for our kill)."""
+    try:
+        return proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        return proc.wait(10)
+
+
+async def consistency_report(sim_url: str, db_path: Path) -> dict:
+    """Compare the desk's database with the simulator after a final reconciliation; returns counts
+    and raises AssertionError naming the first inconsistency."""
+    client = ByBitDirectClient(KEY, SECRET, base_url=sim_url)
+    await client.initialize()
+    db = DatabaseManager(f"sqlite+aiosqlite:///{db_path}")
+    await db.initialize()
+    try:
+        rows = await db.list_orders(limit=1_000_000)
+        links = [r.client_order_id for r in rows]
+        assert len(links) == len(set(links)), "duplicate orderLinkIds in the database"
+        by_link = {r.client_order_id: r for r in rows}
+        assert not [r for r in rows if r.status == "PENDING"], "PENDING orders left after reconciliation"
+
+        open_on_sim = await client.fetch_open_orders()
+        for o in open_on_sim:
+            row = by_link.get(o["client_order_id"])
+            assert row is not None, f"order {o['client_order_id']} on the exchange is unknown to the database"
+            assert row.status == STATUS[o["status"]], (row.tag, row.status, o["status"])
+            assert row.filled_qty == o["filled"] and row.qty == o["amount"]
+        open_tags: dict[str, Counter] = defaultdict(Counter)
+        for r in rows:
+            if r.status in ("OPEN", "PARTIALLY_FILLED"):
+                assert r.client_order_id in {o["client_order_id"] for o in open_on_sim}, f"{r.tag} not open on sim"
+                open_tags[r.bot_name][r.tag] += 1
+        for bot, tags in open_tags.items():
+            dup = [t for t, n in tags.items() if n > 1]
+            assert not dup, f"{bot}: two resting orders for the same intent {dup}"
+
+        executed: dict[str, Decimal] = defaultdict(Decimal)
+        for sym in SYMBOLS:
+            for e in await client.fetch_my_trades(sym, limit=100_000):
+                executed[e["client_order_id"]] += e["amount"]
+        for link, qty in executed.items():
+            row = by_link.get(link)
+            assert row is not None, f"an execution of {link} is unknown to the database"
+            assert row.filled_qty == qty, (row.tag, row.status, row.filled_qty, qty)
+        for r in rows:
+            if r.status == "FAILED":
+                assert r.client_order_id not in executed
+            elif r.status in ("FILLED", "CANCELLED") and r.client_order_id not in executed:
+                assert r.filled_qty == 0
+            if r.status == "CANCELLED" and r.filled_qty == 0:
+                ex = await client.fetch_order(r.symbol, client_order_id=r.client_order_id)
+                assert ex is not None and ex["status"] == "cancelled", (r.tag, ex)
+
+        # positions: the exchange's net position per symbol == the bots' books (one bot per symbol)
+        positions = {p["symbol"]: (p["size"] if p["side"] == "long" else -p["size"])
+                     for p in await client.fetch_positions()}
+        for bot in await db.list_bots():
+            snap = await db.load_bot_runtime(bot.name) or {}
+            book = (snap.get("strategy") or {}).get("positions", [])
+            net = sum((Decimal(p["size"]) * (1 if p["direction"] == "long" else -1) for p in book), Decimal(0))
+            assert positions.get(bot.symbol, Decimal(0)) == net, (bot.name, positions.get(bot.symbol), net)
+            open_trades = await db.list_open_trades(bot.name)
+            assert len(open_trades) == len(book), (bot.name, len(open_trades), len(book))
+        # grid levels point at exactly the grid's resting orders
+        levels = await db.get_grid_levels("xrp-grid")
+        linked = {lv.client_order_id for lv in levels if lv.client_order_id}
+        resting = {r.client_order_id for r in rows if r.bot_name == "xrp-grid" and r.status == "OPEN"}
+        assert linked == resting, (linked ^ resting)
+        return {"orders": len(rows), "executed_orders": len(executed), "open": len(open_on_sim),
+                "failed": sum(r.status == "FAILED" for r in rows), "positions": positions}
+    finally:
+        await client.close()
+        await db.close()
+
+
+def time_left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())

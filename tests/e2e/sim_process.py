@@ -1,0 +1,61 @@
+"""The exchange simulator as its own process, for the crash-recovery tests.
+
+Like `traderagent sim`, plus a test control: SIGUSR1 freezes the replay (speed 0) so the final
+comparison sees a market that no longer moves. Prints "simulator listening on URL" when ready.
+
+    python tests/e2e/sim_process.py --speed 20 --key K --secret S --balance 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+from decimal import Decimal
+
+from traderagent.sim import ExchangeSimulator, Faults, SimConfig
+
+
+async def serve(args: argparse.Namespace) -> None:
+    cfg = SimConfig(seed=args.seed, speed=args.speed,
+                    faults=Faults(error_rate=args.error_rate, timeout_rate=args.timeout_rate,
+                                  timeout_seconds=args.timeout_seconds, ratelimit_rate=args.ratelimit_rate))
+    sim = ExchangeSimulator(cfg)
+    sim.add_account(args.key, args.secret, {"USDT": Decimal(args.balance)})
+    url = await sim.start(host="127.0.0.1", port=0)
+    print(f"simulator listening on {url}", flush=True)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def freeze() -> None:
+        sim.config.speed = 0.0
+        sim.faults.error_rate = sim.faults.timeout_rate = sim.faults.ratelimit_rate = 0.0
+        print("frozen", flush=True)
+
+    loop.add_signal_handler(signal.SIGUSR1, freeze)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await sim.stop()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--speed", type=float, default=10.0)
+    p.add_argument("--seed", type=int, default=3)
+    p.add_argument("--key", default="paper-key")
+    p.add_argument("--secret", default="paper-secret")
+    p.add_argument("--balance", default="100000")
+    p.add_argument("--error-rate", type=float, default=0.0)
+    p.add_argument("--timeout-rate", type=float, default=0.0)
+    p.add_argument("--timeout-seconds", type=float, default=15.0)
+    p.add_argument("--ratelimit-rate", type=float, default=0.0)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(p.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

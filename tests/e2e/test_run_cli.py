@@ -1,0 +1,100 @@
+"""`traderagent run`: paper mode end to end, clean stops, and the live-mode guards."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+from traderagent.app import format_event
+from traderagent.database.manager import DatabaseManager
+from traderagent.orchestrator.events import EventType, TradingEvent
+
+from .desk_procs import desk_env
+
+PY = sys.executable
+
+
+def _env(tmp: Path, **extra: str) -> dict[str, str]:
+    env = desk_env("", tmp / "desk.db", tmp / "none.toml")
+    for key in ("BYBIT_BASE_URL", "BYBIT_API_KEY", "BYBIT_API_SECRET"):
+        env.pop(key)
+    env["LOG_LEVEL"] = "info"
+    env.update(extra)
+    return env
+
+
+def _run(tmp: Path, *args: str, timeout: float = 90, **extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([PY, "-m", "traderagent", "run", *args], env=_env(tmp, **extra), cwd=tmp,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_paper_mode_runs_demo_desk_for_n_ticks(tmp_path):
+    out = _run(tmp_path, "--ticks", "3", TRADERAGENT_PAPER_SPEED="5")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "[xrp-grid] STATUS_CHANGE INITIALIZING -> RUNNING" in out.stdout
+    assert "ORDER_PLACED" in out.stdout
+    assert "desk stopped" in out.stderr
+
+    async def check():
+        db = DatabaseManager(f"sqlite+aiosqlite:///{tmp_path / 'desk.db'}")
+        await db.initialize()
+        try:
+            bots = {b.name: b.state for b in await db.list_bots()}
+            assert set(bots) == {"xrp-grid", "sol-dca", "btc-trend", "eth-smc"}
+            assert await db.list_orders(limit=5)
+            assert (await db.load_capital_state())["phase"] == "phase_1_5pct"
+        finally:
+            await db.close()
+
+    asyncio.run(check())
+
+
+def test_sigterm_stops_cleanly(tmp_path):
+    proc = subprocess.Popen([PY, "-m", "traderagent", "run"], env=_env(tmp_path), cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    lines = []
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        lines.append(line)
+        if "desk running" in line:
+            break
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, "".join(lines) + err
+    assert "desk stopped" in err
+
+
+def test_live_mode_needs_allow_live(tmp_path):
+    out = _run(tmp_path, "--ticks", "1", TRADERAGENT_MODE="live", BYBIT_API_KEY="k" * 18, BYBIT_API_SECRET="s" * 18)
+    assert out.returncode == 2
+    assert "TRADERAGENT_ALLOW_LIVE" in out.stderr
+
+
+def test_live_mode_refused_on_critical_audit_failure(tmp_path):
+    (tmp_path / "settings_local.py").write_text('api_key = "AbCdEfGhIjKlMnOpQrStUv12"\n')
+    out = _run(tmp_path, "--ticks", "1", TRADERAGENT_MODE="live", TRADERAGENT_ALLOW_LIVE="true",
+               BYBIT_API_KEY="k" * 18, BYBIT_API_SECRET="s" * 18, BYBIT_BASE_URL="http://127.0.0.1:9")
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "security audit" in out.stderr and "no_hardcoded_secrets" in out.stderr
+    assert "AbCdEfGhIjKlMnOpQrStUv12" not in out.stderr + out.stdout
+
+
+def test_console_lines_are_readable():
+    ev = TradingEvent(EventType.ORDER_FILLED, "xrp-grid", {"side": "buy", "qty": Decimal("10"), "filled": Decimal("10"),
+                                                          "symbol": "XRPUSDT", "price": Decimal("1.2"),
+                                                          "tag": "grid:5:buy"})
+    line = format_event(ev)
+    assert line.endswith("[xrp-grid] ORDER_FILLED buy 10 XRPUSDT @ 1.2 (grid:5:buy)")
+    closed = format_event(TradingEvent(EventType.TRADE_CLOSED, "b", {"side": "long", "qty": "1", "symbol": "X",
+                                                                      "entry_price": "1", "exit_price": "2",
+                                                                      "pnl": "1", "reason": "take_profit"}))
+    assert "1 -> 2 pnl 1 (take_profit)" in closed
+    assert "\n" not in format_event(TradingEvent(EventType.HALTED, "desk", {"reason": "x", "by": "op"}))
+

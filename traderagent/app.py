@@ -1,0 +1,296 @@
+"""`traderagent run`: the composition root. Builds the desk from settings and runs it.
+
+Modes (``TRADERAGENT_MODE``, see config.py):
+
+* ``paper`` (default, no keys needed): the built-in exchange simulator starts in this process on
+  127.0.0.1 (``TRADERAGENT_PAPER_PORT``, 0 = any free port), replays real candles at
+  ``TRADERAGENT_PAPER_SPEED`` candles per second and funds an account with
+  ``TRADERAGENT_PAPER_BALANCE``. With ``BYBIT_BASE_URL`` set, paper mode trades against that
+  simulator instead (e.g. one started by ``traderagent sim``), with ``BYBIT_API_KEY/SECRET`` or
+  the simulator's default paper account.
+* ``demo``: ByBit's demo trading (api-demo.bybit.com) with real keys.
+* ``live``: api.bybit.com; needs ``TRADERAGENT_ALLOW_LIVE=true`` (Settings refuses otherwise) and a
+  security audit without critical failures. Other modes only warn about audit failures.
+
+Bots come from the bots file (``--bots`` or ``TRADERAGENT_BOTS_FILE``); without one, paper mode
+runs a demo set of four bots (one per strategy). Events print to the console one line each.
+``--ticks N`` stops after every bot ticked N times; Ctrl-C / SIGTERM stop cleanly (order state
+and capital state saved, scheduler shut down, database closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from traderagent.config import Settings, SettingsError
+from traderagent.orchestrator.events import EventBus, EventType, TradingEvent
+
+log = logging.getLogger("traderagent.app")
+
+PAPER_KEY, PAPER_SECRET = "paper-key", "paper-secret"  # the simulator's default paper account (not secrets)
+
+
+class StartupError(RuntimeError):
+    """The desk refuses to start; the message says why (and never contains a secret)."""
+
+
+# ---------------------------------------------------------------------- console output
+_ORDER_EVENTS = {EventType.ORDER_PLACED, EventType.ORDER_FILLED, EventType.ORDER_CANCELLED, EventType.ORDER_FAILED}
+
+
+def format_event(event: TradingEvent) -> str:
+    """One readable line per event, e.g. ``12:00:01 [xrp-grid] ORDER_FILLED buy 10 XRPUSDT @ 1.2 (grid:5:buy)``."""
+    d = event.data
+    t = event.timestamp.strftime("%H:%M:%S")
+    head = f"{t} [{event.bot_name}] {event.event_type.value}"
+    et = event.event_type
+    if et in _ORDER_EVENTS:
+        price = d.get("price")
+        at = f" @ {price}" if price is not None else " at market"
+        extra = f" - {d['error']}" if d.get("error") else ""
+        qty = d.get("filled") if et is EventType.ORDER_FILLED else d.get("qty")
+        return f"{head} {d.get('side', '')} {qty} {d.get('symbol', '')}{at} ({d.get('tag', '')}){extra}"
+    if et is EventType.TRADE_OPENED:
+        return (f"{head} {d.get('side')} {d.get('qty')} {d.get('symbol')} @ {d.get('entry_price')}"
+                f" stop {d.get('stop')} target {d.get('target')}")
+    if et is EventType.TRADE_CLOSED:
+        return (f"{head} {d.get('side')} {d.get('qty')} {d.get('symbol')} {d.get('entry_price')} -> "
+                f"{d.get('exit_price')} pnl {d.get('pnl')} ({d.get('reason')})")
+    if et is EventType.SIGNAL_GENERATED:
+        return (f"{head} {d.get('direction')} {d.get('symbol')} entry {d.get('entry')} stop {d.get('stop')}"
+                f" target {d.get('target')} size {d.get('size')}")
+    if et is EventType.STATUS_CHANGE:
+        return f"{head} {d.get('old')} -> {d.get('new')} {d.get('reason') or ''}".rstrip()
+    if et is EventType.ERROR:
+        return f"{head} {d.get('error')}"
+    pairs = " ".join(f"{k}={v}" for k, v in d.items() if v is not None and not isinstance(v, dict | list))
+    return f"{head} {pairs}".rstrip()
+
+
+async def console_subscriber(event: TradingEvent) -> None:
+    print(format_event(event), flush=True)
+
+
+# ---------------------------------------------------------------------- assembly
+@dataclass
+class Runtime:
+    """Everything main_run started, so shutdown can undo it in order."""
+
+    settings: Settings
+    desk: Any = None
+    db: Any = None
+    clients: dict[str, Any] = field(default_factory=dict)
+    sim: Any = None
+    frontend: Any = None
+    base_url: str | None = None
+
+
+def _audit(settings: Settings) -> None:
+    """A critical audit failure refuses a live start; other modes only warn."""
+    from traderagent.utils.security_audit import SecurityAuditor
+
+    report = SecurityAuditor(Path.cwd()).run_full_audit()
+    failures = [r for r in report.results if not r.passed]
+    critical = [r for r in failures if r.severity == "critical"]
+    for r in failures:
+        log.warning("security audit: %s failed (%s): %s", r.check_name, r.severity, r.message)
+    if critical and settings.mode == "live":
+        names = ", ".join(r.check_name for r in critical)
+        raise StartupError(f"live trading refused: security audit critical failure(s): {names} "
+                           "(run `traderagent audit` for details)")
+
+
+async def _start_paper_sim(settings: Settings, rt: Runtime) -> tuple[str, str, str]:
+    from traderagent.sim import ExchangeSimulator, SimConfig
+
+    sim = ExchangeSimulator(SimConfig(seed=0, speed=settings.paper_speed))
+    sim.add_account(PAPER_KEY, PAPER_SECRET, balances={"USDT": settings.paper_balance})
+    rt.sim = sim
+    url = await sim.start(host="127.0.0.1", port=settings.paper_port)
+    log.info("paper mode: simulator on %s replaying at %s candles/s, balance %s USDT",
+             url, settings.paper_speed, settings.paper_balance)
+    return url, PAPER_KEY, PAPER_SECRET
+
+
+async def _connection(settings: Settings, rt: Runtime) -> tuple[str | None, str, str, bool]:
+    """(base_url, key, secret, testnet) for the mode."""
+    if settings.mode == "paper":
+        if settings.bybit_base_url:
+            key = settings.bybit_api_key.get() or PAPER_KEY
+            secret = settings.bybit_api_secret.get() or PAPER_SECRET
+            return settings.bybit_base_url, key, secret, False
+        url, key, secret = await _start_paper_sim(settings, rt)
+        return url, key, secret, False
+    testnet = settings.mode == "demo"
+    return settings.bybit_base_url or None, settings.bybit_api_key.get(), settings.bybit_api_secret.get(), testnet
+
+
+def load_bots(settings: Settings, bots_arg: str | None) -> Any:
+    from traderagent.bots import BotsFile, demo_bots, load_bots_file
+
+    path = Path(bots_arg) if bots_arg else settings.bots_file
+    risk_defaults = {"risk_per_trade": settings.risk_per_trade, "max_exposure": settings.max_exposure,
+                     "max_daily_loss": settings.max_daily_loss}
+    if path.is_file():
+        try:
+            return load_bots_file(path, risk_defaults=risk_defaults)
+        except (ValueError, OSError) as exc:
+            raise StartupError(f"bots file unusable: {exc}") from None
+    if bots_arg:
+        raise StartupError(f"bots file {path} not found")
+    if settings.mode != "paper":
+        raise StartupError(f"no bots file ({path}); create one from bots.example.toml "
+                           "(paper mode runs a demo set without it)")
+    log.info("no bots file (%s): paper mode runs the demo set", path)
+    return BotsFile(bots=demo_bots())
+
+
+async def build(settings: Settings, bots_arg: str | None, rt: Runtime) -> Any:
+    from traderagent.api.bybit_direct_client import ByBitDirectClient
+    from traderagent.control import Desk
+    from traderagent.database.manager import DatabaseManager
+    from traderagent.orchestrator.capital_wiring import load_capital_manager
+    from traderagent.orchestrator.market_data import MarketData
+    from traderagent.orchestrator.risk import RiskRails
+    from traderagent.orchestrator.scheduler import DeskScheduler
+
+    bots_file = load_bots(settings, bots_arg)
+    for name, reason in bots_file.refused:
+        log.error("bots file: %s refused: %s", name, reason)
+    if not bots_file.bots:
+        raise StartupError("no bot to run (every bot in the bots file was refused)")
+
+    base_url, key, secret, testnet = await _connection(settings, rt)
+    rt.base_url = base_url
+    market_types = sorted({b.market_type for b in bots_file.bots})
+    for mt in market_types:
+        client = ByBitDirectClient(key, secret, testnet=testnet, market_type=mt, base_url=base_url)
+        rt.clients[mt] = client
+        await client.initialize()
+
+    rt.db = DatabaseManager(settings.database_url, master_key=settings.master_key or None)
+    await rt.db.initialize()
+    capital, persister = await load_capital_manager(rt.db, settings.total_capital)
+    bus = EventBus()
+    bus.subscribe(console_subscriber, name="console", types=set(EventType) - {EventType.POSITION_UPDATE})
+    public = {mt: MarketData(c) for mt, c in rt.clients.items()}
+    desk = Desk(rt.db, rt.clients, event_bus=bus, capital_manager=capital, capital_persister=persister,
+                rails=RiskRails.from_settings(settings, bots_file.risk), scheduler=DeskScheduler(),
+                market_data=public)
+    desk.refused.extend(bots_file.refused)
+    for spec in bots_file.bots:
+        await desk.add_bot(spec)
+    if not desk.bots:
+        raise StartupError("no bot could be built: " + "; ".join(f"{n}: {r}" for n, r in desk.refused))
+    rt.desk = desk
+    return desk
+
+
+async def _start_telegram(settings: Settings, desk: Any, bus: EventBus) -> Any:
+    """Optional Telegram frontend: only with TELEGRAM_BOT_TOKEN and when handlers/ provides
+    ``build_application(settings, desk, event_bus)`` (returning an object with async start/stop)."""
+    if not settings.telegram_bot_token:
+        return None
+    try:
+        import handlers
+
+        build_application = getattr(handlers, "build_application", None)
+        if build_application is None:
+            from handlers.app import build_application
+    except ImportError as exc:
+        log.warning("TELEGRAM_BOT_TOKEN is set but the Telegram frontend is unavailable: %s", exc)
+        return None
+    frontend = build_application(settings, desk, bus)
+    await frontend.start()
+    return frontend
+
+
+async def run_desk(settings: Settings, *, bots_arg: str | None = None, ticks: int = 0,
+                   stop_event: asyncio.Event | None = None) -> int:
+    rt = Runtime(settings)
+    stop_event = stop_event or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop_event.set)
+    try:
+        await asyncio.to_thread(_audit, settings)
+        desk = await build(settings, bots_arg, rt)
+        report = await desk.start(schedule=True)
+        for name, counts in report.items():
+            if any(v for k, v in counts.items() if k != "open"):
+                log.info("recovered %s: %s", name, counts)
+        log.info("desk running: %d bot(s), mode %s", len(desk.bots), settings.mode)
+        rt.frontend = await _start_telegram(settings, desk, desk.event_bus)
+        if ticks > 0:
+            waiter = asyncio.create_task(_wait_ticks(desk, ticks))
+            stopper = asyncio.create_task(stop_event.wait())
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stopper.cancel()
+        else:
+            await stop_event.wait()
+        return 0
+    except StartupError as exc:
+        log.error("%s", exc)
+        print(f"traderagent: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        await _shutdown(rt)
+
+
+async def _wait_ticks(desk: Any, ticks: int) -> None:
+    while min((desk.tick_counts.get(n, 0) for n in desk.bots), default=ticks) < ticks:
+        desk.ticked.clear()
+        await desk.ticked.wait()
+
+
+async def _shutdown(rt: Runtime) -> None:
+    """Reverse order of start; each step guarded so one failure does not skip the rest."""
+    steps: list[tuple[str, Any]] = []
+    if rt.frontend is not None:
+        steps.append(("telegram", rt.frontend.stop))
+    if rt.desk is not None:
+        steps.append(("desk", rt.desk.stop))
+    for name, client in rt.clients.items():
+        steps.append((f"client {name}", client.close))
+    if rt.db is not None:
+        steps.append(("database", rt.db.close))
+    if rt.sim is not None:
+        steps.append(("simulator", rt.sim.stop))
+    for name, step in steps:
+        try:
+            await step()
+        except Exception:
+            log.exception("shutdown of %s failed", name)
+    log.info("desk stopped")
+
+
+def main_run(args: Any) -> int:
+    """`traderagent run [--bots FILE] [--ticks N]`."""
+    try:
+        settings = Settings.load()
+    except SettingsError as exc:
+        print(f"traderagent: {exc}", file=sys.stderr)
+        return 2
+    try:
+        from traderagent.utils.logging_setup import configure_logging
+
+        configure_logging(settings)
+    except ImportError:  # pragma: no cover - logging_setup ships with the package
+        logging.basicConfig(level=settings.log_level)
+    try:
+        return asyncio.run(run_desk(settings, bots_arg=getattr(args, "bots", None),
+                                    ticks=int(getattr(args, "ticks", 0) or 0)))
+    except KeyboardInterrupt:
+        return 130
+
+
+__all__ = ["StartupError", "console_subscriber", "format_event", "main_run", "run_desk"]

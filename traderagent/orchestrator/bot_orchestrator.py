@@ -1,0 +1,935 @@
+"""BotOrchestrator: one bot's trading loop (market data -> strategy -> orders -> positions -> events).
+
+A tick (``await bot.tick()``, run by the scheduler every ``tick_seconds``):
+
+1. market data: the ticker and CLOSED candles of every timeframe the strategy needs (shared
+   per symbol by ``MarketData``; higher timeframes refetched only when a candle can have closed);
+2. order sync: resting orders of this bot are compared with the exchange's open list; one that
+   left it is confirmed with ``fetch_order`` (by orderLinkId) and its fill is booked: strategy
+   (``on_order_filled`` / ``open_position`` / ``close_position``), runtime snapshot, trades, DB;
+3. strategy, per ``traderagent/strategies/base.py``: signal strategies get exits every tick and
+   ``on_candle_close`` + ``signal_at`` once per new closed entry candle; ladder strategies get
+   ``on_candle_close`` per new candle and ``desired_orders`` every tick, applied as a diff by tag;
+4. risk: exposure, daily loss, unrealised PnL; the runtime snapshot is saved when anything changed.
+
+Orders are crash-safe (docs/architecture.md): a PENDING row with a fresh orderLinkId is written
+first, then the order is sent, then the exchange's id and status are recorded. ``recover()``
+(start-up) reconciles every non-final order of the bot by orderLinkId: found -> its state and
+fills are adopted (fills made while the desk was down are booked), not found -> FAILED.
+Fills are booked exactly once: the ids of booked orders live in the runtime snapshot, which is
+saved before the order row turns final.
+
+States (``state.py``): PAUSED places no new entries but still manages exits; STOPPED cancels the
+resting entry orders; an exception in a tick moves the bot to ERROR (an ERROR event, the process
+keeps running) and only an operator's ``start()`` brings it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+
+from traderagent.api.exceptions import (
+    ExchangeAPIError,
+    InsufficientFundsError,
+    InvalidOrderError,
+    NetworkError,
+    RateLimitError,
+)
+from traderagent.orchestrator.budget import AnalysisBudget
+from traderagent.orchestrator.crashpoints import crash_point
+from traderagent.orchestrator.events import EventBus, EventType, TradingEvent
+from traderagent.orchestrator.market_data import MarketData
+from traderagent.orchestrator.risk import DeskRisk
+from traderagent.orchestrator.state import TICKING_STATES, BotState, IllegalTransition, check_transition
+from traderagent.strategies.base import (
+    BaseSignal,
+    BaseStrategy,
+    ExitReason,
+    OrderIntent,
+    PositionInfo,
+    SignalDirection,
+    to_decimal,
+)
+
+log = logging.getLogger(__name__)
+
+ZERO = Decimal(0)
+RUNTIME_VERSION = 1
+STALE_SIGNAL = Decimal("0.02")  # reject a signal whose entry is more than 2% off the price
+REJECT_COOLDOWN_S = 30.0  # a tag the exchange rejected is not retried before this
+PENDING_GRACE_S = 15.0  # an uncertain send not visible after this long is FAILED
+TRANSIENT_LIMIT = 3  # consecutive network-failed ticks before the bot goes to ERROR
+BOOKED_KEEP = 500
+SOFT_SAVE_S = 30.0
+
+_STATUS = {
+    "open": "OPEN",
+    "partially_filled": "PARTIALLY_FILLED",
+    "filled": "FILLED",
+    "cancelled": "CANCELLED",
+    "rejected": "REJECTED",
+}
+FINAL = frozenset({"FILLED", "CANCELLED", "REJECTED", "FAILED"})
+__all__ = ["BotOrchestrator", "BotState", "IllegalTransition", "TrackedOrder", "link_prefix"]
+
+
+def link_prefix(bot_name: str) -> str:
+    """Deterministic orderLinkId prefix of a bot: up to 10 name chars + 4 hex of its hash."""
+    clean = re.sub(r"[^A-Za-z0-9]", "", bot_name)[:10] or "bot"
+    return f"{clean}-{hashlib.sha1(bot_name.encode()).hexdigest()[:4]}-"
+
+
+@dataclass
+class TrackedOrder:
+    """A non-final order of this bot, as we last saw it."""
+
+    client_order_id: str
+    tag: str
+    side: str
+    order_type: str
+    qty: Decimal
+    price: Decimal | None
+    reduce_only: bool = False
+    status: str = "PENDING"
+    exchange_order_id: str | None = None
+    filled: Decimal = ZERO
+    sent_at: float = field(default_factory=time.monotonic)
+    misses: int = 0
+
+    @classmethod
+    def from_row(cls, row: Any) -> TrackedOrder:
+        return cls(row.client_order_id, row.tag or "", row.side, row.order_type, row.qty, row.price,
+                   bool(row.reduce_only), row.status, row.exchange_order_id, row.filled_qty or ZERO,
+                   sent_at=0.0)
+
+
+class BotOrchestrator:
+    """Drives one strategy on one symbol; see the module docstring."""
+
+    def __init__(
+        self,
+        name: str,
+        strategy: BaseStrategy,
+        client: Any,
+        db_manager: Any,
+        *,
+        event_bus: EventBus | None = None,
+        symbol: str,
+        market_type: str = "linear",
+        capital_manager: Any = None,
+        risk: DeskRisk | None = None,
+        market_data: MarketData | None = None,
+        capital_share: Decimal | None = None,
+        tick_seconds: float = 5.0,
+        quote_coin: str = "USDT",
+        clock: Callable[[], datetime] | None = None,
+        analysis_budget: AnalysisBudget | None = None,
+    ) -> None:
+        self.name = name
+        self.analysis_budget = analysis_budget
+        self.strategy = strategy
+        self.client = client
+        self.db = db_manager
+        self.event_bus = event_bus
+        self.symbol = symbol.replace("/", "").split(":")[0]
+        self.market_type = market_type
+        self.capital_manager = capital_manager
+        self.risk = risk or DeskRisk()
+        self.market = market_data or MarketData(client)
+        self.capital_share = capital_share
+        self.tick_seconds = tick_seconds
+        self.quote_coin = quote_coin
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.prefix = link_prefix(name)
+
+        self.state = BotState.INITIALIZING
+        self.paused_by: str | None = None  # "operator" | "risk" | "halt"
+        self.last_error: str | None = None
+        self.ticks = 0
+        self.last_tick_at: datetime | None = None
+        self.last_price: Decimal | None = None
+        self._orders: dict[str, TrackedOrder] = {}
+        self._armed_stops: dict[str, OrderIntent] = {}
+        self._rejected_until: dict[str, float] = {}
+        self._booked: deque[str] = deque(maxlen=BOOKED_KEEP)
+        self._trade_ids: dict[str, list[Any]] = {}  # position_id -> [trade_id, fees at open]
+        self._closed_seen = 0
+        self._pending_entries: dict[str, dict[str, Any]] = {}
+        self._pending_exits: dict[str, dict[str, Any]] = {}
+        self._last_candle_ms: int | None = None
+        self._seq = 0
+        self._realized = ZERO
+        self._risk_blocked = False
+        self._day: date | None = None
+        self._grid_saved: list[dict[str, Any]] | None = None
+        self._transient_failures = 0
+        self._dirty = False
+        self._soft_dirty = False  # candle bookkeeping only: saved at most every SOFT_SAVE_S
+        self._soft_saved_at = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def allocated_capital(self) -> Decimal:
+        return self.strategy.allocated_capital
+
+    @property
+    def entries_allowed(self) -> bool:
+        """New entries: RUNNING, and the capital manager (if any) deploys and is not halted."""
+        if self.state is not BotState.RUNNING:
+            return False
+        return self.capital_manager is None or bool(self.capital_manager.can_open_positions)
+
+    @property
+    def open_orders(self) -> list[TrackedOrder]:
+        return list(self._orders.values())
+
+    # ------------------------------------------------------------------ events
+    def _emit(self, event_type: EventType, **data: Any) -> None:
+        if self.event_bus is not None:
+            self.event_bus.publish(TradingEvent(event_type, self.name, data))
+
+    # ------------------------------------------------------------------ state machine
+    async def _set_state(self, target: BotState, reason: str = "") -> None:
+        check_transition(self.state, target, self.name)
+        previous, self.state = self.state, target
+        if target is not BotState.PAUSED:
+            self.paused_by = None
+        await self.db.set_bot_state(self.name, target.value)
+        self._dirty = True
+        await self._save_runtime()
+        self._emit(EventType.STATUS_CHANGE, old=previous.value, new=target.value, reason=reason)
+        log.info("%s: %s -> %s %s", self.name, previous.value, target.value, reason)
+
+    async def start(self, reason: str = "operator") -> None:
+        """RUNNING from INITIALIZING, PAUSED, STOPPED or ERROR (an operator's start clears ERROR)."""
+        async with self._lock:
+            if self.state is BotState.RUNNING:
+                return
+            self.last_error = None
+            self._transient_failures = 0
+            await self._set_state(BotState.RUNNING, reason)
+
+    async def pause(self, reason: str = "operator") -> None:
+        """No new entries; exits (stops, targets, grid counter orders, DCA take-profit) still managed."""
+        async with self._lock:
+            if self.state is BotState.PAUSED:
+                self.paused_by = self.paused_by or reason
+                return
+            await self._set_state(BotState.PAUSED, reason)
+            self.paused_by = reason
+            await self._save_runtime(force=True)
+
+    async def resume(self, reason: str = "operator") -> None:
+        async with self._lock:
+            if self.state is not BotState.PAUSED:
+                raise IllegalTransition(self.state, BotState.RUNNING, self.name)
+            await self._set_state(BotState.RUNNING, reason)
+
+    async def stop(self, reason: str = "operator", *, cancel_entries: bool = True) -> None:
+        """STOPPED: resting entry orders are cancelled; exit orders keep resting and are tracked again on start."""
+        async with self._lock:
+            if self.state is BotState.STOPPED:
+                return
+            check_transition(self.state, BotState.STOPPED, self.name)
+            if cancel_entries:
+                await self._cancel_entry_orders()
+            await self._set_state(BotState.STOPPED, reason)
+
+    async def fail(self, exc: BaseException | str) -> None:
+        """Move to ERROR with an ERROR event (never raises)."""
+        text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+        self.last_error = text
+        log.error("%s: tick failed: %s", self.name, text, exc_info=not isinstance(exc, str) and exc)
+        self._emit(EventType.ERROR, error=text, state=self.state.value)
+        if self.capital_manager is not None and self.capital_manager.metrics is not None:
+            self.capital_manager.record_error()
+        try:
+            await self.db.add_log(self.name, "ERROR", f"tick failed: {text}")
+            if self.state is not BotState.ERROR:
+                await self._set_state(BotState.ERROR, text[:200])
+        except Exception:  # the database itself may be what failed
+            self.state = BotState.ERROR
+            log.exception("%s: could not record the ERROR state", self.name)
+
+    # ------------------------------------------------------------------ allocation
+    def set_allocation(self, amount: Decimal) -> None:
+        """Capital this bot may deploy (phase allocation x its share); applies to new decisions."""
+        if amount > 0 and amount != self.strategy.allocated_capital:
+            self.strategy.allocated_capital = amount
+            self._dirty = True
+
+    # ------------------------------------------------------------------ the tick
+    async def tick(self) -> bool:
+        """One pass of the loop; False when the state does not tick (STOPPED, ERROR, INITIALIZING)."""
+        if self.state not in TICKING_STATES:
+            return False
+        async with self._lock:
+            if self.state not in TICKING_STATES:
+                return False
+            try:
+                await self._tick()
+                self._transient_failures = 0
+            except (NetworkError, RateLimitError) as exc:
+                self._transient_failures += 1
+                log.warning("%s: exchange unreachable this tick (%s)", self.name, exc)
+                if self._transient_failures >= TRANSIENT_LIMIT:
+                    await self.fail(exc)
+            except Exception as exc:
+                await self.fail(exc)
+            finally:
+                self.ticks += 1
+                self.last_tick_at = self.clock()
+        return True
+
+    async def _tick(self) -> None:
+        self.risk.roll_day()
+        if self._day != self.risk.day:  # each bot sees the UTC date change once
+            if self._day is not None:
+                await self._on_new_day()
+            self._day = self.risk.day
+        strategy = self.strategy
+        candles = int(getattr(strategy, "min_candles", 100)) + 50
+        ticker, frames = await asyncio.gather(
+            self.market.ticker(self.symbol), self.market.frames(self.symbol, tuple(strategy.timeframes), candles)
+        )
+        price = to_decimal(ticker["last"])
+        self.last_price = price
+        await self._sync_orders()
+        if strategy.is_ladder:
+            await self._tick_ladder(price, frames)
+        else:
+            await self._tick_signal(price, frames)
+        await self._update_risk(price)
+        await self._save_runtime()
+        await self._save_grid()  # orders placed or ended this tick (a no-op when the table is unchanged)
+
+    # ------------------------------------------------------------------ signal strategies
+    async def _tick_signal(self, price: Decimal, frames: dict[str, pd.DataFrame]) -> None:
+        strategy = self.strategy
+        exits = list(strategy.check_exits(price))
+        signal: BaseSignal | None = None
+        entry_df = frames[strategy.timeframes[-1]]
+        last_ms = _last_open_ms(entry_df)
+        if (last_ms is not None and last_ms != self._last_candle_ms and len(entry_df) >= strategy.min_candles
+                and self._may_analyse()):
+            started = time.perf_counter()
+            prepared = strategy.prepare(*(frames[tf] for tf in strategy.timeframes))
+            i = len(prepared) - 1
+            seen = {p.position_id for p in exits}
+            exits += [p for p in strategy.on_candle_close(prepared, i) if p.position_id not in seen]
+            if self.entries_allowed and not self._pending_entries:
+                signal = strategy.signal_at(prepared, i, await self._balance())
+            self._last_candle_ms = last_ms
+            self._soft_dirty = True
+            self._spent(time.perf_counter() - started)
+        for pos in exits:
+            await self._exit_position(pos)
+        if signal is not None:
+            await self._enter(signal, price)
+
+    def _may_analyse(self) -> bool:
+        return self.analysis_budget is None or self.analysis_budget.allow()
+
+    def _spent(self, seconds: float) -> None:
+        if self.analysis_budget is not None:
+            self.analysis_budget.spend(seconds)
+
+    async def _enter(self, signal: BaseSignal, price: Decimal) -> None:
+        self._emit(EventType.SIGNAL_GENERATED, symbol=self.symbol, direction=signal.direction.value,
+                   entry=signal.entry_price, stop=signal.stop_loss, target=signal.take_profit,
+                   size=signal.size, reason=signal.signal_reason, confidence=signal.confidence)
+        if price > 0 and abs(signal.entry_price - price) / price > STALE_SIGNAL:
+            log.info("%s: stale signal dropped (entry %s, price %s)", self.name, signal.entry_price, price)
+            return
+        size = signal.size
+        if size <= 0:
+            return
+        if not self._exposure_ok(size * price):
+            return
+        self._seq += 1
+        tag = f"entry-{self._seq}"
+        self._pending_entries[tag] = _signal_to_dict(signal)
+        self._dirty = True
+        await self._save_runtime()
+        side = "buy" if signal.direction is SignalDirection.LONG else "sell"
+        order = await self._place(OrderIntent(tag, side, "market", size, None))
+        if order is None:
+            self._pending_entries.pop(tag, None)
+            self._dirty = True
+
+    async def _exit_position(self, pos: PositionInfo) -> None:
+        tag = f"exit-{pos.position_id}"
+        if any(o.tag == tag for o in self._orders.values()) or self._cooling(tag):
+            return
+        reason = pos.exit_reason.value if pos.exit_reason else ExitReason.MANUAL.value
+        self._pending_exits[tag] = {"position_id": pos.position_id, "reason": reason}
+        self._dirty = True
+        await self._save_runtime()
+        side = "sell" if pos.is_long else "buy"
+        await self._place(OrderIntent(tag, side, "market", pos.size, None, reduce_only=self.market_type == "linear"))
+
+    # ------------------------------------------------------------------ ladder strategies
+    async def _tick_ladder(self, price: Decimal, frames: dict[str, pd.DataFrame]) -> None:
+        strategy = self.strategy
+        df = frames[strategy.timeframes[-1]]
+        last_ms = _last_open_ms(df)
+        if last_ms is not None and last_ms != self._last_candle_ms and len(df) >= 1:
+            prepared = strategy.prepare(*(frames[tf] for tf in strategy.timeframes))
+            strategy.on_candle_close(prepared, len(prepared) - 1)
+            self._last_candle_ms = last_ms
+            self._soft_dirty = True
+        balance = await self._balance()
+        intents = strategy.desired_orders(price, balance)
+        await self._apply_intents(intents, price)
+
+    async def _apply_intents(self, intents: list[OrderIntent], price: Decimal) -> None:
+        wanted = {i.tag: i for i in intents}
+        resting = {o.tag: o for o in self._orders.values()}
+        # cancel what is no longer wanted, or wanted differently
+        for tag, order in list(resting.items()):
+            intent = wanted.get(tag)
+            if order.order_type != "limit":
+                continue
+            if intent is None or intent.order_type != "limit" or not _same(order, intent):
+                await self._cancel(order, "replaced" if intent is not None else "not desired")
+                resting.pop(tag, None)
+                wanted.pop(tag, None)  # a replacement goes out next tick, after the fill (if any) is booked
+        self._armed_stops = {t: i for t, i in wanted.items() if i.order_type == "stop"}
+        net = self._net_position()
+        to_place = []
+        for tag, intent in wanted.items():
+            if tag in resting or self._cooling(tag):
+                continue
+            if intent.order_type == "stop":
+                if not _stop_triggered(intent, price):
+                    continue
+                intent = OrderIntent(tag, intent.side, "market", intent.qty, None, intent.reduce_only)
+            if _is_entry(intent, net):
+                if not self.entries_allowed or not self._exposure_ok(intent.qty * (intent.price or price)):
+                    continue
+            to_place.append(intent)
+        if to_place:
+            # the strategy state that produced these intents (e.g. newly activated grid slots) must be
+            # durable before their orders exist, or a fill after a crash would match no slot
+            self._dirty = True
+            await self._save_runtime()
+        for intent in to_place:
+            await self._place(intent)
+
+    def _net_position(self) -> Decimal:
+        return sum((p.size if p.is_long else -p.size for p in self.strategy.get_active_positions()), ZERO)
+
+    # ------------------------------------------------------------------ order path
+    def new_client_order_id(self) -> str:
+        return (self.prefix + uuid.uuid4().hex)[:36]
+
+    async def _place(self, intent: OrderIntent) -> TrackedOrder | None:
+        """Write-ahead PENDING row -> send with its orderLinkId -> record the exchange's answer."""
+        cid = self.new_client_order_id()
+        order_type = "market" if intent.order_type == "market" else "limit"
+        order = TrackedOrder(cid, intent.tag, intent.side, order_type, intent.qty,
+                             intent.price if order_type == "limit" else None, intent.reduce_only)
+        await self.db.create_order(self.name, cid, self.symbol, intent.side, order_type, intent.qty,
+                                   order.price, status="PENDING", reduce_only=intent.reduce_only, tag=intent.tag)
+        self._orders[cid] = order
+        crash_point("after_write_ahead")
+        order.sent_at = time.monotonic()
+        try:
+            if order_type == "limit":
+                ack = await self.client.create_limit_order(self.symbol, intent.side, intent.qty, intent.price,
+                                                           client_order_id=cid, reduce_only=intent.reduce_only)
+            else:
+                ack = await self.client.create_market_order(self.symbol, intent.side, intent.qty,
+                                                            client_order_id=cid, reduce_only=intent.reduce_only)
+        except (InvalidOrderError, InsufficientFundsError) as exc:
+            await self._finish(order, "REJECTED", error=str(exc))
+            self._rejected_until[intent.tag] = time.monotonic() + REJECT_COOLDOWN_S
+            return None
+        except NetworkError as exc:
+            # uncertain: it may exist. Keep it PENDING; the order sync resolves it by orderLinkId.
+            log.warning("%s: send of %s uncertain (%s); will reconcile", self.name, cid, exc)
+            return order
+        except ExchangeAPIError as exc:
+            await self._finish(order, "FAILED", error=str(exc))
+            self._rejected_until[intent.tag] = time.monotonic() + REJECT_COOLDOWN_S
+            return None
+        crash_point("after_send")
+        order.exchange_order_id = ack.get("id") or None
+        order.status = "OPEN"
+        await self.db.update_order(cid, exchange_order_id=order.exchange_order_id, status="OPEN")
+        self._emit(EventType.ORDER_PLACED, client_order_id=cid, tag=intent.tag, side=intent.side,
+                   type=order_type, qty=intent.qty, price=order.price, symbol=self.symbol)
+        self.market.invalidate("orders", self.symbol)
+        if order_type == "market":  # fills at once: book it in this tick
+            await self._confirm(order)
+        return order
+
+    async def _confirm(self, order: TrackedOrder) -> None:
+        found = await self.client.fetch_order(self.symbol, client_order_id=order.client_order_id)
+        if found is not None:
+            await self._apply(order, found)
+
+    async def _cancel(self, order: TrackedOrder, why: str) -> None:
+        try:
+            result = await self.client.cancel_order(order.exchange_order_id, self.symbol,
+                                                    client_order_id=order.client_order_id)
+        except (InvalidOrderError, ExchangeAPIError) as exc:
+            if isinstance(exc, NetworkError):
+                raise
+            # gone already (filled or cancelled): learn what happened
+            found = await self.client.fetch_order(self.symbol, client_order_id=order.client_order_id)
+            if found is None:
+                await self._finish(order, "FAILED", error=f"cancel: {exc}")
+            else:
+                await self._apply(order, found)
+            return
+        if result.get("status") != "cancelled" or not result.get("amount"):
+            result = await self.client.fetch_order(self.symbol, client_order_id=order.client_order_id) or result
+            if result.get("status") in ("open", "partially_filled"):
+                result = dict(result, status="cancelled")
+        await self._apply(order, result)
+        log.debug("%s: cancelled %s (%s)", self.name, order.client_order_id, why)
+
+    async def _cancel_entry_orders(self) -> None:
+        net = self._net_position()
+        for order in list(self._orders.values()):
+            intent = OrderIntent(order.tag, order.side, "limit" if order.price else "market", order.qty,
+                                 order.price, order.reduce_only)
+            if order.order_type == "limit" and _is_entry(intent, net):
+                await self._cancel(order, "bot stopped")
+
+    async def _sync_orders(self) -> None:
+        """Adopt the exchange's view of every resting order; book fills of those that ended."""
+        if not self._orders:
+            return
+        listed, listed_at = await self.market.open_orders(self.symbol)
+        by_id = {o["client_order_id"]: o for o in listed}
+        for order in list(self._orders.values()):
+            seen = by_id.get(order.client_order_id)
+            if seen is not None:
+                if seen["filled"] != order.filled or _STATUS.get(seen["status"]) != order.status:
+                    await self._apply(order, seen)
+                continue
+            if order.sent_at > listed_at:
+                continue  # sent after the list was taken
+            found = await self.client.fetch_order(self.symbol, client_order_id=order.client_order_id)
+            if found is not None:
+                await self._apply(order, found)
+            elif time.monotonic() - order.sent_at > PENDING_GRACE_S:
+                await self._finish(order, "FAILED", error="not found on the exchange")
+
+    async def _apply(self, order: TrackedOrder, ex: dict[str, Any]) -> None:
+        """Record the exchange's state of ``order``; a final one with a fill is booked first."""
+        status = _STATUS.get(ex.get("status", ""), "OPEN")
+        filled = to_decimal(ex.get("filled") or 0)
+        avg = ex.get("avg_price")
+        fee = to_decimal(ex.get("fee") or 0)
+        order.exchange_order_id = ex.get("id") or order.exchange_order_id
+        if status not in FINAL:
+            if status != order.status or filled != order.filled:
+                order.status, order.filled = status, filled
+                await self.db.update_order(order.client_order_id, status=status, filled_qty=filled,
+                                           avg_price=avg, fee=fee, exchange_order_id=order.exchange_order_id)
+            return
+        if filled > 0 and avg is not None:
+            await self._book_fill(order, filled, to_decimal(avg), fee)
+        await self._finish(order, status, filled=filled, avg_price=avg, fee=fee)
+
+    async def _finish(self, order: TrackedOrder, status: str, *, filled: Decimal = ZERO,
+                      avg_price: Any = None, fee: Decimal = ZERO, error: str = "") -> None:
+        self._orders.pop(order.client_order_id, None)
+        if status in ("REJECTED", "FAILED"):
+            self._pending_entries.pop(order.tag, None)
+            self._pending_exits.pop(order.tag, None)
+            self._dirty = True
+            await self._save_runtime()
+        order.status = status
+        await self.db.update_order(order.client_order_id, status=status, filled_qty=filled, avg_price=avg_price,
+                                   fee=fee, exchange_order_id=order.exchange_order_id)
+        common = {"client_order_id": order.client_order_id, "tag": order.tag, "side": order.side,
+                  "qty": order.qty, "symbol": self.symbol}
+        if status == "FILLED":
+            self._emit(EventType.ORDER_FILLED, **common, filled=filled, price=avg_price, fee=fee)
+        elif status == "CANCELLED":
+            self._emit(EventType.ORDER_CANCELLED, **common, filled=filled)
+        else:
+            self._emit(EventType.ORDER_FAILED, **common, status=status, error=error)
+        self.market.invalidate("orders", self.symbol)
+
+    async def _book_fill(self, order: TrackedOrder, filled: Decimal, avg: Decimal, fee: Decimal) -> None:
+        """Feed a final fill to the strategy exactly once (idempotent across restarts)."""
+        if order.client_order_id in self._booked:
+            return
+        qty, fee_quote = filled, fee
+        if self.market_type == "spot" and order.side == "buy":
+            qty, fee_quote = filled - fee, fee * avg  # spot buys pay the fee in the base coin
+        follow: list[OrderIntent] = []
+        if self.strategy.is_ladder:
+            try:
+                follow = self.strategy.on_order_filled(order.tag, avg, qty, fee_quote)
+            except ValueError as exc:  # the strategy cannot place this fill: say so, keep trading
+                log.error("%s: fill of %s not booked: %s", self.name, order.client_order_id, exc)
+                self._emit(EventType.ERROR, error=f"fill of {order.tag} not booked: {exc}",
+                           client_order_id=order.client_order_id)
+        elif order.tag in self._pending_entries:
+            signal = _signal_from_dict(self._pending_entries.pop(order.tag))
+            self.strategy.open_position(signal, qty, avg, fee=fee_quote, timestamp=self.clock())
+        elif order.tag in self._pending_exits:
+            info = self._pending_exits.pop(order.tag)
+            try:
+                self.strategy.close_position(info["position_id"], avg, info["reason"], fee=fee_quote,
+                                             timestamp=self.clock())
+            except KeyError:
+                log.warning("%s: exit fill for unknown position %s", self.name, info["position_id"])
+        else:
+            log.warning("%s: fill of %s (tag %r) matches no intent", self.name, order.client_order_id, order.tag)
+        self._booked.append(order.client_order_id)
+        self._dirty = True
+        await self._save_runtime()
+        crash_point("after_fill_booked")
+        await self._sync_trades()
+        if follow and self.state in TICKING_STATES and self.last_price is not None:
+            await self._apply_follow_ups(follow)
+
+    async def _apply_follow_ups(self, follow: list[OrderIntent]) -> None:
+        tags = {o.tag for o in self._orders.values()}
+        net = self._net_position()
+        for intent in follow:
+            if intent.tag in tags or intent.order_type == "stop" or self._cooling(intent.tag):
+                continue
+            if _is_entry(intent, net) and not self.entries_allowed:
+                continue
+            await self._place(intent)
+
+    # ------------------------------------------------------------------ trades (positions -> DB)
+    async def _sync_trades(self) -> None:
+        """Mirror the strategy's position book into the trades table and the capital manager."""
+        for pos in self.strategy.get_active_positions():
+            if pos.position_id in self._trade_ids:
+                continue
+            trade = await self.db.open_trade(self.name, self.symbol, "long" if pos.is_long else "short",
+                                             pos.size, pos.entry_price, fees=pos.fees, tag=pos.position_id)
+            self._trade_ids[pos.position_id] = [trade.id, str(pos.fees)]
+            self._dirty = True
+            self._emit(EventType.TRADE_OPENED, trade_id=trade.id, position_id=pos.position_id, symbol=self.symbol,
+                       side="long" if pos.is_long else "short", qty=pos.size, entry_price=pos.entry_price,
+                       stop=pos.stop_loss, target=pos.take_profit)
+        closed = self.strategy.closed_positions
+        for pos in closed[self._closed_seen:]:
+            await self._record_closed(pos)
+        if len(closed) != self._closed_seen:
+            self._closed_seen = len(closed)
+            self._dirty = True
+        await self._save_runtime()
+
+    async def _record_closed(self, pos: PositionInfo) -> None:
+        pnl = pos.realized_pnl or ZERO
+        side = "long" if pos.is_long else "short"
+        known = self._trade_ids.pop(pos.position_id, None)
+        exit_price = pos.exit_price or pos.entry_price
+        if known is not None:
+            trade = await self.db.close_trade(known[0], exit_price, pnl, fees=pos.fees - Decimal(known[1]))
+        else:
+            trade = await self.db.record_trade(self.name, self.symbol, side, pos.size, pos.entry_price, exit_price,
+                                               pnl, fees=pos.fees, tag=pos.position_id)
+        self._realized += pnl
+        self.risk.add_realized(self.name, pnl)
+        if self.capital_manager is not None and self.capital_manager.metrics is not None:
+            self.capital_manager.record_trade(pnl > 0, pnl)
+        self._emit(EventType.TRADE_CLOSED, trade_id=trade.id, position_id=pos.position_id, symbol=self.symbol,
+                   side=side, qty=pos.size, entry_price=pos.entry_price, exit_price=exit_price, pnl=pnl,
+                   reason=pos.exit_reason.value if pos.exit_reason else None)
+
+    # ------------------------------------------------------------------ risk
+    async def _balance(self) -> Decimal:
+        """The bot's capital plus its realised pnl, capped by the free wallet balance."""
+        own = self.strategy.allocated_capital + self._realized
+        free = await self.market.free_balance(self.quote_coin)
+        # our own resting orders already hold part of the wallet: they are ours, not a shortage
+        mine = sum((o.qty * o.price for o in self._orders.values() if o.price is not None), ZERO)
+        return max(min(own, free + mine), ZERO)
+
+    def _exposure_ok(self, notional: Decimal) -> bool:
+        deployed = self._deployed_capital()
+        if deployed is None or self.risk.entry_allowed(self.name, notional, deployed):
+            if self._risk_blocked:
+                self._risk_blocked = False
+            return True
+        if not self._risk_blocked:
+            self._risk_blocked = True
+            self._emit(EventType.RISK_LIMIT, rail="max_exposure", exposure=self.risk.total_exposure(),
+                       limit=self.risk.exposure_limit(deployed), wanted=notional)
+        return False
+
+    def _deployed_capital(self) -> Decimal | None:
+        if self.capital_manager is not None:
+            return self.capital_manager.allocated_capital
+        return None
+
+    def exposure(self, price: Decimal | None = None) -> Decimal:
+        price = price or self.last_price or ZERO
+        positions = sum((p.size * price for p in self.strategy.get_active_positions()), ZERO)
+        net = self._net_position()
+        resting = ZERO
+        for o in self._orders.values():
+            intent = OrderIntent(o.tag, o.side, "limit" if o.price else "market", o.qty, o.price, o.reduce_only)
+            if _is_entry(intent, net):
+                resting += o.qty * (o.price or price)
+        return positions + resting
+
+    def unrealized_pnl(self, price: Decimal | None = None) -> Decimal:
+        price = price or self.last_price
+        if price is None:
+            return ZERO
+        return sum((p.gross_pnl_at(price) - p.fees for p in self.strategy.get_active_positions()), ZERO)
+
+    async def _update_risk(self, price: Decimal) -> None:
+        self.risk.set_exposure(self.name, self.exposure(price))
+        self.risk.set_unrealized(self.name, self.unrealized_pnl(price))
+        if self.state is BotState.RUNNING and self.risk.bot_loss_hit(self.name, self.strategy.allocated_capital):
+            loss = -self.risk.bot_day_pnl(self.name)
+            self._emit(EventType.RISK_LIMIT, rail="max_daily_loss", loss=loss,
+                       limit=self.risk.rails.max_daily_loss * self.strategy.allocated_capital)
+            self.risk.paused_by_risk.add(self.name)
+            await self._set_state(BotState.PAUSED, "max daily loss reached")
+            self.paused_by = "risk"
+            await self._save_runtime(force=True)
+
+    async def _on_new_day(self) -> None:
+        """UTC date change: bots paused by the daily-loss rail trade again."""
+        if self.state is BotState.PAUSED and self.paused_by == "risk":
+            self.risk.paused_by_risk.discard(self.name)
+            await self._set_state(BotState.RUNNING, "new UTC day: daily loss reset")
+
+    def _cooling(self, tag: str) -> bool:
+        until = self._rejected_until.get(tag)
+        if until is None:
+            return False
+        if time.monotonic() >= until:
+            del self._rejected_until[tag]
+            return False
+        return True
+
+    # ------------------------------------------------------------------ persistence
+    def runtime_snapshot(self) -> dict[str, Any]:
+        return {
+            "version": RUNTIME_VERSION,
+            "state": self.state.value,
+            "paused_by": self.paused_by,
+            "strategy": self.strategy.get_state(),
+            "allocated_capital": str(self.strategy.allocated_capital),
+            "trade_ids": self._trade_ids,
+            "closed_seen": self._closed_seen,
+            "booked": list(self._booked),
+            "pending_entries": self._pending_entries,
+            "pending_exits": self._pending_exits,
+            "last_candle_ms": self._last_candle_ms,
+            "seq": self._seq,
+            "realized": str(self._realized),
+            "saved_at": self.clock().isoformat(),
+        }
+
+    async def _save_runtime(self, *, force: bool = False) -> None:
+        """Save the snapshot when something that matters changed (fills, orders, positions, state);
+        candle bookkeeping alone is saved at most every SOFT_SAVE_S (any decision forces a save)."""
+        soft_due = self._soft_dirty and time.monotonic() - self._soft_saved_at >= SOFT_SAVE_S
+        if not (self._dirty or force or soft_due):
+            return
+        self._dirty = self._soft_dirty = False
+        self._soft_saved_at = time.monotonic()
+        await self.db.save_bot_runtime(self.name, self.runtime_snapshot())
+        await self._save_grid()
+
+    async def _save_grid(self) -> None:
+        """Grid strategies: the level table with the client id of each level's resting order."""
+        table = getattr(self.strategy, "level_table", None)
+        if not callable(table):
+            return
+        by_tag = {o.tag: o.client_order_id for o in self._orders.values()}
+        price = self.last_price
+        rows = []
+        for row in table():
+            tag = row.pop("tag", None)
+            if row.get("side") is None:  # an idle level: the side it would trade from here
+                row["side"] = "buy" if price is None or Decimal(row["price"]) < price else "sell"
+            row["client_order_id"] = by_tag.get(tag) if tag else None
+            rows.append(row)
+        if rows != self._grid_saved:  # the table only changes with fills and placements
+            await self.db.save_grid_levels(self.name, rows)
+            self._grid_saved = rows
+
+    def _load_runtime(self, snap: dict[str, Any]) -> None:
+        if snap.get("version") != RUNTIME_VERSION:
+            log.warning("%s: runtime snapshot version %r ignored", self.name, snap.get("version"))
+            return
+        if snap.get("strategy"):
+            self.strategy.load_state(snap["strategy"])
+        self._trade_ids = {k: list(v) for k, v in (snap.get("trade_ids") or {}).items()}
+        self._closed_seen = int(snap.get("closed_seen", 0))
+        self._booked = deque(snap.get("booked") or [], maxlen=BOOKED_KEEP)
+        self._pending_entries = dict(snap.get("pending_entries") or {})
+        self._pending_exits = dict(snap.get("pending_exits") or {})
+        self._last_candle_ms = snap.get("last_candle_ms")
+        self._seq = int(snap.get("seq", 0))
+        self._realized = Decimal(snap.get("realized", "0"))
+        self.paused_by = snap.get("paused_by")
+
+    # ------------------------------------------------------------------ start-up recovery
+    async def recover(self, saved_state: str | None = None) -> dict[str, int]:
+        """Rebuild from the database and the exchange; returns counts of what was reconciled.
+
+        ``saved_state``: the state the database holds for this bot (RUNNING, PAUSED, ...); the
+        bot returns to it afterwards (a new bot: RUNNING). Call once, before the first tick.
+        """
+        async with self._lock:
+            snap = await self.db.load_bot_runtime(self.name)
+            if snap:
+                self._load_runtime(snap)
+            counts = await self._reconcile_orders()
+            tags = {o.tag for o in self._orders.values()}
+            for tag in [t for t in self._pending_entries if t not in tags]:
+                self._pending_entries.pop(tag)  # decided but never written: nothing was sent
+            for tag in [t for t in self._pending_exits if t not in tags]:
+                self._pending_exits.pop(tag)  # the exit is re-decided on the next tick
+            self._dirty = True
+            await self._sync_trades()
+            counts["orphans_cancelled"] = await self._cancel_orphans()
+        target = BotState(saved_state) if saved_state else BotState.RUNNING
+        if target is BotState.INITIALIZING:
+            target = BotState.RUNNING
+        paused_by = self.paused_by
+        async with self._lock:
+            await self._set_state(target, "restored" if snap else "new bot")
+            if target is BotState.PAUSED:
+                self.paused_by = paused_by or "operator"
+                if self.paused_by == "risk":
+                    self.risk.paused_by_risk.add(self.name)
+                await self._save_runtime(force=True)
+        return counts
+
+    async def _reconcile_orders(self) -> dict[str, int]:
+        counts = {"adopted": 0, "filled_while_down": 0, "failed": 0, "open": 0}
+        for row in await self.db.list_non_final_orders(self.name):
+            order = TrackedOrder.from_row(row)
+            self._orders[order.client_order_id] = order
+            found = await self.client.fetch_order(self.symbol, client_order_id=order.client_order_id)
+            if found is None:
+                await self._finish(order, "FAILED", error="not found on the exchange at start-up")
+                counts["failed"] += 1
+                continue
+            counts["adopted"] += 1
+            if found.get("status") == "filled":
+                counts["filled_while_down"] += 1
+            await self._apply(order, found)
+            if order.client_order_id in self._orders:
+                order.status = _STATUS.get(found["status"], "OPEN")
+                if row.status == "PENDING":  # sent before the crash, never recorded
+                    await self.db.update_order(order.client_order_id, status=order.status,
+                                               exchange_order_id=order.exchange_order_id)
+                counts["open"] += 1
+        return counts
+
+    async def _cancel_orphans(self) -> int:
+        """Resting orders carrying this bot's prefix that the database does not know: cancel them."""
+        try:
+            listed = await self.client.fetch_open_orders(self.symbol)
+        except ExchangeAPIError as exc:
+            log.warning("%s: could not list open orders for orphans: %s", self.name, exc)
+            return 0
+        n = 0
+        for ex in listed:
+            cid = ex.get("client_order_id") or ""
+            if cid.startswith(self.prefix) and cid not in self._orders:
+                if await self.db.get_order(cid) is not None:
+                    continue
+                await self.client.cancel_order(ex.get("id"), self.symbol, client_order_id=cid)
+                n += 1
+        return n
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> dict[str, Any]:
+        positions = self.strategy.get_active_positions()
+        return {
+            "name": self.name,
+            "strategy": self.strategy.strategy_type,
+            "symbol": self.symbol,
+            "market_type": self.market_type,
+            "state": self.state.value,
+            "paused_by": self.paused_by,
+            "allocated_capital": str(self.strategy.allocated_capital),
+            "realized_pnl": str(self._realized),
+            "unrealized_pnl": str(self.unrealized_pnl()),
+            "last_price": str(self.last_price) if self.last_price is not None else None,
+            "open_positions": len(positions),
+            "open_orders": len(self._orders),
+            "ticks": self.ticks,
+            "last_tick_at": self.last_tick_at.isoformat() if self.last_tick_at else None,
+            "last_error": self.last_error,
+            "tick_seconds": self.tick_seconds,
+        }
+
+
+# ---------------------------------------------------------------------- helpers
+def _last_open_ms(df: pd.DataFrame) -> int | None:
+    if df is None or len(df) == 0:
+        return None
+    return int(df.index[-1].value // 1_000_000)
+
+
+def _same(order: TrackedOrder, intent: OrderIntent) -> bool:
+    return (order.side == intent.side and order.qty == intent.qty and order.price == intent.price
+            and order.reduce_only == intent.reduce_only)
+
+
+def _stop_triggered(intent: OrderIntent, price: Decimal) -> bool:
+    assert intent.price is not None
+    return price <= intent.price if intent.side == "sell" else price >= intent.price
+
+
+def _is_entry(intent: OrderIntent, net_position: Decimal) -> bool:
+    """An order that adds exposure (exits: reduce-only, or against the bot's net position)."""
+    if intent.reduce_only:
+        return False
+    if intent.side == "sell" and net_position > 0:
+        return False
+    if intent.side == "buy" and net_position < 0:
+        return False
+    return True
+
+
+def _signal_to_dict(signal: BaseSignal) -> dict[str, Any]:
+    return signal.to_dict()
+
+
+def _signal_from_dict(data: dict[str, Any]) -> BaseSignal:
+    def dec(key: str) -> Decimal | None:
+        return to_decimal(data[key]) if data.get(key) is not None else None
+
+    ts = data.get("timestamp")
+    return BaseSignal(
+        direction=SignalDirection(data["direction"]),
+        entry_price=to_decimal(data["entry_price"]),
+        stop_loss=to_decimal(data["stop_loss"]),
+        take_profit=dec("take_profit"),
+        size=to_decimal(data["size"]),
+        confidence=float(data.get("confidence") or 0.0),
+        timestamp=datetime.fromisoformat(ts) if ts else None,
+        strategy_type=data.get("strategy_type", ""),
+        signal_reason=data.get("signal_reason", ""),
+        risk_reward_ratio=float(data.get("risk_reward_ratio") or 0.0),
+        metadata=dict(data.get("metadata") or {}),
+    )
