@@ -144,3 +144,33 @@ async def test_transient_exchange_faults_do_not_duplicate(sim, tmp_path, fault):
         assert len(keyed) == len(set(keyed))
     finally:
         await h.close()
+
+
+async def test_events_tell_cause_before_effect(sim, tmp_path):
+    """A fill is announced before the position it opens and before the counter order it triggers."""
+    h = await build_desk(sim.base_url, tmp_path / "order.db", [GRID, DCA])
+    try:
+        await run_ticks(h, sim, 40)
+        await h.desk.tick_all()
+        await h.desk.event_bus.drain(5)
+        events = [e for e in h.events if e.bot_name in ("xrp-grid", "sol-dca")]
+        fills = [i for i, e in enumerate(events) if e.event_type is EventType.ORDER_FILLED]
+        assert fills
+        for i, event in enumerate(events):
+            if event.event_type is EventType.TRADE_OPENED:  # some fill of that bot came first
+                assert any(j < i and events[j].bot_name == event.bot_name for j in fills), event
+        # a grid buy's counter sell is placed after the buy's fill event
+        for i in fills:
+            filled = events[i]
+            if filled.bot_name == "xrp-grid" and filled.data["side"] == "buy":
+                level = int(filled.data["tag"].split(":")[1])
+                earlier_fill = max((j for j in fills[: fills.index(i)]
+                                    if events[j].data["tag"] == filled.data["tag"]), default=-1)
+                counter = [j for j, e in enumerate(events) if j > earlier_fill
+                           and e.event_type is EventType.ORDER_PLACED and e.data.get("tag") == f"grid:{level + 1}:sell"]
+                assert counter and counter[0] > i, (i, counter)
+                break
+        else:
+            pytest.fail("no grid buy filled in 40 steps")
+    finally:
+        await h.close()

@@ -545,9 +545,16 @@ class BotOrchestrator:
                 await self.db.update_order(order.client_order_id, status=status, filled_qty=filled,
                                            avg_price=avg, fee=fee, exchange_order_id=order.exchange_order_id)
             return
+        follow: list[OrderIntent] = []
         if filled > 0 and avg is not None:
-            await self._book_fill(order, filled, to_decimal(avg), fee)
+            follow = await self._book_fill(order, filled, to_decimal(avg), fee)
         await self._finish(order, status, filled=filled, avg_price=avg, fee=fee)
+        if filled > 0:
+            # announced after ORDER_FILLED so the operator reads cause before effect; both are
+            # re-derived at start-up, so a crash in between loses nothing
+            await self._sync_trades()
+            if follow and self.state in TICKING_STATES and self.last_price is not None:
+                await self._apply_follow_ups(follow)
 
     async def _finish(self, order: TrackedOrder, status: str, *, filled: Decimal = ZERO,
                       avg_price: Any = None, fee: Decimal = ZERO, error: str = "") -> None:
@@ -570,10 +577,14 @@ class BotOrchestrator:
             self._emit(EventType.ORDER_FAILED, **common, status=status, error=error)
         self.market.invalidate("orders", self.symbol)
 
-    async def _book_fill(self, order: TrackedOrder, filled: Decimal, avg: Decimal, fee: Decimal) -> None:
-        """Feed a final fill to the strategy exactly once (idempotent across restarts)."""
+    async def _book_fill(self, order: TrackedOrder, filled: Decimal, avg: Decimal,
+                         fee: Decimal) -> list[OrderIntent]:
+        """Feed a final fill to the strategy exactly once (idempotent across restarts).
+
+        Returns the strategy's follow-up intents (e.g. a grid counter order) for the caller to place.
+        """
         if order.client_order_id in self._booked:
-            return
+            return []
         qty, fee_quote = filled, fee
         if self.market_type == "spot" and order.side == "buy":
             qty, fee_quote = filled - fee, fee * avg  # spot buys pay the fee in the base coin
@@ -601,9 +612,7 @@ class BotOrchestrator:
         self._dirty = True
         await self._save_runtime()
         crash_point("after_fill_booked")
-        await self._sync_trades()
-        if follow and self.state in TICKING_STATES and self.last_price is not None:
-            await self._apply_follow_ups(follow)
+        return follow
 
     async def _apply_follow_ups(self, follow: list[OrderIntent]) -> None:
         tags = {o.tag for o in self._orders.values()}
