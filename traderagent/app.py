@@ -194,21 +194,20 @@ async def build(settings: Settings, bots_arg: str | None, rt: Runtime) -> Any:
 
 
 async def _start_telegram(settings: Settings, desk: Any, bus: EventBus) -> Any:
-    """Optional Telegram frontend: only with TELEGRAM_BOT_TOKEN and when handlers/ provides
-    ``build_application(settings, desk, event_bus)`` (returning an object with async start/stop)."""
+    """The Telegram frontend, when TELEGRAM_BOT_TOKEN is set. A frontend that cannot start (a rejected
+    token, a bad chat id list) is logged and the desk trades on without it: stopping trading because
+    the phone link is misconfigured would leave open positions unmanaged."""
     if not settings.telegram_bot_token:
         return None
-    try:
-        import handlers
+    from handlers import build_application
 
-        build_application = getattr(handlers, "build_application", None)
-        if build_application is None:
-            from handlers.app import build_application
-    except ImportError as exc:
-        log.warning("TELEGRAM_BOT_TOKEN is set but the Telegram frontend is unavailable: %s", exc)
+    try:
+        frontend = build_application(settings, desk, bus)
+        await frontend.start()
+    except Exception as exc:  # noqa: BLE001 - any failure here must not stop the trading desk
+        log.error("Telegram frontend not started (%s): fix TELEGRAM_BOT_TOKEN / TELEGRAM_CHAT_IDS; "
+                  "the desk runs without it", exc)
         return None
-    frontend = build_application(settings, desk, bus)
-    await frontend.start()
     return frontend
 
 

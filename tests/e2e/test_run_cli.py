@@ -98,3 +98,29 @@ def test_console_lines_are_readable():
     assert "1 -> 2 pnl 1 (take_profit)" in closed
     assert "\n" not in format_event(TradingEvent(EventType.HALTED, "desk", {"reason": "x", "by": "op"}))
 
+
+
+def test_rejected_telegram_token_leaves_the_desk_trading(tmp_path):
+    """A wrong bot token is reported (masked) and the desk trades on without Telegram."""
+    import threading
+
+    from tests.fakes.telegram_server import FakeTelegram
+
+    loop = asyncio.new_event_loop()
+    fake = FakeTelegram()
+    url = loop.run_until_complete(fake.start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    wrong_token = "987654321:WRONGTOKENabcdefghijklmnopqrstuvwxyz1"
+    try:
+        out = _run(tmp_path, "--ticks", "3", TRADERAGENT_PAPER_SPEED="5", TELEGRAM_BOT_TOKEN=wrong_token,
+                   TELEGRAM_CHAT_IDS="555", TELEGRAM_API_BASE_URL=url, NO_PROXY="127.0.0.1,localhost")
+    finally:
+        asyncio.run_coroutine_threadsafe(fake.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Telegram frontend not started" in out.stderr + out.stdout
+    assert "ORDER_PLACED" in out.stdout
+    assert wrong_token not in out.stdout + out.stderr
+    assert [c.method for c in fake.calls] == ["getMe"] and fake.calls[0].status == 401
