@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from traderagent.strategies.indicators import regularize
+
 COLUMNS = ("open", "high", "low", "close", "volume")
 _UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _BYBIT = {"D": "1d", "W": "1w"}
@@ -100,15 +102,7 @@ def fill_gaps(frame: pd.DataFrame, tf_ms: int) -> tuple[pd.DataFrame, int]:
     added = len(full) - len(ts)
     if added == 0:
         return frame, 0
-    idx = pd.to_datetime(full, unit="ms", utc=True).rename("timestamp")
-    out = frame.reindex(idx)
-    close = out["close"].ffill()
-    gap = out["open"].isna()
-    for col in ("open", "high", "low"):
-        out[col] = out[col].where(~gap, close)
-    out["close"] = close
-    out["volume"] = out["volume"].fillna(0.0)
-    return out, added
+    return regularize(frame, pd.Timedelta(milliseconds=tf_ms)), added
 
 
 def resample(frame: pd.DataFrame, tf_ms: int, base_tf_ms: int | None = None) -> pd.DataFrame:

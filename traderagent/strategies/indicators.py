@@ -92,10 +92,10 @@ def rising_edge(cond: np.ndarray) -> np.ndarray:
     return cond & ~prev
 
 
-def regularize(df: pd.DataFrame, freq: str) -> pd.DataFrame:
+def regularize(df: pd.DataFrame, freq: str | pd.Timedelta) -> pd.DataFrame:
     """Fill missing candles of a gapped series: close carried forward as a flat candle, volume 0.
 
-    ``freq`` is a pandas offset ("1min", "5min", "1h"). Real exchanges skip minutes without
+    ``freq`` is a pandas offset ("1min", "5min", "1h") or a Timedelta. Real exchanges skip minutes without
     trades; a regular grid keeps bar-count-based indicators meaningful in wall-clock terms.
     """
     if len(df) == 0:
