@@ -71,14 +71,11 @@ def keyboard(frontend: Any, chat_id: int, rows: Sequence[Sequence[Button]]) -> I
 
 
 @dataclass
-class Press:
-    """One accepted button press: what it was, where, by whom."""
+class Interaction:
+    """What every operator interaction (a command or a button press) can reach."""
 
     update: Update
     context: ContextTypes.DEFAULT_TYPE
-    query: CallbackQuery
-    entry: ButtonAction
-    chat_id: int
 
     @property
     def frontend(self) -> Any:
@@ -89,15 +86,24 @@ class Press:
         return self.frontend.desk
 
     @property
-    def arg(self) -> str:
-        return self.entry.arg
-
-    @property
     def by(self) -> str:
         return user_label(self.update)
 
     def keyboard(self, rows: Sequence[Sequence[Button]]) -> InlineKeyboardMarkup | None:
-        return keyboard(self.frontend, self.chat_id, rows)
+        return keyboard(self.frontend, self.chat_id, rows)  # type: ignore[attr-defined]
+
+
+@dataclass
+class Press(Interaction):
+    """One accepted button press: what it was, where, by whom."""
+
+    query: CallbackQuery
+    entry: ButtonAction
+    chat_id: int
+
+    @property
+    def arg(self) -> str:
+        return self.entry.arg
 
     async def edit(self, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
         """Replace the pressed message in place; an unchanged message is fine."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -26,7 +26,7 @@ from telegram import InlineKeyboardMarkup, Message, Update
 from telegram.error import NetworkError, TelegramError, TimedOut
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes
 
-from handlers.callbacks import Button, Press, action, frontend_of, keyboard, on_button, user_label
+from handlers.callbacks import Button, Interaction, Press, action, keyboard, on_button
 from handlers.charts import render_equity_png
 from handlers.formatting import MAX_MESSAGE, STATE_EMOJI, esc, fmt_num, fmt_pnl, split_message, table
 from traderagent.control import ControlError
@@ -53,9 +53,7 @@ async def _maybe_await(value: Any) -> Any:
 
 # ====================================================================== command plumbing
 @dataclass
-class Cmd:
-    update: Update
-    context: ContextTypes.DEFAULT_TYPE
+class Cmd(Interaction):
     usage: str
 
     @property
@@ -65,21 +63,6 @@ class Cmd:
     @property
     def args(self) -> list[str]:
         return list(self.context.args or [])
-
-    @property
-    def frontend(self) -> Any:
-        return frontend_of(self.context)
-
-    @property
-    def desk(self) -> Any:
-        return self.frontend.desk
-
-    @property
-    def by(self) -> str:
-        return user_label(self.update)
-
-    def keyboard(self, rows: Sequence[Sequence[Button]]) -> InlineKeyboardMarkup | None:
-        return keyboard(self.frontend, self.chat_id, rows)
 
     async def reply(self, text: str, markup: InlineKeyboardMarkup | None = None) -> Message:
         return await self.context.bot.send_message(self.chat_id, mask(text), reply_markup=markup)
