@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -12,11 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(importlib.util.find_spec("traderagent.app") is None,
-                       reason="traderagent.app (`traderagent run`) does not exist yet"),
-]
+pytestmark = pytest.mark.slow
 
 # Assembled at run time so that `traderagent audit` of this repository stays clean.
 FAKE = {
