@@ -26,7 +26,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, case, delete, event, func, insert, select
+from sqlalchemy import Connection, case, delete, event, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
@@ -572,6 +572,29 @@ class DatabaseManager:
             for key, value in values.items():
                 setattr(order, key, value)
         return order
+
+    async def update_orders(self, updates: Iterable[tuple[str, Mapping[str, Any]]]) -> int:
+        """Many ``update_order``s in ONE write transaction: ``[(client_order_id, fields), ...]``
+        (fields as update_order takes them). All or nothing: an unknown client id raises
+        OrderNotFoundError and nothing is written. Returns the number of rows updated."""
+        cleaned: list[tuple[str, dict[str, Any]]] = []
+        for cid, fields in updates:
+            values = _clean_fields(fields, ORDER_UPDATE_FIELDS, "update_orders")
+            if "status" in values:
+                values["status"] = _order_status(values["status"])
+            for key in ("filled_qty", "fee", "qty"):
+                if key in values and values[key] is None:
+                    raise ValueError(f"{key} must not be None")
+            cleaned.append((str(cid), values))
+        if not cleaned:
+            return 0
+        async with self._write() as session:
+            for cid, values in cleaned:
+                stmt = (update(Order).where(Order.client_order_id == cid)
+                        .values(**values, updated_at=utcnow()))
+                if (await session.execute(stmt)).rowcount != 1:
+                    raise OrderNotFoundError(cid)  # rolls the whole batch back
+        return len(cleaned)
 
     async def get_order(self, client_order_id: str) -> Order | None:
         async with self._read() as session:

@@ -13,7 +13,9 @@ A tick (``await bot.tick()``, run by the scheduler every ``tick_seconds``):
 4. risk: exposure, daily loss, unrealised PnL; the runtime snapshot is saved when anything changed.
 
 Orders are crash-safe (docs/architecture.md): a PENDING row with a fresh orderLinkId is written
-first, then the order is sent, then the exchange's id and status are recorded. ``recover()``
+first, then the order is sent, then the exchange's id and status are recorded; the orders one
+tick decides go as a batch (``_place_many``): every PENDING row in one transaction, the sends
+concurrently, every acknowledgement in one transaction. ``recover()``
 (start-up) reconciles every non-final order of the bot by orderLinkId: found -> its state and
 fills are adopted (fills made while the desk was down are booked), not found -> FAILED.
 Fills are booked exactly once: the ids of booked orders live in the runtime snapshot, which is
@@ -387,11 +389,15 @@ class BotOrchestrator:
         strategy = self.strategy
         df = frames[strategy.timeframes[-1]]
         last_ms = _last_open_ms(df)
-        if last_ms is not None and last_ms != self._last_candle_ms and len(df) >= 1:
+        if last_ms is not None and last_ms != self._last_candle_ms and len(df) >= 1 and self._may_analyse():
+            # under the desk's CPU budget too: at a candle close hundreds of ladders re-prepare at
+            # once; one refused keeps its ladder and takes the candle on a next tick
+            started = time.perf_counter()
             prepared = strategy.prepare(*(frames[tf] for tf in strategy.timeframes))
             strategy.on_candle_close(prepared, len(prepared) - 1)
             self._last_candle_ms = last_ms
             self._soft_dirty = True
+            self._spent(time.perf_counter() - started)
         balance = await self._balance()
         intents = strategy.desired_orders(price, balance)
         await self._apply_intents(intents, price)
@@ -427,8 +433,7 @@ class BotOrchestrator:
             # durable before their orders exist, or a fill after a crash would match no slot
             self._dirty = True
             await self._save_runtime()
-        for intent in to_place:
-            await self._place(intent)
+        await self._place_many(to_place)
 
     def _net_position(self) -> Decimal:
         return sum((p.size if p.is_long else -p.size for p in self.strategy.get_active_positions()), ZERO)
@@ -439,44 +444,78 @@ class BotOrchestrator:
 
     async def _place(self, intent: OrderIntent) -> TrackedOrder | None:
         """Write-ahead PENDING row -> send with its orderLinkId -> record the exchange's answer."""
-        cid = self.new_client_order_id()
-        order_type = "market" if intent.order_type == "market" else "limit"
-        order = TrackedOrder(cid, intent.tag, intent.side, order_type, intent.qty,
-                             intent.price if order_type == "limit" else None, intent.reduce_only)
-        await self.db.create_order(self.name, cid, self.symbol, intent.side, order_type, intent.qty,
-                                   order.price, status="PENDING", reduce_only=intent.reduce_only, tag=intent.tag)
-        self._orders[cid] = order
+        return (await self._place_many([intent]))[0]
+
+    async def _place_many(self, intents: list[OrderIntent]) -> list[TrackedOrder | None]:
+        """The crash-safe order path for every order one tick decides, batched: all PENDING rows
+        in ONE transaction, then every send concurrently (the client rate-limits per endpoint),
+        then every acknowledgement in ONE transaction. Nothing is sent before its row is durable.
+        Returns, per intent, the tracked order (None: refused by the exchange)."""
+        if not intents:
+            return []
+        orders = [self._new_order(intent) for intent in intents]
+        await self.db.create_orders(self.name, [
+            {"client_order_id": o.client_order_id, "symbol": self.symbol, "side": o.side, "order_type": o.order_type,
+             "qty": o.qty, "price": o.price, "status": "PENDING", "reduce_only": o.reduce_only, "tag": o.tag}
+            for o in orders])
+        for order in orders:
+            self._orders[order.client_order_id] = order
         crash_point("after_write_ahead")
-        order.sent_at = time.monotonic()
-        try:
-            if order_type == "limit":
-                ack = await self.client.create_limit_order(self.symbol, intent.side, intent.qty, intent.price,
-                                                           client_order_id=cid, reduce_only=intent.reduce_only)
-            else:
-                ack = await self.client.create_market_order(self.symbol, intent.side, intent.qty,
-                                                            client_order_id=cid, reduce_only=intent.reduce_only)
-        except (InvalidOrderError, InsufficientFundsError) as exc:
-            await self._finish(order, "REJECTED", error=str(exc))
-            self._rejected_until[intent.tag] = time.monotonic() + REJECT_COOLDOWN_S
-            return None
-        except NetworkError as exc:
-            # uncertain: it may exist. Keep it PENDING; the order sync resolves it by orderLinkId.
-            log.warning("%s: send of %s uncertain (%s); will reconcile", self.name, cid, exc)
-            return order
-        except ExchangeAPIError as exc:
-            await self._finish(order, "FAILED", error=str(exc))
-            self._rejected_until[intent.tag] = time.monotonic() + REJECT_COOLDOWN_S
-            return None
-        crash_point("after_send")
-        order.exchange_order_id = ack.get("id") or None
-        order.status = "OPEN"
-        await self.db.update_order(cid, exchange_order_id=order.exchange_order_id, status="OPEN")
-        self._emit(EventType.ORDER_PLACED, client_order_id=cid, tag=intent.tag, side=intent.side,
-                   type=order_type, qty=intent.qty, price=order.price, symbol=self.symbol)
-        self.market.invalidate("orders", self.symbol)
-        if order_type == "market":  # fills at once: book it in this tick
-            await self._confirm(order)
-        return order
+        sent = time.monotonic()
+        for order in orders:
+            order.sent_at = sent
+        results = await asyncio.gather(*(self._send(o) for o in orders), return_exceptions=True)
+        out: list[TrackedOrder | None] = []
+        acked: list[TrackedOrder] = []
+        unexpected: BaseException | None = None
+        for order, result in zip(orders, results, strict=True):
+            if isinstance(result, dict):
+                acked.append(order)
+                order.exchange_order_id = result.get("id") or None
+                out.append(order)
+            elif isinstance(result, NetworkError):
+                # uncertain: it may exist. Keep it PENDING; the order sync resolves it by orderLinkId.
+                log.warning("%s: send of %s uncertain (%s); will reconcile", self.name, order.client_order_id, result)
+                out.append(order)
+            elif isinstance(result, ExchangeAPIError):
+                status = "REJECTED" if isinstance(result, InvalidOrderError | InsufficientFundsError) else "FAILED"
+                await self._finish(order, status, error=str(result))
+                self._rejected_until[order.tag] = time.monotonic() + REJECT_COOLDOWN_S
+                out.append(None)
+            else:  # a bug or a cancellation: leave the order PENDING (reconciled later), fail the tick
+                unexpected = unexpected or result
+                out.append(order)
+        if acked:
+            crash_point("after_send")
+            for order in acked:
+                order.status = "OPEN"
+            await self.db.update_orders([(o.client_order_id, {"exchange_order_id": o.exchange_order_id,
+                                                              "status": "OPEN"}) for o in acked])
+            for order in acked:
+                self._emit(EventType.ORDER_PLACED, client_order_id=order.client_order_id, tag=order.tag,
+                           side=order.side, type=order.order_type, qty=order.qty, price=order.price,
+                           symbol=self.symbol)
+            self.market.invalidate("orders", self.symbol)
+            for order in acked:
+                if order.order_type == "market" and order.client_order_id in self._orders:
+                    await self._confirm(order)  # fills at once: book it in this tick
+        if unexpected is not None:
+            raise unexpected
+        return out
+
+    def _new_order(self, intent: OrderIntent) -> TrackedOrder:
+        order_type = "market" if intent.order_type == "market" else "limit"
+        return TrackedOrder(self.new_client_order_id(), intent.tag, intent.side, order_type, intent.qty,
+                            intent.price if order_type == "limit" else None, intent.reduce_only)
+
+    async def _send(self, order: TrackedOrder) -> dict[str, Any]:
+        if order.order_type == "limit":
+            return await self.client.create_limit_order(self.symbol, order.side, order.qty, order.price,
+                                                        client_order_id=order.client_order_id,
+                                                        reduce_only=order.reduce_only)
+        return await self.client.create_market_order(self.symbol, order.side, order.qty,
+                                                     client_order_id=order.client_order_id,
+                                                     reduce_only=order.reduce_only)
 
     async def _confirm(self, order: TrackedOrder) -> None:
         found = await self.client.fetch_order(self.symbol, client_order_id=order.client_order_id)
@@ -617,12 +656,15 @@ class BotOrchestrator:
     async def _apply_follow_ups(self, follow: list[OrderIntent]) -> None:
         tags = {o.tag for o in self._orders.values()}
         net = self._net_position()
+        batch = []
         for intent in follow:
             if intent.tag in tags or intent.order_type == "stop" or self._cooling(intent.tag):
                 continue
             if _is_entry(intent, net) and not self.entries_allowed:
                 continue
-            await self._place(intent)
+            tags.add(intent.tag)
+            batch.append(intent)
+        await self._place_many(batch)
 
     # ------------------------------------------------------------------ trades (positions -> DB)
     async def _sync_trades(self) -> None:

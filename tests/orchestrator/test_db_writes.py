@@ -1,0 +1,163 @@
+"""The database write path of a tick: quiet ticks write nothing, one tick's orders are batched
+with every PENDING row durable before the first send, and a crash after the write-ahead leaves
+rows that start-up recovery resolves."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from traderagent.orchestrator import bot_orchestrator
+
+from .helpers import GRID, build_desk
+
+WRITES = ("INSERT", "UPDATE", "DELETE", "BEGIN IMMEDIATE")
+
+
+class WriteCounter:
+    """Counts write statements the database manager's engine executes (SQLAlchemy event)."""
+
+    def __init__(self, db: Any) -> None:
+        self.statements: list[str] = []
+        self.engine = db._engine.sync_engine
+        event.listen(self.engine, "before_cursor_execute", self._on)
+
+    def _on(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith(WRITES):
+            self.statements.append(statement.split("\n")[0][:80])
+
+    def close(self) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._on)
+
+
+async def _settle(h: Any) -> None:
+    """Tick until the grid's ladder rests and nothing changes any more."""
+    for _ in range(4):
+        await h.desk.tick_all()
+    await h.desk.event_bus.drain(5)
+
+
+async def test_a_quiet_tick_writes_nothing(sim, tmp_path):
+    sim.set_price("XRPUSDT", Decimal("0.5"))
+    h = await build_desk(sim.base_url, tmp_path / "desk.db", [GRID])
+    try:
+        await _settle(h)
+        bot = h.desk.bots[GRID.name].bot
+        assert len(bot.open_orders) >= 4  # the ladder rests: the sync compares real orders each tick
+        counter = WriteCounter(h.db)
+        try:
+            for _ in range(3):
+                await h.desk.tick_all()
+            await h.desk.event_bus.drain(5)
+        finally:
+            counter.close()
+        assert counter.statements == []
+        # a change is still written: a fill books, saves the snapshot and places the counter order
+        counter = WriteCounter(h.db)
+        try:
+            sim.set_price("XRPUSDT", Decimal("0.49"))
+            await h.desk.tick_all()
+        finally:
+            counter.close()
+        assert any(s.startswith("UPDATE") for s in counter.statements)
+    finally:
+        await h.close()
+
+
+async def test_one_ticks_orders_are_written_ahead_in_one_batch(sim, tmp_path, monkeypatch):
+    sim.set_price("XRPUSDT", Decimal("0.5"))
+    h = await build_desk(sim.base_url, tmp_path / "desk.db", [GRID])
+    try:
+        bot = h.desk.bots[GRID.name].bot
+        seen_at_send: list[dict[str, str]] = []
+        real_send = h.client.create_limit_order
+
+        async def spy(*args: Any, **kw: Any) -> dict:
+            rows = await h.db.list_orders(GRID.name, limit=1000)
+            seen_at_send.append({r.client_order_id: r.status for r in rows})
+            return await real_send(*args, **kw)
+
+        monkeypatch.setattr(h.client, "create_limit_order", spy)
+        counter = WriteCounter(h.db)
+        try:
+            await h.desk.tick_all()
+        finally:
+            counter.close()
+        placed = {o.client_order_id for o in bot.open_orders}
+        assert len(placed) >= 4 and len(seen_at_send) == len(placed)
+        for snapshot in seen_at_send:  # every send found ALL of the tick's rows already durable
+            assert placed <= set(snapshot)
+        inserts = [s for s in counter.statements if s.startswith("INSERT INTO orders")]
+        assert len(inserts) == 1, counter.statements  # one multi-row write-ahead
+        rows = await h.db.list_orders(GRID.name, limit=1000)
+        assert {r.client_order_id for r in rows} == placed
+        assert all(r.status == "OPEN" and r.exchange_order_id for r in rows)
+    finally:
+        await h.close()
+
+
+class Crash(BaseException):
+    """Stands in for the process dying (not an Exception: the tick's handler must not catch it)."""
+
+
+async def test_crash_after_batched_write_ahead_sends_nothing_and_recovers(sim, tmp_path, monkeypatch):
+    sim.set_price("XRPUSDT", Decimal("0.5"))
+    h = await build_desk(sim.base_url, tmp_path / "desk.db", [GRID])
+    sent: list[str] = []
+    real_send = h.client.create_limit_order
+
+    async def spy(*args: Any, **kw: Any) -> dict:
+        sent.append(kw["client_order_id"])
+        return await real_send(*args, **kw)
+
+    def crash_point(name: str) -> None:
+        if name == "after_write_ahead":
+            raise Crash(name)
+
+    monkeypatch.setattr(h.client, "create_limit_order", spy)
+    monkeypatch.setattr(bot_orchestrator, "crash_point", crash_point)
+    with pytest.raises(Crash):
+        await h.desk.tick_all()
+    pending = await h.db.list_non_final_orders(GRID.name)
+    assert len(pending) >= 4 and {r.status for r in pending} == {"PENDING"}
+    assert sent == [] and not sim.orders("test-key")
+    await h.client.close()
+    await h.db.close()
+
+    monkeypatch.undo()
+    h2 = await build_desk(sim.base_url, tmp_path / "desk.db", [GRID])  # restart on the same database
+    try:
+        assert await h2.db.list_non_final_orders(GRID.name) == []  # never sent: FAILED at start-up
+        failed = await h2.db.list_orders(GRID.name, statuses=["FAILED"], limit=1000)
+        assert {r.client_order_id for r in failed} == {r.client_order_id for r in pending}
+        await h2.desk.tick_all()
+        assert len(h2.desk.bots[GRID.name].bot.open_orders) >= 4  # the ladder is placed afresh
+    finally:
+        await h2.close()
+
+
+async def test_ladder_candle_analysis_waits_for_the_cpu_budget(sim, tmp_path):
+    from traderagent.orchestrator.budget import AnalysisBudget
+
+    sim.set_price("XRPUSDT", Decimal("0.5"))
+    h = await build_desk(sim.base_url, tmp_path / "desk.db", [GRID])
+    try:
+        bot = h.desk.bots[GRID.name].bot
+        await h.desk.tick_all()
+        seen = bot._last_candle_ms
+        assert seen is not None
+        now = [100.0]
+        bot.analysis_budget = budget = AnalysisBudget(window=1.0, share=0.5, clock=lambda: now[0])
+        budget.spend(1.0)  # the desk just spent its whole share on other analyses
+        sim.step_all(1)
+        await h.desk.tick_all()
+        assert bot._last_candle_ms == seen and budget.deferred == 1  # deferred, not skipped
+        assert len(bot.open_orders) >= 4  # the ladder is still managed meanwhile
+        now[0] += 2.0
+        await h.desk.tick_all()
+        assert bot._last_candle_ms is not None and bot._last_candle_ms > seen
+    finally:
+        await h.close()
