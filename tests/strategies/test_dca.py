@@ -132,3 +132,19 @@ def test_state_roundtrip_mid_deal():
     assert t.desired_orders(D("99"), D("1000")) == s.desired_orders(D("99"), D("1000"))
     with pytest.raises(ValueError, match="out of order"):
         t.on_order_filled("dca:so3", D("95.25"), D("0.839"), D("0"))
+
+
+@pytest.mark.parametrize("cooldown", [0, 3])
+def test_safety_order_filled_as_the_deal_closed_starts_the_next_deal(cooldown):
+    """A safety order and the take profit filling in the same candle: the safety order's coins are real."""
+    s = dca({"cooldown_candles": cooldown})
+    s.on_order_filled("dca:base", D("100"), D("0.100"), D("0.01"))
+    s.on_order_filled("dca:tp", D("101.71"), D("0.100"), D("0.0102"))
+    assert s.status in ("idle", "cooldown") and not s.get_active_positions()
+    follow = s.on_order_filled("dca:so1", D("99.00"), D("0.202"), D("0.019998"))
+    (pos,) = s.get_active_positions()
+    assert pos.size == D("0.202") and pos.entry_price == D("99.00")
+    assert s.status == "active"
+    tp = next(i for i in follow if i.tag == "dca:tp")
+    assert tp.qty == D("0.202") and tp.reduce_only and tp.price > D("99.00")
+    assert [i.tag for i in follow if i.tag.startswith("dca:so")][0] == "dca:so1"  # a fresh ladder below 99

@@ -241,12 +241,11 @@ class DCAAdapter(BaseStrategy):
     ) -> list[OrderIntent]:
         fill_price, qty, fee, ts = self._fill_inputs(fill_price, qty, fee, timestamp)
         if tag == "dca:base" and self.status == IDLE:
-            pos = self._open_raw(SignalDirection.LONG, qty, fill_price, fee, timestamp=ts,
-                                 metadata={"base_price": str(fill_price)})
-            self.deal = {"position_id": pos.position_id, "base_price": str(fill_price), "filled": 0,
-                         "ladder": self.ladder(fill_price)}
-            self.status = ACTIVE
-            return self._deal_intents()
+            return self._start_deal(qty, fill_price, fee, ts)
+        if tag.startswith("dca:so") and self.status != ACTIVE:
+            # a safety order that filled as its deal closed (in the same candle as the take profit, or
+            # before its cancel arrived) is real inventory: it becomes the base of the next deal
+            return self._start_deal(qty, fill_price, fee, ts)
         if self.status != ACTIVE:
             raise ValueError(f"dca: fill for {tag!r} while {self.status}")
         pid = self.deal["position_id"]
@@ -266,6 +265,14 @@ class DCAAdapter(BaseStrategy):
                 self._end_deal()
             return []
         raise ValueError(f"dca: unknown order tag {tag!r}")
+
+    def _start_deal(self, qty: Decimal, fill_price: Decimal, fee: Decimal, ts: Any) -> list[OrderIntent]:
+        pos = self._open_raw(SignalDirection.LONG, qty, fill_price, fee, timestamp=ts,
+                             metadata={"base_price": str(fill_price)})
+        self.deal = {"position_id": pos.position_id, "base_price": str(fill_price), "filled": 0,
+                     "ladder": self.ladder(fill_price)}
+        self.status = ACTIVE
+        return self._deal_intents()
 
     def _end_deal(self) -> None:
         self.deal = None
