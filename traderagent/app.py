@@ -58,8 +58,9 @@ def format_event(event: TradingEvent) -> str:
         qty = d.get("filled") if et is EventType.ORDER_FILLED else d.get("qty")
         return f"{head} {d.get('side', '')} {qty} {d.get('symbol', '')}{at} ({d.get('tag', '')}){extra}"
     if et is EventType.TRADE_OPENED:
-        return (f"{head} {d.get('side')} {d.get('qty')} {d.get('symbol')} @ {d.get('entry_price')}"
-                f" stop {d.get('stop')} target {d.get('target')}")
+        levels = "".join(f" {name} {d[key]}" for name, key in (("stop", "stop"), ("target", "target"))
+                         if d.get(key) is not None)  # ladder positions have neither
+        return f"{head} {d.get('side')} {d.get('qty')} {d.get('symbol')} @ {d.get('entry_price')}{levels}"
     if et is EventType.TRADE_CLOSED:
         return (f"{head} {d.get('side')} {d.get('qty')} {d.get('symbol')} {d.get('entry_price')} -> "
                 f"{d.get('exit_price')} pnl {d.get('pnl')} ({d.get('reason')})")

@@ -125,3 +125,12 @@ def test_rejected_telegram_token_leaves_the_desk_trading(tmp_path):
     assert "ORDER_PLACED" in out.stdout
     assert wrong_token not in out.stdout + out.stderr
     assert [c.method for c in fake.calls] == ["getMe"] and fake.calls[0].status == 401
+
+
+def test_console_trade_line_omits_levels_a_ladder_position_lacks():
+    grid = TradingEvent(EventType.TRADE_OPENED, "xrp-grid", {"side": "long", "qty": Decimal("10"),
+                        "symbol": "XRPUSDT", "entry_price": Decimal("1.2"), "stop": None, "target": None})
+    assert format_event(grid).endswith("[xrp-grid] TRADE_OPENED long 10 XRPUSDT @ 1.2")
+    trend = TradingEvent(EventType.TRADE_OPENED, "btc", {"side": "long", "qty": Decimal("0.01"), "symbol": "BTCUSDT",
+                         "entry_price": Decimal("50000"), "stop": Decimal("49000"), "target": Decimal("53000")})
+    assert format_event(trend).endswith("@ 50000 stop 49000 target 53000")
