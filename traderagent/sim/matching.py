@@ -569,6 +569,7 @@ class _Rules:
 
     category = ""
     symbol_err: tuple[int, str] = (10001, "")
+    side_err = type_err = tif_err = (10001, "")
 
     def __init__(self, engine: Engine) -> None:
         self.e = engine
@@ -578,6 +579,25 @@ class _Rules:
         if spec is None or self.category not in spec.categories:
             raise ApiError(*self.symbol_err)
         return spec
+
+    def side(self, s: object) -> str:
+        if s not in ("Buy", "Sell"):
+            raise ApiError(*self.side_err)
+        return str(s)
+
+    def order_type(self, t: object) -> str:
+        if t not in ("Market", "Limit"):
+            raise ApiError(*self.type_err)
+        return str(t)
+
+    def tif(self, t: object, otype: str) -> str:
+        if otype == "Market":
+            return "IOC"
+        if t in (None, ""):
+            return "GTC"
+        if t not in ("GTC", "IOC", "FOK", "PostOnly"):
+            raise ApiError(*self.tif_err)
+        return str(t)
 
     def market_unit(self, p: dict, side: str, otype: str) -> str:
         return ""
@@ -601,25 +621,9 @@ class _LinearRules(_Rules):
     category = "linear"
     symbol_err = (10001, "params error: symbol invalid")
     dup_err = (110072, "OrderLinkedID is duplicate")
-
-    def side(self, s: object) -> str:
-        if s not in ("Buy", "Sell"):
-            raise ApiError(10001, "params error: side invalid")
-        return str(s)
-
-    def order_type(self, t: object) -> str:
-        if t not in ("Market", "Limit"):
-            raise ApiError(10001, "params error: orderType invalid")
-        return str(t)
-
-    def tif(self, t: object, otype: str) -> str:
-        if otype == "Market":
-            return "IOC"
-        if t in (None, ""):
-            return "GTC"
-        if t not in ("GTC", "IOC", "FOK", "PostOnly"):
-            raise ApiError(10001, "params error: timeInForce invalid")
-        return str(t)
+    side_err = (10001, "params error: side invalid")
+    type_err = (10001, "params error: orderType invalid")
+    tif_err = (10001, "params error: timeInForce invalid")
 
     def qty(self, raw: object, spec: SymbolSpec, otype: str, unit: str, acct: Account, side: str,
             reduce_only: bool, close_on_trigger: bool) -> Decimal:
@@ -679,28 +683,12 @@ class _SpotRules(_Rules):
     category = "spot"
     symbol_err = (170121, "Invalid symbol.")
     dup_err = (170141, "Duplicate clientOrderId.")
+    side_err = (170117, "Invalid side.")
+    type_err = (170116, "Invalid orderType.")
+    tif_err = (170115, "Invalid timeInForce.")
 
     def bad(self, name: str) -> tuple[int, str]:
         return 170130, f"Data sent for paramter '{name}' is not valid."
-
-    def side(self, s: object) -> str:
-        if s not in ("Buy", "Sell"):
-            raise ApiError(170117, "Invalid side.")
-        return str(s)
-
-    def order_type(self, t: object) -> str:
-        if t not in ("Market", "Limit"):
-            raise ApiError(170116, "Invalid orderType.")
-        return str(t)
-
-    def tif(self, t: object, otype: str) -> str:
-        if otype == "Market":
-            return "IOC"
-        if t in (None, ""):
-            return "GTC"
-        if t not in ("GTC", "IOC", "FOK", "PostOnly"):
-            raise ApiError(170115, "Invalid timeInForce.")
-        return str(t)
 
     def market_unit(self, p: dict, side: str, otype: str) -> str:
         if otype != "Market":
