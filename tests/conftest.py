@@ -44,3 +44,15 @@ async def sim():
 def sim_url(sim) -> str:
     """Base URL of the `sim` fixture's server, e.g. http://127.0.0.1:54321."""
     return sim.base_url
+
+
+@pytest.fixture
+async def fake(monkeypatch):
+    """The fake Telegram Bot API server on 127.0.0.1 (tests/fakes/telegram_server.py)."""
+    from tests.fakes.telegram_server import FakeTelegram
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # httpx must never route loopback via a proxy
+    server = FakeTelegram()
+    await server.start()
+    yield server
+    await server.stop()

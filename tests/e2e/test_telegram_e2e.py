@@ -19,7 +19,6 @@ from tests.handlers.harness import (  # noqa: F401  (fixtures)
     buttons,
     clock,
     desk_h,
-    fake,
     frontend,
     op,
 )

@@ -17,14 +17,6 @@ def _request() -> HTTPXRequest:
     return HTTPXRequest(httpx_kwargs={"trust_env": False})
 
 
-@pytest.fixture
-async def fake():
-    server = FakeTelegram()
-    await server.start()
-    yield server
-    await server.stop()
-
-
 def make_bot(fake: FakeTelegram, token: str = TOKEN) -> Bot:
     return Bot(token, base_url=f"{fake.url}/bot", base_file_url=f"{fake.url}/file/bot", request=_request())
 

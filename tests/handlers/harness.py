@@ -102,15 +102,6 @@ class Operator:
 
 # ---------------------------------------------------------------------- fixtures (imported by conftest / e2e)
 @pytest.fixture
-async def fake(monkeypatch):
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # httpx must never route loopback via a proxy
-    server = FakeTelegram()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 def clock() -> Clock:
     return Clock()
 

@@ -18,14 +18,6 @@ CHAT = 555
 
 
 @pytest.fixture
-async def fake():
-    server = FakeTelegram()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def bot(fake: FakeTelegram):
     request = HTTPXRequest(httpx_kwargs={"trust_env": False})
     async with Bot(TOKEN, base_url=f"{fake.url}/bot", request=request) as b:
