@@ -166,6 +166,51 @@ async def test_limit_fills_on_the_candle_whose_range_crosses_it(client, sim):
     assert o["avgPrice"] == str(limit)
 
 
+async def test_price_moves_within_a_candle_and_completed_candles_are_unchanged(sim):
+    """Between candle closes the live candle walks its replay path; history is the same as without it."""
+    from traderagent.sim import ExchangeSimulator, SimConfig
+
+    twin = ExchangeSimulator(SimConfig(seed=1, speed=0.0, start_time_ms=sim.config.start_time_ms))
+    series, other = sim.series["ETHUSDT"], twin.series["ETHUSDT"]
+    assert series.klines(1, None, None, 50) == other.klines(1, None, None, 50)
+    prices = set()
+    for _ in range(20):
+        lo_seen = hi_seen = series.live.o
+        for f in (0.2, 0.4, 0.6, 0.8):
+            low, high = series.advance(f)
+            lo_seen, hi_seen = min(lo_seen, low), max(hi_seen, high)
+            assert (series.live.l, series.live.h) == (lo_seen, hi_seen)  # the forming candle keeps its range
+            assert series.live.l <= series.live.c <= series.live.h
+            prices.add(series.live.c)
+        assert series.advance(0.5) is None  # never backwards
+        sim.step("ETHUSDT")
+        other.step()
+        assert series.klines(1, None, None, 2)[1] == other.klines(1, None, None, 2)[1]
+    assert len(prices) > 40  # the ticker really moved between closes
+
+
+async def test_a_limit_below_a_low_already_passed_does_not_fill_at_the_close(client, sim):
+    """Matching at the close covers only the rest of the path, not the part walked before the order."""
+    from traderagent.sim.market import _path_between
+
+    series, tick = sim.series["ETHUSDT"], D("0.01")
+    for _ in range(3000):
+        row = series._future_row()
+        sim.advance_all(0.5)
+        rest = [series._ticks(x) for x in _path_between(row, 0.5, 1.0)]
+        nxt = series._ticks(float(series.future[series.cur + 1][0]))
+        floor = min(*rest, nxt)
+        if series.live.l < floor - 1:
+            break
+        sim.step("ETHUSDT")
+    else:
+        pytest.fail("no candle dipped early and recovered")
+    price = tick * (floor - 1)  # above the low already walked, below everything still to come
+    res = await client.ok("POST", CREATE, lin(symbol="ETHUSDT", qty="0.1", price=str(price)))
+    assert sim.step("ETHUSDT") == 0
+    assert (await order(client, res["orderId"]))["orderStatus"] == "New"
+
+
 async def test_flip_long_to_short_and_average_price(client, sim):
     await client.ok("POST", CREATE, lin(price="59000"))
     await client.ok("POST", CREATE, lin(price="58000", qty="0.03"))

@@ -201,6 +201,31 @@ class Candle:
     v: float
 
 
+def _path_between(row: np.ndarray, start: float, end: float) -> list[float]:
+    """Prices passed between fractions ``start`` and ``end`` of a candle's path (both ends included).
+    The path is open -> low -> high -> close for a rising candle and open -> high -> low -> close for a
+    falling one (the usual intra-bar assumption), walked at constant speed."""
+    o, h, lo, c = (float(x) for x in row[:4])
+    vertices = [o, lo, h, c] if c >= o else [o, h, lo, c]
+    legs = [abs(b - a) for a, b in zip(vertices, vertices[1:], strict=False)]
+    total = sum(legs)
+    if total == 0:
+        return [o]
+
+    def at(f: float) -> tuple[float, int]:  # price at fraction f, index of the vertex reached before it
+        d = f * total
+        for i, leg in enumerate(legs):
+            if d <= leg or i == len(legs) - 1:
+                t = min(1.0, d / leg) if leg else 1.0
+                return vertices[i] + (vertices[i + 1] - vertices[i]) * t, i
+            d -= leg
+        return c, len(legs) - 1
+
+    p0, i0 = at(start)
+    p1, i1 = at(end)
+    return [p0, *vertices[i0 + 1:i1 + 1], p1]
+
+
 @dataclass
 class PriceSeries:
     """The 1m price path of one symbol (see the module docstring)."""
@@ -214,6 +239,7 @@ class PriceSeries:
     cur: int = 0
     scale: float = 1.0
     live: Candle = field(default=None)  # type: ignore[assignment]
+    progress: float = 0.0  # how far (0..1) the live candle has travelled along its replay path
     version: int = 0
     _cache: dict[int, _Resampled] = field(default_factory=dict)
     _stats: tuple[int, dict[str, Decimal]] | None = None
@@ -259,19 +285,36 @@ class PriceSeries:
         lv.c, lv.h, lv.l = t, max(lv.h, t), min(lv.l, t)
         self.version += 1
 
-    def step(self) -> tuple[int, int]:
-        """Complete the live candle with the next replay candle; returns the (low, high) ticks traversed."""
+    def advance(self, fraction: float) -> tuple[int, int] | None:
+        """Move the live candle to ``fraction`` (0..1) of its replay path, as a real market moves within
+        a minute; returns the (low, high) ticks traversed, or None when it has not moved on."""
+        if fraction <= self.progress:
+            return None
         row = self._future_row()
-        sh, sl, sc = self._ticks(row[1]), self._ticks(row[2]), self._ticks(row[3])
+        passed = _path_between(row, self.progress, min(fraction, 1.0))
+        ticks = [self._ticks(x) for x in passed]
         lv = self.live
-        lo, hi = min(lv.l, sl, sc), max(lv.h, sh, sc)
-        self.px.append((lv.o, hi, lo, sc))
-        self.vol.append((lv.v + float(row[4]),))
+        lv.c, lv.h, lv.l = ticks[-1], max(lv.h, *ticks), min(lv.l, *ticks)
+        lv.v = float(row[4]) * min(fraction, 1.0)
+        self.progress = fraction
+        self.version += 1
+        return min(ticks), max(ticks)
+
+    def step(self) -> tuple[int, int]:
+        """Complete the live candle with the rest of its replay path; returns the (low, high) ticks
+        traversed from where the live candle stood to the next candle's open."""
+        row = self._future_row()
+        rest = [self._ticks(x) for x in _path_between(row, self.progress, 1.0)]
+        lv = self.live
+        sc = rest[-1]
+        self.px.append((lv.o, max(lv.h, *rest), min(lv.l, *rest), sc))
+        self.vol.append((float(row[4]),))
         self.cur += 1
         self.live = self._fresh_live()
+        self.progress = 0.0
         self.version += 1
         nxt = self.live.o
-        return min(sl, sc, nxt), max(sh, sc, nxt)
+        return min(*rest, nxt), max(*rest, nxt)
 
     # --- klines -------------------------------------------------------------------------------------
     def _bucket(self, ts: np.ndarray | int, minutes: int) -> np.ndarray | int:

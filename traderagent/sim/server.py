@@ -97,6 +97,16 @@ class ExchangeSimulator:
     def step_all(self, n: int = 1) -> int:
         return sum(self.step(s, n) for s in self.series)
 
+    def advance_all(self, fraction: float) -> int:
+        """Move every symbol's live candle to ``fraction`` of its replay path, filling what it touches."""
+        filled = 0
+        for symbol, series in self.series.items():
+            moved = series.advance(fraction)
+            if moved is not None:
+                tick = self.specs[symbol].tick_size
+                filled += self.engine.match(symbol, tick * moved[0], tick * moved[1])
+        return filled
+
     def orders(self, api_key: str | None = None, *, symbol: str | None = None,
                open_only: bool = True) -> list[dict]:
         """Orders as the exchange sees them (wire dicts + "category", newest first); open ones by default."""
@@ -168,6 +178,7 @@ class ExchangeSimulator:
             if n:
                 carry -= n
                 self.step_all(n)
+            self.advance_all(carry)  # between candle closes the price moves too, as a real one does
 
     # --- HTTP plumbing -----------------------------------------------------------------------------
     def _add_routes(self, app: web.Application) -> None:
