@@ -104,14 +104,14 @@ class Desk:
         self.ticked = asyncio.Event()  # set after every scheduled tick
         self.refused: list[tuple[str, str]] = []
         self._started = False
-        self.event_bus.subscribe(self._log_event, name="db-log", types=LOGGED_EVENTS)
+        self.event_bus.subscribe(self._log_events, name="db-log", types=LOGGED_EVENTS, batch=True)
 
-    async def _log_event(self, event: TradingEvent) -> None:
-        """The DB log writer: every event worth reading later becomes a bot_logs row."""
-        level = "ERROR" if event.event_type in (EventType.ERROR, EventType.ORDER_FAILED) else (
-            "WARNING" if event.event_type in (EventType.RISK_LIMIT, EventType.HALTED) else "INFO")
-        bot = None if event.bot_name == DESK else event.bot_name
-        await self.db.add_log(bot, level, event.event_type.value, event.to_dict()["data"])
+    async def _log_events(self, events: list[TradingEvent]) -> None:
+        """The DB log writer: every event worth reading later becomes a bot_logs row (the events
+        queued meanwhile are written together)."""
+        await self.db.add_logs(
+            (None if e.bot_name == DESK else e.bot_name, _log_level(e.event_type), e.event_type.value,
+             e.to_dict()["data"]) for e in events)
 
     # ================================================================== assembly
     async def add_bot(self, spec: BotSpec, *, client: Any = None,
@@ -528,6 +528,12 @@ class Desk:
 
 
 # ---------------------------------------------------------------------- plain-data views
+def _log_level(event_type: EventType) -> str:
+    if event_type in (EventType.ERROR, EventType.ORDER_FAILED):
+        return "ERROR"
+    return "WARNING" if event_type in (EventType.RISK_LIMIT, EventType.HALTED) else "INFO"
+
+
 def _position(bot: str, p: Any, price: Decimal | None = None) -> dict[str, Any]:
     return {
         "bot": bot, "position_id": p.position_id, "side": p.direction.value, "size": p.size,

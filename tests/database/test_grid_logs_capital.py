@@ -14,7 +14,8 @@ from traderagent.database.manager import DatabaseManager
 async def test_grid_levels_replace_and_update(db: DatabaseManager, bot: str) -> None:
     levels = [{"index": i, "price": Decimal("49000") + 500 * i, "side": "buy" if i < 2 else "sell",
                "qty": Decimal("0.001")} for i in range(4)]
-    saved = await db.save_grid_levels(bot, levels)
+    await db.save_grid_levels(bot, levels)
+    saved = await db.get_grid_levels(bot)
     assert [(g.index, g.price, g.side, g.status) for g in saved] == [
         (0, Decimal("49000"), "buy", "EMPTY"), (1, Decimal("49500"), "buy", "EMPTY"),
         (2, Decimal("50000"), "sell", "EMPTY"), (3, Decimal("50500"), "sell", "EMPTY")]

@@ -60,3 +60,24 @@ async def test_failing_subscriber_keeps_receiving_and_type_filter() -> None:
     assert got == [EventType.ERROR, EventType.TRADE_CLOSED]
     assert sub.failed == 1 and sub.delivered == 1
     await bus.stop()
+
+
+async def test_batch_subscriber_gets_what_queued_meanwhile_in_order() -> None:
+    bus = EventBus()
+    batches: list[list[int]] = []
+    gate = asyncio.Event()
+
+    async def writer(events: list[TradingEvent]) -> None:
+        batches.append([e.data["n"] for e in events])
+        await gate.wait()  # a slow write: the next events queue meanwhile
+
+    sub = bus.subscribe(writer, name="writer", batch=True)
+    await bus.start()
+    bus.publish(TradingEvent(EventType.ORDER_PLACED, "b", {"n": 0}))
+    await asyncio.sleep(0.01)
+    for n in range(1, 500):
+        bus.publish(TradingEvent(EventType.ORDER_PLACED, "b", {"n": n}))
+    gate.set()
+    assert await bus.drain(timeout=2)
+    assert batches == [[0], list(range(1, 500))] and sub.delivered == 500
+    await bus.stop()

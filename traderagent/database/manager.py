@@ -15,8 +15,10 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import re
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -26,7 +28,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, case, delete, event, func, insert, select, update
+from sqlalchemy import Connection, bindparam, case, delete, event, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
@@ -49,6 +51,7 @@ from traderagent.database.exceptions import (
     TradeAlreadyClosedError,
     TradeNotFoundError,
 )
+from traderagent.database.group_commit import GroupCommit
 from traderagent.database.models import (
     NON_FINAL_ORDER_STATUSES,
     ORDER_STATUSES,
@@ -177,7 +180,14 @@ class DatabaseManager:
         self._reads = async_sessionmaker(self._engine, expire_on_commit=False)
         self._writes = async_sessionmaker(self._write_engine, expire_on_commit=False)
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.backend == "sqlite" else None
-        self._log_inserts = 0
+        self._bot_ids: dict[str, int] = {}
+        self._bot_id_lookups: dict[str, asyncio.Future[int]] = {}
+        self._untrimmed_logs: dict[str | None, int] = {}  # lines added per bot name since its last trim
+        # the hot writes of the tick loop share transactions (see group_commit.py)
+        self._group = GroupCommit(self._write, {
+            "orders": self._insert_orders, "order_updates": self._apply_order_updates,
+            "runtime": self._upsert_runtimes, "grid": self._replace_grids, "logs": self._insert_logs,
+        })
 
     # --- engine and sessions -------------------------------------------------------------------
 
@@ -356,6 +366,27 @@ class DatabaseManager:
             raise BotNotFoundError(name)
         return bot
 
+    async def _bot_id(self, name: str) -> int:
+        """A bot's id, cached (an id never changes; delete_bot forgets it). Concurrent first
+        lookups share one query, so their callers resume, and queue their writes, in call order."""
+        bot_id = self._bot_ids.get(name)
+        if bot_id is not None:
+            return bot_id
+        lookup = self._bot_id_lookups.get(name)
+        if lookup is None:
+            lookup = self._bot_id_lookups[name] = asyncio.ensure_future(self._lookup_bot_id(name))
+            lookup.add_done_callback(lambda _: self._bot_id_lookups.pop(name, None))
+        return await asyncio.shield(lookup)
+
+    async def _lookup_bot_id(self, name: str) -> int:
+        async with self._read() as session:
+            bot_id = (await self._bot(session, name)).id
+        self._bot_ids[name] = bot_id
+        return bot_id
+
+    def _upsert(self, table: Any) -> Any:
+        return (pg_insert if self.backend == "postgresql" else sqlite_insert)(table)
+
     def _cipher_or_raise(self) -> CredentialCipher:
         if self._cipher is None:
             raise MasterKeyError(
@@ -444,15 +475,19 @@ class DatabaseManager:
         async with self._write() as session:
             bot = await self._bot(session, name)
             await session.delete(bot)
+        self._bot_ids.pop(name, None)
 
     async def save_bot_runtime(self, name: str, state: dict[str, Any]) -> None:
-        async with self._write() as session:
-            bot = await self._bot(session, name)
-            row = await session.get(BotRuntime, bot.id)
-            if row is None:
-                session.add(BotRuntime(bot_id=bot.id, state=dict(state)))
-            else:
-                row.state, row.saved_at = dict(state), utcnow()
+        """Replace the bot's runtime snapshot; returns once it is committed (group commit)."""
+        await self._group.write("runtime", (await self._bot_id(name), dict(state)))
+
+    async def _upsert_runtimes(self, session: AsyncSession, items: list[tuple[int, dict[str, Any]]]) -> None:
+        latest = dict(items)  # a later snapshot of a bot supersedes an earlier one in the same batch
+        stmt = self._upsert(BotRuntime.__table__)
+        stmt = stmt.on_conflict_do_update(index_elements=["bot_id"],
+                                          set_={"state": stmt.excluded.state, "saved_at": stmt.excluded.saved_at})
+        now = utcnow()
+        await session.execute(stmt, [{"bot_id": b, "state": st, "saved_at": now} for b, st in latest.items()])
 
     async def load_bot_runtime(self, name: str) -> dict[str, Any] | None:
         async with self._read() as session:
@@ -508,21 +543,23 @@ class DatabaseManager:
     async def create_orders(self, bot_name: str, orders: Iterable[Mapping[str, Any]]) -> int:
         """Bulk insert (one executemany, batched multi-row VALUES). Each mapping takes create_order's
         fields plus optional filled_qty, avg_price, fee, created_at. Returns the number inserted."""
-        async with self._read() as session:
-            bot_id = (await self._bot(session, bot_name)).id
+        bot_id = await self._bot_id(bot_name)
         rows = [self._order_row(bot_id, spec) for spec in orders]
         if not rows:
             return 0
         try:
-            async with self._write() as session:
-                # Core insert on the table: one executemany batched into multi-row VALUES (the ORM
-                # bulk path would split the batch wherever a None column appears/disappears)
-                await session.execute(insert(Order.__table__), rows)
+            await self._group.write("orders", rows)
         except IntegrityError:
             ids = [r["client_order_id"] for r in rows]
             dup = await self._existing_client_ids(ids) or [i for i in ids if ids.count(i) > 1]
             raise DuplicateOrderError(dup[0] if dup else "?") from None
         return len(rows)
+
+    @staticmethod
+    async def _insert_orders(session: AsyncSession, items: list[list[dict[str, Any]]]) -> None:
+        # Core insert on the table: one executemany batched into multi-row VALUES (the ORM bulk
+        # path would split the batch wherever a None column appears/disappears)
+        await session.execute(insert(Order.__table__), [row for rows in items for row in rows])
 
     async def _existing_client_ids(self, ids: list[str]) -> list[str]:
         found: list[str] = []
@@ -588,13 +625,27 @@ class DatabaseManager:
             cleaned.append((str(cid), values))
         if not cleaned:
             return 0
-        async with self._write() as session:
-            for cid, values in cleaned:
-                stmt = (update(Order).where(Order.client_order_id == cid)
-                        .values(**values, updated_at=utcnow()))
-                if (await session.execute(stmt)).rowcount != 1:
-                    raise OrderNotFoundError(cid)  # rolls the whole batch back
+        await self._group.write("order_updates", cleaned)
         return len(cleaned)
+
+    @staticmethod
+    async def _apply_order_updates(session: AsyncSession, items: list[list[tuple[str, dict[str, Any]]]]) -> None:
+        updates = [u for item in items for u in item]
+        wanted = list(dict.fromkeys(cid for cid, _ in updates))
+        found: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            q = select(Order.client_order_id).where(Order.client_order_id.in_(wanted[start:start + 500]))
+            found.update((await session.execute(q)).scalars())
+        missing = [cid for cid in wanted if cid not in found]
+        if missing:
+            raise OrderNotFoundError(missing[0])  # rolls the whole transaction back
+        table, now = Order.__table__, utcnow()
+        # one executemany per run of updates setting the same columns (runs keep submission order)
+        for keys, run in itertools.groupby(updates, key=lambda u: tuple(sorted(u[1]))):
+            stmt = (update(table).where(table.c.client_order_id == bindparam("cid_"))
+                    .values({k: bindparam(f"v_{k}", type_=table.c[k].type) for k in (*keys, "updated_at")}))
+            await session.execute(stmt, [{"cid_": cid, "v_updated_at": now, **{f"v_{k}": v for k, v in values.items()}}
+                                         for cid, values in run])
 
     async def get_order(self, client_order_id: str) -> Order | None:
         async with self._read() as session:
@@ -722,23 +773,28 @@ class DatabaseManager:
 
     # --- grid levels -------------------------------------------------------------------------------
 
-    async def save_grid_levels(self, bot_name: str, levels: list[Mapping[str, Any]]) -> list[GridLevel]:
+    async def save_grid_levels(self, bot_name: str, levels: list[Mapping[str, Any]]) -> None:
         """Replace the bot's grid with `levels` (dicts: index, price, side, optional qty, status,
-        client_order_id)."""
-        async with self._write() as session:
-            bot = await self._bot(session, bot_name)
-            await session.execute(delete(GridLevel).where(GridLevel.bot_id == bot.id))
-            rows = []
-            for spec in levels:
-                extra = _clean_fields({k: v for k, v in spec.items() if k != "index"}, GRID_FIELDS, "grid level")
-                rows.append(GridLevel(
-                    bot_id=bot.id, level_index=int(spec["index"]), price=_positive(extra.pop("price"), "price"),
-                    side=_choice(extra.pop("side"), ORDER_SIDES, "side"), status=str(extra.pop("status", "EMPTY")),
-                    **extra))
-            session.add_all(rows)
-            await session.flush()
-            q = select(GridLevel).where(GridLevel.bot_id == bot.id).order_by(GridLevel.level_index)
-            return list((await session.execute(q)).scalars())
+        client_order_id); returns once committed (group commit)."""
+        bot_id = await self._bot_id(bot_name)
+        rows, now = [], utcnow()
+        for spec in levels:
+            extra = _clean_fields({k: v for k, v in spec.items() if k != "index"}, GRID_FIELDS, "grid level")
+            rows.append({
+                "bot_id": bot_id, "level_index": int(spec["index"]), "price": _positive(extra["price"], "price"),
+                "side": _choice(extra["side"], ORDER_SIDES, "side"), "qty": extra.get("qty"),
+                "status": str(extra.get("status", "EMPTY")), "client_order_id": extra.get("client_order_id"),
+                "updated_at": now})
+        await self._group.write("grid", (bot_id, rows))
+
+    @staticmethod
+    async def _replace_grids(session: AsyncSession, items: list[tuple[int, list[dict[str, Any]]]]) -> None:
+        latest = dict(items)  # a later table of a bot supersedes an earlier one in the same batch
+        table = GridLevel.__table__
+        await session.execute(delete(table).where(table.c.bot_id.in_(list(latest))))
+        rows = [row for rows in latest.values() for row in rows]
+        if rows:
+            await session.execute(insert(table), rows)
 
     async def get_grid_levels(self, bot_name: str) -> list[GridLevel]:
         q = (select(GridLevel).where(GridLevel.bot_id == self._bot_id_subquery(bot_name))
@@ -765,21 +821,42 @@ class DatabaseManager:
 
     async def add_log(self, bot_name: str | None, level: str, message: str,
                       context: dict[str, Any] | None = None) -> None:
-        """Append a log line; then keep only the newest `log_retention` lines for that bot name."""
-        lvl = str(level).strip().upper()
-        if lvl == "WARN":
-            lvl = "WARNING"
-        if lvl not in LOG_LEVELS:
-            raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
-        same_bot = BotLog.bot_name.is_(None) if bot_name is None else BotLog.bot_name == bot_name
-        async with self._write() as session:
-            session.add(BotLog(bot_name=bot_name, level=lvl, message=str(message),
-                               context=None if context is None else dict(context)))
-            await session.flush()
+        """Append a log line (see add_logs)."""
+        await self.add_logs([(bot_name, level, message, context)])
+
+    async def add_logs(self, lines: Iterable[tuple[str | None, str, str, Mapping[str, Any] | None]]) -> int:
+        """Append ``(bot_name, level, message, context)`` lines in one write; returns how many.
+        Each bot name keeps its newest `log_retention` lines: older ones are pruned once the bot
+        has added a hundredth of that window since its last pruning (so with the default 10,000 a
+        bot holds at most 10,099 lines, and pruning costs one statement per 100 lines)."""
+        rows, now = [], utcnow()
+        for bot_name, level, message, context in lines:
+            lvl = str(level).strip().upper()
+            if lvl == "WARN":
+                lvl = "WARNING"
+            if lvl not in LOG_LEVELS:
+                raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
+            rows.append({"bot_name": bot_name, "level": lvl, "message": str(message),
+                         "context": None if context is None else dict(context), "created_at": now})
+        if rows:
+            await self._group.write("logs", rows)
+        return len(rows)
+
+    async def _insert_logs(self, session: AsyncSession, items: list[list[dict[str, Any]]]) -> None:
+        rows = [row for item in items for row in item]
+        await session.execute(insert(BotLog.__table__), rows)
+        slack = max(1, self.log_retention // 100)
+        for name, added in Counter(row["bot_name"] for row in rows).items():
+            untrimmed = self._untrimmed_logs.get(name, slack - 1) + added  # unknown: prune now
+            if untrimmed < slack:
+                self._untrimmed_logs[name] = untrimmed
+                continue
+            same_bot = BotLog.bot_name.is_(None) if name is None else BotLog.bot_name == name
             # id of the newest line that falls outside the window; everything at or below it goes
             cutoff = (select(BotLog.id).where(same_bot).order_by(BotLog.id.desc())
                       .offset(self.log_retention).limit(1).scalar_subquery())
             await session.execute(delete(BotLog).where(same_bot, BotLog.id <= cutoff))
+            self._untrimmed_logs[name] = 0
 
     async def get_logs(self, bot_name: str | None = None, limit: int = 50) -> list[BotLog]:
         """Newest first; bot_name None means every bot's (and the system's) lines."""

@@ -75,15 +75,18 @@ class TradingEvent:
 
 
 Subscriber = Callable[[TradingEvent], Awaitable[None]]
+BatchSubscriber = Callable[[list[TradingEvent]], Awaitable[None]]
 
 
 class Subscription:
     """One subscriber's queue and worker; created by `EventBus.subscribe`."""
 
-    def __init__(self, callback: Subscriber, name: str, types: frozenset[EventType] | None) -> None:
+    def __init__(self, callback: Subscriber | BatchSubscriber, name: str, types: frozenset[EventType] | None,
+                 batch: bool = False) -> None:
         self.callback = callback
         self.name = name
         self.types = types
+        self.batch = batch
         self.queue: asyncio.Queue[TradingEvent] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
         self.delivered = 0
@@ -94,15 +97,18 @@ class Subscription:
 
     async def run(self) -> None:
         while True:
-            event = await self.queue.get()
+            events = [await self.queue.get()]
+            while self.batch and not self.queue.empty():
+                events.append(self.queue.get_nowait())
             try:
-                await self.callback(event)
-                self.delivered += 1
+                await self.callback(events if self.batch else events[0])  # type: ignore[arg-type]
+                self.delivered += len(events)
             except Exception:
-                self.failed += 1
-                log.exception("event subscriber %r failed on %s", self.name, event.event_type)
+                self.failed += len(events)
+                log.exception("event subscriber %r failed on %s", self.name, events[0].event_type)
             finally:
-                self.queue.task_done()
+                for _ in events:
+                    self.queue.task_done()
 
 
 class EventBus:
@@ -113,9 +119,12 @@ class EventBus:
         self._running = False
 
     def subscribe(
-        self, callback: Subscriber, *, name: str, types: Iterable[EventType] | None = None
+        self, callback: Subscriber | BatchSubscriber, *, name: str, types: Iterable[EventType] | None = None,
+        batch: bool = False,
     ) -> Subscription:
-        sub = Subscription(callback, name, frozenset(types) if types is not None else None)
+        """``batch``: the callback takes a list: every event queued since its last call (for a
+        writer that stores many events in one go)."""
+        sub = Subscription(callback, name, frozenset(types) if types is not None else None, batch)
         self._subscriptions.append(sub)
         if self._running:
             sub.task = asyncio.create_task(sub.run(), name=f"events:{name}")

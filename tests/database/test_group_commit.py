@@ -1,0 +1,98 @@
+"""Group commit: concurrent writers share transactions, each still returns only once durable,
+and a bad write fails only its own caller."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from decimal import Decimal
+
+import pytest
+
+from traderagent.database.exceptions import DuplicateOrderError, OrderNotFoundError
+from traderagent.database.manager import DatabaseManager
+
+
+def _order(cid: str) -> dict:
+    return {"client_order_id": cid, "symbol": "BTCUSDT", "side": "buy", "order_type": "limit",
+            "qty": Decimal("0.001"), "price": Decimal("50000"), "status": "PENDING"}
+
+
+@pytest.fixture
+async def bots(db: DatabaseManager) -> list[str]:
+    names = [f"bot-{i:02d}" for i in range(40)]
+    for name in names:
+        await db.create_bot(name, "grid", "BTCUSDT", "linear", {}, "100")
+    return names
+
+
+async def test_concurrent_writers_share_few_transactions(db: DatabaseManager, bots: list[str]) -> None:
+    before = db._group.transactions
+    await asyncio.gather(*(db.save_bot_runtime(b, {"seq": i, "avg": Decimal("1.25")}) for i, b in enumerate(bots)),
+                         *(db.create_orders(b, [_order(f"{b}-a"), _order(f"{b}-b")]) for b in bots),
+                         *(db.add_log(b, "INFO", "placed") for b in bots))
+    assert db._group.transactions - before <= 3  # 120 writes, not 120 transactions
+    for i, b in enumerate(bots):  # every caller returned after its rows were committed
+        assert await db.load_bot_runtime(b) == {"seq": i, "avg": "1.25"}
+        assert {o.client_order_id for o in await db.list_orders(b)} == {f"{b}-a", f"{b}-b"}
+    assert len(await db.get_logs(limit=100)) == len(bots)
+
+
+async def test_a_bad_write_fails_only_its_caller(db: DatabaseManager, bots: list[str]) -> None:
+    await db.create_orders(bots[0], [_order("taken")])
+    results = await asyncio.gather(
+        db.create_orders(bots[1], [_order("fresh-1")]),
+        db.create_orders(bots[2], [_order("taken")]),  # duplicate client order id
+        db.update_orders([("taken", {"status": "OPEN"}), ("nobody", {"status": "OPEN"})]),  # unknown id
+        db.update_orders([("taken", {"exchange_order_id": "ex-1"})]),
+        db.save_bot_runtime(bots[3], {"ok": True}),
+        return_exceptions=True)
+    assert results[0] == 1 and results[3] == 1 and results[4] is None
+    assert isinstance(results[1], DuplicateOrderError) and isinstance(results[2], OrderNotFoundError)
+    taken = await db.get_order("taken")
+    assert (taken.status, taken.exchange_order_id) == ("PENDING", "ex-1")  # the failed update wrote nothing
+    assert await db.get_order("fresh-1") is not None
+    assert await db.load_bot_runtime(bots[3]) == {"ok": True}
+
+
+async def test_updates_in_one_transaction_apply_in_submission_order(db: DatabaseManager, bots: list[str]) -> None:
+    await db.create_orders(bots[0], [_order("o1")])
+    await asyncio.gather(
+        db.update_orders([("o1", {"status": "OPEN", "exchange_order_id": "ex-9"})]),
+        db.update_orders([("o1", {"status": "PARTIALLY_FILLED", "filled_qty": Decimal("0.0004")})]),
+        db.update_orders([("o1", {"status": "FILLED", "filled_qty": Decimal("0.001"), "avg_price": Decimal("49990.5")})]))
+    o = await db.get_order("o1")
+    assert (o.status, o.filled_qty, o.avg_price, o.exchange_order_id) == (
+        "FILLED", Decimal("0.001"), Decimal("49990.5"), "ex-9")
+
+
+async def test_latest_snapshot_and_grid_of_a_batch_win(db: DatabaseManager, bots: list[str]) -> None:
+    b = bots[0]
+    await asyncio.gather(*(db.save_bot_runtime(b, {"n": n}) for n in range(5)),
+                         *(db.save_grid_levels(b, [{"index": k, "price": 100 + n, "side": "buy"} for k in range(n + 1)])
+                           for n in range(3)))
+    assert await db.load_bot_runtime(b) == {"n": 4}
+    assert [(g.index, g.price) for g in await db.get_grid_levels(b)] == [(0, 102), (1, 102), (2, 102)]
+
+
+async def test_a_cancelled_caller_does_not_cancel_its_write(db: DatabaseManager, bots: list[str]) -> None:
+    await db.save_bot_runtime(bots[0], {"first": 1})  # the bot's id is known now: the next save queues at once
+    task = asyncio.create_task(db.save_bot_runtime(bots[0], {"kept": 1}))
+    await asyncio.sleep(0)  # queued
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await db.save_bot_runtime(bots[1], {"after": 1})  # commits after the first batch
+    assert await db.load_bot_runtime(bots[0]) == {"kept": 1}
+
+
+async def test_log_retention_prunes_in_steps_of_a_hundredth(make_db: Callable[..., DatabaseManager]) -> None:
+    db = make_db(log_retention=300)  # pruned every 3 lines per bot name
+    await db.initialize()
+    for i in range(400):
+        await db.add_log("b", "INFO", f"line {i}")
+    await db.add_logs([("c", "INFO", f"c {i}", None) for i in range(10)])
+    lines = await db.get_logs("b", limit=1000)
+    assert 300 <= len(lines) < 303 and lines[0].message == "line 399"
+    assert [ln.message for ln in lines[:300]] == [f"line {i}" for i in range(399, 99, -1)]
+    assert len(await db.get_logs("c")) == 10
