@@ -1,14 +1,17 @@
 """Desk benchmark: N bots in one process, 1-second ticks, against the simulator in its own process.
 
-    .venv/bin/python bench/bench_desk.py                       # 100 and 1,000 bots, 60 s each, both variants
+    .venv/bin/python bench/bench_desk.py                       # 100 and 1,000 bots, 60 s each, all variants
     .venv/bin/python bench/bench_desk.py --bots 1000 --duration 30 --variants stress --db postgresql
 
-Two market speeds (``--variants``), reported separately and labelled:
+Market speeds (``--variants``), reported separately and labelled. In every one the simulator
+moves each symbol's price every half second along the candle's path (open -> low -> high -> close,
+or open -> high -> low -> close), so every tick sees a new price and resting orders fill between
+candle closes, as on a live exchange:
 
-* ``realtime`` (the primary measurement): the simulator replays one 1m candle per 60 s, i.e. the
-  market moves as fast as a real one does; this is what 1-second ticks against a live exchange see.
-* ``stress``: one 1m candle per SECOND, 60x faster than any real market: grid/DCA bots churn
-  orders 60x faster than they would live. Reported honestly whether or not it meets the target.
+* ``realtime`` (the primary measurement): one 1m candle per 60 s, the speed of a real market.
+* ``fast``: one 1m candle per 6 s, 10x a real market: ten times the candle closes (every 1m bot
+  analyses at once) and ten times the order flow. Headroom, reported whether or not it meets the target.
+* ``stress``: one 1m candle per second, 60x faster than any real market. Reported honestly.
 
 Prints, per run: tick latency p50/p99/max (seconds, from the scheduler's own timing of every tick
 job), missed ticks (runs skipped because the previous one of that bot was still running, plus
@@ -46,6 +49,7 @@ PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 # (label, simulator speed in 1m candles per second, what it stands for)
 VARIANTS = {
     "realtime": (1 / 60, "real-time market: one 1m candle per 60 s, what 1-s ticks against a live exchange see"),
+    "fast": (1 / 6, "10x a real market: one 1m candle per 6 s"),
     "stress": (1.0, "accelerated stress: one 1m candle per second, 60x faster than any real market"),
 }
 
@@ -223,9 +227,9 @@ def main() -> None:
     p.add_argument("--bots", default="100,1000", help="comma-separated bot counts (default 100,1000)")
     p.add_argument("--duration", type=float, default=60.0, help="seconds of ticking per run (default 60)")
     p.add_argument("--tick", type=float, default=1.0, help="tick interval of every bot (default 1 s)")
-    p.add_argument("--variants", default="realtime,stress",
+    p.add_argument("--variants", default="realtime,fast,stress",
                    help="comma-separated market speeds to run: realtime (1 candle per 60 s, the primary "
-                        "measurement) and/or stress (1 candle per second); default both")
+                        "measurement), fast (1 per 6 s) and/or stress (1 per second); default all three")
     p.add_argument("--speed", type=float, default=None,
                    help="a custom simulator speed (1m candles per second) instead of --variants")
     p.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite",

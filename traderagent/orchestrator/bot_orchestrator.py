@@ -581,8 +581,7 @@ class BotOrchestrator:
         if status not in FINAL:
             if status != order.status or filled != order.filled:
                 order.status, order.filled = status, filled
-                await self.db.update_order(order.client_order_id, status=status, filled_qty=filled,
-                                           avg_price=avg, fee=fee, exchange_order_id=order.exchange_order_id)
+                await self._record(order, status=status, filled_qty=filled, avg_price=avg, fee=fee)
             return
         follow: list[OrderIntent] = []
         if filled > 0 and avg is not None:
@@ -595,6 +594,10 @@ class BotOrchestrator:
             if follow and self.state in TICKING_STATES and self.last_price is not None:
                 await self._apply_follow_ups(follow)
 
+    async def _record(self, order: TrackedOrder, **fields: Any) -> None:
+        """Write the exchange's view of ``order`` (through the database's group commit)."""
+        await self.db.update_orders([(order.client_order_id, {**fields, "exchange_order_id": order.exchange_order_id})])
+
     async def _finish(self, order: TrackedOrder, status: str, *, filled: Decimal = ZERO,
                       avg_price: Any = None, fee: Decimal = ZERO, error: str = "") -> None:
         self._orders.pop(order.client_order_id, None)
@@ -604,8 +607,7 @@ class BotOrchestrator:
             self._dirty = True
             await self._save_runtime()
         order.status = status
-        await self.db.update_order(order.client_order_id, status=status, filled_qty=filled, avg_price=avg_price,
-                                   fee=fee, exchange_order_id=order.exchange_order_id)
+        await self._record(order, status=status, filled_qty=filled, avg_price=avg_price, fee=fee)
         common = {"client_order_id": order.client_order_id, "tag": order.tag, "side": order.side,
                   "qty": order.qty, "symbol": self.symbol}
         if status == "FILLED":
@@ -889,8 +891,7 @@ class BotOrchestrator:
             if order.client_order_id in self._orders:
                 order.status = _STATUS.get(found["status"], "OPEN")
                 if row.status == "PENDING":  # sent before the crash, never recorded
-                    await self.db.update_order(order.client_order_id, status=order.status,
-                                               exchange_order_id=order.exchange_order_id)
+                    await self._record(order, status=order.status)
                 counts["open"] += 1
         return counts
 
