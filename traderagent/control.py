@@ -258,8 +258,7 @@ class Desk:
         if self.scheduler is not None and self.scheduler.scheduler.running:
             self.scheduler.scheduler.pause()  # no new ticks; the ones in flight finish below
         for handle in self.bots.values():
-            async with handle.bot._lock:  # held by a tick in flight
-                await handle.bot._save_runtime(force=True)
+            await handle.bot.save()
         if self.scheduler is not None:
             self.scheduler.shutdown()
         if self.capital_persister is not None:

@@ -96,3 +96,41 @@ async def test_log_retention_prunes_in_steps_of_a_hundredth(make_db: Callable[..
     assert 300 <= len(lines) < 303 and lines[0].message == "line 399"
     assert [ln.message for ln in lines[:300]] == [f"line {i}" for i in range(399, 99, -1)]
     assert len(await db.get_logs("c")) == 10
+
+
+async def test_a_bots_step_commits_all_or_nothing_even_inside_a_failing_batch(db: DatabaseManager,
+                                                                             bots: list[str]) -> None:
+    b, other = bots[0], bots[1]
+    await db.save_bot_runtime(b, {"v": 1})
+    grid = [{"index": 0, "price": "100", "side": "buy"}]
+    step = db.save_bot_progress(b, new_orders=[_order("step-1")], order_updates=[("nobody", {"status": "OPEN"})],
+                                runtime={"v": 2}, grid=grid)
+    results = await asyncio.gather(step, db.save_bot_runtime(other, {"fine": 1}), return_exceptions=True)
+    assert isinstance(results[0], OrderNotFoundError) and results[1] is None
+    assert await db.load_bot_runtime(b) == {"v": 1}  # none of the failed step's parts was written
+    assert await db.get_order("step-1") is None and await db.get_grid_levels(b) == []
+    assert await db.load_bot_runtime(other) == {"fine": 1}
+
+    before = db._group.transactions
+    await db.save_bot_progress(b, new_orders=[_order("step-1")], runtime={"v": 2}, grid=grid)
+    await db.save_bot_progress(b, order_updates=[("step-1", {"status": "FILLED", "filled_qty": Decimal("0.001")})],
+                               runtime={"v": 3, "booked": ["step-1"]})
+    assert db._group.transactions - before == 2  # each step is one transaction
+    assert (await db.get_order("step-1")).status == "FILLED"
+    assert await db.load_bot_runtime(b) == {"v": 3, "booked": ["step-1"]}
+    assert [g.price for g in await db.get_grid_levels(b)] == [Decimal("100")]
+
+
+async def test_concurrent_trades_share_a_transaction_and_each_gets_its_own_row(db: DatabaseManager,
+                                                                              bots: list[str]) -> None:
+    before = db._group.transactions
+    trades = await asyncio.gather(*(db.open_trade(b, "BTCUSDT", "long", "0.01", 100 + i, tag=f"p{i}")
+                                    for i, b in enumerate(bots)))
+    assert db._group.transactions - before <= 5  # 40 inserts (the bots' ids are looked up concurrently)
+    assert len({t.id for t in trades}) == len(bots)
+    for i, (b, trade) in enumerate(zip(bots, trades, strict=True)):
+        [stored] = await db.list_trades(b)
+        assert (stored.id, stored.entry_price, stored.tag) == (trade.id, Decimal(100 + i), f"p{i}")
+        assert trade.bot_name == b and trade.is_open
+    closed = await db.close_trade(trades[0].id, "110", "0.1")
+    assert closed.pnl == Decimal("0.1") and not closed.is_open

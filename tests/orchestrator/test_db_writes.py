@@ -99,6 +99,30 @@ async def test_one_ticks_orders_are_written_ahead_in_one_batch(sim, tmp_path, mo
         await h.close()
 
 
+async def test_a_fill_is_recorded_in_the_same_transaction_as_its_booking(sim, tmp_path, monkeypatch):
+    sim.set_price("XRPUSDT", Decimal("0.5"))
+    h = await build_desk(sim.base_url, tmp_path / "desk.db", [GRID])
+    try:
+        await _settle(h)
+        steps: list[dict[str, Any]] = []
+        real = h.db.save_bot_progress
+
+        async def spy(name: str, **parts: Any) -> None:
+            steps.append(parts)
+            await real(name, **parts)
+
+        monkeypatch.setattr(h.db, "save_bot_progress", spy)
+        sim.set_price("XRPUSDT", Decimal("0.49"))  # buy levels fill
+        await h.desk.tick_all()
+        fills = [(cid, step) for step in steps for cid, fields in step["order_updates"]
+                 if fields.get("status") == "FILLED"]
+        assert fills
+        for cid, step in fills:  # never one without the other: a crash cannot book twice or lose a fill
+            assert step["runtime"] is not None and cid in step["runtime"]["booked"]
+    finally:
+        await h.close()
+
+
 class Crash(BaseException):
     """Stands in for the process dying (not an Exception: the tick's handler must not catch it)."""
 

@@ -6,8 +6,10 @@ them holds the write lock for several event-loop turns, so the queue, not the di
 bot's latency. Here a writer queues its rows under a *kind*; the next transaction takes everything
 queued so far, writes each kind with a constant number of statements (executemany), commits, and
 only then wakes the writers: a caller still returns only once its own rows are durable, so the
-write-ahead order lifecycle keeps its guarantee. A batch that fails is retried write by write, so
-an error reaches only the caller whose write caused it, and the others are not lost.
+write-ahead order lifecycle keeps its guarantee. One write may carry parts of several kinds (a
+fill's order status and the strategy snapshot that booked it): they always commit together. A
+batch that fails is retried write by write, so an error reaches only the caller whose write caused
+it, and the others are not lost.
 """
 
 from __future__ import annotations
@@ -20,15 +22,15 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-# (session, items of one kind in submission order) -> None
-Writer = Callable[[AsyncSession, list[Any]], Awaitable[None]]
+# (session, items of one kind in submission order) -> None, or one result per item (e.g. a new row's id)
+Writer = Callable[[AsyncSession, list[Any]], Awaitable[list[Any] | None]]
 
 
 @dataclass
 class _Write:
-    kind: str
-    item: Any
-    done: asyncio.Future[None]
+    parts: tuple[tuple[str, Any], ...]  # (kind, item)
+    done: asyncio.Future[list[Any]]
+    results: list[Any]
 
 
 class GroupCommit:
@@ -43,16 +45,19 @@ class GroupCommit:
         self.transactions = 0  # committed, for tests and benchmarks
         self.writes = 0
 
-    async def write(self, kind: str, item: Any) -> None:
-        """Queue ``item`` under ``kind``; returns once it is committed (or raises its own error)."""
-        if kind not in self._writers:
-            raise KeyError(f"no writer for {kind!r}")
+    async def write(self, *parts: tuple[str, Any]) -> list[Any]:
+        """Queue ``(kind, item)`` parts, committed in one transaction; returns, once they are
+        committed, each part's result (None unless its writer returns one), or raises this write's
+        own error with none of its parts written."""
+        for kind, _ in parts:
+            if kind not in self._writers:
+                raise KeyError(f"no writer for {kind!r}")
         done = asyncio.get_running_loop().create_future()
-        self._queue.append(_Write(kind, item, done))
+        self._queue.append(_Write(parts, done, [None] * len(parts)))
         if self._task is None:
             self._task = asyncio.create_task(self._drain(), name="db-group-commit")
         # a caller cancelled while waiting does not cancel the write: the others share its transaction
-        await asyncio.shield(done)
+        return await asyncio.shield(done)
 
     async def _drain(self) -> None:
         try:
@@ -66,9 +71,11 @@ class GroupCommit:
         try:
             async with self._transaction() as session:
                 for kind, writer in self._writers.items():
-                    items = [w.item for w in batch if w.kind == kind]
-                    if items:
-                        await writer(session, items)
+                    slots = [(w, i) for w in batch for i, (k, _) in enumerate(w.parts) if k == kind]
+                    if slots:
+                        results = await writer(session, [w.parts[i][1] for w, i in slots])
+                        for (w, i), result in zip(slots, results or (), strict=bool(results)):
+                            w.results[i] = result
         except BaseException as exc:
             if len(batch) > 1 and isinstance(exc, Exception):
                 for w in batch:  # isolate the write at fault; the rest commit on their own
@@ -84,4 +91,4 @@ class GroupCommit:
         self.writes += len(batch)
         for w in batch:
             if not w.done.done():
-                w.done.set_result(None)
+                w.done.set_result(w.results)

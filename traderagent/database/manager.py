@@ -34,6 +34,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.util import await_
 
@@ -148,6 +149,32 @@ def _clean_fields(fields: Mapping[str, Any], allowed: set[str], what: str) -> di
     return out
 
 
+def _clean_order_update(fields: Mapping[str, Any], what: str) -> dict[str, Any]:
+    values = _clean_fields(fields, ORDER_UPDATE_FIELDS, what)
+    if "status" in values:
+        values["status"] = _order_status(values["status"])
+    for key in ("filled_qty", "fee", "qty"):
+        if key in values and values[key] is None:
+            raise ValueError(f"{key} must not be None")
+    return values
+
+
+def _clean_order_updates(updates: Iterable[tuple[str, Mapping[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    return [(str(cid), _clean_order_update(fields, "update_orders")) for cid, fields in updates]
+
+
+def _grid_rows(bot_id: int, levels: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    rows, now = [], utcnow()
+    for spec in levels:
+        extra = _clean_fields({k: v for k, v in spec.items() if k != "index"}, GRID_FIELDS, "grid level")
+        rows.append({
+            "bot_id": bot_id, "level_index": int(spec["index"]), "price": _positive(extra["price"], "price"),
+            "side": _choice(extra["side"], ORDER_SIDES, "side"), "qty": extra.get("qty"),
+            "status": str(extra.get("status", "EMPTY")), "client_order_id": extra.get("client_order_id"),
+            "updated_at": now})
+    return rows
+
+
 class DatabaseManager:
     """Async database access for the whole service; see the module docstring."""
 
@@ -185,7 +212,7 @@ class DatabaseManager:
         self._untrimmed_logs: dict[str | None, int] = {}  # lines added per bot name since its last trim
         # the hot writes of the tick loop share transactions (see group_commit.py)
         self._group = GroupCommit(self._write, {
-            "orders": self._insert_orders, "order_updates": self._apply_order_updates,
+            "orders": self._insert_orders, "order_updates": self._apply_order_updates, "trades": self._insert_trades,
             "runtime": self._upsert_runtimes, "grid": self._replace_grids, "logs": self._insert_logs,
         })
 
@@ -479,7 +506,38 @@ class DatabaseManager:
 
     async def save_bot_runtime(self, name: str, state: dict[str, Any]) -> None:
         """Replace the bot's runtime snapshot; returns once it is committed (group commit)."""
-        await self._group.write("runtime", (await self._bot_id(name), dict(state)))
+        await self.save_bot_progress(name, runtime=state)
+
+    async def save_bot_progress(self, name: str, *, new_orders: Iterable[Mapping[str, Any]] = (),
+                                order_updates: Iterable[tuple[str, Mapping[str, Any]]] = (),
+                                runtime: dict[str, Any] | None = None,
+                                grid: list[Mapping[str, Any]] | None = None) -> None:
+        """One step of a bot, committed in ONE transaction (group commit): write-ahead order rows
+        (as create_orders), order updates (as update_orders), its runtime snapshot and its grid
+        table, whichever are given. All or nothing: DuplicateOrderError / OrderNotFoundError with
+        none of it written. Returns once it is durable."""
+        bot_id = await self._bot_id(name)
+        rows = [self._order_row(bot_id, spec) for spec in new_orders]
+        cleaned = _clean_order_updates(order_updates)
+        parts: list[tuple[str, Any]] = []
+        if rows:
+            parts.append(("orders", rows))
+        if cleaned:
+            parts.append(("order_updates", cleaned))
+        if runtime is not None:
+            parts.append(("runtime", (bot_id, dict(runtime))))
+        if grid is not None:
+            parts.append(("grid", (bot_id, _grid_rows(bot_id, grid))))
+        if not parts:
+            return
+        try:
+            await self._group.write(*parts)
+        except IntegrityError:
+            if not rows:
+                raise
+            ids = [r["client_order_id"] for r in rows]
+            dup = await self._existing_client_ids(ids) or [i for i in ids if ids.count(i) > 1]
+            raise DuplicateOrderError(dup[0] if dup else "?") from None
 
     async def _upsert_runtimes(self, session: AsyncSession, items: list[tuple[int, dict[str, Any]]]) -> None:
         latest = dict(items)  # a later snapshot of a bot supersedes an earlier one in the same batch
@@ -543,17 +601,9 @@ class DatabaseManager:
     async def create_orders(self, bot_name: str, orders: Iterable[Mapping[str, Any]]) -> int:
         """Bulk insert (one executemany, batched multi-row VALUES). Each mapping takes create_order's
         fields plus optional filled_qty, avg_price, fee, created_at. Returns the number inserted."""
-        bot_id = await self._bot_id(bot_name)
-        rows = [self._order_row(bot_id, spec) for spec in orders]
-        if not rows:
-            return 0
-        try:
-            await self._group.write("orders", rows)
-        except IntegrityError:
-            ids = [r["client_order_id"] for r in rows]
-            dup = await self._existing_client_ids(ids) or [i for i in ids if ids.count(i) > 1]
-            raise DuplicateOrderError(dup[0] if dup else "?") from None
-        return len(rows)
+        orders = list(orders)
+        await self.save_bot_progress(bot_name, new_orders=orders)
+        return len(orders)
 
     @staticmethod
     async def _insert_orders(session: AsyncSession, items: list[list[dict[str, Any]]]) -> None:
@@ -595,12 +645,7 @@ class DatabaseManager:
     async def update_order(self, client_order_id: str, **fields: Any) -> Order:
         """Update exchange_order_id, status, filled_qty, avg_price, fee (also price, qty, tag).
         Status accepts the client's lower-case spelling ("partially_filled")."""
-        values = _clean_fields(fields, ORDER_UPDATE_FIELDS, "update_order")
-        if "status" in values:
-            values["status"] = _order_status(values["status"])
-        for key in ("filled_qty", "fee", "qty"):
-            if key in values and values[key] is None:
-                raise ValueError(f"{key} must not be None")
+        values = _clean_order_update(fields, "update_order")
         async with self._write() as session:
             order = (await session.execute(select(Order).where(Order.client_order_id == client_order_id))
                      ).scalar_one_or_none()
@@ -614,18 +659,9 @@ class DatabaseManager:
         """Many ``update_order``s in ONE write transaction: ``[(client_order_id, fields), ...]``
         (fields as update_order takes them). All or nothing: an unknown client id raises
         OrderNotFoundError and nothing is written. Returns the number of rows updated."""
-        cleaned: list[tuple[str, dict[str, Any]]] = []
-        for cid, fields in updates:
-            values = _clean_fields(fields, ORDER_UPDATE_FIELDS, "update_orders")
-            if "status" in values:
-                values["status"] = _order_status(values["status"])
-            for key in ("filled_qty", "fee", "qty"):
-                if key in values and values[key] is None:
-                    raise ValueError(f"{key} must not be None")
-            cleaned.append((str(cid), values))
-        if not cleaned:
-            return 0
-        await self._group.write("order_updates", cleaned)
+        cleaned = _clean_order_updates(updates)
+        if cleaned:
+            await self._group.write(("order_updates", cleaned))
         return len(cleaned)
 
     @staticmethod
@@ -700,13 +736,18 @@ class DatabaseManager:
         }
 
     async def _insert_trade(self, bot_name: str, spec: Mapping[str, Any]) -> Trade:
-        async with self._write() as session:
-            bot = await self._bot(session, bot_name)
-            trade = Trade(**self._trade_row(bot.id, spec))
-            session.add(trade)
-            await session.flush()
-            await session.refresh(trade)
+        """Through the group commit (a fill's trade row is on the tick's path); returns the row as committed."""
+        row = self._trade_row(await self._bot_id(bot_name), spec)
+        [trade_id] = await self._group.write(("trades", row))
+        trade = Trade(id=trade_id, **row)
+        set_committed_value(trade, "bot_name", bot_name)
         return trade
+
+    @staticmethod
+    async def _insert_trades(session: AsyncSession, items: list[dict[str, Any]]) -> list[int]:
+        table = Trade.__table__
+        result = await session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), items)
+        return list(result.scalars())
 
     async def open_trade(self, bot_name: str, symbol: str, side: str, qty: Decimal | int | str,
                          entry_price: Decimal | int | str, *, fees: Decimal | int | str = 0,
@@ -776,16 +817,7 @@ class DatabaseManager:
     async def save_grid_levels(self, bot_name: str, levels: list[Mapping[str, Any]]) -> None:
         """Replace the bot's grid with `levels` (dicts: index, price, side, optional qty, status,
         client_order_id); returns once committed (group commit)."""
-        bot_id = await self._bot_id(bot_name)
-        rows, now = [], utcnow()
-        for spec in levels:
-            extra = _clean_fields({k: v for k, v in spec.items() if k != "index"}, GRID_FIELDS, "grid level")
-            rows.append({
-                "bot_id": bot_id, "level_index": int(spec["index"]), "price": _positive(extra["price"], "price"),
-                "side": _choice(extra["side"], ORDER_SIDES, "side"), "qty": extra.get("qty"),
-                "status": str(extra.get("status", "EMPTY")), "client_order_id": extra.get("client_order_id"),
-                "updated_at": now})
-        await self._group.write("grid", (bot_id, rows))
+        await self.save_bot_progress(bot_name, grid=levels)
 
     @staticmethod
     async def _replace_grids(session: AsyncSession, items: list[tuple[int, list[dict[str, Any]]]]) -> None:
@@ -839,7 +871,7 @@ class DatabaseManager:
             rows.append({"bot_name": bot_name, "level": lvl, "message": str(message),
                          "context": None if context is None else dict(context), "created_at": now})
         if rows:
-            await self._group.write("logs", rows)
+            await self._group.write(("logs", rows))
         return len(rows)
 
     async def _insert_logs(self, session: AsyncSession, items: list[list[dict[str, Any]]]) -> None:

@@ -211,8 +211,7 @@ class BotOrchestrator:
         if target is not BotState.PAUSED:
             self.paused_by = None
         await self.db.set_bot_state(self.name, target.value)
-        self._dirty = True
-        await self._save_runtime()
+        await self._persist(force=True)
         self._emit(EventType.STATUS_CHANGE, old=previous.value, new=target.value, reason=reason)
         log.info("%s: %s -> %s %s", self.name, previous.value, target.value, reason)
 
@@ -233,7 +232,7 @@ class BotOrchestrator:
                 return
             await self._set_state(BotState.PAUSED, reason)
             self.paused_by = reason
-            await self._save_runtime(force=True)
+            await self._persist(force=True)
 
     async def resume(self, reason: str = "operator") -> None:
         async with self._lock:
@@ -316,8 +315,7 @@ class BotOrchestrator:
         else:
             await self._tick_signal(price, frames)
         await self._update_risk(price)
-        await self._save_runtime()
-        await self._save_grid()  # orders placed or ended this tick (a no-op when the table is unchanged)
+        await self._persist()  # candle bookkeeping, and the grid table if orders were placed or ended
 
     # ------------------------------------------------------------------ signal strategies
     async def _tick_signal(self, price: Decimal, frames: dict[str, pd.DataFrame]) -> None:
@@ -365,8 +363,7 @@ class BotOrchestrator:
         self._seq += 1
         tag = f"entry-{self._seq}"
         self._pending_entries[tag] = _signal_to_dict(signal)
-        self._dirty = True
-        await self._save_runtime()
+        self._dirty = True  # durable with the order's write-ahead row
         side = "buy" if signal.direction is SignalDirection.LONG else "sell"
         order = await self._place(OrderIntent(tag, side, "market", size, None))
         if order is None:
@@ -379,8 +376,7 @@ class BotOrchestrator:
             return
         reason = pos.exit_reason.value if pos.exit_reason else ExitReason.MANUAL.value
         self._pending_exits[tag] = {"position_id": pos.position_id, "reason": reason}
-        self._dirty = True
-        await self._save_runtime()
+        self._dirty = True  # durable with the order's write-ahead row
         side = "sell" if pos.is_long else "buy"
         await self._place(OrderIntent(tag, side, "market", pos.size, None, reduce_only=self.market_type == "linear"))
 
@@ -430,9 +426,8 @@ class BotOrchestrator:
             to_place.append(intent)
         if to_place:
             # the strategy state that produced these intents (e.g. newly activated grid slots) must be
-            # durable before their orders exist, or a fill after a crash would match no slot
+            # durable no later than their orders, or a fill after a crash would match no slot
             self._dirty = True
-            await self._save_runtime()
         await self._place_many(to_place)
 
     def _net_position(self) -> Decimal:
@@ -448,18 +443,24 @@ class BotOrchestrator:
 
     async def _place_many(self, intents: list[OrderIntent]) -> list[TrackedOrder | None]:
         """The crash-safe order path for every order one tick decides, batched: all PENDING rows
-        in ONE transaction, then every send concurrently (the client rate-limits per endpoint),
-        then every acknowledgement in ONE transaction. Nothing is sent before its row is durable.
-        Returns, per intent, the tracked order (None: refused by the exchange)."""
+        (with the decision that made them) in ONE transaction, then every send concurrently (the
+        client rate-limits per endpoint), then every acknowledgement in ONE transaction. Nothing is
+        sent before its row is durable. Returns, per intent, the tracked order (None: refused by
+        the exchange)."""
         if not intents:
             return []
         orders = [self._new_order(intent) for intent in intents]
-        await self.db.create_orders(self.name, [
-            {"client_order_id": o.client_order_id, "symbol": self.symbol, "side": o.side, "order_type": o.order_type,
-             "qty": o.qty, "price": o.price, "status": "PENDING", "reduce_only": o.reduce_only, "tag": o.tag}
-            for o in orders])
         for order in orders:
             self._orders[order.client_order_id] = order
+        try:
+            await self._persist(new_orders=[
+                {"client_order_id": o.client_order_id, "symbol": self.symbol, "side": o.side,
+                 "order_type": o.order_type, "qty": o.qty, "price": o.price, "status": "PENDING",
+                 "reduce_only": o.reduce_only, "tag": o.tag} for o in orders])
+        except BaseException:
+            for order in orders:
+                self._orders.pop(order.client_order_id, None)
+            raise
         crash_point("after_write_ahead")
         sent = time.monotonic()
         for order in orders:
@@ -489,8 +490,8 @@ class BotOrchestrator:
             crash_point("after_send")
             for order in acked:
                 order.status = "OPEN"
-            await self.db.update_orders([(o.client_order_id, {"exchange_order_id": o.exchange_order_id,
-                                                              "status": "OPEN"}) for o in acked])
+            await self._persist(order_updates=[(o.client_order_id, {"exchange_order_id": o.exchange_order_id,
+                                                                     "status": "OPEN"}) for o in acked])
             for order in acked:
                 self._emit(EventType.ORDER_PLACED, client_order_id=order.client_order_id, tag=order.tag,
                            side=order.side, type=order.order_type, qty=order.qty, price=order.price,
@@ -586,8 +587,9 @@ class BotOrchestrator:
         follow: list[OrderIntent] = []
         if filled > 0 and avg is not None:
             follow = await self._book_fill(order, filled, to_decimal(avg), fee)
-        await self._finish(order, status, filled=filled, avg_price=avg, fee=fee)
+        await self._finish(order, status, filled=filled, avg_price=avg, fee=fee)  # with the booking: one transaction
         if filled > 0:
+            crash_point("after_fill_booked")
             # announced after ORDER_FILLED so the operator reads cause before effect; both are
             # re-derived at start-up, so a crash in between loses nothing
             await self._sync_trades()
@@ -595,8 +597,9 @@ class BotOrchestrator:
                 await self._apply_follow_ups(follow)
 
     async def _record(self, order: TrackedOrder, **fields: Any) -> None:
-        """Write the exchange's view of ``order`` (through the database's group commit)."""
-        await self.db.update_orders([(order.client_order_id, {**fields, "exchange_order_id": order.exchange_order_id})])
+        """Write the exchange's view of ``order``, with whatever state changed with it."""
+        await self._persist(order_updates=[(order.client_order_id,
+                                            {**fields, "exchange_order_id": order.exchange_order_id})])
 
     async def _finish(self, order: TrackedOrder, status: str, *, filled: Decimal = ZERO,
                       avg_price: Any = None, fee: Decimal = ZERO, error: str = "") -> None:
@@ -605,7 +608,6 @@ class BotOrchestrator:
             self._pending_entries.pop(order.tag, None)
             self._pending_exits.pop(order.tag, None)
             self._dirty = True
-            await self._save_runtime()
         order.status = status
         await self._record(order, status=status, filled_qty=filled, avg_price=avg_price, fee=fee)
         common = {"client_order_id": order.client_order_id, "tag": order.tag, "side": order.side,
@@ -650,9 +652,7 @@ class BotOrchestrator:
         else:
             log.warning("%s: fill of %s (tag %r) matches no intent", self.name, order.client_order_id, order.tag)
         self._booked.append(order.client_order_id)
-        self._dirty = True
-        await self._save_runtime()
-        crash_point("after_fill_booked")
+        self._dirty = True  # durable together with the order's final status (_finish)
         return follow
 
     async def _apply_follow_ups(self, follow: list[OrderIntent]) -> None:
@@ -687,7 +687,7 @@ class BotOrchestrator:
         if len(closed) != self._closed_seen:
             self._closed_seen = len(closed)
             self._dirty = True
-        await self._save_runtime()
+        await self._persist()
 
     async def _record_closed(self, pos: PositionInfo) -> None:
         pnl = pos.realized_pnl or ZERO
@@ -760,7 +760,7 @@ class BotOrchestrator:
             self.risk.paused_by_risk.add(self.name)
             await self._set_state(BotState.PAUSED, "max daily loss reached")
             self.paused_by = "risk"
-            await self._save_runtime(force=True)
+            await self._persist(force=True)
 
     async def _on_new_day(self) -> None:
         """UTC date change: bots paused by the daily-loss rail trade again."""
@@ -796,22 +796,44 @@ class BotOrchestrator:
             "saved_at": self.clock().isoformat(),
         }
 
-    async def _save_runtime(self, *, force: bool = False) -> None:
-        """Save the snapshot when something that matters changed (fills, orders, positions, state);
-        candle bookkeeping alone is saved at most every SOFT_SAVE_S (any decision forces a save)."""
-        soft_due = self._soft_dirty and time.monotonic() - self._soft_saved_at >= SOFT_SAVE_S
-        if not (self._dirty or force or soft_due):
-            return
-        self._dirty = self._soft_dirty = False
-        self._soft_saved_at = time.monotonic()
-        await self.db.save_bot_runtime(self.name, self.runtime_snapshot())
-        await self._save_grid()
+    async def save(self) -> None:
+        """Persist the snapshot and the grid table now (after the tick in flight, if any)."""
+        async with self._lock:
+            await self._persist(force=True)
 
-    async def _save_grid(self) -> None:
+    async def _persist(self, *, new_orders: list[dict[str, Any]] | None = None,
+                       order_updates: list[tuple[str, dict[str, Any]]] | None = None,
+                       force: bool = False) -> None:
+        """Write this step's order rows and order changes together with the runtime snapshot and
+        the grid table when they changed, in ONE transaction: a fill and its booking are never
+        apart, and a decision is durable no later than the orders it sends. The snapshot is due
+        when something that matters changed (fills, orders, positions, state); candle bookkeeping
+        alone is saved at most every SOFT_SAVE_S."""
+        snapshot = None
+        soft_due = self._soft_dirty and time.monotonic() - self._soft_saved_at >= SOFT_SAVE_S
+        if self._dirty or force or soft_due:
+            self._dirty = self._soft_dirty = False
+            self._soft_saved_at = time.monotonic()
+            snapshot = self.runtime_snapshot()
+        grid = self._grid_rows()
+        if grid == self._grid_saved:  # the table only changes with fills and placements
+            grid = None
+        if snapshot is None and grid is None and not new_orders and not order_updates:
+            return
+        try:
+            await self.db.save_bot_progress(self.name, new_orders=new_orders or (),
+                                            order_updates=order_updates or (), runtime=snapshot, grid=grid)
+        except BaseException:
+            self._dirty = self._dirty or snapshot is not None  # not written: still to save
+            raise
+        if grid is not None:
+            self._grid_saved = grid
+
+    def _grid_rows(self) -> list[dict[str, Any]] | None:
         """Grid strategies: the level table with the client id of each level's resting order."""
         table = getattr(self.strategy, "level_table", None)
         if not callable(table):
-            return
+            return None
         by_tag = {o.tag: o.client_order_id for o in self._orders.values()}
         price = self.last_price
         rows = []
@@ -821,9 +843,7 @@ class BotOrchestrator:
                 row["side"] = "buy" if price is None or Decimal(row["price"]) < price else "sell"
             row["client_order_id"] = by_tag.get(tag) if tag else None
             rows.append(row)
-        if rows != self._grid_saved:  # the table only changes with fills and placements
-            await self.db.save_grid_levels(self.name, rows)
-            self._grid_saved = rows
+        return rows
 
     def _load_runtime(self, snap: dict[str, Any]) -> None:
         if snap.get("version") != RUNTIME_VERSION:
@@ -871,7 +891,7 @@ class BotOrchestrator:
                 self.paused_by = paused_by or "operator"
                 if self.paused_by == "risk":
                     self.risk.paused_by_risk.add(self.name)
-                await self._save_runtime(force=True)
+                await self._persist(force=True)
         return counts
 
     async def _reconcile_orders(self) -> dict[str, int]:
