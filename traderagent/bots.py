@@ -30,6 +30,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from traderagent.utils.config_validator import strategy_params
+
 DEFAULT_TICK_SECONDS = 5.0
 _BOT_KEYS = {"name", "strategy", "symbol", "market_type", "timeframe", "timeframes", "capital",
              "allocated_capital", "share", "params", "tick_seconds"}
@@ -115,7 +117,7 @@ def spec_from_table(raw: dict[str, Any]) -> BotSpec:
     tick = float(_dec(raw.get("tick_seconds", DEFAULT_TICK_SECONDS), "tick_seconds"))
     return BotSpec(name=name, strategy=strategy, symbol=symbol.replace("/", "").split(":")[0],
                    market_type=str(raw.get("market_type", "linear")), timeframes=timeframes, capital=capital,
-                   share=share, params=dict(params), tick_seconds=tick)
+                   share=share, params=strategy_params(strategy, params), tick_seconds=tick)
 
 
 def parse_bots(doc: dict[str, Any], *, risk_defaults: dict[str, Any] | None = None,

@@ -54,6 +54,28 @@ def test_spec_normalises_symbol_and_rejects_both_share_and_capital():
         spec_from_table({"name": "a", "strategy": "grid", "symbol": "BTCUSDT", "share": "0.1", "capital": "10"})
 
 
+def test_the_validators_names_and_aliases_reach_the_strategy_in_its_own_spelling():
+    from traderagent.strategies import create_strategy
+
+    doc = {"bots": [
+        {"name": "g", "strategy": "grid", "symbol": "XRPUSDT", "timeframe": "5m", "capital": "1000",
+         "params": {"grid_levels": 10, "amount_per_grid": 50, "grid_range": "0.05"}},
+        {"name": "d", "strategy": "dca", "symbol": "SOLUSDT", "timeframe": "5m",
+         "params": {"base_order_size": "20", "safety_orders": 2, "take_profit_pct": "0.01"}},
+        {"name": "t", "strategy": "trend_follower", "symbol": "BTCUSDT", "timeframe": "1h",
+         "params": {"fast_ema": 9, "slow_ema": 21}},
+    ]}
+    out = parse_bots(doc)
+    assert out.refused == []
+    grid, dca, trend = out.bots
+    assert grid.params == {"num_levels": 10, "amount_per_grid": 50, "range_pct": "0.05"}
+    assert dca.params == {"base_order": "20", "max_safety_orders": 2, "take_profit": "0.01"}
+    assert trend.params == {"ema_fast": 9, "ema_slow": 21}
+    for spec in out.bots:  # the strategies take them as they are
+        create_strategy(spec.strategy, dict(spec.params), qty_step="0.001", tick_size="0.01",
+                        allocated_capital="1000")
+
+
 def test_bad_toml_is_an_error(tmp_path):
     f = tmp_path / "bots.toml"
     f.write_text("[[bots]\nname=")

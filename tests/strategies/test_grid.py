@@ -54,6 +54,15 @@ def test_total_investment_split_and_qty_rounded_down():
         grid({"qty_per_level": None, "total_investment": "5000"}, capital="1000")
 
 
+def test_amount_per_grid_is_quote_per_slot():
+    g = grid({"qty_per_level": None, "amount_per_grid": "200"}, step="0.01")
+    assert [s["qty"] for s in g.slots] == [D("2.00"), D("1.96"), D("1.92"), D("1.88"), D("1.85")]  # as 1000 total
+    with pytest.raises(ValueError, match="'amount_per_grid' x 5 slots"):
+        grid({"qty_per_level": None, "amount_per_grid": "300"}, capital="1000")
+    with pytest.raises(ValueError, match="not both"):
+        grid({"amount_per_grid": "100", "total_investment": "500"})
+
+
 def test_counter_order_one_level_up_and_pair_profit_net_of_fees():
     g = grid()
     g.desired_orders(D("105"), D("100000"))

@@ -12,8 +12,8 @@ A slot is activated only where its first order would rest as a maker: a long slo
 L[k] < price, a short slot when L[k+1] > price. So the initial book is buys below the price and,
 for neutral grids, sells above; a long grid never sells what it does not hold. Idle slots
 activate later as the price moves past them. Quantity per slot: ``qty_per_level`` (base units) or
-``total_investment`` (default: the allocated capital) split evenly over the slots, qty = share /
-L[k] rounded DOWN to qty_step.
+``total_investment`` (default: the allocated capital; or ``amount_per_grid`` quote per slot) split
+evenly over the slots, qty = share / L[k] rounded DOWN to qty_step.
 
 Price outside [lower, upper] triggers ``out_of_range_action``: "pause" (no new slots, resting
 orders and their counter orders kept; resumes when the price is back in range), "stop" (cancel
@@ -58,6 +58,7 @@ class GridAdapter(BaseStrategy):
         "num_levels": 15,
         "spacing": "arithmetic",  # or "geometric"
         "total_investment": None,  # quote; None: the allocated capital
+        "amount_per_grid": None,  # quote per slot, instead of total_investment
         "qty_per_level": None,  # base qty per slot; overrides total_investment
         "mode": "long",  # "long" or "neutral" (linear only)
         "out_of_range_action": "pause",  # "pause" | "stop" | "stop_loss"
@@ -77,10 +78,17 @@ class GridAdapter(BaseStrategy):
         if self.range_pct >= 1:
             raise ValueError("parameter 'range_pct' must be < 1")
         self.investment = self._dec_param("total_investment", positive=True, allow_none=True)
+        invested_as = "'total_investment'"
+        per_slot = self._dec_param("amount_per_grid", positive=True, allow_none=True)
+        if per_slot is not None:
+            if self.investment is not None:
+                raise ValueError("give 'amount_per_grid' or 'total_investment', not both")
+            self.investment = per_slot * (self.num_levels - 1)
+            invested_as = f"'amount_per_grid' x {self.num_levels - 1} slots"
         self.qty_per_level = self._dec_param("qty_per_level", positive=True, allow_none=True)
         if self.investment is not None and self.investment > self.allocated_capital:
             raise ValueError(
-                f"parameter 'total_investment' ({self.investment}) exceeds the allocated capital "
+                f"parameter {invested_as} ({self.investment}) exceeds the allocated capital "
                 f"({self.allocated_capital})"
             )
         self.timeframes = (str(self.params["timeframe"]),)

@@ -165,6 +165,22 @@ ALIASES: dict[str, dict[str, str]] = {
               "sl_atr_mult": "stop_atr_mult"},
     "smc": {"min_rr": "min_risk_reward"},
 }
+PARAM_CATEGORY = {"grid": "grid", "dca": "dca", "trend_follower": "trend", "smc": "smc"}  # strategy -> ALIASES key
+# canonical names above that a strategy spells its own way
+STRATEGY_SPELLING = {"grid": {"grid_range": "range_pct"}}
+
+
+def strategy_params(strategy: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """A bot's parameters as its strategy takes them: every accepted alias under its canonical
+    name, in the strategy's own spelling (the first of two names for one parameter wins, as in
+    validation)."""
+    aliases = ALIASES.get(PARAM_CATEGORY.get(strategy, ""), {})
+    spelling = STRATEGY_SPELLING.get(strategy, {})
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        canonical = aliases.get(str(name), str(name))
+        out.setdefault(spelling.get(canonical, canonical), value)
+    return out
 # (strategy, params, market_type, capital) -> None when the strategy accepts them, else the reason.
 StrategyCheck = Callable[[str, Mapping[str, Any], str, "Decimal | None"], "str | None"]
 
@@ -535,7 +551,7 @@ class ConfigValidator:
 
     def _ask_strategy(self, report: ValidationReport, strategy: str, params: Mapping[str, Any],
                       timeframes: list[str] | None, market: str, capital: Decimal | None, prefix: str) -> None:
-        full = dict(params)
+        full = strategy_params(strategy, params)
         if timeframes:
             full.setdefault("timeframes" if strategy == "smc" else "timeframe", timeframes if strategy == "smc" else timeframes[0])
         try:
