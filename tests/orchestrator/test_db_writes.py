@@ -12,7 +12,7 @@ from sqlalchemy import event
 
 from traderagent.orchestrator import bot_orchestrator
 
-from .helpers import GRID, build_desk
+from .helpers import DCA, GRID, build_desk
 
 WRITES = ("INSERT", "UPDATE", "DELETE", "BEGIN IMMEDIATE")
 
@@ -107,9 +107,9 @@ async def test_a_fill_is_recorded_in_the_same_transaction_as_its_booking(sim, tm
         steps: list[dict[str, Any]] = []
         real = h.db.save_bot_progress
 
-        async def spy(name: str, **parts: Any) -> None:
+        async def spy(name: str, **parts: Any) -> list[int]:
             steps.append(parts)
-            await real(name, **parts)
+            return await real(name, **parts)
 
         monkeypatch.setattr(h.db, "save_bot_progress", spy)
         sim.set_price("XRPUSDT", Decimal("0.49"))  # buy levels fill
@@ -121,6 +121,43 @@ async def test_a_fill_is_recorded_in_the_same_transaction_as_its_booking(sim, tm
             assert step["runtime"] is not None and cid in step["runtime"]["booked"]
     finally:
         await h.close()
+
+
+async def test_a_fill_that_opens_a_position_writes_its_trade_in_the_same_transaction(sim, tmp_path, monkeypatch):
+    sim.set_price("SOLUSDT", Decimal("100"))
+    h = await build_desk(sim.base_url, tmp_path / "desk.db", [DCA])
+    steps: list[dict[str, Any]] = []
+    real = h.db.save_bot_progress
+
+    async def spy(name: str, **parts: Any) -> list[int]:
+        steps.append(parts)
+        return await real(name, **parts)
+
+    def crash_point(name: str) -> None:
+        if name == "after_fill_booked":
+            raise Crash(name)
+
+    monkeypatch.setattr(h.db, "save_bot_progress", spy)
+    monkeypatch.setattr(bot_orchestrator, "crash_point", crash_point)
+    with pytest.raises(Crash):  # the base order is a market order: it fills and opens the deal's position
+        await h.desk.tick_all()
+    [step] = [step for step in steps if step.get("new_trades")]
+    assert [f["status"] for _, f in step["order_updates"]] == ["FILLED"] and step["runtime"] is not None
+    [opened] = await h.db.list_open_trades(DCA.name)
+    assert opened.tag == step["new_trades"][0]["tag"]
+    await h.desk.event_bus.drain(5)
+    assert [e.data["trade_id"] for e in h.of("TRADE_OPENED", DCA.name)] == [opened.id]
+    await h.client.close()
+    await h.db.close()
+
+    monkeypatch.undo()  # restart right after that step: the open trade is adopted, never inserted again
+    h2 = await build_desk(sim.base_url, tmp_path / "desk.db", [DCA])
+    try:
+        await _settle(h2)
+        assert [t.id for t in await h2.db.list_open_trades(DCA.name)] == [opened.id]
+        assert h2.of("TRADE_OPENED", DCA.name) == []
+    finally:
+        await h2.close()
 
 
 class Crash(BaseException):

@@ -34,7 +34,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.util import await_
 
@@ -163,6 +162,12 @@ def _clean_order_updates(updates: Iterable[tuple[str, Mapping[str, Any]]]) -> li
     return [(str(cid), _clean_order_update(fields, "update_orders")) for cid, fields in updates]
 
 
+def _trade_close(exit_price: Any, pnl: Any, *, fees: Any = 0, closed_at: dt.datetime | None = None) -> dict[str, Any]:
+    """close_trade's fields, validated: ``fees`` is the exit fee (added to the trade's fees)."""
+    return {"exit_price": _positive(exit_price, "exit_price"), "pnl": to_decimal(pnl, field="pnl"),
+            "fees": to_decimal(fees, field="fees"), "closed_at": closed_at or utcnow()}
+
+
 def _grid_rows(bot_id: int, levels: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     rows, now = [], utcnow()
     for spec in levels:
@@ -212,7 +217,8 @@ class DatabaseManager:
         self._untrimmed_logs: dict[str | None, int] = {}  # lines added per bot name since its last trim
         # the hot writes of the tick loop share transactions (see group_commit.py)
         self._group = GroupCommit(self._write, {
-            "orders": self._insert_orders, "order_updates": self._apply_order_updates, "trades": self._insert_trades,
+            "orders": self._insert_orders, "order_updates": self._apply_order_updates,
+            "trades": self._insert_trades, "trade_closes": self._close_trades,
             "runtime": self._upsert_runtimes, "grid": self._replace_grids, "logs": self._insert_logs,
         })
 
@@ -511,11 +517,15 @@ class DatabaseManager:
     async def save_bot_progress(self, name: str, *, new_orders: Iterable[Mapping[str, Any]] = (),
                                 order_updates: Iterable[tuple[str, Mapping[str, Any]]] = (),
                                 runtime: dict[str, Any] | None = None,
-                                grid: list[Mapping[str, Any]] | None = None) -> None:
+                                grid: list[Mapping[str, Any]] | None = None,
+                                new_trades: Iterable[Mapping[str, Any]] = (),
+                                trade_closes: Iterable[tuple[int, Mapping[str, Any]]] = ()) -> list[int]:
         """One step of a bot, committed in ONE transaction (group commit): write-ahead order rows
-        (as create_orders), order updates (as update_orders), its runtime snapshot and its grid
-        table, whichever are given. All or nothing: DuplicateOrderError / OrderNotFoundError with
-        none of it written. Returns once it is durable."""
+        (as create_orders), order updates (as update_orders), its runtime snapshot, its grid table,
+        new trades (as open_trade / record_trade take them) and trade closes ((trade id, as
+        close_trade takes them)), whichever are given. All or nothing: DuplicateOrderError,
+        OrderNotFoundError, TradeNotFoundError, TradeAlreadyClosedError with none of it written.
+        Returns, once it is durable, the new trades' ids."""
         bot_id = await self._bot_id(name)
         rows = [self._order_row(bot_id, spec) for spec in new_orders]
         cleaned = _clean_order_updates(order_updates)
@@ -528,16 +538,21 @@ class DatabaseManager:
             parts.append(("runtime", (bot_id, dict(runtime))))
         if grid is not None:
             parts.append(("grid", (bot_id, _grid_rows(bot_id, grid))))
+        first_trade = len(parts)
+        parts += [("trades", self._trade_row(bot_id, spec)) for spec in new_trades]
+        new = len(parts) - first_trade
+        parts += [("trade_closes", (int(tid), _trade_close(**close))) for tid, close in trade_closes]
         if not parts:
-            return
+            return []
         try:
-            await self._group.write(*parts)
+            results = await self._group.write(*parts)
         except IntegrityError:
             if not rows:
                 raise
             ids = [r["client_order_id"] for r in rows]
             dup = await self._existing_client_ids(ids) or [i for i in ids if ids.count(i) > 1]
             raise DuplicateOrderError(dup[0] if dup else "?") from None
+        return results[first_trade:first_trade + new]
 
     async def _upsert_runtimes(self, session: AsyncSession, items: list[tuple[int, dict[str, Any]]]) -> None:
         latest = dict(items)  # a later snapshot of a bot supersedes an earlier one in the same batch
@@ -736,18 +751,35 @@ class DatabaseManager:
         }
 
     async def _insert_trade(self, bot_name: str, spec: Mapping[str, Any]) -> Trade:
-        """Through the group commit (a fill's trade row is on the tick's path); returns the row as committed."""
-        row = self._trade_row(await self._bot_id(bot_name), spec)
-        [trade_id] = await self._group.write(("trades", row))
-        trade = Trade(id=trade_id, **row)
-        set_committed_value(trade, "bot_name", bot_name)
-        return trade
+        [trade_id] = await self.save_bot_progress(bot_name, new_trades=[spec])
+        async with self._read() as session:
+            return await session.get_one(Trade, trade_id)
 
     @staticmethod
     async def _insert_trades(session: AsyncSession, items: list[dict[str, Any]]) -> list[int]:
         table = Trade.__table__
         result = await session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), items)
         return list(result.scalars())
+
+    @staticmethod
+    async def _close_trades(session: AsyncSession, items: list[tuple[int, dict[str, Any]]]) -> None:
+        table = Trade.__table__
+        ids = [tid for tid, _ in items]
+        found = {row.id: row for row in (await session.execute(
+            select(table.c.id, table.c.fees, table.c.closed_at).where(table.c.id.in_(ids)))).all()}
+        params, closing = [], set()
+        for tid, close in items:
+            row = found.get(tid)
+            if row is None:
+                raise TradeNotFoundError(tid)
+            if row.closed_at is not None or tid in closing:
+                raise TradeAlreadyClosedError(tid)
+            closing.add(tid)
+            params.append({"tid": tid, "v_exit": close["exit_price"], "v_pnl": close["pnl"],
+                           "v_fees": row.fees + close["fees"], "v_closed": close["closed_at"]})
+        await session.execute(update(table).where(table.c.id == bindparam("tid")).values(
+            exit_price=bindparam("v_exit"), pnl=bindparam("v_pnl"), fees=bindparam("v_fees"),
+            closed_at=bindparam("v_closed")), params)
 
     async def open_trade(self, bot_name: str, symbol: str, side: str, qty: Decimal | int | str,
                          entry_price: Decimal | int | str, *, fees: Decimal | int | str = 0,
@@ -759,18 +791,10 @@ class DatabaseManager:
     async def close_trade(self, trade_id: int, exit_price: Decimal | int | str, pnl: Decimal | int | str, *,
                           fees: Decimal | int | str = 0, closed_at: dt.datetime | None = None) -> Trade:
         """Close an open trade; `fees` (the exit fee) is added to the entry fees; `pnl` is stored as given."""
-        exit_dec, pnl_dec = _positive(exit_price, "exit_price"), to_decimal(pnl, field="pnl")
-        fee_dec = to_decimal(fees, field="fees")
-        async with self._write() as session:
-            trade = await session.get(Trade, trade_id)
-            if trade is None:
-                raise TradeNotFoundError(trade_id)
-            if trade.closed_at is not None:
-                raise TradeAlreadyClosedError(trade_id)
-            trade.exit_price, trade.pnl = exit_dec, pnl_dec
-            trade.fees = trade.fees + fee_dec
-            trade.closed_at = closed_at or utcnow()
-        return trade
+        close = _trade_close(exit_price, pnl, fees=fees, closed_at=closed_at)
+        await self._group.write(("trade_closes", (int(trade_id), close)))
+        async with self._read() as session:
+            return await session.get_one(Trade, trade_id)
 
     async def record_trade(self, bot_name: str, symbol: str, side: str, qty: Decimal | int | str,
                            entry_price: Decimal | int | str, exit_price: Decimal | int | str,

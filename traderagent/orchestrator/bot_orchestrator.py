@@ -85,6 +85,7 @@ _STATUS = {
     "rejected": "REJECTED",
 }
 FINAL = frozenset({"FILLED", "CANCELLED", "REJECTED", "FAILED"})
+Announcement = tuple[EventType, dict[str, Any]]  # an event published once the change it reports is durable
 __all__ = ["BotOrchestrator", "BotState", "IllegalTransition", "TrackedOrder", "link_prefix"]
 
 
@@ -587,19 +588,18 @@ class BotOrchestrator:
         follow: list[OrderIntent] = []
         if filled > 0 and avg is not None:
             follow = await self._book_fill(order, filled, to_decimal(avg), fee)
-        await self._finish(order, status, filled=filled, avg_price=avg, fee=fee)  # with the booking: one transaction
+        # the final status, its booking and the trade rows it opens or closes: one transaction
+        await self._finish(order, status, filled=filled, avg_price=avg, fee=fee)
         if filled > 0:
             crash_point("after_fill_booked")
-            # announced after ORDER_FILLED so the operator reads cause before effect; both are
-            # re-derived at start-up, so a crash in between loses nothing
-            await self._sync_trades()
             if follow and self.state in TICKING_STATES and self.last_price is not None:
                 await self._apply_follow_ups(follow)
 
-    async def _record(self, order: TrackedOrder, **fields: Any) -> None:
+    async def _record(self, order: TrackedOrder, *, announce: Announcement | None = None, **fields: Any) -> None:
         """Write the exchange's view of ``order``, with whatever state changed with it."""
         await self._persist(order_updates=[(order.client_order_id,
-                                            {**fields, "exchange_order_id": order.exchange_order_id})])
+                                            {**fields, "exchange_order_id": order.exchange_order_id})],
+                            announce=announce)
 
     async def _finish(self, order: TrackedOrder, status: str, *, filled: Decimal = ZERO,
                       avg_price: Any = None, fee: Decimal = ZERO, error: str = "") -> None:
@@ -609,15 +609,15 @@ class BotOrchestrator:
             self._pending_exits.pop(order.tag, None)
             self._dirty = True
         order.status = status
-        await self._record(order, status=status, filled_qty=filled, avg_price=avg_price, fee=fee)
         common = {"client_order_id": order.client_order_id, "tag": order.tag, "side": order.side,
                   "qty": order.qty, "symbol": self.symbol}
         if status == "FILLED":
-            self._emit(EventType.ORDER_FILLED, **common, filled=filled, price=avg_price, fee=fee)
+            event: Announcement = (EventType.ORDER_FILLED, {**common, "filled": filled, "price": avg_price, "fee": fee})
         elif status == "CANCELLED":
-            self._emit(EventType.ORDER_CANCELLED, **common, filled=filled)
+            event = (EventType.ORDER_CANCELLED, {**common, "filled": filled})
         else:
-            self._emit(EventType.ORDER_FAILED, **common, status=status, error=error)
+            event = (EventType.ORDER_FAILED, {**common, "status": status, "error": error})
+        await self._record(order, announce=event, status=status, filled_qty=filled, avg_price=avg_price, fee=fee)
         self.market.invalidate("orders", self.symbol)
 
     async def _book_fill(self, order: TrackedOrder, filled: Decimal, avg: Decimal,
@@ -669,43 +669,61 @@ class BotOrchestrator:
         await self._place_many(batch)
 
     # ------------------------------------------------------------------ trades (positions -> DB)
-    async def _sync_trades(self) -> None:
-        """Mirror the strategy's position book into the trades table and the capital manager."""
-        for pos in self.strategy.get_active_positions():
-            if pos.position_id in self._trade_ids:
-                continue
-            trade = await self.db.open_trade(self.name, self.symbol, "long" if pos.is_long else "short",
-                                             pos.size, pos.entry_price, fees=pos.fees, tag=pos.position_id)
-            self._trade_ids[pos.position_id] = [trade.id, str(pos.fees)]
-            self._dirty = True
-            self._emit(EventType.TRADE_OPENED, trade_id=trade.id, position_id=pos.position_id, symbol=self.symbol,
+    def _book_trades(self) -> tuple[list[PositionInfo], list[tuple[PositionInfo, int | None]],
+                                    list[dict[str, Any]], list[tuple[int, dict[str, Any]]]]:
+        """Positions the strategy opened and closed since the last write, as trade rows to insert
+        and trade closes; moves the trade book (known ids, closed count, realised pnl) forward
+        (``_persist`` puts it back if the write fails). Closed: (position, its trade id or None
+        when it is inserted closed)."""
+        opened = [p for p in self.strategy.get_active_positions() if p.position_id not in self._trade_ids]
+        rows = [self._trade_row(p) for p in opened]
+        closed: list[tuple[PositionInfo, int | None]] = []
+        closes: list[tuple[int, dict[str, Any]]] = []
+        for pos in self.strategy.closed_positions[self._closed_seen:]:
+            known = self._trade_ids.pop(pos.position_id, None)
+            closed.append((pos, None if known is None else known[0]))
+            if known is None:
+                rows.append(self._trade_row(pos, closed=True))
+            else:
+                closes.append((known[0], {"exit_price": pos.exit_price or pos.entry_price,
+                                          "pnl": pos.realized_pnl or ZERO, "fees": pos.fees - Decimal(known[1])}))
+            self._realized += pos.realized_pnl or ZERO
+            self._closed_seen += 1
+        return opened, closed, rows, closes
+
+    def _trade_row(self, pos: PositionInfo, *, closed: bool = False) -> dict[str, Any]:
+        row = {"symbol": self.symbol, "side": "long" if pos.is_long else "short", "qty": pos.size,
+               "entry_price": pos.entry_price, "fees": pos.fees, "tag": pos.position_id}
+        if closed:
+            row.update(exit_price=pos.exit_price or pos.entry_price, pnl=pos.realized_pnl or ZERO)
+        return row
+
+    def _trades_recorded(self, opened: list[PositionInfo], closed: list[tuple[PositionInfo, int | None]],
+                         new_ids: list[int]) -> None:
+        """The trade rows are durable: remember their ids, count closed pnl, announce them."""
+        ids = iter(new_ids)
+        for pos in opened:
+            trade_id = next(ids)
+            self._trade_ids[pos.position_id] = [trade_id, str(pos.fees)]
+            self._emit(EventType.TRADE_OPENED, trade_id=trade_id, position_id=pos.position_id, symbol=self.symbol,
                        side="long" if pos.is_long else "short", qty=pos.size, entry_price=pos.entry_price,
                        stop=pos.stop_loss, target=pos.take_profit)
-        closed = self.strategy.closed_positions
-        for pos in closed[self._closed_seen:]:
-            await self._record_closed(pos)
-        if len(closed) != self._closed_seen:
-            self._closed_seen = len(closed)
-            self._dirty = True
-        await self._persist()
+        for pos, known_id in closed:
+            trade_id = known_id if known_id is not None else next(ids)
+            pnl = pos.realized_pnl or ZERO
+            self.risk.add_realized(self.name, pnl)
+            if self.capital_manager is not None and self.capital_manager.metrics is not None:
+                self.capital_manager.record_trade(pnl > 0, pnl)
+            self._emit(EventType.TRADE_CLOSED, trade_id=trade_id, position_id=pos.position_id, symbol=self.symbol,
+                       side="long" if pos.is_long else "short", qty=pos.size, entry_price=pos.entry_price,
+                       exit_price=pos.exit_price or pos.entry_price, pnl=pnl,
+                       reason=pos.exit_reason.value if pos.exit_reason else None)
 
-    async def _record_closed(self, pos: PositionInfo) -> None:
-        pnl = pos.realized_pnl or ZERO
-        side = "long" if pos.is_long else "short"
-        known = self._trade_ids.pop(pos.position_id, None)
-        exit_price = pos.exit_price or pos.entry_price
-        if known is not None:
-            trade = await self.db.close_trade(known[0], exit_price, pnl, fees=pos.fees - Decimal(known[1]))
-        else:
-            trade = await self.db.record_trade(self.name, self.symbol, side, pos.size, pos.entry_price, exit_price,
-                                               pnl, fees=pos.fees, tag=pos.position_id)
-        self._realized += pnl
-        self.risk.add_realized(self.name, pnl)
-        if self.capital_manager is not None and self.capital_manager.metrics is not None:
-            self.capital_manager.record_trade(pnl > 0, pnl)
-        self._emit(EventType.TRADE_CLOSED, trade_id=trade.id, position_id=pos.position_id, symbol=self.symbol,
-                   side=side, qty=pos.size, entry_price=pos.entry_price, exit_price=exit_price, pnl=pnl,
-                   reason=pos.exit_reason.value if pos.exit_reason else None)
+    async def _adopt_open_trades(self) -> None:
+        """Open trade rows of this bot (tagged with their position id) whose id the snapshot lacks."""
+        for trade in await self.db.list_open_trades(self.name):
+            if trade.tag and trade.tag not in self._trade_ids:
+                self._trade_ids[trade.tag] = [trade.id, str(trade.fees)]
 
     # ------------------------------------------------------------------ risk
     async def _balance(self) -> Decimal:
@@ -803,31 +821,39 @@ class BotOrchestrator:
 
     async def _persist(self, *, new_orders: list[dict[str, Any]] | None = None,
                        order_updates: list[tuple[str, dict[str, Any]]] | None = None,
-                       force: bool = False) -> None:
-        """Write this step's order rows and order changes together with the runtime snapshot and
-        the grid table when they changed, in ONE transaction: a fill and its booking are never
-        apart, and a decision is durable no later than the orders it sends. The snapshot is due
-        when something that matters changed (fills, orders, positions, state); candle bookkeeping
-        alone is saved at most every SOFT_SAVE_S."""
+                       force: bool = False, announce: Announcement | None = None) -> None:
+        """Write this step's order rows and order changes together with everything that changed
+        with them, in ONE transaction: the runtime snapshot, the grid table, and the trade rows of
+        positions opened or closed. So a fill, its booking and its trade are never apart, and a
+        decision is durable no later than the orders it sends. The snapshot is due when something
+        that matters changed (fills, orders, positions, state); candle bookkeeping alone is saved
+        at most every SOFT_SAVE_S. ``announce``: the event of this change, published once it is
+        durable and before the trade events it caused."""
+        before = (dict(self._trade_ids), self._closed_seen, self._realized, self._dirty, self._soft_dirty)
+        opened, closed, new_trades, closes = self._book_trades()
         snapshot = None
         soft_due = self._soft_dirty and time.monotonic() - self._soft_saved_at >= SOFT_SAVE_S
-        if self._dirty or force or soft_due:
+        if self._dirty or force or soft_due or opened or closed:
             self._dirty = self._soft_dirty = False
             self._soft_saved_at = time.monotonic()
             snapshot = self.runtime_snapshot()
         grid = self._grid_rows()
         if grid == self._grid_saved:  # the table only changes with fills and placements
             grid = None
-        if snapshot is None and grid is None and not new_orders and not order_updates:
-            return
-        try:
-            await self.db.save_bot_progress(self.name, new_orders=new_orders or (),
-                                            order_updates=order_updates or (), runtime=snapshot, grid=grid)
-        except BaseException:
-            self._dirty = self._dirty or snapshot is not None  # not written: still to save
-            raise
-        if grid is not None:
-            self._grid_saved = grid
+        new_ids: list[int] = []
+        if snapshot is not None or grid is not None or new_orders or order_updates:
+            try:
+                new_ids = await self.db.save_bot_progress(
+                    self.name, new_orders=new_orders or (), order_updates=order_updates or (), runtime=snapshot,
+                    grid=grid, new_trades=new_trades, trade_closes=closes)
+            except BaseException:
+                self._trade_ids, self._closed_seen, self._realized, self._dirty, self._soft_dirty = before
+                raise
+            if grid is not None:
+                self._grid_saved = grid
+        if announce is not None:
+            self._emit(announce[0], **announce[1])
+        self._trades_recorded(opened, closed, new_ids)
 
     def _grid_rows(self) -> list[dict[str, Any]] | None:
         """Grid strategies: the level table with the client id of each level's resting order."""
@@ -872,6 +898,7 @@ class BotOrchestrator:
             snap = await self.db.load_bot_runtime(self.name)
             if snap:
                 self._load_runtime(snap)
+            await self._adopt_open_trades()  # before anything is written: a known trade is never inserted twice
             counts = await self._reconcile_orders()
             tags = {o.tag for o in self._orders.values()}
             for tag in [t for t in self._pending_entries if t not in tags]:
@@ -879,7 +906,7 @@ class BotOrchestrator:
             for tag in [t for t in self._pending_exits if t not in tags]:
                 self._pending_exits.pop(tag)  # the exit is re-decided on the next tick
             self._dirty = True
-            await self._sync_trades()
+            await self._persist()
             counts["orphans_cancelled"] = await self._cancel_orphans()
         target = BotState(saved_state) if saved_state else BotState.RUNNING
         if target is BotState.INITIALIZING:
