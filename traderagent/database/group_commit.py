@@ -74,8 +74,9 @@ class GroupCommit:
                     slots = [(w, i) for w in batch for i, (k, _) in enumerate(w.parts) if k == kind]
                     if slots:
                         results = await writer(session, [w.parts[i][1] for w, i in slots])
-                        for (w, i), result in zip(slots, results or (), strict=bool(results)):
-                            w.results[i] = result
+                        if results is not None:
+                            for (w, i), result in zip(slots, results, strict=True):
+                                w.results[i] = result
         except BaseException as exc:
             if len(batch) > 1 and isinstance(exc, Exception):
                 for w in batch:  # isolate the write at fault; the rest commit on their own
