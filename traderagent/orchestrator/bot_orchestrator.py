@@ -682,12 +682,13 @@ class BotOrchestrator:
         for pos in self.strategy.closed_positions[self._closed_seen:]:
             known = self._trade_ids.pop(pos.position_id, None)
             closed.append((pos, None if known is None else known[0]))
+            row = self._trade_row(pos, closed=True)
             if known is None:
-                rows.append(self._trade_row(pos, closed=True))
+                rows.append(row)
             else:
-                closes.append((known[0], {"exit_price": pos.exit_price or pos.entry_price,
-                                          "pnl": pos.realized_pnl or ZERO, "fees": pos.fees - Decimal(known[1])}))
-            self._realized += pos.realized_pnl or ZERO
+                closes.append((known[0], {"exit_price": row["exit_price"], "pnl": row["pnl"],
+                                          "fees": pos.fees - Decimal(known[1])}))
+            self._realized += row["pnl"]
             self._closed_seen += 1
         return opened, closed, rows, closes
 
@@ -706,18 +707,17 @@ class BotOrchestrator:
             trade_id = next(ids)
             self._trade_ids[pos.position_id] = [trade_id, str(pos.fees)]
             self._emit(EventType.TRADE_OPENED, trade_id=trade_id, position_id=pos.position_id, symbol=self.symbol,
-                       side="long" if pos.is_long else "short", qty=pos.size, entry_price=pos.entry_price,
+                       side=self._trade_row(pos)["side"], qty=pos.size, entry_price=pos.entry_price,
                        stop=pos.stop_loss, target=pos.take_profit)
         for pos, known_id in closed:
             trade_id = known_id if known_id is not None else next(ids)
-            pnl = pos.realized_pnl or ZERO
-            self.risk.add_realized(self.name, pnl)
+            row = self._trade_row(pos, closed=True)
+            self.risk.add_realized(self.name, row["pnl"])
             if self.capital_manager is not None and self.capital_manager.metrics is not None:
-                self.capital_manager.record_trade(pnl > 0, pnl)
+                self.capital_manager.record_trade(row["pnl"] > 0, row["pnl"])
             self._emit(EventType.TRADE_CLOSED, trade_id=trade_id, position_id=pos.position_id, symbol=self.symbol,
-                       side="long" if pos.is_long else "short", qty=pos.size, entry_price=pos.entry_price,
-                       exit_price=pos.exit_price or pos.entry_price, pnl=pnl,
-                       reason=pos.exit_reason.value if pos.exit_reason else None)
+                       side=row["side"], qty=pos.size, entry_price=pos.entry_price, exit_price=row["exit_price"],
+                       pnl=row["pnl"], reason=pos.exit_reason.value if pos.exit_reason else None)
 
     async def _adopt_open_trades(self) -> None:
         """Open trade rows of this bot (tagged with their position id) whose id the snapshot lacks."""
