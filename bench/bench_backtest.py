@@ -34,6 +34,7 @@ from traderagent.strategies.base import (  # noqa: E402
     PreparedData,
     SignalDirection,
 )
+from traderagent.strategies.params import Param  # noqa: E402
 
 FEE = Decimal("0.001")
 
@@ -45,7 +46,8 @@ class EmaCross(BaseStrategy):
     fast > slow at i. TA-Lib's EMA is seeded with the SMA of the first `period` closes, like backtrader's.
     """
 
-    DEFAULTS: ClassVar[dict] = {"fast": 20, "slow": 50, "qty": "1"}
+    PARAMS: ClassVar[tuple[Param, ...]] = (Param("fast", int, 20, "fast EMA"), Param("slow", int, 50, "slow EMA"),
+                                          Param("qty", Decimal, Decimal(1), "order quantity"))
     timeframes = ("1m",)
 
     def __init__(self, params=None, **kw) -> None:

@@ -137,11 +137,9 @@ def load_bots(settings: Settings, bots_arg: str | None) -> Any:
     from traderagent.bots import BotsFile, demo_bots, load_bots_file
 
     path = Path(bots_arg) if bots_arg else settings.bots_file
-    risk_defaults = {"risk_per_trade": settings.risk_per_trade, "max_exposure": settings.max_exposure,
-                     "max_daily_loss": settings.max_daily_loss}
     if path.is_file():
         try:
-            return load_bots_file(path, risk_defaults=risk_defaults)
+            return load_bots_file(path, total_capital=settings.total_capital)
         except (ValueError, OSError) as exc:
             raise StartupError(f"bots file unusable: {exc}") from None
     if bots_arg:

@@ -18,7 +18,7 @@ COMMANDS = {
     "db": "traderagent.database.manager:main_db",
     "keygen": "traderagent.database.crypto:main_keygen",
     "audit": "traderagent.utils.security_audit:main_audit",
-    "validate": "traderagent.utils.config_validator:main_validate",
+    "validate": "traderagent.commands.validate:main_validate",
 }
 
 
@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="validate the bots file and risk settings")
     validate.add_argument("bots_file", nargs="?", default=None)
+    validate.add_argument("--demo", action="store_true", help="validate the paper demo set instead of a bots file")
+    validate.add_argument("--bounds-table", action="store_true", help="print the README's parameter bounds tables")
     validate.add_argument("--json", action="store_true")
     return parser
 

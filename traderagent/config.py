@@ -15,6 +15,8 @@ from typing import Any
 
 from dotenv import dotenv_values
 
+from traderagent.strategies.params import RISK_DEFAULTS, RISK_RAILS, Param, ParamError
+
 MODES = ("paper", "demo", "live")
 MARKET_TYPES = ("linear", "spot")
 
@@ -79,6 +81,18 @@ def _decimal(name: str, source: dict[str, str], default: str) -> Decimal:
     return value
 
 
+def _risk_rail(param: Param, source: dict[str, str]) -> Decimal:
+    """A risk rail from its variable (the name upper-cased), checked against the rail's declared bounds."""
+    name = param.name.upper()
+    raw = _env(name, source, "")
+    if not raw:
+        return Decimal(param.default)
+    try:
+        return Decimal(param.parse(raw))
+    except ParamError as exc:
+        raise SettingsError(f"{name}={raw!r}: {exc.reason}") from None
+
+
 def _float(name: str, source: dict[str, str], default: str) -> float:
     return float(_decimal(name, source, default))
 
@@ -122,9 +136,9 @@ class Settings:
     telegram_api_base_url: str = ""
     bots_file: Path = Path("bots.toml")
     total_capital: Decimal = Decimal("10000")
-    risk_per_trade: Decimal = Decimal("0.01")
-    max_exposure: Decimal = Decimal("0.5")
-    max_daily_loss: Decimal = Decimal("0.05")
+    risk_per_trade: Decimal = RISK_DEFAULTS["risk_per_trade"]
+    max_exposure: Decimal = RISK_DEFAULTS["max_exposure"]
+    max_daily_loss: Decimal = RISK_DEFAULTS["max_daily_loss"]
     paper_balance: Decimal = Decimal("10000")
     paper_speed: float = 1.0
     paper_port: int = 0
@@ -162,9 +176,7 @@ class Settings:
             telegram_api_base_url=_env("TELEGRAM_API_BASE_URL", source),
             bots_file=Path(_env("TRADERAGENT_BOTS_FILE", source, "bots.toml")),
             total_capital=_decimal("TRADERAGENT_TOTAL_CAPITAL", source, "10000"),
-            risk_per_trade=_decimal("RISK_PER_TRADE", source, "0.01"),
-            max_exposure=_decimal("MAX_EXPOSURE", source, "0.5"),
-            max_daily_loss=_decimal("MAX_DAILY_LOSS", source, "0.05"),
+            **{p.name: _risk_rail(p, source) for p in RISK_RAILS},
             paper_balance=_decimal("TRADERAGENT_PAPER_BALANCE", source, "10000"),
             paper_speed=_float("TRADERAGENT_PAPER_SPEED", source, "1"),
             paper_port=paper_port,

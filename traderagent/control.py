@@ -47,6 +47,7 @@ from traderagent.orchestrator.market_data import MarketData
 from traderagent.orchestrator.risk import DeskRisk, RiskRails
 from traderagent.orchestrator.scheduler import DeskScheduler
 from traderagent.orchestrator.state import BotState, IllegalTransition
+from traderagent.strategies.base import BaseStrategy
 from traderagent.utils.capital_manager import (
     CapitalManager,
     CapitalManagerError,
@@ -153,16 +154,12 @@ class Desk:
         self.refused.append((name, reason))
         self.event_bus.publish(TradingEvent(EventType.ERROR, name, {"error": f"bot refused: {reason}"}))
 
-    def _strategy_params(self, spec: BotSpec, cls: type) -> dict[str, Any]:
-        params = dict(spec.params)
-        defaults = getattr(cls, "DEFAULTS", {})
-        if spec.timeframes:
-            if "timeframes" in defaults and "timeframes" not in params:
-                params["timeframes"] = tuple(spec.timeframes)
-            elif "timeframe" in defaults and "timeframe" not in params:
-                params["timeframe"] = spec.timeframes[-1]
-        if "risk_per_trade" in defaults and "risk_per_trade" not in params:
-            params["risk_per_trade"] = str(self.risk.rails.risk_per_trade)
+    def _strategy_params(self, spec: BotSpec, cls: type[BaseStrategy]) -> dict[str, Any]:
+        from traderagent.strategies import with_bot_timeframes
+
+        params = with_bot_timeframes(spec.strategy, spec.params, spec.timeframes)
+        if any(p.name == "risk_per_trade" for p in cls.PARAMS):
+            params.setdefault("risk_per_trade", self.risk.rails.risk_per_trade)
         return params
 
     def _share(self, spec: BotSpec) -> Decimal:

@@ -9,17 +9,21 @@ from decimal import Decimal
 
 import pytest
 
-from traderagent.backtest.cli import parse_params, parse_value
+from traderagent.backtest.cli import split_params
 from traderagent.cli import main
 
 
-def test_param_values_are_parsed_sensibly():
-    assert parse_value("20") == 20 and isinstance(parse_value("20"), int)
-    assert parse_value("0.01") == Decimal("0.01")
-    assert parse_value("true") is True and parse_value("Off") is False
-    assert parse_value("none") is None
-    assert parse_value("15m") == "15m"
-    assert parse_params(["ema_fast=10", "allow_short=false"]) == {"ema_fast": 10, "allow_short": False}
+def test_params_are_typed_by_the_strategys_declarations_aliases_and_lists_included():
+    from traderagent.strategies import create_strategy
+
+    assert split_params(["fast_ema=10", "allow_short=false"]) == {"fast_ema": "10", "allow_short": "false"}
+    steps = {"qty_step": "0.001", "tick_size": "0.01", "allocated_capital": "1000"}
+    trend = create_strategy("trend_follower", {"fast_ema": "10", "allow_short": "false", "take_profit_r": "none"},
+                            **steps)
+    assert trend.fast == 10 and trend.allow_short is False and trend.tp_r is None
+    smc = create_strategy("smc", {"timeframes": "1h,15m,5m", "swing_lengths": "3,3,2", "min_rr": "3"}, **steps)
+    assert smc.timeframes == ("1h", "15m", "5m") and smc.smc_params.swing_lengths == (3, 3, 2)
+    assert smc.smc_params.min_risk_reward == 3.0
 
 
 def test_cli_table_json_and_plot(shared_data, tmp_path, capsys):
@@ -44,9 +48,10 @@ def test_cli_table_json_and_plot(shared_data, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,needle", [
     (["--strategy", "nope"], "unknown strategy type 'nope'"),
-    (["--strategy", "trend_follower", "--params", "bogus=1"], "unknown parameter 'bogus'"),
+    (["--strategy", "trend_follower", "--params", "bogus=1"], "bogus: unknown parameter"),
+    (["--strategy", "grid", "--params", "grid_levels=500"], "num_levels = '500': out of range (allowed >= 2 and <= 200"),
     (["--strategy", "trend_follower", "--params", "ema_fast"], "expected KEY=VALUE"),
-    (["--strategy", "trend_follower", "--params", "ema_fast=x"], "must be an integer"),
+    (["--strategy", "trend_follower", "--params", "ema_fast=x"], "ema_fast = 'x': must be a whole number"),
     (["--strategy", "trend_follower", "--timeframe", "1m"], "needs 1m candles; the data is 5m"),
     (["--strategy", "trend_follower", "--balance", "abc"], "--balance must be a number"),
 ])

@@ -19,6 +19,7 @@ from traderagent.strategies.base import (
     PreparedData,
     SignalDirection,
 )
+from traderagent.strategies.params import Param
 
 MIN = 60_000
 CFG = BacktestConfig(balance=D(10000), taker_fee=D("0.001"), maker_fee=D("0.0002"), slippage=D("0.01"))
@@ -35,7 +36,7 @@ def candles(rows):
 class Scripted(BaseStrategy):
     """Signals at fixed candle indices: {i: (direction, stop, target)}; size 1."""
 
-    DEFAULTS: ClassVar[dict] = {"script": {}}
+    PARAMS: ClassVar[tuple[Param, ...]] = (Param("script", object, {}, "bars -> actions"),)
     timeframes = ("1m",)
     min_candles = 1
 
@@ -111,7 +112,8 @@ def test_stop_not_touched_keeps_position_open():
 class Asked(Scripted):
     """Scripted, recording where the engine asked signal_at; the hook marks `candidates` (None: no hook)."""
 
-    DEFAULTS: ClassVar[dict] = {"script": {}, "candidates": None}
+    PARAMS: ClassVar[tuple[Param, ...]] = (Param("script", object, {}, "bars -> actions"),
+                                          Param("candidates", object, None, "candidate mask"))
 
     def prepare(self, *frames):
         self.asked = []
@@ -149,7 +151,7 @@ def test_engine_asks_signal_at_only_at_candidates_while_flat():
 class Ladder(BaseStrategy):
     """Wants one resting order (the intent in params) until it fills; records fills."""
 
-    DEFAULTS: ClassVar[dict] = {"intent": None}
+    PARAMS: ClassVar[tuple[Param, ...]] = (Param("intent", object, None, "the one order intent"),)
     timeframes = ("1m",)
     min_candles = 1
     is_ladder = True

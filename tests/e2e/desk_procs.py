@@ -22,7 +22,7 @@ STATUS = {"open": "OPEN", "partially_filled": "PARTIALLY_FILLED", "filled": "FIL
 
 BOTS_TOML = """
 [risk]
-max_exposure = "5"
+max_exposure = "0.5"
 
 [[bots]]
 name = "xrp-grid"

@@ -82,9 +82,9 @@ def test_registry_builds_it_with_defaults():
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"swing_length": 5}, "unknown parameter 'swing_length'"),
+        ({"swing_length": 5}, "swing_length: unknown parameter"),
         ({"timeframes": ("15m", "1h", "4h")}, "highest to lowest"),
-        ({"timeframes": ("4h", "1h")}, "three timeframes"),
+        ({"timeframes": ("4h", "1h")}, "list of 3 values"),
         ({"confirmation": "maybe"}, "confirmation"),
         ({"min_risk_reward": 0}, "min_risk_reward"),
         ({"min_risk_reward": 7}, "max_risk_reward"),

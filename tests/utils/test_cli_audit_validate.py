@@ -95,30 +95,61 @@ def test_validate_good_file_exits_0(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 def test_validate_bad_file_exits_1_with_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "bots.toml"
-    path.write_text(GOOD.replace("num_levels = 10", "num_levels = 80"))
+    path.write_text(GOOD.replace("num_levels = 10", "grid_levels = 500"))
     assert main(["validate", str(path), "--json"]) == 1
     data = json.loads(capsys.readouterr().out)
     failed = [r for r in data["results"] if not r["passed"]]
-    assert any(r["field"] == "bots[btc-grid].params.num_levels" and r["value"] == "80" for r in failed)
+    assert [(r["field"], r["value"]) for r in failed] == [("bots[btc-grid].params.num_levels", "500")]
     assert data["summary"]["overall_status"] == "FAIL"
 
 
-def test_validate_asks_the_strategy_about_unknown_params(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("traderagent.strategies.grid_adapter")
+def test_validate_fails_what_run_refuses_with_the_same_messages(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from traderagent.bots import load_bots_file
+
+    path = tmp_path / "bots.toml"
+    path.write_text(GOOD.replace('range_pct = "0.05"', 'grid_range = "0.9"').replace(
+        'capital = "1000"\n[bots.params]\nmax_safety_orders', 'share = "-0.2"\n[bots.params]\nmax_safety_orders'))
+    assert main(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    refused = dict(load_bots_file(path).refused)
+    assert refused == {"bots[btc-grid]": "bots[btc-grid].params.range_pct = '0.9': out of range (allowed > 0 and <= 0.5)",
+                       "bots[eth-dca]": "bots[eth-dca].share = '-0.2': out of range (allowed > 0 and <= 1; or none)"}
+    assert all(f"[FAIL] critical {check}: {message}" in out
+               for check, message in zip(("grid_range", "bots_share"), refused.values(), strict=True))
+
+
+def test_validate_names_an_unknown_parameter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "bots.toml"
     path.write_text(GOOD.replace("range_pct", "rnage_pct"))
     assert main(["validate", str(path), "--json"]) == 1
-    data = json.loads(capsys.readouterr().out)
-    result = next(r for r in data["results"] if r["check_name"] == "strategy_params" and not r["passed"])
-    assert "rnage_pct" in result["message"]
+    (failed,) = [r for r in json.loads(capsys.readouterr().out)["results"] if not r["passed"]]
+    assert failed["message"].startswith("bots[btc-grid].params.rnage_pct: unknown parameter of grid (known: ")
 
 
-def test_validate_uses_env_risk_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_stops_at_an_out_of_range_risk_variable(monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("RISK_PER_TRADE", "0.2")
-    assert main(["validate", "--json"]) == 1  # no bots file: the risk rails are still checked
-    data = json.loads(capsys.readouterr().out)
-    assert [r["field"] for r in data["results"] if not r["passed"]] == ["risk.risk_per_trade"]
+    assert main(["validate", "--json"]) == 1
+    (failed,) = [r for r in json.loads(capsys.readouterr().out)["results"] if not r["passed"]]
+    assert failed["message"] == "RISK_PER_TRADE='0.2': out of range (allowed > 0 and <= 0.05)"
+
+
+def test_validate_without_a_bots_file_says_so_and_checks_the_demo_set_only_if_asked(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "no bots file" in out and "--demo" in out
+    assert main(["validate", "--demo"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Paper demo set: PASS") and "bots.toml" not in out
+
+
+def test_validate_prints_the_bounds_table(capsys: pytest.CaptureFixture[str]) -> None:
+    from traderagent.utils.config_validator import render_bounds_markdown
+
+    assert main(["validate", "--bounds-table"]) == 0
+    assert capsys.readouterr().out == render_bounds_markdown() + "\n"
 
 
 @pytest.mark.parametrize(("text", "why"), [(None, "no such file"), ("[[bots]\nname=", "bots.toml")])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from decimal import Decimal, InvalidOperation
@@ -17,8 +16,6 @@ import pandas as pd
 from traderagent.backtest.data import BacktestDataError, prepare, resample, timeframe_ms, timeframe_name
 from traderagent.backtest.engine import BacktestConfig, BacktestResult, run_backtest
 
-_INT = re.compile(r"[+-]?\d+")
-_BOOL = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
 _LONG_RUN = 200_000  # candles: show progress even when stderr is not a terminal
 
 
@@ -26,29 +23,14 @@ class UsageError(Exception):
     """Bad input from the user: printed as one line, exit code 2."""
 
 
-def parse_value(text: str) -> Any:
-    """'20' -> 20, '0.01' -> Decimal('0.01'), 'true' -> True, 'none' -> None, anything else stays a str."""
-    low = text.strip().lower()
-    if low in _BOOL:
-        return _BOOL[low]
-    if low in ("none", "null"):
-        return None
-    if _INT.fullmatch(text.strip()):
-        return int(text)
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        return text
-    return value if value.is_finite() else text
-
-
-def parse_params(items: list[str]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
+def split_params(items: list[str]) -> dict[str, str]:
+    """``["k=v", ...]`` -> ``{k: v}``; the strategy's declarations type and check the values (lists: ``1h,15m,5m``)."""
+    params: dict[str, str] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"bad --params item {item!r}: expected KEY=VALUE")
-        params[key.strip()] = parse_value(value)
+        params[key.strip()] = value
     return params
 
 
@@ -85,7 +67,7 @@ def build_strategy(name: str, params: dict, *, timeframe: str | None, data_tf_ms
     except ImportError as exc:
         raise UsageError(f"strategy {name!r} is not available: {exc}") from None
     params = dict(params)
-    if "timeframe" in cls.DEFAULTS and "timeframe" not in params:
+    if any(p.name == "timeframe" for p in cls.PARAMS) and "timeframe" not in params:
         # single-timeframe strategies decide on the backtest's timeframe (default: the data's own)
         params["timeframe"] = timeframe or timeframe_name(data_tf_ms)
     qty_step, tick = market_steps(frame)
@@ -194,7 +176,7 @@ def run(args: argparse.Namespace) -> tuple[BacktestResult, dict]:
     slippage = _decimal_arg("slippage", args.slippage)
     if fee >= 1 or slippage >= 1:
         raise UsageError("--fee and --slippage are rates (0.00055 = 0.055%), must be < 1")
-    params = parse_params(args.params)
+    params = split_params(args.params)
     try:
         if args.timeframe:
             timeframe_ms(args.timeframe)

@@ -18,14 +18,16 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from traderagent.strategies.params import RISK_DEFAULTS
+
 ZERO = Decimal(0)
 
 
 @dataclass(frozen=True)
 class RiskRails:
-    risk_per_trade: Decimal = Decimal("0.01")
-    max_exposure: Decimal = Decimal("0.5")
-    max_daily_loss: Decimal = Decimal("0.05")
+    risk_per_trade: Decimal = RISK_DEFAULTS["risk_per_trade"]
+    max_exposure: Decimal = RISK_DEFAULTS["max_exposure"]
+    max_daily_loss: Decimal = RISK_DEFAULTS["max_daily_loss"]
 
     @classmethod
     def from_settings(cls, settings: Any, overrides: dict[str, Any] | None = None) -> RiskRails:

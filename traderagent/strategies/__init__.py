@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -44,8 +44,20 @@ def strategy_class(strategy_type: str) -> type[BaseStrategy]:
 
 
 def strategy_defaults(strategy_type: str) -> dict[str, Any]:
-    """The documented default parameters (``DEFAULTS``) of a strategy type."""
-    return dict(strategy_class(strategy_type).DEFAULTS)
+    """The default parameters of a strategy type, from its ``PARAMS`` declarations."""
+    return {p.name: p.default for p in strategy_class(strategy_type).PARAMS}
+
+
+def with_bot_timeframes(strategy_type: str, params: Mapping[str, Any], timeframes: Sequence[str] | None) -> dict[str, Any]:
+    """``params`` plus a bot's timeframes (highest first) in the parameter the strategy declares, unless
+    ``params`` sets it: ``timeframes`` takes them all, ``timeframe`` the entry (last) one."""
+    out = dict(params)
+    names = {p.name for p in strategy_class(strategy_type).PARAMS}
+    if timeframes and "timeframes" in names:
+        out.setdefault("timeframes", tuple(timeframes))
+    elif timeframes and "timeframe" in names:
+        out.setdefault("timeframe", timeframes[-1])
+    return out
 
 
 def create_strategy(
@@ -82,4 +94,5 @@ __all__ = [
     "create_strategy",
     "strategy_class",
     "strategy_defaults",
+    "with_bot_timeframes",
 ]

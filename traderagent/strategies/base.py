@@ -9,9 +9,10 @@ index. Money and quantities are ``Decimal``; floats only inside indicator maths.
 Construction
 ============
 ``Strategy(params: Mapping | None, *, qty_step, tick_size, allocated_capital, market_type="linear")``
-(normally via ``traderagent.strategies.create_strategy``). ``params`` is checked against the
-class's ``DEFAULTS`` dict: an unknown key raises ``ValueError`` naming it. Quantities are rounded
-DOWN to ``qty_step``; prices to ``tick_size``.
+(normally via ``traderagent.strategies.create_strategy``). ``params`` is parsed against the
+class's ``PARAMS`` declarations (``params.py``): aliases resolved, values typed, bounds checked, defaults
+filled; a bad or unknown parameter raises ``ParamError`` (a ``ValueError``) naming it. Quantities are
+rounded DOWN to ``qty_step``; prices to ``tick_size``.
 
 Class attributes every strategy declares
 ---------------------------------------
@@ -158,6 +159,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+
+from traderagent.strategies.params import Param, parse_params
 
 ZERO = Decimal(0)
 
@@ -476,7 +479,7 @@ class PreparedData:
 class BaseStrategy(ABC):
     """Common machinery: parameters, sizing, position book, performance, state."""
 
-    DEFAULTS: ClassVar[dict[str, Any]] = {}
+    PARAMS: ClassVar[tuple[Param, ...]] = ()  # the one declaration of the parameters (params.py)
     timeframes: ClassVar[tuple[str, ...]] = ("1h",)
     min_candles: int = 100
     is_ladder: ClassVar[bool] = False
@@ -490,7 +493,7 @@ class BaseStrategy(ABC):
         allocated_capital: Decimal | str,
         market_type: str = "linear",
     ) -> None:
-        self.params = self._merge_params(params or {})
+        self.params = parse_params(self.PARAMS, params or {}, owner=self.strategy_type)
         self.qty_step = to_decimal(qty_step)
         self.tick_size = to_decimal(tick_size)
         self.allocated_capital = to_decimal(allocated_capital)
@@ -512,49 +515,21 @@ class BaseStrategy(ABC):
         self._intents_cache: tuple[Any, list[OrderIntent]] | None = None
 
     # ------------------------------------------------------------ parameters
-    @classmethod
-    def _merge_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(params) - set(cls.DEFAULTS))
-        if unknown:
-            raise ValueError(
-                f"unknown parameter {unknown[0]!r} for strategy {cls.__name__}; "
-                f"allowed: {', '.join(sorted(cls.DEFAULTS))}"
-            )
-        merged = dict(cls.DEFAULTS)
-        merged.update(params)
-        return merged
-
-    def _dec_param(self, name: str, *, positive: bool = False, allow_none: bool = False) -> Decimal | None:
+    # Typed views of ``self.params`` (already parsed and checked against ``PARAMS``).
+    def _dec_param(self, name: str) -> Decimal:
         value = self.params[name]
-        if value is None:
-            if allow_none:
-                return None
+        if not isinstance(value, Decimal):
             raise ValueError(f"parameter {name!r} is required")
-        try:
-            dec = to_decimal(value)
-        except ValueError as exc:
-            raise ValueError(f"parameter {name!r} must be a number, got {value!r}") from exc
-        if positive and dec <= 0:
-            raise ValueError(f"parameter {name!r} must be > 0, got {value!r}")
-        return dec
-
-    def _int_param(self, name: str, minimum: int = 0) -> int:
-        value = self.params[name]
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise ValueError(f"parameter {name!r} must be an integer, got {value!r}")
-        try:
-            out = int(value)
-        except ValueError as exc:
-            raise ValueError(f"parameter {name!r} must be an integer, got {value!r}") from exc
-        if out < minimum:
-            raise ValueError(f"parameter {name!r} must be >= {minimum}, got {value!r}")
-        return out
-
-    def _choice_param(self, name: str, choices: tuple[str, ...]) -> str:
-        value = self.params[name]
-        if value not in choices:
-            raise ValueError(f"parameter {name!r} must be one of {choices}, got {value!r}")
         return value
+
+    def _opt_dec_param(self, name: str) -> Decimal | None:
+        return None if self.params[name] is None else self._dec_param(name)
+
+    def _int_param(self, name: str) -> int:
+        return int(self.params[name])
+
+    def _str_param(self, name: str) -> str:
+        return str(self.params[name])
 
     # ------------------------------------------------------------ abstract API
     @property

@@ -42,51 +42,60 @@ from traderagent.strategies.base import (
     round_up,
     to_decimal,
 )
+from traderagent.strategies.params import Param, timeframe_param
 
 IDLE, ACTIVE, COOLDOWN = "idle", "active", "cooldown"
 
 
 class DCAAdapter(BaseStrategy):
     is_ladder: ClassVar[bool] = True
-    DEFAULTS: ClassVar[dict[str, Any]] = {
-        "timeframe": "5m",
-        "base_order": "25",  # quote
-        "safety_order": "25",  # quote, size of SO1
-        "max_safety_orders": 5,
-        "max_active_safety_orders": None,  # None: all placed in advance
-        "price_deviation": "0.015",  # SO1 distance below the base fill
-        "step_scale": "1.2",
-        "volume_scale": "1.5",
-        "take_profit": "0.015",  # net of fees, on the deal's total cost
-        "stop_loss": None,  # fraction, e.g. "0.15"
-        "stop_loss_from": "average",  # or "base"
-        "cooldown_candles": 0,
-        "start_condition": "asap",  # or "rsi"
-        "rsi_period": 14,
-        "rsi_below": 30.0,
-        "fee_rate": "0.001",
-    }
+    PARAMS: ClassVar[tuple[Param, ...]] = (
+        timeframe_param("5m", "candles the start condition and cooldown count"),
+        Param("base_order", Decimal, Decimal("25"), "first buy, quote currency", low=ZERO, low_open=True,
+              aliases=("base_order_size",)),
+        Param("safety_order", Decimal, Decimal("25"), "first safety order, quote currency", low=ZERO, low_open=True,
+              aliases=("safety_order_size",)),
+        Param("max_safety_orders", int, 5, "safety orders per deal", low=ZERO, high=Decimal(10),
+              aliases=("safety_orders", "num_safety_orders")),
+        Param("max_active_safety_orders", int, None, "safety orders resting at once (none: all)",
+              low=Decimal(1), optional=True),
+        Param("price_deviation", Decimal, Decimal("0.015"), "drop from the base price to safety order 1",
+              low=ZERO, low_open=True, high=Decimal("0.5"), aliases=("safety_step", "step_pct", "deviation")),
+        Param("step_scale", Decimal, Decimal("1.2"), "multiplier of each successive gap",
+              low=Decimal("0.5"), high=Decimal(3), aliases=("martingale_step_coefficient",)),
+        Param("volume_scale", Decimal, Decimal("1.5"), "multiplier of each successive safety order",
+              low=Decimal("0.5"), high=Decimal(3), aliases=("volume_multiplier", "martingale_volume_coefficient")),
+        Param("take_profit", Decimal, Decimal("0.015"), "profit on the deal's cost, net of fees",
+              low=ZERO, low_open=True, high=Decimal("0.5"), aliases=("take_profit_pct",)),
+        Param("stop_loss", Decimal, None, "loss that closes the deal (none: no stop)",
+              low=ZERO, low_open=True, high=Decimal("0.99"), optional=True),
+        Param("stop_loss_from", str, "average", "stop_loss measured from", choices=("average", "base")),
+        Param("cooldown_candles", int, 0, "candles to wait after a deal", low=ZERO),
+        Param("start_condition", str, "asap", "when a deal starts", choices=("asap", "rsi")),
+        Param("rsi_period", int, 14, "RSI period of the rsi start condition", low=Decimal(2)),
+        Param("rsi_below", float, 30.0, "RSI under which a deal starts (rsi start condition)",
+              low=ZERO, high=Decimal(100)),
+        Param("fee_rate", Decimal, Decimal("0.001"), "fee per fill, in the take-profit price", low=ZERO, high=Decimal("0.1")),
+    )
 
     def __init__(self, params: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
-        self.base_order = self._dec_param("base_order", positive=True)
-        self.safety_order = self._dec_param("safety_order", positive=True)
-        self.max_so = self._int_param("max_safety_orders", 0)
+        self.base_order = self._dec_param("base_order")
+        self.safety_order = self._dec_param("safety_order")
+        self.max_so = self._int_param("max_safety_orders")
         active = self.params["max_active_safety_orders"]
-        self.max_active = self.max_so if active is None else self._int_param("max_active_safety_orders", 1)
-        self.deviation = self._dec_param("price_deviation", positive=True)
-        self.step_scale = self._dec_param("step_scale", positive=True)
-        self.volume_scale = self._dec_param("volume_scale", positive=True)
-        self.take_profit = self._dec_param("take_profit", positive=True)
-        self.stop_loss = self._dec_param("stop_loss", positive=True, allow_none=True)
-        self.sl_from = self._choice_param("stop_loss_from", ("average", "base"))
-        self.cooldown = self._int_param("cooldown_candles", 0)
-        self.start_condition = self._choice_param("start_condition", ("asap", "rsi"))
-        self.rsi_period = self._int_param("rsi_period", 2)
-        self.rsi_below = float(self._dec_param("rsi_below"))
+        self.max_active = self.max_so if active is None else int(active)
+        self.deviation = self._dec_param("price_deviation")
+        self.step_scale = self._dec_param("step_scale")
+        self.volume_scale = self._dec_param("volume_scale")
+        self.take_profit = self._dec_param("take_profit")
+        self.stop_loss = self._opt_dec_param("stop_loss")
+        self.sl_from = self._str_param("stop_loss_from")
+        self.cooldown = self._int_param("cooldown_candles")
+        self.start_condition = self._str_param("start_condition")
+        self.rsi_period = self._int_param("rsi_period")
+        self.rsi_below = float(self.params["rsi_below"])
         self.fee_rate = self._dec_param("fee_rate")
-        if not 0 <= self.fee_rate < 1:
-            raise ValueError("parameter 'fee_rate' must be in [0, 1)")
         devs = self.deviations()
         if devs and devs[-1] >= 1:
             raise ValueError(
@@ -102,7 +111,7 @@ class DCAAdapter(BaseStrategy):
                 f"DCA ladder needs {self.worst_case_capital()} (base + all safety orders + fees) but the "
                 f"allocated capital is {self.allocated_capital}"
             )
-        self.timeframes = (str(self.params["timeframe"]),)
+        self.timeframes = (self._str_param("timeframe"),)
         self.min_candles = self.rsi_period + 1 if self.start_condition == "rsi" else 1
         self.status = IDLE
         self._entry_ok = self.start_condition == "asap"

@@ -44,65 +44,70 @@ from traderagent.strategies.base import (
     round_down,
     to_decimal,
 )
+from traderagent.strategies.params import Param, timeframe_param
 
 RUNNING, PAUSED, CLOSING, STOPPED = "running", "paused", "closing", "stopped"
 
 
 class GridAdapter(BaseStrategy):
     is_ladder: ClassVar[bool] = True
-    DEFAULTS: ClassVar[dict[str, Any]] = {
-        "timeframe": "5m",
-        "lower_price": None,  # None: price * (1 - range_pct) at start
-        "upper_price": None,  # None: price * (1 + range_pct) at start
-        "range_pct": "0.05",
-        "num_levels": 15,
-        "spacing": "arithmetic",  # or "geometric"
-        "total_investment": None,  # quote; None: the allocated capital
-        "amount_per_grid": None,  # quote per slot, instead of total_investment
-        "qty_per_level": None,  # base qty per slot; overrides total_investment
-        "mode": "long",  # "long" or "neutral" (linear only)
-        "out_of_range_action": "pause",  # "pause" | "stop" | "stop_loss"
-        "fee_rate": "0.001",  # used to reject grids whose step cannot pay two fees
-    }
+    PARAMS: ClassVar[tuple[Param, ...]] = (
+        timeframe_param("5m", "candles the grid watches (range, status)"),
+        Param("lower_price", Decimal, None, "bottom level (none: price x (1 - range_pct) at start)",
+              low=ZERO, low_open=True, optional=True),
+        Param("upper_price", Decimal, None, "top level, given with lower_price", low=ZERO, low_open=True, optional=True),
+        Param("range_pct", Decimal, Decimal("0.05"), "half-width around the start price when no prices are given",
+              low=ZERO, low_open=True, high=Decimal("0.5"), aliases=("grid_range", "range")),
+        Param("num_levels", int, 15, "grid price levels (num_levels - 1 slots)", low=Decimal(2), high=Decimal(200),
+              aliases=("grid_levels", "levels")),
+        Param("spacing", str, "arithmetic", "level spacing", choices=("arithmetic", "geometric")),
+        Param("total_investment", Decimal, None, "quote the grid invests (none: the bot's capital)",
+              low=ZERO, low_open=True, optional=True, aliases=("investment",)),
+        Param("amount_per_grid", Decimal, None, "quote per slot, instead of total_investment",
+              low=ZERO, low_open=True, optional=True, aliases=("order_size",)),
+        Param("qty_per_level", Decimal, None, "base quantity per slot; overrides the investment",
+              low=ZERO, low_open=True, optional=True),
+        Param("mode", str, "long", "neutral also sells first above the price (linear only)", choices=("long", "neutral")),
+        Param("out_of_range_action", str, "pause", "what leaving the range does", choices=("pause", "stop", "stop_loss")),
+        Param("fee_rate", Decimal, Decimal("0.001"), "fee per fill; each grid step must pay two",
+              low=ZERO, high=Decimal("0.1")),
+    )
 
     def __init__(self, params: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
-        self.num_levels = self._int_param("num_levels", 2)
-        self.spacing = self._choice_param("spacing", ("arithmetic", "geometric"))
-        self.mode = self._choice_param("mode", ("long", "neutral"))
+        self.num_levels = self._int_param("num_levels")
+        self.spacing = self._str_param("spacing")
+        self.mode = self._str_param("mode")
         if self.mode == "neutral" and self.market_type == "spot":
             raise ValueError("parameter 'mode' = 'neutral' needs a linear market (spot cannot short)")
-        self.action = self._choice_param("out_of_range_action", ("pause", "stop", "stop_loss"))
+        self.action = self._str_param("out_of_range_action")
         self.fee_rate = self._dec_param("fee_rate")
-        self.range_pct = self._dec_param("range_pct", positive=True)
-        if self.range_pct >= 1:
-            raise ValueError("parameter 'range_pct' must be < 1")
-        self.investment = self._dec_param("total_investment", positive=True, allow_none=True)
+        self.range_pct = self._dec_param("range_pct")
+        self.investment = self._opt_dec_param("total_investment")
         invested_as = "'total_investment'"
-        per_slot = self._dec_param("amount_per_grid", positive=True, allow_none=True)
+        per_slot = self._opt_dec_param("amount_per_grid")
         if per_slot is not None:
             if self.investment is not None:
                 raise ValueError("give 'amount_per_grid' or 'total_investment', not both")
             self.investment = per_slot * (self.num_levels - 1)
             invested_as = f"'amount_per_grid' x {self.num_levels - 1} slots"
-        self.qty_per_level = self._dec_param("qty_per_level", positive=True, allow_none=True)
+        self.qty_per_level = self._opt_dec_param("qty_per_level")
         if self.investment is not None and self.investment > self.allocated_capital:
             raise ValueError(
                 f"parameter {invested_as} ({self.investment}) exceeds the allocated capital "
                 f"({self.allocated_capital})"
             )
-        self.timeframes = (str(self.params["timeframe"]),)
+        self.timeframes = (self._str_param("timeframe"),)
         self.min_candles = 1
         self.status = RUNNING
         self.levels: list[Decimal] | None = None
         self.slots: list[dict[str, Any]] = []
         self._intent_memo: dict[tuple[int, bool, bool], OrderIntent] = {}  # see _slot_intent
-        lower = self._dec_param("lower_price", positive=True, allow_none=True)
-        upper = self._dec_param("upper_price", positive=True, allow_none=True)
-        if (lower is None) != (upper is None):
-            raise ValueError("parameters 'lower_price' and 'upper_price' must be given together")
-        if lower is not None:
+        lower, upper = self._opt_dec_param("lower_price"), self._opt_dec_param("upper_price")
+        if lower is not None and upper is not None:
             self._build(lower, upper)
+        elif (lower is None) != (upper is None):
+            raise ValueError("parameters 'lower_price' and 'upper_price' must be given together")
 
     @property
     def strategy_type(self) -> str:

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from traderagent.strategies.base import (
+    ZERO,
     BaseMarketAnalysis,
     BaseSignal,
     BaseStrategy,
@@ -35,6 +36,7 @@ from traderagent.strategies.base import (
     round_up,
     to_decimal,
 )
+from traderagent.strategies.params import RISK_PER_TRADE, TIMEFRAMES, Param
 from traderagent.strategies.smc.mtf import MTFData, MTFState, Setup, SMCMultiTimeframe, SMCParams
 
 _MAX_USED_ZONES = 500  # remembered traded zones (restart-safe, bounded)
@@ -43,51 +45,53 @@ _MAX_USED_ZONES = 500  # remembered traded zones (restart-safe, bounded)
 class SMCStrategyAdapter(BaseStrategy):
     """strategy_type "smc"; frames (htf, mtf, ltf) in the order of ``timeframes``."""
 
-    DEFAULTS: ClassVar[dict[str, Any]] = {
-        "timeframes": ("4h", "1h", "15m"),  # bias, zones, entry (entry last)
-        "swing_lengths": (5, 5, 3),  # fractal lookback per timeframe (confirmation delay = same)
-        "close_break": True,  # BOS/CHoCH need a close beyond the swing (False: a wick suffices)
-        "close_mitigation": False,  # OB mitigated by a close (True) or any trade (False) through it
-        "min_fvg_pct": 0.0,  # ignore FVGs smaller than this fraction of price
-        "use_order_blocks": True,
-        "use_fvgs": True,
-        "confirmation": "any",  # "none" | "choch" | "sweep" | "any" on the entry timeframe
-        "confirmation_window": 8,  # entry candles the confirmation may lie back
-        "atr_period": 14,  # entry-TF ATR for the stop buffer
-        "atr_buffer": 0.5,  # stop = zone edge -/+ atr_buffer * ATR
-        "min_risk_reward": 2.5,
-        "max_risk_reward": 6.0,  # a liquidity target further than this uses min_risk_reward instead
-        "risk_per_trade": "0.01",  # fraction of balance lost at the stop
-        "max_positions": 1,
-        "breakeven_at_r": 1.0,  # move the stop to entry once price reached this many R (None: off)
-        "exit_on_bias_flip": False,  # exit when the HTF structure turns against the position
-    }
+    PARAMS: ClassVar[tuple[Param, ...]] = (
+        Param("timeframes", str, ("4h", "1h", "15m"), "bias, zones, entry: highest first, entry last",
+              choices=TIMEFRAMES, count=3),
+        Param("swing_lengths", int, (5, 5, 3), "fractal lookback per timeframe (confirmation delay = same)",
+              low=Decimal(1), high=Decimal(100), count=3),
+        Param("close_break", bool, True, "BOS/CHoCH need a close beyond the swing (false: a wick suffices)"),
+        Param("close_mitigation", bool, False, "an order block is mitigated by a close (true) or any trade through it"),
+        Param("min_fvg_pct", float, 0.0, "ignore FVGs smaller than this fraction of price", low=ZERO, high=Decimal("0.1")),
+        Param("use_order_blocks", bool, True, "trade order blocks"),
+        Param("use_fvgs", bool, True, "trade fair value gaps"),
+        Param("confirmation", str, "any", "entry-timeframe confirmation", choices=("none", "choch", "sweep", "any")),
+        Param("confirmation_window", int, 8, "entry candles the confirmation may lie back", low=Decimal(1)),
+        Param("atr_period", int, 14, "entry-timeframe ATR period (stop buffer)", low=Decimal(1)),
+        Param("atr_buffer", float, 0.5, "stop = zone edge -/+ atr_buffer x ATR", low=ZERO, high=Decimal(10)),
+        Param("min_risk_reward", float, 2.5, "smallest reward:risk of an entry", low=Decimal("1.5"), high=Decimal(10),
+              aliases=("min_rr",)),
+        Param("max_risk_reward", float, 6.0, "largest reward:risk (a further liquidity target uses min_risk_reward)",
+              low=Decimal("1.5"), high=Decimal(20)),
+        RISK_PER_TRADE,
+        Param("max_positions", int, 1, "positions open at once", low=Decimal(1)),
+        Param("breakeven_at_r", Decimal, Decimal("1.0"), "move the stop to entry at this many R (none: off)",
+              low=ZERO, low_open=True, optional=True),
+        Param("exit_on_bias_flip", bool, False, "exit when the bias timeframe's structure turns against the position"),
+    )
     timeframes: tuple[str, ...] = ("4h", "1h", "15m")
 
     def __init__(self, params: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         p = self.params
         self.smc_params = SMCParams(
-            timeframes=tuple(str(tf) for tf in p["timeframes"]),
-            swing_lengths=tuple(self._int(v, "swing_lengths") for v in p["swing_lengths"]),
-            close_break=self._bool("close_break"),
-            close_mitigation=self._bool("close_mitigation"),
-            min_fvg_pct=float(self._dec_param("min_fvg_pct")),
-            use_order_blocks=self._bool("use_order_blocks"),
-            use_fvgs=self._bool("use_fvgs"),
-            confirmation=self._choice_param("confirmation", ("none", "choch", "sweep", "any")),
-            confirmation_window=self._int_param("confirmation_window", 1),
-            atr_period=self._int_param("atr_period", 1),
-            atr_buffer=float(self._dec_param("atr_buffer")),
-            min_risk_reward=float(self._dec_param("min_risk_reward", positive=True)),
-            max_risk_reward=float(self._dec_param("max_risk_reward", positive=True)),
+            timeframes=tuple(p["timeframes"]),
+            swing_lengths=tuple(p["swing_lengths"]),
+            close_break=p["close_break"],
+            close_mitigation=p["close_mitigation"],
+            min_fvg_pct=p["min_fvg_pct"],
+            use_order_blocks=p["use_order_blocks"],
+            use_fvgs=p["use_fvgs"],
+            confirmation=p["confirmation"],
+            confirmation_window=p["confirmation_window"],
+            atr_period=p["atr_period"],
+            atr_buffer=p["atr_buffer"],
+            min_risk_reward=p["min_risk_reward"],
+            max_risk_reward=p["max_risk_reward"],
         )
-        risk = self._dec_param("risk_per_trade", positive=True)
-        if risk >= 1:
-            raise ValueError("parameter 'risk_per_trade' must be < 1")
-        self.max_positions = self._int_param("max_positions", 1)
-        self.breakeven_at_r = self._dec_param("breakeven_at_r", positive=True, allow_none=True)
-        self.exit_on_bias_flip = self._bool("exit_on_bias_flip")
+        self.max_positions = self._int_param("max_positions")
+        self.breakeven_at_r = self._opt_dec_param("breakeven_at_r")
+        self.exit_on_bias_flip = bool(p["exit_on_bias_flip"])
         self.timeframes = self.smc_params.timeframes
         self.min_candles = max(30, 2 * self.smc_params.atr_period, 6 * max(self.smc_params.swing_lengths))
         self.engine = SMCMultiTimeframe(self.smc_params)
@@ -97,19 +101,6 @@ class SMCStrategyAdapter(BaseStrategy):
     @property
     def strategy_type(self) -> str:
         return "smc"
-
-    # ------------------------------------------------------------ params
-    def _bool(self, name: str) -> bool:
-        value = self.params[name]
-        if not isinstance(value, bool):
-            raise ValueError(f"parameter {name!r} must be true/false, got {value!r}")
-        return value
-
-    @staticmethod
-    def _int(value: Any, name: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"parameter {name!r} needs integers, got {value!r}")
-        return value
 
     # ------------------------------------------------------------ analysis
     def prepare(self, *dataframes: pd.DataFrame) -> PreparedData:

@@ -21,6 +21,7 @@ import pandas as pd
 
 from traderagent.strategies import indicators as ind
 from traderagent.strategies.base import (
+    ZERO,
     BaseMarketAnalysis,
     BaseSignal,
     BaseStrategy,
@@ -29,44 +30,45 @@ from traderagent.strategies.base import (
     PreparedData,
     SignalDirection,
 )
+from traderagent.strategies.params import RISK_PER_TRADE, Param, timeframe_param
 
 
 class TrendFollowerAdapter(BaseStrategy):
-    DEFAULTS: ClassVar[dict[str, Any]] = {
-        "timeframe": "1h",
-        "ema_fast": 20,
-        "ema_slow": 50,
-        "adx_period": 14,
-        "adx_threshold": 25.0,
-        "atr_period": 14,
-        "rsi_period": 14,
-        "stop_atr_mult": 2.0,
-        "trailing_atr_mult": 3.0,  # None disables trailing
-        "take_profit_r": 3.0,  # None: no fixed target, exit by trailing stop / reversal
-        "allow_short": None,  # None: True on linear, False on spot
-        "exit_on_reverse": True,
-        "risk_per_trade": "0.01",
-        "max_positions": 1,
-    }
+    PARAMS: ClassVar[tuple[Param, ...]] = (
+        timeframe_param("1h", "decision timeframe"),
+        Param("ema_fast", int, 20, "fast EMA period (< ema_slow)", low=Decimal(2), high=Decimal(200), aliases=("fast_ema",)),
+        Param("ema_slow", int, 50, "slow EMA period", low=Decimal(3), high=Decimal(400), aliases=("slow_ema",)),
+        Param("adx_period", int, 14, "ADX period", low=Decimal(2)),
+        Param("adx_threshold", float, 25.0, "ADX at or above which the market trends", low=ZERO, high=Decimal(100)),
+        Param("atr_period", int, 14, "ATR period (stops)", low=Decimal(1)),
+        Param("rsi_period", int, 14, "RSI period (reported in the analysis)", low=Decimal(2)),
+        Param("stop_atr_mult", Decimal, Decimal("2.0"), "stop distance in ATRs", low=Decimal("0.3"), high=Decimal(5),
+              aliases=("atr_sl_multiplier", "sl_atr_mult")),
+        Param("trailing_atr_mult", Decimal, Decimal("3.0"), "trailing stop distance in ATRs (none: no trailing)",
+              low=Decimal("0.5"), high=Decimal(10), optional=True),
+        Param("take_profit_r", Decimal, Decimal("3.0"), "fixed target in multiples of the risk (none: no target)",
+              low=Decimal(1), high=Decimal(10), optional=True),
+        Param("allow_short", bool, None, "trade shorts (none: on linear, not on spot)", optional=True),
+        Param("exit_on_reverse", bool, True, "leave when the EMAs cross against the position"),
+        RISK_PER_TRADE,
+        Param("max_positions", int, 1, "positions open at once", low=Decimal(1)),
+    )
 
     def __init__(self, params: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         p = self.params
-        self.fast = self._int_param("ema_fast", 2)
-        self.slow = self._int_param("ema_slow", 3)
+        self.fast = self._int_param("ema_fast")
+        self.slow = self._int_param("ema_slow")
         if self.fast >= self.slow:
             raise ValueError("parameter 'ema_fast' must be smaller than 'ema_slow'")
-        self.adx_period = self._int_param("adx_period", 2)
-        self.atr_period = self._int_param("atr_period", 1)
-        self.rsi_period = self._int_param("rsi_period", 2)
-        self.adx_threshold = float(self._dec_param("adx_threshold"))
-        self.stop_mult = self._dec_param("stop_atr_mult", positive=True)
-        self.trail_mult = self._dec_param("trailing_atr_mult", positive=True, allow_none=True)
-        self.tp_r = self._dec_param("take_profit_r", positive=True, allow_none=True)
-        self.max_positions = self._int_param("max_positions", 1)
-        risk = self._dec_param("risk_per_trade", positive=True)
-        if risk > 1:
-            raise ValueError("parameter 'risk_per_trade' is a fraction (0.01 = 1%), got > 1")
+        self.adx_period = self._int_param("adx_period")
+        self.atr_period = self._int_param("atr_period")
+        self.rsi_period = self._int_param("rsi_period")
+        self.adx_threshold = float(p["adx_threshold"])
+        self.stop_mult = self._dec_param("stop_atr_mult")
+        self.trail_mult = self._opt_dec_param("trailing_atr_mult")
+        self.tp_r = self._opt_dec_param("take_profit_r")
+        self.max_positions = self._int_param("max_positions")
         allow_short = p["allow_short"]
         if allow_short is None:
             allow_short = self.market_type == "linear"
@@ -74,7 +76,7 @@ class TrendFollowerAdapter(BaseStrategy):
             raise ValueError("parameter 'allow_short' cannot be true on spot markets")
         self.allow_short = bool(allow_short)
         self.exit_on_reverse = bool(p["exit_on_reverse"])
-        self.timeframes = (str(p["timeframe"]),)
+        self.timeframes = (self._str_param("timeframe"),)
         # ADX needs 2*period-1 bars; one more so the edge trigger has a valid previous candle.
         self.min_candles = max(self.slow, 2 * self.adx_period, self.atr_period + 1) + 1
 

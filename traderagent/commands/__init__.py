@@ -1,0 +1,1 @@
+"""Subcommands' command-line edges (argument handling, files, printing) that belong to no lower layer."""
