@@ -375,3 +375,8 @@ def test_an_out_of_range_risk_variable_stops_the_start_naming_it(
     assert main(["run", "--ticks", "1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"traderagent: {variable}='{value}': out of range (allowed > 0 and <= ") and "Traceback" not in err
+
+
+def test_a_bad_capital_is_reported_not_raised() -> None:
+    report = V.run_full_validation(dca={}, capital="abc")
+    assert [r.message for r in report.failures] == ["capital = 'abc': must be a number (> 0; or none)"]

@@ -53,9 +53,7 @@ from traderagent.strategies.params import (
     RISK_RAILS,
     TIMEFRAME_MINUTES,
     Param,
-    ParamError,
     check_params,
-    parse_params,
     show,
 )
 
@@ -205,7 +203,10 @@ class ConfigValidator:
         report = ValidationReport()
         if risk is not None:
             self.validate_fields(report, RISK_CHECKS, risk, "risk", "risk")
-        cap = None if capital is None else parse_params(BOT_FIELDS[:1], {"capital": capital})["capital"]
+        given, errors = check_params(BOT_FIELDS[:1], {} if capital is None else {"capital": capital})
+        for err in errors:  # a bad capital is reported; the capital rules are then skipped
+            report.fail("bots_capital", "bots", "capital", capital, err.reason)
+        cap = given.get("capital")
         for key, raw in (("grid", grid), ("dca", dca), ("trend", trend), ("smc", smc)):
             if raw is not None:
                 self.validate_strategy(report, CATEGORIES[key][0], raw, capital=cap, prefix=key)
@@ -463,5 +464,5 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-__all__ = ["BotsCheck", "ConfigValidator", "ParamError", "ValidationReport", "ValidationResult", "parse_bots_toml",
+__all__ = ["BotsCheck", "ConfigValidator", "ValidationReport", "ValidationResult", "parse_bots_toml",
            "render_bounds_markdown"]
