@@ -87,9 +87,10 @@ BOT_FIELDS = (
 _BOT_NUMBER_KEYS = {n for p in BOT_FIELDS for n in (p.name, *p.aliases)}
 _BOT_KEYS = {"name", "strategy", "symbol", "market_type", "timeframe", "timeframes", "params"} | _BOT_NUMBER_KEYS
 
-# run_full_validation's keyword -> (strategy, report category); the spec names grid/dca "strategy".
-CATEGORIES = {"grid": ("grid", "strategy"), "dca": ("dca", "strategy"), "trend": ("trend_follower", "trend"),
-              "smc": ("smc", "smc")}
+# run_full_validation's keyword (the short name in field paths and check names) -> strategy
+STRATEGY_OF = {"grid": "grid", "dca": "dca", "trend": "trend_follower", "smc": "smc"}
+_SHORT = {strategy: key for key, strategy in STRATEGY_OF.items()}
+# report category; the spec names grid and dca "strategy"
 _CATEGORY_OF = {"grid": "strategy", "dca": "strategy", "trend_follower": "trend", "smc": "smc", "risk": "risk"}
 # The spec's check names; any other field's check is "<strategy>_<param>".
 SPEC_CHECKS = {
@@ -209,7 +210,7 @@ class ConfigValidator:
         cap = given.get("capital")
         for key, raw in (("grid", grid), ("dca", dca), ("trend", trend), ("smc", smc)):
             if raw is not None:
-                self.validate_strategy(report, CATEGORIES[key][0], raw, capital=cap, prefix=key)
+                self.validate_strategy(report, STRATEGY_OF[key], raw, capital=cap, prefix=key)
         return report
 
     # -- fields ------------------------------------------------------------------------------------
@@ -244,7 +245,7 @@ class ConfigValidator:
         """The spec's name for a field's check: the risk rail itself, or <strategy>_<param>."""
         if owner == "risk" and name != "params":
             return name
-        short = {"trend_follower": "trend"}.get(owner, owner)
+        short = _SHORT.get(owner, owner)
         return SPEC_CHECKS.get(f"{short}.{name}", f"{short}_{name}")
 
     # -- strategies --------------------------------------------------------------------------------
