@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from traderagent.utils.config_validator import BOT_FIELDS, ConfigValidator, parse_bots_toml
+from traderagent.utils.plain import json_safe
 
 DEFAULT_TICK_SECONDS: float = next(p.default for p in BOT_FIELDS if p.name == "tick_seconds")
 
@@ -53,7 +54,7 @@ class BotSpec:
             "timeframes": list(self.timeframes) if self.timeframes else None,
             "capital": str(self.capital) if self.capital is not None else None,
             "share": str(self.share) if self.share is not None else None,
-            "params": _json_safe(self.params),
+            "params": json_safe(self.params),
             "tick_seconds": self.tick_seconds,
         }
 
@@ -64,16 +65,6 @@ class BotsFile:
     risk: dict[str, Any] = field(default_factory=dict)
     refused: list[tuple[str, str]] = field(default_factory=list)  # (bot name or index, reason)
     source: Path | None = None
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def parse_bots(doc: dict[str, Any], *, total_capital: Decimal | None = None) -> BotsFile:

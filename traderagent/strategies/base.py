@@ -161,6 +161,7 @@ import numpy as np
 import pandas as pd
 
 from traderagent.strategies.params import Param, parse_params
+from traderagent.utils.plain import json_safe
 
 ZERO = Decimal(0)
 
@@ -255,28 +256,6 @@ def _parse_ts(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, np.generic):
-        return _json_safe(value.item())
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def _dict_of(obj: Any) -> dict[str, Any]:
-    return {f.name: _json_safe(getattr(obj, f.name)) for f in fields(obj)}
-
-
 # ---------------------------------------------------------------------------- value types
 
 
@@ -290,7 +269,7 @@ class BaseMarketAnalysis:
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return _dict_of(self)
+        return json_safe(self)
 
 
 @dataclass
@@ -323,7 +302,7 @@ class BaseSignal:
         return self.entry_price - self.take_profit
 
     def to_dict(self) -> dict[str, Any]:
-        return _dict_of(self)
+        return json_safe(self)
 
 
 @dataclass
@@ -357,7 +336,7 @@ class PositionInfo:
         return value - cost if self.is_long else cost - value
 
     def to_dict(self) -> dict[str, Any]:
-        return _dict_of(self)
+        return json_safe(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PositionInfo:
@@ -401,7 +380,7 @@ class StrategyPerformance:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        out = _dict_of(self)
+        out = json_safe(self)
         for key in ("win_rate", "profit_factor", "sharpe_ratio", "max_drawdown"):
             if out[key] is not None:
                 out[key] = round(out[key], 4)
@@ -428,7 +407,7 @@ class OrderIntent:
             raise ValueError(f"OrderIntent {self.tag}: {self.order_type} order needs a price")
 
     def to_dict(self) -> dict[str, Any]:
-        return _dict_of(self)
+        return json_safe(self)
 
 
 @dataclass
@@ -951,7 +930,7 @@ class BaseStrategy(ABC):
         return {
             "strategy_type": self.strategy_type,
             "market_type": self.market_type,
-            "params": _json_safe(self.params),
+            "params": json_safe(self.params),
             "open_positions": [p.to_dict() for p in self._positions.values()],
             "performance": self.get_performance().to_dict(),
         }
