@@ -76,21 +76,21 @@ async def bench_status(fake, n: int) -> list[float]:
 
 
 async def bench_burst(fake, desk, frontend, n: int) -> dict:
-    from traderagent.orchestrator.events import EventType, TradingEvent
+    from traderagent.orchestrator.events import OrderPlaced, OrderRef, TradingEvent
 
     since = len(fake.calls)
     started = time.monotonic()
     per_slice = max(1, n // 100)
     for i in range(n):  # n events spread over ~1 s, 100 slices of 10 ms
-        desk.event_bus.publish(TradingEvent(EventType.ORDER_PLACED, f"bot-{i % 100:03d}", {
-            "symbol": SYMBOLS[i % 4], "side": "buy", "qty": Decimal(i + 1), "price": Decimal("1.2345")}))
+        order = OrderRef(f"o-{i}", "grid:1:buy", SYMBOLS[i % 4], "buy", "limit", Decimal(i + 1), Decimal("1.2345"), "USDT")
+        desk.event_bus.publish(TradingEvent.of(f"bot-{i % 100:03d}", OrderPlaced(order)))
         if (i + 1) % per_slice == 0:
             await asyncio.sleep(0.01)
     published = time.monotonic() - started
     await desk.event_bus.drain(10)
     await asyncio.wait_for(frontend.notifier.flush(), 600)
     sent = [c for c in fake.calls[since:] if c.method == "sendMessage" and c.status == 200]
-    seen = Counter(int(q) for c in sent for q in re.findall(r"qty (\d+)", c.params["text"]))
+    seen = Counter(int(q) for c in sent for q in re.findall(r"buy limit (\d+) ", c.params["text"]))
     gaps = [b.at - a.at for a, b in zip(sent, sent[1:], strict=False)]
     return {
         "published_in_s": published,

@@ -365,13 +365,13 @@ def render_alerts(frontend: Any, chat_id: int) -> Rendered:
 
 
 # ====================================================================== commands
-async def _each_bot(desk: Any, names: Iterable[str], op: str) -> tuple[list[str], list[str]]:
-    """Apply `desk.<op>(name)` to each bot; (names done, distinct error messages)."""
+async def _each_bot(desk: Any, names: Iterable[str], op: str, by: str) -> tuple[list[str], list[str]]:
+    """Apply `desk.<op>(name, by)` to each bot; (names done, distinct error messages)."""
     done: list[str] = []
     errors: list[str] = []
     for name in names:
         try:
-            await getattr(desk, op)(name)
+            await getattr(desk, op)(name, by)
             done.append(name)
         except ControlError as exc:
             if str(exc) not in errors:
@@ -389,7 +389,7 @@ def _outcome(verb: str, done: list[str], errors: list[str], none: str) -> str:
 async def cmd_start(c: Cmd) -> None:
     name = await c.bot_arg()
     if name:
-        status = await c.desk.start_bot(name)
+        status = await c.desk.start_bot(name, c.by)
         await c.reply(f"▶️ <b>{esc(status.get('name', name))}</b> is {state_word(status)}")
         return
     # Telegram clients send a bare /start when a chat with the bot is first opened: never act on it
@@ -411,12 +411,12 @@ async def cmd_start(c: Cmd) -> None:
 async def cmd_pause(c: Cmd) -> None:
     name = await c.bot_arg()
     if name:
-        status = await c.desk.pause_bot(name)
+        status = await c.desk.pause_bot(name, c.by)
         await c.reply(f"⏸ <b>{esc(status.get('name', name))}</b> is {state_word(status)}: no new entries, "
                       "open positions are still managed. /start resumes it.")
         return
     bots = await c.desk.list_bots()
-    done, errors = await _each_bot(c.desk, [b["name"] for b in bots if b["state"] == "RUNNING"], "pause_bot")
+    done, errors = await _each_bot(c.desk, [b["name"] for b in bots if b["state"] == "RUNNING"], "pause_bot", c.by)
     await c.reply(_outcome("⏸ Paused (no new entries, positions still managed)", done, errors,
                            "No running bot to pause."))
 
@@ -608,7 +608,7 @@ async def act_status_bot(p: Press) -> str:
 async def _toggle_bot(p: Press, op: str, done: str) -> str:
     name, _, view = p.arg.partition("|")
     try:
-        await getattr(p.desk, op)(name)
+        await getattr(p.desk, op)(name, p.by)
         toast = f"{name} {done}"
     except ControlError as exc:
         toast = str(exc)
@@ -630,7 +630,7 @@ async def act_resume(p: Press) -> str:
 @action("stop")
 async def act_stop(p: Press) -> str:
     names = [p.arg] if p.arg else [b["name"] for b in await p.desk.list_bots() if b["state"] != "STOPPED"]
-    done, errors = await _each_bot(p.desk, names, "stop_bot")
+    done, errors = await _each_bot(p.desk, names, "stop_bot", p.by)
     await p.edit(_outcome(f"⏹ Stopped by {esc(p.by)}", done, errors, "Nothing was stopped."))
     return "Stopped" if done else "Nothing stopped"
 
@@ -638,7 +638,7 @@ async def act_stop(p: Press) -> str:
 @action("start_all")
 async def act_start_all(p: Press) -> str:
     names = [b["name"] for b in await p.desk.list_bots() if b["state"] != "RUNNING"]
-    done, errors = await _each_bot(p.desk, names, "start_bot")
+    done, errors = await _each_bot(p.desk, names, "start_bot", p.by)
     await p.edit(_outcome(f"▶️ Started by {esc(p.by)}", done, errors, "Every bot is already running."))
     return "Started" if done else "Nothing started"
 

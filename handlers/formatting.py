@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from traderagent.orchestrator.events import EventType, TradingEvent
+from traderagent.utils.plain import decimal_text
 
 MAX_MESSAGE = 4096
 
@@ -27,19 +28,9 @@ EMOJI = {
     EventType.HALTED: "🛑",
     EventType.RESUMED: "▶️",
     EventType.RISK_LIMIT: "⛔",
-    EventType.POSITION_UPDATE: "📊",
 }
 
 STATE_EMOJI = {"RUNNING": "🟢", "PAUSED": "🟡", "STOPPED": "⚫", "ERROR": "🔴", "INITIALIZING": "⚪"}
-
-# event data keys shown, in this order, with their labels
-EVENT_FIELDS = (
-    ("symbol", "symbol"), ("side", "side"), ("qty", "qty"), ("amount", "qty"), ("price", "price"),
-    ("entry_price", "entry"), ("exit_price", "exit"), ("pnl", "PnL"), ("reason", "reason"),
-    ("state", "state"), ("old_state", "from"), ("new_state", "to"), ("phase", "phase"),
-    ("allocation", "allocation"), ("message", ""), ("error", ""),
-)
-
 
 def esc(value: Any) -> str:
     return html.escape(str(value), quote=False)
@@ -53,54 +44,30 @@ def fmt_num(value: Any, places: int | None = None) -> str:
         number = Decimal(str(value))
     except Exception:
         return esc(value)
-    if places is not None:
-        number = number.quantize(Decimal(1).scaleb(-places))
-    text = format(number.normalize() if places is None else number, "f")
-    return text
+    return decimal_text(number, places)
 
 
 def fmt_pnl(value: Any) -> str:
     if value is None:
         return "–"
-    number = Decimal(str(value))
-    sign = "+" if number > 0 else ""
-    return f"{sign}{fmt_num(number, 2)}"
+    return decimal_text(Decimal(str(value)), 2, signed=True)
 
 
 def event_title(event: TradingEvent) -> str:
     name = event.event_type.value.replace("_", " ").capitalize()
-    return f"{EMOJI.get(event.event_type, '•')} <b>{esc(name)}</b> · {esc(event.bot_name)}"
-
-
-def event_details(event: TradingEvent) -> str:
-    parts = []
-    seen = set()
-    for key, label in EVENT_FIELDS:
-        if key in event.data and label not in seen and event.data[key] not in (None, ""):
-            seen.add(label)
-            value = event.data[key]
-            if key == "pnl":
-                text = fmt_pnl(value)
-            elif isinstance(value, Decimal | int | float):
-                text = fmt_num(value)
-            else:
-                text = esc(value)
-            parts.append(f"{label} {text}" if label else text)
-    return " · ".join(parts)
+    return f"{EMOJI[event.event_type]} <b>{esc(name)}</b> · {esc(event.bot_name)}"
 
 
 def format_event(event: TradingEvent) -> str:
-    details = event_details(event)
-    return event_title(event) + (f"\n{details}" if details else "")
+    """A message of its own: the title, then what the payload says."""
+    return f"{event_title(event)}\n{esc(event.data.summary())}"
 
 
 def format_event_line(event: TradingEvent) -> str:
     """One line of a merged burst."""
-    details = event_details(event)
-    stamp = event.timestamp.strftime("%H:%M:%S")
     name = event.event_type.value.replace("_", " ").lower()
-    line = f"{EMOJI.get(event.event_type, '•')} {stamp} <b>{esc(event.bot_name)}</b> {esc(name)}"
-    return line + (f": {details}" if details else "")
+    return (f"{EMOJI[event.event_type]} {event.timestamp:%H:%M:%S} <b>{esc(event.bot_name)}</b> {esc(name)}: "
+            f"{esc(event.data.summary())}")
 
 
 def tg_len(text: str) -> int:

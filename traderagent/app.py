@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from traderagent.config import Settings, SettingsError
-from traderagent.orchestrator.events import EventBus, EventType, TradingEvent
+from traderagent.orchestrator.events import EventBus, TradingEvent
 
 log = logging.getLogger("traderagent.app")
 
@@ -42,37 +42,9 @@ class StartupError(RuntimeError):
 
 
 # ---------------------------------------------------------------------- console output
-_ORDER_EVENTS = {EventType.ORDER_PLACED, EventType.ORDER_FILLED, EventType.ORDER_CANCELLED, EventType.ORDER_FAILED}
-
-
 def format_event(event: TradingEvent) -> str:
-    """One readable line per event, e.g. ``12:00:01 [xrp-grid] ORDER_FILLED buy 10 XRPUSDT @ 1.2 (grid:5:buy)``."""
-    d = event.data
-    t = event.timestamp.strftime("%H:%M:%S")
-    head = f"{t} [{event.bot_name}] {event.event_type.value}"
-    et = event.event_type
-    if et in _ORDER_EVENTS:
-        price = d.get("price")
-        at = f" @ {price}" if price is not None else " at market"
-        extra = f" - {d['error']}" if d.get("error") else ""
-        qty = d.get("filled") if et is EventType.ORDER_FILLED else d.get("qty")
-        return f"{head} {d.get('side', '')} {qty} {d.get('symbol', '')}{at} ({d.get('tag', '')}){extra}"
-    if et is EventType.TRADE_OPENED:
-        levels = "".join(f" {name} {d[key]}" for name, key in (("stop", "stop"), ("target", "target"))
-                         if d.get(key) is not None)  # ladder positions have neither
-        return f"{head} {d.get('side')} {d.get('qty')} {d.get('symbol')} @ {d.get('entry_price')}{levels}"
-    if et is EventType.TRADE_CLOSED:
-        return (f"{head} {d.get('side')} {d.get('qty')} {d.get('symbol')} {d.get('entry_price')} -> "
-                f"{d.get('exit_price')} pnl {d.get('pnl')} ({d.get('reason')})")
-    if et is EventType.SIGNAL_GENERATED:
-        return (f"{head} {d.get('direction')} {d.get('symbol')} entry {d.get('entry')} stop {d.get('stop')}"
-                f" target {d.get('target')} size {d.get('size')}")
-    if et is EventType.STATUS_CHANGE:
-        return f"{head} {d.get('old')} -> {d.get('new')} {d.get('reason') or ''}".rstrip()
-    if et is EventType.ERROR:
-        return f"{head} {d.get('error')}"
-    pairs = " ".join(f"{k}={v}" for k, v in d.items() if v is not None and not isinstance(v, dict | list))
-    return f"{head} {pairs}".rstrip()
+    """One line per event, e.g. ``12:00:01 [xrp-grid] ORDER_FILLED buy 10 XRPUSDT @ 1.2 = 12.00 USDT ...``."""
+    return f"{event.timestamp:%H:%M:%S} [{event.bot_name}] {event.event_type.value} {event.data.summary()}"
 
 
 async def console_subscriber(event: TradingEvent) -> None:
@@ -178,7 +150,7 @@ async def build(settings: Settings, bots_arg: str | None, rt: Runtime) -> Any:
     await rt.db.initialize()
     capital, persister = await load_capital_manager(rt.db, settings.total_capital)
     bus = EventBus()
-    bus.subscribe(console_subscriber, name="console", types=set(EventType) - {EventType.POSITION_UPDATE})
+    bus.subscribe(console_subscriber, name="console")
     public = {mt: MarketData(c) for mt, c in rt.clients.items()}
     desk = Desk(rt.db, rt.clients, event_bus=bus, capital_manager=capital, capital_persister=persister,
                 rails=RiskRails.from_settings(settings, bots_file.risk), scheduler=DeskScheduler(),

@@ -11,7 +11,7 @@ Use-cases (names are the contract for handlers/):
 
     list_bots() -> list[dict]                     name, strategy, symbol, state, pnl, positions, orders
     bot_status(name=None) -> dict                 one bot (``name``, prefix accepted) or the desk summary
-    start_bot(name) / pause_bot(name) / stop_bot(name) -> dict   the bot's status after the change
+    start_bot(name, by) / pause_bot(name, by) / stop_bot(name, by) -> dict   the bot's status after the change
     resolve_bot(prefix) -> str                    full name for a unique prefix (exact name wins)
     balances() -> dict                            per market type: {"free"|"used"|"total": {coin: Decimal}}
     positions() -> list[dict]                     open positions of every bot (strategy view)
@@ -42,7 +42,18 @@ from traderagent.bots import BotSpec
 from traderagent.orchestrator.bot_orchestrator import BotOrchestrator
 from traderagent.orchestrator.budget import AnalysisBudget
 from traderagent.orchestrator.capital_wiring import CapitalPersister
-from traderagent.orchestrator.events import EventBus, EventType, TradingEvent
+from traderagent.orchestrator.events import (
+    ErrorRaised,
+    EventBus,
+    EventType,
+    Halted,
+    Payload,
+    PhaseChanged,
+    Resumed,
+    RiskLimitHit,
+    ScalingDecisionMade,
+    TradingEvent,
+)
 from traderagent.orchestrator.market_data import MarketData
 from traderagent.orchestrator.risk import DeskRisk, RiskRails
 from traderagent.orchestrator.scheduler import DeskScheduler
@@ -58,7 +69,7 @@ from traderagent.utils.capital_manager import (
 log = logging.getLogger(__name__)
 ZERO = Decimal(0)
 DESK = "desk"  # bot_name of desk-wide events
-LOGGED_EVENTS = frozenset(EventType) - {EventType.POSITION_UPDATE, EventType.ORDER_PLACED}
+LOGGED_EVENTS = frozenset(EventType) - {EventType.ORDER_PLACED}
 
 
 class ControlError(Exception):
@@ -112,7 +123,7 @@ class Desk:
         queued meanwhile are written together)."""
         await self.db.add_logs(
             (None if e.bot_name == DESK else e.bot_name, _log_level(e.event_type), e.event_type.value,
-             e.to_dict()["data"]) for e in events)
+             e.data.to_dict()) for e in events)
 
     # ================================================================== assembly
     async def add_bot(self, spec: BotSpec, *, client: Any = None,
@@ -152,7 +163,7 @@ class Desk:
     def _refuse(self, name: str, reason: str) -> None:
         log.error("bot %s refused: %s", name, reason)
         self.refused.append((name, reason))
-        self.event_bus.publish(TradingEvent(EventType.ERROR, name, {"error": f"bot refused: {reason}"}))
+        self.event_bus.publish(TradingEvent.of(name, ErrorRaised(f"bot refused: {reason}")))
 
     def _strategy_params(self, spec: BotSpec, cls: type[BaseStrategy]) -> dict[str, Any]:
         from traderagent.strategies import with_bot_timeframes
@@ -200,8 +211,7 @@ class Desk:
         await self.event_bus.start()
         if self.capital is not None and self.capital.phase is DeploymentPhase.NOT_STARTED and self.auto_start_phase_1:
             self.capital.start_phase_1()
-            self._publish(EventType.PHASE_CHANGED, phase=self.capital.phase.value,
-                          allocated=self.capital.allocated_capital)
+            self._publish(self._phase_changed(DeploymentPhase.NOT_STARTED, None))
         self.apply_allocations()
         await self._restore_daily_pnl()
         report: dict[str, Any] = {}
@@ -224,7 +234,7 @@ class Desk:
         if self.capital is not None and self.capital.halted:
             for handle in self.bots.values():
                 if handle.bot.state is BotState.RUNNING:
-                    await handle.bot.pause("halt")
+                    await handle.bot.pause("halt", by="desk")
         if schedule and self.scheduler is not None:
             self._schedule()
             self.scheduler.start()
@@ -289,14 +299,18 @@ class Desk:
         if self.risk.desk_loss_hit(deployed):
             running = [h.bot for h in self.bots.values() if h.bot.state is BotState.RUNNING]
             if running:
-                self._publish(EventType.RISK_LIMIT, rail="max_daily_loss (desk)", loss=-self.risk.desk_day_pnl(),
-                              limit=self.risk.rails.max_daily_loss * deployed)
+                self._publish(RiskLimitHit("max_daily_loss (desk)", -self.risk.desk_day_pnl(),
+                                           self.risk.rails.max_daily_loss * deployed))
                 for bot in running:
                     self.risk.paused_by_risk.add(bot.name)
-                    await bot.pause("risk")
+                    await bot.pause("risk", by="risk rail")
 
-    def _publish(self, event_type: EventType, **data: Any) -> None:
-        self.event_bus.publish(TradingEvent(event_type, DESK, data))
+    def _publish(self, payload: Payload) -> None:
+        self.event_bus.publish(TradingEvent.of(DESK, payload))
+
+    def _phase_changed(self, previous: DeploymentPhase, approved_by: str | None) -> PhaseChanged:
+        cm = self._cm()
+        return PhaseChanged(cm.phase, previous, cm.phases[cm.phase].allocation, cm.allocated_capital, approved_by)
 
     # ================================================================== lookup
     def resolve_bot(self, prefix: str) -> str:
@@ -376,26 +390,26 @@ class Desk:
         )
         return out
 
-    async def start_bot(self, name: str) -> dict[str, Any]:
+    async def start_bot(self, name: str, by: str = "operator") -> dict[str, Any]:
         bot = self._bot(name)
         if self.capital is not None and self.capital.halted:
             raise ControlError(f"Trading is halted ({self.capital.halt_reason}); resume trading first.")
         self.risk.paused_by_risk.discard(bot.name)
-        await bot.start("operator")
+        await bot.start("operator", by=by)
         return await self.bot_status(bot.name)
 
-    async def pause_bot(self, name: str) -> dict[str, Any]:
+    async def pause_bot(self, name: str, by: str = "operator") -> dict[str, Any]:
         bot = self._bot(name)
         try:
-            await bot.pause("operator")
+            await bot.pause("operator", by=by)
         except IllegalTransition as exc:
             raise ControlError(f"{bot.name} is {bot.state.value}: it cannot be paused.") from exc
         return await self.bot_status(bot.name)
 
-    async def stop_bot(self, name: str) -> dict[str, Any]:
+    async def stop_bot(self, name: str, by: str = "operator") -> dict[str, Any]:
         bot = self._bot(name)
         try:
-            await bot.stop("operator")
+            await bot.stop("operator", by=by)
         except IllegalTransition as exc:
             raise ControlError(f"{bot.name} is {bot.state.value}: it cannot be stopped.") from exc
         return await self.bot_status(bot.name)
@@ -456,9 +470,10 @@ class Desk:
         return self._cm().get_report()
 
     async def evaluate_scaling(self) -> dict[str, Any]:
-        decision = self._cm().evaluate_scaling().to_dict()
-        self._publish(EventType.SCALING_DECISION, **decision)
-        return decision
+        decision = self._cm().evaluate_scaling()
+        self._publish(ScalingDecisionMade(decision.can_scale, decision.current_phase, decision.next_phase,
+                                          tuple(decision.reasons), tuple(decision.blockers)))
+        return decision.to_dict()
 
     async def approve_scaling(self, approved_by: str) -> dict[str, Any]:
         """Re-check the gates now (they may have changed since the decision was shown), then scale."""
@@ -477,8 +492,7 @@ class Desk:
             await self.db.update_bot(handle.spec.name, allocated_capital=handle.bot.allocated_capital)
         if self.capital_persister is not None:
             await self.capital_persister.flush()
-        self._publish(EventType.PHASE_CHANGED, phase_from=before.value, phase=cm.phase.value,
-                      allocated=allocated, approved_by=str(approved_by))
+        self._publish(self._phase_changed(before, str(approved_by)))
         return {"phase_from": before.value, "phase": cm.phase.value, "allocated_capital": allocated,
                 "approved_by": str(approved_by), "decision": decision.to_dict()}
 
@@ -497,12 +511,12 @@ class Desk:
         paused = []
         for handle in self.bots.values():
             if handle.bot.state is BotState.RUNNING:
-                await handle.bot.pause("halt")
+                await handle.bot.pause("halt", by=str(by))
                 paused.append(handle.bot.name)
         if self.capital_persister is not None:
             await self.capital_persister.flush()
         await self.db.add_log(None, "WARNING", f"trading halted by {by}: {text}", {"paused": paused})
-        self._publish(EventType.HALTED, reason=text, by=str(by), paused=paused)
+        self._publish(Halted(text, str(by), tuple(paused)))
         return {"halted": True, "reason": cm.halt_reason, "paused": paused}
 
     async def resume_trading(self, by: str) -> dict[str, Any]:
@@ -514,12 +528,12 @@ class Desk:
         resumed = []
         for handle in self.bots.values():
             if handle.bot.state is BotState.PAUSED and handle.bot.paused_by == "halt":
-                await handle.bot.resume("halt lifted")
+                await handle.bot.resume("halt lifted", by=str(by))
                 resumed.append(handle.bot.name)
         if self.capital_persister is not None:
             await self.capital_persister.flush()
         await self.db.add_log(None, "INFO", f"trading resumed by {by}", {"resumed": resumed})
-        self._publish(EventType.RESUMED, by=str(by), resumed=resumed)
+        self._publish(Resumed(str(by), tuple(resumed)))
         return {"halted": False, "resumed": resumed}
 
 

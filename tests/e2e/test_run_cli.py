@@ -12,7 +12,14 @@ from pathlib import Path
 
 from traderagent.app import format_event
 from traderagent.database.manager import DatabaseManager
-from traderagent.orchestrator.events import EventType, TradingEvent
+from traderagent.orchestrator.events import (
+    Halted,
+    OrderFilled,
+    OrderRef,
+    TradeClosed,
+    TradeOpened,
+    TradingEvent,
+)
 
 from .desk_procs import desk_env
 
@@ -36,7 +43,7 @@ def _run(tmp: Path, *args: str, timeout: float = 90, **extra: str) -> subprocess
 def test_paper_mode_runs_demo_desk_for_n_ticks(tmp_path):
     out = _run(tmp_path, "--ticks", "3", TRADERAGENT_PAPER_SPEED="5")
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "[xrp-grid] STATUS_CHANGE INITIALIZING -> RUNNING" in out.stdout
+    assert "[xrp-grid] STATUS_CHANGE initializing → running (new bot, by desk)" in out.stdout
     assert "ORDER_PLACED" in out.stdout
     assert "desk stopped" in out.stderr
 
@@ -88,17 +95,14 @@ def test_live_mode_refused_on_critical_audit_failure(tmp_path):
 
 
 def test_console_lines_are_readable():
-    ev = TradingEvent(EventType.ORDER_FILLED, "xrp-grid", {"side": "buy", "qty": Decimal("10"), "filled": Decimal("10"),
-                                                          "symbol": "XRPUSDT", "price": Decimal("1.2"),
-                                                          "tag": "grid:5:buy"})
-    line = format_event(ev)
-    assert line.endswith("[xrp-grid] ORDER_FILLED buy 10 XRPUSDT @ 1.2 (grid:5:buy)")
-    closed = format_event(TradingEvent(EventType.TRADE_CLOSED, "b", {"side": "long", "qty": "1", "symbol": "X",
-                                                                      "entry_price": "1", "exit_price": "2",
-                                                                      "pnl": "1", "reason": "take_profit"}))
-    assert "1 -> 2 pnl 1 (take_profit)" in closed
-    assert "\n" not in format_event(TradingEvent(EventType.HALTED, "desk", {"reason": "x", "by": "op"}))
-
+    order = OrderRef("x-1", "grid:5:buy", "XRPUSDT", "buy", "limit", Decimal("10"), Decimal("1.2"), "USDT")
+    line = format_event(TradingEvent.of("xrp-grid", OrderFilled(order, Decimal("10"), Decimal("1.2"), Decimal("0.0072"),
+                                                                "USDT")))
+    assert line.endswith("[xrp-grid] ORDER_FILLED buy limit 10 XRPUSDT @ 1.2 = 12.00 USDT · fee 0.0072 USDT (grid:5:buy)")
+    closed = format_event(TradingEvent.of("b", TradeClosed(1, "p", "X", "long", Decimal(1), Decimal(1), Decimal(2),
+                                                           Decimal(1), "take_profit", "USDT")))
+    assert "1 → 2 · PnL +1.00 USDT (take_profit)" in closed
+    assert "\n" not in format_event(TradingEvent.of("desk", Halted("x\ny", "op", ())))
 
 
 def test_rejected_telegram_token_leaves_the_desk_trading(tmp_path):
@@ -128,9 +132,9 @@ def test_rejected_telegram_token_leaves_the_desk_trading(tmp_path):
 
 
 def test_console_trade_line_omits_levels_a_ladder_position_lacks():
-    grid = TradingEvent(EventType.TRADE_OPENED, "xrp-grid", {"side": "long", "qty": Decimal("10"),
-                        "symbol": "XRPUSDT", "entry_price": Decimal("1.2"), "stop": None, "target": None})
-    assert format_event(grid).endswith("[xrp-grid] TRADE_OPENED long 10 XRPUSDT @ 1.2")
-    trend = TradingEvent(EventType.TRADE_OPENED, "btc", {"side": "long", "qty": Decimal("0.01"), "symbol": "BTCUSDT",
-                         "entry_price": Decimal("50000"), "stop": Decimal("49000"), "target": Decimal("53000")})
-    assert format_event(trend).endswith("@ 50000 stop 49000 target 53000")
+    grid = TradeOpened(4, "p", "XRPUSDT", "long", Decimal("10"), Decimal("1.2"), None, None, "USDT")
+    assert format_event(TradingEvent.of("xrp-grid", grid)).endswith(
+        "[xrp-grid] TRADE_OPENED long 10 XRPUSDT @ 1.2 = 12.00 USDT (trade #4)")
+    trend = TradeOpened(5, "p", "BTCUSDT", "long", Decimal("0.01"), Decimal("50000"), Decimal("49000"),
+                        Decimal("53000"), "USDT")
+    assert format_event(TradingEvent.of("btc", trend)).endswith("@ 50000 = 500.00 USDT · stop 49000 · target 53000 (trade #5)")

@@ -22,7 +22,7 @@ from tests.handlers.harness import (  # noqa: F401  (fixtures)
     frontend,
     op,
 )
-from traderagent.orchestrator.events import EventType, TradingEvent
+from traderagent.orchestrator.events import ErrorRaised, OrderPlaced, OrderRef, TradingEvent
 from traderagent.orchestrator.state import BotState
 
 
@@ -74,18 +74,18 @@ async def test_trade_events_reach_the_chat(op: Operator, fake, desk_h, sim) -> N
     await desk_h.desk.event_bus.drain(5)
     await _until(lambda: "order filled" in _texts(fake).lower() and "trade opened" in _texts(fake).lower())
     text = _texts(fake)
-    assert "grid-xrp" in text and "XRPUSDT" in text and "side long" in text
+    assert "grid-xrp" in text and re.search(r"long [\d.]+ XRPUSDT @ [\d.]+ = [\d.]+ USDT", text), text
 
 
 async def test_flood_of_events_is_merged_and_fully_delivered(fake, desk_h, frontend) -> None:
     n = 300
     for i in range(n):
-        desk_h.desk.event_bus.publish(TradingEvent(EventType.ORDER_PLACED, f"bot-{i % 7}", {
-            "symbol": "XRPUSDT", "side": "buy", "qty": Decimal(i + 1), "price": Decimal("0.5")}))
+        order = OrderRef(f"o-{i}", "grid:1:buy", "XRPUSDT", "buy", "limit", Decimal(i + 1), Decimal("0.5"), "USDT")
+        desk_h.desk.event_bus.publish(TradingEvent.of(f"bot-{i % 7}", OrderPlaced(order)))
     await desk_h.desk.event_bus.drain(5)
     await asyncio.wait_for(frontend.notifier.flush(), 30)
     texts = fake.sent_texts(CHAT)
-    seen = Counter(int(q) for t in texts for q in re.findall(r"qty (\d+)", t))
+    seen = Counter(int(q) for t in texts for q in re.findall(r"buy limit (\d+) XRPUSDT", t))
     assert seen == Counter(range(1, n + 1))  # every event once: nothing lost, nothing twice
     assert len(texts) <= n // 20  # merged
     assert all(len(t) <= 4096 for t in texts)
@@ -190,7 +190,7 @@ async def test_telegram_down_at_start_does_not_stop_the_desk(fake, desk_h) -> No
     await front.start()  # returns: trading goes on without Telegram
     try:
         assert not front.connected
-        desk_h.desk.event_bus.publish(TradingEvent(EventType.ERROR, "grid-xrp", {"error": "queued while offline"}))
+        desk_h.desk.event_bus.publish(TradingEvent.of("grid-xrp", ErrorRaised("queued while offline")))
         await _until(lambda: front.connected)
         await _until(lambda: "queued while offline" in _texts(fake))
         call = await Operator(fake).command("/status trend", match="trend-btc")

@@ -204,7 +204,7 @@ async def test_desk_messages_are_masked_and_escaped(op: Operator, desk_h, monkey
 
     secrets_filter.register_secret("Sup3rSecretValue")
 
-    async def refuse(name: str) -> dict:
+    async def refuse(name: str, by: str) -> dict:
         raise ControlError(f"exchange said <no> for key Sup3rSecretValue ({name})")
 
     monkeypatch.setattr(desk_h.desk, "start_bot", refuse)

@@ -12,9 +12,21 @@ from telegram.request import HTTPXRequest
 
 from handlers.notifier import Notifier
 from tests.fakes.telegram_server import TOKEN, FakeTelegram
-from traderagent.orchestrator.events import EventBus, EventType, TradingEvent
+from traderagent.orchestrator.events import (
+    ErrorRaised,
+    EventBus,
+    EventType,
+    OrderFilled,
+    OrderPlaced,
+    OrderRef,
+    TradeClosed,
+    TradeOpened,
+    TradingEvent,
+)
 
 CHAT = 555
+ZERO = Decimal(0)
+ORDER = OrderRef("x-1", "grid:5:buy", "XRPUSDT", "buy", "limit", Decimal("1000"), Decimal("1.5"), "USDT")
 
 
 @pytest.fixture
@@ -42,11 +54,11 @@ async def start(notifier: Notifier) -> EventBus:
 async def test_single_trade_event_reaches_chat_escaped(fake: FakeTelegram, bot: Bot) -> None:
     notifier = Notifier(sender(bot), [CHAT], min_interval=0.05)
     bus = await start(notifier)
-    bus.publish(TradingEvent(EventType.TRADE_OPENED, "btc<grid>", {
-        "symbol": "BTCUSDT", "side": "buy", "qty": Decimal("0.010"), "price": Decimal("50000.10")}))
+    bus.publish(TradingEvent.of("btc<grid>", TradeOpened(
+        3, "p1", "BTCUSDT", "long", Decimal("0.010"), Decimal("50000.10"), Decimal("49000"), None, "USDT")))
     (call,) = await fake.wait_for("sendMessage")
-    text = call.params["text"]
-    assert "btc&lt;grid&gt;" in text and "BTCUSDT" in text and "qty 0.01" in text and "price 50000.1" in text
+    assert call.params["text"] == ("🟢 <b>Trade opened</b> · btc&lt;grid&gt;\n"
+                                   "long 0.01 BTCUSDT @ 50000.1 = 500.00 USDT · stop 49000 (trade #3)")
     assert call.params["chat_id"] == CHAT
     await notifier.stop()
     await bus.stop()
@@ -57,14 +69,14 @@ async def test_flood_is_merged_paced_and_nothing_lost(fake: FakeTelegram, bot: B
     bus = await start(notifier)
     fake.faults["sendMessage"] = [(429, "Too Many Requests: retry after 1", {"retry_after": 1})]
     for n in range(300):
-        bus.publish(TradingEvent(EventType.ORDER_FILLED, f"bot{n % 7}", {"qty": n, "price": "1.5"}))
+        bus.publish(TradingEvent.of(f"bot{n % 7}", OrderFilled(ORDER, Decimal(n), Decimal("1.5"), ZERO, "USDT")))
     await asyncio.wait_for(notifier.flush(), 15)
     await notifier.stop()
     await bus.stop()
     texts = fake.sent_texts(CHAT)
     merged = "\n".join(texts)
     for n in range(300):
-        assert f"qty {n} ·" in merged, n
+        assert f"buy limit {n} of 1000 XRPUSDT @ 1.5 = {n * 1.5:.2f} USDT" in merged, n
     assert len(texts) < 30  # merged, not 300 messages
     assert all(len(t) <= 4096 for t in texts)
     assert notifier.stats.retries >= 1 and notifier.stats.delivered == 300
@@ -77,8 +89,8 @@ async def test_muted_types_are_skipped_but_errors_never(fake: FakeTelegram, bot:
     assert notifier.set_muted(EventType.ORDER_PLACED, True)
     assert not notifier.set_muted(EventType.ERROR, True)
     bus = await start(notifier)
-    bus.publish(TradingEvent(EventType.ORDER_PLACED, "b", {"qty": 1}))
-    bus.publish(TradingEvent(EventType.ERROR, "b", {"message": "exchange down"}))
+    bus.publish(TradingEvent.of("b", OrderPlaced(ORDER)))
+    bus.publish(TradingEvent.of("b", ErrorRaised("exchange down")))
     await fake.wait_for("sendMessage")
     await notifier.stop()
     await bus.stop()
@@ -90,8 +102,9 @@ async def test_network_errors_are_retried(fake: FakeTelegram, bot: Bot) -> None:
     notifier = Notifier(sender(bot), [CHAT], min_interval=0.01)
     fake.faults["sendMessage"] = [(502, "Bad Gateway", None)]
     bus = await start(notifier)
-    bus.publish(TradingEvent(EventType.TRADE_CLOSED, "b", {"pnl": Decimal("-3.456")}))
+    bus.publish(TradingEvent.of("b", TradeClosed(4, "p", "SOLUSDT", "short", Decimal("2"), Decimal("150"),
+                                                 Decimal("151.5"), Decimal("-3.456"), "stop_loss", "USDT")))
     (call,) = await fake.wait_for("sendMessage", timeout=10)
-    assert "PnL -3.46" in call.params["text"]
+    assert "short 2 SOLUSDT 150 → 151.5 · PnL -3.46 USDT (stop_loss)" in call.params["text"]
     await notifier.stop()
     await bus.stop()

@@ -38,7 +38,7 @@ async def test_allocation_follows_phase_and_approval_is_recorded(sim, tmp_path):
         assert [(a.action, a.phase_from, a.phase_to, a.approved_by) for a in approvals] == [
             ("approve", "phase_1_5pct", "phase_2_25pct", "alice")]
         await h.desk.event_bus.drain(5)
-        assert h.of(EventType.PHASE_CHANGED)[-1].data["phase"] == "phase_2_25pct"
+        assert h.of(EventType.PHASE_CHANGED)[-1].data.phase is DeploymentPhase.PHASE_2
         rejected = await h.desk.reject_scaling("bob")
         assert rejected["rejected_by"] == "bob"
         assert (await h.db.list_approvals())[0].action in ("reject", "approve")
@@ -109,7 +109,7 @@ async def test_max_daily_loss_pauses_bot_and_utc_day_resets(sim, tmp_path):
         assert dca.state is BotState.PAUSED and dca.paused_by == "risk"
         assert h.desk.bots["xrp-grid"].bot.state is BotState.RUNNING
         limit = h.of(EventType.RISK_LIMIT, "sol-dca")
-        assert limit and limit[0].data["rail"] == "max_daily_loss"
+        assert limit and limit[0].data.rail == "max_daily_loss"
         clock.advance(days=1)
         await run_ticks(h, sim, 1)
         assert dca.state is BotState.RUNNING  # new UTC day: the counter reset and the bot trades again
@@ -139,7 +139,7 @@ async def test_max_exposure_blocks_entries(sim, tmp_path):
         assert sim.orders(SIM_KEY) == []
         assert await h.db.list_orders(limit=10) == []
         blocked = h.of(EventType.RISK_LIMIT)
-        assert {e.data["rail"] for e in blocked} == {"max_exposure"}
+        assert {e.data.rail for e in blocked} == {"max_exposure"}
         assert len(h.of(EventType.RISK_LIMIT, "xrp-grid")) == 1  # reported once, not every tick
     finally:
         await h.close()

@@ -146,7 +146,7 @@ async def test_a_fill_that_opens_a_position_writes_its_trade_in_the_same_transac
     [opened] = await h.db.list_open_trades(DCA.name)
     assert opened.tag == step["new_trades"][0]["tag"]
     await h.desk.event_bus.drain(5)
-    assert [e.data["trade_id"] for e in h.of("TRADE_OPENED", DCA.name)] == [opened.id]
+    assert [e.data.trade_id for e in h.of("TRADE_OPENED", DCA.name)] == [opened.id]
     await h.client.close()
     await h.db.close()
 

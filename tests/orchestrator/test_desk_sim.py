@@ -112,7 +112,7 @@ async def test_exception_in_tick_moves_to_error_and_desk_keeps_running(sim, tmp_
         assert grid.state is BotState.ERROR
         assert h.desk.bots["sol-dca"].bot.state is BotState.RUNNING  # the other bot is unaffected
         errors = h.of(EventType.ERROR, "xrp-grid")
-        assert errors and "strategy bug" in errors[0].data["error"]
+        assert errors and "strategy bug" in errors[0].data.error
         assert (await h.db.get_bot("xrp-grid")).state == "ERROR"
         assert h.desk.capital.metrics.errors_count == 1  # errors gate scaling
         ticks = grid.ticks
@@ -162,12 +162,12 @@ async def test_events_tell_cause_before_effect(sim, tmp_path):
         # a grid buy's counter sell is placed after the buy's fill event
         for i in fills:
             filled = events[i]
-            if filled.bot_name == "xrp-grid" and filled.data["side"] == "buy":
-                level = int(filled.data["tag"].split(":")[1])
+            if filled.bot_name == "xrp-grid" and filled.data.order.side == "buy":
+                level = int(filled.data.order.tag.split(":")[1])
                 earlier_fill = max((j for j in fills[: fills.index(i)]
-                                    if events[j].data["tag"] == filled.data["tag"]), default=-1)
+                                    if events[j].data.order.tag == filled.data.order.tag), default=-1)
                 counter = [j for j, e in enumerate(events) if j > earlier_fill
-                           and e.event_type is EventType.ORDER_PLACED and e.data.get("tag") == f"grid:{level + 1}:sell"]
+                           and e.event_type is EventType.ORDER_PLACED and e.data.order.tag == f"grid:{level + 1}:sell"]
                 assert counter and counter[0] > i, (i, counter)
                 break
         else:

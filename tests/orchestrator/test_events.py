@@ -4,14 +4,81 @@ import asyncio
 import json
 from decimal import Decimal
 
-from traderagent.orchestrator.events import EventBus, EventType, TradingEvent
+import pytest
+
+from traderagent.orchestrator.events import (
+    PAYLOADS,
+    ErrorRaised,
+    EventBus,
+    EventType,
+    OrderFilled,
+    OrderRef,
+    PhaseChanged,
+    ScalingDecisionMade,
+    StatusChanged,
+    TradeClosed,
+    TradingEvent,
+)
+from traderagent.orchestrator.state import BotState
+from traderagent.utils.capital_manager import DeploymentPhase
+from traderagent.utils.plain import decimal_text
+
+
+def _n(n: int) -> TradingEvent:
+    return TradingEvent.of("b", ErrorRaised(str(n)))
+
+
+def _fill(**changes: object) -> OrderFilled:
+    order = OrderRef("b-1", "grid:5:buy", "XRPUSDT", "buy", "limit", Decimal("10"), Decimal("1.2"), "USDT")
+    fields: dict[str, object] = {"filled": Decimal("10"), "avg_price": Decimal("1.2"), "fee": Decimal("0.0072"),
+                                 "fee_coin": "USDT"} | changes
+    return OrderFilled(order, **fields)  # type: ignore[arg-type]
+
+
+def _closed() -> TradeClosed:
+    """A flat trade: the pnl rounds to a negative zero, the numbers come with exponents."""
+    return TradeClosed(7, "p", "BTCUSDT", "long", Decimal("1E-3"), Decimal("5E+4"), Decimal("50000.00"),
+                       Decimal("-0.001"), "time_exit", "USDT")
+
+
+def test_every_event_type_has_one_payload_type() -> None:
+    assert set(PAYLOADS) == set(EventType)
+    assert all(cls.EVENT is et for et, cls in PAYLOADS.items())
+
+
+def test_an_event_refuses_a_payload_of_another_type() -> None:
+    with pytest.raises(TypeError, match="ORDER_FILLED event: data must be OrderFilled, not dict"):
+        TradingEvent(EventType.ORDER_FILLED, "b", {"qty": "1"})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="ERROR event: data must be ErrorRaised, not OrderFilled"):
+        TradingEvent(EventType.ERROR, "b", _fill())
+    assert TradingEvent(EventType.ORDER_FILLED, "b", data=_fill()).data.value == Decimal("12.0")  # type: ignore[attr-defined]
 
 
 def test_event_to_dict_is_json_safe() -> None:
-    event = TradingEvent(EventType.TRADE_OPENED, "btc", {"qty": Decimal("0.001"), "side": "buy"})
-    data = json.loads(json.dumps(event.to_dict()))
-    assert data["event_type"] == "TRADE_OPENED" and data["data"]["qty"] == "0.001"
-    assert data["timestamp"].endswith("+00:00")
+    data = json.loads(json.dumps(TradingEvent.of("xrp", _fill()).to_dict()))
+    assert data["event_type"] == "ORDER_FILLED" and data["timestamp"].endswith("+00:00")
+    assert data["data"]["order"]["qty"] == "10" and data["data"]["avg_price"] == "1.2"
+    assert data["data"]["order"]["price"] == "1.2" and data["data"]["fee_coin"] == "USDT"
+
+
+def test_summaries_read_as_money_without_negative_zero_or_exponents() -> None:
+    assert _fill().summary() == "buy limit 10 XRPUSDT @ 1.2 = 12.00 USDT · fee 0.0072 USDT (grid:5:buy)"
+    partly = _fill(filled=Decimal("4"), avg_price=Decimal("1.19"))
+    assert partly.summary().startswith("buy limit 4 of 10 XRPUSDT @ 1.19 (limit 1.2) = 4.76 USDT")
+    assert _closed().summary() == "long 0.001 BTCUSDT 50000 → 50000 · PnL 0.00 USDT (time_exit) (trade #7)"
+    assert decimal_text(Decimal("-0.004"), 2) == "0.00" and decimal_text(Decimal("2.5E+3"), 2) == "2500.00"
+    assert ErrorRaised("line one\n  line two").summary() == "line one line two"
+
+
+def test_status_phase_and_scaling_summaries_say_what_changed_and_why() -> None:
+    halt = StatusChanged(BotState.RUNNING, BotState.PAUSED, "halt", "@alice (42)")
+    assert halt.summary() == "running → paused (halt, by @alice (42))"
+    phase = PhaseChanged(DeploymentPhase.PHASE_2, DeploymentPhase.PHASE_1, Decimal("0.25"), Decimal("2500"), "@bob")
+    assert phase.summary() == "phase 1 → phase 2 (25%) · deployed capital 2500.00 · approved by @bob"
+    decision = ScalingDecisionMade(False, DeploymentPhase.PHASE_1, DeploymentPhase.PHASE_2,
+                                   ("3 days in phase (minimum 3)",), ("2 trades (minimum 5)", "net PnL -4"))
+    assert decision.summary() == ("phase 1 → phase 2: scaling blocked · ✓ 3 days in phase (minimum 3) · "
+                                  "✗ 2 trades (minimum 5) · ✗ net PnL -4")
 
 
 async def test_slow_subscriber_never_blocks_publisher_and_loses_nothing() -> None:
@@ -22,10 +89,10 @@ async def test_slow_subscriber_never_blocks_publisher_and_loses_nothing() -> Non
 
     async def slow(event: TradingEvent) -> None:
         await release.wait()
-        slow_seen.append(event.data["n"])
+        slow_seen.append(int(event.data.error))  # type: ignore[attr-defined]
 
     async def fast(event: TradingEvent) -> None:
-        fast_seen.append(event.data["n"])
+        fast_seen.append(int(event.data.error))  # type: ignore[attr-defined]
 
     bus.subscribe(slow, name="slow")
     bus.subscribe(fast, name="fast")
@@ -33,7 +100,7 @@ async def test_slow_subscriber_never_blocks_publisher_and_loses_nothing() -> Non
     loop = asyncio.get_running_loop()
     started = loop.time()
     for n in range(1000):
-        bus.publish(TradingEvent(EventType.ORDER_FILLED, "b", {"n": n}))
+        bus.publish(_n(n))
     assert loop.time() - started < 0.5  # publish returned at once despite the stalled subscriber
     await asyncio.sleep(0.01)
     assert fast_seen == list(range(1000)) and slow_seen == []
@@ -51,13 +118,13 @@ async def test_failing_subscriber_keeps_receiving_and_type_filter() -> None:
         if event.event_type is EventType.ERROR:
             raise RuntimeError("boom")
 
-    sub = bus.subscribe(flaky, name="flaky", types=[EventType.ERROR, EventType.TRADE_CLOSED])
-    bus.publish(TradingEvent(EventType.ERROR, "b"))  # before start: queued, not lost
+    sub = bus.subscribe(flaky, name="flaky", types=[EventType.ERROR, EventType.ORDER_FILLED])
+    bus.publish(_n(1))  # before start: queued, not lost
     await bus.start()
-    bus.publish(TradingEvent(EventType.ORDER_PLACED, "b"))
-    bus.publish(TradingEvent(EventType.TRADE_CLOSED, "b"))
+    bus.publish(TradingEvent.of("b", _closed()))
+    bus.publish(TradingEvent.of("b", _fill()))
     assert await bus.drain(timeout=2)
-    assert got == [EventType.ERROR, EventType.TRADE_CLOSED]
+    assert got == [EventType.ERROR, EventType.ORDER_FILLED]
     assert sub.failed == 1 and sub.delivered == 1
     await bus.stop()
 
@@ -68,15 +135,15 @@ async def test_batch_subscriber_gets_what_queued_meanwhile_in_order() -> None:
     gate = asyncio.Event()
 
     async def writer(events: list[TradingEvent]) -> None:
-        batches.append([e.data["n"] for e in events])
+        batches.append([int(e.data.error) for e in events])  # type: ignore[attr-defined]
         await gate.wait()  # a slow write: the next events queue meanwhile
 
     sub = bus.subscribe(writer, name="writer", batch=True)
     await bus.start()
-    bus.publish(TradingEvent(EventType.ORDER_PLACED, "b", {"n": 0}))
+    bus.publish(_n(0))
     await asyncio.sleep(0.01)
     for n in range(1, 500):
-        bus.publish(TradingEvent(EventType.ORDER_PLACED, "b", {"n": n}))
+        bus.publish(_n(n))
     gate.set()
     assert await bus.drain(timeout=2)
     assert batches == [[0], list(range(1, 500))] and sub.delivered == 500

@@ -105,7 +105,7 @@ async def test_orchestrator_operations(bot: BotOrchestrator, state: BotState, op
         assert row.state == target.value  # persisted
         await bot.event_bus.drain(2)
         last = [e for e in bot.seen if e.event_type is EventType.STATUS_CHANGE][-1]
-        assert last.data["old"] == state.value and last.data["new"] == target.value
+        assert last.data.old is state and last.data.new is target
     else:
         with pytest.raises(IllegalTransition):
             await call(bot)
@@ -119,4 +119,4 @@ async def test_error_emits_event_and_is_not_ticked(bot: BotOrchestrator):
     assert await bot.tick() is False  # needs an operator's start
     await bot.event_bus.drain(2)
     errors = [e for e in bot.seen if e.event_type is EventType.ERROR]
-    assert errors and "exchange said no" in errors[-1].data["error"]
+    assert errors and "exchange said no" in errors[-1].data.error

@@ -52,7 +52,22 @@ from traderagent.api.exceptions import (
 )
 from traderagent.orchestrator.budget import AnalysisBudget
 from traderagent.orchestrator.crashpoints import crash_point
-from traderagent.orchestrator.events import EventBus, EventType, TradingEvent
+from traderagent.orchestrator.events import (
+    ErrorRaised,
+    EventBus,
+    OrderCancelled,
+    OrderFailed,
+    OrderFilled,
+    OrderPlaced,
+    OrderRef,
+    Payload,
+    RiskLimitHit,
+    SignalGenerated,
+    StatusChanged,
+    TradeClosed,
+    TradeOpened,
+    TradingEvent,
+)
 from traderagent.orchestrator.market_data import MarketData
 from traderagent.orchestrator.risk import DeskRisk
 from traderagent.orchestrator.state import TICKING_STATES, BotState, IllegalTransition, check_transition
@@ -85,7 +100,6 @@ _STATUS = {
     "rejected": "REJECTED",
 }
 FINAL = frozenset({"FILLED", "CANCELLED", "REJECTED", "FAILED"})
-Announcement = tuple[EventType, dict[str, Any]]  # an event published once the change it reports is durable
 __all__ = ["BotOrchestrator", "BotState", "IllegalTransition", "TrackedOrder", "link_prefix"]
 
 
@@ -201,47 +215,50 @@ class BotOrchestrator:
         return list(self._orders.values())
 
     # ------------------------------------------------------------------ events
-    def _emit(self, event_type: EventType, **data: Any) -> None:
+    def _emit(self, payload: Payload) -> None:
         if self.event_bus is not None:
-            self.event_bus.publish(TradingEvent(event_type, self.name, data))
+            self.event_bus.publish(TradingEvent.of(self.name, payload))
 
     # ------------------------------------------------------------------ state machine
-    async def _set_state(self, target: BotState, reason: str = "") -> None:
+    async def _set_state(self, target: BotState, reason: str = "", by: str = "desk") -> None:
         check_transition(self.state, target, self.name)
         previous, self.state = self.state, target
         if target is not BotState.PAUSED:
             self.paused_by = None
         await self.db.set_bot_state(self.name, target.value)
         await self._persist(force=True)
-        self._emit(EventType.STATUS_CHANGE, old=previous.value, new=target.value, reason=reason)
-        log.info("%s: %s -> %s %s", self.name, previous.value, target.value, reason)
+        self._emit(StatusChanged(previous, target, reason, by))
+        log.info("%s: %s -> %s %s (by %s)", self.name, previous.value, target.value, reason, by)
 
-    async def start(self, reason: str = "operator") -> None:
-        """RUNNING from INITIALIZING, PAUSED, STOPPED or ERROR (an operator's start clears ERROR)."""
+    async def start(self, reason: str = "operator", *, by: str = "operator") -> None:
+        """RUNNING from INITIALIZING, PAUSED, STOPPED or ERROR (an operator's start clears ERROR).
+
+        ``reason`` of every change of state is also what a pause is remembered by ("operator",
+        "risk", "halt"); ``by`` says who decided (an operator's name, "desk")."""
         async with self._lock:
             if self.state is BotState.RUNNING:
                 return
             self.last_error = None
             self._transient_failures = 0
-            await self._set_state(BotState.RUNNING, reason)
+            await self._set_state(BotState.RUNNING, reason, by)
 
-    async def pause(self, reason: str = "operator") -> None:
+    async def pause(self, reason: str = "operator", *, by: str = "operator") -> None:
         """No new entries; exits (stops, targets, grid counter orders, DCA take-profit) still managed."""
         async with self._lock:
             if self.state is BotState.PAUSED:
                 self.paused_by = self.paused_by or reason
                 return
-            await self._set_state(BotState.PAUSED, reason)
+            await self._set_state(BotState.PAUSED, reason, by)
             self.paused_by = reason
             await self._persist(force=True)
 
-    async def resume(self, reason: str = "operator") -> None:
+    async def resume(self, reason: str = "operator", *, by: str = "operator") -> None:
         async with self._lock:
             if self.state is not BotState.PAUSED:
                 raise IllegalTransition(self.state, BotState.RUNNING, self.name)
-            await self._set_state(BotState.RUNNING, reason)
+            await self._set_state(BotState.RUNNING, reason, by)
 
-    async def stop(self, reason: str = "operator", *, cancel_entries: bool = True) -> None:
+    async def stop(self, reason: str = "operator", *, by: str = "operator", cancel_entries: bool = True) -> None:
         """STOPPED: resting entry orders are cancelled; exit orders keep resting and are tracked again on start."""
         async with self._lock:
             if self.state is BotState.STOPPED:
@@ -249,14 +266,14 @@ class BotOrchestrator:
             check_transition(self.state, BotState.STOPPED, self.name)
             if cancel_entries:
                 await self._cancel_entry_orders()
-            await self._set_state(BotState.STOPPED, reason)
+            await self._set_state(BotState.STOPPED, reason, by)
 
     async def fail(self, exc: BaseException | str) -> None:
         """Move to ERROR with an ERROR event (never raises)."""
         text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
         self.last_error = text
         log.error("%s: tick failed: %s", self.name, text, exc_info=not isinstance(exc, str) and exc)
-        self._emit(EventType.ERROR, error=text, state=self.state.value)
+        self._emit(ErrorRaised(text, self.state))
         if self.capital_manager is not None and self.capital_manager.metrics is not None:
             self.capital_manager.record_error()
         try:
@@ -350,9 +367,8 @@ class BotOrchestrator:
             self.analysis_budget.spend(seconds)
 
     async def _enter(self, signal: BaseSignal, price: Decimal) -> None:
-        self._emit(EventType.SIGNAL_GENERATED, symbol=self.symbol, direction=signal.direction.value,
-                   entry=signal.entry_price, stop=signal.stop_loss, target=signal.take_profit,
-                   size=signal.size, reason=signal.signal_reason, confidence=signal.confidence)
+        self._emit(SignalGenerated(self.symbol, signal.direction.value, signal.entry_price, signal.stop_loss,
+                                   signal.take_profit, signal.size, signal.confidence, signal.signal_reason))
         if price > 0 and abs(signal.entry_price - price) / price > STALE_SIGNAL:
             log.info("%s: stale signal dropped (entry %s, price %s)", self.name, signal.entry_price, price)
             return
@@ -494,9 +510,7 @@ class BotOrchestrator:
             await self._persist(order_updates=[(o.client_order_id, {"exchange_order_id": o.exchange_order_id,
                                                                      "status": "OPEN"}) for o in acked])
             for order in acked:
-                self._emit(EventType.ORDER_PLACED, client_order_id=order.client_order_id, tag=order.tag,
-                           side=order.side, type=order.order_type, qty=order.qty, price=order.price,
-                           symbol=self.symbol)
+                self._emit(OrderPlaced(self._order_ref(order)))
             self.market.invalidate("orders", self.symbol)
             for order in acked:
                 if order.order_type == "market" and order.client_order_id in self._orders:
@@ -595,7 +609,7 @@ class BotOrchestrator:
             if follow and self.state in TICKING_STATES and self.last_price is not None:
                 await self._apply_follow_ups(follow)
 
-    async def _record(self, order: TrackedOrder, *, announce: Announcement | None = None, **fields: Any) -> None:
+    async def _record(self, order: TrackedOrder, *, announce: Payload | None = None, **fields: Any) -> None:
         """Write the exchange's view of ``order``, with whatever state changed with it."""
         await self._persist(order_updates=[(order.client_order_id,
                                             {**fields, "exchange_order_id": order.exchange_order_id})],
@@ -609,16 +623,23 @@ class BotOrchestrator:
             self._pending_exits.pop(order.tag, None)
             self._dirty = True
         order.status = status
-        common = {"client_order_id": order.client_order_id, "tag": order.tag, "side": order.side,
-                  "qty": order.qty, "symbol": self.symbol}
+        ref = self._order_ref(order)
+        event: Payload
         if status == "FILLED":
-            event: Announcement = (EventType.ORDER_FILLED, {**common, "filled": filled, "price": avg_price, "fee": fee})
+            spot_buy = self.market_type == "spot" and order.side == "buy"  # pays its fee in the coin it buys
+            fee_coin = self.symbol.removesuffix(self.quote_coin) if spot_buy else self.quote_coin
+            price = to_decimal(avg_price) if avg_price is not None else order.price
+            event = OrderFilled(ref, filled, price, fee, fee_coin)
         elif status == "CANCELLED":
-            event = (EventType.ORDER_CANCELLED, {**common, "filled": filled})
+            event = OrderCancelled(ref, filled)
         else:
-            event = (EventType.ORDER_FAILED, {**common, "status": status, "error": error})
+            event = OrderFailed(ref, status, error)
         await self._record(order, announce=event, status=status, filled_qty=filled, avg_price=avg_price, fee=fee)
         self.market.invalidate("orders", self.symbol)
+
+    def _order_ref(self, order: TrackedOrder) -> OrderRef:
+        return OrderRef(order.client_order_id, order.tag, self.symbol, order.side, order.order_type, order.qty,
+                        order.price, self.quote_coin)
 
     async def _book_fill(self, order: TrackedOrder, filled: Decimal, avg: Decimal,
                          fee: Decimal) -> list[OrderIntent]:
@@ -637,8 +658,7 @@ class BotOrchestrator:
                 follow = self.strategy.on_order_filled(order.tag, avg, qty, fee_quote)
             except ValueError as exc:  # the strategy cannot place this fill: say so, keep trading
                 log.error("%s: fill of %s not booked: %s", self.name, order.client_order_id, exc)
-                self._emit(EventType.ERROR, error=f"fill of {order.tag} not booked: {exc}",
-                           client_order_id=order.client_order_id)
+                self._emit(ErrorRaised(f"fill of {order.tag} not booked: {exc}", self.state, order.client_order_id))
         elif order.tag in self._pending_entries:
             signal = _signal_from_dict(self._pending_entries.pop(order.tag))
             self.strategy.open_position(signal, qty, avg, fee=fee_quote, timestamp=self.clock())
@@ -706,18 +726,17 @@ class BotOrchestrator:
         for pos in opened:
             trade_id = next(ids)
             self._trade_ids[pos.position_id] = [trade_id, str(pos.fees)]
-            self._emit(EventType.TRADE_OPENED, trade_id=trade_id, position_id=pos.position_id, symbol=self.symbol,
-                       side=self._trade_row(pos)["side"], qty=pos.size, entry_price=pos.entry_price,
-                       stop=pos.stop_loss, target=pos.take_profit)
+            self._emit(TradeOpened(trade_id, pos.position_id, self.symbol, self._trade_row(pos)["side"], pos.size,
+                                   pos.entry_price, pos.stop_loss, pos.take_profit, self.quote_coin))
         for pos, known_id in closed:
             trade_id = known_id if known_id is not None else next(ids)
             row = self._trade_row(pos, closed=True)
             self.risk.add_realized(self.name, row["pnl"])
             if self.capital_manager is not None and self.capital_manager.metrics is not None:
                 self.capital_manager.record_trade(row["pnl"] > 0, row["pnl"])
-            self._emit(EventType.TRADE_CLOSED, trade_id=trade_id, position_id=pos.position_id, symbol=self.symbol,
-                       side=row["side"], qty=pos.size, entry_price=pos.entry_price, exit_price=row["exit_price"],
-                       pnl=row["pnl"], reason=pos.exit_reason.value if pos.exit_reason else None)
+            self._emit(TradeClosed(trade_id, pos.position_id, self.symbol, row["side"], pos.size, pos.entry_price,
+                                   row["exit_price"], row["pnl"], pos.exit_reason.value if pos.exit_reason else None,
+                                   self.quote_coin))
 
     async def _adopt_open_trades(self) -> None:
         """Open trade rows of this bot (tagged with their position id) whose id the snapshot lacks."""
@@ -742,8 +761,8 @@ class BotOrchestrator:
             return True
         if not self._risk_blocked:
             self._risk_blocked = True
-            self._emit(EventType.RISK_LIMIT, rail="max_exposure", exposure=self.risk.total_exposure(),
-                       limit=self.risk.exposure_limit(deployed), wanted=notional)
+            self._emit(RiskLimitHit("max_exposure", self.risk.total_exposure(), self.risk.exposure_limit(deployed),
+                                    notional))
         return False
 
     def _deployed_capital(self) -> Decimal | None:
@@ -773,10 +792,9 @@ class BotOrchestrator:
         self.risk.set_unrealized(self.name, self.unrealized_pnl(price))
         if self.state is BotState.RUNNING and self.risk.bot_loss_hit(self.name, self.strategy.allocated_capital):
             loss = -self.risk.bot_day_pnl(self.name)
-            self._emit(EventType.RISK_LIMIT, rail="max_daily_loss", loss=loss,
-                       limit=self.risk.rails.max_daily_loss * self.strategy.allocated_capital)
+            self._emit(RiskLimitHit("max_daily_loss", loss, self.risk.rails.max_daily_loss * self.strategy.allocated_capital))
             self.risk.paused_by_risk.add(self.name)
-            await self._set_state(BotState.PAUSED, "max daily loss reached")
+            await self._set_state(BotState.PAUSED, "max daily loss reached", "risk rail")
             self.paused_by = "risk"
             await self._persist(force=True)
 
@@ -784,7 +802,7 @@ class BotOrchestrator:
         """UTC date change: bots paused by the daily-loss rail trade again."""
         if self.state is BotState.PAUSED and self.paused_by == "risk":
             self.risk.paused_by_risk.discard(self.name)
-            await self._set_state(BotState.RUNNING, "new UTC day: daily loss reset")
+            await self._set_state(BotState.RUNNING, "new UTC day: daily loss reset", "risk rail")
 
     def _cooling(self, tag: str) -> bool:
         until = self._rejected_until.get(tag)
@@ -821,7 +839,7 @@ class BotOrchestrator:
 
     async def _persist(self, *, new_orders: list[dict[str, Any]] | None = None,
                        order_updates: list[tuple[str, dict[str, Any]]] | None = None,
-                       force: bool = False, announce: Announcement | None = None) -> None:
+                       force: bool = False, announce: Payload | None = None) -> None:
         """Write this step's order rows and order changes together with everything that changed
         with them, in ONE transaction: the runtime snapshot, the grid table, and the trade rows of
         positions opened or closed. So a fill, its booking and its trade are never apart, and a
@@ -852,7 +870,7 @@ class BotOrchestrator:
             if grid is not None:
                 self._grid_saved = grid
         if announce is not None:
-            self._emit(announce[0], **announce[1])
+            self._emit(announce)
         self._trades_recorded(opened, closed, new_ids)
 
     def _grid_rows(self) -> list[dict[str, Any]] | None:

@@ -1,4 +1,9 @@
-"""Trading events and the in-process event bus.
+"""Trading events, their typed payloads and the in-process event bus.
+
+An event is ``TradingEvent(event_type, bot_name, data=payload)``, or ``TradingEvent.of(bot_name,
+payload)``: each EventType has one frozen payload dataclass (PAYLOADS), built by the code that
+emits the event. The console, the chat and the database log all render from that payload, so
+what an alert shows is checked by the type checker, not discovered blank in the operator's chat.
 
 Publishing never blocks and never fails: every subscriber has its own unbounded queue and
 worker task, so a slow subscriber (Telegram) delays only itself and loses nothing, and a
@@ -14,7 +19,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
+
+from traderagent.orchestrator.state import BotState
+from traderagent.utils.capital_manager import DeploymentPhase
+from traderagent.utils.plain import decimal_text, json_safe
 
 log = logging.getLogger(__name__)
 
@@ -36,33 +45,292 @@ class EventType(StrEnum):
     HALTED = "HALTED"
     RESUMED = "RESUMED"
     RISK_LIMIT = "RISK_LIMIT"
-    POSITION_UPDATE = "POSITION_UPDATE"
 
 
 # Events an operator can never mute: they mean money is at risk or trading stopped.
 UNMUTABLE_EVENTS = frozenset({EventType.ERROR, EventType.HALTED, EventType.RISK_LIMIT})
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, StrEnum):
-        return value.value
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
+def _num(value: Decimal | None, places: int | None = None) -> str:
+    return "–" if value is None else decimal_text(value, places)
+
+
+def _money(value: Decimal, coin: str = "") -> str:
+    return f"{decimal_text(value, 2)} {coin}".rstrip()
+
+
+def _pnl(value: Decimal, coin: str) -> str:
+    return f"{decimal_text(value, 2, signed=True)} {coin}"
+
+
+def _phase(phase: DeploymentPhase) -> str:
+    return f"phase {list(DeploymentPhase).index(phase)}"
+
+
+# ---------------------------------------------------------------------- payloads
+# One frozen dataclass per EventType, built by the code that emits the event. Every renderer
+# reads the attributes (a renamed field is a type error); `summary()` is the one-line text the
+# console and the chat show, `to_dict()` the JSON form the database log keeps.
+
+
+@dataclass(frozen=True)
+class Payload:
+    EVENT: ClassVar[EventType]
+
+    def summary(self) -> str:
+        """One line for the console and the chat (an error text's own line breaks collapsed)."""
+        return " ".join(self._text().split())
+
+    def _text(self) -> str:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(json_safe(self))
+
+
+@dataclass(frozen=True)
+class OrderRef:
+    """The order an order event is about."""
+
+    client_order_id: str
+    tag: str
+    symbol: str
+    side: str  # "buy" | "sell"
+    order_type: str  # "limit" | "market"
+    qty: Decimal
+    price: Decimal | None  # the limit price; None at market
+    quote_coin: str
+
+    def __str__(self) -> str:
+        at = f" @ {_num(self.price)}" if self.price is not None else " at market"
+        return f"{self.side} {self.order_type} {_num(self.qty)} {self.symbol}{at} ({self.tag})"
+
+
+@dataclass(frozen=True)
+class OrderPlaced(Payload):
+    EVENT = EventType.ORDER_PLACED
+    order: OrderRef
+
+    def _text(self) -> str:
+        return str(self.order)
+
+
+@dataclass(frozen=True)
+class OrderFilled(Payload):
+    EVENT = EventType.ORDER_FILLED
+    order: OrderRef
+    filled: Decimal
+    avg_price: Decimal | None  # None only when the exchange reported none
+    fee: Decimal
+    fee_coin: str  # a spot buy pays its fee in the base coin
+
+    @property
+    def value(self) -> Decimal | None:
+        return None if self.avg_price is None else self.filled * self.avg_price
+
+    def _text(self) -> str:
+        o = self.order
+        of = f" of {_num(o.qty)}" if self.filled != o.qty else ""
+        limit = f" (limit {_num(o.price)})" if o.price is not None and o.price != self.avg_price else ""
+        value = "" if self.value is None else f" = {_money(self.value, o.quote_coin)}"
+        return (f"{o.side} {o.order_type} {_num(self.filled)}{of} {o.symbol} @ {_num(self.avg_price)}{limit}{value} · "
+                f"fee {_num(self.fee)} {self.fee_coin} ({o.tag})")
+
+
+@dataclass(frozen=True)
+class OrderCancelled(Payload):
+    EVENT = EventType.ORDER_CANCELLED
+    order: OrderRef
+    filled: Decimal  # what was filled before the cancel (already announced with its booking)
+
+    def _text(self) -> str:
+        return f"{self.order} · {_num(self.filled)} filled"
+
+
+@dataclass(frozen=True)
+class OrderFailed(Payload):
+    EVENT = EventType.ORDER_FAILED
+    order: OrderRef
+    status: str  # "REJECTED" | "FAILED"
+    error: str
+
+    def _text(self) -> str:
+        return f"{self.order} {self.status.lower()}: {self.error}"
+
+
+@dataclass(frozen=True)
+class TradeOpened(Payload):
+    EVENT = EventType.TRADE_OPENED
+    trade_id: int
+    position_id: str
+    symbol: str
+    side: str  # "long" | "short"
+    qty: Decimal
+    entry_price: Decimal
+    stop: Decimal | None  # ladder positions (grid, DCA) have no stop or target of their own
+    target: Decimal | None
+    quote_coin: str
+
+    def _text(self) -> str:
+        levels = "".join(f" · {name} {_num(level)}" for name, level in (("stop", self.stop), ("target", self.target))
+                         if level is not None)
+        return (f"{self.side} {_num(self.qty)} {self.symbol} @ {_num(self.entry_price)} = "
+                f"{_money(self.qty * self.entry_price, self.quote_coin)}{levels} (trade #{self.trade_id})")
+
+
+@dataclass(frozen=True)
+class TradeClosed(Payload):
+    EVENT = EventType.TRADE_CLOSED
+    trade_id: int
+    position_id: str
+    symbol: str
+    side: str
+    qty: Decimal
+    entry_price: Decimal
+    exit_price: Decimal
+    pnl: Decimal  # net of fees
+    reason: str | None
+    quote_coin: str
+
+    def _text(self) -> str:
+        why = f" ({self.reason})" if self.reason else ""
+        return (f"{self.side} {_num(self.qty)} {self.symbol} {_num(self.entry_price)} → {_num(self.exit_price)} · "
+                f"PnL {_pnl(self.pnl, self.quote_coin)}{why} (trade #{self.trade_id})")
+
+
+@dataclass(frozen=True)
+class SignalGenerated(Payload):
+    EVENT = EventType.SIGNAL_GENERATED
+    symbol: str
+    direction: str  # "long" | "short"
+    entry: Decimal
+    stop: Decimal
+    target: Decimal | None
+    size: Decimal
+    confidence: float  # 0..1
+    reason: str
+
+    def _text(self) -> str:
+        why = f" · {self.reason}" if self.reason else ""
+        return (f"{self.direction} {self.symbol} entry {_num(self.entry)} stop {_num(self.stop)} "
+                f"target {_num(self.target)} size {_num(self.size)} · confidence {self.confidence:.0%}{why}")
+
+
+@dataclass(frozen=True)
+class ErrorRaised(Payload):
+    EVENT = EventType.ERROR
+    error: str
+    state: BotState | None = None  # the bot's state when it happened
+    client_order_id: str | None = None
+
+    def _text(self) -> str:
+        where = [f"while {self.state.value.lower()}"] if self.state else []
+        where += [f"order {self.client_order_id}"] if self.client_order_id else []
+        return self.error + (f" ({', '.join(where)})" if where else "")
+
+
+@dataclass(frozen=True)
+class StatusChanged(Payload):
+    EVENT = EventType.STATUS_CHANGE
+    old: BotState
+    new: BotState
+    reason: str
+    by: str  # an operator, or the part of the desk that decided ("risk rail", "desk")
+
+    def _text(self) -> str:
+        why = f"{self.reason}, " if self.reason and self.reason != self.by else ""
+        return f"{self.old.value.lower()} → {self.new.value.lower()} ({why}by {self.by})"
+
+
+@dataclass(frozen=True)
+class PhaseChanged(Payload):
+    EVENT = EventType.PHASE_CHANGED
+    phase: DeploymentPhase
+    previous: DeploymentPhase
+    share: Decimal  # of the total capital, 0..1
+    allocated: Decimal  # the capital the phase deploys
+    approved_by: str | None  # None: phase 1, started by the desk
+
+    def _text(self) -> str:
+        who = f" · approved by {self.approved_by}" if self.approved_by else ""
+        return (f"{_phase(self.previous)} → {_phase(self.phase)} ({_num(self.share * 100)}%) · "
+                f"deployed capital {_money(self.allocated)}{who}")
+
+
+@dataclass(frozen=True)
+class ScalingDecisionMade(Payload):
+    EVENT = EventType.SCALING_DECISION
+    can_scale: bool
+    current_phase: DeploymentPhase
+    next_phase: DeploymentPhase | None
+    passed: tuple[str, ...]
+    blocked: tuple[str, ...]
+
+    def _text(self) -> str:
+        step = f" → {_phase(self.next_phase)}" if self.next_phase else " (the last)"
+        verdict = "ready to scale, awaiting approval" if self.can_scale else "scaling blocked"
+        gates = [f"✓ {gate}" for gate in self.passed] + [f"✗ {gate}" for gate in self.blocked]
+        return " · ".join([f"{_phase(self.current_phase)}{step}: {verdict}", *gates])
+
+
+@dataclass(frozen=True)
+class Halted(Payload):
+    EVENT = EventType.HALTED
+    reason: str
+    by: str
+    paused: tuple[str, ...]  # the bots the halt paused
+
+    def _text(self) -> str:
+        return f"trading halted by {self.by}: {self.reason} · paused: {', '.join(self.paused) or 'none running'}"
+
+
+@dataclass(frozen=True)
+class Resumed(Payload):
+    EVENT = EventType.RESUMED
+    by: str
+    resumed: tuple[str, ...]  # the bots the halt had paused
+
+    def _text(self) -> str:
+        return f"trading resumed by {self.by} · running again: {', '.join(self.resumed) or 'none'}"
+
+
+@dataclass(frozen=True)
+class RiskLimitHit(Payload):
+    EVENT = EventType.RISK_LIMIT
+    rail: str  # "max_exposure" | "max_daily_loss" | "max_daily_loss (desk)"
+    value: Decimal  # the exposure or the day's loss
+    limit: Decimal
+    wanted: Decimal | None = None  # the entry's notional the rail refused
+
+    def _text(self) -> str:
+        refused = f" · entry of {_money(self.wanted)} refused" if self.wanted is not None else ""
+        return f"{self.rail}: {_money(self.value)} against a limit of {_money(self.limit)}{refused}"
+
+
+PAYLOADS: dict[EventType, type[Payload]] = {cls.EVENT: cls for cls in (
+    OrderPlaced, OrderFilled, OrderCancelled, OrderFailed, TradeOpened, TradeClosed, SignalGenerated, ErrorRaised,
+    StatusChanged, PhaseChanged, ScalingDecisionMade, Halted, Resumed, RiskLimitHit)}
 
 
 @dataclass(frozen=True)
 class TradingEvent:
+    """``data`` is the payload type of ``event_type`` (PAYLOADS); anything else is refused here,
+    where it is built, not later in a renderer."""
+
     event_type: EventType
     bot_name: str
-    data: dict[str, Any] = field(default_factory=dict)
+    data: Payload
     timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def __post_init__(self) -> None:
+        wanted = PAYLOADS[self.event_type]
+        if type(self.data) is not wanted:
+            raise TypeError(f"{self.event_type.value} event: data must be {wanted.__name__}, "
+                            f"not {type(self.data).__name__}")
+
+    @classmethod
+    def of(cls, bot_name: str, payload: Payload) -> TradingEvent:
+        return cls(payload.EVENT, bot_name, payload)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (Decimals as strings, timestamp ISO 8601 UTC)."""
@@ -70,7 +338,7 @@ class TradingEvent:
             "event_type": self.event_type.value,
             "bot_name": self.bot_name,
             "timestamp": self.timestamp.isoformat(),
-            "data": _json_safe(self.data),
+            "data": self.data.to_dict(),
         }
 
 

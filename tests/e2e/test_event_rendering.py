@@ -1,0 +1,116 @@
+"""Every event type, emitted by the real code (orchestrators on the simulator, the desk, the
+capital manager), reaches the console, the chat and the database log with every field."""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import fields
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from handlers.notifier import Notifier
+from tests.orchestrator.helpers import GRID, SIM_KEY, TREND, Clock, build_desk, run_ticks
+from traderagent.app import format_event as console_line
+from traderagent.bots import BotSpec
+from traderagent.control import LOGGED_EVENTS
+from traderagent.orchestrator.events import EventType, OrderRef, Payload, TradingEvent
+from traderagent.orchestrator.state import BotState
+from traderagent.utils.capital_manager import DeploymentPhase
+from traderagent.utils.plain import decimal_text
+
+OPERATOR = "@alice (42)"
+GHOST = BotSpec("ghost", "grid", "NOPEUSDT", timeframes=("1m",), share=Decimal("0.1"))  # no such market
+NEGATIVE_ZERO = re.compile(r"-0\.0+(?!\d)")
+IDS = {"client_order_id", "position_id"}  # for the database log, not for people
+
+
+def shown(name: str, value: Any) -> list[str]:
+    """The texts a reader must find for one field (any of them)."""
+    if isinstance(value, bool):
+        return ["ready to scale" if value else "scaling blocked"]
+    if isinstance(value, DeploymentPhase):
+        return [f"phase {list(DeploymentPhase).index(value)}"]
+    if isinstance(value, BotState):
+        return [value.value.lower()]
+    if isinstance(value, Enum):
+        return [str(value.value)]
+    if name == "share":
+        return [f"({decimal_text(value * 100)}%)"]
+    if isinstance(value, Decimal):
+        return [decimal_text(value), decimal_text(value, 2)]
+    if isinstance(value, float):
+        return [f"{value:.0%}"]
+    return [str(value)]
+
+
+def missing(payload: Payload, text: str) -> list[str]:
+    """The fields of ``payload`` that ``text`` does not show (case aside)."""
+    out = []
+    for f in fields(payload):
+        value = getattr(payload, f.name)
+        if f.name in IDS or value is None or value == ():
+            continue
+        if isinstance(value, OrderRef):
+            out += [f"order.{name}" for name in missing(value, text)]  # type: ignore[arg-type]
+            continue
+        items = value if isinstance(value, tuple) else (value,)
+        if not all(any(t.lower() in text.lower() for t in shown(f.name, item)) for item in items):
+            out.append(f.name)
+    return out
+
+
+async def test_every_event_type_shows_every_field_on_console_chat_and_db_log(sim, tmp_path) -> None:
+    clock = Clock()
+    h = await build_desk(sim.base_url, tmp_path / "events.db", [GRID, TREND, GHOST], clock=clock)
+    try:
+        desk = h.desk
+        await desk.evaluate_scaling()  # fresh phase 1: some gates pass, days and trades block
+        for _ in range(5):
+            desk.capital.record_trade(True, Decimal("2"))
+        clock.advance(days=3)
+        await desk.approve_scaling(OPERATOR)
+        await run_ticks(h, sim, 60)
+        await desk.tick_all()
+        await desk.halt("exchange maintenance", OPERATOR)
+        await desk.resume_trading(OPERATOR)
+        await desk.stop_bot("xrp-grid", OPERATOR)  # its resting ladder is cancelled
+        wallet = sim.engine.accounts[SIM_KEY].wallet
+        funds, wallet["USDT"] = wallet["USDT"], Decimal(0)
+        await desk.start_bot("xrp-grid", OPERATOR)
+        await desk.tick_all()  # the new ladder is refused: no funds
+        wallet["USDT"] = funds
+        desk.risk.add_realized("ghost", -desk.capital.allocated_capital)
+        await desk.check_desk_risk()
+        await desk.event_bus.drain(5)
+
+        by_type: dict[EventType, list[TradingEvent]] = {}
+        for event in h.events:
+            by_type.setdefault(event.event_type, []).append(event)
+        assert set(by_type) == set(EventType), set(EventType) - set(by_type)
+        logged = {(r.message, r.bot_name or "desk", str(r.context)) for r in await h.db.get_logs(None, limit=100_000)}
+        for event_type, events in by_type.items():
+            for event in events:
+                console = console_line(event)
+                (alone,) = Notifier.render([event])
+                burst = Notifier.render([event, event])[0].split("\n")[1]
+                assert "\n" not in console and "\n" not in burst and alone.count("\n") == 1
+                for where, text in (("console", console), ("chat", html.unescape(alone)),
+                                    ("chat burst", html.unescape(burst))):
+                    assert not missing(event.data, text), (where, missing(event.data, text), text)
+                    assert not NEGATIVE_ZERO.search(text) and "E+" not in text, text
+                if event_type in LOGGED_EVENTS:
+                    assert (event_type.value, event.bot_name, str(event.data.to_dict())) in logged, event
+
+        status = [e.data for e in by_type[EventType.STATUS_CHANGE]]
+        assert any(s.old is BotState.RUNNING and s.new is BotState.PAUSED and s.reason == "halt"  # type: ignore[attr-defined]
+                   and s.by == OPERATOR for s in status)
+        halted = next(e for e in by_type[EventType.STATUS_CHANGE] if e.data.reason == "halt")  # type: ignore[attr-defined]
+        assert f"running → paused (halt, by {OPERATOR})" in console_line(halted)
+        phase = by_type[EventType.PHASE_CHANGED][-1]
+        assert "phase 1 → phase 2 (25%) · deployed capital 5000.00 · approved by @alice (42)" in console_line(phase)
+        decision = by_type[EventType.SCALING_DECISION][0].data
+        assert decision.passed and decision.blocked  # type: ignore[attr-defined]
+    finally:
+        await h.close()
