@@ -15,7 +15,14 @@ from tests.orchestrator.helpers import GRID, SIM_KEY, TREND, Clock, build_desk, 
 from traderagent.app import format_event as console_line
 from traderagent.bots import BotSpec
 from traderagent.control import LOGGED_EVENTS
-from traderagent.orchestrator.events import EventType, OrderRef, Payload, TradingEvent
+from traderagent.orchestrator.events import (
+    EventType,
+    OrderRef,
+    Payload,
+    ScalingDecisionMade,
+    StatusChanged,
+    TradingEvent,
+)
 from traderagent.orchestrator.state import BotState
 from traderagent.utils.capital_manager import DeploymentPhase
 from traderagent.utils.plain import decimal_text
@@ -65,10 +72,11 @@ async def test_every_event_type_shows_every_field_on_console_chat_and_db_log(sim
     clock = Clock()
     h = await build_desk(sim.base_url, tmp_path / "events.db", [GRID, TREND, GHOST], clock=clock)
     try:
-        desk = h.desk
+        desk, capital = h.desk, h.desk.capital
+        assert capital is not None
         await desk.evaluate_scaling()  # fresh phase 1: some gates pass, days and trades block
         for _ in range(5):
-            desk.capital.record_trade(True, Decimal("2"))
+            capital.record_trade(True, Decimal("2"))
         clock.advance(days=3)
         await desk.approve_scaling(OPERATOR)
         await run_ticks(h, sim, 60)
@@ -81,7 +89,7 @@ async def test_every_event_type_shows_every_field_on_console_chat_and_db_log(sim
         await desk.start_bot("xrp-grid", OPERATOR)
         await desk.tick_all()  # the new ladder is refused: no funds
         wallet["USDT"] = funds
-        desk.risk.add_realized("ghost", -desk.capital.allocated_capital)
+        desk.risk.add_realized("ghost", -capital.allocated_capital)
         await desk.check_desk_risk()
         await desk.event_bus.drain(5)
 
@@ -103,14 +111,13 @@ async def test_every_event_type_shows_every_field_on_console_chat_and_db_log(sim
                 if event_type in LOGGED_EVENTS:
                     assert (event_type.value, event.bot_name, str(event.data.to_dict())) in logged, event
 
-        status = [e.data for e in by_type[EventType.STATUS_CHANGE]]
-        assert any(s.old is BotState.RUNNING and s.new is BotState.PAUSED and s.reason == "halt"  # type: ignore[attr-defined]
-                   and s.by == OPERATOR for s in status)
-        halted = next(e for e in by_type[EventType.STATUS_CHANGE] if e.data.reason == "halt")  # type: ignore[attr-defined]
-        assert f"running → paused (halt, by {OPERATOR})" in console_line(halted)
+        halted = [e for e in by_type[EventType.STATUS_CHANGE]
+                  if isinstance(e.data, StatusChanged) and e.data.reason == "halt" and e.data.new is BotState.PAUSED]
+        assert halted and all(e.data == StatusChanged(BotState.RUNNING, BotState.PAUSED, "halt", OPERATOR) for e in halted)
+        assert f"running → paused (halt, by {OPERATOR})" in console_line(halted[0])
         phase = by_type[EventType.PHASE_CHANGED][-1]
         assert "phase 1 → phase 2 (25%) · deployed capital 5000.00 · approved by @alice (42)" in console_line(phase)
         decision = by_type[EventType.SCALING_DECISION][0].data
-        assert decision.passed and decision.blocked  # type: ignore[attr-defined]
+        assert isinstance(decision, ScalingDecisionMade) and decision.passed and decision.blocked
     finally:
         await h.close()
