@@ -20,7 +20,7 @@ from traderagent.orchestrator.events import (
     TradingEvent,
 )
 from traderagent.orchestrator.state import BotState
-from traderagent.utils.capital_manager import DeploymentPhase
+from traderagent.utils.capital_manager import CapitalManager, DeploymentPhase
 from traderagent.utils.plain import decimal_text
 
 
@@ -148,3 +148,11 @@ async def test_batch_subscriber_gets_what_queued_meanwhile_in_order() -> None:
     assert await bus.drain(timeout=2)
     assert batches == [[0], list(range(1, 500))] and sub.delivered == 500
     await bus.stop()
+
+
+def test_a_scaling_gate_shows_money_not_a_decimal_repr() -> None:
+    cm = CapitalManager(Decimal("10000"))
+    cm.start_phase_1()
+    cm.record_trade(True, Decimal("0.10000000"))
+    cm.record_trade(False, Decimal("-0.10000000"))  # the sum is Decimal("0E-8")
+    assert "net PnL 0.00 (must not be negative)" in cm.evaluate_scaling().reasons

@@ -17,6 +17,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from traderagent.utils.plain import decimal_text
+
 STATE_VERSION = 1
 
 
@@ -319,7 +321,7 @@ class CapitalManager:
                 m.max_drawdown_pct <= gates.max_drawdown_pct,
                 f"max drawdown {m.max_drawdown_pct:.2f}% (limit {gates.max_drawdown_pct:.0f}%)",
             ),
-            (m.realized_pnl >= 0, f"net PnL {m.realized_pnl} (must not be negative)"),
+            (m.realized_pnl >= 0, f"net PnL {decimal_text(m.realized_pnl, 2)} (must not be negative)"),
             (m.errors_count <= gates.max_errors, f"{m.errors_count} errors (maximum {gates.max_errors})"),
         ]
         reasons = [text for ok, text in checks if ok]
