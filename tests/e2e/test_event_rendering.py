@@ -38,7 +38,8 @@ def shown(name: str, value: Any) -> list[str]:
     if isinstance(value, bool):
         return ["ready to scale" if value else "scaling blocked"]
     if isinstance(value, DeploymentPhase):
-        return [f"phase {list(DeploymentPhase).index(value)}"]
+        number = list(DeploymentPhase).index(value)
+        return [f"phase {number}" if number else "not started"]
     if isinstance(value, BotState):
         return [value.value.lower()]
     if isinstance(value, Enum):

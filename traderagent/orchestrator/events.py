@@ -64,7 +64,9 @@ def _pnl(value: Decimal, coin: str) -> str:
 
 
 def _phase(phase: DeploymentPhase) -> str:
-    return f"phase {list(DeploymentPhase).index(phase)}"
+    """"phase 2" (of 3); "not started" before phase 1."""
+    number = list(DeploymentPhase).index(phase)
+    return f"phase {number}" if number else "not started"
 
 
 # ---------------------------------------------------------------------- payloads
