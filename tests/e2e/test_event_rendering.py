@@ -3,6 +3,7 @@ capital manager), reaches the console, the chat and the database log with every 
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
 from dataclasses import fields
@@ -11,18 +12,23 @@ from enum import Enum
 from typing import Any
 
 from handlers.notifier import Notifier
-from tests.orchestrator.helpers import GRID, SIM_KEY, TREND, Clock, build_desk, run_ticks
+from tests.orchestrator.helpers import DCA, GRID, SIM_KEY, SIM_SECRET, TREND, Clock, build_desk, run_ticks
+from traderagent.api.bybit_direct_client import ByBitDirectClient
 from traderagent.app import format_event as console_line
 from traderagent.bots import BotSpec
-from traderagent.control import LOGGED_EVENTS
+from traderagent.control import LOGGED_EVENTS, Desk
+from traderagent.database.manager import DatabaseManager
 from traderagent.orchestrator.events import (
     EventType,
+    OrderFilled,
     OrderRef,
     Payload,
     ScalingDecisionMade,
     StatusChanged,
     TradingEvent,
 )
+from traderagent.orchestrator.market_data import MarketData
+from traderagent.orchestrator.risk import RiskRails
 from traderagent.orchestrator.state import BotState
 from traderagent.utils.capital_manager import DeploymentPhase
 from traderagent.utils.plain import decimal_text
@@ -122,3 +128,31 @@ async def test_every_event_type_shows_every_field_on_console_chat_and_db_log(sim
         assert isinstance(decision, ScalingDecisionMade) and decision.passed and decision.blocked
     finally:
         await h.close()
+
+
+async def test_a_spot_buy_fill_says_its_fee_is_in_the_base_coin(sim, tmp_path) -> None:
+    client = ByBitDirectClient(SIM_KEY, SIM_SECRET, base_url=sim.base_url, market_type="spot")
+    await client.initialize()
+    db = DatabaseManager(f"sqlite+aiosqlite:///{tmp_path / 'spot.db'}")
+    await db.initialize()
+    desk = Desk(db, {"spot": client}, rails=RiskRails(Decimal("0.01"), Decimal("5"), Decimal("0.5")),
+                market_data={"spot": MarketData(client, ttl=0)})
+    fills: list[OrderFilled] = []
+
+    async def record(event: TradingEvent) -> None:
+        if isinstance(event.data, OrderFilled):
+            fills.append(event.data)
+
+    desk.event_bus.subscribe(record, name="fills")
+    await desk.add_bot(dataclasses.replace(DCA, market_type="spot", share=None, capital=Decimal("1000")))
+    try:
+        await desk.start(schedule=False)
+        await desk.tick_all()  # the base order: a market buy
+        await desk.event_bus.drain(5)
+        (base,) = fills
+        assert (base.order.side, base.fee_coin, base.order.quote_coin) == ("buy", "SOL", "USDT")
+        assert f"fee {decimal_text(base.fee)} SOL (dca:base)" in console_line(TradingEvent.of("sol-dca", base))
+    finally:
+        await desk.stop()
+        await client.close()
+        await db.close()
