@@ -57,8 +57,9 @@ def test_an_event_refuses_a_payload_of_another_type() -> None:
 def test_event_to_dict_is_json_safe() -> None:
     data = json.loads(json.dumps(TradingEvent.of("xrp", _fill()).to_dict()))
     assert data["event_type"] == "ORDER_FILLED" and data["timestamp"].endswith("+00:00")
-    assert data["data"]["order"]["qty"] == "10" and data["data"]["avg_price"] == "1.2"
-    assert data["data"]["order"]["price"] == "1.2" and data["data"]["fee_coin"] == "USDT"
+    assert data["data"] == {"client_order_id": "b-1", "tag": "grid:5:buy", "symbol": "XRPUSDT", "side": "buy",
+                            "order_type": "limit", "qty": "10", "price": "1.2", "quote_coin": "USDT", "filled": "10",
+                            "avg_price": "1.2", "fee": "0.0072", "fee_coin": "USDT"}  # flat, as the log rows are
 
 
 def test_summaries_read_as_money_without_negative_zero_or_exponents() -> None:

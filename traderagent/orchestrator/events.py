@@ -87,7 +87,15 @@ class Payload:
         raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(json_safe(self))
+        """JSON-safe and flat: an order event's OrderRef fields sit beside its own (as the database
+        log rows have always had them)."""
+        out: dict[str, Any] = {}
+        for key, value in json_safe(self).items():
+            if isinstance(value, dict):
+                out.update(value)
+            else:
+                out[key] = value
+        return out
 
 
 @dataclass(frozen=True)
