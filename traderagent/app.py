@@ -43,7 +43,7 @@ class StartupError(RuntimeError):
 
 # ---------------------------------------------------------------------- console output
 def format_event(event: TradingEvent) -> str:
-    """One line per event, e.g. ``12:00:01 [xrp-grid] ORDER_FILLED buy 10 XRPUSDT @ 1.2 = 12.00 USDT ...``."""
+    """One line per event, e.g. ``12:00:01 [xrp-grid] ORDER_FILLED buy limit 10 XRPUSDT @ 1.2 = 12.00 USDT ...``."""
     return f"{event.timestamp:%H:%M:%S} [{event.bot_name}] {event.event_type.value} {event.data.summary()}"
 
 
