@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -317,6 +317,25 @@ class RiskLimitHit(Payload):
         return f"{self.rail}: {_money(self.value)} against a limit of {_money(self.limit)}{refused}"
 
 
+@dataclass(frozen=True)
+class Details(Payload):
+    """A plain mapping given as ``data`` by code outside the desk (the spec's own example passes a
+    dict). The desk's emitters always build the typed payload; this keeps such an event renderable
+    everywhere instead of refusing it."""
+
+    EVENT = EventType.ERROR  # unused: a Details payload is accepted for every event type
+    fields: Mapping[str, Any]
+
+    def _text(self) -> str:
+        return " · ".join(f"{key} {value}" for key, value in json_safe(self.fields).items())
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(json_safe(self.fields))
+
+    def __getitem__(self, key: str) -> Any:
+        return self.fields[key]
+
+
 PAYLOADS: dict[EventType, type[Payload]] = {cls.EVENT: cls for cls in (
     OrderPlaced, OrderFilled, OrderCancelled, OrderFailed, TradeOpened, TradeClosed, SignalGenerated, ErrorRaised,
     StatusChanged, PhaseChanged, ScalingDecisionMade, Halted, Resumed, RiskLimitHit)}
@@ -324,8 +343,8 @@ PAYLOADS: dict[EventType, type[Payload]] = {cls.EVENT: cls for cls in (
 
 @dataclass(frozen=True)
 class TradingEvent:
-    """``data`` is the payload type of ``event_type`` (PAYLOADS); anything else is refused here,
-    where it is built, not later in a renderer."""
+    """``data`` is the payload type of ``event_type`` (PAYLOADS); a plain mapping becomes `Details`;
+    anything else is refused here, where it is built, not later in a renderer."""
 
     event_type: EventType
     bot_name: str
@@ -333,8 +352,11 @@ class TradingEvent:
     timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def __post_init__(self) -> None:
+        if isinstance(self.data, Mapping):
+            object.__setattr__(self, "data", Details(dict(self.data)))
+            return
         wanted = PAYLOADS[self.event_type]
-        if type(self.data) is not wanted:
+        if type(self.data) not in (wanted, Details):
             raise TypeError(f"{self.event_type.value} event: data must be {wanted.__name__}, "
                             f"not {type(self.data).__name__}")
 
