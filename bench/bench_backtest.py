@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bt_reference import MINUTES_PER_YEAR, random_walk, run_backtrader  # noqa: E402
 
-from traderagent.backtest.data import resample, timeframe_ms  # noqa: E402
+from traderagent.backtest.data import resample  # noqa: E402
 from traderagent.backtest.engine import BacktestConfig, Backtester, build_frames, run_backtest  # noqa: E402
 from traderagent.strategies import create_strategy  # noqa: E402
 from traderagent.strategies import indicators as ind  # noqa: E402
@@ -35,6 +35,7 @@ from traderagent.strategies.base import (  # noqa: E402
     SignalDirection,
 )
 from traderagent.strategies.params import Param  # noqa: E402
+from traderagent.timeframes import timeframe_ms  # noqa: E402
 
 FEE = Decimal("0.001")
 

@@ -18,7 +18,6 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from functools import wraps
 from typing import Any
 
@@ -30,12 +29,12 @@ from handlers.callbacks import Button, Interaction, Press, action, keyboard, on_
 from handlers.charts import render_equity_png
 from handlers.formatting import MAX_MESSAGE, STATE_EMOJI, esc, fmt_num, fmt_pnl, split_message, table
 from traderagent.control import ControlError
+from traderagent.numbers import ZERO, decimal_or
 from traderagent.orchestrator.events import UNMUTABLE_EVENTS, EventType
 from traderagent.utils.secrets_filter import mask
 
 log = logging.getLogger(__name__)
 
-ZERO = Decimal(0)
 PAGE_LIMIT = MAX_MESSAGE - 80  # room for the footer of a /status page
 BOT_BUTTONS_UP_TO = 6  # per-bot Pause/Resume buttons on /status for small desks only
 MAX_LIST_LINES = 150  # /orders over every bot: the rest is one /orders <bot> away
@@ -131,13 +130,6 @@ def _when(value: Any) -> str:
     return value.strftime("%m-%d %H:%M") if isinstance(value, datetime) else "–"
 
 
-def _dec(value: Any) -> Decimal:
-    try:
-        return Decimal(str(value)) if value not in (None, "") else ZERO
-    except Exception:
-        return ZERO
-
-
 def _short(text: Any, n: int = 100) -> str:
     text = str(text)
     return text if len(text) <= n else text[: n - 1] + "…"
@@ -155,8 +147,8 @@ def desk_header(status: dict[str, Any]) -> str:
     bots = status.get("bots") or []
     states = status.get("states") or {}
     counts = ", ".join(f"{n} {esc(s.lower())}" for s, n in sorted(states.items()))
-    realized = sum((_dec(b.get("realized_pnl")) for b in bots), ZERO)
-    unrealized = sum((_dec(b.get("unrealized_pnl")) for b in bots), ZERO)
+    realized = sum((decimal_or(b.get("realized_pnl"), ZERO) for b in bots), ZERO)
+    unrealized = sum((decimal_or(b.get("unrealized_pnl"), ZERO) for b in bots), ZERO)
     lines = [f"📋 <b>Desk</b> · {len(bots)} bot{'s' if len(bots) != 1 else ''}" + (f": {counts}" if counts else "")]
     if status.get("halted"):
         lines.append(f"🛑 <b>TRADING HALTED</b>: {esc(status.get('halt_reason') or '')} · /resume_trading")
@@ -228,7 +220,7 @@ def position_line(p: dict[str, Any], *, with_bot: bool = True) -> str:
 
 def order_line(o: dict[str, Any]) -> str:
     price = f" @ {fmt_num(o['price'])}" if o.get("price") is not None else " at market"
-    filled = f" (filled {fmt_num(o.get('filled_qty'))})" if _dec(o.get("filled_qty")) else ""
+    filled = f" (filled {fmt_num(o.get('filled_qty'))})" if decimal_or(o.get("filled_qty"), ZERO) else ""
     tag = f" · {esc(o['tag'])}" if o.get("tag") else ""
     return (f"• <b>{esc(o.get('bot'))}</b> {esc(o.get('side'))} {esc(o.get('type'))} {fmt_num(o.get('qty'))} "
             f"{esc(o.get('symbol'))}{price} · {esc(str(o.get('status', '')).lower())}{filled}{tag}")
@@ -245,7 +237,7 @@ def trade_line(t: dict[str, Any]) -> str:
 def pnl_view(rows: list[dict[str, Any]]) -> str:
     total, body = ZERO, []
     for row in rows:
-        total += _dec(row.get("pnl"))
+        total += decimal_or(row.get("pnl"), ZERO)
         day = row.get("date")
         body.append((day.strftime("%m-%d") if hasattr(day, "strftime") else str(day), fmt_pnl(row.get("pnl")),
                      fmt_pnl(total)))
@@ -454,7 +446,7 @@ async def cmd_balance(c: Cmd) -> None:
         totals, free, used = b.get("total") or {}, b.get("free") or {}, b.get("used") or {}
         coins = sorted(set(totals) | set(free))
         rows = [(coin, fmt_num(free.get(coin)), fmt_num(used.get(coin)), fmt_num(totals.get(coin)))
-                for coin in coins if _dec(totals.get(coin)) or _dec(free.get(coin))]
+                for coin in coins if decimal_or(totals.get(coin), ZERO) or decimal_or(free.get(coin), ZERO)]
         body = table(rows, ["coin", "free", "used", "total"]) if rows else "empty"
         parts.append(f"💰 <b>Balance</b> ({esc(market_type)})\n{body}")
     await c.reply_lines(parts, empty="No exchange account configured.")
@@ -558,8 +550,8 @@ async def cmd_chart(c: Cmd) -> None:
         await c.reply(f"No closed trades yet for {esc(who)}: nothing to chart.")
         return
     png = await asyncio.to_thread(render_equity_png, curve, f"Equity · {who}")
-    start = _dec(curve[0]["equity"]) - _dec(curve[0].get("pnl"))
-    end = _dec(curve[-1]["equity"])
+    start = decimal_or(curve[0]["equity"], ZERO) - decimal_or(curve[0].get("pnl"), ZERO)
+    end = decimal_or(curve[-1]["equity"], ZERO)
     caption = (f"📈 <b>{esc(who)}</b> equity {fmt_num(start, 2)} → {fmt_num(end, 2)} "
                f"({fmt_pnl(end - start)}) over {len(curve)} closed trades")
     await c.context.bot.send_photo(c.chat_id, photo=png, caption=mask(caption))

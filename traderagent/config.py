@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, fields
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from dotenv import dotenv_values
 
+from traderagent.numbers import NumberError, to_decimal
 from traderagent.strategies.params import RISK_DEFAULTS, RISK_RAILS, Param, ParamError
 
 MODES = ("paper", "demo", "live")
@@ -71,14 +72,10 @@ def _bool(name: str, source: dict[str, str], default: bool) -> bool:
 
 
 def _decimal(name: str, source: dict[str, str], default: str) -> Decimal:
-    raw = _env(name, source, default)
     try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
-    if not value.is_finite():
-        raise SettingsError(f"{name}={raw!r} is not a finite number")
-    return value
+        return to_decimal(_env(name, source, default), field=name)
+    except NumberError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _risk_rail(param: Param, source: dict[str, str]) -> Decimal:

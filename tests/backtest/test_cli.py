@@ -86,7 +86,8 @@ def test_each_strategy_runs_on_real_candles(shared_data, capsys, name, file, ext
     assert rc == 0 and out["strategy"] == name
     m = out["metrics"]
     assert out["fills"] >= 2 * m["trades"]
-    assert 0.0 <= m["max_drawdown_pct"] < 1.0 and 0.0 <= m["exposure_pct"] <= 1.0
+    assert 0.0 <= m["max_drawdown"] < 1.0 and 0.0 <= m["exposure_pct"] <= 1.0
+    assert not set(m) & {"sharpe", "max_drawdown_pct", "extra"}  # one metric set, no second definitions
     if name != "smc":  # the others must trade on three weeks of real 5m candles
         assert m["trades"] > 0
 

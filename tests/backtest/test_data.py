@@ -14,8 +14,6 @@ from traderagent.backtest.data import (
     load_csv,
     prepare,
     resample,
-    timeframe_ms,
-    timeframe_name,
 )
 
 MIN = 60_000
@@ -24,15 +22,6 @@ MIN = 60_000
 def _write(path, rows):
     path.write_text("timestamp_ms,open,high,low,close,volume\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
     return path
-
-
-def test_timeframes_parse_both_spellings():
-    assert timeframe_ms("15m") == 15 * MIN
-    assert timeframe_ms("1h") == timeframe_ms("60") == 60 * MIN
-    assert timeframe_ms("D") == timeframe_ms("1d") == 1440 * MIN
-    assert timeframe_name(4 * 60 * MIN) == "4h"
-    with pytest.raises(BacktestDataError, match="unknown timeframe"):
-        timeframe_ms("7x")
 
 
 def test_gap_is_filled_with_flat_candles_at_previous_close(tmp_path):

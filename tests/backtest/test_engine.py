@@ -233,8 +233,9 @@ def _closed_before(result, k):
     ("smc", {}, "ETH_BTC-5m.csv", "15m"),
 ])
 def test_appending_future_candles_does_not_change_past_trades(shared_data, name, params, file, tf):
-    from traderagent.backtest.data import resample, timeframe_ms
+    from traderagent.backtest.data import resample
     from traderagent.strategies import create_strategy
+    from traderagent.timeframes import timeframe_ms
 
     frame, base_tf, _ = prepare(shared_data / file)
     if tf:

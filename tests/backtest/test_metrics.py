@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from traderagent.backtest.ledger import Ledger
-from traderagent.backtest.metrics import Fill, Trade, compute_metrics, max_drawdown, sharpe_ratio
+from traderagent.backtest.metrics import Fill, Trade, compute_metrics
+from traderagent.metrics import YEAR_MS, max_drawdown, sharpe_ratio
 
 DAY = 86_400_000
 
@@ -30,10 +31,12 @@ def test_sharpe_is_annualised_by_timeframe():
     eq = [100.0, 120.0, 90.0, 130.0, 117.0]
     rets = [eq[i + 1] / eq[i] - 1 for i in range(4)]
     expected = statistics.mean(rets) / statistics.stdev(rets) * math.sqrt(365)
-    assert sharpe_ratio(np.array(eq), DAY) == pytest.approx(expected)
-    # the same curve on hourly candles annualises with sqrt(24*365)
-    assert sharpe_ratio(np.array(eq), DAY // 24) == pytest.approx(expected * math.sqrt(24))
-    assert sharpe_ratio(np.array([5.0, 5.0, 5.0, 5.0]), DAY) is None  # no variance: undefined
+    assert sharpe_ratio(np.array(eq), YEAR_MS / DAY) == pytest.approx(expected)
+    # the same curve on hourly candles annualises with sqrt(24*365); per step (live trades) it is not annualised
+    assert sharpe_ratio(np.array(eq), YEAR_MS / (DAY // 24)) == pytest.approx(expected * math.sqrt(24))
+    assert sharpe_ratio(np.array(eq)) == pytest.approx(expected / math.sqrt(365))
+    assert sharpe_ratio(np.array([5.0, 5.0, 5.0, 5.0]), 365) is None  # no variance: undefined
+    assert sharpe_ratio(np.array([5.0, 6.0])) is None  # one return: undefined
 
 
 def test_compute_metrics_counts_wins_profit_factor_fees_exposure():
@@ -52,7 +55,7 @@ def test_compute_metrics_counts_wins_profit_factor_fees_exposure():
     assert m.win_rate == pytest.approx(1 / 3)
     assert m.profit_factor == pytest.approx(30 / 15)
     assert m.net_pnl == D(15) and m.return_pct == pytest.approx(0.15)
-    assert m.max_drawdown_pct == pytest.approx(0.25)
+    assert m.max_drawdown == pytest.approx(0.25) and m.max_drawdown_amount == D(30)
     assert m.exposure_pct == pytest.approx(0.6)
     assert m.total_fees == D("1.5")
     assert m.avg_trade_pnl == D(5)
@@ -96,3 +99,18 @@ def test_ladder_fills_move_cash_and_position_and_only_realize_books_pnl():
     assert led.cash == D(1000) + D(2) - D("0.202") and led.realized == 0
     led.realize(D(2) - D("0.202"))
     assert led.realized == led.cash - led.initial
+
+
+def test_backtest_json_carries_one_metric_set_with_the_status_definitions():
+    """/status (a strategy's get_performance) and the backtest JSON used two Sharpe and two drawdown formulas."""
+    from traderagent.metrics import realised_equity
+
+    m = compute_metrics(trades=[Trade("long", D(1), 0, 0, D(1), exit_index=1, pnl=D(2))],
+                        equity=np.array([100.0, 120.0, 90.0]), position=np.array([0, 0, 0]), tf_ms=DAY,
+                        initial_balance=D(100), final_balance=D(90), total_fees=D(0))
+    keys = set(m.to_dict())
+    assert {"sharpe_ratio", "max_drawdown", "max_drawdown_amount", "win_rate", "profit_factor"} <= keys
+    assert not keys & {"sharpe", "max_drawdown_pct", "extra"}
+    curve = realised_equity(D(1000), [D("19.5"), D("-5.5")])
+    assert list(curve) == [1000.0, 1019.5, 1014.0]
+    assert max_drawdown(curve)[0] == pytest.approx(5.5 / 1019.5)

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from traderagent.database.manager import DatabaseManager
+from traderagent.numbers import NumberError
 
 EDGE = [Decimal("0.00000001"), Decimal("123456789.123456789"), Decimal("100.50"), Decimal("1E-18"),
         Decimal("98765432109876543210.123456789012345678")]
@@ -42,10 +43,12 @@ async def test_sql_sum_is_exact_where_float_is_not(db: DatabaseManager, bot: str
     assert await db.realized_pnl(bot) == Decimal("246913578.246913578") + Decimal("0.3001")
 
 
-async def test_float_money_is_refused(db: DatabaseManager, bot: str) -> None:
-    with pytest.raises(TypeError, match="float"):
-        await db.create_order(bot, "f1", "BTCUSDT", "buy", "limit", 0.1, Decimal("1"))  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="finite"):
+async def test_money_follows_the_one_decimal_rule(db: DatabaseManager, bot: str) -> None:
+    order = await db.create_order(bot, "f1", "BTCUSDT", "buy", "limit", 0.1, Decimal("1"))  # type: ignore[arg-type]
+    assert order.qty == Decimal("0.1")  # a float is stored as its shortest repr, not 0.1000000000000000055...
+    with pytest.raises(NumberError, match="qty must be a number, not a boolean"):
+        await db.create_order(bot, "f3", "BTCUSDT", "buy", "limit", True, Decimal("1"))  # type: ignore[arg-type]
+    with pytest.raises(NumberError, match="finite"):
         await db.create_order(bot, "f2", "BTCUSDT", "buy", "limit", Decimal("NaN"), Decimal("1"))
 
 

@@ -88,9 +88,9 @@ def test_open_close_books_pnl_net_of_fees_and_performance():
     assert (perf.total_trades, perf.winning_trades, perf.losing_trades) == (2, 1, 1)
     assert perf.total_pnl == D("14.0") and perf.avg_trade_pnl == D("7.0")
     assert perf.profit_factor == pytest.approx(19.5 / 5.5)
-    # equity 1000 -> 1019.5 -> 1014: drawdown 5.5 / 1019.5
+    # equity 1000 -> 1019.5 -> 1014: drawdown 5.5 / 1019.5, returns per trade on the equity before it
     assert perf.max_drawdown == pytest.approx(5.5 / 1019.5)
-    r = np.array([0.0195, -0.0055])
+    r = np.array([19.5 / 1000, -5.5 / 1019.5])
     assert perf.sharpe_ratio == pytest.approx(r.mean() / r.std(ddof=1))
     json.dumps(perf.to_dict())
     assert s.get_active_positions() == []
@@ -101,7 +101,7 @@ def test_profit_factor_without_losses_is_json_safe():
     p = s.open_position(signal(), D("1"), D("100"))
     s.close_position(p.position_id, D("110"), ExitReason.TAKE_PROFIT)
     perf = s.get_performance()
-    assert perf.profit_factor == float("inf")
+    assert perf.profit_factor is None and perf.sharpe_ratio is None  # undefined, as in the backtest
     assert json.loads(json.dumps(perf.to_dict()))["profit_factor"] is None
 
 

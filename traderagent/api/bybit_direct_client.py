@@ -24,6 +24,8 @@ import yarl
 from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
+from ..numbers import ZERO, decimal_or, to_decimal
+from ..timeframes import bybit_interval
 from .exceptions import (
     AccessDeniedError,
     AuthenticationError,
@@ -37,7 +39,15 @@ from .exceptions import (
     RateLimitError,
     exception_for_retcode,
 )
-from .markets import Market, check_order, normalize_symbol, parse_linear, parse_spot, round_down, to_decimal
+from .markets import (
+    Market,
+    check_order,
+    nonzero_or_none,
+    normalize_symbol,
+    parse_linear,
+    parse_spot,
+    round_down,
+)
 from .signing import build_query, format_value, sign
 
 try:  # orjson is ~5x faster than json for the envelope; json is the fallback
@@ -80,12 +90,6 @@ _ORDER_LIMITS: dict[str, dict[str, float]] = {
     "spot": {"/v5/order/create": 20, "/v5/order/amend": 10, "/v5/order/cancel": 20, "/v5/order/cancel-all": 20},
 }
 
-_INTERVALS = {
-    "1m": "1", "3m": "3", "5m": "5", "15m": "15", "30m": "30", "1h": "60", "2h": "120", "4h": "240",
-    "6h": "360", "12h": "720", "1d": "D", "1w": "W", "1M": "M",
-}
-_BYBIT_INTERVALS = frozenset(_INTERVALS.values())
-
 _ORDER_STATUS = {
     "New": "open",
     "Untriggered": "open",
@@ -98,24 +102,11 @@ _ORDER_STATUS = {
     "Rejected": "rejected",
 }
 _LINK_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
-_ZERO = Decimal(0)
 T = TypeVar("T")
 
 
 def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, NetworkError | RateLimitError) and not isinstance(exc, IPBannedError)
-
-
-def _dec(text: Any) -> Decimal:
-    return Decimal(text) if text not in (None, "") else _ZERO
-
-
-def _opt_dec(text: Any) -> Decimal | None:
-    """'' / '0' / None mean "not set" in ByBit order and position objects."""
-    if text in (None, ""):
-        return None
-    value = Decimal(text)
-    return value if value != 0 else None
 
 
 def _wire(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -501,16 +492,16 @@ class ByBitDirectClient:
         t = items[0]
         ticker = {
             "symbol": t.get("symbol", sym),
-            "last": _dec(t.get("lastPrice")),
-            "bid": _dec(t.get("bid1Price")),
-            "ask": _dec(t.get("ask1Price")),
-            "high": _dec(t.get("highPrice24h")),
-            "low": _dec(t.get("lowPrice24h")),
-            "volume": _dec(t.get("volume24h")),
+            "last": decimal_or(t.get("lastPrice"), ZERO),
+            "bid": decimal_or(t.get("bid1Price"), ZERO),
+            "ask": decimal_or(t.get("ask1Price"), ZERO),
+            "high": decimal_or(t.get("highPrice24h"), ZERO),
+            "low": decimal_or(t.get("lowPrice24h"), ZERO),
+            "volume": decimal_or(t.get("volume24h"), ZERO),
             "timestamp": int(data.get("time") or self._now_ms()),
         }
         if self.market_type == "linear":
-            ticker["mark"] = _dec(t.get("markPrice"))
+            ticker["mark"] = decimal_or(t.get("markPrice"), ZERO)
         return ticker
 
     async def _send_with_retry(self, method: str, path: str, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -520,9 +511,7 @@ class ByBitDirectClient:
     async def fetch_klines(self, symbol: str, interval: str, limit: int = 200) -> list[list[Any]]:
         """Oldest-first [ts_ms, open, high, low, close, volume]; pages back with `end` past 1000 rows."""
         sym = normalize_symbol(symbol)
-        ivl = _INTERVALS.get(interval, interval)
-        if ivl not in _BYBIT_INTERVALS:
-            raise ValueError(f"unsupported kline interval {interval!r}")
+        ivl = bybit_interval(interval)
         rows: dict[int, list[Any]] = {}
         end: int | None = None
         while len(rows) < limit:
@@ -550,9 +539,9 @@ class ByBitDirectClient:
         for account in result.get("list") or []:
             for c in account.get("coin") or []:
                 coin = c["coin"]
-                wallet = _dec(c.get("walletBalance"))
-                held = _dec(c.get("locked")) + _dec(c.get("totalOrderIM")) + _dec(c.get("totalPositionIM"))
-                avail = max(wallet - held, _ZERO)
+                wallet = decimal_or(c.get("walletBalance"), ZERO)
+                held = decimal_or(c.get("locked"), ZERO) + decimal_or(c.get("totalOrderIM"), ZERO) + decimal_or(c.get("totalPositionIM"), ZERO)
+                avail = max(wallet - held, ZERO)
                 total[coin] = wallet
                 free[coin] = avail
                 used[coin] = wallet - avail
@@ -571,18 +560,18 @@ class ByBitDirectClient:
         items = await self._paged("/v5/position/list", params)
         out = []
         for p in items:
-            size = _dec(p.get("size"))
+            size = decimal_or(p.get("size"), ZERO)
             if size == 0 or p.get("side") not in ("Buy", "Sell"):
                 continue
             out.append({
                 "symbol": p["symbol"],
                 "side": "long" if p["side"] == "Buy" else "short",
                 "size": size,
-                "entry_price": _dec(p.get("avgPrice")),
-                "mark_price": _dec(p.get("markPrice")),
-                "unrealized_pnl": _dec(p.get("unrealisedPnl")),
-                "realized_pnl": _dec(p.get("cumRealisedPnl")),
-                "leverage": _opt_dec(p.get("leverage")),
+                "entry_price": decimal_or(p.get("avgPrice"), ZERO),
+                "mark_price": decimal_or(p.get("markPrice"), ZERO),
+                "unrealized_pnl": decimal_or(p.get("unrealisedPnl"), ZERO),
+                "realized_pnl": decimal_or(p.get("cumRealisedPnl"), ZERO),
+                "leverage": nonzero_or_none(p.get("leverage")),
             })
         return out
 
@@ -747,10 +736,10 @@ class ByBitDirectClient:
             "type": "limit" if is_limit else "market",
             "price": body["price"] if is_limit else None,
             "amount": body["qty"],
-            "filled": _ZERO,
+            "filled": ZERO,
             "avg_price": None,
             "status": "open",
-            "fee": _ZERO,
+            "fee": ZERO,
             "reduce_only": bool(body.get("reduceOnly", False)),
             "created_at": now,
             "updated_at": now,
@@ -760,9 +749,9 @@ class ByBitDirectClient:
     def _parse_order(o: Mapping[str, Any]) -> dict[str, Any]:
         fee_detail = o.get("cumFeeDetail")
         if isinstance(fee_detail, dict) and fee_detail:
-            fee = sum((_dec(v) for v in fee_detail.values()), _ZERO)
+            fee = sum((decimal_or(v, ZERO) for v in fee_detail.values()), ZERO)
         else:
-            fee = _dec(o.get("cumExecFee"))
+            fee = decimal_or(o.get("cumExecFee"), ZERO)
         order_type = str(o.get("orderType", "")).lower()
         created = int(o.get("createdTime") or 0)
         return {
@@ -771,10 +760,10 @@ class ByBitDirectClient:
             "symbol": o.get("symbol", ""),
             "side": str(o.get("side", "")).lower(),
             "type": order_type,
-            "price": _opt_dec(o.get("price")) if order_type == "limit" else None,
-            "amount": _dec(o.get("qty")),
-            "filled": _dec(o.get("cumExecQty")),
-            "avg_price": _opt_dec(o.get("avgPrice")),
+            "price": nonzero_or_none(o.get("price")) if order_type == "limit" else None,
+            "amount": decimal_or(o.get("qty"), ZERO),
+            "filled": decimal_or(o.get("cumExecQty"), ZERO),
+            "avg_price": nonzero_or_none(o.get("avgPrice")),
             "status": _ORDER_STATUS.get(str(o.get("orderStatus")), "open"),
             "fee": fee,
             "reduce_only": bool(o.get("reduceOnly", False)),
@@ -852,8 +841,8 @@ class ByBitDirectClient:
         now = self._now_ms()
         return {
             "id": ack.get("orderId", order_id or ""), "client_order_id": ack.get("orderLinkId", client_order_id or ""),
-            "symbol": params["symbol"], "side": "", "type": "", "price": None, "amount": _ZERO, "filled": _ZERO,
-            "avg_price": None, "status": "cancelled", "fee": _ZERO, "reduce_only": False,
+            "symbol": params["symbol"], "side": "", "type": "", "price": None, "amount": ZERO, "filled": ZERO,
+            "avg_price": None, "status": "cancelled", "fee": ZERO, "reduce_only": False,
             "created_at": now, "updated_at": now,
         }
 
@@ -882,9 +871,9 @@ class ByBitDirectClient:
                 "client_order_id": e.get("orderLinkId", ""),
                 "symbol": e.get("symbol", ""),
                 "side": str(e.get("side", "")).lower(),
-                "price": _dec(e.get("execPrice")),
-                "amount": _dec(e.get("execQty")),
-                "fee": _dec(e.get("execFee")),
+                "price": decimal_or(e.get("execPrice"), ZERO),
+                "amount": decimal_or(e.get("execQty"), ZERO),
+                "fee": decimal_or(e.get("execFee"), ZERO),
                 "timestamp": int(e.get("execTime") or 0),
             }
             for e in items

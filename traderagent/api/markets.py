@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
+from ..numbers import ZERO, decimal_or
 from .exceptions import InvalidOrderError
 
 __all__ = ["Market", "normalize_symbol", "round_down", "parse_linear", "parse_spot", "check_order"]
@@ -44,16 +45,6 @@ def normalize_symbol(symbol: str) -> str:
     return symbol.split(":", 1)[0].replace("/", "").replace("-", "").strip().upper()
 
 
-def to_decimal(value: object) -> Decimal:
-    """Exact Decimal from str/int/Decimal; floats go through str() so 0.1 stays 0.1."""
-    if isinstance(value, Decimal):
-        return value
-    try:
-        return Decimal(str(value))
-    except (InvalidOperation, ValueError) as exc:
-        raise InvalidOrderError(f"not a number: {value!r}") from exc
-
-
 def round_down(value: Decimal, step: Decimal) -> Decimal:
     """Largest multiple of `step` <= value (for value >= 0), with the step's exponent."""
     if step <= 0:
@@ -62,14 +53,10 @@ def round_down(value: Decimal, step: Decimal) -> Decimal:
     return (units * step).quantize(step)
 
 
-def _dec(text: object, default: str = "0") -> Decimal:
-    if text in (None, ""):
-        return Decimal(default)
-    return Decimal(str(text))
-
-
-def _opt_dec(text: object) -> Decimal | None:
-    return None if text in (None, "", "0") else Decimal(str(text))
+def nonzero_or_none(text: object) -> Decimal | None:
+    """ByBit's "not set" ('', '0' or absent) -> None; otherwise the Decimal."""
+    value = decimal_or(text, None)
+    return value if value else None
 
 
 def parse_linear(item: dict[str, Any]) -> Market | None:
@@ -87,12 +74,12 @@ def parse_linear(item: dict[str, Any]) -> Market | None:
         base=item.get("baseCoin", ""),
         quote=item.get("quoteCoin", "USDT"),
         market_type="linear",
-        qty_step=_dec(lot.get("qtyStep"), "0"),
-        tick_size=_dec(price.get("tickSize"), "0"),
-        min_qty=_dec(lot.get("minOrderQty")),
-        max_qty=_opt_dec(lot.get("maxOrderQty")),
-        max_market_qty=_opt_dec(lot.get("maxMktOrderQty")) or _opt_dec(lot.get("maxOrderQty")),
-        min_notional=_dec(lot.get("minNotionalValue")),
+        qty_step=decimal_or(lot.get("qtyStep"), ZERO),
+        tick_size=decimal_or(price.get("tickSize"), ZERO),
+        min_qty=decimal_or(lot.get("minOrderQty"), ZERO),
+        max_qty=nonzero_or_none(lot.get("maxOrderQty")),
+        max_market_qty=nonzero_or_none(lot.get("maxMktOrderQty")) or nonzero_or_none(lot.get("maxOrderQty")),
+        min_notional=decimal_or(lot.get("minNotionalValue"), ZERO),
     )
 
 
@@ -102,18 +89,18 @@ def parse_spot(item: dict[str, Any]) -> Market | None:
         return None
     lot = item.get("lotSizeFilter") or {}
     price = item.get("priceFilter") or {}
-    max_limit = _opt_dec(lot.get("maxLimitOrderQty")) or _opt_dec(lot.get("maxOrderQty"))
+    max_limit = nonzero_or_none(lot.get("maxLimitOrderQty")) or nonzero_or_none(lot.get("maxOrderQty"))
     return Market(
         symbol=item["symbol"],
         base=item.get("baseCoin", ""),
         quote=item.get("quoteCoin", ""),
         market_type="spot",
-        qty_step=_dec(lot.get("basePrecision"), "0"),
-        tick_size=_dec(price.get("tickSize"), "0"),
-        min_qty=_dec(lot.get("minOrderQty")),
+        qty_step=decimal_or(lot.get("basePrecision"), ZERO),
+        tick_size=decimal_or(price.get("tickSize"), ZERO),
+        min_qty=decimal_or(lot.get("minOrderQty"), ZERO),
         max_qty=max_limit,
-        max_market_qty=_opt_dec(lot.get("maxMarketOrderQty")) or max_limit,
-        min_notional=_dec(lot.get("minOrderAmt")),
+        max_market_qty=nonzero_or_none(lot.get("maxMarketOrderQty")) or max_limit,
+        min_notional=decimal_or(lot.get("minOrderAmt"), ZERO),
     )
 
 

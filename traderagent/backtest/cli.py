@@ -7,14 +7,16 @@ import json
 import os
 import sys
 import time
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from traderagent.backtest.data import BacktestDataError, prepare, resample, timeframe_ms, timeframe_name
+from traderagent.backtest.data import BacktestDataError, prepare, resample
 from traderagent.backtest.engine import BacktestConfig, BacktestResult, run_backtest
+from traderagent.numbers import NumberError, to_decimal
+from traderagent.timeframes import TimeframeError, timeframe_ms, timeframe_name
 
 _LONG_RUN = 200_000  # candles: show progress even when stderr is not a terminal
 
@@ -36,10 +38,10 @@ def split_params(items: list[str]) -> dict[str, str]:
 
 def _decimal_arg(name: str, text: str, *, minimum: Decimal = Decimal(0)) -> Decimal:
     try:
-        value = Decimal(str(text))
-    except InvalidOperation:
-        raise UsageError(f"--{name} must be a number, got {text!r}") from None
-    if not value.is_finite() or value < minimum:
+        value = to_decimal(text, field=f"--{name}")
+    except NumberError as exc:
+        raise UsageError(str(exc)) from None
+    if value < minimum:
         raise UsageError(f"--{name} must be a number >= {minimum}, got {text!r}")
     return value
 
@@ -146,8 +148,8 @@ def results_table(result: BacktestResult, info: dict) -> str:
         ("trades (closed)", f"{m.trades}  wins {m.wins} / losses {m.losses}"),
         ("win rate", _fmt(m.win_rate, pct=True)),
         ("profit factor", _fmt(m.profit_factor)),
-        ("max drawdown", f"{_fmt(m.max_drawdown_pct, pct=True)} ({_fmt(m.max_drawdown)})"),
-        ("Sharpe (annualised)", _fmt(m.sharpe)),
+        ("max drawdown", f"{_fmt(m.max_drawdown, pct=True)} ({_fmt(m.max_drawdown_amount)})"),
+        ("Sharpe (annualised)", _fmt(m.sharpe_ratio)),
         ("total fees", _fmt(m.total_fees)),
         ("exposure", _fmt(m.exposure_pct, pct=True)),
         ("avg trade PnL", _fmt(m.avg_trade_pnl)),
@@ -181,13 +183,13 @@ def run(args: argparse.Namespace) -> tuple[BacktestResult, dict]:
         if args.timeframe:
             timeframe_ms(args.timeframe)
         frame, data_tf, info = prepare(args.data)
-    except BacktestDataError as exc:
+    except (BacktestDataError, TimeframeError) as exc:
         raise UsageError(str(exc)) from None
     strategy = build_strategy(args.strategy, params, timeframe=args.timeframe, data_tf_ms=data_tf,
                               frame=frame, balance=balance)
     try:
         frame, tf = entry_frame(strategy, frame, data_tf, args.timeframe)
-    except BacktestDataError as exc:
+    except (BacktestDataError, TimeframeError) as exc:
         raise UsageError(str(exc)) from None
     if len(frame) < strategy.min_candles:
         raise UsageError(

@@ -7,39 +7,19 @@ turns prices into Decimal only when something fills.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from traderagent.strategies.indicators import regularize
+from traderagent.timeframes import timeframe_ms, timeframe_name
 
 COLUMNS = ("open", "high", "low", "close", "volume")
-_UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
-_BYBIT = {"D": "1d", "W": "1w"}
 
 
 class BacktestDataError(ValueError):
     """The candle file or a timeframe is unusable; the message says why (shown to the user as is)."""
-
-
-def timeframe_ms(timeframe: str) -> int:
-    """'15m' -> 900000. Accepts ByBit's forms too ('15', '60', 'D')."""
-    tf = _BYBIT.get(timeframe, timeframe).strip()
-    if tf.isdigit():
-        tf = f"{tf}m"
-    match = re.fullmatch(r"(\d+)([mhdw])", tf)
-    if not match or int(match.group(1)) == 0:
-        raise BacktestDataError(f"unknown timeframe {timeframe!r} (use e.g. 1m, 5m, 15m, 1h, 4h, 1d)")
-    return int(match.group(1)) * _UNIT_MS[match.group(2)]
-
-
-def timeframe_name(ms: int) -> str:
-    for unit in ("w", "d", "h", "m"):
-        if ms % _UNIT_MS[unit] == 0:
-            return f"{ms // _UNIT_MS[unit]}{unit}"
-    raise BacktestDataError(f"timeframe of {ms} ms is not a whole number of minutes")
 
 
 def load_csv(path: str | Path) -> pd.DataFrame:

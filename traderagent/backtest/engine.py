@@ -42,11 +42,12 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 
-from traderagent.backtest.data import index_ms, resample, timeframe_ms, timeframe_name
+from traderagent.backtest.data import index_ms, resample
 from traderagent.backtest.fills import FillModel, dec
 from traderagent.backtest.ledger import Ledger
 from traderagent.backtest.metrics import Fill, Metrics, Trade, compute_metrics
 from traderagent.strategies.base import BaseStrategy, ExitReason, OrderIntent, PositionInfo, PreparedData
+from traderagent.timeframes import timeframe_ms, timeframe_name
 
 INF = math.inf
 _STOP_REASONS = {ExitReason.STOP_LOSS, ExitReason.TRAILING_STOP, ExitReason.BREAKEVEN}
@@ -500,7 +501,6 @@ class Backtester:
         trades = sorted(raw, key=lambda t: (t.entry_index, t.exit_index if t.closed else n))
         metrics = compute_metrics(trades=trades, equity=equity, position=position, tf_ms=tf_ms,
                                   initial_balance=led.initial, final_balance=final, total_fees=led.fees)
-        metrics.extra["strategy_performance"] = self.s.get_performance().to_dict()
         times = index_ms(entry) if isinstance(entry.index, pd.DatetimeIndex) else np.asarray(self.p.open_ms)
         return BacktestResult(
             strategy_name=self.s.strategy_type, timeframe=timeframe_name(tf_ms), tf_ms=tf_ms,

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from traderagent.numbers import to_decimal
+
 ONE = Decimal(1)
 
 
 def dec(x: float) -> Decimal:
     """A float candle price as the Decimal of its shortest repr (the CSV's own digits)."""
-    return Decimal(repr(float(x)))  # float(): numpy scalars repr as "np.float64(...)"
+    return to_decimal(float(x))  # float(): numpy scalars repr as "np.float64(...)"
 
 
 class FillModel:

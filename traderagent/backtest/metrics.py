@@ -2,18 +2,19 @@
 
 Money (balances, PnL, fees, prices, sizes) is Decimal. The per-candle equity curve is a float64 array: it is
 a derived series for drawdown/Sharpe/plotting (like an indicator), rebuilt from the Decimal fills; the final
-balance and net PnL reported come from the Decimal ledger, not from that array.
+balance and net PnL reported come from the Decimal ledger, not from that array. The definitions of win rate,
+profit factor, drawdown and Sharpe are those of `traderagent.metrics`, shared with ``/status``.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 
 import numpy as np
 
-YEAR_MS = 365 * 24 * 3_600_000  # crypto trades around the clock
+from traderagent.metrics import YEAR_MS, max_drawdown, sharpe_ratio, trade_stats
+from traderagent.numbers import to_decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,50 +66,19 @@ class Metrics:
     gross_profit: Decimal
     gross_loss: Decimal
     profit_factor: float | None  # None when there is no losing trade (undefined, not infinite)
-    max_drawdown_pct: float  # fraction 0..1 of the running peak, marked to market at every close
-    max_drawdown: Decimal
-    sharpe: float | None  # annualised from per-candle returns; None when returns are constant
+    max_drawdown: float  # fraction 0..1 of the running peak, marked to market at every close
+    max_drawdown_amount: Decimal
+    sharpe_ratio: float | None  # annualised from per-candle returns; None when returns are constant
     total_fees: Decimal
     exposure_pct: float  # fraction of candles that closed with a position open
     avg_trade_pnl: Decimal | None
     final_balance: Decimal
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         out = {}
         for k, v in asdict(self).items():
             out[k] = str(v) if isinstance(v, Decimal) else v
         return out
-
-
-def max_drawdown(equity: np.ndarray) -> tuple[float, float]:
-    """(largest fall from a running peak as a fraction of that peak, the same fall in money)."""
-    if len(equity) == 0:
-        return 0.0, 0.0
-    peak = np.maximum.accumulate(equity)
-    fall = peak - equity
-    with np.errstate(divide="ignore", invalid="ignore"):
-        frac = np.where(peak > 0, fall / peak, 0.0)
-    return float(frac.max()), float(fall.max())
-
-
-def sharpe_ratio(equity: np.ndarray, tf_ms: int) -> float | None:
-    """Mean over standard deviation of per-candle simple returns, times sqrt(candles per year); risk-free 0."""
-    if len(equity) < 3:
-        return None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rets = np.diff(equity) / equity[:-1]
-    rets = rets[np.isfinite(rets)]
-    if len(rets) < 2:
-        return None
-    sd = float(rets.std(ddof=1))
-    if sd == 0.0 or not math.isfinite(sd):
-        return None
-    return float(rets.mean()) / sd * math.sqrt(YEAR_MS / tf_ms)
-
-
-def _to_decimal(x: float, places: str = "0.00000001") -> Decimal:
-    return Decimal(repr(x)).quantize(Decimal(places))
 
 
 def compute_metrics(
@@ -122,27 +92,24 @@ def compute_metrics(
     total_fees: Decimal,
 ) -> Metrics:
     closed = [t for t in trades if t.closed]
-    wins = [t for t in closed if t.pnl > 0]
-    losses = [t for t in closed if t.pnl <= 0]
-    gross_profit = sum((t.pnl for t in wins), Decimal(0))
-    gross_loss = -sum((t.pnl for t in losses), Decimal(0))
+    stats = trade_stats(t.pnl for t in closed)
     dd_frac, dd_abs = max_drawdown(equity)
     net = final_balance - initial_balance
     return Metrics(
-        trades=len(closed),
-        wins=len(wins),
-        losses=len(losses),
-        win_rate=(len(wins) / len(closed)) if closed else None,
+        trades=stats.trades,
+        wins=stats.wins,
+        losses=stats.losses,
+        win_rate=stats.win_rate,
         net_pnl=net,
         return_pct=float(net / initial_balance) if initial_balance else 0.0,
-        gross_profit=gross_profit,
-        gross_loss=gross_loss,
-        profit_factor=float(gross_profit / gross_loss) if gross_loss > 0 else None,
-        max_drawdown_pct=dd_frac,
-        max_drawdown=_to_decimal(dd_abs),
-        sharpe=sharpe_ratio(equity, tf_ms),
+        gross_profit=stats.gross_profit,
+        gross_loss=stats.gross_loss,
+        profit_factor=stats.profit_factor,
+        max_drawdown=dd_frac,
+        max_drawdown_amount=to_decimal(dd_abs).quantize(Decimal("0.00000001")),
+        sharpe_ratio=sharpe_ratio(equity, YEAR_MS / tf_ms),
         total_fees=total_fees,
         exposure_pct=float(np.count_nonzero(position)) / len(position) if len(position) else 0.0,
-        avg_trade_pnl=(sum((t.pnl for t in closed), Decimal(0)) / len(closed)) if closed else None,
+        avg_trade_pnl=stats.total_pnl / stats.trades if stats.trades else None,
         final_balance=final_balance,
     )

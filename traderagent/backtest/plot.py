@@ -48,7 +48,7 @@ def plot_result(result: BacktestResult, out: str | Path, title: str | None = Non
     m = result.metrics
     ax_price.set_title(
         title
-        or f"{result.strategy_name}: {m.trades} trades, net {m.net_pnl:.2f}, max DD {m.max_drawdown_pct:.1%}"
+        or f"{result.strategy_name}: {m.trades} trades, net {m.net_pnl:.2f}, max DD {m.max_drawdown:.1%}"
     )
     fig.autofmt_xdate()
     fig.tight_layout()

@@ -73,10 +73,10 @@ from traderagent.database.types import (
     exact_sum,
     json_dumps,
     register_sqlite_functions,
-    to_decimal,
     utc_day,
     utcnow,
 )
+from traderagent.numbers import decimal_or, positive_decimal, to_decimal
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -127,24 +127,13 @@ def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
     return text
 
 
-def _positive(value: Any, field: str) -> Decimal:
-    number = to_decimal(value, field=field)
-    if number <= 0:
-        raise ValueError(f"{field} must be positive, got {number}")
-    return number
-
-
-def _opt_decimal(value: Any, field: str) -> Decimal | None:
-    return None if value is None else to_decimal(value, field=field)
-
-
 def _clean_fields(fields: Mapping[str, Any], allowed: set[str], what: str) -> dict[str, Any]:
     unknown = set(fields) - allowed
     if unknown:
         raise TypeError(f"{what}: unknown field(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
     out = dict(fields)
     for key in out.keys() & DECIMAL_FIELDS:
-        out[key] = _opt_decimal(out[key], key)
+        out[key] = decimal_or(out[key], None, field=key)
     return out
 
 
@@ -164,7 +153,7 @@ def _clean_order_updates(updates: Iterable[tuple[str, Mapping[str, Any]]]) -> li
 
 def _trade_close(exit_price: Any, pnl: Any, *, fees: Any = 0, closed_at: dt.datetime | None = None) -> dict[str, Any]:
     """close_trade's fields, validated: ``fees`` is the exit fee (added to the trade's fees)."""
-    return {"exit_price": _positive(exit_price, "exit_price"), "pnl": to_decimal(pnl, field="pnl"),
+    return {"exit_price": positive_decimal(exit_price, field="exit_price"), "pnl": to_decimal(pnl, field="pnl"),
             "fees": to_decimal(fees, field="fees"), "closed_at": closed_at or utcnow()}
 
 
@@ -173,7 +162,7 @@ def _grid_rows(bot_id: int, levels: Iterable[Mapping[str, Any]]) -> list[dict[st
     for spec in levels:
         extra = _clean_fields({k: v for k, v in spec.items() if k != "index"}, GRID_FIELDS, "grid level")
         rows.append({
-            "bot_id": bot_id, "level_index": int(spec["index"]), "price": _positive(extra["price"], "price"),
+            "bot_id": bot_id, "level_index": int(spec["index"]), "price": positive_decimal(extra["price"], field="price"),
             "side": _choice(extra["side"], ORDER_SIDES, "side"), "qty": extra.get("qty"),
             "status": str(extra.get("status", "EMPTY")), "client_order_id": extra.get("client_order_id"),
             "updated_at": now})
@@ -582,11 +571,11 @@ class DatabaseManager:
             "symbol": str(spec["symbol"]),
             "side": _choice(spec["side"], ORDER_SIDES, "side"),
             "order_type": _choice(spec["order_type"], ORDER_TYPES, "order_type"),
-            "qty": _positive(spec["qty"], "qty"),
-            "price": None if price is None else _positive(price, "price"),
+            "qty": positive_decimal(spec["qty"], field="qty"),
+            "price": None if price is None else positive_decimal(price, field="price"),
             "status": _order_status(spec.get("status", "PENDING")),
             "filled_qty": to_decimal(spec.get("filled_qty", 0), field="filled_qty"),
-            "avg_price": _opt_decimal(spec.get("avg_price"), "avg_price"),
+            "avg_price": decimal_or(spec.get("avg_price"), None, field="avg_price"),
             "fee": to_decimal(spec.get("fee", 0), field="fee"),
             "reduce_only": bool(spec.get("reduce_only", False)),
             "tag": spec.get("tag"),
@@ -740,10 +729,10 @@ class DatabaseManager:
             "bot_id": bot_id,
             "symbol": str(spec["symbol"]),
             "side": _choice(spec["side"], TRADE_SIDES, "side"),
-            "qty": _positive(spec["qty"], "qty"),
-            "entry_price": _positive(spec["entry_price"], "entry_price"),
-            "exit_price": None if exit_price is None else _positive(exit_price, "exit_price"),
-            "pnl": _opt_decimal(pnl, "pnl"),
+            "qty": positive_decimal(spec["qty"], field="qty"),
+            "entry_price": positive_decimal(spec["entry_price"], field="entry_price"),
+            "exit_price": None if exit_price is None else positive_decimal(exit_price, field="exit_price"),
+            "pnl": decimal_or(pnl, None, field="pnl"),
             "fees": to_decimal(spec.get("fees", 0), field="fees"),
             "opened_at": spec.get("opened_at") or utcnow(),
             "closed_at": closed_at if exit_price is not None else None,

@@ -29,28 +29,12 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 from sqlalchemy.types import Integer, TypeDecorator, TypeEngine
 
+from traderagent.numbers import decimal_or, to_decimal
+
 UTC = dt.UTC
 
 # Enough digits for any money we handle; Inexact is trapped so a rounding can never pass silently.
 EXACT = Context(prec=200, traps=[InvalidOperation, Inexact])
-
-
-def to_decimal(value: Any, *, field: str = "value") -> Decimal:
-    """Decimal from a Decimal/int/str (never float: a float has already lost the exact value)."""
-    if isinstance(value, Decimal):
-        result = value
-    elif isinstance(value, bool) or isinstance(value, float):
-        raise TypeError(f"{field} must be a Decimal, int or str, not {type(value).__name__}")
-    elif isinstance(value, int | str):
-        try:
-            result = Decimal(value)
-        except InvalidOperation:
-            raise ValueError(f"{field}={value!r} is not a number") from None
-    else:
-        raise TypeError(f"{field} must be a Decimal, int or str, not {type(value).__name__}")
-    if not result.is_finite():
-        raise ValueError(f"{field}={value!r} is not a finite number")
-    return result
 
 
 def canonical(value: Decimal) -> str:
@@ -227,10 +211,6 @@ def _day_sqlite(element: utc_day, compiler: Any, **kw: Any) -> str:
 # --- the SQLite side of those expressions ------------------------------------------------------
 
 
-def _dec(text: Any) -> Decimal | None:
-    return None if text is None else Decimal(str(text))
-
-
 class DecimalSum:
     """sqlite3 aggregate: exact sum of canonical decimal strings; NULL for no non-NULL input."""
 
@@ -238,7 +218,7 @@ class DecimalSum:
         self.total: Decimal | None = None
 
     def step(self, value: Any) -> None:
-        number = _dec(value)
+        number = decimal_or(value, None)
         if number is not None:
             self.total = number if self.total is None else EXACT.add(self.total, number)
 
@@ -247,17 +227,17 @@ class DecimalSum:
 
 
 def _dmul(a: Any, b: Any) -> str | None:
-    x, y = _dec(a), _dec(b)
+    x, y = decimal_or(a, None), decimal_or(b, None)
     return None if x is None or y is None else canonical(EXACT.multiply(x, y))
 
 
 def _dsub(a: Any, b: Any) -> str | None:
-    x, y = _dec(a), _dec(b)
+    x, y = decimal_or(a, None), decimal_or(b, None)
     return None if x is None or y is None else canonical(EXACT.subtract(x, y))
 
 
 def _dsign(a: Any) -> int | None:
-    x = _dec(a)
+    x = decimal_or(a, None)
     return None if x is None else (x > 0) - (x < 0)
 
 
@@ -281,7 +261,6 @@ __all__ = [
     "json_dumps",
     "json_type",
     "register_sqlite_functions",
-    "to_decimal",
     "utc_day",
     "utcnow",
 ]

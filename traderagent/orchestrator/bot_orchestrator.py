@@ -78,6 +78,7 @@ from traderagent.strategies.base import (
     OrderIntent,
     PositionInfo,
     SignalDirection,
+    last_open_ms,
     to_decimal,
 )
 
@@ -341,7 +342,7 @@ class BotOrchestrator:
         exits = list(strategy.check_exits(price))
         signal: BaseSignal | None = None
         entry_df = frames[strategy.timeframes[-1]]
-        last_ms = _last_open_ms(entry_df)
+        last_ms = last_open_ms(entry_df)
         if (last_ms is not None and last_ms != self._last_candle_ms and len(entry_df) >= strategy.min_candles
                 and self._may_analyse()):
             started = time.perf_counter()
@@ -401,7 +402,7 @@ class BotOrchestrator:
     async def _tick_ladder(self, price: Decimal, frames: dict[str, pd.DataFrame]) -> None:
         strategy = self.strategy
         df = frames[strategy.timeframes[-1]]
-        last_ms = _last_open_ms(df)
+        last_ms = last_open_ms(df)
         if last_ms is not None and last_ms != self._last_candle_ms and len(df) >= 1 and self._may_analyse():
             # under the desk's CPU budget too: at a candle close hundreds of ladders re-prepare at
             # once; one refused keeps its ladder and takes the candle on a next tick
@@ -1001,12 +1002,6 @@ class BotOrchestrator:
 
 
 # ---------------------------------------------------------------------- helpers
-def _last_open_ms(df: pd.DataFrame) -> int | None:
-    if df is None or len(df) == 0:
-        return None
-    return int(df.index[-1].value // 1_000_000)
-
-
 def _same(order: TrackedOrder, intent: OrderIntent) -> bool:
     return (order.side == intent.side and order.qty == intent.qty and order.price == intent.price
             and order.reduce_only == intent.reduce_only)

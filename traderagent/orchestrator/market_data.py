@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from traderagent.api.bybit_direct_client import klines_to_frame
-from traderagent.strategies.base import timeframe_ms
+from traderagent.timeframes import timeframe_ms
 
 MAX_KLINES = 1000
 

@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from traderagent.numbers import to_decimal
 from traderagent.strategies.params import RISK_DEFAULTS
 
 ZERO = Decimal(0)
@@ -38,7 +39,7 @@ class RiskRails:
         }
         for key, value in (overrides or {}).items():
             if key in values and value is not None:
-                values[key] = Decimal(str(value))
+                values[key] = to_decimal(value, field=key)
         return cls(**values)
 
 

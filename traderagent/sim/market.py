@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from traderagent.timeframes import MINUTE_MS, TIMEFRAMES, timeframe_minutes
+
 DATA_DIR = Path(__file__).resolve().parent / "data"
-MINUTE_MS = 60_000
 WEEK_OFFSET_MS = 4 * 86_400_000  # epoch was a Thursday; ByBit weeks start on Monday
-INTERVALS = {"1": 1, "3": 3, "5": 5, "15": 15, "30": 30, "60": 60, "120": 120, "240": 240,
-             "360": 360, "720": 720, "D": 1440, "W": 10080}
+INTERVALS = {code: timeframe_minutes(code) for code in TIMEFRAMES.values()}  # ByBit code -> minutes
 SIGMA = 0.0008  # per-minute log-return volatility of the synthetic walk
 
 

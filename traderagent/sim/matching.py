@@ -12,8 +12,9 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
+from traderagent.numbers import NumberError, decimal_or
 from traderagent.sim.market import SymbolSpec
 
 ZERO = Decimal(0)
@@ -551,13 +552,11 @@ def _bool(x: object) -> bool:
 
 
 def _dec(x: object) -> Decimal | None:
-    if x is None or isinstance(x, bool) or x == "":
-        return None
+    """The request's number; None when absent or malformed (the caller answers with ByBit's error code)."""
     try:
-        d = Decimal(str(x))
-    except (InvalidOperation, ValueError):
+        return decimal_or(x, None)
+    except NumberError:
         return None
-    return d if d.is_finite() else None
 
 
 def _round_tick(x: Decimal, tick: Decimal, up: bool) -> Decimal:

@@ -139,20 +139,18 @@ Sizing and performance
 ``position_size(entry, stop, balance)``: ``balance * risk_per_trade / |entry - stop|``, capped so
 that the notional ``size * entry <= allocated_capital``, rounded DOWN to ``qty_step``.
 Every closed position (signal trade, grid pair, DCA deal) is recorded by ``close_position`` ->
-``get_performance()``: trades, wins, losses, win rate, total pnl (net of fees), profit factor
-(gross profit / gross loss; ``inf`` with no losses, ``None`` in ``to_dict``), per-trade Sharpe
-(mean / stdev of trade pnl as a fraction of allocated capital, not annualised), max drawdown of
-the realised equity curve (fraction of its peak; equity starts at ``allocated_capital``).
+``get_performance()``: trades, wins, losses, win rate, total pnl (net of fees), profit factor, Sharpe
+ratio and max drawdown as defined in ``traderagent.metrics``, over the realised equity curve (one point
+per closed trade, starting at ``allocated_capital``; the Sharpe ratio is per trade, not annualised).
 """
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from enum import Enum
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -160,12 +158,13 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from traderagent.metrics import max_drawdown, realised_equity, sharpe_ratio, trade_stats
+from traderagent.numbers import to_decimal
 from traderagent.strategies.params import Param, parse_params
+from traderagent.timeframes import timeframe_ms
 from traderagent.utils.plain import json_safe
 
 ZERO = Decimal(0)
-
-_TF_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
 
 class SignalDirection(str, Enum):
@@ -189,22 +188,6 @@ class ExitReason(str, Enum):
 # ---------------------------------------------------------------------------- helpers
 
 
-def to_decimal(value: Any) -> Decimal:
-    """Exact Decimal from str/int/Decimal; floats via repr so 0.1 stays 0.1."""
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, bool):
-        raise ValueError(f"not a number: {value!r}")
-    try:
-        if isinstance(value, float):
-            if not math.isfinite(value):
-                raise ValueError(f"not a finite number: {value!r}")
-            return Decimal(repr(value))
-        return Decimal(str(value))
-    except InvalidOperation as exc:
-        raise ValueError(f"not a number: {value!r}") from exc
-
-
 def round_down(value: Decimal, step: Decimal) -> Decimal:
     """Round DOWN (toward zero for positives) to a multiple of ``step``."""
     if step <= 0:
@@ -224,19 +207,6 @@ def round_nearest(value: Decimal, step: Decimal) -> Decimal:
     return ((value / step).to_integral_value(rounding=ROUND_HALF_EVEN) * step).quantize(step)
 
 
-def timeframe_ms(tf: str) -> int:
-    """'5m' -> 300000; also ByBit's '5', '60', 'D', 'W'."""
-    tf = tf.strip()
-    if tf.isdigit():
-        return int(tf) * 60_000
-    if tf in ("D", "W"):
-        return _TF_MS[tf.lower()]
-    unit = tf[-1].lower()
-    if unit not in _TF_MS or not tf[:-1].isdigit():
-        raise ValueError(f"unknown timeframe: {tf!r}")
-    return int(tf[:-1]) * _TF_MS[unit]
-
-
 def align_higher_timeframe(
     higher_open_ms: np.ndarray, higher_tf: str, entry_open_ms: np.ndarray, entry_tf: str
 ) -> np.ndarray:
@@ -246,10 +216,11 @@ def align_higher_timeframe(
     return np.searchsorted(higher_close, entry_close, side="right").astype(np.int64) - 1
 
 
-def _last_open_ms(df: pd.DataFrame) -> int | None:
-    if isinstance(df.index, pd.DatetimeIndex):
-        return int(df.index[-1:].as_unit("ms").asi8[0])
-    return None
+def last_open_ms(df: pd.DataFrame | None) -> int | None:
+    """Open time (epoch ms) of the frame's last candle; None when empty or not indexed by time."""
+    if df is None or len(df) == 0 or not isinstance(df.index, pd.DatetimeIndex):
+        return None
+    return int(df.index[-1:].as_unit("ms").asi8[0])
 
 
 def _parse_ts(value: str | None) -> datetime | None:
@@ -372,8 +343,8 @@ class StrategyPerformance:
     losing_trades: int = 0
     win_rate: float = 0.0
     total_pnl: Decimal = ZERO
-    profit_factor: float = 0.0
-    sharpe_ratio: float = 0.0
+    profit_factor: float | None = None  # None: no losing trade
+    sharpe_ratio: float | None = None  # None: undefined (fewer than two trades, or no variance)
     max_drawdown: float = 0.0
     avg_trade_pnl: Decimal = ZERO
     total_fees: Decimal = ZERO
@@ -560,7 +531,7 @@ class BaseStrategy(ABC):
         """Live per-tick call: candle-close work for a new closed candle in ``df``, then price exits."""
         to_exit: list[PositionInfo] = []
         if df is not None and len(df):
-            last_ms = _last_open_ms(df)
+            last_ms = last_open_ms(df)
             if last_ms is None or last_ms != self._last_candle_ms:
                 prepared = self.prepare(df)
                 to_exit.extend(self.on_candle_close(prepared, len(prepared) - 1))
@@ -852,45 +823,22 @@ class BaseStrategy(ABC):
 
     # ------------------------------------------------------------ performance
     def get_performance(self) -> StrategyPerformance:
-        pnls = self._trade_pnls
-        n = len(pnls)
-        if n == 0:
+        stats = trade_stats(self._trade_pnls)
+        if stats.trades == 0:
             return StrategyPerformance()
-        wins = [p for p in pnls if p > 0]
-        losses = [p for p in pnls if p <= 0]
-        gross_win = sum(wins, ZERO)
-        gross_loss = -sum(losses, ZERO)
-        total = sum(pnls, ZERO)
-        if gross_loss > 0:
-            pf = float(gross_win / gross_loss)
-        else:
-            pf = math.inf if gross_win > 0 else 0.0
+        equity = realised_equity(self.allocated_capital, self._trade_pnls)
         return StrategyPerformance(
-            total_trades=n,
-            winning_trades=len(wins),
-            losing_trades=len(losses),
-            win_rate=len(wins) / n,
-            total_pnl=total,
-            profit_factor=pf,
-            sharpe_ratio=self._sharpe(pnls),
-            max_drawdown=self._max_drawdown(pnls),
-            avg_trade_pnl=total / n,
+            total_trades=stats.trades,
+            winning_trades=stats.wins,
+            losing_trades=stats.losses,
+            win_rate=stats.win_rate or 0.0,
+            total_pnl=stats.total_pnl,
+            profit_factor=stats.profit_factor,
+            sharpe_ratio=sharpe_ratio(equity),
+            max_drawdown=max_drawdown(equity)[0],
+            avg_trade_pnl=stats.total_pnl / stats.trades,
             total_fees=sum(self._trade_fees, ZERO),
         )
-
-    def _sharpe(self, pnls: list[Decimal]) -> float:
-        if len(pnls) < 2:
-            return 0.0
-        returns = np.array([float(p / self.allocated_capital) for p in pnls])
-        std = float(returns.std(ddof=1))
-        return float(returns.mean()) / std if std > 0 else 0.0
-
-    def _max_drawdown(self, pnls: list[Decimal]) -> float:
-        equity = float(self.allocated_capital) + np.cumsum([float(p) for p in pnls])
-        curve = np.concatenate(([float(self.allocated_capital)], equity))
-        peaks = np.maximum.accumulate(curve)
-        dd = np.where(peaks > 0, (peaks - curve) / peaks, 0.0)
-        return float(dd.max())
 
     # ------------------------------------------------------------ state
     def get_state(self) -> dict[str, Any]:
@@ -938,10 +886,8 @@ class BaseStrategy(ABC):
 
 def closed_only(df: pd.DataFrame, now_ms: int, timeframe: str) -> pd.DataFrame:
     """Drop a still-forming last candle (driver helper; ``now_ms`` comes from the caller's clock)."""
-    if len(df) == 0 or not isinstance(df.index, pd.DatetimeIndex):
-        return df
-    last_open = int(df.index[-1].value // 1_000_000)
-    if last_open + timeframe_ms(timeframe) > now_ms:
+    last_open = last_open_ms(df)
+    if last_open is not None and last_open + timeframe_ms(timeframe) > now_ms:
         return df.iloc[:-1]
     return df
 
@@ -958,9 +904,9 @@ __all__ = [
     "StrategyPerformance",
     "align_higher_timeframe",
     "closed_only",
+    "last_open_ms",
     "round_down",
     "round_nearest",
     "round_up",
-    "timeframe_ms",
     "to_decimal",
 ]
