@@ -102,7 +102,12 @@ async def _connection(settings: Settings, rt: Runtime) -> tuple[str | None, str,
         url, key, secret = await _start_paper_sim(settings, rt)
         return url, key, secret, False
     testnet = settings.mode == "demo"
-    return settings.bybit_base_url or None, settings.bybit_api_key.get(), settings.bybit_api_secret.get(), testnet
+    key, secret = settings.bybit_api_key.get(), settings.bybit_api_secret.get()
+    if not (key and secret):
+        from traderagent.db_cli import stored_exchange_keys
+
+        key, secret = await stored_exchange_keys(settings)
+    return settings.bybit_base_url or None, key, secret, testnet
 
 
 def load_bots(settings: Settings, bots_arg: str | None) -> Any:

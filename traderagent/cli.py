@@ -15,8 +15,9 @@ COMMANDS = {
     "run": "traderagent.app:main_run",
     "sim": "traderagent.sim.server:main_sim",
     "backtest": "traderagent.backtest.cli:main_backtest",
-    "db": "traderagent.database.manager:main_db",
-    "keygen": "traderagent.database.crypto:main_keygen",
+    "db": "traderagent.db_cli:main_db",
+    "keygen": "traderagent.db_cli:main_keygen",
+    "credentials": "traderagent.db_cli:main_credentials",
     "audit": "traderagent.utils.security_audit:main_audit",
     "validate": "traderagent.commands.validate:main_validate",
 }
@@ -58,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--url", default=None, help="database URL (default: DATABASE_URL)")
 
     sub.add_parser("keygen", help="print a new TRADERAGENT_MASTER_KEY")
+
+    creds = sub.add_parser("credentials", help="exchange keys stored encrypted in the database (demo/live mode)")
+    creds_sub = creds.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, text in (("set", "store keys (read from a prompt or stdin, never from arguments)"),
+                         ("delete", "delete stored keys")):
+        creds_sub.add_parser(action, help=text).add_argument("name", choices=["demo", "live"], help="trading mode")
+    creds_sub.add_parser("list", help="stored names with a masked API key")
 
     audit = sub.add_parser("audit", help="security audit of a project folder")
     audit.add_argument("path", nargs="?", default=".")

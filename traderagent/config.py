@@ -185,11 +185,6 @@ class Settings:
 
     def check(self) -> None:
         """Cross-field rules; each error names the variable to fix."""
-        if self.mode in ("demo", "live") and not (self.bybit_api_key and self.bybit_api_secret):
-            raise SettingsError(
-                f"TRADERAGENT_MODE={self.mode} needs BYBIT_API_KEY and BYBIT_API_SECRET "
-                "(leave TRADERAGENT_MODE unset for paper trading)"
-            )
         if self.mode == "live" and not self.allow_live:
             raise SettingsError("TRADERAGENT_MODE=live also needs TRADERAGENT_ALLOW_LIVE=true")
         if self.total_capital <= 0:

@@ -6,8 +6,6 @@ logged or put in an exception. `traderagent keygen` prints a fresh key.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -62,11 +60,3 @@ class CredentialCipher:
 
     def __repr__(self) -> str:
         return "CredentialCipher(<key hidden>)"
-
-
-def main_keygen(args: argparse.Namespace) -> int:
-    """`traderagent keygen`: print a new master key (stdout) and how to use it (stderr)."""
-    print(generate_key())
-    print(f"# set it as {ENV_NAME} (in .env); keep it secret and backed up:", file=sys.stderr)
-    print("# credentials saved under one key cannot be read with another.", file=sys.stderr)
-    return 0

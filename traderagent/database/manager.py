@@ -11,13 +11,11 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import datetime as dt
 import itertools
 import re
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping
 from decimal import Decimal
@@ -1010,43 +1008,3 @@ class DatabaseManager:
 
     def __repr__(self) -> str:
         return f"DatabaseManager({self.url.render_as_string(hide_password=True)!r})"
-
-
-# --- `traderagent db upgrade|current` -------------------------------------------------------------------
-
-
-async def _db_command(action: str, url: str) -> str:
-    db = DatabaseManager(url)
-    where = db.url.render_as_string(hide_password=True)
-    try:
-        if action == "upgrade":
-            before = await db.current_revision()
-            await db.upgrade("head")
-            after = await db.current_revision()
-            if before == after:
-                return f"{where}: already at revision {after} (head)"
-            return f"{where}: upgraded {before or '<empty>'} -> {after} (head)"
-        current = await db.current_revision()
-        head = db.head_revision()
-        note = "(head)" if current == head else f"(head is {head}; run `traderagent db upgrade`)"
-        return f"{where}: revision {current or '<none>'} {note}"
-    finally:
-        await db.close()
-
-
-def main_db(args: argparse.Namespace) -> int:
-    url = args.url
-    if not url:
-        from traderagent.config import Settings, SettingsError
-
-        try:
-            url = Settings.load().database_url
-        except SettingsError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    try:
-        print(asyncio.run(_db_command(args.action, url)))
-    except DatabaseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
