@@ -13,7 +13,7 @@ import argparse
 import asyncio
 import getpass
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from traderagent.config import Settings, SettingsError
@@ -26,7 +26,7 @@ class _Refused(Exception):
     """A user error; the message is printed as one line."""
 
 
-def _run(work: Callable[[], Awaitable[str]]) -> int:
+def _run(work: Callable[[], Coroutine[Any, Any, str]]) -> int:
     try:
         print(asyncio.run(work()))
     except (_Refused, SettingsError, DatabaseError) as exc:
