@@ -161,7 +161,11 @@ def bench_strategies(frame: pd.DataFrame) -> None:
         extra = "" if entry_tf == 60_000 else f" ({len(frame) / dt:,.0f} source 1m candles/s)"
         print(f"{name:<15} {strat.timeframes[-1]:>4} {len(entry):>8,} candles {dt:7.2f}s "
               f"{len(entry) / dt:>11,.0f} candles/s{extra}; trades {m.trades}, fills {len(res.fills)}, "
-              f"net {m.net_pnl:,.2f}")
+              f"net {m.net_pnl:,.2f}, max drawdown {m.max_drawdown:.2%}, Sharpe {_ratio(m.sharpe_ratio)}")
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def bench_live_tick(frame: pd.DataFrame, reps: int = 30) -> None:

@@ -2,9 +2,8 @@
 
     .venv/bin/python bench/bench_db.py [--orders 100000] [--trades 20000] [--pg-url URL]
 
-Inserts orders and trades through DatabaseManager.create_orders / record_trades (one executemany
-per batch, batched multi-row VALUES), then times daily PnL, realised PnL, win rate, open exposure
-and the non-final-order listing (median of 5 runs). SQLite uses a temp file; PostgreSQL uses a
+Inserts orders and trades through the desk's write path, DatabaseManager.save_bot_progress (one
+group-committed transaction per batch), then times daily PnL, realised PnL and the order listings (median of 5 runs). SQLite uses a temp file; PostgreSQL uses a
 throw-away schema (dropped afterwards) at --pg-url / TEST_POSTGRES_URL / postgres@127.0.0.1:5432/test.
 """
 
@@ -98,17 +97,22 @@ async def bench(label: str, db: DatabaseManager, n_orders: int, n_trades: int) -
         await db.create_bot(name, name.split("-")[0], symbol, "linear", {}, Decimal("1000"))
     rng = random.Random(7)
     orders, trades = _orders(n_orders, rng), _trades(n_trades, rng)
-    n, secs = await _bulk(db.create_orders, orders)
+    async def insert_orders(name: str, rows: list[dict[str, Any]]) -> int:
+        await db.save_bot_progress(name, new_orders=rows)
+        return len(rows)
+
+    async def insert_trades(name: str, rows: list[dict[str, Any]]) -> int:
+        return len(await db.save_bot_progress(name, new_trades=rows))
+
+    n, secs = await _bulk(insert_orders, orders)
     print(f"[{label}] insert {n:,} orders: {secs:.2f} s = {n / secs:,.0f} rows/s")
-    n, secs = await _bulk(db.record_trades, trades)
+    n, secs = await _bulk(insert_trades, trades)
     print(f"[{label}] insert {n:,} trades: {secs:.2f} s = {n / secs:,.0f} rows/s")
 
     queries: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
         ("daily_pnl(30 days, all bots)", lambda: db.daily_pnl(30)),
         ("daily_pnl(7 days, one bot)", lambda: db.daily_pnl(7, "grid-btc")),
         ("realized_pnl(all)", lambda: db.realized_pnl()),
-        ("win_rate(all)", lambda: db.win_rate()),
-        ("open_exposure(include_orders)", lambda: db.open_exposure(include_orders=True)),
         ("list_non_final_orders(all)", lambda: db.list_non_final_orders()),
         ("list_non_final_orders(one bot)", lambda: db.list_non_final_orders("grid-eth")),
         ("list_orders(one bot, 100)", lambda: db.list_orders("dca-sol")),

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from tests.database.writes import create_order, open_trade
 from traderagent.database.exceptions import BotNotFoundError, DuplicateBotError
 from traderagent.database.manager import DatabaseManager
 
@@ -27,10 +28,6 @@ async def test_create_get_list_update_delete(db: DatabaseManager) -> None:
     assert again is not None and again.state == "RUNNING" and again.config == {"so": 6}
     assert again.updated_at >= again.created_at
 
-    await db.delete_bot("dca-eth")
-    assert await db.get_bot("dca-eth") is None
-    assert [b.name for b in await db.list_bots()] == ["trend-sol"]
-
 
 async def test_config_with_decimals_is_stored_as_exact_strings(db: DatabaseManager) -> None:
     await db.create_bot("g", "grid", "BTCUSDT", "linear", {"lower": Decimal("0.00000001"), "n": 3}, 1)
@@ -50,10 +47,10 @@ async def test_duplicate_bot_name(db: DatabaseManager, bot: str) -> None:
 async def test_unknown_bot(db: DatabaseManager) -> None:
     assert await db.get_bot("ghost") is None
     for call in (db.update_bot("ghost", state="RUNNING"), db.set_bot_state("ghost", "RUNNING"),
-                 db.delete_bot("ghost"), db.save_bot_runtime("ghost", {}), db.load_bot_runtime("ghost"),
-                 db.create_order("ghost", "c1", "BTCUSDT", "buy", "limit", 1, 1),
-                 db.open_trade("ghost", "BTCUSDT", "long", 1, 1),
-                 db.save_grid_levels("ghost", [])):
+                 db.save_bot_progress("ghost", runtime={}), db.load_bot_runtime("ghost"),
+                 create_order(db, "ghost", "c1", "BTCUSDT", "buy", "limit", 1, 1),
+                 open_trade(db, "ghost", "BTCUSDT", "long", 1, 1),
+                 db.save_bot_progress("ghost", grid=[])):
         with pytest.raises(BotNotFoundError, match="ghost"):
             await call
 
@@ -65,18 +62,6 @@ async def test_update_bot_rejects_unknown_field(db: DatabaseManager, bot: str) -
 
 async def test_runtime_snapshot(db: DatabaseManager, bot: str) -> None:
     assert await db.load_bot_runtime(bot) is None
-    await db.save_bot_runtime(bot, {"cycle": 1, "avg": Decimal("100.5"), "open": [1, 2]})
-    await db.save_bot_runtime(bot, {"cycle": 2, "avg": Decimal("99.25"), "open": []})
+    await db.save_bot_progress(bot, runtime={"cycle": 1, "avg": Decimal("100.5"), "open": [1, 2]})
+    await db.save_bot_progress(bot, runtime={"cycle": 2, "avg": Decimal("99.25"), "open": []})
     assert await db.load_bot_runtime(bot) == {"cycle": 2, "avg": "99.25", "open": []}
-
-
-async def test_delete_bot_cascades_its_rows(db: DatabaseManager, bot: str) -> None:
-    await db.create_order(bot, "c1", "BTCUSDT", "buy", "limit", 1, 100)
-    await db.open_trade(bot, "BTCUSDT", "long", 1, 100)
-    await db.save_grid_levels(bot, [{"index": 0, "price": "100", "side": "buy"}])
-    await db.save_bot_runtime(bot, {"x": 1})
-    await db.add_log(bot, "INFO", "hello")
-    await db.delete_bot(bot)
-    counts = await db.counts()
-    assert (counts["orders"], counts["trades"], counts["grid_levels"], counts["bot_runtime"]) == (0, 0, 0, 0)
-    assert counts["bot_logs"] == 1  # the journal keeps lines about deleted bots

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from decimal import Decimal
 
+from tests.database.writes import create_order, update_order
 from traderagent.database.manager import DatabaseManager
 
 
@@ -13,9 +14,9 @@ async def test_50_tasks_x_20_orders(db: DatabaseManager, bot: str) -> None:
     async def writer(task: int) -> None:
         for i in range(20):
             cid = f"t{task}-o{i}"
-            await db.create_order(bot, cid, "BTCUSDT", "buy", "limit", Decimal("0.001"), Decimal(50000 + i))
+            await create_order(db, bot, cid, "BTCUSDT", "buy", "limit", Decimal("0.001"), Decimal(50000 + i))
             if i % 4 == 0:
-                await db.update_order(cid, status="OPEN", exchange_order_id=f"ex-{cid}")
+                await update_order(db, cid, status="OPEN", exchange_order_id=f"ex-{cid}")
             if i % 5 == 0:
                 await db.add_log(bot, "INFO", f"{cid} sent")
 
@@ -36,8 +37,8 @@ async def test_two_managers_on_one_database(make_db: Callable[..., DatabaseManag
 
     async def writer(db: DatabaseManager, prefix: str) -> None:
         for i in range(100):
-            await db.create_order("b", f"{prefix}-{i}", "BTCUSDT", "sell", "limit", 1, 100)
-            await db.update_order(f"{prefix}-{i}", status="FILLED", filled_qty=1)  # read-then-write
+            await create_order(db, "b", f"{prefix}-{i}", "BTCUSDT", "sell", "limit", 1, 100)
+            await update_order(db, f"{prefix}-{i}", status="FILLED", filled_qty=1)  # read-then-write
 
     await asyncio.gather(*(writer(db, f"{name}{k}") for k in range(4) for db, name in ((first, "a"), (second, "b"))))
     assert len(await first.list_orders("b", statuses=["FILLED"], limit=10_000)) == 800

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.database.writes import create_order
 from traderagent.database.exceptions import DatabaseUnavailableError, NotADatabaseError
 from traderagent.database.manager import DatabaseManager
 
@@ -82,7 +83,7 @@ async def test_in_memory_sqlite_serialises_tasks() -> None:
 
         async def writer(k: int) -> None:
             for i in range(10):
-                await db.create_order("m", f"m{k}-{i}", "BTCUSDT", "buy", "limit", 1, 1)
+                await create_order(db, "m", f"m{k}-{i}", "BTCUSDT", "buy", "limit", 1, 1)
                 await db.list_orders("m")
 
         await asyncio.gather(*(writer(k) for k in range(10)))

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from tests.database.writes import create_order, open_trade
 from traderagent.database.manager import DatabaseManager
 from traderagent.numbers import NumberError
 
@@ -16,7 +17,7 @@ EDGE = [Decimal("0.00000001"), Decimal("123456789.123456789"), Decimal("100.50")
 
 async def test_decimal_round_trip_exact(db: DatabaseManager, bot: str) -> None:
     for i, value in enumerate(EDGE):
-        await db.create_order(bot, f"c{i}", "BTCUSDT", "buy", "limit", value, value)
+        await create_order(db, bot, f"c{i}", "BTCUSDT", "buy", "limit", value, value)
         order = await db.get_order(f"c{i}")
         assert order is not None
         assert order.qty == value and order.price == value
@@ -35,7 +36,7 @@ async def test_sql_sum_is_exact_where_float_is_not(db: DatabaseManager, bot: str
     await db.record_trade(bot, "BTCUSDT", "long", 1, 1, 1, Decimal("0.1"))
     await db.record_trade(bot, "BTCUSDT", "long", 1, 1, 1, Decimal("0.2"))
     assert await db.realized_pnl(bot) == Decimal("0.3")
-    await db.record_trades(bot, [{"symbol": "BTCUSDT", "side": "long", "qty": 1, "entry_price": 1,
+    await db.save_bot_progress(bot, new_trades=[{"symbol": "BTCUSDT", "side": "long", "qty": 1, "entry_price": 1,
                                   "exit_price": 1, "pnl": Decimal("0.00000001")} for _ in range(10_000)])
     assert await db.realized_pnl(bot) == Decimal("0.3001")
     await db.record_trade(bot, "BTCUSDT", "long", 1, 1, 1, Decimal("123456789.123456789"))
@@ -44,16 +45,16 @@ async def test_sql_sum_is_exact_where_float_is_not(db: DatabaseManager, bot: str
 
 
 async def test_money_follows_the_one_decimal_rule(db: DatabaseManager, bot: str) -> None:
-    order = await db.create_order(bot, "f1", "BTCUSDT", "buy", "limit", 0.1, Decimal("1"))  # type: ignore[arg-type]
+    order = await create_order(db, bot, "f1", "BTCUSDT", "buy", "limit", 0.1, Decimal("1"))  # type: ignore[arg-type]
     assert order.qty == Decimal("0.1")  # a float is stored as its shortest repr, not 0.1000000000000000055...
     with pytest.raises(NumberError, match="qty must be a number, not a boolean"):
-        await db.create_order(bot, "f3", "BTCUSDT", "buy", "limit", True, Decimal("1"))  # type: ignore[arg-type]
+        await create_order(db, bot, "f3", "BTCUSDT", "buy", "limit", True, Decimal("1"))  # type: ignore[arg-type]
     with pytest.raises(NumberError, match="finite"):
-        await db.create_order(bot, "f2", "BTCUSDT", "buy", "limit", Decimal("NaN"), Decimal("1"))
+        await create_order(db, bot, "f2", "BTCUSDT", "buy", "limit", Decimal("NaN"), Decimal("1"))
 
 
 async def test_timestamps_are_aware_utc(db: DatabaseManager, bot: str) -> None:
-    order = await db.create_order(bot, "t1", "BTCUSDT", "buy", "market", "1")
+    order = await create_order(db, bot, "t1", "BTCUSDT", "buy", "market", "1")
     again = await db.get_order("t1")
     assert again is not None
     assert again.created_at.tzinfo is not None and again.created_at.utcoffset() == dt.timedelta(0)
@@ -61,8 +62,8 @@ async def test_timestamps_are_aware_utc(db: DatabaseManager, bot: str) -> None:
     plus2 = dt.timezone(dt.timedelta(hours=2))
     opened = dt.datetime(2024, 3, 1, 12, 30, 15, 123456, tzinfo=plus2)
     naive = dt.datetime(2024, 3, 1, 11, 0)
-    t1 = await db.open_trade(bot, "BTCUSDT", "long", 1, 100, opened_at=opened)
-    t2 = await db.open_trade(bot, "BTCUSDT", "long", 1, 100, opened_at=naive)
+    t1 = await open_trade(db, bot, "BTCUSDT", "long", 1, 100, opened_at=opened)
+    t2 = await open_trade(db, bot, "BTCUSDT", "long", 1, 100, opened_at=naive)
     by_id = {t.id: t for t in await db.list_open_trades(bot)}
     assert by_id[t1.id].opened_at == opened  # same instant
     assert by_id[t1.id].opened_at.hour == 10 and by_id[t1.id].opened_at.utcoffset() == dt.timedelta(0)

@@ -7,27 +7,25 @@ from decimal import Decimal
 
 import pytest
 
-from traderagent.database.exceptions import GridLevelNotFoundError
 from traderagent.database.manager import DatabaseManager
 
 
-async def test_grid_levels_replace_and_update(db: DatabaseManager, bot: str) -> None:
+async def test_grid_levels_replace(db: DatabaseManager, bot: str) -> None:
     levels = [{"index": i, "price": Decimal("49000") + 500 * i, "side": "buy" if i < 2 else "sell",
                "qty": Decimal("0.001")} for i in range(4)]
-    await db.save_grid_levels(bot, levels)
+    levels[1] |= {"status": "OPEN", "client_order_id": "ta-g1"}
+    await db.save_bot_progress(bot, grid=levels)
     saved = await db.get_grid_levels(bot)
     assert [(g.index, g.price, g.side, g.status) for g in saved] == [
-        (0, Decimal("49000"), "buy", "EMPTY"), (1, Decimal("49500"), "buy", "EMPTY"),
+        (0, Decimal("49000"), "buy", "EMPTY"), (1, Decimal("49500"), "buy", "OPEN"),
         (2, Decimal("50000"), "sell", "EMPTY"), (3, Decimal("50500"), "sell", "EMPTY")]
-    level = await db.update_grid_level(bot, 1, status="OPEN", client_order_id="ta-g1")
-    assert (level.status, level.client_order_id, level.bot_name) == ("OPEN", "ta-g1", bot)
-    got = await db.get_grid_levels(bot)
-    assert [(g.index, g.client_order_id) for g in got] == [(0, None), (1, "ta-g1"), (2, None), (3, None)]
+    assert saved[1].bot_name == bot
+    assert [(g.index, g.client_order_id) for g in saved] == [(0, None), (1, "ta-g1"), (2, None), (3, None)]
     # re-centering the grid replaces every level
-    await db.save_grid_levels(bot, [{"index": 0, "price": "60000", "side": "sell", "status": "OPEN"}])
+    await db.save_bot_progress(bot, grid=[{"index": 0, "price": "60000", "side": "sell", "status": "OPEN"}])
     assert [(g.index, g.price, g.status) for g in await db.get_grid_levels(bot)] == [(0, Decimal("60000"), "OPEN")]
-    with pytest.raises(GridLevelNotFoundError, match="3"):
-        await db.update_grid_level(bot, 3, status="OPEN")
+    with pytest.raises(TypeError, match="colour"):
+        await db.save_bot_progress(bot, grid=[{"index": 0, "price": "1", "side": "buy", "colour": "red"}])
     assert await db.get_grid_levels("nobody") == []
 
 

@@ -53,7 +53,7 @@ async def test_upgrade_from_0001_keeps_data(make_db: Callable[..., DatabaseManag
     assert await db.realized_pnl("old-bot") == Decimal("9.99")
     # what 0002 added works on the upgraded database
     await db.save_capital_state({"phase": "phase_1_5pct"})
-    await db.save_bot_runtime("old-bot", {"grid": [1]})
+    await db.save_bot_progress("old-bot", runtime={"grid": [1]})
     assert await db.load_bot_runtime("old-bot") == {"grid": [1]}
 
 

@@ -6,23 +6,24 @@ from decimal import Decimal
 
 import pytest
 
+from tests.database.writes import create_order, update_order
 from traderagent.database.exceptions import DuplicateOrderError, OrderNotFoundError
 from traderagent.database.manager import DatabaseManager
 
 
 async def test_order_lifecycle(db: DatabaseManager, bot: str) -> None:
-    order = await db.create_order(bot, "ta-grid-3-buy-1", "BTCUSDT", "Buy", "Limit", Decimal("0.001"),
+    order = await create_order(db, bot, "ta-grid-3-buy-1", "BTCUSDT", "Buy", "Limit", Decimal("0.001"),
                                   Decimal("50000.1"), tag="grid:3:buy")
     assert (order.status, order.side, order.order_type, order.filled_qty, order.fee) == (
         "PENDING", "buy", "limit", Decimal("0"), Decimal("0"))
     assert order.bot_name == bot and order.reduce_only is False and order.exchange_order_id is None
 
-    sent = await db.update_order("ta-grid-3-buy-1", exchange_order_id="ex-1", status="open")
+    sent = await update_order(db, "ta-grid-3-buy-1", exchange_order_id="ex-1", status="open")
     assert (sent.status, sent.exchange_order_id) == ("OPEN", "ex-1")
-    part = await db.update_order("ta-grid-3-buy-1", status="partially_filled", filled_qty=Decimal("0.0004"),
+    part = await update_order(db, "ta-grid-3-buy-1", status="partially_filled", filled_qty=Decimal("0.0004"),
                                  avg_price=Decimal("50000.1"), fee=Decimal("0.011"))
     assert part.status == "PARTIALLY_FILLED" and part.filled_qty == Decimal("0.0004")
-    done = await db.update_order("ta-grid-3-buy-1", status="FILLED", filled_qty=Decimal("0.001"),
+    done = await update_order(db, "ta-grid-3-buy-1", status="FILLED", filled_qty=Decimal("0.001"),
                                  fee=Decimal("0.0275"))
     assert done.is_final and done.updated_at >= done.created_at
 
@@ -30,15 +31,14 @@ async def test_order_lifecycle(db: DatabaseManager, bot: str) -> None:
     assert stored is not None
     assert (stored.status, stored.filled_qty, stored.avg_price, stored.fee, stored.tag, stored.bot_name) == (
         "FILLED", Decimal("0.001"), Decimal("50000.1"), Decimal("0.0275"), "grid:3:buy", bot)
-    assert (await db.get_order_by_exchange_id("ex-1")).client_order_id == "ta-grid-3-buy-1"  # type: ignore[union-attr]
 
 
 async def test_non_final_orders_and_filters(db: DatabaseManager, bot: str) -> None:
     await db.create_bot("other", "dca", "ETHUSDT", "spot", {}, 1)
     statuses = ["PENDING", "OPEN", "PARTIALLY_FILLED", "FILLED", "CANCELLED", "REJECTED", "FAILED"]
     for i, status in enumerate(statuses):
-        await db.create_order(bot, f"a{i}", "BTCUSDT", "buy", "limit", 1, 100, status=status)
-    await db.create_order("other", "b0", "ETHUSDT", "sell", "market", 2, reduce_only=True)
+        await create_order(db, bot, f"a{i}", "BTCUSDT", "buy", "limit", 1, 100, status=status)
+    await create_order(db, "other", "b0", "ETHUSDT", "sell", "market", 2, reduce_only=True)
 
     assert [o.client_order_id for o in await db.list_non_final_orders(bot)] == ["a0", "a1", "a2"]
     assert [o.client_order_id for o in await db.list_non_final_orders()] == ["a0", "a1", "a2", "b0"]
@@ -51,16 +51,16 @@ async def test_non_final_orders_and_filters(db: DatabaseManager, bot: str) -> No
 
 async def test_update_unknown_client_id(db: DatabaseManager, bot: str) -> None:
     with pytest.raises(OrderNotFoundError, match="nope-1"):
-        await db.update_order("nope-1", status="FILLED")
+        await update_order(db, "nope-1", status="FILLED")
     assert await db.get_order("nope-1") is None
 
 
 async def test_duplicate_client_id_is_refused(db: DatabaseManager, bot: str) -> None:
-    await db.create_order(bot, "dup", "BTCUSDT", "buy", "limit", 1, 100)
+    await create_order(db, bot, "dup", "BTCUSDT", "buy", "limit", 1, 100)
     with pytest.raises(DuplicateOrderError, match="dup"):
-        await db.create_order(bot, "dup", "BTCUSDT", "buy", "limit", 1, 100)
+        await create_order(db, bot, "dup", "BTCUSDT", "buy", "limit", 1, 100)
     with pytest.raises(DuplicateOrderError, match="dup"):
-        await db.create_orders(bot, [{"client_order_id": "new", "symbol": "BTCUSDT", "side": "buy",
+        await db.save_bot_progress(bot, new_orders=[{"client_order_id": "new", "symbol": "BTCUSDT", "side": "buy",
                                       "order_type": "limit", "qty": 1, "price": 1},
                                      {"client_order_id": "dup", "symbol": "BTCUSDT", "side": "buy",
                                       "order_type": "limit", "qty": 1, "price": 1}])
@@ -68,33 +68,22 @@ async def test_duplicate_client_id_is_refused(db: DatabaseManager, bot: str) -> 
 
 
 async def test_bad_order_fields(db: DatabaseManager, bot: str) -> None:
-    await db.create_order(bot, "x", "BTCUSDT", "buy", "limit", 1, 100)
+    await create_order(db, bot, "x", "BTCUSDT", "buy", "limit", 1, 100)
     with pytest.raises(ValueError, match="status"):
-        await db.update_order("x", status="DONE")
+        await update_order(db, "x", status="DONE")
     with pytest.raises(TypeError, match="colour"):
-        await db.update_order("x", colour="red")
+        await update_order(db, "x", colour="red")
     with pytest.raises(ValueError, match="side"):
-        await db.create_order(bot, "y", "BTCUSDT", "hold", "limit", 1, 100)
+        await create_order(db, bot, "y", "BTCUSDT", "hold", "limit", 1, 100)
     with pytest.raises(ValueError, match="qty"):
-        await db.create_order(bot, "y", "BTCUSDT", "buy", "limit", 0, 100)
-
-
-async def test_upsert_inserts_then_updates(db: DatabaseManager, bot: str) -> None:
-    first = await db.upsert_order(bot, "adopt-1", "BTCUSDT", "sell", "limit", "0.5", "61000", status="open",
-                                  exchange_order_id="ex-9", tag="exit")
-    assert (first.status, first.exchange_order_id, first.tag) == ("OPEN", "ex-9", "exit")
-    second = await db.upsert_order(bot, "adopt-1", "BTCUSDT", "sell", "limit", "0.5", "61000", status="filled",
-                                   exchange_order_id="ex-9", filled_qty="0.5", avg_price="61000", fee="0.1")
-    assert (second.id, second.status, second.filled_qty, second.fee, second.tag) == (
-        first.id, "FILLED", Decimal("0.5"), Decimal("0.1"), "exit")
-    assert len(await db.list_orders()) == 1
+        await create_order(db, bot, "y", "BTCUSDT", "buy", "limit", 0, 100)
 
 
 async def test_bulk_insert(db: DatabaseManager, bot: str) -> None:
     rows = [{"client_order_id": f"bulk-{i}", "symbol": "BTCUSDT", "side": "buy" if i % 2 else "sell",
              "order_type": "limit", "qty": Decimal("0.001"), "price": Decimal("50000") + i,
              "status": "OPEN" if i % 3 == 0 else "FILLED"} for i in range(2500)]
-    assert await db.create_orders(bot, rows) == 2500
+    assert await db.save_bot_progress(bot, new_orders=rows) == []  # no trade ids: only orders were written
     assert len(await db.list_non_final_orders(bot)) == len(range(0, 2500, 3))
     last = await db.get_order("bulk-2499")
     assert last is not None and last.price == Decimal("52499") and last.bot_name == bot

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from tests.database.writes import close_trade, open_trade
 from traderagent.database.exceptions import TradeAlreadyClosedError, TradeNotFoundError
 from traderagent.database.manager import DatabaseManager
 
@@ -17,18 +18,18 @@ def _days_ago(n: int, hour: int = 12) -> dt.datetime:
 
 
 async def test_open_close_and_listing(db: DatabaseManager, bot: str) -> None:
-    trade = await db.open_trade(bot, "BTCUSDT", "long", Decimal("0.01"), Decimal("50000"), fees=Decimal("0.275"))
+    trade = await open_trade(db, bot, "BTCUSDT", "long", Decimal("0.01"), Decimal("50000"), fees=Decimal("0.275"))
     assert trade.is_open and trade.bot_name == bot
     assert [t.id for t in await db.list_open_trades(bot)] == [trade.id]
-    closed = await db.close_trade(trade.id, Decimal("51000"), Decimal("9.45"), fees=Decimal("0.2805"))
+    closed = await close_trade(db, trade.id, Decimal("51000"), Decimal("9.45"), fees=Decimal("0.2805"))
     assert closed.fees == Decimal("0.5555") and closed.pnl == Decimal("9.45") and not closed.is_open
     assert await db.list_open_trades() == []
     [listed] = await db.list_trades(bot, closed_only=True)
     assert listed.exit_price == Decimal("51000") and listed.closed_at is not None
     with pytest.raises(TradeAlreadyClosedError):
-        await db.close_trade(trade.id, Decimal("1"), Decimal("0"))
+        await close_trade(db, trade.id, Decimal("1"), Decimal("0"))
     with pytest.raises(TradeNotFoundError, match="999999"):
-        await db.close_trade(999999, Decimal("1"), Decimal("0"))
+        await close_trade(db, 999999, Decimal("1"), Decimal("0"))
 
 
 async def test_aggregates_hand_checked(db: DatabaseManager, bot: str) -> None:
@@ -41,8 +42,8 @@ async def test_aggregates_hand_checked(db: DatabaseManager, bot: str) -> None:
     await db.record_trade("dca", "ETHUSDT", "buy", "1", "3000", "3000", "0", closed_at=_days_ago(0, 0))
     await db.record_trade(bot, "BTCUSDT", "long", "1", "1", "2", "1000", closed_at=_days_ago(30))  # outside 7 days
     # open positions: 0.02 x 49000.5 = 980.01 and 1.5 x 2999.99 = 4499.985
-    await db.open_trade(bot, "BTCUSDT", "long", "0.02", "49000.5")
-    await db.open_trade("dca", "ETHUSDT", "buy", "1.5", "2999.99")
+    await open_trade(db, bot, "BTCUSDT", "long", "0.02", "49000.5")
+    await open_trade(db, "dca", "ETHUSDT", "buy", "1.5", "2999.99")
 
     assert await db.realized_pnl(bot) == Decimal("1009.00")
     assert await db.realized_pnl("dca") == Decimal("-2")
@@ -59,29 +60,12 @@ async def test_aggregates_hand_checked(db: DatabaseManager, bot: str) -> None:
     assert by_day[_days_ago(2).date()] == Decimal("0")
     assert dict(await db.daily_pnl(7, bot))[_days_ago(1).date()] == Decimal("0")
 
-    assert await db.win_rate(bot) == pytest.approx(3 / 4)
-    assert await db.win_rate("dca") == 0.0  # a loss and a break-even
-    assert await db.win_rate() == pytest.approx(3 / 6)
-    assert await db.win_rate("nobody") is None
-
-    assert await db.open_exposure(bot) == Decimal("980.010")
-    assert await db.open_exposure() == Decimal("5479.995")
-    # resting orders: 0.003 left of a 0.005 buy @ 48000 = 144; reduce-only and final orders don't count
-    await db.create_order(bot, "o1", "BTCUSDT", "buy", "limit", "0.005", "48000", status="PARTIALLY_FILLED")
-    await db.update_order("o1", filled_qty="0.002")
-    await db.create_order(bot, "o2", "BTCUSDT", "sell", "limit", "0.02", "52000", reduce_only=True)
-    await db.create_order(bot, "o3", "BTCUSDT", "buy", "limit", "1", "1", status="FILLED")
-    assert await db.open_exposure(bot, include_orders=True) == Decimal("1124.010")
-    assert await db.open_exposure(bot) == Decimal("980.010")
-
 
 async def test_aggregates_empty(db: DatabaseManager, bot: str) -> None:
     assert await db.realized_pnl() == Decimal("0")
-    assert await db.open_exposure() == Decimal("0")
-    assert await db.win_rate() is None
     assert [v for _, v in await db.daily_pnl(3)] == [Decimal("0")] * 3
 
 
 async def test_closed_trade_needs_exit_and_pnl(db: DatabaseManager, bot: str) -> None:
     with pytest.raises(ValueError, match="exit_price and pnl"):
-        await db.record_trades(bot, [{"symbol": "BTCUSDT", "side": "long", "qty": 1, "entry_price": 1, "pnl": 1}])
+        await db.save_bot_progress(bot, new_trades=[{"symbol": "BTCUSDT", "side": "long", "qty": 1, "entry_price": 1, "pnl": 1}])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from decimal import Decimal
 
+from tests.database.writes import create_order, update_order
 from traderagent.orchestrator.events import EventType
 from traderagent.orchestrator.state import BotState
 
@@ -23,13 +24,13 @@ async def test_restart_reconciles_pending_and_books_fills_made_while_down(sim, t
     await h.close()
 
     # crash between send and record: the row is still PENDING although the exchange has the order
-    await _reopen_db(db_path, lambda db: db.update_order(second.client_order_id, status="PENDING",
+    await _reopen_db(db_path, lambda db: update_order(db, second.client_order_id, status="PENDING",
                                                        exchange_order_id=None))
     # crash between write-ahead and send: a PENDING row the exchange never saw
     ghost = prefix + "0" * 20
 
     async def add_ghost(db):
-        await db.create_order("xrp-grid", ghost, "XRPUSDT", "buy", "limit", Decimal("10"), Decimal("1"),
+        await create_order(db, "xrp-grid", ghost, "XRPUSDT", "buy", "limit", Decimal("10"), Decimal("1"),
                               tag="grid:ghost:buy")
 
     await _reopen_db(db_path, add_ghost)

@@ -58,15 +58,6 @@ class TradeAlreadyClosedError(DatabaseError):
         self.trade_id = trade_id
 
 
-class GridLevelNotFoundError(DatabaseError):
-    """update_grid_level for an index the bot does not have."""
-
-    def __init__(self, bot_name: str, index: int) -> None:
-        super().__init__(f"bot {bot_name!r} has no grid level {index}")
-        self.bot_name = bot_name
-        self.index = index
-
-
 class DatabaseUnavailableError(DatabaseError):
     """The database server cannot be reached or refused us (message names host:port, never a password)."""
 

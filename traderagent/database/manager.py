@@ -26,7 +26,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, bindparam, case, delete, event, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, event, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
@@ -42,7 +42,6 @@ from traderagent.database.exceptions import (
     DatabaseUnavailableError,
     DuplicateBotError,
     DuplicateOrderError,
-    GridLevelNotFoundError,
     MasterKeyError,
     NotADatabaseError,
     OrderNotFoundError,
@@ -65,9 +64,6 @@ from traderagent.database.models import (
 )
 from traderagent.database.types import (
     UTC,
-    exact_mul,
-    exact_sign,
-    exact_sub,
     exact_sum,
     json_dumps,
     register_sqlite_functions,
@@ -146,7 +142,7 @@ def _clean_order_update(fields: Mapping[str, Any], what: str) -> dict[str, Any]:
 
 
 def _clean_order_updates(updates: Iterable[tuple[str, Mapping[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
-    return [(str(cid), _clean_order_update(fields, "update_orders")) for cid, fields in updates]
+    return [(str(cid), _clean_order_update(fields, "order update")) for cid, fields in updates]
 
 
 def _trade_close(exit_price: Any, pnl: Any, *, fees: Any = 0, closed_at: dt.datetime | None = None) -> dict[str, Any]:
@@ -387,7 +383,7 @@ class DatabaseManager:
         return bot
 
     async def _bot_id(self, name: str) -> int:
-        """A bot's id, cached (an id never changes; delete_bot forgets it). Concurrent first
+        """A bot's id, cached (an id never changes; bots are not deleted). Concurrent first
         lookups share one query, so their callers resume, and queue their writes, in call order."""
         bot_id = self._bot_ids.get(name)
         if bot_id is not None:
@@ -490,17 +486,6 @@ class DatabaseManager:
     async def set_bot_state(self, name: str, state: str) -> BotModel:
         return await self.update_bot(name, state=str(state))
 
-    async def delete_bot(self, name: str) -> None:
-        """Delete a bot and everything recorded for it (orders, trades, grid, runtime); logs stay."""
-        async with self._write() as session:
-            bot = await self._bot(session, name)
-            await session.delete(bot)
-        self._bot_ids.pop(name, None)
-
-    async def save_bot_runtime(self, name: str, state: dict[str, Any]) -> None:
-        """Replace the bot's runtime snapshot; returns once it is committed (group commit)."""
-        await self.save_bot_progress(name, runtime=state)
-
     async def save_bot_progress(self, name: str, *, new_orders: Iterable[Mapping[str, Any]] = (),
                                 order_updates: Iterable[tuple[str, Mapping[str, Any]]] = (),
                                 runtime: dict[str, Any] | None = None,
@@ -508,9 +493,12 @@ class DatabaseManager:
                                 new_trades: Iterable[Mapping[str, Any]] = (),
                                 trade_closes: Iterable[tuple[int, Mapping[str, Any]]] = ()) -> list[int]:
         """One step of a bot, committed in ONE transaction (group commit): write-ahead order rows
-        (as create_orders), order updates (as update_orders), its runtime snapshot, its grid table,
-        new trades (as open_trade / record_trade take them) and trade closes ((trade id, as
-        close_trade takes them)), whichever are given. All or nothing: DuplicateOrderError,
+        (order rows: client_order_id, symbol, side, order_type, qty, optional price, status,
+        exchange_order_id, filled_qty, avg_price, fee, reduce_only, tag, created_at), order updates
+        ((client_order_id, fields): exchange_order_id, status, filled_qty, avg_price, fee, price, qty,
+        tag), its runtime snapshot, its grid table (index, price, side, optional qty, status,
+        client_order_id), new trades (as record_trade takes them, exit and pnl optional) and trade
+        closes ((trade id, {exit_price, pnl, fees, closed_at})), whichever are given. All or nothing: DuplicateOrderError,
         OrderNotFoundError, TradeNotFoundError, TradeAlreadyClosedError with none of it written.
         Returns, once it is durable, the new trades' ids."""
         bot_id = await self._bot_id(name)
@@ -581,32 +569,6 @@ class DatabaseManager:
             "updated_at": spec.get("updated_at") or spec.get("created_at") or now,
         }
 
-    async def create_order(self, bot_name: str, client_order_id: str, symbol: str, side: str, order_type: str,
-                           qty: Decimal | int | str, price: Decimal | int | str | None = None, *,
-                           status: str = "PENDING", reduce_only: bool = False, tag: str | None = None,
-                           exchange_order_id: str | None = None) -> Order:
-        """Record an order before it is sent (status PENDING); the client id must be new."""
-        spec = {"client_order_id": client_order_id, "symbol": symbol, "side": side, "order_type": order_type,
-                "qty": qty, "price": price, "status": status, "reduce_only": reduce_only, "tag": tag,
-                "exchange_order_id": exchange_order_id}
-        try:
-            async with self._write() as session:
-                bot = await self._bot(session, bot_name)
-                order = Order(**self._order_row(bot.id, spec))
-                session.add(order)
-                await session.flush()
-                await session.refresh(order)
-        except IntegrityError:
-            raise DuplicateOrderError(client_order_id) from None
-        return order
-
-    async def create_orders(self, bot_name: str, orders: Iterable[Mapping[str, Any]]) -> int:
-        """Bulk insert (one executemany, batched multi-row VALUES). Each mapping takes create_order's
-        fields plus optional filled_qty, avg_price, fee, created_at. Returns the number inserted."""
-        orders = list(orders)
-        await self.save_bot_progress(bot_name, new_orders=orders)
-        return len(orders)
-
     @staticmethod
     async def _insert_orders(session: AsyncSession, items: list[list[dict[str, Any]]]) -> None:
         # Core insert on the table: one executemany batched into multi-row VALUES (the ORM bulk
@@ -621,50 +583,6 @@ class DatabaseManager:
                 q = select(Order.client_order_id).where(Order.client_order_id.in_(chunk))
                 found.extend((await session.execute(q)).scalars())
         return found
-
-    async def upsert_order(self, bot_name: str, client_order_id: str, symbol: str, side: str, order_type: str,
-                           qty: Decimal | int | str, price: Decimal | int | str | None = None, *,
-                           status: str, exchange_order_id: str | None = None, filled_qty: Decimal | int | str = 0,
-                           avg_price: Decimal | int | str | None = None, fee: Decimal | int | str = 0,
-                           reduce_only: bool = False, tag: str | None = None) -> Order:
-        """Insert, or update the exchange-side fields of, the order with this client id (atomic:
-        INSERT ... ON CONFLICT DO UPDATE). For adopting orders found on the exchange."""
-        spec = {"client_order_id": client_order_id, "symbol": symbol, "side": side, "order_type": order_type,
-                "qty": qty, "price": price, "status": status, "exchange_order_id": exchange_order_id,
-                "filled_qty": filled_qty, "avg_price": avg_price, "fee": fee, "reduce_only": reduce_only, "tag": tag}
-        async with self._write() as session:
-            bot = await self._bot(session, bot_name)
-            row = self._order_row(bot.id, spec)
-            dialect_insert = pg_insert if self.backend == "postgresql" else sqlite_insert
-            stmt = dialect_insert(Order.__table__).values(**row)
-            changes = {k: stmt.excluded[k] for k in ("exchange_order_id", "status", "filled_qty", "avg_price", "fee",
-                                                    "price", "qty", "updated_at")}
-            if tag is not None:
-                changes["tag"] = stmt.excluded.tag
-            await session.execute(stmt.on_conflict_do_update(index_elements=["client_order_id"], set_=changes))
-            return (await session.execute(select(Order).where(Order.client_order_id == client_order_id))).scalar_one()
-
-    async def update_order(self, client_order_id: str, **fields: Any) -> Order:
-        """Update exchange_order_id, status, filled_qty, avg_price, fee (also price, qty, tag).
-        Status accepts the client's lower-case spelling ("partially_filled")."""
-        values = _clean_order_update(fields, "update_order")
-        async with self._write() as session:
-            order = (await session.execute(select(Order).where(Order.client_order_id == client_order_id))
-                     ).scalar_one_or_none()
-            if order is None:
-                raise OrderNotFoundError(client_order_id)
-            for key, value in values.items():
-                setattr(order, key, value)
-        return order
-
-    async def update_orders(self, updates: Iterable[tuple[str, Mapping[str, Any]]]) -> int:
-        """Many ``update_order``s in ONE write transaction: ``[(client_order_id, fields), ...]``
-        (fields as update_order takes them). All or nothing: an unknown client id raises
-        OrderNotFoundError and nothing is written. Returns the number of rows updated."""
-        cleaned = _clean_order_updates(updates)
-        if cleaned:
-            await self._group.write(("order_updates", cleaned))
-        return len(cleaned)
 
     @staticmethod
     async def _apply_order_updates(session: AsyncSession, items: list[list[tuple[str, dict[str, Any]]]]) -> None:
@@ -688,11 +606,6 @@ class DatabaseManager:
     async def get_order(self, client_order_id: str) -> Order | None:
         async with self._read() as session:
             q = select(Order).where(Order.client_order_id == client_order_id)
-            return (await session.execute(q)).scalar_one_or_none()
-
-    async def get_order_by_exchange_id(self, exchange_order_id: str) -> Order | None:
-        async with self._read() as session:
-            q = select(Order).where(Order.exchange_order_id == exchange_order_id).order_by(Order.id.desc()).limit(1)
             return (await session.execute(q)).scalar_one_or_none()
 
     async def list_orders(self, bot_name: str | None = None, *, statuses: Iterable[str] | None = None,
@@ -768,21 +681,6 @@ class DatabaseManager:
             exit_price=bindparam("v_exit"), pnl=bindparam("v_pnl"), fees=bindparam("v_fees"),
             closed_at=bindparam("v_closed")), params)
 
-    async def open_trade(self, bot_name: str, symbol: str, side: str, qty: Decimal | int | str,
-                         entry_price: Decimal | int | str, *, fees: Decimal | int | str = 0,
-                         opened_at: dt.datetime | None = None, tag: str | None = None) -> Trade:
-        return await self._insert_trade(bot_name, {"symbol": symbol, "side": side, "qty": qty,
-                                                   "entry_price": entry_price, "fees": fees,
-                                                   "opened_at": opened_at, "tag": tag})
-
-    async def close_trade(self, trade_id: int, exit_price: Decimal | int | str, pnl: Decimal | int | str, *,
-                          fees: Decimal | int | str = 0, closed_at: dt.datetime | None = None) -> Trade:
-        """Close an open trade; `fees` (the exit fee) is added to the entry fees; `pnl` is stored as given."""
-        close = _trade_close(exit_price, pnl, fees=fees, closed_at=closed_at)
-        await self._group.write(("trade_closes", (int(trade_id), close)))
-        async with self._read() as session:
-            return await session.get_one(Trade, trade_id)
-
     async def record_trade(self, bot_name: str, symbol: str, side: str, qty: Decimal | int | str,
                            entry_price: Decimal | int | str, exit_price: Decimal | int | str,
                            pnl: Decimal | int | str, *, fees: Decimal | int | str = 0,
@@ -793,18 +691,6 @@ class DatabaseManager:
                                                    "entry_price": entry_price, "exit_price": exit_price,
                                                    "pnl": pnl, "fees": fees, "opened_at": opened_at,
                                                    "closed_at": closed_at, "tag": tag})
-
-    async def record_trades(self, bot_name: str, trades: Iterable[Mapping[str, Any]]) -> int:
-        """Bulk insert of trades (open or closed), one executemany. Returns the number inserted.
-        (Not through the group commit's trade writer: its RETURNING of ids makes SQLite insert
-        row by row, 14x slower for a bulk load.)"""
-        async with self._read() as session:
-            bot_id = (await self._bot(session, bot_name)).id
-        rows = [self._trade_row(bot_id, spec) for spec in trades]
-        if rows:
-            async with self._write() as session:
-                await session.execute(insert(Trade.__table__), rows)
-        return len(rows)
 
     async def list_trades(self, bot_name: str | None = None, limit: int = 20, *,
                           closed_only: bool = False) -> list[Trade]:
@@ -827,11 +713,6 @@ class DatabaseManager:
 
     # --- grid levels -------------------------------------------------------------------------------
 
-    async def save_grid_levels(self, bot_name: str, levels: list[Mapping[str, Any]]) -> None:
-        """Replace the bot's grid with `levels` (dicts: index, price, side, optional qty, status,
-        client_order_id); returns once committed (group commit)."""
-        await self.save_bot_progress(bot_name, grid=levels)
-
     @staticmethod
     async def _replace_grids(session: AsyncSession, items: list[tuple[int, list[dict[str, Any]]]]) -> None:
         latest = dict(items)  # a later table of a bot supersedes an earlier one in the same batch
@@ -846,21 +727,6 @@ class DatabaseManager:
              .order_by(GridLevel.level_index))
         async with self._read() as session:
             return list((await session.execute(q)).scalars())
-
-    async def update_grid_level(self, bot_name: str, index: int, **fields: Any) -> GridLevel:
-        """Change any of: price, side, qty, status, client_order_id."""
-        values = _clean_fields(fields, GRID_FIELDS, "update_grid_level")
-        if "side" in values:
-            values["side"] = _choice(values["side"], ORDER_SIDES, "side")
-        async with self._write() as session:
-            bot = await self._bot(session, bot_name)
-            q = select(GridLevel).where(GridLevel.bot_id == bot.id, GridLevel.level_index == int(index))
-            level = (await session.execute(q)).scalar_one_or_none()
-            if level is None:
-                raise GridLevelNotFoundError(bot_name, int(index))
-            for key, value in values.items():
-                setattr(level, key, value)
-        return level
 
     # --- logs ----------------------------------------------------------------------------------
 
@@ -941,30 +807,6 @@ class DatabaseManager:
             sums = {dt.date.fromisoformat(d): total for d, total in (await session.execute(q)).all()}
         return [(first + dt.timedelta(days=i), sums.get(first + dt.timedelta(days=i), Decimal("0")))
                 for i in range(days)]
-
-    async def win_rate(self, bot_name: str | None = None) -> float | None:
-        """Share of closed trades with pnl > 0 (break-even counts as not won); None without trades."""
-        wins = func.coalesce(func.sum(case((exact_sign(Trade.pnl) > 0, 1), else_=0)), 0)
-        q = self._trade_filter(select(func.count(), wins).where(Trade.closed_at.is_not(None)), bot_name)
-        async with self._read() as session:
-            total, won = (await session.execute(q)).one()
-        return None if not total else int(won) / int(total)
-
-    async def open_exposure(self, bot_name: str | None = None, *, include_orders: bool = False) -> Decimal:
-        """Quote-currency notional at risk: qty x entry_price of open trades; with include_orders,
-        plus the unfilled notional of resting non-reduce-only priced orders (capital they reserve)."""
-        q = self._trade_filter(select(exact_sum(exact_mul(Trade.qty, Trade.entry_price)))
-                               .where(Trade.closed_at.is_(None)), bot_name)
-        async with self._read() as session:
-            total = (await session.execute(q)).scalar_one() or Decimal("0")
-            if include_orders:
-                oq = (select(exact_sum(exact_mul(exact_sub(Order.qty, Order.filled_qty), Order.price)))
-                      .where(Order.status.in_(NON_FINAL_ORDER_STATUSES), Order.price.is_not(None),
-                             Order.reduce_only.is_(False)))
-                if bot_name is not None:
-                    oq = oq.where(Order.bot_id == self._bot_id_subquery(bot_name))
-                total += (await session.execute(oq)).scalar_one() or Decimal("0")
-        return total
 
     # --- capital manager state and approvals ----------------------------------------------------------
 

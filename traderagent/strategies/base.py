@@ -132,7 +132,7 @@ Restart recovery
 ================
 ``get_state() -> dict`` (JSON-safe: Decimals as strings) and ``load_state(dict)`` round-trip open
 positions, performance history, counters and (ladders) the level/cycle table. The orchestrator
-saves it with ``save_bot_runtime`` after every fill/close and reconciles with the exchange at start.
+saves it with ``save_bot_progress`` after every fill/close and reconciles with the exchange at start.
 
 Sizing and performance
 ======================
