@@ -1,57 +1,26 @@
-"""DatabaseManager: the async persistence API (SQLite via aiosqlite, PostgreSQL via asyncpg).
+"""DatabaseManager: the async persistence API of the spec, one facade over the repositories.
 
-- Schema: Alembic migrations in `migrations/`, applied by `initialize()` and `traderagent db upgrade`.
-- Money: Decimal in, Decimal out, exact on both backends; aggregates are computed in SQL
-  (see types.py for how SUM stays exact on SQLite).
-- Concurrency on SQLite: WAL + busy_timeout + `BEGIN IMMEDIATE` for write transactions (a writer
-  takes the write lock up front, so a read-then-write can never fail with SQLITE_BUSY midway),
-  and one in-process writer at a time (SQLite allows only one anyway; this keeps it fair).
-- Returned ORM objects are detached snapshots (expire_on_commit=False): read them, don't mutate.
+- engine.py: connections, SQLite/PostgreSQL hooks, error translation, Alembic migrations.
+- repositories.py: one repository per table group (credentials, bots, orders, trades, grid, logs,
+  capital); each method's validation and SQL live there.
+- here: the facade, and `save_bot_progress`, the one write of a bot's step, which spans the groups
+  in one group-committed transaction.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
-import itertools
-import re
-from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, bindparam, delete, event, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import StaticPool
-from sqlalchemy.util import await_
 
 from traderagent.database.crypto import CredentialCipher
-from traderagent.database.exceptions import (
-    BotNotFoundError,
-    DatabaseError,
-    DatabaseUnavailableError,
-    DuplicateBotError,
-    DuplicateOrderError,
-    MasterKeyError,
-    NotADatabaseError,
-    OrderNotFoundError,
-    TradeAlreadyClosedError,
-    TradeNotFoundError,
-)
+from traderagent.database.exceptions import DuplicateOrderError
 from traderagent.database.group_commit import GroupCommit
 from traderagent.database.models import (
-    NON_FINAL_ORDER_STATUSES,
-    ORDER_STATUSES,
     Approval,
     BotLog,
     BotModel,
@@ -62,108 +31,22 @@ from traderagent.database.models import (
     Order,
     Trade,
 )
-from traderagent.database.types import (
-    UTC,
-    exact_sum,
-    json_dumps,
-    register_sqlite_functions,
-    utc_day,
-    utcnow,
+from traderagent.database.repositories import (
+    BotsRepository,
+    CapitalRepository,
+    CredentialsRepository,
+    GridRepository,
+    LogsRepository,
+    OrdersRepository,
+    TradesRepository,
+    clean_order_updates,
+    grid_rows,
+    trade_close,
 )
-from traderagent.numbers import decimal_or, positive_decimal, to_decimal
-
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-ORDER_SIDES = ("buy", "sell")
-ORDER_TYPES = ("limit", "market")
-TRADE_SIDES = ("long", "short", "buy", "sell")
-BOT_FIELDS = {"name", "strategy", "symbol", "market_type", "config", "state", "allocated_capital"}
-ORDER_UPDATE_FIELDS = {"exchange_order_id", "status", "filled_qty", "avg_price", "fee", "price", "qty", "tag"}
-GRID_FIELDS = {"price", "side", "qty", "status", "client_order_id"}
-DECIMAL_FIELDS = {"qty", "price", "filled_qty", "avg_price", "fee", "fees", "allocated_capital", "pnl",
-                  "entry_price", "exit_price"}
-# PostgreSQL SQLSTATE classes meaning "could not get a usable connection".
-_PG_UNAVAILABLE_STATES = ("08", "28", "3D000", "53300", "57P01", "57P02", "57P03")
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
-def normalise_url(database_url: str) -> URL:
-    """Accept the sync spellings too (sqlite://, postgresql://, postgres://) and pick the async driver."""
-    raw = database_url.strip()
-    if raw.startswith("postgres://"):
-        raw = "postgresql://" + raw[len("postgres://"):]
-    url = make_url(raw)
-    if url.drivername in ("sqlite", "sqlite+pysqlite"):
-        url = url.set(drivername="sqlite+aiosqlite")
-    elif url.drivername in ("postgresql", "postgresql+psycopg2", "postgresql+psycopg"):
-        url = url.set(drivername="postgresql+asyncpg")
-    if url.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
-        raise DatabaseError(
-            f"unsupported database URL scheme {url.drivername!r}: use sqlite+aiosqlite:///file.db "
-            "or postgresql+asyncpg://user@host:port/dbname"
-        )
-    return url
-
-
-def _order_status(value: str) -> str:
-    status = str(value).strip().upper()
-    if status == "CANCELED":
-        status = "CANCELLED"
-    if status not in ORDER_STATUSES:
-        raise ValueError(f"unknown order status {value!r}; expected one of {', '.join(ORDER_STATUSES)}")
-    return status
-
-
-def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
-    text = str(value).strip().lower()
-    if text not in allowed:
-        raise ValueError(f"{what} must be one of {', '.join(allowed)}, not {value!r}")
-    return text
-
-
-def _clean_fields(fields: Mapping[str, Any], allowed: set[str], what: str) -> dict[str, Any]:
-    unknown = set(fields) - allowed
-    if unknown:
-        raise TypeError(f"{what}: unknown field(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
-    out = dict(fields)
-    for key in out.keys() & DECIMAL_FIELDS:
-        out[key] = decimal_or(out[key], None, field=key)
-    return out
-
-
-def _clean_order_update(fields: Mapping[str, Any], what: str) -> dict[str, Any]:
-    values = _clean_fields(fields, ORDER_UPDATE_FIELDS, what)
-    if "status" in values:
-        values["status"] = _order_status(values["status"])
-    for key in ("filled_qty", "fee", "qty"):
-        if key in values and values[key] is None:
-            raise ValueError(f"{key} must not be None")
-    return values
-
-
-def _clean_order_updates(updates: Iterable[tuple[str, Mapping[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
-    return [(str(cid), _clean_order_update(fields, "order update")) for cid, fields in updates]
-
-
-def _trade_close(exit_price: Any, pnl: Any, *, fees: Any = 0, closed_at: dt.datetime | None = None) -> dict[str, Any]:
-    """close_trade's fields, validated: ``fees`` is the exit fee (added to the trade's fees)."""
-    return {"exit_price": positive_decimal(exit_price, field="exit_price"), "pnl": to_decimal(pnl, field="pnl"),
-            "fees": to_decimal(fees, field="fees"), "closed_at": closed_at or utcnow()}
-
-
-def _grid_rows(bot_id: int, levels: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    rows, now = [], utcnow()
-    for spec in levels:
-        extra = _clean_fields({k: v for k, v in spec.items() if k != "index"}, GRID_FIELDS, "grid level")
-        rows.append({
-            "bot_id": bot_id, "level_index": int(spec["index"]), "price": positive_decimal(extra["price"], field="price"),
-            "side": _choice(extra["side"], ORDER_SIDES, "side"), "qty": extra.get("qty"),
-            "status": str(extra.get("status", "EMPTY")), "client_order_id": extra.get("client_order_id"),
-            "updated_at": now})
-    return rows
-
-
-class DatabaseManager:
+class DatabaseManager(CredentialsRepository, BotsRepository, OrdersRepository, TradesRepository, GridRepository,
+                      LogsRepository, CapitalRepository):
     """Async database access for the whole service; see the module docstring."""
 
     def __init__(
@@ -177,314 +60,20 @@ class DatabaseManager:
         busy_timeout_ms: int = 30_000,
         echo: bool = False,
     ) -> None:
-        self.url = normalise_url(database_url)
-        self.backend = "postgresql" if self.url.drivername.startswith("postgresql") else "sqlite"
         # Validate a given key now (clear error at start-up); a missing key only matters for credentials.
         text = master_key.get() if callable(getattr(master_key, "get", None)) else master_key
         self._cipher = CredentialCipher(text) if text else None
         if log_retention < 1:
             raise ValueError("log_retention must be at least 1")
         self.log_retention = log_retention
-        if schema is not None and not _IDENT.match(schema):
-            raise ValueError(f"schema {schema!r} is not a plain identifier")
-        self.schema = schema
-        self._memory = self.backend == "sqlite" and (self.url.database in (None, "", ":memory:"))
-        self._engine = self._make_engine(connect_timeout, busy_timeout_ms, echo)
-        # Write transactions on SQLite begin IMMEDIATE (see module docstring).
-        self._write_engine = self._engine.execution_options(ta_begin="IMMEDIATE")
-        self._reads = async_sessionmaker(self._engine, expire_on_commit=False)
-        self._writes = async_sessionmaker(self._write_engine, expire_on_commit=False)
-        self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.backend == "sqlite" else None
-        self._bot_ids: dict[str, int] = {}
-        self._bot_id_lookups: dict[str, asyncio.Future[int]] = {}
-        self._untrimmed_logs: dict[str | None, int] = {}  # lines added per bot name since its last trim
-        # the hot writes of the tick loop share transactions (see group_commit.py)
+        self._untrimmed_logs = {}  # lines added per bot name since its last trim
+        super().__init__(database_url, schema=schema, connect_timeout=connect_timeout,
+                         busy_timeout_ms=busy_timeout_ms, echo=echo)
         self._group = GroupCommit(self._write, {
             "orders": self._insert_orders, "order_updates": self._apply_order_updates,
             "trades": self._insert_trades, "trade_closes": self._close_trades,
             "runtime": self._upsert_runtimes, "grid": self._replace_grids, "logs": self._insert_logs,
         })
-
-    # --- engine and sessions -------------------------------------------------------------------
-
-    def _make_engine(self, connect_timeout: float, busy_timeout_ms: int, echo: bool) -> AsyncEngine:
-        common: dict[str, Any] = {"echo": echo, "json_serializer": json_dumps}
-        if self.backend == "postgresql":
-            server_settings = {"application_name": "traderagent"}
-            if self.schema:
-                server_settings["search_path"] = self.schema
-            return create_async_engine(
-                self.url,
-                pool_size=10,
-                max_overflow=20,
-                pool_pre_ping=True,
-                connect_args={"timeout": connect_timeout, "server_settings": server_settings},
-                **common,
-            )
-        if self._memory:
-            engine = create_async_engine(self.url, poolclass=StaticPool, **common)
-        else:
-            engine = create_async_engine(self.url, pool_size=5, max_overflow=10, **common)
-        self._install_sqlite_hooks(engine, busy_timeout_ms)
-        return engine
-
-    def _install_sqlite_hooks(self, engine: AsyncEngine, busy_timeout_ms: int) -> None:
-        memory = self._memory
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (below)
-            try:
-                cursor = dbapi_conn.cursor()
-                cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-                cursor.execute("PRAGMA foreign_keys = ON")
-                if not memory:
-                    cursor.execute("PRAGMA journal_mode = WAL")  # first read: fails here if not a database
-                    cursor.execute("PRAGMA synchronous = NORMAL")  # durable enough with WAL, much faster
-                cursor.close()
-            except Exception:
-                # the pool does not close a connection whose connect hook failed; its worker thread
-                # would outlive the event loop
-                with contextlib.suppress(Exception):
-                    dbapi_conn.close()
-                raise
-            # aiosqlite exposes create_function but not create_aggregate: run the registration on
-            # the connection's own worker thread through its (internal, long-stable) _execute.
-            driver = dbapi_conn.driver_connection
-            await_(driver._execute(register_sqlite_functions, driver._conn))
-
-        @event.listens_for(engine.sync_engine, "begin")
-        def _on_begin(conn: Connection) -> None:
-            mode = conn.get_execution_options().get("ta_begin", "DEFERRED")
-            conn.exec_driver_sql(f"BEGIN {mode}")
-
-    @contextlib.asynccontextmanager
-    async def _guard(self) -> AsyncIterator[None]:
-        """Turn driver-level failures into the specific DatabaseErrors (never leaking a password)."""
-        try:
-            yield
-        except DatabaseError:
-            raise
-        except Exception as exc:
-            translated = self._translate(exc)
-            if translated is None:
-                raise
-            raise translated from None
-
-    def _where(self) -> str:
-        if self.backend == "sqlite":
-            return "SQLite database :memory:" if self._memory else f"SQLite database {self.url.database}"
-        return f"PostgreSQL at {self.url.host or 'localhost'}:{self.url.port or 5432}"
-
-    def _translate(self, exc: BaseException) -> DatabaseError | None:
-        chain: list[BaseException] = []
-        cur: BaseException | None = exc
-        while cur is not None and len(chain) < 8:
-            chain.append(cur)
-            cur = getattr(cur, "orig", None) or cur.__cause__ or cur.__context__
-        text = " | ".join(str(e) for e in chain).lower()
-        if self.backend == "sqlite":
-            if "file is not a database" in text or "file is encrypted" in text:
-                return NotADatabaseError(str(self.url.database))
-            if "unable to open database file" in text:
-                return DatabaseUnavailableError(
-                    f"cannot open {self._where()} (does the folder exist and is it writable?)"
-                )
-            return None
-        for err in chain:
-            state = getattr(err, "sqlstate", None) or getattr(err, "pgcode", None)
-            if isinstance(state, str) and state.startswith(_PG_UNAVAILABLE_STATES):
-                return DatabaseUnavailableError(f"{self._where()} refused the connection: {self._reason(err)}")
-            if isinstance(err, OSError | TimeoutError | asyncio.TimeoutError) or type(err).__name__ in (
-                "ConnectionDoesNotExistError",
-                "ConnectionFailureError",
-            ):
-                return DatabaseUnavailableError(f"{self._where()} is unreachable ({self._reason(err)})")
-        return None
-
-    def _reason(self, err: BaseException) -> str:
-        first = str(err).splitlines()[0] if str(err) else ""
-        reason = f"{type(err).__name__}: {first}" if first else type(err).__name__
-        return reason.replace(self.url.password, "***") if self.url.password else reason
-
-    @contextlib.asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncSession]:
-        async with self._guard():
-            lock = self._write_lock if self._memory else None  # one shared connection: serialise all
-            async with lock or contextlib.nullcontext(), self._reads() as session:
-                yield session
-
-    @contextlib.asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncSession]:
-        async with self._guard(), self._write_lock or contextlib.nullcontext():
-            async with self._writes() as session, session.begin():
-                yield session
-
-    # --- lifecycle and migrations -------------------------------------------------------------
-
-    async def initialize(self) -> None:
-        """Connect and bring the schema to the latest migration (fresh or existing database)."""
-        await self.upgrade("head")
-
-    async def close(self) -> None:
-        await self._engine.dispose()
-
-    async def __aenter__(self) -> DatabaseManager:
-        await self.initialize()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    @staticmethod
-    def _alembic_config() -> Config:
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-        return cfg
-
-    @classmethod
-    def head_revision(cls) -> str:
-        head = ScriptDirectory.from_config(cls._alembic_config()).get_current_head()
-        assert head is not None
-        return head
-
-    async def upgrade(self, revision: str = "head") -> None:
-        """Apply migrations up to `revision` (e.g. "0001", "head") in one transaction."""
-        cfg = self._alembic_config()
-
-        def _run(sync_conn: Connection) -> None:
-            cfg.attributes["connection"] = sync_conn
-            command.upgrade(cfg, revision)
-
-        async with self._guard(), self._write_lock or contextlib.nullcontext():
-            if self.schema:
-                async with self._engine.begin() as conn:
-                    await conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            async with self._write_engine.begin() as conn:
-                await conn.run_sync(_run)
-
-    async def current_revision(self) -> str | None:
-        def _current(sync_conn: Connection) -> str | None:
-            return MigrationContext.configure(sync_conn).get_current_revision()
-
-        async with self._guard(), self._engine.connect() as conn:
-            return await conn.run_sync(_current)
-
-    # --- helpers ---------------------------------------------------------------------------------
-
-    @staticmethod
-    def _bot_id_subquery(name: str) -> Any:
-        return select(BotModel.id).where(BotModel.name == name).scalar_subquery()
-
-    async def _bot(self, session: AsyncSession, name: str) -> BotModel:
-        bot = (await session.execute(select(BotModel).where(BotModel.name == name))).scalar_one_or_none()
-        if bot is None:
-            raise BotNotFoundError(name)
-        return bot
-
-    async def _bot_id(self, name: str) -> int:
-        """A bot's id, cached (an id never changes; bots are not deleted). Concurrent first
-        lookups share one query, so their callers resume, and queue their writes, in call order."""
-        bot_id = self._bot_ids.get(name)
-        if bot_id is not None:
-            return bot_id
-        lookup = self._bot_id_lookups.get(name)
-        if lookup is None:
-            lookup = self._bot_id_lookups[name] = asyncio.ensure_future(self._lookup_bot_id(name))
-            lookup.add_done_callback(lambda _: self._bot_id_lookups.pop(name, None))
-        return await asyncio.shield(lookup)
-
-    async def _lookup_bot_id(self, name: str) -> int:
-        async with self._read() as session:
-            bot_id = (await self._bot(session, name)).id
-        self._bot_ids[name] = bot_id
-        return bot_id
-
-    def _upsert(self, table: Any) -> Any:
-        return (pg_insert if self.backend == "postgresql" else sqlite_insert)(table)
-
-    def _cipher_or_raise(self) -> CredentialCipher:
-        if self._cipher is None:
-            raise MasterKeyError(
-                "TRADERAGENT_MASTER_KEY is not set: credentials are stored encrypted and need it "
-                "(create one with `traderagent keygen`)"
-            )
-        return self._cipher
-
-    # --- credentials ---------------------------------------------------------------------------
-
-    async def save_credentials(self, name: str, api_key: str, api_secret: str, *, testnet: bool = False) -> None:
-        """Store (or replace) encrypted credentials under `name`."""
-        cipher = self._cipher_or_raise()
-        key_ct, secret_ct = cipher.encrypt(api_key), cipher.encrypt(api_secret)
-        async with self._write() as session:
-            row = (await session.execute(select(Credential).where(Credential.name == name))).scalar_one_or_none()
-            if row is None:
-                session.add(Credential(name=name, api_key_encrypted=key_ct, api_secret_encrypted=secret_ct,
-                                       testnet=bool(testnet)))
-            else:
-                row.api_key_encrypted, row.api_secret_encrypted, row.testnet = key_ct, secret_ct, bool(testnet)
-
-    async def load_credentials(self, name: str) -> tuple[str, str, bool] | None:
-        """(api_key, api_secret, testnet), or None when nothing is stored under `name`."""
-        async with self._read() as session:
-            row = (await session.execute(select(Credential).where(Credential.name == name))).scalar_one_or_none()
-        if row is None:
-            return None
-        cipher = self._cipher_or_raise()
-        what = f"credentials {name!r}"
-        return (cipher.decrypt(row.api_key_encrypted, what=what), cipher.decrypt(row.api_secret_encrypted, what=what),
-                bool(row.testnet))
-
-    async def list_credentials(self) -> list[str]:
-        """Names of stored credentials (never their contents)."""
-        async with self._read() as session:
-            return list((await session.execute(select(Credential.name).order_by(Credential.name))).scalars())
-
-    async def delete_credentials(self, name: str) -> bool:
-        async with self._write() as session:
-            result = await session.execute(delete(Credential).where(Credential.name == name))
-            return bool(result.rowcount)
-
-    # --- bots ------------------------------------------------------------------------------------
-
-    async def create_bot(self, name: str, strategy: str, symbol: str, market_type: str, config: dict[str, Any],
-                         allocated_capital: Decimal | int | str, *, state: str = "STOPPED") -> BotModel:
-        if not name or not str(name).strip():
-            raise ValueError("bot name must not be empty")
-        bot = BotModel(name=name, strategy=strategy, symbol=symbol, market_type=market_type, config=dict(config or {}),
-                       state=str(state), allocated_capital=to_decimal(allocated_capital, field="allocated_capital"))
-        try:
-            async with self._write() as session:
-                session.add(bot)
-        except IntegrityError:
-            raise DuplicateBotError(name) from None
-        return bot
-
-    async def get_bot(self, name: str) -> BotModel | None:
-        async with self._read() as session:
-            return (await session.execute(select(BotModel).where(BotModel.name == name))).scalar_one_or_none()
-
-    async def list_bots(self) -> list[BotModel]:
-        async with self._read() as session:
-            return list((await session.execute(select(BotModel).order_by(BotModel.id))).scalars())
-
-    async def update_bot(self, name: str, /, **fields: Any) -> BotModel:
-        """Change any of: name (rename), strategy, symbol, market_type, config, state, allocated_capital."""
-        values = _clean_fields(fields, BOT_FIELDS, "update_bot")
-        if "allocated_capital" in values and values["allocated_capital"] is None:
-            raise ValueError("allocated_capital must not be None")
-        try:
-            async with self._write() as session:
-                bot = await self._bot(session, name)
-                for key, value in values.items():
-                    setattr(bot, key, dict(value) if key == "config" else value)
-        except IntegrityError:
-            raise DuplicateBotError(str(values.get("name"))) from None
-        return bot
-
-    async def set_bot_state(self, name: str, state: str) -> BotModel:
-        return await self.update_bot(name, state=str(state))
 
     async def save_bot_progress(self, name: str, *, new_orders: Iterable[Mapping[str, Any]] = (),
                                 order_updates: Iterable[tuple[str, Mapping[str, Any]]] = (),
@@ -498,12 +87,13 @@ class DatabaseManager:
         ((client_order_id, fields): exchange_order_id, status, filled_qty, avg_price, fee, price, qty,
         tag), its runtime snapshot, its grid table (index, price, side, optional qty, status,
         client_order_id), new trades (as record_trade takes them, exit and pnl optional) and trade
-        closes ((trade id, {exit_price, pnl, fees, closed_at})), whichever are given. All or nothing: DuplicateOrderError,
-        OrderNotFoundError, TradeNotFoundError, TradeAlreadyClosedError with none of it written.
+        closes ((trade id, {exit_price, pnl, fees, closed_at})), whichever are given. All or nothing:
+        DuplicateOrderError, OrderNotFoundError, TradeNotFoundError, TradeAlreadyClosedError with none
+        of it written.
         Returns, once it is durable, the new trades' ids."""
         bot_id = await self._bot_id(name)
         rows = [self._order_row(bot_id, spec) for spec in new_orders]
-        cleaned = _clean_order_updates(order_updates)
+        cleaned = clean_order_updates(order_updates)
         parts: list[tuple[str, Any]] = []
         if rows:
             parts.append(("orders", rows))
@@ -512,11 +102,11 @@ class DatabaseManager:
         if runtime is not None:
             parts.append(("runtime", (bot_id, dict(runtime))))
         if grid is not None:
-            parts.append(("grid", (bot_id, _grid_rows(bot_id, grid))))
+            parts.append(("grid", (bot_id, grid_rows(bot_id, grid))))
         first_trade = len(parts)
         parts += [("trades", self._trade_row(bot_id, spec)) for spec in new_trades]
         new = len(parts) - first_trade
-        parts += [("trade_closes", (int(tid), _trade_close(**close))) for tid, close in trade_closes]
+        parts += [("trade_closes", (int(tid), trade_close(**close))) for tid, close in trade_closes]
         if not parts:
             return []
         try:
@@ -529,158 +119,6 @@ class DatabaseManager:
             raise DuplicateOrderError(dup[0] if dup else "?") from None
         return results[first_trade:first_trade + new]
 
-    async def _upsert_runtimes(self, session: AsyncSession, items: list[tuple[int, dict[str, Any]]]) -> None:
-        latest = dict(items)  # a later snapshot of a bot supersedes an earlier one in the same batch
-        stmt = self._upsert(BotRuntime.__table__)
-        stmt = stmt.on_conflict_do_update(index_elements=["bot_id"],
-                                          set_={"state": stmt.excluded.state, "saved_at": stmt.excluded.saved_at})
-        now = utcnow()
-        await session.execute(stmt, [{"bot_id": b, "state": st, "saved_at": now} for b, st in latest.items()])
-
-    async def load_bot_runtime(self, name: str) -> dict[str, Any] | None:
-        async with self._read() as session:
-            bot = await self._bot(session, name)
-            row = await session.get(BotRuntime, bot.id)
-            return None if row is None else dict(row.state)
-
-    # --- orders ----------------------------------------------------------------------------------
-
-    @staticmethod
-    def _order_row(bot_id: int, spec: Mapping[str, Any]) -> dict[str, Any]:
-        """Validate one order's fields into a full column dict (same keys for every row: batchable)."""
-        now = utcnow()
-        price = spec.get("price")
-        return {
-            "bot_id": bot_id,
-            "client_order_id": str(spec["client_order_id"]),
-            "exchange_order_id": spec.get("exchange_order_id"),
-            "symbol": str(spec["symbol"]),
-            "side": _choice(spec["side"], ORDER_SIDES, "side"),
-            "order_type": _choice(spec["order_type"], ORDER_TYPES, "order_type"),
-            "qty": positive_decimal(spec["qty"], field="qty"),
-            "price": None if price is None else positive_decimal(price, field="price"),
-            "status": _order_status(spec.get("status", "PENDING")),
-            "filled_qty": to_decimal(spec.get("filled_qty", 0), field="filled_qty"),
-            "avg_price": decimal_or(spec.get("avg_price"), None, field="avg_price"),
-            "fee": to_decimal(spec.get("fee", 0), field="fee"),
-            "reduce_only": bool(spec.get("reduce_only", False)),
-            "tag": spec.get("tag"),
-            "created_at": spec.get("created_at") or now,
-            "updated_at": spec.get("updated_at") or spec.get("created_at") or now,
-        }
-
-    @staticmethod
-    async def _insert_orders(session: AsyncSession, items: list[list[dict[str, Any]]]) -> None:
-        # Core insert on the table: one executemany batched into multi-row VALUES (the ORM bulk
-        # path would split the batch wherever a None column appears/disappears)
-        await session.execute(insert(Order.__table__), [row for rows in items for row in rows])
-
-    async def _existing_client_ids(self, ids: list[str]) -> list[str]:
-        found: list[str] = []
-        async with self._read() as session:
-            for start in range(0, len(ids), 500):
-                chunk = ids[start:start + 500]
-                q = select(Order.client_order_id).where(Order.client_order_id.in_(chunk))
-                found.extend((await session.execute(q)).scalars())
-        return found
-
-    @staticmethod
-    async def _apply_order_updates(session: AsyncSession, items: list[list[tuple[str, dict[str, Any]]]]) -> None:
-        updates = [u for item in items for u in item]
-        wanted = list(dict.fromkeys(cid for cid, _ in updates))
-        found: set[str] = set()
-        for start in range(0, len(wanted), 500):
-            q = select(Order.client_order_id).where(Order.client_order_id.in_(wanted[start:start + 500]))
-            found.update((await session.execute(q)).scalars())
-        missing = [cid for cid in wanted if cid not in found]
-        if missing:
-            raise OrderNotFoundError(missing[0])  # rolls the whole transaction back
-        table, now = Order.__table__, utcnow()
-        # one executemany per run of updates setting the same columns (runs keep submission order)
-        for keys, run in itertools.groupby(updates, key=lambda u: tuple(sorted(u[1]))):
-            stmt = (update(table).where(table.c.client_order_id == bindparam("cid_"))
-                    .values({k: bindparam(f"v_{k}", type_=table.c[k].type) for k in (*keys, "updated_at")}))
-            await session.execute(stmt, [{"cid_": cid, "v_updated_at": now, **{f"v_{k}": v for k, v in values.items()}}
-                                         for cid, values in run])
-
-    async def get_order(self, client_order_id: str) -> Order | None:
-        async with self._read() as session:
-            q = select(Order).where(Order.client_order_id == client_order_id)
-            return (await session.execute(q)).scalar_one_or_none()
-
-    async def list_orders(self, bot_name: str | None = None, *, statuses: Iterable[str] | None = None,
-                          limit: int = 100) -> list[Order]:
-        """Newest first."""
-        q = select(Order).order_by(Order.id.desc()).limit(limit)
-        if bot_name is not None:
-            q = q.where(Order.bot_id == self._bot_id_subquery(bot_name))
-        if statuses is not None:
-            q = q.where(Order.status.in_([_order_status(s) for s in statuses]))
-        async with self._read() as session:
-            return list((await session.execute(q)).scalars())
-
-    async def list_non_final_orders(self, bot_name: str | None = None) -> list[Order]:
-        """Every PENDING/OPEN/PARTIALLY_FILLED order, oldest first (what start-up reconciles)."""
-        q = select(Order).where(Order.status.in_(NON_FINAL_ORDER_STATUSES)).order_by(Order.id)
-        if bot_name is not None:
-            q = q.where(Order.bot_id == self._bot_id_subquery(bot_name))
-        async with self._read() as session:
-            return list((await session.execute(q)).scalars())
-
-    # --- trades ----------------------------------------------------------------------------------
-
-    @staticmethod
-    def _trade_row(bot_id: int, spec: Mapping[str, Any]) -> dict[str, Any]:
-        exit_price, pnl, closed_at = spec.get("exit_price"), spec.get("pnl"), spec.get("closed_at")
-        if (exit_price is None) != (pnl is None):
-            raise ValueError("a closed trade needs both exit_price and pnl (an open one neither)")
-        if exit_price is not None and closed_at is None:
-            closed_at = utcnow()
-        return {
-            "bot_id": bot_id,
-            "symbol": str(spec["symbol"]),
-            "side": _choice(spec["side"], TRADE_SIDES, "side"),
-            "qty": positive_decimal(spec["qty"], field="qty"),
-            "entry_price": positive_decimal(spec["entry_price"], field="entry_price"),
-            "exit_price": None if exit_price is None else positive_decimal(exit_price, field="exit_price"),
-            "pnl": decimal_or(pnl, None, field="pnl"),
-            "fees": to_decimal(spec.get("fees", 0), field="fees"),
-            "opened_at": spec.get("opened_at") or utcnow(),
-            "closed_at": closed_at if exit_price is not None else None,
-            "tag": spec.get("tag"),
-        }
-
-    async def _insert_trade(self, bot_name: str, spec: Mapping[str, Any]) -> Trade:
-        [trade_id] = await self.save_bot_progress(bot_name, new_trades=[spec])
-        async with self._read() as session:
-            return await session.get_one(Trade, trade_id)
-
-    @staticmethod
-    async def _insert_trades(session: AsyncSession, items: list[dict[str, Any]]) -> list[int]:
-        table = Trade.__table__
-        result = await session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), items)
-        return list(result.scalars())
-
-    @staticmethod
-    async def _close_trades(session: AsyncSession, items: list[tuple[int, dict[str, Any]]]) -> None:
-        table = Trade.__table__
-        ids = [tid for tid, _ in items]
-        found = {row.id: row for row in (await session.execute(
-            select(table.c.id, table.c.fees, table.c.closed_at).where(table.c.id.in_(ids)))).all()}
-        params, closing = [], set()
-        for tid, close in items:
-            row = found.get(tid)
-            if row is None:
-                raise TradeNotFoundError(tid)
-            if row.closed_at is not None or tid in closing:
-                raise TradeAlreadyClosedError(tid)
-            closing.add(tid)
-            params.append({"tid": tid, "v_exit": close["exit_price"], "v_pnl": close["pnl"],
-                           "v_fees": row.fees + close["fees"], "v_closed": close["closed_at"]})
-        await session.execute(update(table).where(table.c.id == bindparam("tid")).values(
-            exit_price=bindparam("v_exit"), pnl=bindparam("v_pnl"), fees=bindparam("v_fees"),
-            closed_at=bindparam("v_closed")), params)
-
     async def record_trade(self, bot_name: str, symbol: str, side: str, qty: Decimal | int | str,
                            entry_price: Decimal | int | str, exit_price: Decimal | int | str,
                            pnl: Decimal | int | str, *, fees: Decimal | int | str = 0,
@@ -692,152 +130,10 @@ class DatabaseManager:
                                                    "pnl": pnl, "fees": fees, "opened_at": opened_at,
                                                    "closed_at": closed_at, "tag": tag})
 
-    async def list_trades(self, bot_name: str | None = None, limit: int = 20, *,
-                          closed_only: bool = False) -> list[Trade]:
-        """Newest first."""
-        q = select(Trade).order_by(Trade.id.desc()).limit(limit)
-        if bot_name is not None:
-            q = q.where(Trade.bot_id == self._bot_id_subquery(bot_name))
-        if closed_only:
-            q = q.where(Trade.closed_at.is_not(None))
+    async def _insert_trade(self, bot_name: str, spec: Mapping[str, Any]) -> Trade:
+        [trade_id] = await self.save_bot_progress(bot_name, new_trades=[spec])
         async with self._read() as session:
-            return list((await session.execute(q)).scalars())
-
-    async def list_open_trades(self, bot_name: str | None = None) -> list[Trade]:
-        """Oldest first."""
-        q = select(Trade).where(Trade.closed_at.is_(None)).order_by(Trade.id)
-        if bot_name is not None:
-            q = q.where(Trade.bot_id == self._bot_id_subquery(bot_name))
-        async with self._read() as session:
-            return list((await session.execute(q)).scalars())
-
-    # --- grid levels -------------------------------------------------------------------------------
-
-    @staticmethod
-    async def _replace_grids(session: AsyncSession, items: list[tuple[int, list[dict[str, Any]]]]) -> None:
-        latest = dict(items)  # a later table of a bot supersedes an earlier one in the same batch
-        table = GridLevel.__table__
-        await session.execute(delete(table).where(table.c.bot_id.in_(list(latest))))
-        rows = [row for rows in latest.values() for row in rows]
-        if rows:
-            await session.execute(insert(table), rows)
-
-    async def get_grid_levels(self, bot_name: str) -> list[GridLevel]:
-        q = (select(GridLevel).where(GridLevel.bot_id == self._bot_id_subquery(bot_name))
-             .order_by(GridLevel.level_index))
-        async with self._read() as session:
-            return list((await session.execute(q)).scalars())
-
-    # --- logs ----------------------------------------------------------------------------------
-
-    async def add_log(self, bot_name: str | None, level: str, message: str,
-                      context: dict[str, Any] | None = None) -> None:
-        """Append a log line (see add_logs)."""
-        await self.add_logs([(bot_name, level, message, context)])
-
-    async def add_logs(self, lines: Iterable[tuple[str | None, str, str, Mapping[str, Any] | None]]) -> int:
-        """Append ``(bot_name, level, message, context)`` lines in one write; returns how many.
-        Each bot name keeps its newest `log_retention` lines: older ones are pruned once the bot
-        has added a hundredth of that window since its last pruning (so with the default 10,000 a
-        bot holds at most 10,099 lines, and pruning costs one statement per 100 lines)."""
-        rows, now = [], utcnow()
-        for bot_name, level, message, context in lines:
-            lvl = str(level).strip().upper()
-            if lvl == "WARN":
-                lvl = "WARNING"
-            if lvl not in LOG_LEVELS:
-                raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
-            rows.append({"bot_name": bot_name, "level": lvl, "message": str(message),
-                         "context": None if context is None else dict(context), "created_at": now})
-        if rows:
-            await self._group.write(("logs", rows))
-        return len(rows)
-
-    async def _insert_logs(self, session: AsyncSession, items: list[list[dict[str, Any]]]) -> None:
-        rows = [row for item in items for row in item]
-        await session.execute(insert(BotLog.__table__), rows)
-        slack = max(1, self.log_retention // 100)
-        for name, added in Counter(row["bot_name"] for row in rows).items():
-            untrimmed = self._untrimmed_logs.get(name, slack - 1) + added  # unknown: prune now
-            if untrimmed < slack:
-                self._untrimmed_logs[name] = untrimmed
-                continue
-            same_bot = BotLog.bot_name.is_(None) if name is None else BotLog.bot_name == name
-            # id of the newest line that falls outside the window; everything at or below it goes
-            cutoff = (select(BotLog.id).where(same_bot).order_by(BotLog.id.desc())
-                      .offset(self.log_retention).limit(1).scalar_subquery())
-            await session.execute(delete(BotLog).where(same_bot, BotLog.id <= cutoff))
-            self._untrimmed_logs[name] = 0
-
-    async def get_logs(self, bot_name: str | None = None, limit: int = 50) -> list[BotLog]:
-        """Newest first; bot_name None means every bot's (and the system's) lines."""
-        q = select(BotLog).order_by(BotLog.id.desc()).limit(limit)
-        if bot_name is not None:
-            q = q.where(BotLog.bot_name == bot_name)
-        async with self._read() as session:
-            return list((await session.execute(q)).scalars())
-
-    # --- aggregates (computed in SQL, exact) ---------------------------------------------------------
-
-    def _trade_filter(self, q: Any, bot_name: str | None) -> Any:
-        return q if bot_name is None else q.where(Trade.bot_id == self._bot_id_subquery(bot_name))
-
-    async def realized_pnl(self, bot_name: str | None = None, *, since: dt.datetime | None = None) -> Decimal:
-        """Sum of pnl over closed trades (optionally closed at or after `since`)."""
-        q = self._trade_filter(select(exact_sum(Trade.pnl)).where(Trade.closed_at.is_not(None)), bot_name)
-        if since is not None:
-            q = q.where(Trade.closed_at >= since)
-        async with self._read() as session:
-            total = (await session.execute(q)).scalar_one()
-        return total if total is not None else Decimal("0")
-
-    async def daily_pnl(self, days: int = 7, bot_name: str | None = None) -> list[tuple[dt.date, Decimal]]:
-        """Realised PnL per UTC day for the last `days` days including today, oldest first;
-        days without closed trades are present with 0."""
-        if days < 1:
-            raise ValueError("days must be at least 1")
-        today = utcnow().date()
-        first = today - dt.timedelta(days=days - 1)
-        day = utc_day(Trade.closed_at)
-        q = (select(day, exact_sum(Trade.pnl))
-             .where(Trade.closed_at >= dt.datetime.combine(first, dt.time(), UTC), Trade.pnl.is_not(None))
-             .group_by(day))
-        q = self._trade_filter(q, bot_name)
-        async with self._read() as session:
-            sums = {dt.date.fromisoformat(d): total for d, total in (await session.execute(q)).all()}
-        return [(first + dt.timedelta(days=i), sums.get(first + dt.timedelta(days=i), Decimal("0")))
-                for i in range(days)]
-
-    # --- capital manager state and approvals ----------------------------------------------------------
-
-    async def save_capital_state(self, state: dict[str, Any]) -> None:
-        async with self._write() as session:
-            row = await session.get(CapitalState, 1)
-            if row is None:
-                session.add(CapitalState(id=1, state=dict(state)))
-            else:
-                row.state, row.updated_at = dict(state), utcnow()
-
-    async def load_capital_state(self) -> dict[str, Any] | None:
-        async with self._read() as session:
-            row = await session.get(CapitalState, 1)
-            return None if row is None else dict(row.state)
-
-    async def record_approval(self, action: str, phase_from: str | None, phase_to: str | None,
-                              approved_by: str | int, decision: dict[str, Any]) -> Approval:
-        """Record an operator's scaling decision (action e.g. "approve", "reject", "halt", "resume")."""
-        row = Approval(action=str(action), phase_from=None if phase_from is None else str(phase_from),
-                       phase_to=None if phase_to is None else str(phase_to), approved_by=str(approved_by),
-                       decision=dict(decision))
-        async with self._write() as session:
-            session.add(row)
-        return row
-
-    async def list_approvals(self, limit: int = 50) -> list[Approval]:
-        """Newest first."""
-        async with self._read() as session:
-            q = select(Approval).order_by(Approval.id.desc()).limit(limit)
-            return list((await session.execute(q)).scalars())
+            return await session.get_one(Trade, trade_id)
 
     # --- maintenance ---------------------------------------------------------------------------------
 

@@ -1,0 +1,290 @@
+"""The database engine under every repository: connections, dialect hooks, errors, migrations.
+
+- SQLite via aiosqlite, PostgreSQL via asyncpg; the sync URL spellings are accepted too.
+- Schema: Alembic migrations in `migrations/`, applied by `initialize()` and `traderagent db upgrade`.
+- Concurrency on SQLite: WAL + busy_timeout + `BEGIN IMMEDIATE` for write transactions (a writer
+  takes the write lock up front, so a read-then-write can never fail with SQLITE_BUSY midway),
+  and one in-process writer at a time (SQLite allows only one anyway; this keeps it fair).
+- Driver failures become the specific DatabaseErrors of exceptions.py, never showing a password.
+- Returned ORM objects are detached snapshots (expire_on_commit=False): read them, don't mutate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Self
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, event, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.util import await_
+
+from traderagent.database.exceptions import (
+    BotNotFoundError,
+    DatabaseError,
+    DatabaseUnavailableError,
+    NotADatabaseError,
+)
+from traderagent.database.group_commit import GroupCommit
+from traderagent.database.models import (
+    BotModel,
+)
+from traderagent.database.types import (
+    json_dumps,
+    register_sqlite_functions,
+)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# PostgreSQL SQLSTATE classes meaning "could not get a usable connection".
+_PG_UNAVAILABLE_STATES = ("08", "28", "3D000", "53300", "57P01", "57P02", "57P03")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def normalise_url(database_url: str) -> URL:
+    """Accept the sync spellings too (sqlite://, postgresql://, postgres://) and pick the async driver."""
+    raw = database_url.strip()
+    if raw.startswith("postgres://"):
+        raw = "postgresql://" + raw[len("postgres://"):]
+    url = make_url(raw)
+    if url.drivername in ("sqlite", "sqlite+pysqlite"):
+        url = url.set(drivername="sqlite+aiosqlite")
+    elif url.drivername in ("postgresql", "postgresql+psycopg2", "postgresql+psycopg"):
+        url = url.set(drivername="postgresql+asyncpg")
+    if url.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        raise DatabaseError(
+            f"unsupported database URL scheme {url.drivername!r}: use sqlite+aiosqlite:///file.db "
+            "or postgresql+asyncpg://user@host:port/dbname"
+        )
+    return url
+
+
+class Store:
+    """One database: engine, sessions, migrations and the bot-id cache the repositories share."""
+
+    _group: GroupCommit  # the hot writes of the tick loop share transactions (set by DatabaseManager)
+
+    def __init__(self, database_url: str, *, schema: str | None = None, connect_timeout: float = 5.0,
+                 busy_timeout_ms: int = 30_000, echo: bool = False) -> None:
+        self.url = normalise_url(database_url)
+        self.backend = "postgresql" if self.url.drivername.startswith("postgresql") else "sqlite"
+        if schema is not None and not _IDENT.match(schema):
+            raise ValueError(f"schema {schema!r} is not a plain identifier")
+        self.schema = schema
+        self._memory = self.backend == "sqlite" and (self.url.database in (None, "", ":memory:"))
+        self._engine = self._make_engine(connect_timeout, busy_timeout_ms, echo)
+        # Write transactions on SQLite begin IMMEDIATE (see module docstring).
+        self._write_engine = self._engine.execution_options(ta_begin="IMMEDIATE")
+        self._reads = async_sessionmaker(self._engine, expire_on_commit=False)
+        self._writes = async_sessionmaker(self._write_engine, expire_on_commit=False)
+        self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.backend == "sqlite" else None
+        self._bot_ids: dict[str, int] = {}
+        self._bot_id_lookups: dict[str, asyncio.Future[int]] = {}
+
+    # --- engine and sessions -------------------------------------------------------------------
+
+    def _make_engine(self, connect_timeout: float, busy_timeout_ms: int, echo: bool) -> AsyncEngine:
+        common: dict[str, Any] = {"echo": echo, "json_serializer": json_dumps}
+        if self.backend == "postgresql":
+            server_settings = {"application_name": "traderagent"}
+            if self.schema:
+                server_settings["search_path"] = self.schema
+            return create_async_engine(
+                self.url,
+                pool_size=10,
+                max_overflow=20,
+                pool_pre_ping=True,
+                connect_args={"timeout": connect_timeout, "server_settings": server_settings},
+                **common,
+            )
+        if self._memory:
+            engine = create_async_engine(self.url, poolclass=StaticPool, **common)
+        else:
+            engine = create_async_engine(self.url, pool_size=5, max_overflow=10, **common)
+        self._install_sqlite_hooks(engine, busy_timeout_ms)
+        return engine
+
+    def _install_sqlite_hooks(self, engine: AsyncEngine, busy_timeout_ms: int) -> None:
+        memory = self._memory
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (below)
+            try:
+                cursor = dbapi_conn.cursor()
+                cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+                cursor.execute("PRAGMA foreign_keys = ON")
+                if not memory:
+                    cursor.execute("PRAGMA journal_mode = WAL")  # first read: fails here if not a database
+                    cursor.execute("PRAGMA synchronous = NORMAL")  # durable enough with WAL, much faster
+                cursor.close()
+            except Exception:
+                # the pool does not close a connection whose connect hook failed; its worker thread
+                # would outlive the event loop
+                with contextlib.suppress(Exception):
+                    dbapi_conn.close()
+                raise
+            # aiosqlite exposes create_function but not create_aggregate: run the registration on
+            # the connection's own worker thread through its (internal, long-stable) _execute.
+            driver = dbapi_conn.driver_connection
+            await_(driver._execute(register_sqlite_functions, driver._conn))
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            mode = conn.get_execution_options().get("ta_begin", "DEFERRED")
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+    @contextlib.asynccontextmanager
+    async def _guard(self) -> AsyncIterator[None]:
+        """Turn driver-level failures into the specific DatabaseErrors (never leaking a password)."""
+        try:
+            yield
+        except DatabaseError:
+            raise
+        except Exception as exc:
+            translated = self._translate(exc)
+            if translated is None:
+                raise
+            raise translated from None
+
+    def _where(self) -> str:
+        if self.backend == "sqlite":
+            return "SQLite database :memory:" if self._memory else f"SQLite database {self.url.database}"
+        return f"PostgreSQL at {self.url.host or 'localhost'}:{self.url.port or 5432}"
+
+    def _translate(self, exc: BaseException) -> DatabaseError | None:
+        chain: list[BaseException] = []
+        cur: BaseException | None = exc
+        while cur is not None and len(chain) < 8:
+            chain.append(cur)
+            cur = getattr(cur, "orig", None) or cur.__cause__ or cur.__context__
+        text = " | ".join(str(e) for e in chain).lower()
+        if self.backend == "sqlite":
+            if "file is not a database" in text or "file is encrypted" in text:
+                return NotADatabaseError(str(self.url.database))
+            if "unable to open database file" in text:
+                return DatabaseUnavailableError(
+                    f"cannot open {self._where()} (does the folder exist and is it writable?)"
+                )
+            return None
+        for err in chain:
+            state = getattr(err, "sqlstate", None) or getattr(err, "pgcode", None)
+            if isinstance(state, str) and state.startswith(_PG_UNAVAILABLE_STATES):
+                return DatabaseUnavailableError(f"{self._where()} refused the connection: {self._reason(err)}")
+            if isinstance(err, OSError | TimeoutError | asyncio.TimeoutError) or type(err).__name__ in (
+                "ConnectionDoesNotExistError",
+                "ConnectionFailureError",
+            ):
+                return DatabaseUnavailableError(f"{self._where()} is unreachable ({self._reason(err)})")
+        return None
+
+    def _reason(self, err: BaseException) -> str:
+        first = str(err).splitlines()[0] if str(err) else ""
+        reason = f"{type(err).__name__}: {first}" if first else type(err).__name__
+        return reason.replace(self.url.password, "***") if self.url.password else reason
+
+    @contextlib.asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncSession]:
+        async with self._guard():
+            lock = self._write_lock if self._memory else None  # one shared connection: serialise all
+            async with lock or contextlib.nullcontext(), self._reads() as session:
+                yield session
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncSession]:
+        async with self._guard(), self._write_lock or contextlib.nullcontext():
+            async with self._writes() as session, session.begin():
+                yield session
+
+    # --- lifecycle and migrations -------------------------------------------------------------
+
+    async def initialize(self) -> None:
+        """Connect and bring the schema to the latest migration (fresh or existing database)."""
+        await self.upgrade("head")
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        await self.initialize()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @staticmethod
+    def _alembic_config() -> Config:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        return cfg
+
+    @classmethod
+    def head_revision(cls) -> str:
+        head = ScriptDirectory.from_config(cls._alembic_config()).get_current_head()
+        assert head is not None
+        return head
+
+    async def upgrade(self, revision: str = "head") -> None:
+        """Apply migrations up to `revision` (e.g. "0001", "head") in one transaction."""
+        cfg = self._alembic_config()
+
+        def _run(sync_conn: Connection) -> None:
+            cfg.attributes["connection"] = sync_conn
+            command.upgrade(cfg, revision)
+
+        async with self._guard(), self._write_lock or contextlib.nullcontext():
+            if self.schema:
+                async with self._engine.begin() as conn:
+                    await conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            async with self._write_engine.begin() as conn:
+                await conn.run_sync(_run)
+
+    async def current_revision(self) -> str | None:
+        def _current(sync_conn: Connection) -> str | None:
+            return MigrationContext.configure(sync_conn).get_current_revision()
+
+        async with self._guard(), self._engine.connect() as conn:
+            return await conn.run_sync(_current)
+
+    # --- bots by name ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _bot_id_subquery(name: str) -> Any:
+        return select(BotModel.id).where(BotModel.name == name).scalar_subquery()
+
+    async def _bot(self, session: AsyncSession, name: str) -> BotModel:
+        bot = (await session.execute(select(BotModel).where(BotModel.name == name))).scalar_one_or_none()
+        if bot is None:
+            raise BotNotFoundError(name)
+        return bot
+
+    async def _bot_id(self, name: str) -> int:
+        """A bot's id, cached (an id never changes; bots are not deleted). Concurrent first
+        lookups share one query, so their callers resume, and queue their writes, in call order."""
+        bot_id = self._bot_ids.get(name)
+        if bot_id is not None:
+            return bot_id
+        lookup = self._bot_id_lookups.get(name)
+        if lookup is None:
+            lookup = self._bot_id_lookups[name] = asyncio.ensure_future(self._lookup_bot_id(name))
+            lookup.add_done_callback(lambda _: self._bot_id_lookups.pop(name, None))
+        return await asyncio.shield(lookup)
+
+    async def _lookup_bot_id(self, name: str) -> int:
+        async with self._read() as session:
+            bot_id = (await self._bot(session, name)).id
+        self._bot_ids[name] = bot_id
+        return bot_id
+
+    def _upsert(self, table: Any) -> Any:
+        return (pg_insert if self.backend == "postgresql" else sqlite_insert)(table)
