@@ -8,7 +8,8 @@ Modes (``TRADERAGENT_MODE``, see config.py):
   ``TRADERAGENT_PAPER_BALANCE``. With ``BYBIT_BASE_URL`` set, paper mode trades against that
   simulator instead (e.g. one started by ``traderagent sim``), with ``BYBIT_API_KEY/SECRET`` or
   the simulator's default paper account.
-* ``demo``: ByBit's demo trading (api-demo.bybit.com) with real keys.
+* ``demo``: ByBit's demo trading (api-demo.bybit.com) with real keys (``BYBIT_API_KEY/SECRET``, or the
+  keys stored with ``traderagent credentials set demo``; live mode likewise).
 * ``live``: api.bybit.com; needs ``TRADERAGENT_ALLOW_LIVE=true`` (Settings refuses otherwise) and a
   security audit without critical failures. Other modes only warn about audit failures.
 
