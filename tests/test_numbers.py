@@ -41,7 +41,7 @@ def test_decimal_or_and_positive() -> None:
 def test_former_copies_share_the_rule() -> None:
     """Each layer used to have its own to_decimal/_dec with different rules on floats, booleans and NaN."""
     from traderagent.backtest.fills import dec
-    from traderagent.bots import spec_from_table
+    from traderagent.bots import parse_bots
     from traderagent.database.types import ExactDecimal
     from traderagent.strategies import base
     from traderagent.utils.config_validator import ConfigValidator
@@ -52,8 +52,8 @@ def test_former_copies_share_the_rule() -> None:
     assert ExactDecimal().process_bind_param(0.1, _sqlite()) == "0.1"
     with pytest.raises(NumberError):
         ExactDecimal().process_bind_param(True, _sqlite())
-    with pytest.raises(NumberError, match="share must be a number, not a boolean"):
-        spec_from_table({"name": "b", "strategy": "grid", "symbol": "BTCUSDT", "share": True})
+    refused = parse_bots({"bots": [{"name": "b", "strategy": "grid", "symbol": "BTCUSDT", "share": True}]}).refused
+    assert refused and "share = True: must be a number, not a boolean" in refused[0][1]
     report = ConfigValidator().run_full_validation(risk={"risk_per_trade": True})
     assert not report.passed and "not a boolean" in report.failures[0].message
 

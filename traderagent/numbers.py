@@ -26,6 +26,7 @@ class NumberError(ValueError):
         super().__init__(f"{field} {why}, got {value!r}".lstrip())
         self.value = value
         self.field = field
+        self.reason = why  # without field and value, for messages that name them already
 
 
 def to_decimal(value: object, *, field: str = "") -> Decimal:

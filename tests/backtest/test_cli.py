@@ -51,7 +51,7 @@ def test_cli_table_json_and_plot(shared_data, tmp_path, capsys):
     (["--strategy", "trend_follower", "--params", "bogus=1"], "bogus: unknown parameter"),
     (["--strategy", "grid", "--params", "grid_levels=500"], "num_levels = '500': out of range (allowed >= 2 and <= 200"),
     (["--strategy", "trend_follower", "--params", "ema_fast"], "expected KEY=VALUE"),
-    (["--strategy", "trend_follower", "--params", "ema_fast=x"], "ema_fast = 'x': must be a whole number"),
+    (["--strategy", "trend_follower", "--params", "ema_fast=x"], "ema_fast = 'x': must be a number"),
     (["--strategy", "trend_follower", "--timeframe", "1m"], "needs 1m candles; the data is 5m"),
     (["--strategy", "trend_follower", "--balance", "abc"], "--balance must be a number"),
 ])

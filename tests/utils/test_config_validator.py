@@ -89,7 +89,7 @@ def test_numbers_accepted_in_any_form(value: object) -> None:
     (float("inf"), "finite"),
     (Decimal("NaN"), "finite"),
     ("-inf", "finite"),
-    (True, "not bool"),
+    (True, "not a boolean"),
     ([0.01], "not list"),
     ({"v": 1}, "not dict"),
     (-0.01, "out of range"),
@@ -210,7 +210,7 @@ def test_smc_swing_lengths_malformed(value: object, field: str) -> None:
 
 
 @pytest.mark.parametrize(("timeframes", "ok"), [
-    (["4h", "1h", "15m"], True), ("1d,1h,5m", True), (["4h", "1h"], False), (["4h", "2h", "5m"], False),
+    (["4h", "1h", "15m"], True), ("1d,1h,5m", True), (["4h", "1h"], False), (["4h", "2x", "5m"], False),
 ])
 def test_smc_timeframes_are_a_list_of_three(timeframes: object, ok: bool) -> None:
     assert V.run_full_validation(smc={"timeframes": timeframes}).passed is ok

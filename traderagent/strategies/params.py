@@ -21,11 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-# Timeframes a bot may trade on, in minutes (for ordering high -> low).
-TIMEFRAME_MINUTES = {"1m": 1, "5m": 5, "15m": 15, "1h": 60, "4h": 240, "1d": 1440}
+from traderagent import timeframes
+from traderagent.numbers import NumberError, to_decimal
+
+# Timeframes a bot may trade on (those ByBit serves), in minutes (for ordering high -> low).
+TIMEFRAME_MINUTES = {name: timeframes.timeframe_minutes(name) for name in timeframes.TIMEFRAMES}
 TIMEFRAMES = tuple(TIMEFRAME_MINUTES)
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 _UNSET = ("none", "null", "")
@@ -107,7 +110,7 @@ class Param:
             raise ParamError(field, f"{exc} ({self.allowed()})", value, allowed=self.allowed()) from None
         if self.choices and out not in self.choices:
             raise ParamError(field, f"must be one of {self.allowed()}", value, allowed=self.allowed())
-        number = Decimal(str(out)) if isinstance(out, int | float | Decimal) and not isinstance(out, bool) else None
+        number = to_decimal(out) if isinstance(out, int | float | Decimal) and not isinstance(out, bool) else None
         if number is not None and not self._within(number):
             raise ParamError(field, f"out of range (allowed {self.allowed()})", value, allowed=self.allowed())
         return out
@@ -126,14 +129,10 @@ class Param:
             if not isinstance(value, str):
                 raise ValueError("must be text")
             return value
-        if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
-            raise ValueError(f"must be a number, not {type(value).__name__}")
-        try:  # str() of a float is its shortest repr: 0.1 stays 0.1
-            number = Decimal(str(value).strip())
-        except InvalidOperation:
-            raise ValueError("must be a whole number" if kind is int else "must be a number") from None
-        if not number.is_finite():
-            raise ValueError("must be a finite number")
+        try:
+            number = to_decimal(value)
+        except NumberError as exc:
+            raise ValueError(exc.reason) from None
         if kind is int:
             if number != number.to_integral_value():
                 raise ValueError("must be a whole number")
