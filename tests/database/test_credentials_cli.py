@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.desk_procs import KEY, SECRET, SimProcess
 from traderagent.database.crypto import generate_key
 
 PY = sys.executable
 REPO = Path(__file__).resolve().parents[2]
+KEY, SECRET = "stored-key-123", "stored-secret-456"  # the simulator account the stored keys must open
 BOTS_TOML = '[[bots]]\nname = "xrp-grid"\nstrategy = "grid"\nsymbol = "XRPUSDT"\ntimeframe = "1m"\ntick_seconds = 1\n'
 
 
@@ -40,7 +40,7 @@ def test_set_list_delete_keep_secrets_out_of_output_and_file(tmp_path: Path, mas
     assert out.returncode == 0, out.stderr
     assert "stored the demo keys" in out.stdout and SECRET not in out.stdout + out.stderr
     listed = _cli(tmp_path, "credentials", "list", TRADERAGENT_MASTER_KEY=master)
-    assert listed.returncode == 0 and listed.stdout.strip() == "demo: API key cras…, secret stored"
+    assert listed.returncode == 0 and listed.stdout.strip() == "demo: API key stor…, secret stored"
     raw = (tmp_path / "desk.db").read_bytes()
     assert SECRET.encode() not in raw and f"{KEY}-long".encode() not in raw
     assert _cli(tmp_path, "credentials", "delete", "demo", TRADERAGENT_MASTER_KEY=master).returncode == 0
@@ -86,12 +86,16 @@ def test_demo_mode_trades_with_the_stored_keys(tmp_path: Path, master: str) -> N
     assert _cli(tmp_path, "credentials", "set", "demo", stdin=f"{KEY}\n{SECRET}\n",
                 TRADERAGENT_MASTER_KEY=master).returncode == 0
     (tmp_path / "bots.toml").write_text(BOTS_TOML)
-    sim = SimProcess()
+    sim = subprocess.Popen([PY, "-m", "traderagent", "sim", "--port", "0", "--api-key", KEY, "--api-secret", SECRET],
+                           env=_env(tmp_path), cwd=tmp_path, stdout=subprocess.PIPE, text=True)
     try:
+        ready = sim.stdout.readline() if sim.stdout else ""
+        assert "simulator listening on" in ready, ready
         run = _cli(tmp_path, "run", "--ticks", "1", TRADERAGENT_MODE="demo", TRADERAGENT_MASTER_KEY=master,
-                   BYBIT_BASE_URL=sim.url, LOG_LEVEL="info")
+                   BYBIT_BASE_URL=ready.split()[-1], LOG_LEVEL="info")
     finally:
-        sim.stop()
+        sim.terminate()
+        sim.wait(10)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "[xrp-grid] STATUS_CHANGE INITIALIZING -> RUNNING" in run.stdout
     assert SECRET not in run.stdout + run.stderr
