@@ -23,6 +23,7 @@ from bt_reference import MINUTES_PER_YEAR, random_walk, run_backtrader  # noqa: 
 
 from traderagent.backtest.data import resample  # noqa: E402
 from traderagent.backtest.engine import BacktestConfig, Backtester, build_frames, run_backtest  # noqa: E402
+from traderagent.numbers import to_decimal  # noqa: E402
 from traderagent.strategies import create_strategy  # noqa: E402
 from traderagent.strategies import indicators as ind  # noqa: E402
 from traderagent.strategies.base import (  # noqa: E402
@@ -54,7 +55,7 @@ class EmaCross(BaseStrategy):
     def __init__(self, params=None, **kw) -> None:
         super().__init__(params, **kw)
         self.fast, self.slow = int(self.params["fast"]), int(self.params["slow"])
-        self.qty = Decimal(str(self.params["qty"]))
+        self.qty = to_decimal(self.params["qty"])
         self.min_candles = self.slow + 1
 
     @property
@@ -186,7 +187,7 @@ def bench_live_tick(frame: pd.DataFrame, reps: int = 30) -> None:
             continue
         tfs = strat.timeframes
         frames = [resample(frame, timeframe_ms(tf), 60_000).iloc[-500:] for tf in tfs]
-        price = Decimal(str(frames[-1]["close"].iloc[-1]))
+        price = to_decimal(float(frames[-1]["close"].iloc[-1]))
 
         def tick(strat: BaseStrategy = strat, frames: list = frames, price: Decimal = price) -> None:
             strat.analyze_market(*frames)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterable, Mapping
-from decimal import Decimal
 from typing import Any
 
+from traderagent.numbers import to_decimal
 from traderagent.orchestrator.events import EventType, TradingEvent
 from traderagent.utils.plain import decimal_text
 
@@ -41,7 +41,7 @@ def fmt_num(value: Any, places: int | None = None) -> str:
     if value is None or value == "":
         return "–"
     try:
-        number = Decimal(str(value))
+        number = to_decimal(value)
     except Exception:
         return esc(value)
     return decimal_text(number, places)
@@ -50,7 +50,7 @@ def fmt_num(value: Any, places: int | None = None) -> str:
 def fmt_pnl(value: Any) -> str:
     if value is None:
         return "–"
-    return decimal_text(Decimal(str(value)), 2, signed=True)
+    return decimal_text(to_decimal(value), 2, signed=True)
 
 
 def event_title(event: TradingEvent) -> str:

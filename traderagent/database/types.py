@@ -62,7 +62,7 @@ class ExactDecimal(TypeDecorator[Decimal]):
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
             return None
-        return value if isinstance(value, Decimal) else Decimal(str(value))
+        return to_decimal(value)
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
