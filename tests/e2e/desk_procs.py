@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter, defaultdict
 from decimal import Decimal
@@ -49,7 +50,7 @@ max_safety_orders = 3
 price_deviation = "0.002"
 step_scale = "1.2"
 volume_scale = "1.2"
-take_profit = "0.002"
+take_profit = "0.005"
 
 [[bots]]
 name = "btc-trend"
@@ -62,7 +63,7 @@ tick_seconds = {tick}
 ema_fast = 3
 ema_slow = 8
 adx_period = 5
-adx_threshold = 5.0
+adx_threshold = 10.0
 atr_period = 5
 stop_atr_mult = 1.5
 trailing_atr_mult = 1.5
@@ -107,19 +108,28 @@ def desk_env(sim_url: str, db_path: Path, bots: Path, **extra: str) -> dict[str,
     return env
 
 
-def start_desk(env: dict[str, str], cwd: Path, ticks: int, log_path: Path) -> subprocess.Popen:
-    log = open(log_path, "ab")  # noqa: SIM115 - owned by the child
-    return subprocess.Popen([PY, "-m", "traderagent", "run", "--ticks", str(ticks)], env=env, cwd=cwd,
-                            stdout=log, stderr=subprocess.STDOUT)
-
-
-def wait_or_kill(proc: subprocess.Popen, seconds: float) -> int:
-    """Wait up to `seconds`; SIGKILL if still running. Returns the exit code (-9 for our kill)."""
+def run_desk(env: dict[str, str], cwd: Path, ticks: int, log_path: Path, *, kill_after_mark: float | None = None,
+             limit: float = 120) -> int:
+    """Run `traderagent run --ticks N` until it exits, appending its output to `log_path`; returns its exit
+    code. With `kill_after_mark`, SIGKILL it that many seconds after it prints a CRASHMARK line (-9).
+    A desk still running after `limit` seconds is a hang: killed, and reported as -999."""
+    proc = subprocess.Popen([PY, "-m", "traderagent", "run", "--ticks", str(ticks)], env=env, cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    hung = threading.Event()
+    watchdog = threading.Timer(limit, lambda: (hung.set(), proc.kill()))
+    watchdog.start()
     try:
-        return proc.wait(seconds)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGKILL)
-        return proc.wait(10)
+        with open(log_path, "ab") as log:
+            assert proc.stdout is not None
+            for line in proc.stdout:  # ends when the child is gone
+                log.write(line)
+                if kill_after_mark is not None and line.startswith(b"CRASHMARK"):
+                    time.sleep(kill_after_mark)  # where the kill lands is meant to vary; nothing depends on it
+                    proc.kill()
+        code = proc.wait()
+    finally:
+        watchdog.cancel()
+    return -999 if hung.is_set() else code
 
 
 async def consistency_report(sim_url: str, db_path: Path) -> dict:
@@ -188,7 +198,3 @@ async def consistency_report(sim_url: str, db_path: Path) -> dict:
     finally:
         await client.close()
         await db.close()
-
-
-def time_left(deadline: float) -> float:
-    return max(0.0, deadline - time.monotonic())
