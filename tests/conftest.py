@@ -3,19 +3,36 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+CANDLES = Path(__file__).resolve().parent / "data"
+SERVER_ABSENT = "server absent: "  # the one allowed skip reason, see skip_server_absent
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """The real-candle CSVs in ../shared/data (see its README)."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real candle data not found at {SHARED_DATA}")
-    return SHARED_DATA
+def candles_dir() -> Path:
+    """The real-candle CSVs committed in tests/data (see its README)."""
+    return CANDLES
+
+
+def skip_server_absent(why: str) -> NoReturn:
+    """Skip because an outside server (PostgreSQL) cannot be reached: the only skip the suite allows."""
+    pytest.skip(SERVER_ABSENT + why)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
+    """Any other skip is a failure: a skipped test checks nothing, and in a plain clone nothing may skip."""
+    report = yield
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = str(report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        if SERVER_ABSENT not in reason:
+            report.outcome = "failed"
+            report.longrepr = f"skipped, and only '{SERVER_ABSENT.strip()}' skips are allowed: {reason}"
+    return report
 
 
 # --- exchange simulator (written by the simulator helper) -------------------------------------------

@@ -26,9 +26,9 @@ def test_params_are_typed_by_the_strategys_declarations_aliases_and_lists_includ
     assert smc.smc_params.min_risk_reward == 3.0
 
 
-def test_cli_table_json_and_plot(shared_data, tmp_path, capsys):
+def test_cli_table_json_and_plot(candles_dir, tmp_path, capsys):
     png = tmp_path / "eq.png"
-    rc = main(["backtest", "--strategy", "trend_follower", "--data", str(shared_data / "ETH_BTC-5m.csv"),
+    rc = main(["backtest", "--strategy", "trend_follower", "--data", str(candles_dir / "ETH_BTC-5m.csv"),
                "--timeframe", "15m", "--params", "ema_fast=10", "ema_slow=30", "--plot", str(png), "--json"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
@@ -40,7 +40,7 @@ def test_cli_table_json_and_plot(shared_data, tmp_path, capsys):
     assert Decimal(out["final_balance"]) - Decimal(out["initial_balance"]) == Decimal(m["net_pnl"])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
-    rc = main(["backtest", "--strategy", "grid", "--data", str(shared_data / "UNITTEST_BTC-1m.csv")])
+    rc = main(["backtest", "--strategy", "grid", "--data", str(candles_dir / "UNITTEST_BTC-1m.csv")])
     table = capsys.readouterr().out
     assert rc == 0
     assert "gap candles filled" in table and "max drawdown" in table and "win rate" in table
@@ -55,8 +55,8 @@ def test_cli_table_json_and_plot(shared_data, tmp_path, capsys):
     (["--strategy", "trend_follower", "--timeframe", "1m"], "needs 1m candles; the data is 5m"),
     (["--strategy", "trend_follower", "--balance", "abc"], "--balance must be a number"),
 ])
-def test_bad_input_exits_2_with_a_message(shared_data, capsys, argv, needle):
-    rc = main(["backtest", "--data", str(shared_data / "XRPUSDT-perp-5m.csv"), *argv])
+def test_bad_input_exits_2_with_a_message(candles_dir, capsys, argv, needle):
+    rc = main(["backtest", "--data", str(candles_dir / "XRPUSDT-perp-5m.csv"), *argv])
     err = capsys.readouterr().err
     assert rc == 2 and needle in err and "Traceback" not in err
 
@@ -74,14 +74,14 @@ def test_cli_subprocess_no_traceback_on_missing_file(tmp_path):
     ("dca", "LTC_BTC-5m.csv", []),
     ("smc", "ETH_BTC-5m.csv", []),
 ])
-def test_each_strategy_runs_on_real_candles(shared_data, capsys, name, file, extra):
+def test_each_strategy_runs_on_real_candles(candles_dir, capsys, name, file, extra):
     try:
         import importlib
 
         importlib.import_module(f"traderagent.strategies.{'smc_adapter' if name == 'smc' else name + '_adapter'}")
     except ImportError as exc:  # pragma: no cover - only while an adapter is missing
         pytest.skip(f"strategy module missing: {exc}")
-    rc = main(["backtest", "--strategy", name, "--data", str(shared_data / file), "--json", *extra])
+    rc = main(["backtest", "--strategy", name, "--data", str(candles_dir / file), "--json", *extra])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["strategy"] == name
     m = out["metrics"]
@@ -93,7 +93,7 @@ def test_each_strategy_runs_on_real_candles(shared_data, capsys, name, file, ext
 
 
 @pytest.mark.parametrize("fmt", [["--json"], []])
-def test_output_to_a_closed_pipe_exits_quietly(shared_data, fmt):
+def test_output_to_a_closed_pipe_exits_quietly(candles_dir, fmt):
     """`traderagent backtest --json | head`: the reader leaves early; no BrokenPipeError traceback."""
     import os
 
@@ -101,7 +101,7 @@ def test_output_to_a_closed_pipe_exits_quietly(shared_data, fmt):
     os.close(read_end)  # gone before the backtest prints anything: every write hits a broken pipe
     try:
         proc = subprocess.run([sys.executable, "-m", "traderagent", "backtest", "--strategy", "trend_follower",
-                               "--data", str(shared_data / "XRPUSDT-perp-5m.csv"), *fmt],
+                               "--data", str(candles_dir / "XRPUSDT-perp-5m.csv"), *fmt],
                               stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
     finally:
         os.close(write_end)

@@ -43,9 +43,9 @@ def test_gap_is_filled_with_flat_candles_at_previous_close(tmp_path):
     assert filled.iloc[4]["close"] == 12.5  # real candles untouched
 
 
-def test_real_file_with_gaps_becomes_regular(shared_data):
-    frame, tf, info = prepare(shared_data / "UNITTEST_BTC-1m.csv")
-    assert tf == MIN and info["rows"] == 13_681
+def test_real_file_with_gaps_becomes_regular(candles_dir):
+    frame, tf, info = prepare(candles_dir / "UNITTEST_BTC-1m.csv")
+    assert tf == MIN and info["rows"] == 3_000
     assert info["gap_candles_filled"] > 0
     assert len(frame) == info["rows"] + info["gap_candles_filled"]
     assert np.all(np.diff(index_ms(frame)) == MIN)
@@ -68,9 +68,9 @@ def test_resample_aggregates_and_drops_incomplete_edge_buckets():
     assert index_ms(out)[0] % (5 * MIN) == 0
 
 
-def test_resample_to_lower_timeframe_is_refused(shared_data):
+def test_resample_to_lower_timeframe_is_refused(candles_dir):
     with pytest.raises(BacktestDataError, match="lower timeframe"):
-        prepare(shared_data / "XRPUSDT-perp-1h.csv", "15m")
+        prepare(candles_dir / "XRPUSDT-perp-1h.csv", "15m")
 
 
 def test_bad_files_give_clear_errors(tmp_path):

@@ -232,12 +232,12 @@ def _closed_before(result, k):
     ("dca", {"timeframe": "5m"}, "ETH_BTC-5m.csv", None),
     ("smc", {}, "ETH_BTC-5m.csv", "15m"),
 ])
-def test_appending_future_candles_does_not_change_past_trades(shared_data, name, params, file, tf):
+def test_appending_future_candles_does_not_change_past_trades(candles_dir, name, params, file, tf):
     from traderagent.backtest.data import resample
     from traderagent.strategies import create_strategy
     from traderagent.timeframes import timeframe_ms
 
-    frame, base_tf, _ = prepare(shared_data / file)
+    frame, base_tf, _ = prepare(candles_dir / file)
     if tf:
         frame = resample(frame, timeframe_ms(tf), base_tf)
         base_tf = timeframe_ms(tf)
@@ -256,10 +256,10 @@ def test_appending_future_candles_does_not_change_past_trades(shared_data, name,
         assert len(full.fills) > 0
 
 
-def test_ledger_balances_match_fills(shared_data):
+def test_ledger_balances_match_fills(candles_dir):
     from traderagent.strategies import create_strategy
 
-    frame, tf, _ = prepare(shared_data / "XRPUSDT-perp-5m.csv")
+    frame, tf, _ = prepare(candles_dir / "XRPUSDT-perp-5m.csv")
     s = create_strategy("trend_follower", {"timeframe": "5m"}, qty_step="1", tick_size="0.0001",
                         allocated_capital="10000")
     res = Backtester(s, CFG).run([frame], tf)

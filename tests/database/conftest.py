@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from tests.conftest import skip_server_absent
 from traderagent.database.crypto import generate_key
 from traderagent.database.manager import DatabaseManager
 
@@ -56,7 +57,7 @@ def _find_postgres() -> tuple[str | None, str]:
 def postgres_url() -> str:
     url, reason = _find_postgres()
     if url is None:
-        pytest.skip(f"PostgreSQL not reachable ({reason}); set TEST_POSTGRES_URL")
+        skip_server_absent(f"PostgreSQL not reachable ({reason}); set TEST_POSTGRES_URL")
     return url
 
 

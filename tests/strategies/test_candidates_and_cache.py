@@ -35,8 +35,8 @@ def test_trend_candidates_cover_every_signal_and_skip_most_candles(xrp_5m, marke
 
 
 @pytest.mark.parametrize("params", [{}, {"confirmation": "none"}, {"confirmation": "sweep"}])
-def test_smc_candidates_cover_every_signal(shared_data, params):
-    frames = frames_until(load_5m(shared_data, "ETH_BTC-5m.csv"), ("4h", "1h", "15m"))
+def test_smc_candidates_cover_every_signal(candles_dir, params):
+    frames = frames_until(load_5m(candles_dir, "ETH_BTC-5m.csv"), ("4h", "1h", "15m"))
     s = SMCStrategyAdapter({**params}, qty_step="0.001", tick_size="0.000001", allocated_capital="1000")
     p = s.prepare(*frames)
     mask = s.signal_candidates(p)
@@ -46,8 +46,8 @@ def test_smc_candidates_cover_every_signal(shared_data, params):
     assert mask.sum() < len(mask)
 
 
-def test_smc_without_higher_frames_has_no_candidates(shared_data):
-    ltf = frames_until(load_5m(shared_data, "ETH_BTC-5m.csv"), ("15m",))[0]
+def test_smc_without_higher_frames_has_no_candidates(candles_dir):
+    ltf = frames_until(load_5m(candles_dir, "ETH_BTC-5m.csv"), ("15m",))[0]
     s = SMCStrategyAdapter({}, qty_step="0.001", tick_size="0.000001", allocated_capital="1000")
     assert not s.signal_candidates(s.prepare(ltf)).any()
 

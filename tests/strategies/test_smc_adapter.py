@@ -24,8 +24,8 @@ CASES = [
 BALANCE = Decimal("1000")
 
 
-def load_5m(shared_data: Path, name: str) -> pd.DataFrame:
-    raw = pd.read_csv(shared_data / name)
+def load_5m(candles_dir: Path, name: str) -> pd.DataFrame:
+    raw = pd.read_csv(candles_dir / name)
     raw.index = pd.to_datetime(raw.pop("timestamp_ms"), unit="ms", utc=True)
     return raw
 
@@ -110,8 +110,8 @@ def test_no_signal_without_higher_timeframes():
 
 
 @pytest.mark.parametrize(("name", "tfs", "tick"), CASES)
-def test_entries_are_inside_a_bias_zone_with_enough_reward(shared_data, name, tfs, tick):
-    frames = frames_until(load_5m(shared_data, name), tfs)
+def test_entries_are_inside_a_bias_zone_with_enough_reward(candles_dir, name, tfs, tick):
+    frames = frames_until(load_5m(candles_dir, name), tfs)
     s = make(tfs, tick)
     taken = backtest(s, frames)
     assert taken, "no SMC entry at all on real candles"
@@ -137,9 +137,9 @@ def test_entries_are_inside_a_bias_zone_with_enough_reward(shared_data, name, tf
 
 
 @pytest.mark.parametrize(("name", "tfs", "tick", "conf"), [(*CASES[0], "none"), (*CASES[2], "any")])
-def test_no_look_ahead_across_timeframes(shared_data, name, tfs, tick, conf):
+def test_no_look_ahead_across_timeframes(candles_dir, name, tfs, tick, conf):
     """Signal/analysis at entry i from frames cut at i's close == from the whole history."""
-    raw = load_5m(shared_data, name)
+    raw = load_5m(candles_dir, name)
     full_frames = frames_until(raw, tfs)
     entry = full_frames[-1]
     full = make(tfs, tick, confirmation=conf)
@@ -166,8 +166,8 @@ def test_no_look_ahead_across_timeframes(shared_data, name, tfs, tick, conf):
         assert (got_sig and got_sig.to_dict()) == (want_sig and want_sig.to_dict())
 
 
-def test_price_rounding_never_lets_a_signal_below_the_minimum_rr(shared_data):
-    frames = frames_until(load_5m(shared_data, "ETH_BTC-5m.csv"), ("4h", "1h", "15m"))
+def test_price_rounding_never_lets_a_signal_below_the_minimum_rr(candles_dir):
+    frames = frames_until(load_5m(candles_dir, "ETH_BTC-5m.csv"), ("4h", "1h", "15m"))
 
     def scan(tick: str) -> dict[int, BaseSignal]:
         s = make(tick=tick, confirmation="none")
@@ -181,8 +181,8 @@ def test_price_rounding_never_lets_a_signal_below_the_minimum_rr(shared_data):
         assert sig.entry_price % Decimal("0.0005") == 0 and sig.stop_loss % Decimal("0.0005") == 0
 
 
-def test_higher_timeframe_candle_is_invisible_until_closed(shared_data):
-    raw = load_5m(shared_data, "ETH_BTC-5m.csv")
+def test_higher_timeframe_candle_is_invisible_until_closed(candles_dir):
+    raw = load_5m(candles_dir, "ETH_BTC-5m.csv")
     htf, mtf, ltf = frames_until(raw, ("4h", "1h", "15m"))
     s = make()
     prep = s.prepare(htf, mtf, ltf)
@@ -245,8 +245,8 @@ def test_stop_and_target_exits_respect_direction(long):
     assert s.close_position(pos2.position_id, hit[0].exit_price, hit[0].exit_reason).realized_pnl == Decimal("-10")
 
 
-def test_state_round_trip_keeps_positions_and_traded_zones(shared_data):
-    frames = frames_until(load_5m(shared_data, "XRPUSDT-perp-5m.csv"), ("1h", "15m", "5m"))
+def test_state_round_trip_keeps_positions_and_traded_zones(candles_dir):
+    frames = frames_until(load_5m(candles_dir, "XRPUSDT-perp-5m.csv"), ("1h", "15m", "5m"))
     s = make(("1h", "15m", "5m"), "0.0001")
     taken = backtest(s, frames)
     assert taken

@@ -174,8 +174,8 @@ def test_analyze_liquidity_pools_are_taken_by_wicks():
 # ---------------------------------------------------------------- real candles
 
 
-def load(shared_data: Path, name: str, rule: str) -> pd.DataFrame:
-    raw = pd.read_csv(shared_data / name)
+def load(candles_dir: Path, name: str, rule: str) -> pd.DataFrame:
+    raw = pd.read_csv(candles_dir / name)
     raw.index = pd.to_datetime(raw.pop("timestamp_ms"), unit="ms", utc=True)
     agg = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
     return raw.resample(rule, label="left", closed="left").agg(agg).dropna()
@@ -183,8 +183,8 @@ def load(shared_data: Path, name: str, rule: str) -> pd.DataFrame:
 
 @pytest.mark.parametrize(("name", "rule", "swing_length"), [("ETH_BTC-5m.csv", "15min", 3), ("LTC_BTC-5m.csv", "1h", 5),
                                                            ("XRPUSDT-perp-5m.csv", "5min", 8)])
-def test_no_look_ahead_on_real_candles(shared_data, name, rule, swing_length):
-    df = load(shared_data, name, rule)
+def test_no_look_ahead_on_real_candles(candles_dir, name, rule, swing_length):
+    df = load(candles_dir, name, rule)
     full = analyze(df, swing_length)
     assert (full.structure["bos"] != 0).sum() > 3 and len(full.fvgs) > 3  # the property is not vacuous
     rng = np.random.default_rng(7)
@@ -200,8 +200,8 @@ def test_no_look_ahead_on_real_candles(shared_data, name, rule, swing_length):
             pd.testing.assert_frame_equal(got.reset_index(drop=True), expect.reset_index(drop=True))
 
 
-def test_detections_are_consistent_on_real_candles(shared_data):
-    df = load(shared_data, "ETH_BTC-5m.csv", "1h")
+def test_detections_are_consistent_on_real_candles(candles_dir):
+    df = load(candles_dir, "ETH_BTC-5m.csv", "1h")
     res = analyze(df, 5)
     h, low, c = df["high"].to_numpy(), df["low"].to_numpy(), df["close"].to_numpy()
     st = res.structure

@@ -1,0 +1,31 @@
+"""The suite's skip policy (tests/conftest.py): a skip fails the run unless an outside server is absent."""
+
+from __future__ import annotations
+
+pytest_plugins = ["pytester"]
+
+
+def test_only_a_server_absent_skip_passes(pytester):
+    pytester.makeconftest("from tests.conftest import pytest_runtest_makereport  # noqa: F401")
+    pytester.makepyfile("""
+        import pytest
+        from tests.conftest import skip_server_absent
+
+        def test_data_missing():
+            pytest.skip("candles not found")
+
+        @pytest.mark.skipif(True, reason="not on this platform")
+        def test_marked():
+            pass
+
+        def test_no_server():
+            skip_server_absent("PostgreSQL not reachable")
+
+        @pytest.mark.xfail(reason="known")
+        def test_expected_failure():
+            assert False
+    """)
+    result = pytester.runpytest("-rA", "-p", "no:asyncio")
+    result.assert_outcomes(failed=1, errors=1, skipped=1, xfailed=1)  # a skip at setup fails as an error
+    result.stdout.fnmatch_lines(["*only 'server absent:' skips are allowed: not on this platform",
+                                 "*only 'server absent:' skips are allowed: candles not found"])
