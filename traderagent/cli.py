@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
+import os
 import sys
+from collections.abc import Callable
 
 # subcommand -> "module:function"; the function takes the parsed namespace and returns an exit code.
 COMMANDS = {
@@ -23,25 +26,43 @@ COMMANDS = {
 }
 
 
+def _checked(convert: Callable[[str], float], ok: Callable[[float], bool], rule: str) -> Callable[[str], float]:
+    """An argparse type: `convert`, then refuse a value breaking `rule` in one line naming the option."""
+    def parse(text: str) -> float:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}")
+        return value
+    return parse
+
+
+_POSITIVE = _checked(float, lambda v: math.isfinite(v) and v > 0, "a number > 0")
+_COUNT = _checked(int, lambda v: v >= 0, "a whole number >= 0")
+_RATE = _checked(float, lambda v: 0 <= v <= 1, "a probability from 0 to 1")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="traderagent", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the trading desk (paper mode with no keys)")
     run.add_argument("--bots", help="bots file (default: TRADERAGENT_BOTS_FILE or bots.toml; paper demo set if absent)")
-    run.add_argument("--ticks", type=int, default=0, help="stop after this many ticks per bot (0: run until Ctrl-C)")
+    run.add_argument("--ticks", type=_COUNT, default=0, help="stop after this many ticks per bot (0: run until Ctrl-C)")
 
     sim = sub.add_parser("sim", help="run the ByBit V5-compatible exchange simulator")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8900)
-    sim.add_argument("--speed", type=float, default=1.0, help="candles replayed per second (0: frozen)")
+    sim.add_argument("--speed", type=_POSITIVE, default=1.0, help="candles replayed per second")
     sim.add_argument("--seed", type=int, default=None, help="seed a random walk instead of real candles")
     sim.add_argument("--api-key", default="paper-key", help="account key the simulator accepts")
     sim.add_argument("--api-secret", default="paper-secret", help="its secret")
     sim.add_argument("--balance", default="10000", help="starting USDT balance")
-    sim.add_argument("--error-rate", type=float, default=0.0, help="probability of an injected HTTP 5xx")
-    sim.add_argument("--timeout-rate", type=float, default=0.0, help="probability of a response delayed past the client timeout")
-    sim.add_argument("--ratelimit-rate", type=float, default=0.0, help="probability of an injected 10006 answer")
+    sim.add_argument("--error-rate", type=_RATE, default=0.0, help="probability of an injected HTTP 5xx")
+    sim.add_argument("--timeout-rate", type=_RATE, default=0.0, help="probability of a response delayed past the client timeout")
+    sim.add_argument("--ratelimit-rate", type=_RATE, default=0.0, help="probability of an injected 10006 answer")
 
     bt = sub.add_parser("backtest", help="backtest a strategy on historical candles")
     bt.add_argument("--strategy", required=True, help="smc, trend_follower, grid or dca")
@@ -51,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--balance", default="10000", help="starting balance")
     bt.add_argument("--fee", default="0.00055", help="taker fee rate")
     bt.add_argument("--slippage", default="0.0002", help="market-order slippage rate")
-    bt.add_argument("--plot", default=None, metavar="OUT.png", help="draw the equity curve with trades")
+    bt.add_argument("--plot", default=None, metavar="OUT.png", help="draw the equity curve with trades (.png, .svg, .pdf, ...)")
     bt.add_argument("--json", action="store_true", help="print results as JSON")
 
     db = sub.add_parser("db", help="database maintenance")
@@ -83,7 +104,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module_name, func_name = COMMANDS[args.command].split(":")
     func = getattr(importlib.import_module(module_name), func_name)
-    return int(func(args) or 0)
+    try:
+        code = int(func(args) or 0)
+        sys.stdout.flush()  # a pipe is block-buffered: a reader that left shows here, not at exit
+        return code
+    except BrokenPipeError:  # `traderagent audit --json | head`: the reader left early
+        _silence_stdout()
+        return 141  # what a shell reports for a tool stopped by a closed pipe (128 + SIGPIPE)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at devnull: Python flushes it again at exit, which would raise a second time."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (captured by a test): nothing to flush
+        pass
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from decimal import Decimal
@@ -75,12 +76,6 @@ def test_cli_subprocess_no_traceback_on_missing_file(tmp_path):
     ("smc", "ETH_BTC-5m.csv", []),
 ])
 def test_each_strategy_runs_on_real_candles(candles_dir, capsys, name, file, extra):
-    try:
-        import importlib
-
-        importlib.import_module(f"traderagent.strategies.{'smc_adapter' if name == 'smc' else name + '_adapter'}")
-    except ImportError as exc:  # pragma: no cover - only while an adapter is missing
-        pytest.skip(f"strategy module missing: {exc}")
     rc = main(["backtest", "--strategy", name, "--data", str(candles_dir / file), "--json", *extra])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["strategy"] == name
@@ -94,9 +89,8 @@ def test_each_strategy_runs_on_real_candles(candles_dir, capsys, name, file, ext
 
 @pytest.mark.parametrize("fmt", [["--json"], []])
 def test_output_to_a_closed_pipe_exits_quietly(candles_dir, fmt):
-    """`traderagent backtest --json | head`: the reader leaves early; no BrokenPipeError traceback."""
-    import os
-
+    """`traderagent backtest --json | head`: the reader leaves early; no BrokenPipeError traceback, and
+    the exit code a shell gives any tool a closed pipe stopped (128 + SIGPIPE)."""
     read_end, write_end = os.pipe()
     os.close(read_end)  # gone before the backtest prints anything: every write hits a broken pipe
     try:
@@ -105,5 +99,33 @@ def test_output_to_a_closed_pipe_exits_quietly(candles_dir, fmt):
                               stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
     finally:
         os.close(write_end)
-    assert proc.returncode == 0
-    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+    assert proc.returncode == 141 and proc.stderr == ""
+
+
+@pytest.mark.parametrize("name", ["out.txt2", "out"])
+def test_unsupported_plot_extension_is_refused_before_the_run(candles_dir, tmp_path, capsys, name):
+    rc = main(["backtest", "--strategy", "trend_follower", "--data", str(candles_dir / "XRPUSDT-perp-5m.csv"),
+               "--plot", str(tmp_path / name)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith(f"traderagent backtest: error: --plot {tmp_path / name}: unsupported extension")
+    assert ".png, " in err and ".svg" in err and ".pdf" in err and "\n" not in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_repairs_are_printed_as_warnings_and_kept_in_the_json(candles_dir, tmp_path, capsys):
+    lines = (candles_dir / "XRPUSDT-perp-5m.csv").read_text().splitlines()
+    header, rows = lines[0], lines[1:]
+    rows[10], rows[11] = rows[11], rows[10]
+    shuffled = tmp_path / "xrp.csv"
+    shuffled.write_text("\n".join([header, *rows, rows[-1]]) + "\n")
+    rc = main(["backtest", "--strategy", "trend_follower", "--data", str(shuffled), "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0
+    assert err.splitlines() == ["traderagent backtest: warning: xrp.csv: 1 row out of time order (sorted)",
+                                "traderagent backtest: warning: xrp.csv: 1 duplicated timestamp (kept the last row of each)"]
+    assert json.loads(out)["data"]["warnings"] == [line.split("warning: ")[1] for line in err.splitlines()]
+
+
+def test_a_directory_as_data_is_named_as_such(tmp_path, capsys):
+    rc = main(["backtest", "--strategy", "dca", "--data", str(tmp_path)])
+    assert rc == 2 and capsys.readouterr().err == f"traderagent backtest: error: {tmp_path} is a directory, not a candle file\n"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,17 @@ def _decimal_arg(name: str, text: str, *, minimum: Decimal = Decimal(0)) -> Deci
     if value < minimum:
         raise UsageError(f"--{name} must be a number >= {minimum}, got {text!r}")
     return value
+
+
+def check_plot_path(out: str) -> None:
+    """Refuse an output name whose extension matplotlib cannot write, before the backtest runs."""
+    from traderagent.backtest.plot import plot_formats
+
+    formats = plot_formats()
+    suffix = Path(out).suffix.lower()
+    if suffix[1:] not in formats:
+        raise UsageError(f"--plot {out}: unsupported extension {suffix or '(none)'}; "
+                         f"use one of {', '.join('.' + f for f in formats)}")
 
 
 def market_steps(frame: pd.DataFrame) -> tuple[Decimal, Decimal]:
@@ -179,12 +190,16 @@ def run(args: argparse.Namespace) -> tuple[BacktestResult, dict]:
     if fee >= 1 or slippage >= 1:
         raise UsageError("--fee and --slippage are rates (0.00055 = 0.055%), must be < 1")
     params = split_params(args.params)
+    if args.plot:
+        check_plot_path(args.plot)
     try:
         if args.timeframe:
             timeframe_ms(args.timeframe)
         frame, data_tf, info = prepare(args.data)
     except (BacktestDataError, TimeframeError) as exc:
         raise UsageError(str(exc)) from None
+    for warning in info["warnings"]:
+        print(f"traderagent backtest: warning: {warning}", file=sys.stderr)
     strategy = build_strategy(args.strategy, params, timeframe=args.timeframe, data_tf_ms=data_tf,
                               frame=frame, balance=balance)
     try:
@@ -210,20 +225,6 @@ def run(args: argparse.Namespace) -> tuple[BacktestResult, dict]:
     return result, info
 
 
-def _emit(text: str) -> None:
-    """Print to stdout; a reader that went away (`... --json | head`) ends the output quietly."""
-    try:
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # Python would flush stdout again at exit and print a second BrokenPipeError: point it at devnull
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError):  # stdout without a file descriptor (captured): nothing to silence
-            pass
-
-
 def main_backtest(args: argparse.Namespace) -> int:
     try:
         result, info = run(args)
@@ -243,8 +244,8 @@ def main_backtest(args: argparse.Namespace) -> int:
         out["data"] = info
         if args.plot:
             out["plot"] = str(args.plot)
-        _emit(json.dumps(out, indent=2, default=str))
+        print(json.dumps(out, indent=2, default=str))
     else:
         text = results_table(result, info)
-        _emit(f"{text}\n\nplot written to {args.plot}" if args.plot else text)
+        print(f"{text}\n\nplot written to {args.plot}" if args.plot else text)
     return 0

@@ -8,6 +8,7 @@ turns prices into Decimal only when something fills.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -22,12 +23,16 @@ class BacktestDataError(ValueError):
     """The candle file or a timeframe is unusable; the message says why (shown to the user as is)."""
 
 
-def load_csv(path: str | Path) -> pd.DataFrame:
-    """Read `timestamp_ms,open,high,low,close,volume` (oldest first) into a candle frame.
+def load_csv(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
+    """Read `timestamp_ms,open,high,low,close,volume` into a candle frame, oldest first.
 
-    Duplicated timestamps keep the last row; rows are sorted. Gaps are left alone (see `fill_gaps`).
+    An impossible candle (a price <= 0, high below low/open/close, low above open/close, negative volume)
+    is an error naming its line. Rows out of time order are sorted and duplicated timestamps keep the last
+    row; each repair is returned as a warning for the user (with counts). Gaps are left alone (see `fill_gaps`).
     """
     path = Path(path)
+    if path.is_dir():
+        raise BacktestDataError(f"{path} is a directory, not a candle file")
     if not path.is_file():
         raise BacktestDataError(f"data file not found: {path}")
     try:
@@ -44,14 +49,56 @@ def load_csv(path: str | Path) -> pd.DataFrame:
         raise BacktestDataError(f"{path.name}: no candles")
     try:
         values = raw[list(COLUMNS)].astype("float64")
-        ts = pd.to_numeric(raw[ts_col], errors="raise").astype("int64")
+        ts = pd.to_numeric(raw[ts_col], errors="raise").astype("int64").to_numpy()
     except (ValueError, TypeError):
         raise BacktestDataError(f"{path.name}: non-numeric values in the candle columns") from None
     if values.isna().any().any():
         raise BacktestDataError(f"{path.name}: empty cells in the candle columns")
-    frame = values.set_index(pd.to_datetime(ts.to_numpy(), unit="ms", utc=True).rename("timestamp"))
-    frame = frame[~frame.index.duplicated(keep="last")].sort_index()
-    return frame
+    _check_candles(path.name, ts, values)
+    return _in_time_order(path.name, ts, values)
+
+
+def _candle_faults(values: pd.DataFrame) -> list[tuple[np.ndarray, str, str, str]]:
+    """(bad rows, column, what is wrong, column compared with) for every rule a real candle obeys."""
+    v = {c: values[c].to_numpy() for c in COLUMNS}
+    faults = [(~np.isfinite(v[c]) | (v[c] <= 0), c, "is not a positive price", "") for c in ("open", "high", "low", "close")]
+    faults.append((~np.isfinite(v["volume"]) | (v["volume"] < 0), "volume", "is not a number >= 0", ""))
+    faults += [(v["high"] < v[c], "high", "is below", c) for c in ("low", "open", "close")]
+    faults += [(v["low"] > v[c], "low", "is above", c) for c in ("open", "close")]
+    return faults
+
+
+def _check_candles(name: str, ts: np.ndarray, values: pd.DataFrame) -> None:
+    """Raise naming the first impossible candle by its line in the file (the header is line 1)."""
+    found = [fault for fault in _candle_faults(values) if fault[0].any()]
+    if not found:
+        return
+    bad = np.logical_or.reduce([rows for rows, *_ in found])
+    i = int(np.argmax(bad))
+    _, col, wrong, other = next(fault for fault in found if fault[0][i])
+    row = {c: float(x) for c, x in values.iloc[i].items()}
+    why = f"{col} {row[col]!r} {wrong}" + (f" {other} {row[other]!r}" if other else "")
+    more = int(bad.sum()) - 1
+    raise BacktestDataError(f"{name} line {i + 2} (timestamp_ms {ts[i]}): {why}"
+                            + (f"; {_count(more, 'more impossible candle')} after it" if more else ""))
+
+
+def _in_time_order(name: str, ts: np.ndarray, values: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Sort by time and keep the last row of each duplicated timestamp, saying how many rows that touched."""
+    frame = values.set_index(pd.to_datetime(ts, unit="ms", utc=True).rename("timestamp"))
+    warnings = []
+    backwards = int((np.diff(ts) < 0).sum())
+    if backwards:
+        warnings.append(f"{name}: {_count(backwards, 'row')} out of time order (sorted)")
+    dup = frame.index.duplicated(keep="last")
+    if dup.any():
+        warnings.append(f"{name}: {_count(int(dup.sum()), 'duplicated timestamp')} (kept the last row of each)")
+        frame = frame[~dup]
+    return frame.sort_index(kind="stable"), warnings
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
 
 
 def infer_timeframe_ms(frame: pd.DataFrame) -> int:
@@ -65,7 +112,7 @@ def infer_timeframe_ms(frame: pd.DataFrame) -> int:
 
 def index_ms(frame: pd.DataFrame) -> np.ndarray:
     """Candle open times as int64 epoch milliseconds (independent of the index's resolution)."""
-    return frame.index.as_unit("ms").asi8.astype(np.int64, copy=False)
+    return cast(pd.DatetimeIndex, frame.index).as_unit("ms").asi8.astype(np.int64, copy=False)
 
 
 def fill_gaps(frame: pd.DataFrame, tf_ms: int) -> tuple[pd.DataFrame, int]:
@@ -117,8 +164,9 @@ def resample(frame: pd.DataFrame, tf_ms: int, base_tf_ms: int | None = None) -> 
 
 
 def prepare(path: str | Path, timeframe: str | None = None) -> tuple[pd.DataFrame, int, dict]:
-    """Load a CSV, fill its gaps and optionally resample. Returns (frame, timeframe ms, info for the report)."""
-    frame = load_csv(path)
+    """Load a CSV, fill its gaps and optionally resample. Returns (frame, timeframe ms, info for the report;
+    its "warnings" say what was repaired)."""
+    frame, warnings = load_csv(path)
     base_tf = infer_timeframe_ms(frame)
     rows = len(frame)
     frame, added = fill_gaps(frame, base_tf)
@@ -141,5 +189,6 @@ def prepare(path: str | Path, timeframe: str | None = None) -> tuple[pd.DataFram
         "candles": len(frame),
         "start": frame.index[0].isoformat(),
         "end": frame.index[-1].isoformat(),
+        "warnings": warnings,
     }
     return frame, tf, info

@@ -13,6 +13,13 @@ if TYPE_CHECKING:
 _MAX_POINTS = 20_000  # a year of minutes would be a 500k-point line; decimate for drawing only
 
 
+def plot_formats() -> list[str]:
+    """File extensions matplotlib can write ("png", "svg", "pdf", ...)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    return sorted(FigureCanvasAgg.get_supported_filetypes())
+
+
 def plot_result(result: BacktestResult, out: str | Path, title: str | None = None) -> Path:
     import matplotlib
 
