@@ -34,14 +34,20 @@ def test_accepted_values_reach_the_subcommand():
     assert build_parser().parse_args(["run", "--ticks", "0"]).ticks == 0
 
 
-def test_audit_into_a_closed_pipe_ends_quietly(tmp_path):
-    """`traderagent audit --json | head`: no BrokenPipeError traceback, the exit code of a tool a closed pipe
-    stopped (128 + SIGPIPE)."""
+@pytest.mark.parametrize("argv", [
+    ["audit", "{tmp}", "--json"],
+    ["backtest", "--strategy", "trend_follower", "--data", "{candles}/XRPUSDT-perp-5m.csv", "--json"],
+    ["backtest", "--strategy", "trend_follower", "--data", "{candles}/XRPUSDT-perp-5m.csv"],
+])
+def test_output_into_a_closed_pipe_ends_quietly(candles_dir, tmp_path, argv):
+    """`traderagent audit --json | head`: the reader left before anything was printed. No BrokenPipeError
+    traceback; the exit code a shell gives any tool a closed pipe stopped (128 + SIGPIPE)."""
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        proc = subprocess.run([sys.executable, "-m", "traderagent", "audit", str(tmp_path), "--json"],
-                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
+        proc = subprocess.run([sys.executable, "-m", "traderagent",
+                               *(a.format(tmp=tmp_path, candles=candles_dir) for a in argv)],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
     finally:
         os.close(write_end)
     assert proc.returncode == 141 and proc.stderr == ""
