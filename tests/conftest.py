@@ -22,16 +22,29 @@ def skip_server_absent(why: str) -> NoReturn:
     pytest.skip(SERVER_ABSENT + why)
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
-    """Any other skip is a failure: a skipped test checks nothing, and in a plain clone nothing may skip."""
-    report = yield
+def _refuse_skip(report: pytest.TestReport | pytest.CollectReport) -> None:
+    """Any skip but a server-absent one becomes a failure: a skipped test checks nothing, and in a
+    plain clone of the repository nothing may skip."""
     if report.skipped and not hasattr(report, "wasxfail"):
         reason = str(report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr)
         reason = reason.removeprefix("Skipped: ")
         if SERVER_ABSENT not in reason:
             report.outcome = "failed"
             report.longrepr = f"skipped, and only '{SERVER_ABSENT.strip()}' skips are allowed: {reason}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
+    report = yield
+    _refuse_skip(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> pytest.CollectReport:
+    """A whole module skipped (`pytest.importorskip` at import) obeys the same rule."""
+    report = yield
+    _refuse_skip(report)
     return report
 
 

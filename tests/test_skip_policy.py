@@ -6,8 +6,12 @@ pytest_plugins = ["pytester"]
 
 
 def test_only_a_server_absent_skip_passes(pytester):
-    pytester.makeconftest("from tests.conftest import pytest_runtest_makereport  # noqa: F401")
-    pytester.makepyfile("""
+    pytester.makeconftest("from tests.conftest import pytest_make_collect_report, pytest_runtest_makereport  # noqa")
+    pytester.makepyfile(test_needs_a_module="""
+        import pytest
+        pytest.importorskip("no_such_module_anywhere")
+    """)
+    pytester.makepyfile(test_cases="""
         import pytest
         from tests.conftest import skip_server_absent
 
@@ -25,7 +29,9 @@ def test_only_a_server_absent_skip_passes(pytester):
         def test_expected_failure():
             assert False
     """)
-    result = pytester.runpytest("-rA", "-p", "no:asyncio")
-    result.assert_outcomes(failed=1, errors=1, skipped=1, xfailed=1)  # a skip at setup fails as an error
-    result.stdout.fnmatch_lines(["*only 'server absent:' skips are allowed: not on this platform",
+    result = pytester.runpytest("-rA", "-p", "no:asyncio", "--continue-on-collection-errors")
+    # a skip at setup or collection fails as an error
+    result.assert_outcomes(failed=1, errors=2, skipped=1, xfailed=1)
+    result.stdout.fnmatch_lines(["*only 'server absent:' skips are allowed: could not import 'no_such_module_anywhere'*",
+                                 "*only 'server absent:' skips are allowed: not on this platform",
                                  "*only 'server absent:' skips are allowed: candles not found"])
