@@ -6,7 +6,7 @@ Every symbol has one 1-minute base series shared by its linear and spot markets:
 - ``live``: the current, still-forming candle;
 - ``future``: the path still to replay (floats, multiplied by ``scale`` and rounded to ticks when used).
 
-Real candles come from compact CSVs in ``sim/data`` (5m candles copied from /work/shared/data, rescaled to
+Real candles come from compact CSVs in ``sim/data`` (5m candles from the same Freqtrade test data as tests/data, rescaled to
 USDT levels). Each 5m candle is bridged into five 1m candles whose resample gives the 5m candle back exactly,
 so 1m and 3m klines exist too. History before the real data is a seeded random walk that ends at the first
 real open; when the replay runs out of real data it continues with a seeded walk.
