@@ -123,3 +123,8 @@ def test_unsorted_and_duplicated_rows_are_repaired_with_counted_warnings(tmp_pat
 def test_a_directory_is_not_a_data_file(tmp_path):
     with pytest.raises(BacktestDataError, match=f"^{tmp_path} is a directory, not a candle file$"):
         load_csv(tmp_path)
+
+
+def test_a_single_candle_is_refused_without_a_false_hint(tmp_path):
+    with pytest.raises(BacktestDataError, match="^need at least two candles to tell their timeframe; the data has one$"):
+        prepare(_write(tmp_path / "one.csv", [(1_700_000_040_000, 10, 11, 9, 10, 1)]), "1h")

@@ -104,7 +104,7 @@ def _count(n: int, noun: str) -> str:
 def infer_timeframe_ms(frame: pd.DataFrame) -> int:
     """The most common spacing between candles (gaps make some spacings larger, never smaller)."""
     if len(frame) < 2:
-        raise BacktestDataError("need at least two candles to infer the timeframe; pass --timeframe")
+        raise BacktestDataError("need at least two candles to tell their timeframe; the data has one")
     steps = np.diff(index_ms(frame))
     values, counts = np.unique(steps, return_counts=True)
     return int(values[np.argmax(counts)])
