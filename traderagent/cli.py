@@ -31,9 +31,10 @@ def _checked(convert: Callable[[str], float], ok: Callable[[float], bool], rule:
     def parse(text: str) -> float:
         try:
             value = convert(text)
+            valid = ok(value)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}") from None
-        if not ok(value):
+            valid = False
+        if not valid:
             raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}")
         return value
     return parse
