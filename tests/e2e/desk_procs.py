@@ -181,7 +181,8 @@ async def consistency_report(sim_url: str, db_path: Path) -> dict:
         # positions: the exchange's net position per symbol == the bots' books (one bot per symbol)
         positions = {p["symbol"]: (p["size"] if p["side"] == "long" else -p["size"])
                      for p in await client.fetch_positions()}
-        for bot in await db.list_bots():
+        bots = await db.list_bots()
+        for bot in bots:
             snap = await db.load_bot_runtime(bot.name) or {}
             book = (snap.get("strategy") or {}).get("positions", [])
             net = sum((Decimal(p["size"]) * (1 if p["direction"] == "long" else -1) for p in book), Decimal(0))
@@ -193,7 +194,7 @@ async def consistency_report(sim_url: str, db_path: Path) -> dict:
         linked = {lv.client_order_id for lv in levels if lv.client_order_id}
         resting = {r.client_order_id for r in rows if r.bot_name == "xrp-grid" and r.status == "OPEN"}
         assert linked == resting, (linked ^ resting)
-        return {"orders": len(rows), "executed_orders": len(executed), "open": len(open_on_sim),
+        return {"bots": sorted(b.name for b in bots), "orders": len(rows), "executed_orders": len(executed), "open": len(open_on_sim),
                 "failed": sum(r.status == "FAILED" for r in rows), "positions": positions}
     finally:
         await client.close()

@@ -51,6 +51,7 @@ def test_crashes_in_the_order_path_and_sigkills_leave_db_and_exchange_consistent
         report = asyncio.run(consistency_report(sim.url, db_path))
         # every booked fill is on the exchange; every write-ahead row that died unsent was resolved as failed
         assert report["executed_orders"] >= fills and report["failed"] >= ROUNDS, report
+        assert report["bots"] == ["btc-trend", "sol-dca", "xrp-grid"], report  # none refused by the validator
         assert "Traceback" not in log.read_text(errors="replace")
     finally:
         sim.stop()
