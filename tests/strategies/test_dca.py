@@ -130,8 +130,23 @@ def test_state_roundtrip_mid_deal():
     t = dca()
     t.load_state(state)
     assert t.desired_orders(D("99"), D("1000")) == s.desired_orders(D("99"), D("1000"))
-    with pytest.raises(ValueError, match="out of order"):
-        t.on_order_filled("dca:so3", D("95.25"), D("0.839"), D("0"))
+    assert t.deal["filled"] == 1
+
+
+def test_every_buy_is_booked_into_the_open_deal():
+    """A closed deal's safety order filling before its cancel landed, and the market base sent as that deal
+    closed: both are coins on the exchange, so both are averaged into the deal that is open."""
+    s = dca()
+    s.desired_orders(D("100"), D("1000"))
+    s.on_order_filled("dca:base", D("100"), D("0.1"), D("0.01"))
+    follow = s.on_order_filled("dca:so3", D("95.25"), D("0.839"), D("0"))  # out of order: so1 is next
+    follow += s.on_order_filled("dca:base", D("101"), D("0.1"), D("0.01"))  # a base while a deal is open
+    (pos,) = s.get_active_positions()
+    assert pos.size == D("1.039")
+    assert pos.entry_price == (D("10") + D("95.25") * D("0.839") + D("10.1")) / D("1.039")
+    assert s.deal["filled"] == 0  # the ladder keeps its place: so1 is still wanted
+    assert "dca:so1" in {i.tag for i in s.desired_orders(D("100"), D("1000"))}
+    assert {i.tag: i.qty for i in follow}["dca:tp"] == D("1.039")  # the exit follows the size
 
 
 @pytest.mark.parametrize("cooldown", [0, 3])

@@ -82,11 +82,25 @@ def test_counter_order_one_level_up_and_pair_profit_net_of_fees():
     assert g.get_performance().total_pnl == D("1.790") + D("2.2905")
 
 
-def test_fill_that_does_not_match_the_book_is_rejected():
+def test_fill_the_slot_no_longer_expects_is_booked():
+    """A buy that filled before its cancel landed (the grid had left its range and stopped) is real inventory;
+    a later stray sell first takes it out again."""
+    g = grid({"out_of_range_action": "stop"})
+    g.desired_orders(D("105"), D("100000"))
+    g.desired_orders(D("200"), D("100000"))  # out of range: stopped, every buy unwanted
+    assert g.status == "stopped" and g.desired_orders(D("200"), D("100000")) == []
+    g.on_order_filled("grid:2:buy", D("104"), D("1.5"), D("0.3"))
+    (lot,) = g.get_active_positions()
+    assert (lot.is_long, lot.size, lot.entry_price, lot.fees) == (True, D("1.5"), D("104"), D("0.3"))
+    g.on_order_filled("grid:4:sell", D("106"), D("2"), D("0.4"))  # 1.5 closes the lot, 0.5 opens a short
+    (short,) = g.get_active_positions()
+    assert (short.is_long, short.size, short.fees) == (False, D("0.5"), D("0.1"))
+    assert g.closed_positions[-1].realized_pnl == D("3") - D("0.3") - D("0.3")
+
+
+def test_fill_with_a_foreign_tag_is_rejected():
     g = grid()
     g.desired_orders(D("105"), D("100000"))
-    with pytest.raises(ValueError, match="grid:3:sell"):
-        g.on_order_filled("grid:3:sell", D("106"), D("1"), D("0"))
     with pytest.raises(ValueError):
         g.on_order_filled("dca:tp", D("106"), D("1"), D("0"))
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -99,10 +99,14 @@ def clean_order_updates(updates: Iterable[tuple[str, Mapping[str, Any]]]) -> lis
     return [(str(cid), _clean_order_update(fields, "order update")) for cid, fields in updates]
 
 
-def trade_close(exit_price: Any, pnl: Any, *, fees: Any = 0, closed_at: dt.datetime | None = None) -> dict[str, Any]:
-    """A trade close, validated: ``fees`` is the exit fee (added to the fees paid on entry)."""
+def trade_close(exit_price: Any, pnl: Any, *, fees: Any = 0, closed_at: dt.datetime | None = None,
+                qty: Any = None, entry_price: Any = None) -> dict[str, Any]:
+    """A trade close, validated: ``fees`` is the exit fee (added to the fees paid on entry); ``qty`` and
+    ``entry_price``, when given, replace the opening ones (a DCA cycle closes its total at its average)."""
     return {"exit_price": positive_decimal(exit_price, field="exit_price"), "pnl": to_decimal(pnl, field="pnl"),
-            "fees": to_decimal(fees, field="fees"), "closed_at": closed_at or utcnow()}
+            "fees": to_decimal(fees, field="fees"), "closed_at": closed_at or utcnow(),
+            "qty": None if qty is None else positive_decimal(qty, field="qty"),
+            "entry_price": None if entry_price is None else positive_decimal(entry_price, field="entry_price")}
 
 
 def grid_rows(bot_id: int, levels: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -351,10 +355,13 @@ class TradesRepository(Store):
                 raise TradeAlreadyClosedError(tid)
             closing.add(tid)
             params.append({"tid": tid, "v_exit": close["exit_price"], "v_pnl": close["pnl"],
-                           "v_fees": row.fees + close["fees"], "v_closed": close["closed_at"]})
+                           "v_fees": row.fees + close["fees"], "v_closed": close["closed_at"],
+                           "v_qty": close.get("qty"), "v_entry": close.get("entry_price")})
         await session.execute(update(table).where(table.c.id == bindparam("tid")).values(
             exit_price=bindparam("v_exit"), pnl=bindparam("v_pnl"), fees=bindparam("v_fees"),
-            closed_at=bindparam("v_closed")), params)
+            closed_at=bindparam("v_closed"), qty=func.coalesce(bindparam("v_qty", type_=table.c.qty.type), table.c.qty),
+            entry_price=func.coalesce(bindparam("v_entry", type_=table.c.entry_price.type), table.c.entry_price)),
+            params)
 
     async def list_trades(self, bot_name: str | None = None, limit: int = 20, *,
                           closed_only: bool = False) -> list[Trade]:

@@ -126,12 +126,14 @@ class TrackedOrder:
     filled: Decimal = ZERO
     sent_at: float = field(default_factory=time.monotonic)
     misses: int = 0
+    avg_price: Decimal | None = None  # of ``filled``; with ``fee``: the part a ladder has booked
+    fee: Decimal = ZERO
 
     @classmethod
     def from_row(cls, row: Any) -> TrackedOrder:
         return cls(row.client_order_id, row.tag or "", row.side, row.order_type, row.qty, row.price,
                    bool(row.reduce_only), row.status, row.exchange_order_id, row.filled_qty or ZERO,
-                   sent_at=0.0)
+                   sent_at=0.0, avg_price=row.avg_price, fee=row.fee or ZERO)
 
 
 class BotOrchestrator:
@@ -597,8 +599,15 @@ class BotOrchestrator:
         order.exchange_order_id = ex.get("id") or order.exchange_order_id
         if status not in FINAL:
             if status != order.status or filled != order.filled:
+                part: list[OrderIntent] = []
+                if self.strategy.is_ladder and filled > order.filled and avg is not None:
+                    # a ladder books a partial fill now (its coins are real), durable with the order's row
+                    part = self._book_ladder_fill(order, filled, to_decimal(avg), fee)
+                    order.avg_price, order.fee = to_decimal(avg), fee
                 order.status, order.filled = status, filled
                 await self._record(order, status=status, filled_qty=filled, avg_price=avg, fee=fee)
+                if part and self.state in TICKING_STATES and self.last_price is not None:
+                    await self._apply_follow_ups(part)
             return
         follow: list[OrderIntent] = []
         if filled > 0 and avg is not None:
@@ -655,11 +664,7 @@ class BotOrchestrator:
             qty, fee_quote = filled - fee, fee * avg  # spot buys pay the fee in the base coin
         follow: list[OrderIntent] = []
         if self.strategy.is_ladder:
-            try:
-                follow = self.strategy.on_order_filled(order.tag, avg, qty, fee_quote)
-            except ValueError as exc:  # the strategy cannot place this fill: say so, keep trading
-                log.error("%s: fill of %s not booked: %s", self.name, order.client_order_id, exc)
-                self._emit(ErrorRaised(f"fill of {order.tag} not booked: {exc}", self.state, order.client_order_id))
+            follow = self._book_ladder_fill(order, filled, avg, fee)
         elif order.tag in self._pending_entries:
             signal = _signal_from_dict(self._pending_entries.pop(order.tag))
             self.strategy.open_position(signal, qty, avg, fee=fee_quote, timestamp=self.clock())
@@ -675,6 +680,23 @@ class BotOrchestrator:
         self._booked.append(order.client_order_id)
         self._dirty = True  # durable together with the order's final status (_finish)
         return follow
+
+    def _book_ladder_fill(self, order: TrackedOrder, filled: Decimal, avg: Decimal, fee: Decimal) -> list[OrderIntent]:
+        """Feed a ladder the part of ``order``'s cumulative fill (``filled`` at ``avg``, ``fee``) it has not
+        booked yet; returns its follow-up intents."""
+        qty, value, fee = filled - order.filled, filled * avg - order.filled * (order.avg_price or ZERO), fee - order.fee
+        if qty <= 0:
+            return []
+        price = value / qty
+        if self.market_type == "spot" and order.side == "buy":
+            qty, fee = qty - fee, fee * price  # spot buys pay the fee in the base coin
+        self._dirty = True
+        try:
+            return self.strategy.on_order_filled(order.tag, price, qty, fee)
+        except ValueError as exc:  # the strategy cannot place this fill: say so, keep trading
+            log.error("%s: fill of %s not booked: %s", self.name, order.client_order_id, exc)
+            self._emit(ErrorRaised(f"fill of {order.tag} not booked: {exc}", self.state, order.client_order_id))
+            return []
 
     async def _apply_follow_ups(self, follow: list[OrderIntent]) -> None:
         tags = {o.tag for o in self._orders.values()}
@@ -707,8 +729,8 @@ class BotOrchestrator:
             if known is None:
                 rows.append(row)
             else:
-                closes.append((known[0], {"exit_price": row["exit_price"], "pnl": row["pnl"],
-                                          "fees": pos.fees - Decimal(known[1])}))
+                closes.append((known[0], {"exit_price": row["exit_price"], "pnl": row["pnl"], "qty": row["qty"],
+                                          "entry_price": row["entry_price"], "fees": pos.fees - Decimal(known[1])}))
             self._realized += row["pnl"]
             self._closed_seen += 1
         return opened, closed, rows, closes

@@ -389,9 +389,9 @@ class Engine:
         o.status, o.cancel_type, o.reject_reason = status, cancel_type, reason
         o.updated = self.now_ms()
 
-    def _fill(self, acct: Account, o: Order, price: Decimal, *, maker: bool) -> None:
+    def _fill(self, acct: Account, o: Order, price: Decimal, *, maker: bool, part: Decimal | None = None) -> None:
         spec = self.specs[o.symbol]
-        qty = o.qty - o.cum_qty
+        qty = o.qty - o.cum_qty if part is None else min(part, o.qty - o.cum_qty)
         if o.category == "spot" and o.market_unit == "quoteCoin":
             qty = ((o.qty - o.cum_value) / price).quantize(spec.base_precision, rounding=ROUND_FLOOR)
         closed = ZERO
@@ -483,6 +483,13 @@ class Engine:
                 self._fill(self.accounts[o.api_key], o, o.price, maker=True)
                 n += 1
         return n
+
+    def fill_resting(self, acct: Account, link_id: str, qty: Decimal | None = None) -> Order:
+        """Fill (``qty`` of) a resting limit order at its price as a maker, whatever the market does."""
+        o = next(o for o in acct.open_orders.values() if o.link_id == link_id)
+        assert o.price is not None
+        self._fill(acct, o, o.price, maker=True, part=qty)
+        return o
 
     # --- cancel ------------------------------------------------------------------------------------
     def find(self, acct: Account, category: str, order_id: str | None, link_id: str | None) -> Order | None:

@@ -107,6 +107,12 @@ class ExchangeSimulator:
                 filled += self.engine.match(symbol, tick * moved[0], tick * moved[1])
         return filled
 
+    def fill(self, api_key: str, link_id: str, qty: Decimal | None = None) -> dict:
+        """Fill the resting order ``link_id`` (only ``qty`` of it: a partial fill) at its limit price, as a
+        counterparty would between two of the client's requests (cancel races, partial fills)."""
+        o = self.engine.fill_resting(self.engine.accounts[api_key], link_id, qty)
+        return o.to_wire(self.specs[o.symbol])
+
     def orders(self, api_key: str | None = None, *, symbol: str | None = None,
                open_only: bool = True) -> list[dict]:
         """Orders as the exchange sees them (wire dicts + "category", newest first); open ones by default."""

@@ -249,31 +249,37 @@ class DCAAdapter(BaseStrategy):
         timestamp: datetime | None = None,
     ) -> list[OrderIntent]:
         fill_price, qty, fee, ts = self._fill_inputs(fill_price, qty, fee, timestamp)
-        if tag == "dca:base" and self.status == IDLE:
+        if tag in ("dca:tp", "dca:sl"):
+            return self._book_sell(tag, qty, fill_price, fee, ts)
+        if tag != "dca:base" and not tag.startswith("dca:so"):
+            raise ValueError(f"dca: unknown order tag {tag!r}")
+        if self.status != ACTIVE:
+            # a base, or a safety order that filled as its deal closed (in the same candle as the take
+            # profit, or before its cancel arrived): real inventory, the base of the next deal
             return self._start_deal(qty, fill_price, fee, ts)
-        if tag.startswith("dca:so") and self.status != ACTIVE:
-            # a safety order that filled as its deal closed (in the same candle as the take profit, or
-            # before its cancel arrived) is real inventory: it becomes the base of the next deal
-            return self._start_deal(qty, fill_price, fee, ts)
+        pid = self.deal["position_id"]
+        self._add_to_position(pid, qty, fill_price, fee)
+        k = int(tag[6:]) if tag.startswith("dca:so") else 0
+        if k != self.deal["filled"] + 1:
+            # a buy of a closed deal that landed in this one (its cancel came too late): the coins
+            # are averaged in, the ladder keeps its place; only the exits follow the new size
+            return [i for i in self._deal_intents() if i.tag in ("dca:tp", "dca:sl")]
+        self.deal["filled"] = k
+        self._positions[pid].metadata["safety_orders_filled"] = k
+        return [i for i in self._deal_intents() if i.tag in ("dca:tp", "dca:sl", f"dca:so{k + self.max_active}")]
+
+    def _book_sell(self, tag: str, qty: Decimal, fill_price: Decimal, fee: Decimal, ts: Any) -> list[OrderIntent]:
+        """A take profit or stop fill closes (part of) the deal; a sell with no deal open cannot happen
+        on the exchange (reduce-only on linear, no coins on spot) and is refused."""
         if self.status != ACTIVE:
             raise ValueError(f"dca: fill for {tag!r} while {self.status}")
         pid = self.deal["position_id"]
-        if tag.startswith("dca:so"):
-            k = int(tag[6:])
-            if k != self.deal["filled"] + 1:
-                raise ValueError(f"dca: safety order {k} filled out of order (filled {self.deal['filled']})")
-            self._add_to_position(pid, qty, fill_price, fee)
-            self.deal["filled"] = k
-            self._positions[pid].metadata["safety_orders_filled"] = k
-            return [i for i in self._deal_intents() if i.tag in ("dca:tp", "dca:sl", f"dca:so{k + self.max_active}")]
-        if tag in ("dca:tp", "dca:sl"):
-            reason = ExitReason.TAKE_PROFIT if tag == "dca:tp" else ExitReason.STOP_LOSS
-            pos = self._close_part(pid, qty, fill_price, reason, fee=fee, timestamp=ts)
-            pos.metadata["safety_orders_filled"] = self.deal["filled"]
-            if pid not in self._positions:
-                self._end_deal()
-            return []
-        raise ValueError(f"dca: unknown order tag {tag!r}")
+        reason = ExitReason.TAKE_PROFIT if tag == "dca:tp" else ExitReason.STOP_LOSS
+        pos = self._close_part(pid, qty, fill_price, reason, fee=fee, timestamp=ts)
+        pos.metadata["safety_orders_filled"] = self.deal["filled"]
+        if pid not in self._positions:
+            self._end_deal()
+        return []
 
     def _start_deal(self, qty: Decimal, fill_price: Decimal, fee: Decimal, ts: Any) -> list[OrderIntent]:
         pos = self._open_raw(SignalDirection.LONG, qty, fill_price, fee, timestamp=ts,

@@ -344,7 +344,8 @@ class GridAdapter(BaseStrategy):
         slot = self.slots[k]
         expected = self._slot_intent(slot)
         if expected is None or expected.tag != tag:
-            raise ValueError(f"grid: fill for {tag!r} does not match slot {k} state")
+            self._book_stray(slot, side, fill_price, qty, fee, ts)
+            return []
         if slot["holding"]:
             self._close_part(slot["lot"], qty, fill_price, ExitReason.GRID_PAIR, fee=fee, timestamp=ts)
             if slot["lot"] not in self._positions:
@@ -360,20 +361,44 @@ class GridAdapter(BaseStrategy):
         return [follow] if follow is not None else []
 
     def _fill_close(self, side: str, price: Decimal, qty: Decimal, fee: Decimal, ts: datetime | None) -> None:
-        lots = [p for p in self._positions.values() if p.is_long == (side == "sell")]
-        total = sum((p.size for p in lots), ZERO)
+        self._reduce(side == "sell", price, qty, fee, ts)
+        if not self._positions:
+            self.status = STOPPED
+
+    def _reduce(self, longs: bool, price: Decimal, qty: Decimal, fee: Decimal, ts: datetime | None) -> Decimal:
+        """Close up to ``qty`` of the long (or short) lots at ``price``, the fee pro rata; returns what is left."""
+        lots = [p for p in self._positions.values() if p.is_long == longs]
+        filled = qty
         for pos in lots:
             if qty <= 0:
                 break
             part = min(pos.size, qty)
-            share = fee * part / total if total else ZERO
+            share = fee * part / filled
             self._close_part(pos.position_id, part, price, ExitReason.STOP_LOSS, fee=share, timestamp=ts)
             qty -= part
         for slot in self.slots:
             if slot["lot"] is not None and slot["lot"] not in self._positions:
                 slot["holding"], slot["lot"], slot["role"] = False, None, None
-        if not self._positions:
-            self.status = STOPPED
+        return qty
+
+    def _book_stray(self, slot: dict[str, Any], side: str, price: Decimal, qty: Decimal, fee: Decimal,
+                    ts: datetime | None) -> None:
+        """A fill its slot no longer expects (it landed before its cancel, e.g. as the grid stopped): the
+        coins are real. It first reduces the opposite inventory; the rest becomes a lot, held by the slot
+        when that is flat (its counter order then takes it out at the next level)."""
+        buy = side == "buy"
+        lot = self._positions.get(slot["lot"]) if slot["holding"] else None
+        if lot is not None and lot.is_long == buy:  # the rest of a partly filled order: the same lot
+            self._add_to_position(lot.position_id, qty, price, fee)
+            return
+        left = self._reduce(not buy, price, qty, fee, ts)
+        if left <= 0:
+            return
+        direction = SignalDirection.LONG if buy else SignalDirection.SHORT
+        lot = self._open_raw(direction, left, price, fee * left / qty, timestamp=ts,
+                             metadata={"slot": slot["k"], "stray": True})
+        if not slot["holding"]:
+            slot["holding"], slot["lot"], slot["role"] = True, lot.position_id, "long" if buy else "short"
 
     # ------------------------------------------------------------ state
     def get_state(self) -> dict[str, Any]:
