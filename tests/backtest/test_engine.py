@@ -221,6 +221,28 @@ def test_ladder_market_intent_executes_at_next_open():
     assert res.fills[0].index == 1 and res.fills[0].price == D(103) * D("1.01")
 
 
+class LadderThen(Ladder):
+    """Wants its first intent until it fills, then its second (a follow-up placed inside the fill's candle)."""
+
+    PARAMS: ClassVar[tuple[Param, ...]] = (*Ladder.PARAMS, Param("then", object, None, "the follow-up intent"))
+
+    def desired_orders(self, price, balance):
+        if len(self.filled) == 2:
+            return []
+        return [self.params["then"] if self.filled else self.params["intent"]]
+
+
+def test_order_placed_inside_a_candle_rests_from_the_next_one():
+    # the market buy fills at open[1]; the sell it leads to is placed inside candle 1, whose high (106)
+    # passes it: it may only fill from candle 2 on
+    df = candles([(100, 100, 99, 100), (101, 106, 100, 104), (104, 106, 103, 105)])
+    s = LadderThen({"intent": OrderIntent("m", "buy", "market", D(1), None),
+                    "then": OrderIntent("t:2", "sell", "limit", D(1), D(105))},
+                   qty_step="0.001", tick_size="0.01", allocated_capital="10000")
+    res = run_backtest(s, df, MIN, CFG)
+    assert [(f.index, f.side) for f in res.fills] == [(1, "buy"), (2, "sell")]
+
+
 def _closed_before(result, k):
     return [(t.entry_index, t.exit_index, t.entry_price, t.exit_price, t.pnl)
             for t in result.trades if t.closed and t.exit_index < k]

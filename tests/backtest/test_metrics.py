@@ -114,3 +114,11 @@ def test_backtest_json_carries_one_metric_set_with_the_status_definitions():
     curve = realised_equity(D(1000), [D("19.5"), D("-5.5")])
     assert list(curve) == [1000.0, 1019.5, 1014.0]
     assert max_drawdown(curve)[0] == pytest.approx(5.5 / 1019.5)
+
+
+def test_a_break_even_trade_is_no_win():
+    trades = [Trade("long", D(1), 0, 0, D(100), exit_index=1, pnl=D(0)),
+              Trade("long", D(1), 1, 0, D(100), exit_index=2, pnl=D(4))]
+    m = compute_metrics(trades=trades, equity=np.array([100.0, 100.0, 104.0]), position=np.array([1, 1, 0]),
+                        tf_ms=DAY, initial_balance=D(100), final_balance=D(104), total_fees=D(0))
+    assert (m.trades, m.wins) == (2, 1) and m.win_rate == 0.5

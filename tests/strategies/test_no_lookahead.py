@@ -48,3 +48,34 @@ def test_live_wrappers_equal_per_index_path(xrp_5m):
         found += live is not None
     assert found > 0
     assert s.analyze_market(xrp_5m.iloc[:300]) == s.analyze_at(full, 299)
+
+
+@pytest.mark.parametrize(("st", "params"), [("grid", {"num_levels": 8, "range_pct": "0.03"}),
+                                             ("dca", {"start_condition": "rsi", "rsi_below": 45})])
+def test_ladder_orders_at_i_identical_on_prefix(st, params, xrp_5m):
+    """A ladder decides with desired_orders: a twin fed only candles up to i wants the same orders at every
+    candle as one fed the whole history; both get the same fills (market at the close, limits the next
+    candle reaches)."""
+    df = xrp_5m.iloc[:400]
+    make = lambda: create_strategy(st, params, qty_step="1", tick_size="0.0001", allocated_capital="1000")  # noqa: E731
+    past, seer = make(), make()
+    full = seer.prepare(df)
+    balance, filled, seen = Decimal("1000"), 0, set()
+    for i in range(len(df)):
+        part = past.prepare(df.iloc[: i + 1])
+        past.on_candle_close(part, i)
+        seer.on_candle_close(full, i)
+        price = past.price_of(df["close"].iloc[i])
+        wanted = past.desired_orders(price, balance)
+        assert wanted == seer.desired_orders(price, balance), (st, i)
+        seen |= {o.tag for o in wanted}
+        nxt = df.iloc[min(i + 1, len(df) - 1)]
+        for o in wanted:
+            hit = o.order_type == "market" or (o.order_type == "limit" and (
+                nxt["low"] <= o.price if o.side == "buy" else nxt["high"] >= o.price))
+            if hit and i + 1 < len(df):
+                fill = price if o.order_type == "market" else o.price
+                past.on_order_filled(o.tag, fill, o.qty, Decimal(0))
+                seer.on_order_filled(o.tag, fill, o.qty, Decimal(0))
+                filled += 1
+    assert filled >= 5 and len(seen) >= 3, (filled, seen)  # the comparison covered a working ladder

@@ -215,3 +215,10 @@ def test_detections_are_consistent_on_real_candles(candles_dir):
             assert (low[z.mitigated_pos] < z.bottom) if z.direction > 0 else (h[z.mitigated_pos] > z.top)
     for z in res.fvgs.itertuples():
         assert z.bottom < z.top
+
+
+def test_touching_candles_leave_no_gap():
+    """A zero-width gap (the third candle's low exactly at the first one's high) is no FVG, either way."""
+    bull = frame([(10, 10.5, 9.5, 10.2), (10.2, 12, 10.1, 11.8), (11.8, 12.5, 10.5, 12.3)])
+    bear = frame([(12, 12.5, 11.5, 11.8), (11.8, 11.9, 10, 10.2), (10.2, 11.5, 9.5, 9.8)])
+    assert fair_value_gaps(bull).empty and fair_value_gaps(bear).empty

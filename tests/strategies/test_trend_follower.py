@@ -46,6 +46,11 @@ def test_entries_obey_ema_and_adx_filter_on_real_candles(xrp_5m):
 def test_no_entry_while_adx_below_threshold(xrp_5m):
     p_low = make({"adx_threshold": 99}).prepare(xrp_5m)
     assert not p_low.columns["long_entry"].any() and not p_low.columns["short_entry"].any()
+    # the same data does trend for a reachable threshold, and entries come only where ADX reached it
+    col = make({"adx_threshold": 30}).prepare(xrp_5m).columns
+    entries = col["long_entry"] | col["short_entry"]
+    assert entries.sum() > 5 and (col["adx"][entries] >= 30).all()
+    assert ((col["adx"] < 30) & ~np.isnan(col["adx"])).sum() > entries.sum()  # ADX was below it a lot
 
 
 def test_short_disabled_on_spot_and_rejected_explicitly(xrp_5m):
