@@ -324,7 +324,7 @@ class BotOrchestrator:
                 await self._on_new_day()
             self._day = self.risk.day
         strategy = self.strategy
-        candles = int(getattr(strategy, "min_candles", 100)) + 50
+        candles = strategy.history_candles
         ticker, frames = await asyncio.gather(
             self.market.ticker(self.symbol), self.market.frames(self.symbol, tuple(strategy.timeframes), candles)
         )

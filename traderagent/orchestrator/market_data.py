@@ -25,8 +25,6 @@ import pandas as pd
 from traderagent.api.bybit_direct_client import klines_to_frame
 from traderagent.timeframes import timeframe_ms
 
-MAX_KLINES = 1000
-
 
 @dataclass
 class _Frame:
@@ -131,7 +129,7 @@ class MarketData:
         lock = self._frame_locks.setdefault(key, asyncio.Lock())
         async with lock:
             frame = self._frames.get(key)
-            limit = min(MAX_KLINES, candles + 1)
+            limit = candles + 1  # the client pages back past ByBit's 1000 rows a request
             fresh = frame is not None and frame.limit >= limit and now_ms < frame.forming_open_ms + timeframe_ms(tf)
             if fresh:
                 return frame.df

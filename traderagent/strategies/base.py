@@ -21,6 +21,9 @@ Class attributes every strategy declares
   frames in exactly that order.
 * ``min_candles: int`` -- closed candles of the entry frame (and of each higher frame) needed
   before the first decision. Earlier indices never produce a signal.
+* ``history_candles: int`` -- candles the live path prepares on each tick: ``min_candles`` plus the
+  unstable period of its recursive indicators (``indicators.unstable_candles``), so that a decision
+  on that window equals the backtest's on the whole history.
 * ``is_ladder: bool`` -- False for signal strategies (trend, SMC), True for order-ladder
   strategies (grid, DCA) that are driven by order intents.
 
@@ -433,6 +436,11 @@ class BaseStrategy(ABC):
     timeframes: ClassVar[tuple[str, ...]] = ("1h",)
     min_candles: int = 100
     is_ladder: ClassVar[bool] = False
+
+    @property
+    def history_candles(self) -> int:
+        """Candles live prepares per tick (see the module docstring); without recursive indicators a margin."""
+        return self.min_candles + 50
 
     def __init__(
         self,

@@ -162,6 +162,13 @@ class DCAAdapter(BaseStrategy):
         """Exit price that returns ``take_profit`` on ``cost`` after the exit fee (rounded up)."""
         return round_up(cost * (1 + self.take_profit) / (qty * (1 - self.fee_rate)), self.tick_size)
 
+    @property
+    def history_candles(self) -> int:
+        """The rsi start condition's RSI smooths once (Wilder)."""
+        if self.start_condition != "rsi":
+            return super().history_candles
+        return self.min_candles + ind.unstable_candles(ind.wilder_alpha(self.rsi_period))
+
     # ------------------------------------------------------------ analysis
     def prepare(self, *dataframes: pd.DataFrame) -> PreparedData:
         data = PreparedData.from_frame(dataframes[-1])

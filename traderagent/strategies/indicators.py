@@ -8,6 +8,8 @@ No Python loop over candles anywhere.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import talib
@@ -16,6 +18,23 @@ import talib
 def as_float(values: np.ndarray | pd.Series) -> np.ndarray:
     """Contiguous float64 copy-free view where possible (what TA-Lib requires)."""
     return np.ascontiguousarray(np.asarray(values, dtype=np.float64))
+
+
+def unstable_candles(alpha: float, *, passes: int = 1) -> int:
+    """Candles after which a recursive smoothing (weight ``alpha`` on the new value, ``passes`` chained
+    smoothings) has forgotten its start to below 1e-13: what TA-Lib calls its unstable period. Live
+    computes over at least this many candles so its values, and the decisions on them, equal a
+    computation over the whole history."""
+    return passes * math.ceil(math.log(1e-13) / math.log(1 - alpha))
+
+
+def ema_alpha(period: int) -> float:
+    return 2 / (period + 1)
+
+
+def wilder_alpha(period: int) -> float:
+    """RSI, ATR and ADX smooth with 1/period."""
+    return 1 / period
 
 
 def ema(close: np.ndarray, period: int) -> np.ndarray:

@@ -84,6 +84,14 @@ class TrendFollowerAdapter(BaseStrategy):
     def strategy_type(self) -> str:
         return "trend_follower"
 
+    @property
+    def history_candles(self) -> int:
+        """EMAs, ATR and RSI smooth once, ADX twice (+DI/-DI, then DX)."""
+        return self.min_candles + max(ind.unstable_candles(ind.ema_alpha(self.slow)),
+                                      ind.unstable_candles(ind.wilder_alpha(self.adx_period), passes=2),
+                                      ind.unstable_candles(ind.wilder_alpha(self.atr_period)),
+                                      ind.unstable_candles(ind.wilder_alpha(self.rsi_period)))
+
     # ------------------------------------------------------------ vectorised part
     def prepare(self, *dataframes: pd.DataFrame) -> PreparedData:
         df = dataframes[-1]
