@@ -5,15 +5,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
-import traderagent.sim
 from traderagent.strategies import create_strategy
 from traderagent.strategies.indicators import load_candles_csv
 
-DATA = Path(traderagent.sim.__file__).parent / "data"
 BALANCE = Decimal("10000")
 
 
@@ -38,14 +35,14 @@ def decisions(s, df, i0, window):
     return out
 
 
-@pytest.mark.parametrize("file", ["BTCUSDT-5m.csv", "ETHUSDT-5m.csv", "XRPUSDT-5m.csv"])
+@pytest.mark.parametrize("file", ["ETH_BTC-5m.csv", "LTC_BTC-5m.csv", "XRPUSDT-perp-5m.csv"])
 @pytest.mark.parametrize(("st", "params"), [
     ("trend_follower", {"ema_fast": 20, "ema_slow": 50, "adx_threshold": 20}),
     ("dca", {"start_condition": "rsi", "rsi_below": 35}),
 ])
-def test_live_window_decides_like_the_whole_history(st, params, file):
-    df = load_candles_csv(str(DATA / file))
-    s = create_strategy(st, params, qty_step="0.0001", tick_size="0.0001", allocated_capital="100000")
+def test_live_window_decides_like_the_whole_history(st, params, file, candles_dir):
+    df = load_candles_csv(str(candles_dir / file))
+    s = create_strategy(st, params, qty_step="0.0001", tick_size="0.00000001", allocated_capital="100000")
     window = s.history_candles
     pairs = decisions(s, df, window - 1, window)
     mismatches = sum(a != b for a, b in pairs)
