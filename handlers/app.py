@@ -21,6 +21,7 @@ from handlers.commands import COMMANDS, register
 from handlers.notifier import Notifier
 from handlers.tokens import TokenStore
 from traderagent.config import Settings
+from traderagent.control import Desk
 from traderagent.orchestrator.events import EventBus
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ TELEGRAM_API = "https://api.telegram.org"
 class TelegramFrontend:
     """Owns the PTB Application, the notifier and the button tokens."""
 
-    def __init__(self, application: Application, desk: object, notifier: Notifier, guard: ChatGuard,
+    def __init__(self, application: Application, desk: Desk, notifier: Notifier, guard: ChatGuard,
                  tokens: TokenStore, *, poll_timeout: int = 10) -> None:
         self.application = application
         self.desk = desk
@@ -56,6 +57,7 @@ class TelegramFrontend:
         await self.application.initialize()
         await self.application.bot.set_my_commands([(name, help_text) for name, help_text, _ in COMMANDS])
         await self.application.start()
+        assert self.application.updater is not None, "build_application builds with an updater"
         await self.application.updater.start_polling(
             timeout=self.poll_timeout, allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY],
             drop_pending_updates=True,  # commands typed while the service was down are not replayed
@@ -90,7 +92,7 @@ class TelegramFrontend:
         await self.application.shutdown()
 
 
-def build_application(settings: Settings, desk: object, event_bus: EventBus, *,
+def build_application(settings: Settings, desk: Desk, event_bus: EventBus, *,
                       notify_interval: float = 1.05, poll_timeout: int = 10) -> TelegramFrontend:
     """Build the frontend from settings (token, chat ids, optional Bot API base URL)."""
     if not settings.telegram_bot_token:

@@ -13,15 +13,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
 from handlers.tokens import ButtonAction
-from traderagent.control import ControlError
+from traderagent.control import ControlError, Desk
 from traderagent.utils.secrets_filter import mask
+
+if TYPE_CHECKING:
+    from handlers.app import TelegramFrontend
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +47,8 @@ def action(name: str) -> Callable[[ActionFunc], ActionFunc]:
     return register
 
 
-def frontend_of(context: ContextTypes.DEFAULT_TYPE) -> Any:
-    return context.application.bot_data["frontend"]
+def frontend_of(context: ContextTypes.DEFAULT_TYPE) -> TelegramFrontend:
+    return cast("TelegramFrontend", context.application.bot_data["frontend"])
 
 
 def user_label(update: Update) -> str:
@@ -57,7 +60,7 @@ def user_label(update: Update) -> str:
     return f"{name} ({user.id})"
 
 
-def keyboard(frontend: Any, chat_id: int, rows: Sequence[Sequence[Button]]) -> InlineKeyboardMarkup | None:
+def keyboard(frontend: TelegramFrontend, chat_id: int, rows: Sequence[Sequence[Button]]) -> InlineKeyboardMarkup | None:
     """Inline keyboard whose buttons carry one-time tokens of one group."""
     rows = [row for row in rows if row]
     if not rows:
@@ -78,11 +81,11 @@ class Interaction:
     context: ContextTypes.DEFAULT_TYPE
 
     @property
-    def frontend(self) -> Any:
+    def frontend(self) -> TelegramFrontend:
         return frontend_of(self.context)
 
     @property
-    def desk(self) -> Any:
+    def desk(self) -> Desk:
         return self.frontend.desk
 
     @property

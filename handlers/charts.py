@@ -10,38 +10,40 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import Decimal
-from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # headless: never try to open a display
 
+from matplotlib import dates  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from traderagent.results import EquityPoint  # noqa: E402
 
-def curve_points(curve: Sequence[dict[str, Any]]) -> tuple[list[datetime], list[float]]:
+
+def curve_points(curve: Sequence[EquityPoint]) -> tuple[list[datetime], list[float]]:
     """Times and equities, starting with the equity before the first trade (floats: plotting only)."""
     if not curve:
         return [], []
     first = curve[0]
-    start = Decimal(first["equity"]) - Decimal(first.get("pnl") or 0)
-    times = [first["time"]] + [p["time"] for p in curve]
-    values = [float(start)] + [float(p["equity"]) for p in curve]
+    times = [first.time] + [p.time for p in curve]
+    values = [float(first.equity - first.pnl)] + [float(p.equity) for p in curve]
     return times, values
 
 
-def render_equity_png(curve: Sequence[dict[str, Any]], title: str) -> bytes:
-    """A PNG of the equity after each closed trade (``Desk.equity_curve`` rows)."""
+def render_equity_png(curve: Sequence[EquityPoint], title: str) -> bytes:
+    """A PNG of the equity after each closed trade (``Desk.equity_curve`` points)."""
     times, values = curve_points(curve)
+    x = dates.date2num(times)
     fig = Figure(figsize=(8, 4), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    ax.step(times, values, where="post", color="#1f77b4", linewidth=1.6)
+    ax.xaxis_date()
+    ax.step(x, values, where="post", color="#1f77b4", linewidth=1.6)
     if values:
         ax.axhline(values[0], color="#888888", linewidth=0.8, linestyle="--")
-        ax.fill_between(times, values, values[0], step="post", alpha=0.15,
+        ax.fill_between(x, values, values[0], step="post", alpha=0.15,
                         color="#2ca02c" if values[-1] >= values[0] else "#d62728")
     ax.set_title(title)
     ax.set_ylabel("equity (USDT)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from traderagent.numbers import to_decimal
@@ -119,7 +119,3 @@ def table(rows: Iterable[Iterable[Any]], headers: Iterable[str]) -> str:
     widths = [max(len(r[i]) for r in all_rows) for i in range(len(all_rows[0]))]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in all_rows]
     return "<pre>" + esc("\n".join(lines)) + "</pre>"
-
-
-def kv(mapping: Mapping[str, Any]) -> str:
-    return "\n".join(f"{esc(k)}: <b>{esc(v)}</b>" for k, v in mapping.items())

@@ -28,10 +28,14 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from traderagent.config import Settings, SettingsError
 from traderagent.orchestrator.events import EventBus, TradingEvent
+
+if TYPE_CHECKING:
+    from traderagent.api.bybit_direct_client import ByBitDirectClient
+    from traderagent.database.manager import DatabaseManager
 
 log = logging.getLogger("traderagent.app")
 
@@ -59,8 +63,8 @@ class Runtime:
 
     settings: Settings
     desk: Any = None
-    db: Any = None
-    clients: dict[str, Any] = field(default_factory=dict)
+    db: DatabaseManager | None = None  # typed: mypy checks the adapters against traderagent.ports
+    clients: dict[str, ByBitDirectClient] = field(default_factory=dict)
     sim: Any = None
     frontend: Any = None
     base_url: str | None = None

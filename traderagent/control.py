@@ -2,37 +2,38 @@
 
 `Desk` owns the running pieces (orchestrators, database, capital manager, event bus, exchange
 clients, scheduler) and exposes the use-cases below. Every use-case is ``async`` and returns
-plain data: dicts / lists of dicts whose money values are ``Decimal``, times ``datetime`` (UTC)
-and states upper-case strings ("RUNNING"). A request the operator got wrong (unknown bot,
-ambiguous prefix, a scaling step the gates block, ...) raises ``ControlError`` whose message is
-meant to be shown to the operator as is; it never contains a secret.
+frozen dataclasses from `traderagent.results` (money ``Decimal``, times UTC ``datetime``). The
+database and the exchange clients come in through the Protocols of `traderagent.ports`. A request
+the operator got wrong (unknown bot, ambiguous prefix, a scaling step the gates block, ...) raises
+``ControlError`` whose message is meant to be shown to the operator as is; it never contains a secret.
 
 Use-cases (names are the contract for handlers/):
 
-    list_bots() -> list[dict]                     name, strategy, symbol, state, pnl, positions, orders
-    bot_status(name=None) -> dict                 one bot (``name``, prefix accepted) or the desk summary
-    start_bot(name, by) / pause_bot(name, by) / stop_bot(name, by) -> dict   the bot's status after the change
+    list_bots() -> list[BotSummary]               name, strategy, symbol, state, pnl, positions, orders
+    bot_status(name) -> BotStatus                 one bot (``name``, prefix accepted) in detail
+    desk_status() -> DeskStatus                   state counts, capital, every bot's summary
+    start_bot(name, by) / pause_bot(name, by) / stop_bot(name, by) -> BotStatus   the bot after the change
     resolve_bot(prefix) -> str                    full name for a unique prefix (exact name wins)
-    balances() -> dict                            per market type: {"free"|"used"|"total": {coin: Decimal}}
-    positions() -> list[dict]                     open positions of every bot (strategy view)
-    open_orders(name=None) -> list[dict]          non-final orders from the database
-    recent_trades(n=10) -> list[dict]             newest first
-    daily_pnl(days=7) -> list[dict]               {"date": date, "pnl": Decimal}
-    logs(n=20) -> list[dict]                      newest first
-    equity_curve(name=None) -> list[dict]         {"time": datetime, "equity": Decimal} from closed trades
-    capital_report() -> dict                      CapitalManager.get_report()
-    evaluate_scaling() -> dict                    ScalingDecision.to_dict(); also publishes SCALING_DECISION
-    approve_scaling(approved_by) -> dict          gates re-checked NOW; advance_phase(); approval recorded
-    reject_scaling(by) -> dict                    the decision and who rejected it are recorded
-    halt(reason, by) -> dict                      capital halt + every running bot paused
-    resume_trading(by) -> dict                    lift the halt; bots paused by it run again
+    balances() -> list[Wallet]                    one per market type (one if they share an account)
+    positions() -> list[PositionView]             open positions of every bot (strategy view)
+    open_orders(name=None) -> list[OrderView]     non-final orders from the database
+    recent_trades(n=10) -> list[TradeView]        newest first
+    daily_pnl(days=7) -> list[DailyPnl]           oldest first
+    logs(n=20) -> list[LogLine]                   newest first
+    equity_curve(name=None) -> list[EquityPoint]  equity after each closed trade, oldest first
+    capital_report() -> CapitalReport             phase, deployed capital, record, gates, halt
+    evaluate_scaling() -> ScalingCheck            also publishes SCALING_DECISION
+    approve_scaling(approved_by) -> ScalingApproved   gates re-checked NOW; advance_phase(); recorded
+    reject_scaling(by) -> ScalingRejected         the decision and who rejected it are recorded
+    halt(reason, by) -> HaltOutcome               capital halt + every running bot paused
+    resume_trading(by) -> ResumeOutcome           lift the halt; bots paused by it run again
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -58,12 +59,35 @@ from traderagent.orchestrator.market_data import MarketData
 from traderagent.orchestrator.risk import DeskRisk, RiskRails
 from traderagent.orchestrator.scheduler import DeskScheduler
 from traderagent.orchestrator.state import BotState, IllegalTransition
-from traderagent.strategies.base import BaseStrategy
+from traderagent.ports import ExchangePort, OrderRow, StorePort, TradeRow
+from traderagent.results import (
+    BotStatus,
+    BotSummary,
+    CapitalReport,
+    DailyPnl,
+    DeskStatus,
+    EquityPoint,
+    HaltOutcome,
+    LogLine,
+    OrderView,
+    PhaseRecord,
+    PositionView,
+    RefusedBot,
+    ResumeOutcome,
+    ScalingApproved,
+    ScalingCheck,
+    ScalingRejected,
+    TradeView,
+    Wallet,
+)
+from traderagent.strategies.base import BaseStrategy, PositionInfo
 from traderagent.utils.capital_manager import (
     CapitalManager,
     CapitalManagerError,
     DeploymentPhase,
+    PhaseMetrics,
     ScalingBlockedError,
+    ScalingDecision,
 )
 
 log = logging.getLogger(__name__)
@@ -87,8 +111,8 @@ class Desk:
 
     def __init__(
         self,
-        db: Any,
-        clients: dict[str, Any],
+        db: StorePort,
+        clients: Mapping[str, ExchangePort],
         *,
         event_bus: EventBus | None = None,
         capital_manager: CapitalManager | None = None,
@@ -126,7 +150,7 @@ class Desk:
              e.data.to_dict()) for e in events)
 
     # ================================================================== assembly
-    async def add_bot(self, spec: BotSpec, *, client: Any = None,
+    async def add_bot(self, spec: BotSpec, *, client: ExchangePort | None = None,
                       market_data: MarketData | None = None) -> BotOrchestrator | None:
         """Create the strategy and orchestrator for ``spec`` (refused with a reason on bad params).
 
@@ -206,15 +230,16 @@ class Desk:
             handle.bot.set_allocation(self._bot_capital(handle.spec))
 
     # ================================================================== lifecycle
-    async def start(self, *, schedule: bool = True) -> dict[str, Any]:
-        """Phase 1 on a fresh record, bots rows, recovery of every bot, then the tick jobs."""
+    async def start(self, *, schedule: bool = True) -> dict[str, Mapping[str, int | str]]:
+        """Phase 1 on a fresh record, bots rows, recovery of every bot, then the tick jobs. Returns per bot
+        what its recovery reconciled (``BotOrchestrator.recover`` counts) or ``{"error": message}``."""
         await self.event_bus.start()
         if self.capital is not None and self.capital.phase is DeploymentPhase.NOT_STARTED and self.auto_start_phase_1:
             self.capital.start_phase_1()
             self._publish(self._phase_changed(DeploymentPhase.NOT_STARTED, None))
         self.apply_allocations()
         await self._restore_daily_pnl()
-        report: dict[str, Any] = {}
+        report: dict[str, Mapping[str, int | str]] = {}
         for name, handle in list(self.bots.items()):
             try:
                 row = await self.db.get_bot(name)
@@ -250,7 +275,7 @@ class Desk:
             self.scheduler.add_job(f"tick:{handle.spec.name}", self._ticker(handle.bot), interval, offset=offset)
         self.scheduler.add_job("desk:risk", self.check_desk_risk, 5.0, offset=5.0)
 
-    def _ticker(self, bot: BotOrchestrator) -> Callable[[], Any]:
+    def _ticker(self, bot: BotOrchestrator) -> Callable[[], Awaitable[None]]:
         async def run() -> None:
             try:
                 await bot.tick()
@@ -336,61 +361,47 @@ class Desk:
         return self.bots[self.resolve_bot(name)].bot
 
     # ================================================================== bots
-    async def list_bots(self) -> list[dict[str, Any]]:
-        return [self._summary(h) for h in self.bots.values()]
+    async def list_bots(self) -> list[BotSummary]:
+        return [_summary(h.bot) for h in self.bots.values()]
 
-    def _summary(self, handle: BotHandle) -> dict[str, Any]:
-        bot = handle.bot
-        return {
-            "name": bot.name,
-            "strategy": bot.strategy.strategy_type,
-            "symbol": bot.symbol,
-            "market_type": bot.market_type,
-            "state": bot.state.value,
-            "paused_by": bot.paused_by,
-            "allocated_capital": bot.allocated_capital,
-            "realized_pnl": bot._realized,
-            "unrealized_pnl": bot.unrealized_pnl(),
-            "open_positions": len(bot.strategy.get_active_positions()),
-            "open_orders": len(bot.open_orders),
-            "last_price": bot.last_price,
-            "last_error": bot.last_error,
-        }
+    async def desk_status(self) -> DeskStatus:
+        """The desk: state counts, capital, every bot's summary."""
+        states: dict[str, int] = {}
+        for h in self.bots.values():
+            states[h.bot.state.value] = states.get(h.bot.state.value, 0) + 1
+        cm = self.capital
+        return DeskStatus(
+            bots=tuple(await self.list_bots()),
+            states=states,
+            refused=tuple(RefusedBot(n, r) for n, r in self.refused),
+            halted=bool(cm and cm.halted),
+            halt_reason=cm.halt_reason if cm else None,
+            phase=cm.phase.value if cm else None,
+            allocated_capital=cm.allocated_capital if cm else None,
+            exposure=self.risk.total_exposure(),
+            exposure_limit=self.risk.exposure_limit(cm.allocated_capital) if cm else None,
+            day_pnl=self.risk.desk_day_pnl(),
+        )
 
-    async def bot_status(self, name: str | None = None) -> dict[str, Any]:
-        """One bot's details, or (``name`` None) the desk: mode counts, capital, every bot's summary."""
-        if name is None:
-            states: dict[str, int] = {}
-            for h in self.bots.values():
-                states[h.bot.state.value] = states.get(h.bot.state.value, 0) + 1
-            return {
-                "bots": await self.list_bots(),
-                "states": states,
-                "refused": [{"name": n, "reason": r} for n, r in self.refused],
-                "halted": bool(self.capital and self.capital.halted),
-                "halt_reason": self.capital.halt_reason if self.capital else None,
-                "phase": self.capital.phase.value if self.capital else None,
-                "allocated_capital": self.capital.allocated_capital if self.capital else None,
-                "exposure": self.risk.total_exposure(),
-                "exposure_limit": self.risk.exposure_limit(self.capital.allocated_capital) if self.capital else None,
-                "day_pnl": self.risk.desk_day_pnl(),
-            }
-        handle = self.bots[self.resolve_bot(name)]
-        out = self._summary(handle)
-        bot = handle.bot
-        out.update(
+    async def bot_status(self, name: str) -> BotStatus:
+        """One bot's details (``name``: a unique prefix is enough)."""
+        bot = self._bot(name)
+        performance = bot.strategy.get_performance()
+        return BotStatus(
+            **vars(_summary(bot)),
             ticks=bot.ticks,
             last_tick_at=bot.last_tick_at,
             tick_seconds=bot.tick_seconds,
-            timeframes=list(bot.strategy.timeframes),
+            timeframes=tuple(bot.strategy.timeframes),
             params=dict(bot.strategy.params),
-            positions=[_position(bot.name, p) for p in bot.strategy.get_active_positions()],
-            performance=bot.strategy.get_performance().to_dict(),
+            positions=tuple(_position(bot.name, p) for p in bot.strategy.get_active_positions()),
+            total_trades=performance.total_trades,
+            win_rate=performance.win_rate,
+            total_fees=performance.total_fees,
             day_pnl=self.risk.bot_day_pnl(bot.name),
         )
-        return out
 
-    async def start_bot(self, name: str, by: str = "operator") -> dict[str, Any]:
+    async def start_bot(self, name: str, by: str = "operator") -> BotStatus:
         bot = self._bot(name)
         if self.capital is not None and self.capital.halted:
             raise ControlError(f"Trading is halted ({self.capital.halt_reason}); resume trading first.")
@@ -398,7 +409,7 @@ class Desk:
         await bot.start("operator", by=by)
         return await self.bot_status(bot.name)
 
-    async def pause_bot(self, name: str, by: str = "operator") -> dict[str, Any]:
+    async def pause_bot(self, name: str, by: str = "operator") -> BotStatus:
         bot = self._bot(name)
         try:
             await bot.pause("operator", by=by)
@@ -406,7 +417,7 @@ class Desk:
             raise ControlError(f"{bot.name} is {bot.state.value}: it cannot be paused.") from exc
         return await self.bot_status(bot.name)
 
-    async def stop_bot(self, name: str, by: str = "operator") -> dict[str, Any]:
+    async def stop_bot(self, name: str, by: str = "operator") -> BotStatus:
         bot = self._bot(name)
         try:
             await bot.stop("operator", by=by)
@@ -415,38 +426,38 @@ class Desk:
         return await self.bot_status(bot.name)
 
     # ================================================================== account
-    async def balances(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+    async def balances(self) -> list[Wallet]:
+        out: list[Wallet] = []
         for market_type, client in self.clients.items():
             try:
-                out[market_type] = await client.fetch_balance()
+                raw = await client.fetch_balance()
             except Exception as exc:
                 raise ControlError(f"The exchange did not answer the balance request ({type(exc).__name__}).") from exc
+            out.append(Wallet(market_type, free=raw["free"], used=raw["used"], total=raw["total"]))
             if len(set(map(id, self.clients.values()))) == 1:
                 break  # one account for every market type
         return out
 
-    async def positions(self) -> list[dict[str, Any]]:
+    async def positions(self) -> list[PositionView]:
         return [_position(h.bot.name, p, h.bot.last_price) for h in self.bots.values()
                 for p in h.bot.strategy.get_active_positions()]
 
-    async def open_orders(self, name: str | None = None) -> list[dict[str, Any]]:
+    async def open_orders(self, name: str | None = None) -> list[OrderView]:
         bot_name = self.resolve_bot(name) if name else None
         rows = await self.db.list_non_final_orders(bot_name)
         return [_order(r) for r in rows]
 
-    async def recent_trades(self, n: int = 10) -> list[dict[str, Any]]:
+    async def recent_trades(self, n: int = 10) -> list[TradeView]:
         return [_trade(t) for t in await self.db.list_trades(None, limit=max(1, min(n, 200)))]
 
-    async def daily_pnl(self, days: int = 7) -> list[dict[str, Any]]:
-        return [{"date": d, "pnl": p} for d, p in await self.db.daily_pnl(days=max(1, min(days, 366)))]
+    async def daily_pnl(self, days: int = 7) -> list[DailyPnl]:
+        return [DailyPnl(d, p) for d, p in await self.db.daily_pnl(days=max(1, min(days, 366)))]
 
-    async def logs(self, n: int = 20) -> list[dict[str, Any]]:
+    async def logs(self, n: int = 20) -> list[LogLine]:
         rows = await self.db.get_logs(None, limit=max(1, min(n, 500)))
-        return [{"bot": r.bot_name, "level": r.level, "message": r.message, "context": r.context,
-                 "time": r.created_at} for r in rows]
+        return [LogLine(r.bot_name, r.level, r.message, r.context, r.created_at) for r in rows]
 
-    async def equity_curve(self, name: str | None = None) -> list[dict[str, Any]]:
+    async def equity_curve(self, name: str | None = None) -> list[EquityPoint]:
         """Equity after each closed trade, oldest first, starting at the deployed capital."""
         bot_name = self.resolve_bot(name) if name else None
         if bot_name:
@@ -454,10 +465,12 @@ class Desk:
         else:
             start = self.capital.allocated_capital if self.capital else ZERO
         trades = await self.db.list_trades(bot_name, limit=10_000, closed_only=True)
+        closed = sorted(((t.closed_at, t) for t in trades if t.closed_at is not None), key=lambda ct: (ct[0], ct[1].id))
         equity, out = start, []
-        for t in sorted(trades, key=lambda t: (t.closed_at, t.id)):
-            equity += t.pnl or ZERO
-            out.append({"time": t.closed_at, "equity": equity, "pnl": t.pnl, "bot": t.bot_name})
+        for closed_at, t in closed:
+            pnl = t.pnl or ZERO
+            equity += pnl
+            out.append(EquityPoint(closed_at, equity, pnl, t.bot_name))
         return out
 
     # ================================================================== capital
@@ -466,16 +479,23 @@ class Desk:
             raise ControlError("Capital deployment is not configured on this desk.")
         return self.capital
 
-    async def capital_report(self) -> dict[str, Any]:
-        return self._cm().get_report()
+    async def capital_report(self) -> CapitalReport:
+        cm = self._cm()
+        now = self.clock()
+        return CapitalReport(
+            total_capital=cm.total_capital, phase=cm.phase.value, allocated_capital=cm.allocated_capital,
+            halted=cm.halted, halt_reason=cm.halt_reason,
+            current=_phase_record(cm.metrics, now) if cm.metrics else None,
+            gates=cm.phases.get(cm.phase), history=tuple(_phase_record(m, now) for m in cm.history),
+        )
 
-    async def evaluate_scaling(self) -> dict[str, Any]:
+    async def evaluate_scaling(self) -> ScalingCheck:
         decision = self._cm().evaluate_scaling()
         self._publish(ScalingDecisionMade(decision.can_scale, decision.current_phase, decision.next_phase,
                                           tuple(decision.reasons), tuple(decision.blockers)))
-        return decision.to_dict()
+        return _scaling_check(decision)
 
-    async def approve_scaling(self, approved_by: str) -> dict[str, Any]:
+    async def approve_scaling(self, approved_by: str) -> ScalingApproved:
         """Re-check the gates now (they may have changed since the decision was shown), then scale."""
         cm = self._cm()
         decision = cm.evaluate_scaling()
@@ -493,17 +513,16 @@ class Desk:
         if self.capital_persister is not None:
             await self.capital_persister.flush()
         self._publish(self._phase_changed(before, str(approved_by)))
-        return {"phase_from": before.value, "phase": cm.phase.value, "allocated_capital": allocated,
-                "approved_by": str(approved_by), "decision": decision.to_dict()}
+        return ScalingApproved(before.value, cm.phase.value, allocated, str(approved_by), _scaling_check(decision))
 
-    async def reject_scaling(self, by: str) -> dict[str, Any]:
+    async def reject_scaling(self, by: str) -> ScalingRejected:
         cm = self._cm()
         decision = cm.evaluate_scaling()
         nxt = decision.next_phase.value if decision.next_phase else None
         await self.db.record_approval("reject", cm.phase.value, nxt, str(by), decision.to_dict())
-        return {"phase": cm.phase.value, "rejected_phase": nxt, "rejected_by": str(by), "decision": decision.to_dict()}
+        return ScalingRejected(cm.phase.value, nxt, str(by), _scaling_check(decision))
 
-    async def halt(self, reason: str, by: str) -> dict[str, Any]:
+    async def halt(self, reason: str, by: str) -> HaltOutcome:
         """Stop all new entries at once (capital halt) and pause every running bot; exits stay managed."""
         cm = self._cm()
         text = (reason or "no reason given").strip()
@@ -517,9 +536,9 @@ class Desk:
             await self.capital_persister.flush()
         await self.db.add_log(None, "WARNING", f"trading halted by {by}: {text}", {"paused": paused})
         self._publish(Halted(text, str(by), tuple(paused)))
-        return {"halted": True, "reason": cm.halt_reason, "paused": paused}
+        return HaltOutcome(cm.halt_reason or text, tuple(paused))
 
-    async def resume_trading(self, by: str) -> dict[str, Any]:
+    async def resume_trading(self, by: str) -> ResumeOutcome:
         cm = self._cm()
         try:
             cm.resume()
@@ -534,37 +553,58 @@ class Desk:
             await self.capital_persister.flush()
         await self.db.add_log(None, "INFO", f"trading resumed by {by}", {"resumed": resumed})
         self._publish(Resumed(str(by), tuple(resumed)))
-        return {"halted": False, "resumed": resumed}
+        return ResumeOutcome(tuple(resumed))
 
 
-# ---------------------------------------------------------------------- plain-data views
+# ---------------------------------------------------------------------- results from the running pieces
 def _log_level(event_type: EventType) -> str:
     if event_type in (EventType.ERROR, EventType.ORDER_FAILED):
         return "ERROR"
     return "WARNING" if event_type in (EventType.RISK_LIMIT, EventType.HALTED) else "INFO"
 
 
-def _position(bot: str, p: Any, price: Decimal | None = None) -> dict[str, Any]:
-    return {
-        "bot": bot, "position_id": p.position_id, "side": p.direction.value, "size": p.size,
-        "entry_price": p.entry_price, "stop_loss": p.stop_loss, "take_profit": p.take_profit,
-        "current_price": price or p.current_price,
-        "unrealized_pnl": (p.gross_pnl_at(price) - p.fees) if price else p.unrealized_pnl,
-        "opened_at": p.entry_time,
-    }
+def _summary(bot: BotOrchestrator) -> BotSummary:
+    return BotSummary(
+        name=bot.name, strategy=bot.strategy.strategy_type, symbol=bot.symbol, market_type=bot.market_type,
+        state=bot.state.value, paused_by=bot.paused_by, allocated_capital=bot.allocated_capital,
+        realized_pnl=bot._realized, unrealized_pnl=bot.unrealized_pnl(),
+        open_positions=len(bot.strategy.get_active_positions()), open_orders=len(bot.open_orders),
+        last_price=bot.last_price, last_error=bot.last_error,
+    )
 
 
-def _order(o: Any) -> dict[str, Any]:
-    return {
-        "bot": o.bot_name, "client_order_id": o.client_order_id, "exchange_order_id": o.exchange_order_id,
-        "symbol": o.symbol, "side": o.side, "type": o.order_type, "qty": o.qty, "price": o.price,
-        "status": o.status, "filled_qty": o.filled_qty, "tag": o.tag, "created_at": o.created_at,
-    }
+def _position(bot: str, p: PositionInfo, price: Decimal | None = None) -> PositionView:
+    return PositionView(
+        bot=bot, position_id=p.position_id, side=p.direction.value, size=p.size, entry_price=p.entry_price,
+        stop_loss=p.stop_loss, take_profit=p.take_profit, current_price=price or p.current_price,
+        unrealized_pnl=(p.gross_pnl_at(price) - p.fees) if price else p.unrealized_pnl, opened_at=p.entry_time,
+    )
 
 
-def _trade(t: Any) -> dict[str, Any]:
-    return {
-        "id": t.id, "bot": t.bot_name, "symbol": t.symbol, "side": t.side, "qty": t.qty,
-        "entry_price": t.entry_price, "exit_price": t.exit_price, "pnl": t.pnl, "fees": t.fees,
-        "opened_at": t.opened_at, "closed_at": t.closed_at, "tag": t.tag,
-    }
+def _order(o: OrderRow) -> OrderView:
+    return OrderView(
+        bot=o.bot_name, client_order_id=o.client_order_id, exchange_order_id=o.exchange_order_id, symbol=o.symbol,
+        side=o.side, order_type=o.order_type, qty=o.qty, price=o.price, status=o.status, filled_qty=o.filled_qty,
+        tag=o.tag, created_at=o.created_at,
+    )
+
+
+def _trade(t: TradeRow) -> TradeView:
+    return TradeView(
+        id=t.id, bot=t.bot_name, symbol=t.symbol, side=t.side, qty=t.qty, entry_price=t.entry_price,
+        exit_price=t.exit_price, pnl=t.pnl, fees=t.fees, opened_at=t.opened_at, closed_at=t.closed_at, tag=t.tag,
+    )
+
+
+def _phase_record(m: PhaseMetrics, now: datetime) -> PhaseRecord:
+    return PhaseRecord(
+        phase=m.phase.value, started_at=m.started_at, duration_days=((m.ended_at or now) - m.started_at).days,
+        total_trades=m.total_trades, winning_trades=m.winning_trades, win_rate=m.win_rate,
+        realized_pnl=m.realized_pnl, unrealized_pnl=m.unrealized_pnl, equity=m.equity,
+        max_drawdown_pct=m.max_drawdown_pct, errors_count=m.errors_count,
+    )
+
+
+def _scaling_check(d: ScalingDecision) -> ScalingCheck:
+    return ScalingCheck(d.can_scale, d.current_phase.value, d.next_phase.value if d.next_phase else None,
+                        tuple(d.reasons), tuple(d.blockers))

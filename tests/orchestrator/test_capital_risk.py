@@ -29,9 +29,9 @@ async def test_allocation_follows_phase_and_approval_is_recorded(sim, tmp_path):
             cm.record_trade(True, Decimal("2"))
         clock.advance(days=3)
         decision = await h.desk.evaluate_scaling()
-        assert decision["can_scale"], decision
+        assert decision.can_scale, decision
         result = await h.desk.approve_scaling("alice")
-        assert result["phase"] == DeploymentPhase.PHASE_2.value
+        assert result.phase == DeploymentPhase.PHASE_2.value
         assert grid.allocated_capital == Decimal("20000") * Decimal("0.25") * Decimal("0.3")
         assert (await h.db.get_bot("xrp-grid")).allocated_capital == grid.allocated_capital
         approvals = await h.db.list_approvals()
@@ -40,7 +40,7 @@ async def test_allocation_follows_phase_and_approval_is_recorded(sim, tmp_path):
         await h.desk.event_bus.drain(5)
         assert h.of(EventType.PHASE_CHANGED)[-1].data.phase is DeploymentPhase.PHASE_2
         rejected = await h.desk.reject_scaling("bob")
-        assert rejected["rejected_by"] == "bob"
+        assert rejected.rejected_by == "bob"
         assert (await h.db.list_approvals())[0].action in ("reject", "approve")
     finally:
         await h.close()
@@ -50,14 +50,14 @@ async def test_halt_blocks_entries_at_once_and_resume_restores(sim, tmp_path):
     h = await build_desk(sim.base_url, tmp_path / "h.db", [GRID, DCA])
     try:
         out = await h.desk.halt("news", "alice")
-        assert set(out["paused"]) == {"xrp-grid", "sol-dca"}
+        assert set(out.paused) == {"xrp-grid", "sol-dca"}
         await run_ticks(h, sim, 3)
         assert sim.orders(SIM_KEY) == []  # nothing was opened
         assert all(b.bot.state is BotState.PAUSED for b in h.desk.bots.values())
         with pytest.raises(ControlError, match="halted"):
             await h.desk.start_bot("xrp-grid")
         resumed = await h.desk.resume_trading("alice")
-        assert set(resumed["resumed"]) == {"xrp-grid", "sol-dca"}
+        assert set(resumed.resumed) == {"xrp-grid", "sol-dca"}
         await run_ticks(h, sim, 1)
         assert sim.orders(SIM_KEY)
         # a halt set on the manager alone (any path) also stops entries of RUNNING bots

@@ -44,7 +44,8 @@ async def test_paper_desk_orders_identical_on_sim_and_db(sim, tmp_path):
         assert levels and linked == resting
         # the capital manager saw the closed trades
         report = await h.desk.capital_report()
-        assert report["current_metrics"]["total_trades"] == len(await h.db.list_trades(limit=1000, closed_only=True))
+        closed = await h.db.list_trades(limit=1000, closed_only=True)
+        assert report.current is not None and report.current.total_trades == len(closed)
     finally:
         await h.close()
 

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -78,7 +78,7 @@ class DatabaseManager(CredentialsRepository, BotsRepository, OrdersRepository, T
     async def save_bot_progress(self, name: str, *, new_orders: Iterable[Mapping[str, Any]] = (),
                                 order_updates: Iterable[tuple[str, Mapping[str, Any]]] = (),
                                 runtime: dict[str, Any] | None = None,
-                                grid: list[Mapping[str, Any]] | None = None,
+                                grid: Sequence[Mapping[str, Any]] | None = None,
                                 new_trades: Iterable[Mapping[str, Any]] = (),
                                 trade_closes: Iterable[tuple[int, Mapping[str, Any]]] = ()) -> list[int]:
         """One step of a bot, committed in ONE transaction (group commit): write-ahead order rows

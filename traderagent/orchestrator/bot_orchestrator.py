@@ -71,6 +71,7 @@ from traderagent.orchestrator.events import (
 from traderagent.orchestrator.market_data import MarketData
 from traderagent.orchestrator.risk import DeskRisk
 from traderagent.orchestrator.state import TICKING_STATES, BotState, IllegalTransition, check_transition
+from traderagent.ports import CapitalPort, ExchangePort, OrderRow, StorePort
 from traderagent.strategies.base import (
     BaseSignal,
     BaseStrategy,
@@ -130,7 +131,7 @@ class TrackedOrder:
     fee: Decimal = ZERO
 
     @classmethod
-    def from_row(cls, row: Any) -> TrackedOrder:
+    def from_row(cls, row: OrderRow) -> TrackedOrder:
         return cls(row.client_order_id, row.tag or "", row.side, row.order_type, row.qty, row.price,
                    bool(row.reduce_only), row.status, row.exchange_order_id, row.filled_qty or ZERO,
                    sent_at=0.0, avg_price=row.avg_price, fee=row.fee or ZERO)
@@ -143,13 +144,13 @@ class BotOrchestrator:
         self,
         name: str,
         strategy: BaseStrategy,
-        client: Any,
-        db_manager: Any,
+        client: ExchangePort,
+        db_manager: StorePort,
         *,
         event_bus: EventBus | None = None,
         symbol: str,
         market_type: str = "linear",
-        capital_manager: Any = None,
+        capital_manager: CapitalPort | None = None,
         risk: DeskRisk | None = None,
         market_data: MarketData | None = None,
         capital_share: Decimal | None = None,
@@ -529,6 +530,7 @@ class BotOrchestrator:
 
     async def _send(self, order: TrackedOrder) -> dict[str, Any]:
         if order.order_type == "limit":
+            assert order.price is not None, "a limit order is built with its price"
             return await self.client.create_limit_order(self.symbol, order.side, order.qty, order.price,
                                                         client_order_id=order.client_order_id,
                                                         reduce_only=order.reduce_only)
@@ -999,28 +1001,6 @@ class BotOrchestrator:
                 await self.client.cancel_order(ex.get("id"), self.symbol, client_order_id=cid)
                 n += 1
         return n
-
-    # ------------------------------------------------------------------ status
-    def status(self) -> dict[str, Any]:
-        positions = self.strategy.get_active_positions()
-        return {
-            "name": self.name,
-            "strategy": self.strategy.strategy_type,
-            "symbol": self.symbol,
-            "market_type": self.market_type,
-            "state": self.state.value,
-            "paused_by": self.paused_by,
-            "allocated_capital": str(self.strategy.allocated_capital),
-            "realized_pnl": str(self._realized),
-            "unrealized_pnl": str(self.unrealized_pnl()),
-            "last_price": str(self.last_price) if self.last_price is not None else None,
-            "open_positions": len(positions),
-            "open_orders": len(self._orders),
-            "ticks": self.ticks,
-            "last_tick_at": self.last_tick_at.isoformat() if self.last_tick_at else None,
-            "last_error": self.last_error,
-            "tick_seconds": self.tick_seconds,
-        }
 
 
 # ---------------------------------------------------------------------- helpers

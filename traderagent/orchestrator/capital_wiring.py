@@ -13,13 +13,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from traderagent.ports import StorePort
 from traderagent.utils.capital_manager import CapitalManager, CapitalManagerError
 
 log = logging.getLogger(__name__)
 
 
 class CapitalPersister:
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: StorePort) -> None:
         self.db = db
         self._latest: dict[str, Any] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -51,7 +52,7 @@ class CapitalPersister:
             await self._drain()
 
 
-async def load_capital_manager(db: Any, total_capital: Decimal, *, clock: Any = None) -> tuple[CapitalManager, CapitalPersister]:
+async def load_capital_manager(db: StorePort, total_capital: Decimal, *, clock: Any = None) -> tuple[CapitalManager, CapitalPersister]:
     """The saved manager (phase, record, halt survive a restart) or a new one, wired to save itself."""
     persister = CapitalPersister(db)
     kwargs: dict[str, Any] = {"on_change": persister}

@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from traderagent.api.bybit_direct_client import klines_to_frame
+from traderagent.ports import ExchangePort
 from traderagent.timeframes import timeframe_ms
 
 
@@ -43,7 +44,7 @@ class _Cached:
 
 
 class MarketData:
-    def __init__(self, client: Any, *, ttl: float = 0.5, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, client: ExchangePort, *, ttl: float = 0.5, clock: Callable[[], float] = time.monotonic,
                  public: MarketData | None = None) -> None:
         """``public``: another instance whose public data (tickers, candles) this one shares, for
         desks with several accounts; orders and balance stay per account."""
@@ -130,9 +131,8 @@ class MarketData:
         async with lock:
             frame = self._frames.get(key)
             limit = candles + 1  # the client pages back past ByBit's 1000 rows a request
-            fresh = frame is not None and frame.limit >= limit and now_ms < frame.forming_open_ms + timeframe_ms(tf)
-            if fresh:
-                return frame.df
+            if frame is not None and frame.limit >= limit and now_ms < frame.forming_open_ms + timeframe_ms(tf):
+                return frame.df  # no candle of this timeframe can have closed since
             rows = await self.client.fetch_klines(symbol, tf, limit=max(limit, frame.limit if frame else 0))
             self.requests += 1
             if not rows:

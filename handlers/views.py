@@ -1,0 +1,239 @@
+"""The operator's screens as HTML text, drawn from the `traderagent.results` of the desk's use-cases.
+
+Pure functions: a result in, text out (no Telegram, no desk). Every field is read directly: a
+renamed or missing field is a type error and an AttributeError, never a "?" on the phone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from handlers.formatting import MAX_MESSAGE, STATE_EMOJI, esc, fmt_num, fmt_pnl, split_message, table
+from traderagent.numbers import ZERO
+from traderagent.orchestrator.events import UNMUTABLE_EVENTS, EventType
+from traderagent.results import (
+    BotStatus,
+    BotSummary,
+    CapitalReport,
+    DailyPnl,
+    DeskStatus,
+    EquityPoint,
+    HaltOutcome,
+    LogLine,
+    OrderView,
+    PositionView,
+    ResumeOutcome,
+    ScalingApproved,
+    ScalingCheck,
+    ScalingRejected,
+    TradeView,
+    Wallet,
+)
+
+PAGE_LIMIT = MAX_MESSAGE - 80  # room for the footer of a /status page
+
+
+def now_stamp() -> str:
+    return datetime.now(UTC).strftime("%H:%M:%S")
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%m-%d %H:%M") if value is not None else "–"
+
+
+def short(text: object, n: int = 100) -> str:
+    text = str(text)
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+# ---------------------------------------------------------------------- bots and desk
+def state_word(bot: BotSummary) -> str:
+    word = bot.state.lower()
+    if bot.state == "PAUSED" and bot.paused_by:
+        word += f" ({bot.paused_by})"
+    return f"{STATE_EMOJI.get(bot.state, '⚪')} {esc(word)}"
+
+
+def desk_header(status: DeskStatus) -> str:
+    bots = status.bots
+    counts = ", ".join(f"{n} {esc(s.lower())}" for s, n in sorted(status.states.items()))
+    realized = sum((b.realized_pnl for b in bots), ZERO)
+    unrealized = sum((b.unrealized_pnl for b in bots), ZERO)
+    lines = [f"📋 <b>Desk</b> · {len(bots)} bot{'s' if len(bots) != 1 else ''}" + (f": {counts}" if counts else "")]
+    if status.halted:
+        lines.append(f"🛑 <b>TRADING HALTED</b>: {esc(status.halt_reason or '')} · /resume_trading")
+    if status.phase:
+        lines.append(f"Phase {esc(status.phase)} · deployed {fmt_num(status.allocated_capital, 2)}")
+    lines.append(f"PnL {fmt_pnl(realized)} · unrealised {fmt_pnl(unrealized)} · today {fmt_pnl(status.day_pnl)}")
+    limit = status.exposure_limit
+    lines.append(f"Exposure {fmt_num(status.exposure, 2)}" + (f" / {fmt_num(limit, 2)}" if limit is not None else ""))
+    for refused in status.refused[:5]:
+        lines.append(f"⚠️ refused {esc(refused.name)}: {esc(short(refused.reason, 80))}")
+    return "\n".join(lines)
+
+
+def bot_line(bot: BotSummary) -> str:
+    """Two lines per bot in the desk summary."""
+    head = f"{state_word(bot)} <b>{esc(bot.name)}</b> · {esc(bot.symbol)} {esc(bot.strategy)}"
+    body = (f"    pos {bot.open_positions} · orders {bot.open_orders} · "
+            f"PnL {fmt_pnl(bot.realized_pnl)} · uPnL {fmt_pnl(bot.unrealized_pnl)} · "
+            f"cap {fmt_num(bot.allocated_capital, 2)}")
+    line = f"{head}\n{body}"
+    if bot.state == "ERROR" and bot.last_error:
+        line += f"\n    ⚠️ {esc(short(bot.last_error))}"
+    return line
+
+
+def desk_pages(status: DeskStatus) -> list[str]:
+    header = desk_header(status)
+    if not status.bots:
+        return [f"{header}\nNo bots configured."]
+    return split_message((bot_line(b) for b in status.bots), header=header, limit=PAGE_LIMIT) or [header]
+
+
+def bot_detail(s: BotStatus) -> str:
+    tfs = ", ".join(s.timeframes)
+    lines = [
+        f"{state_word(s)} <b>{esc(s.name)}</b>",
+        f"{esc(s.symbol)} ({esc(s.market_type)}) · {esc(s.strategy)}" + (f" · {esc(tfs)}" if tfs else ""),
+        f"Capital {fmt_num(s.allocated_capital, 2)} · last price {fmt_num(s.last_price)}",
+        f"PnL {fmt_pnl(s.realized_pnl)} · unrealised {fmt_pnl(s.unrealized_pnl)} · today {fmt_pnl(s.day_pnl)}",
+        f"Open orders {s.open_orders} · ticks {s.ticks} · last {_when(s.last_tick_at)}",
+        f"Trades {s.total_trades} · win rate {s.win_rate:.0%} · fees {fmt_num(s.total_fees, 2)}",
+        f"Positions: {len(s.positions)}" if s.positions else "No open position.",
+    ]
+    lines += [position_line(p, with_bot=False) for p in s.positions[:10]]
+    if s.last_error:
+        lines.append(f"⚠️ last error: {esc(short(s.last_error, 300))}")
+    return "\n".join(lines)
+
+
+def outcome(verb: str, done: Sequence[str], errors: Sequence[str], none: str) -> str:
+    """What a bulk start / pause / stop did: the bots done, then each distinct refusal."""
+    lines = [f"{verb}: {esc(', '.join(done))}" if done else none]
+    lines += [f"⚠️ {esc(e)}" for e in errors]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- account and history
+def wallet_view(w: Wallet) -> str:
+    coins = sorted(set(w.total) | set(w.free))
+    rows = [(coin, fmt_num(w.free.get(coin)), fmt_num(w.used.get(coin)), fmt_num(w.total.get(coin)))
+            for coin in coins if w.total.get(coin) or w.free.get(coin)]
+    body = table(rows, ["coin", "free", "used", "total"]) if rows else "empty"
+    return f"💰 <b>Balance</b> ({esc(w.market_type)})\n{body}"
+
+
+def position_line(p: PositionView, *, with_bot: bool = True) -> str:
+    who = f"<b>{esc(p.bot)}</b> " if with_bot else ""
+    line = (f"• {who}{esc(p.side)} {fmt_num(p.size)} @ {fmt_num(p.entry_price)}"
+            f" → {fmt_num(p.current_price)} · uPnL {fmt_pnl(p.unrealized_pnl)}")
+    if p.stop_loss is not None:
+        line += f" · SL {fmt_num(p.stop_loss)}"
+    if p.take_profit is not None:
+        line += f" · TP {fmt_num(p.take_profit)}"
+    return line
+
+
+def order_line(o: OrderView) -> str:
+    price = f" @ {fmt_num(o.price)}" if o.price is not None else " at market"
+    filled = f" (filled {fmt_num(o.filled_qty)})" if o.filled_qty else ""
+    tag = f" · {esc(o.tag)}" if o.tag else ""
+    return (f"• <b>{esc(o.bot)}</b> {esc(o.side)} {esc(o.order_type)} {fmt_num(o.qty)} "
+            f"{esc(o.symbol)}{price} · {esc(o.status.lower())}{filled}{tag}")
+
+
+def trade_line(t: TradeView) -> str:
+    head = f"• #{t.id} <b>{esc(t.bot)}</b> {esc(t.symbol)} {esc(t.side)} {fmt_num(t.qty)}"
+    if t.closed_at is None:
+        return f"{head} @ {fmt_num(t.entry_price)} · open since {_when(t.opened_at)}"
+    return (f"{head} {fmt_num(t.entry_price)} → {fmt_num(t.exit_price)} · "
+            f"PnL <b>{fmt_pnl(t.pnl)}</b> · {_when(t.closed_at)}")
+
+
+def pnl_view(rows: Sequence[DailyPnl]) -> str:
+    total, body = ZERO, []
+    for row in rows:
+        total += row.pnl
+        body.append((row.date.strftime("%m-%d"), fmt_pnl(row.pnl), fmt_pnl(total)))
+    return f"📅 <b>Daily PnL</b> ({len(rows)} days) · total <b>{fmt_pnl(total)}</b>\n" + table(body, ["day", "pnl", "cumul."])
+
+
+def log_line(row: LogLine) -> str:
+    mark = {"ERROR": "🔴", "WARNING": "🟠", "CRITICAL": "🔴"}.get(row.level, "▫️")
+    ctx = row.context or {}
+    extra = " ".join(f"{k}={v}" for k, v in ctx.items() if v is not None and not isinstance(v, dict | list))
+    who = f"[{row.bot}] " if row.bot else ""
+    text = short(f"{who}{row.message}" + (f" {extra}" if extra else ""), 300)
+    return f"{mark} {row.time.strftime('%m-%d %H:%M:%S')} {esc(text)}"
+
+
+def chart_caption(who: str, curve: Sequence[EquityPoint]) -> str:
+    start = curve[0].equity - curve[0].pnl
+    end = curve[-1].equity
+    return (f"📈 <b>{esc(who)}</b> equity {fmt_num(start, 2)} → {fmt_num(end, 2)} "
+            f"({fmt_pnl(end - start)}) over {len(curve)} closed trades")
+
+
+# ---------------------------------------------------------------------- capital
+def phase_view(r: CapitalReport) -> str:
+    lines = [
+        f"📈 <b>Capital deployment</b> · {esc(r.phase)}",
+        f"Total capital {fmt_num(r.total_capital, 2)} · deployed <b>{fmt_num(r.allocated_capital, 2)}</b>",
+    ]
+    if r.halted:
+        lines.append(f"🛑 <b>HALTED</b>: {esc(r.halt_reason)}")
+    if (m := r.current) is not None:
+        lines += [
+            f"In phase {m.duration_days} days · trades {m.total_trades} "
+            f"(won {m.winning_trades}, win rate {m.win_rate:.0%})",
+            f"Realised {fmt_pnl(m.realized_pnl)} · unrealised {fmt_pnl(m.unrealized_pnl)} · "
+            f"equity {fmt_num(m.equity, 2)}",
+            f"Max drawdown {m.max_drawdown_pct:.2f}% · errors {m.errors_count}",
+        ]
+    if (g := r.gates) is not None:
+        lines.append(
+            f"Gates to scale: ≥{g.min_days} days, ≥{g.min_trades} trades, win rate "
+            f"≥{g.min_win_rate:.0%}, drawdown ≤{g.max_drawdown_pct}%, errors ≤{g.max_errors} · /scale")
+    if r.history:
+        lines.append("History: " + ", ".join(
+            f"{esc(h.phase)} ({h.total_trades} trades, {fmt_pnl(h.realized_pnl)})" for h in r.history))
+    return "\n".join(lines)
+
+
+def scaling_view(d: ScalingCheck) -> str:
+    head = f"⚖️ <b>Scaling</b> {esc(d.current_phase)}" + (f" → {esc(d.next_phase)}" if d.next_phase else "")
+    verdict = "✅ <b>Can scale</b>: approve to deploy the next phase." if d.can_scale else "⛔ <b>Cannot scale yet.</b>"
+    lines = [head, verdict]
+    lines += [f"✔️ {esc(r)}" for r in d.reasons]
+    lines += [f"❌ {esc(b)}" for b in d.blockers]
+    return "\n".join(lines)
+
+
+def approved_view(a: ScalingApproved) -> str:
+    return (f"✅ <b>Scaling approved</b> by {esc(a.approved_by)}\n"
+            f"Phase {esc(a.phase_from)} → <b>{esc(a.phase)}</b>\n"
+            f"Deployed capital: <b>{fmt_num(a.allocated_capital, 2)}</b>")
+
+
+def rejected_view(r: ScalingRejected) -> str:
+    return (f"✖️ Scaling to {esc(r.rejected_phase or '–')} rejected by {esc(r.rejected_by)}.\n"
+            f"Phase stays {esc(r.phase)}.")
+
+
+def halted_view(h: HaltOutcome, by: str) -> str:
+    paused = ", ".join(h.paused) or "none were running"
+    return (f"🛑 <b>Trading halted</b> by {esc(by)}\nReason: {esc(h.reason)}\n"
+            f"Paused: {esc(paused)}\n/resume_trading lifts it.")
+
+
+def resumed_view(r: ResumeOutcome, by: str) -> str:
+    return f"▶️ <b>Trading resumed</b> by {esc(by)}\nRunning again: {esc(', '.join(r.resumed) or 'none')}"
+
+
+def alerts_view(muted: set[EventType]) -> str:
+    muted_names = ", ".join(sorted(t.value for t in muted)) or "none"
+    always = ", ".join(sorted(t.value for t in UNMUTABLE_EVENTS))
+    return (f"🔔 <b>Alerts</b>\nMuted: {esc(muted_names)}\nAlways on: {esc(always)}\n"
+            "Tap a type to mute or unmute it, or: /alerts mute ORDER_PLACED")

@@ -1,0 +1,175 @@
+"""What the orchestrator and `control.Desk` need from their collaborators, as Protocols.
+
+Three ports, each listing exactly the members its users call:
+
+* ``ExchangePort``: one exchange account of one market type (``ByBitDirectClient`` live or
+  against the simulator); prices and sizes are ``Decimal``, orders are dicts in the client's
+  shape (``id``, ``client_order_id``, ``status``, ``amount``, ``filled``, ...).
+* ``StorePort``: the database (``DatabaseManager``); rows come back as the ``*Row`` shapes below.
+* ``CapitalPort``: the capital deployment state (``CapitalManager``) as the orchestrator sees it.
+
+A core module (layer 0): it imports no adapter, so a backtest, the paper desk and the live desk
+each plug in their own implementation. mypy checks that the real adapters fit where the
+composition root (``traderagent/app.py``) hands them over.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, Protocol
+
+
+# ---------------------------------------------------------------------- exchange
+class InstrumentRules(Protocol):
+    """The rounding steps of one symbol."""
+
+    @property
+    def qty_step(self) -> Decimal: ...
+
+    @property
+    def tick_size(self) -> Decimal: ...
+
+
+class ExchangePort(Protocol):
+    @property
+    def market_type(self) -> str: ...
+
+    def market(self, symbol: str) -> InstrumentRules: ...
+
+    async def fetch_ticker(self, symbol: str) -> dict[str, Any]: ...
+
+    async def fetch_klines(self, symbol: str, interval: str, limit: int = 200) -> list[list[Any]]: ...
+
+    async def fetch_balance(self) -> dict[str, dict[str, Decimal]]: ...
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]: ...
+
+    async def fetch_order(self, symbol: str, order_id: str | None = None,
+                          client_order_id: str | None = None) -> dict[str, Any] | None: ...
+
+    async def create_limit_order(self, symbol: str, side: str, amount: Decimal, price: Decimal, *,
+                                 client_order_id: str | None = None, reduce_only: bool = False) -> dict[str, Any]: ...
+
+    async def create_market_order(self, symbol: str, side: str, amount: Decimal, *,
+                                  client_order_id: str | None = None, reduce_only: bool = False) -> dict[str, Any]: ...
+
+    async def cancel_order(self, order_id: str | None, symbol: str, *,
+                           client_order_id: str | None = None) -> dict[str, Any]: ...
+
+
+# ---------------------------------------------------------------------- store rows
+class BotRow(Protocol):
+    state: str
+
+
+class OrderRow(Protocol):
+    bot_name: str
+    client_order_id: str
+    exchange_order_id: str | None
+    symbol: str
+    side: str
+    order_type: str
+    qty: Decimal
+    price: Decimal | None
+    status: str
+    filled_qty: Decimal
+    reduce_only: bool
+    tag: str | None
+    created_at: dt.datetime
+
+
+class TradeRow(Protocol):
+    id: int
+    bot_name: str
+    symbol: str
+    side: str
+    qty: Decimal
+    entry_price: Decimal
+    exit_price: Decimal | None
+    pnl: Decimal | None
+    fees: Decimal
+    opened_at: dt.datetime
+    closed_at: dt.datetime | None
+    tag: str | None
+
+
+class LogRow(Protocol):
+    bot_name: str | None
+    level: str
+    message: str
+    context: dict[str, Any] | None
+    created_at: dt.datetime
+
+
+LogLineSpec = tuple[str | None, str, str, Mapping[str, Any] | None]  # bot_name, level, message, context
+
+
+# ---------------------------------------------------------------------- store
+class StorePort(Protocol):
+    # bots
+    async def create_bot(self, name: str, strategy: str, symbol: str, market_type: str, config: dict[str, Any],
+                         allocated_capital: Decimal) -> BotRow: ...
+
+    async def get_bot(self, name: str) -> BotRow | None: ...
+
+    async def update_bot(self, name: str, /, **fields: Any) -> BotRow: ...
+
+    async def set_bot_state(self, name: str, state: str) -> BotRow: ...
+
+    async def load_bot_runtime(self, name: str) -> dict[str, Any] | None: ...
+
+    async def save_bot_progress(self, name: str, *, new_orders: Iterable[Mapping[str, Any]] = (),
+                                order_updates: Iterable[tuple[str, Mapping[str, Any]]] = (),
+                                runtime: dict[str, Any] | None = None,
+                                grid: Sequence[Mapping[str, Any]] | None = None,
+                                new_trades: Iterable[Mapping[str, Any]] = (),
+                                trade_closes: Iterable[tuple[int, Mapping[str, Any]]] = ()) -> list[int]: ...
+
+    # orders and trades
+    async def get_order(self, client_order_id: str) -> OrderRow | None: ...
+
+    async def list_non_final_orders(self, bot_name: str | None = None) -> Sequence[OrderRow]: ...
+
+    async def list_trades(self, bot_name: str | None = None, limit: int = 20, *,
+                          closed_only: bool = False) -> Sequence[TradeRow]: ...
+
+    async def list_open_trades(self, bot_name: str | None = None) -> Sequence[TradeRow]: ...
+
+    async def realized_pnl(self, bot_name: str | None = None, *, since: dt.datetime | None = None) -> Decimal: ...
+
+    async def daily_pnl(self, days: int = 7, bot_name: str | None = None) -> Sequence[tuple[dt.date, Decimal]]: ...
+
+    # log and capital
+    async def add_log(self, bot_name: str | None, level: str, message: str,
+                      context: dict[str, Any] | None = None) -> None: ...
+
+    async def add_logs(self, lines: Iterable[LogLineSpec]) -> int: ...
+
+    async def get_logs(self, bot_name: str | None = None, limit: int = 50) -> Sequence[LogRow]: ...
+
+    async def record_approval(self, action: str, phase_from: str | None, phase_to: str | None,
+                              approved_by: str, decision: dict[str, Any]) -> object: ...
+
+    async def save_capital_state(self, state: dict[str, Any]) -> None: ...
+
+    async def load_capital_state(self) -> dict[str, Any] | None: ...
+
+
+# ---------------------------------------------------------------------- capital
+class CapitalPort(Protocol):
+    """What a bot asks of the capital deployment state (``CapitalManager``)."""
+
+    @property
+    def allocated_capital(self) -> Decimal: ...
+
+    @property
+    def can_open_positions(self) -> bool: ...
+
+    @property
+    def metrics(self) -> object | None: ...  # None before phase 1: no record to add trades or errors to
+
+    def record_trade(self, won: bool, pnl: Decimal) -> None: ...
+
+    def record_error(self) -> None: ...

@@ -1,0 +1,228 @@
+"""What the operator use-cases (`traderagent.control.Desk`) return: one frozen dataclass per answer.
+
+Frontends (Telegram, console, CLI) read these fields directly, so renaming one makes the type
+checker and the tests point at every reader. Money is ``Decimal``, times are UTC ``datetime``,
+states and phases are their upper/lower-case string values ("RUNNING", "phase_1_5pct"). A field
+that may be unknown says so with ``| None``; every other field is always there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from traderagent.utils.capital_manager import PhaseGates
+
+
+# ---------------------------------------------------------------------- bots
+@dataclass(frozen=True)
+class PositionView:
+    """An open position of a bot, marked at the bot's last price."""
+
+    bot: str
+    position_id: str
+    side: str  # "long" | "short"
+    size: Decimal
+    entry_price: Decimal
+    stop_loss: Decimal | None
+    take_profit: Decimal | None
+    current_price: Decimal
+    unrealized_pnl: Decimal
+    opened_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class BotSummary:
+    """One line of the desk: ``list_bots()``."""
+
+    name: str
+    strategy: str
+    symbol: str
+    market_type: str
+    state: str
+    paused_by: str | None  # "operator" | "risk" | "halt" while PAUSED
+    allocated_capital: Decimal
+    realized_pnl: Decimal
+    unrealized_pnl: Decimal
+    open_positions: int
+    open_orders: int
+    last_price: Decimal | None  # None before the first tick
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class BotStatus(BotSummary):
+    """One bot in detail: ``bot_status(name)``, and what start/pause/stop return."""
+
+    ticks: int
+    last_tick_at: dt.datetime | None
+    tick_seconds: float
+    timeframes: tuple[str, ...]
+    params: Mapping[str, Any]
+    positions: tuple[PositionView, ...]
+    total_trades: int
+    win_rate: float  # 0..1
+    total_fees: Decimal
+    day_pnl: Decimal
+
+
+@dataclass(frozen=True)
+class RefusedBot:
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DeskStatus:
+    """The whole desk: ``bot_status()``. Capital fields are None on a desk without capital deployment."""
+
+    bots: tuple[BotSummary, ...]
+    states: Mapping[str, int]  # state -> how many bots
+    refused: tuple[RefusedBot, ...]
+    halted: bool
+    halt_reason: str | None
+    phase: str | None
+    allocated_capital: Decimal | None
+    exposure: Decimal
+    exposure_limit: Decimal | None
+    day_pnl: Decimal
+
+
+# ---------------------------------------------------------------------- account and history
+@dataclass(frozen=True)
+class Wallet:
+    """One account's balances per coin: ``balances()`` gives one per market type (one if shared)."""
+
+    market_type: str
+    free: Mapping[str, Decimal]
+    used: Mapping[str, Decimal]
+    total: Mapping[str, Decimal]
+
+
+@dataclass(frozen=True)
+class OrderView:
+    bot: str
+    client_order_id: str
+    exchange_order_id: str | None
+    symbol: str
+    side: str
+    order_type: str
+    qty: Decimal
+    price: Decimal | None  # None: a market order
+    status: str
+    filled_qty: Decimal
+    tag: str | None
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class TradeView:
+    id: int
+    bot: str
+    symbol: str
+    side: str
+    qty: Decimal
+    entry_price: Decimal
+    exit_price: Decimal | None  # None while open
+    pnl: Decimal | None
+    fees: Decimal
+    opened_at: dt.datetime
+    closed_at: dt.datetime | None
+    tag: str | None
+
+
+@dataclass(frozen=True)
+class DailyPnl:
+    date: dt.date
+    pnl: Decimal
+
+
+@dataclass(frozen=True)
+class LogLine:
+    bot: str | None  # None: a desk-wide line
+    level: str
+    message: str
+    context: Mapping[str, Any] | None
+    time: dt.datetime
+
+
+@dataclass(frozen=True)
+class EquityPoint:
+    """Equity after one closed trade (``equity_curve()``, oldest first)."""
+
+    time: dt.datetime
+    equity: Decimal
+    pnl: Decimal
+    bot: str
+
+
+# ---------------------------------------------------------------------- capital
+@dataclass(frozen=True)
+class PhaseRecord:
+    """The record of one deployment phase (the current one or a finished one)."""
+
+    phase: str
+    started_at: dt.datetime
+    duration_days: int
+    total_trades: int
+    winning_trades: int
+    win_rate: float  # 0..1
+    realized_pnl: Decimal
+    unrealized_pnl: Decimal
+    equity: Decimal
+    max_drawdown_pct: float
+    errors_count: int
+
+
+@dataclass(frozen=True)
+class CapitalReport:
+    total_capital: Decimal
+    phase: str
+    allocated_capital: Decimal
+    halted: bool
+    halt_reason: str | None
+    current: PhaseRecord | None  # None before phase 1
+    gates: PhaseGates | None  # what the current phase must show to scale (None before phase 1)
+    history: tuple[PhaseRecord, ...]
+
+
+@dataclass(frozen=True)
+class ScalingCheck:
+    """``evaluate_scaling()``: may the next phase be approved now, and why (not)."""
+
+    can_scale: bool
+    current_phase: str
+    next_phase: str | None  # None at full allocation
+    reasons: tuple[str, ...]  # gates passed
+    blockers: tuple[str, ...]  # gates failed
+
+
+@dataclass(frozen=True)
+class ScalingApproved:
+    phase_from: str
+    phase: str
+    allocated_capital: Decimal
+    approved_by: str
+    decision: ScalingCheck
+
+
+@dataclass(frozen=True)
+class ScalingRejected:
+    phase: str
+    rejected_phase: str | None
+    rejected_by: str
+    decision: ScalingCheck
+
+
+@dataclass(frozen=True)
+class HaltOutcome:
+    reason: str
+    paused: tuple[str, ...]  # bots the halt paused
+
+
+@dataclass(frozen=True)
+class ResumeOutcome:
+    resumed: tuple[str, ...]  # bots the halt had paused, running again
