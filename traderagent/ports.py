@@ -75,6 +75,8 @@ class OrderRow(Protocol):
     price: Decimal | None
     status: str
     filled_qty: Decimal
+    avg_price: Decimal | None
+    fee: Decimal
     reduce_only: bool
     tag: str | None
     created_at: dt.datetime
