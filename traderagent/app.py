@@ -197,9 +197,15 @@ async def run_desk(settings: Settings, *, bots_arg: str | None = None, ticks: in
     rt = Runtime(settings)
     stop_event = stop_event or asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def request_stop() -> None:  # closes the order gate at once, before any other task runs
+        if rt.desk is not None:
+            rt.desk.stop_sending()
+        stop_event.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop_event.set)
+            loop.add_signal_handler(sig, request_stop)
     try:
         await asyncio.to_thread(_audit, settings)
         desk = await build(settings, bots_arg, rt)

@@ -55,6 +55,7 @@ from traderagent.orchestrator.events import (
     ScalingDecisionMade,
     TradingEvent,
 )
+from traderagent.orchestrator.gate import SendGate
 from traderagent.orchestrator.market_data import MarketData
 from traderagent.orchestrator.risk import DeskRisk, RiskRails
 from traderagent.orchestrator.scheduler import DeskScheduler
@@ -93,6 +94,7 @@ from traderagent.utils.capital_manager import (
 log = logging.getLogger(__name__)
 ZERO = Decimal(0)
 DESK = "desk"  # bot_name of desk-wide events
+STOP_SECONDS = 8.0  # a stop waits this long at most for sends on the wire and ticks in flight
 LOGGED_EVENTS = frozenset(EventType) - {EventType.ORDER_PLACED}
 
 
@@ -126,6 +128,9 @@ class Desk:
     ) -> None:
         self.db = db
         self.clients = clients  # market_type -> exchange client
+        self.gate = SendGate()  # closed by stop_sending(): no order leaves the desk after it
+        for client in clients.values():
+            self._guard(client)
         self.event_bus = event_bus or EventBus()
         self.capital = capital_manager
         self.capital_persister = capital_persister
@@ -165,6 +170,7 @@ class Desk:
         if client is None:
             self._refuse(spec.name, f"no {spec.market_type} exchange client configured")
             return None
+        self._guard(client)
         try:
             market = client.market(spec.symbol)
             cls = strategy_class(spec.strategy)
@@ -179,10 +185,15 @@ class Desk:
             spec.name, strategy, client, self.db, event_bus=self.event_bus, symbol=spec.symbol,
             market_type=spec.market_type, capital_manager=self.capital, risk=self.risk,
             market_data=market_data or self.market[spec.market_type], tick_seconds=spec.tick_seconds, clock=self.clock,
-            analysis_budget=self.analysis_budget,
+            analysis_budget=self.analysis_budget, gate=self.gate,
         )
         self.bots[spec.name] = BotHandle(spec, bot)
         return bot
+
+    def _guard(self, client: Any) -> None:
+        """Every create request of ``client`` passes the desk's gate right before it is written."""
+        if hasattr(client, "before_order"):
+            client.before_order = self.gate.on_wire
 
     def _refuse(self, name: str, reason: str) -> None:
         log.error("bot %s refused: %s", name, reason)
@@ -285,12 +296,30 @@ class Desk:
 
         return run
 
-    async def stop(self) -> None:
-        """Stop ticking and persist everything (orders stay on the exchange; states stay in the DB)."""
+    def stop_sending(self) -> None:
+        """The first, synchronous step of a stop (a signal handler calls it): no new tick, no new
+        order from this instant; sends waiting for the rate limiter are abandoned."""
         if self.scheduler is not None and self.scheduler.scheduler.running:
-            self.scheduler.scheduler.pause()  # no new ticks; the ones in flight finish below
-        for handle in self.bots.values():
-            await handle.bot.save()
+            self.scheduler.scheduler.pause()
+        self.gate.close()
+
+    async def stop(self) -> None:
+        """Stop within STOP_SECONDS: no new order (stop_sending), the sends on the wire answered or
+        abandoned (their write-ahead rows stay PENDING for the next start), the ticks in flight
+        finished, every bot saved (orders stay on the exchange; states stay in the DB)."""
+        started = asyncio.get_running_loop().time()
+        self.stop_sending()
+        unanswered = await self.gate.drain(STOP_SECONDS / 2)
+        log.info("stop: no new order will be sent (%d sent, %d refused or abandoned, %d unanswered)",
+                    self.gate.sent, self.gate.refused, unanswered)
+        saves = asyncio.gather(*(h.bot.save() for h in self.bots.values()), return_exceptions=True)
+        left = STOP_SECONDS - (asyncio.get_running_loop().time() - started)
+        try:
+            for result in await asyncio.wait_for(saves, max(left, 0.5)):
+                if isinstance(result, Exception):
+                    log.error("stop: a bot could not be saved: %s", result)
+        except TimeoutError:  # a tick still hangs (e.g. on an exchange timeout): its last step is durable
+            log.error("stop: ticks still running after %.0f s; their last committed step stands", STOP_SECONDS)
         if self.scheduler is not None:
             self.scheduler.shutdown()
         if self.capital_persister is not None:

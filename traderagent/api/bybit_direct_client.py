@@ -197,6 +197,9 @@ class ByBitDirectClient:
         self._banned_until = 0.0
         self._markets: dict[str, Market] = {}
         self._stats = _Stats()
+        # called right before each order-create request is written (after the rate limiter); it may
+        # raise to refuse the send: the desk's stop gate (orchestrator/gate.py)
+        self.before_order: Callable[[], None] | None = None
 
     def __repr__(self) -> str:  # never shows the key or secret
         return f"ByBitDirectClient(base_url={self.base_url!r}, market_type={self.market_type!r}, testnet={self.testnet})"
@@ -281,6 +284,8 @@ class ByBitDirectClient:
     async def _send_once(self, method: str, path: str, params: Mapping[str, Any], signed: bool) -> dict[str, Any]:
         """One HTTP exchange: throttle, sign the exact bytes, send them, parse the envelope."""
         await self._throttle(path)
+        if self.before_order is not None and path == "/v5/order/create":
+            self.before_order()
         if self._banned_until > time.monotonic():
             raise IPBannedError(f"{path}: IP banned by ByBit (HTTP 403), waiting out the ban", endpoint=path)
         session = self._ensure_session()

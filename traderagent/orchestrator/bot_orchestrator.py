@@ -68,6 +68,7 @@ from traderagent.orchestrator.events import (
     TradeOpened,
     TradingEvent,
 )
+from traderagent.orchestrator.gate import SendGate, SendsStopped
 from traderagent.orchestrator.market_data import MarketData
 from traderagent.orchestrator.risk import DeskRisk
 from traderagent.orchestrator.state import TICKING_STATES, BotState, IllegalTransition, check_transition
@@ -158,8 +159,10 @@ class BotOrchestrator:
         quote_coin: str = "USDT",
         clock: Callable[[], datetime] | None = None,
         analysis_budget: AnalysisBudget | None = None,
+        gate: SendGate | None = None,
     ) -> None:
         self.name = name
+        self.gate = gate or SendGate()  # the desk's: closed at stop, no order is sent after it
         self.analysis_budget = analysis_budget
         self.strategy = strategy
         self.client = client
@@ -210,7 +213,7 @@ class BotOrchestrator:
     @property
     def entries_allowed(self) -> bool:
         """New entries: RUNNING, and the capital manager (if any) deploys and is not halted."""
-        if self.state is not BotState.RUNNING:
+        if self.state is not BotState.RUNNING or self.gate.closed:
             return False
         return self.capital_manager is None or bool(self.capital_manager.can_open_positions)
 
@@ -332,6 +335,8 @@ class BotOrchestrator:
         price = to_decimal(ticker["last"])
         self.last_price = price
         await self._sync_orders()
+        if self.gate.closed:  # the desk is stopping: no decision can be sent any more
+            return
         if strategy.is_ladder:
             await self._tick_ladder(price, frames)
         else:
@@ -425,6 +430,8 @@ class BotOrchestrator:
         # cancel what is no longer wanted, or wanted differently
         for tag, order in list(resting.items()):
             intent = wanted.get(tag)
+            if self.gate.closed:
+                return  # stopping: the replacement could not be sent; the next start re-diffs
             if order.order_type != "limit":
                 continue
             if intent is None or intent.order_type != "limit" or not _same(order, intent):
@@ -470,6 +477,9 @@ class BotOrchestrator:
         the exchange)."""
         if not intents:
             return []
+        if self.gate.closed:  # stopping: nothing is written or sent
+            self.gate.refused += len(intents)
+            return [None] * len(intents)
         orders = [self._new_order(intent) for intent in intents]
         for order in orders:
             self._orders[order.client_order_id] = order
@@ -495,6 +505,8 @@ class BotOrchestrator:
                 acked.append(order)
                 order.exchange_order_id = result.get("id") or None
                 out.append(order)
+            elif isinstance(result, SendsStopped):
+                out.append(order)  # not sent, or its answer abandoned: PENDING, reconciled at the next start
             elif isinstance(result, NetworkError):
                 # uncertain: it may exist. Keep it PENDING; the order sync resolves it by orderLinkId.
                 log.warning("%s: send of %s uncertain (%s); will reconcile", self.name, order.client_order_id, result)
@@ -531,12 +543,13 @@ class BotOrchestrator:
     async def _send(self, order: TrackedOrder) -> dict[str, Any]:
         if order.order_type == "limit":
             assert order.price is not None, "a limit order is built with its price"
-            return await self.client.create_limit_order(self.symbol, order.side, order.qty, order.price,
-                                                        client_order_id=order.client_order_id,
-                                                        reduce_only=order.reduce_only)
-        return await self.client.create_market_order(self.symbol, order.side, order.qty,
-                                                     client_order_id=order.client_order_id,
-                                                     reduce_only=order.reduce_only)
+            price = order.price
+            return await self.gate.send(lambda: self.client.create_limit_order(
+                self.symbol, order.side, order.qty, price, client_order_id=order.client_order_id,
+                reduce_only=order.reduce_only))
+        return await self.gate.send(lambda: self.client.create_market_order(
+            self.symbol, order.side, order.qty, client_order_id=order.client_order_id,
+            reduce_only=order.reduce_only))
 
     async def _confirm(self, order: TrackedOrder) -> None:
         found = await self.client.fetch_order(self.symbol, client_order_id=order.client_order_id)

@@ -1,0 +1,88 @@
+"""The desk's one gate to the exchange for new orders: open while the desk runs, closed once at stop.
+
+Every order send goes through ``SendGate.send`` (the orchestrator, before the client's rate
+limiter) and ``on_wire`` (called by the exchange client after the rate limiter, right before the
+request is written). ``close()`` is synchronous, so a signal handler closes the gate before any
+other task runs again. From then on:
+
+* no send starts (``send`` and ``on_wire`` raise ``SendsStopped``; a retry is refused too);
+* sends still waiting for the rate limiter are cancelled: they never reach the exchange;
+* sends already on the wire finish; ``drain()`` waits for them (bounded).
+
+An order refused or abandoned this way keeps its write-ahead row PENDING; the reconciliation at
+the next start resolves it by its orderLinkId (found: adopted, not found: FAILED).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class SendsStopped(Exception):
+    """The desk is stopping: this order was not sent (its write-ahead row stays PENDING)."""
+
+
+class SendGate:
+    def __init__(self) -> None:
+        self.closed = False
+        self.sent = 0  # create requests written to the exchange
+        self.refused = 0  # sends refused or abandoned because the gate was closed
+        self._waiting: set[asyncio.Task[object]] = set()  # admitted, not yet on the wire
+        self._wired: set[asyncio.Task[object]] = set()
+        self._abandoned: set[asyncio.Task[object]] = set()
+
+    async def send(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Run one order send (``call``) as long as the gate is open."""
+        if self.closed:
+            self.refused += 1
+            raise SendsStopped("the desk is stopping")
+        task = asyncio.current_task()
+        assert task is not None
+        self._waiting.add(task)
+        try:
+            return await call()
+        except asyncio.CancelledError:
+            if task not in self._abandoned:
+                raise
+            task.uncancel()
+            raise SendsStopped("the desk is stopping: send abandoned before it reached the exchange") from None
+        finally:
+            self._waiting.discard(task)
+            self._wired.discard(task)
+            self._abandoned.discard(task)
+
+    def on_wire(self) -> None:
+        """The client is about to write a create request (every attempt, retries included)."""
+        if self.closed:
+            self.refused += 1
+            raise SendsStopped("the desk is stopping")
+        task = asyncio.current_task()
+        if task is not None and task in self._waiting:
+            self._waiting.discard(task)
+            self._wired.add(task)
+        self.sent += 1
+
+    def close(self) -> None:
+        """No new send from now on; the sends waiting for the rate limiter are abandoned."""
+        if self.closed:
+            return
+        self.closed = True
+        for task in self._waiting:
+            self._abandoned.add(task)
+            task.cancel()
+        self.refused += len(self._waiting)
+
+    async def drain(self, timeout: float) -> int:
+        """Wait (at most ``timeout`` s) for the sends already on the wire; returns how many are
+        still unanswered (their rows stay PENDING for the next start)."""
+        pending = set(self._wired) | set(self._waiting)
+        if not pending:
+            return 0
+        _, left = await asyncio.wait(pending, timeout=timeout)
+        return len(left)
