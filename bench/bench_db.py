@@ -3,7 +3,9 @@
     .venv/bin/python bench/bench_db.py [--orders 100000] [--trades 20000] [--pg-url URL]
 
 Inserts orders and trades through the desk's write path, DatabaseManager.save_bot_progress (one
-group-committed transaction per batch), then times daily PnL, realised PnL and the order listings (median of 5 runs). SQLite uses a temp file; PostgreSQL uses a
+group-committed transaction per batch), then times daily PnL, realised PnL and the order listings (median of 5 runs),
+and what a durable write-ahead costs: one order's write-ahead transaction (SQLite synchronous=FULL)
+against a runtime snapshot write of the same step (NORMAL), one at a time. SQLite uses a temp file; PostgreSQL uses a
 throw-away schema (dropped afterwards) at --pg-url / TEST_POSTGRES_URL / postgres@127.0.0.1:5432/test.
 """
 
@@ -121,8 +123,40 @@ async def bench(label: str, db: DatabaseManager, n_orders: int, n_trades: int) -
         ms, result = await _timed(fn)
         size = f"{len(result)} rows" if isinstance(result, list) else f"= {result}"
         print(f"[{label}] {title:32s} {ms:8.2f} ms  ({size})")
+    await _write_ahead_cost(label, db)
     await db.close()
 
+
+async def _write_ahead_cost(label: str, db: DatabaseManager, n: int = 300) -> None:
+    """Median ms of one order's write-ahead transaction, durable as the desk writes it (SQLite
+    synchronous=FULL) and, for comparison, as it was written before (NORMAL: lost on power loss).
+    PostgreSQL commits durably either way."""
+    name, symbol, price, qty = BOTS[0]
+    group = db._group  # the comparison switches its durable kinds off for the second run
+
+    async def write_ahead(i: int) -> None:
+        await db.save_bot_progress(name, new_orders=[{
+            "client_order_id": f"wal-{uuid.uuid4().hex}", "symbol": symbol, "side": "buy", "order_type": "limit",
+            "qty": qty, "price": price, "status": "PENDING", "tag": f"grid:{i}:buy"}])
+
+    runs = [("durable (FULL)", group._durable), ("not durable (NORMAL)", frozenset())]
+    if db.backend != "sqlite":
+        runs = [("durable (commit)", group._durable)]
+    medians = {}
+    for title, durable in runs:
+        kept, group._durable = group._durable, durable
+        times = []
+        for i in range(n):
+            start = time.perf_counter()
+            await write_ahead(i)
+            times.append((time.perf_counter() - start) * 1000)
+        group._durable = kept
+        medians[title] = statistics.median(times)
+        print(f"[{label}] write-ahead order, {title:22s} {medians[title]:6.2f} ms  (median of {n}, one at a time)")
+    if len(medians) < 2:
+        return
+    cost = medians["durable (FULL)"] - medians["not durable (NORMAL)"]
+    print(f"[{label}] a durable write-ahead costs {cost:+.2f} ms per order batch")
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -5,6 +5,10 @@
 - Concurrency on SQLite: WAL + busy_timeout + `BEGIN IMMEDIATE` for write transactions (a writer
   takes the write lock up front, so a read-then-write can never fail with SQLITE_BUSY midway),
   and one in-process writer at a time (SQLite allows only one anyway; this keeps it fair).
+- Durability on SQLite: WAL with `synchronous=NORMAL`, except a *durable* write transaction
+  (`_write(durable=True)`: the orders' write-ahead rows) which runs with `synchronous=FULL`, so
+  its commit is on disk (WAL fsynced) before the order is sent. PostgreSQL commits are durable
+  by default (`synchronous_commit=on`).
 - Driver failures become the specific DatabaseErrors of exceptions.py, never showing a password.
 - Returned ORM objects are detached snapshots (expire_on_commit=False): read them, don't mutate.
 """
@@ -87,6 +91,8 @@ class Store:
         self._write_engine = self._engine.execution_options(ta_begin="IMMEDIATE")
         self._reads = async_sessionmaker(self._engine, expire_on_commit=False)
         self._writes = async_sessionmaker(self._write_engine, expire_on_commit=False)
+        self._durable_writes = async_sessionmaker(self._write_engine.execution_options(ta_sync="FULL"),
+                                                  expire_on_commit=False)
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.backend == "sqlite" else None
         self._bot_ids: dict[str, int] = {}
         self._bot_id_lookups: dict[str, asyncio.Future[int]] = {}
@@ -126,7 +132,7 @@ class Store:
                 cursor.execute("PRAGMA foreign_keys = ON")
                 if not memory:
                     cursor.execute("PRAGMA journal_mode = WAL")  # first read: fails here if not a database
-                    cursor.execute("PRAGMA synchronous = NORMAL")  # durable enough with WAL, much faster
+                    cursor.execute("PRAGMA synchronous = NORMAL")  # see the module docstring
                 cursor.close()
             except Exception:
                 # the pool does not close a connection whose connect hook failed; its worker thread
@@ -141,7 +147,13 @@ class Store:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            mode = conn.get_execution_options().get("ta_begin", "DEFERRED")
+            options = conn.get_execution_options()
+            mode = options.get("ta_begin", "DEFERRED")
+            if mode == "IMMEDIATE" and not memory:  # SQLite refuses to change it inside a transaction
+                sync = options.get("ta_sync", "NORMAL")
+                if conn.info.get("ta_sync", "NORMAL") != sync:
+                    conn.exec_driver_sql(f"PRAGMA synchronous = {sync}")
+                    conn.info["ta_sync"] = sync
             conn.exec_driver_sql(f"BEGIN {mode}")
 
     @contextlib.asynccontextmanager
@@ -201,9 +213,11 @@ class Store:
                 yield session
 
     @contextlib.asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncSession]:
+    async def _write(self, durable: bool = False) -> AsyncIterator[AsyncSession]:
+        """One write transaction; ``durable``: on disk when it commits (see the module docstring)."""
+        sessions = self._durable_writes if durable else self._writes
         async with self._guard(), self._write_lock or contextlib.nullcontext():
-            async with self._writes() as session, session.begin():
+            async with sessions() as session, session.begin():
                 yield session
 
     # --- lifecycle and migrations -------------------------------------------------------------

@@ -9,13 +9,14 @@ only then wakes the writers: a caller still returns only once its own rows are d
 write-ahead order lifecycle keeps its guarantee. One write may carry parts of several kinds (a
 fill's order status and the strategy snapshot that booked it): they always commit together. A
 batch that fails is retried write by write, so an error reaches only the caller whose write caused
-it, and the others are not lost.
+it, and the others are not lost. A batch holding a *durable* kind (the orders' write-ahead rows)
+commits durably (SQLite `synchronous=FULL`): on disk before any of its writers is woken.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -34,12 +35,14 @@ class _Write:
 
 
 class GroupCommit:
-    def __init__(self, transaction: Callable[[], AbstractAsyncContextManager[AsyncSession]],
-                 writers: dict[str, Writer]) -> None:
-        """``transaction``: opens one write transaction (committed on a clean exit). ``writers``:
-        one per kind, applied in this order inside each transaction."""
+    def __init__(self, transaction: Callable[[bool], AbstractAsyncContextManager[AsyncSession]],
+                 writers: dict[str, Writer], *, durable: Iterable[str] = ()) -> None:
+        """``transaction(durable)``: opens one write transaction (committed on a clean exit; durable:
+        on disk when committed). ``writers``: one per kind, applied in this order inside each
+        transaction. ``durable``: the kinds whose transaction must be durable."""
         self._transaction = transaction
         self._writers = writers
+        self._durable = frozenset(durable)
         self._queue: list[_Write] = []
         self._task: asyncio.Task[None] | None = None
         self.transactions = 0  # committed, for tests and benchmarks
@@ -68,8 +71,9 @@ class GroupCommit:
             self._task = None
 
     async def _commit(self, batch: list[_Write]) -> None:
+        durable = any(kind in self._durable for w in batch for kind, _ in w.parts)
         try:
-            async with self._transaction() as session:
+            async with self._transaction(durable) as session:
                 for kind, writer in self._writers.items():
                     slots = [(w, i) for w in batch for i, (k, _) in enumerate(w.parts) if k == kind]
                     if slots:

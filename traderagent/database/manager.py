@@ -73,7 +73,7 @@ class DatabaseManager(CredentialsRepository, BotsRepository, OrdersRepository, T
             "orders": self._insert_orders, "order_updates": self._apply_order_updates,
             "trades": self._insert_trades, "trade_closes": self._close_trades,
             "runtime": self._upsert_runtimes, "grid": self._replace_grids, "logs": self._insert_logs,
-        })
+        }, durable={"orders"})  # the write-ahead rows: on disk before their orders are sent
 
     async def save_bot_progress(self, name: str, *, new_orders: Iterable[Mapping[str, Any]] = (),
                                 order_updates: Iterable[tuple[str, Mapping[str, Any]]] = (),
