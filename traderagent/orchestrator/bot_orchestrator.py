@@ -17,7 +17,10 @@ first, then the order is sent, then the exchange's id and status are recorded; t
 tick decides go as a batch (``_place_many``): every PENDING row in one transaction, the sends
 concurrently, every acknowledgement in one transaction. ``recover()``
 (start-up) reconciles every non-final order of the bot by orderLinkId: found -> its state and
-fills are adopted (fills made while the desk was down are booked), not found -> FAILED.
+fills are adopted (fills made while the desk was down are booked), not found -> FAILED. Orders
+under the bot's prefix that the database does not know (an empty or foreign database) make it
+refuse to trade (ERROR, saying what it found); an operator's start then cancels the resting ones
+and records every one. Once the desk's send gate closes (a stop), no order is written or sent.
 Fills are booked exactly once: the ids of booked orders live in the runtime snapshot, which is
 saved before the order row turns final.
 
@@ -48,6 +51,7 @@ from traderagent.api.exceptions import (
     InsufficientFundsError,
     InvalidOrderError,
     NetworkError,
+    OrderNotFoundError,
     RateLimitError,
 )
 from traderagent.orchestrator.budget import AnalysisBudget
@@ -203,6 +207,7 @@ class BotOrchestrator:
         self._dirty = False
         self._soft_dirty = False  # candle bookkeeping only: saved at most every SOFT_SAVE_S
         self._soft_saved_at = time.monotonic()
+        self._strangers: list[str] = []  # our-prefix orders the database does not know (recover)
         self._lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ properties
@@ -245,6 +250,8 @@ class BotOrchestrator:
         async with self._lock:
             if self.state is BotState.RUNNING:
                 return
+            if self._strangers:  # the operator takes over what the refusal at start-up reported
+                await self._adopt_strangers()
             self.last_error = None
             self._transient_failures = 0
             await self._set_state(BotState.RUNNING, reason, by)
@@ -963,7 +970,11 @@ class BotOrchestrator:
                 self._pending_exits.pop(tag)  # the exit is re-decided on the next tick
             self._dirty = True
             await self._persist()
-            counts["orphans_cancelled"] = await self._cancel_orphans()
+            self._strangers = await self._find_strangers()
+        if self._strangers:
+            counts["strangers"] = len(self._strangers)
+            await self._refuse_strangers()
+            return counts
         target = BotState(saved_state) if saved_state else BotState.RUNNING
         if target is BotState.INITIALIZING:
             target = BotState.RUNNING
@@ -998,22 +1009,55 @@ class BotOrchestrator:
                 counts["open"] += 1
         return counts
 
-    async def _cancel_orphans(self) -> int:
-        """Resting orders carrying this bot's prefix that the database does not know: cancel them."""
-        try:
-            listed = await self.client.fetch_open_orders(self.symbol)
-        except ExchangeAPIError as exc:
-            log.warning("%s: could not list open orders for orphans: %s", self.name, exc)
-            return 0
-        n = 0
-        for ex in listed:
-            cid = ex.get("client_order_id") or ""
-            if cid.startswith(self.prefix) and cid not in self._orders:
-                if await self.db.get_order(cid) is not None:
-                    continue
-                await self.client.cancel_order(ex.get("id"), self.symbol, client_order_id=cid)
-                n += 1
-        return n
+    async def _find_strangers(self) -> list[str]:
+        """orderLinkIds with this bot's prefix that the exchange holds (resting, or recently filled)
+        and the database does not know: the database is empty or not this desk's."""
+        resting = await self.client.fetch_open_orders(self.symbol)
+        fills = await self.client.fetch_my_trades(self.symbol, limit=100)
+        links = {o.get("client_order_id") or "" for o in (*resting, *fills)}
+        ours = sorted(cid for cid in links if cid.startswith(self.prefix) and cid not in self._orders)
+        return [cid for cid in ours if await self.db.get_order(cid) is None]
+
+    async def _refuse_strangers(self) -> None:
+        """Never trade over orders we cannot account for: ERROR, saying what was found."""
+        shown = ", ".join(self._strangers[:5]) + (" ..." if len(self._strangers) > 5 else "")
+        text = (f"refusing to trade {self.symbol}: the exchange holds {len(self._strangers)} order(s) under this "
+                f"bot's id prefix that the database does not know (an empty or foreign database?): {shown}. "
+                "Restore the database, or start the bot to cancel the resting ones and record them all.")
+        self.last_error = text
+        log.error("%s: %s", self.name, text)
+        async with self._lock:
+            await self._set_state(BotState.ERROR, "unknown orders on the exchange")
+        self._emit(ErrorRaised(text, self.state))
+
+    async def _adopt_strangers(self) -> None:
+        """Cancel the resting strangers and record every stranger with what it became; one that
+        fills between the look and the cancel is recorded filled (its position is the operator's)."""
+        rows, filled = [], []
+        for cid in self._strangers:
+            found = await self.client.fetch_order(self.symbol, client_order_id=cid)
+            if found is not None and found["status"] in ("open", "partially_filled"):
+                try:
+                    found = await self.client.cancel_order(found.get("id"), self.symbol, client_order_id=cid)
+                except (OrderNotFoundError, InvalidOrderError):  # ended meanwhile: adopt what it became
+                    found = await self.client.fetch_order(self.symbol, client_order_id=cid)
+            if found is None:
+                continue
+            status = _STATUS.get(found["status"], "CANCELLED")
+            rows.append({"client_order_id": cid, "symbol": self.symbol, "side": found["side"],
+                         "order_type": found.get("type") or "limit", "qty": found["amount"], "price": found.get("price"),
+                         "status": status, "exchange_order_id": found.get("id") or None,
+                         "filled_qty": found.get("filled") or ZERO, "avg_price": found.get("avg_price"),
+                         "fee": found.get("fee") or ZERO, "reduce_only": bool(found.get("reduce_only")),
+                         "tag": "adopted"})
+            if found.get("filled"):
+                filled.append(f"{found['side']} {found['filled']} @ {found.get('avg_price')}")
+        await self._persist(new_orders=rows)
+        self._strangers = []
+        if filled:
+            self._emit(ErrorRaised(f"adopted {len(filled)} filled order(s) the database did not know ("
+                                   f"{'; '.join(filled[:5])}); their position on {self.symbol} is not in the "
+                                   "bot's book", self.state))
 
 
 # ---------------------------------------------------------------------- helpers
