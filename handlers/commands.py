@@ -418,8 +418,11 @@ async def act_resume(p: Press) -> str:
 
 @action("stop")
 async def act_stop(p: Press) -> str:
-    names = [p.arg] if p.arg else [b.name for b in await p.desk.list_bots() if b.state != "STOPPED"]
-    done, errors = await _each_bot(p.desk.stop_bot, names, p.by)
+    if p.arg:
+        done, errors = await _each_bot(p.desk.stop_bot, [p.arg], p.by)
+    else:  # all at once: no order leaves the desk once the stop begins
+        outcome = await p.desk.stop_all(p.by)
+        done, errors = list(outcome.stopped), list(outcome.errors)
     await p.edit(views.outcome(f"⏹ Stopped by {esc(p.by)}", done, errors, "Nothing was stopped."))
     return "Stopped" if done else "Nothing stopped"
 

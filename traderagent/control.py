@@ -13,6 +13,7 @@ Use-cases (names are the contract for handlers/):
     bot_status(name) -> BotStatus                 one bot (``name``, prefix accepted) in detail
     desk_status() -> DeskStatus                   state counts, capital, every bot's summary
     start_bot(name, by) / pause_bot(name, by) / stop_bot(name, by) -> BotStatus   the bot after the change
+    stop_all(by) -> StopAllOutcome                every bot stopped together; no order leaves after it begins
     resolve_bot(prefix) -> str                    full name for a unique prefix (exact name wins)
     balances() -> list[Wallet]                    one per market type (one if they share an account)
     positions() -> list[PositionView]             open positions of every bot (strategy view)
@@ -78,6 +79,7 @@ from traderagent.results import (
     ScalingApproved,
     ScalingCheck,
     ScalingRejected,
+    StopAllOutcome,
     TradeView,
     Wallet,
 )
@@ -453,6 +455,23 @@ class Desk:
         except IllegalTransition as exc:
             raise ControlError(f"{bot.name} is {bot.state.value}: it cannot be stopped.") from exc
         return await self.bot_status(bot.name)
+
+    async def stop_all(self, by: str = "operator") -> StopAllOutcome:
+        """Every bot STOPPED, bounded: the send gate closes first (no order leaves from this instant;
+        sends waiting for the rate limiter are abandoned, their rows left PENDING for reconciliation),
+        then the bots stop together (entry orders cancelled), then the gate reopens for a later start."""
+        names = [n for n, h in self.bots.items() if h.bot.state is not BotState.STOPPED]
+        was_closed = self.gate.closed
+        self.gate.close()
+        try:
+            results = await asyncio.gather(*(self.bots[n].bot.stop("operator", by=by) for n in names),
+                                           return_exceptions=True)
+        finally:
+            if not was_closed:
+                self.gate.reopen()
+        stopped = tuple(n for n, r in zip(names, results, strict=True) if r is None)
+        errors = tuple(sorted({f"{n}: {r}" for n, r in zip(names, results, strict=True) if r is not None}))
+        return StopAllOutcome(stopped, errors)
 
     # ================================================================== account
     async def balances(self) -> list[Wallet]:

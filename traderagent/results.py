@@ -224,5 +224,11 @@ class HaltOutcome:
 
 
 @dataclass(frozen=True)
+class StopAllOutcome:
+    stopped: tuple[str, ...]  # bots stopped now
+    errors: tuple[str, ...]  # "bot: why" for each that could not be stopped
+
+
+@dataclass(frozen=True)
 class ResumeOutcome:
     resumed: tuple[str, ...]  # bots the halt had paused, running again

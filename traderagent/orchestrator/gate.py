@@ -78,6 +78,10 @@ class SendGate:
             task.cancel()
         self.refused += len(self._waiting)
 
+    def reopen(self) -> None:
+        """Sends allowed again (after a stop-all: every bot is STOPPED, an operator's start may follow)."""
+        self.closed = False
+
     async def drain(self, timeout: float) -> int:
         """Wait (at most ``timeout`` s) for the sends already on the wire; returns how many are
         still unanswered (their rows stay PENDING for the next start)."""
