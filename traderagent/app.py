@@ -240,6 +240,8 @@ async def _wait_ticks(desk: Any, ticks: int) -> None:
 
 async def _shutdown(rt: Runtime) -> None:
     """Reverse order of start; each step guarded so one failure does not skip the rest."""
+    if rt.desk is not None:
+        rt.desk.stop_sending()  # before the first await: a stop during start-up sends nothing either
     steps: list[tuple[str, Any]] = []
     if rt.frontend is not None:
         steps.append(("telegram", rt.frontend.stop))

@@ -313,7 +313,7 @@ class Desk:
         self.stop_sending()
         unanswered = await self.gate.drain(STOP_SECONDS / 2)
         log.info("stop: no new order will be sent (%d sent, %d refused or abandoned, %d unanswered)",
-                    self.gate.sent, self.gate.refused, unanswered)
+                 self.gate.sent, self.gate.refused, unanswered)
         saves = asyncio.gather(*(h.bot.save() for h in self.bots.values()), return_exceptions=True)
         left = STOP_SECONDS - (asyncio.get_running_loop().time() - started)
         try:
