@@ -1012,8 +1012,8 @@ class BotOrchestrator:
     async def _find_strangers(self) -> list[str]:
         """orderLinkIds with this bot's prefix that the exchange holds (resting, or recently filled)
         and the database does not know: the database is empty or not this desk's."""
-        resting = await self.client.fetch_open_orders(self.symbol)
-        fills = await self.client.fetch_my_trades(self.symbol, limit=100)
+        resting, _ = await self.market.open_orders(self.symbol)
+        fills = await self.market.recent_fills(self.symbol)
         links = {o.get("client_order_id") or "" for o in (*resting, *fills)}
         ours = sorted(cid for cid in links if cid.startswith(self.prefix) and cid not in self._orders)
         return [cid for cid in ours if await self.db.get_order(cid) is None]

@@ -100,6 +100,10 @@ class MarketData:
         listed_at = min(entry.at, started) if entry.at > -1e17 else started
         return [o for o in orders if o.get("symbol") == symbol], listed_at
 
+    async def recent_fills(self, symbol: str) -> list[dict[str, Any]]:
+        """The account's latest executions on ``symbol`` (one page), shared by its bots."""
+        return await self._shared(("fills", symbol), lambda: self.client.fetch_my_trades(symbol, limit=100), self.ttl)
+
     async def free_balance(self, coin: str = "USDT") -> Decimal:
         """Free wallet balance of ``coin`` (cached for a few TTLs: it moves slowly)."""
         bal = await self._shared(("balance",), self.client.fetch_balance, self.ttl * 4)
