@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 from traderagent.orchestrator.state import BotState
+from traderagent.results import StopAllOutcome
 
 from .helpers import DCA, GRID, build_desk
 
@@ -38,7 +39,7 @@ async def test_stop_all_abandons_queued_sends_and_sends_nothing_after_it_began(s
         ticking = asyncio.ensure_future(desk.tick_all())
         await asyncio.wait_for(asyncio.shield(ticking), 60)  # the ticks end: their queued sends were abandoned
         result = await stopping[0]
-        assert result == {"stopped": ["xrp-grid", "sol-dca"], "errors": []}
+        assert result == StopAllOutcome(stopped=("xrp-grid", "sol-dca"), errors=())
         assert all(b.bot.state is BotState.STOPPED for b in desk.bots.values())
         assert gate.refused > 0 and not gate.closed
         # only the send already on the wire when the stop began reached the exchange
