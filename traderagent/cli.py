@@ -21,7 +21,7 @@ COMMANDS = {
     "db": "traderagent.db_cli:main_db",
     "keygen": "traderagent.db_cli:main_keygen",
     "credentials": "traderagent.db_cli:main_credentials",
-    "audit": "traderagent.utils.security_audit:main_audit",
+    "audit": "traderagent.commands.audit:main_audit",
     "validate": "traderagent.commands.validate:main_validate",
 }
 

@@ -17,7 +17,7 @@ from traderagent.database.models import Credential
 from traderagent.db_cli import main_keygen
 
 API_KEY = "AbCdEfGhIjKlMnOp12"  # audit: allow (test fixture)
-API_SECRET = "sEcReT-9f8e7d6c5b4a3210-zz"
+API_SECRET = "sEcReT-9f8e7d6c5b4a3210-zz"  # audit: allow (test fixture)
 
 
 async def test_round_trip_and_ciphertext_only(db: DatabaseManager) -> None:

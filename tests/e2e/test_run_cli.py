@@ -116,7 +116,7 @@ def test_rejected_telegram_token_leaves_the_desk_trading(tmp_path):
     url = loop.run_until_complete(fake.start())
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    wrong_token = "987654321:WRONGTOKENabcdefghijklmnopqrstuvwxyz1"
+    wrong_token = "987654321:WRONGTOKENabcdefghijklmnopqrstuvwxyz1"  # audit: allow (test fixture)
     try:
         out = _run(tmp_path, "--ticks", "3", TRADERAGENT_PAPER_SPEED="5", TELEGRAM_BOT_TOKEN=wrong_token,
                    TELEGRAM_CHAT_IDS="555", TELEGRAM_API_BASE_URL=url, NO_PROXY="127.0.0.1,localhost")

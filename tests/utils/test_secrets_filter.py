@@ -20,7 +20,7 @@ from traderagent.utils.secrets_filter import SecretsFilter, mask, register_secre
 API_KEY = "Kq8" + "vT3nR7wY2pL5sD9x"
 API_SECRET = "Hh4" + "Jm7Nb2Vc5Xz8Lk1Pq6Rw3Ty9Ua"
 TG_TOKEN = "612345678" + ":" + "AAF" + "x" * 6 + "Lm2Np5Rt8Vw1Yb4Cd7Fg0Hj6Ks"  # 35 after ':'
-ODD_SECRET = "p+ss/w=rd" + "&more"
+ODD_SECRET = "p+ss/w=rd" + "&more"  # audit: allow (test fixture)
 
 
 @pytest.fixture(autouse=True)

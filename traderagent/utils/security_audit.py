@@ -1,4 +1,4 @@
-"""SecurityAuditor: seven checks that gate a live start.
+"""SecurityAuditor: seven checks that gate a live start, and the review of what an exchange key may do.
 
 Entry points
 ------------
@@ -7,14 +7,16 @@ Entry points
         report.summary() -> {total_checks, passed, failed, critical_failures, warnings, overall_status},
         report.to_dict() (JSON-safe; secrets appear masked only)
     SecurityAuditor(...).scan_secrets() -> (findings, allowed_count)   # the no_hardcoded_secrets scan
-    main_audit(args) -> int    # `traderagent audit [PATH] [--json]`: 0 when every critical check passes, else 1
+    scan_text(text, suffix) / find_secrets_in_line(line)                 # the scan of one text / line
+    review_api_key(read_only, ips, permissions) -> [KeyProblem]          # ByBit's GET /v5/user/query-api
+The `traderagent audit` command prints the report (traderagent/commands/audit.py).
 
 Settings come from `Settings.load(env_file=<root>/.env)` (the project's .env overlaid by os.environ);
 tests pass `env=` instead of os.environ (it is overlaid on the .env values the same way).
 
 | check | severity | passes when |
 |---|---|---|
-| env_file_protected | critical | no .env, or .env is git-ignored, not tracked by git, and (holding secrets) not world-readable |
+| env_file_protected | critical | git tracks no env file (.env, .env.*, *.env) holding a secret; a .env is git-ignored, not tracked, and (holding secrets) not world-readable |
 | no_hardcoded_secrets | critical | the scan below finds nothing outside the allow-list |
 | gitignore_complete | warning | .gitignore ignores .env, .env.*, __pycache__/, *.pyc, *.db, *.log |
 | debug_disabled | warning | DEBUG is off |
@@ -22,12 +24,17 @@ tests pass `env=` instead of os.environ (it is overlaid on the .env values the s
 | database_url_secure | warning | SQLite, a unix socket or a local host; a remote host needs sslmode/ssl=require (or verify-*) |
 | redis_url_secure | info | unset, unix socket or local host; a remote host needs rediss:// |
 
-Secret scan: files with the suffixes in SCAN_SUFFIXES (and .env.example-like templates, Dockerfile,
-Procfile) under the root, skipping SKIP_DIRS, the real .env / .env.* files (protected by the first
-check), and files over 1 MB. Kinds: `bybit_key` (api_key / api_secret / secret_key / BYBIT_API_KEY ...
-assigned an 18+ character alphanumeric value), `telegram_token` (digits:35 chars), `fernet_key`
-(44-char urlsafe base64 ending in '='), `url_credentials` (scheme://user:password@host),
-`password` (password = "8+ chars"). Obvious placeholders (your_..., xxx, changeme, user:pass) are ignored.
+Secret scan: every file git tracks and every untracked file it does not ignore (untracked ones inside
+SKIP_DIRS excepted), whatever its name, hidden folders included; without git, every file under the root
+that .gitignore does not ignore. Binary files (a NUL byte in the first 8 KB) are skipped; notebooks'
+cells and outputs are decoded from their JSON strings. Kinds, anywhere on a line:
+`telegram_token` (digits:35 chars), `fernet_key` (44-char urlsafe base64 ending in '='),
+`url_credentials` (scheme://user:password@host), `bybit_key` (18 or 36 random-looking alphanumerics);
+and `name = literal` (also `name: literal`, `"name": "literal"`, `getenv("NAME", "literal")`) whose name
+says key, secret, token or password (`password`, `secret`, or `bybit_key` for a long alphanumeric value),
+in every language of the tree. In code files a bare word after `=` is a variable, so only quoted
+literals count there. Placeholders pass: empty, changeme, your_..., xxx, ***, <...>, ${VAR}, plain words
+(`paper-secret`), numbers, file paths, values under 8 characters.
 Findings give file, line and the secret masked as its first 4 characters + '***'.
 
 Allow-list (test fixtures, documentation samples):
@@ -48,8 +55,7 @@ import os
 import re
 import stat
 import subprocess
-import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,29 +64,43 @@ from urllib.parse import parse_qs, urlsplit
 from dotenv import dotenv_values
 
 CRITICAL, WARNING, INFO = "critical", "warning", "info"
+# vendored or generated trees: skipped when git does not track them (a tracked file is always scanned)
 SKIP_DIRS = frozenset({".git", ".hg", ".svn", ".venv", "venv", "node_modules", "__pycache__", "build", "dist",
                        ".tox", ".nox", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".hypothesis", "htmlcov",
                        "site-packages", ".eggs"})
-SCAN_SUFFIXES = frozenset({".py", ".toml", ".yaml", ".yml", ".json", ".cfg", ".ini", ".txt", ".md", ".sh",
-                           ".conf", ".service", ".example", ".sample", ".template", ".dist"})
-SCAN_NAMES = frozenset({"Dockerfile", "Procfile", "Makefile"})
-MAX_SCAN_BYTES = 1_000_000
+# in these a bare word after `name =` is code (a variable), not a literal
+CODE_SUFFIXES = frozenset({".py", ".pyi", ".ipynb", ".js", ".mjs", ".cjs", ".ts", ".tsx", ".jsx", ".go", ".rs",
+                           ".java", ".kt", ".scala", ".rb", ".php", ".c", ".h", ".cc", ".cpp", ".hpp", ".cs",
+                           ".swift"})
+MAX_SCAN_BYTES = 5_000_000  # only the first 5 MB of a larger file are read
 ALLOW_FILE = ".secretsallow"
 ALLOW_MARKER = "audit: allow"
 GITIGNORE_REQUIRED = {".env": ".env", ".env.*": ".env.local", "__pycache__/": "pkg/__pycache__/x.pyc",
                       "*.pyc": "pkg/x.pyc", "*.db": "traderagent.db", "*.log": "traderagent.log"}
 
-_NAME = r"(?:[A-Za-z0-9_]*(?:api[_-]?key|api[_-]?secret|secret[_-]?key|bybit[_-]?(?:api[_-]?)?(?:key|secret)))"
-_BYBIT = re.compile(
-    rf"(?i)(?<![A-Za-z0-9]){_NAME}[\"']?\s*(?:=|:)\s*(?P<q>[\"']?)(?P<secret>[A-Za-z0-9]{{18,}})(?P=q)(?![A-Za-z0-9_.(\[])")
+# known formats, wherever they stand on a line
 _TELEGRAM = re.compile(r"(?<![0-9])(?P<secret>\d{8,10}:[A-Za-z0-9_-]{35})(?![A-Za-z0-9_-])")
-_FERNET = re.compile(r"(?<![A-Za-z0-9_=-])(?P<secret>[A-Za-z0-9_-]{43}=)(?![A-Za-z0-9_=-])")
-_URL_CREDS = re.compile(
-    r"(?i)\b(?:postgres(?:ql)?|mysql|mariadb|redis|rediss|mongodb(?:\+srv)?|amqps?|mssql|oracle|cockroachdb)"
-    r"(?:\+[a-z0-9]+)?://(?P<user>[^\s:/@'\"]*):(?P<secret>[^\s@'\"/]+)@")
-_PASSWORD = re.compile(r"(?i)\b(?:password|passwd|pwd)[\"']?\s*(?:=|:)\s*[\"'](?P<secret>[^\"'\s]{8,})[\"']")
-_PLACEHOLDER_WORDS = ("your", "example", "placeholder", "changeme", "change_me", "xxxx", "dummy", "sample", "redacted")
-_PLACEHOLDER_VALUES = frozenset({"pass", "password", "passwd", "pwd", "secret", "pw", "***", "user", "changeme"})
+_FERNET = re.compile(r"(?<![A-Za-z0-9_+/-])(?P<secret>[A-Za-z0-9_-]{43}=)(?![A-Za-z0-9_+/=-])")
+_URL_CREDS = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://(?P<user>[^\s:/@'\"<>]*):(?P<secret>[^\s@'\"/<>]+)@")
+_BYBIT_SHAPE = re.compile(r"(?<![A-Za-z0-9_+/.-])(?P<secret>[A-Za-z0-9]{36}|[A-Za-z0-9]{18})(?![A-Za-z0-9_+/=-])")
+# `name = literal` in Python, TOML, YAML, JSON, INI, shell and .env files; also getenv("NAME", "literal")
+_NAMED = re.compile(
+    r"""(?<![\w.-])(?P<nq>["']?)(?P<name>[A-Za-z_][\w.-]*)(?P=nq)"""
+    r"""(?:\s*:\s*[A-Za-z_][\w\[\], |.]*?)?"""  # a Python annotation (`key: str = ...`)
+    r"""\s*(?P<op>:=|=>|==|=|:|,)\s*"""
+    r"""(?P<value>"[^"\n]*"|'[^'\n]*'|[^\s"',;#}\])]+)""")
+_NAME_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+_PASSWORD_WORDS = frozenset({"password", "passwd", "pwd", "pass", "passphrase"})
+_SECRET_WORDS = frozenset({"key", "keys", "secret", "secrets", "token", "tokens", "apikey", "secretkey",
+                           "privatekey", "accesskey", "authtoken"}) | _PASSWORD_WORDS
+# words made of letters only (snake, kebab, dotted, CamelCase): names such as `paper-secret`, not secrets
+_WORDY = re.compile(r"-*(?:[a-z]+|[A-Z]+|[a-z]*(?:[A-Z][a-z]+)+)(?:[-_.:/ ](?:[a-z]+|[A-Z]+|[a-z]*(?:[A-Z][a-z]+)+))*")
+_FILE_PATH = re.compile(r"[\w./~-]*/[\w.-]+\.\w{1,5}")
+_PLACEHOLDER_WORDS = ("your", "example", "placeholder", "changeme", "change_me", "change-me", "xxx", "dummy",
+                      "sample", "redacted", "replace", "insert", "fixme", "todo")
+_PLACEHOLDER_VALUES = frozenset({"pass", "password", "passwd", "pwd", "secret", "pw", "user", "none", "null",
+                                 "true", "false"})
+_JSON_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
 _LOCAL_HOSTS = frozenset({"localhost", "localhost.localdomain", ""})
 
 
@@ -150,10 +170,11 @@ def is_local_host(host: str | None) -> bool:
         return False
 
 
-def _placeholder(secret: str) -> bool:
-    low = secret.lower()
-    return (low in _PLACEHOLDER_VALUES or len(set(secret)) < 5 or any(w in low for w in _PLACEHOLDER_WORDS)
-            or secret[:1] in "$<{%")
+def _placeholder(value: str) -> bool:
+    """changeme, your_key, xxx, ***, <...>, ${VAR}, $VAR, {x}, %(x)s, empty, or too few distinct characters."""
+    low = value.strip().lower()
+    return (not low or low in _PLACEHOLDER_VALUES or any(w in low for w in _PLACEHOLDER_WORDS)
+            or value[:1] in "$<{%*." or "${" in value or len(set(value)) < 5)
 
 
 def _fernet_like(secret: str) -> bool:
@@ -163,17 +184,83 @@ def _fernet_like(secret: str) -> bool:
         return False
 
 
-def find_secrets_in_line(line: str) -> Iterator[tuple[str, str]]:
-    """(kind, secret) for each secret in one line of text (placeholders skipped)."""
-    for kind, pattern in (("bybit_key", _BYBIT), ("telegram_token", _TELEGRAM), ("fernet_key", _FERNET),
-                          ("url_credentials", _URL_CREDS), ("password", _PASSWORD)):
+def _bybit_like(secret: str) -> bool:
+    """Random-looking mixed case (ByBit keys are 18, secrets 36 characters), not a CamelCase identifier."""
+    words = _NAME_WORDS.findall(secret)  # an identifier splits into few long words, a random string into many
+    return any(c.isupper() for c in secret) and any(c.islower() for c in secret) and len(words) > len(secret) / 4
+
+
+def secret_name_kind(name: str) -> str | None:
+    """"password" or "secret" when a variable name says key, secret, token or password (any case), else None."""
+    words = {w.lower() for w in _NAME_WORDS.findall(name)}
+    if words & _PASSWORD_WORDS:
+        return "password"
+    return "secret" if words & _SECRET_WORDS else None
+
+
+def _secret_literal(value: str) -> bool:
+    """A literal that could be a credential: 8+ characters, no spaces, not a placeholder, a plain word list,
+    a number or a file path."""
+    return (len(value) >= 8 and not any(c.isspace() for c in value) and not _placeholder(value)
+            and not _WORDY.fullmatch(value) and not value.isdigit() and not _FILE_PATH.fullmatch(value))
+
+
+def find_secrets_in_line(line: str, *, code: bool = False) -> Iterator[tuple[str, str]]:
+    """(kind, secret) for each secret in one line of text, each secret once (placeholders skipped).
+
+    `code`: the line is program code, where a bare word after `name =` is a variable, not a literal."""
+    seen: set[str] = set()
+    for kind, pattern in (("telegram_token", _TELEGRAM), ("fernet_key", _FERNET),
+                          ("url_credentials", _URL_CREDS), ("bybit_key", _BYBIT_SHAPE)):
         for m in pattern.finditer(line):
             secret = m["secret"]
-            if kind == "fernet_key" and not _fernet_like(secret):
+            if ((kind == "fernet_key" and not _fernet_like(secret))
+                    or (kind == "url_credentials" and _placeholder(secret))
+                    or (kind == "bybit_key" and not _bybit_like(secret)) or secret in seen):
                 continue
-            if kind in ("bybit_key", "url_credentials", "password") and _placeholder(secret):
-                continue
+            seen.add(secret)
             yield kind, secret
+    for m in _NAMED.finditer(line):
+        value, quoted = m["value"], m["value"][:1] in "\"'"
+        if m["op"] == "==" or (m["op"] == "," and not (m["nq"] and quoted)) or (code and not quoted):
+            continue
+        value = value[1:-1] if quoted else value
+        name_kind = secret_name_kind(m["name"])
+        if name_kind is None or value in seen or not _secret_literal(value):
+            continue
+        seen.add(value)
+        yield ("bybit_key" if name_kind == "secret" and value.isalnum() and len(value) >= 16 else name_kind), value
+
+
+def scan_text(text: str, suffix: str = "") -> Iterator[tuple[int, str, str, str]]:
+    """(line number, line, kind, secret) for each secret in a file's text; `suffix` (".py") says if it is code.
+
+    A notebook keeps its code and output cells as JSON strings: each is decoded and scanned on its line."""
+    code, notebook = suffix in CODE_SUFFIXES, suffix == ".ipynb"
+    for number, line in enumerate(text.splitlines(), 1):
+        texts = [line]
+        if notebook:
+            texts += [part for m in _JSON_STRING.finditer(line) for part in _json_string(m.group()).splitlines()]
+        seen: set[str] = set()
+        for part in texts:
+            for kind, secret in find_secrets_in_line(part, code=code):
+                if secret not in seen:
+                    seen.add(secret)
+                    yield number, line, kind, secret
+
+
+def _json_string(literal: str) -> str:
+    try:
+        value = json.loads(literal)
+    except ValueError:
+        return ""
+    return value if isinstance(value, str) else ""
+
+
+def env_named(rel: str) -> bool:
+    """.env, .env.* and *.env: files whose name says they hold environment settings."""
+    name = rel.rsplit("/", 1)[-1]
+    return name == ".env" or name.startswith(".env.") or name.endswith(".env")
 
 
 class SecurityAuditor:
@@ -184,6 +271,8 @@ class SecurityAuditor:
         self.env = env
         self._settings: Any = None
         self._settings_error = ""
+        self._files: dict[str, bool] | None = None  # cached per run: relative path -> tracked by git
+        self._scan: tuple[list[SecretFinding], int] | None = None
 
     # -- settings -------------------------------------------------------------------------------
     def _load_settings(self) -> None:
@@ -207,6 +296,7 @@ class SecurityAuditor:
     # -- the audit ------------------------------------------------------------------------------
     def run_full_audit(self) -> AuditReport:
         self._load_settings()
+        self._files = self._scan = None
         report = AuditReport(str(self.root))
         for check in (self.check_env_file_protected, self.check_no_hardcoded_secrets, self.check_gitignore_complete,
                       self.check_debug_disabled, self.check_env_vars_set, self.check_database_url_secure,
@@ -216,22 +306,28 @@ class SecurityAuditor:
 
     def check_env_file_protected(self) -> AuditResult:
         name, env_path = "env_file_protected", self.root / ".env"
-        if not env_path.is_file():
-            return AuditResult(name, CRITICAL, True, "no .env file (settings come from the environment)")
         problems, remedies = [], []
-        if not self._gitignore_matches(".env"):
-            problems.append(".env is not in .gitignore")
-            remedies.append("add a line `.env` to .gitignore")
-        if self._git_tracks(".env"):
-            problems.append(".env is tracked by git")
-            remedies.append("`git rm --cached .env`, commit, and rotate every key it held")
-        mode = env_path.stat().st_mode
-        holds_secrets = any(v for k, v in self._dotenv().items() if _is_secret_var(k))
-        if os.name == "posix" and holds_secrets and mode & stat.S_IROTH:
-            problems.append(f".env holds secrets and is world-readable (mode {stat.filemode(mode)})")
-            remedies.append("`chmod 600 .env`")
+        files = self._listed_files()
+        leaked = sorted({f.file for f in self.scan_secrets()[0] if env_named(f.file) and files.get(f.file)})
+        if leaked:
+            problems.append("git tracks env file(s) holding secrets: " + ", ".join(leaked))
+            remedies.append(f"`git rm --cached {' '.join(leaked)}`, commit, and rotate every key they held")
+        if env_path.is_file():
+            if not self._gitignore_matches(".env"):
+                problems.append(".env is not in .gitignore")
+                remedies.append("add a line `.env` to .gitignore")
+            if files.get(".env") and ".env" not in leaked:
+                problems.append(".env is tracked by git")
+                remedies.append("`git rm --cached .env`, commit, and rotate every key it held")
+            mode = env_path.stat().st_mode
+            holds_secrets = any(v and secret_name_kind(k) and not _placeholder(v) for k, v in self._dotenv().items())
+            if os.name == "posix" and holds_secrets and mode & stat.S_IROTH:
+                problems.append(f".env holds secrets and is world-readable (mode {stat.filemode(mode)})")
+                remedies.append("`chmod 600 .env`")
         if problems:
             return AuditResult(name, CRITICAL, False, "; ".join(problems), "; ".join(remedies))
+        if not env_path.is_file():
+            return AuditResult(name, CRITICAL, True, "no .env file (settings come from the environment)")
         return AuditResult(name, CRITICAL, True, ".env is git-ignored and not tracked")
 
     def check_no_hardcoded_secrets(self) -> AuditResult:
@@ -303,31 +399,69 @@ class SecurityAuditor:
     # -- secret scan ------------------------------------------------------------------------------
     def scan_secrets(self) -> tuple[list[SecretFinding], int]:
         """Findings outside the allow-list, and how many were allowed."""
+        if self._scan is None:
+            self._scan = self._scan_secrets()
+        return self._scan
+
+    def _scan_secrets(self) -> tuple[list[SecretFinding], int]:
         globs = self._allow_globs()
         findings: list[SecretFinding] = []
         allowed = 0
-        for path in self._scan_files():
-            rel = path.relative_to(self.root).as_posix()
-            file_allowed = any(_glob_match(rel, g) for g in globs)
-            try:
-                text = path.read_text(encoding="utf-8", errors="replace")
-            except OSError:
+        for rel in sorted(self._listed_files()):
+            text = self._read_text(rel)
+            if text is None:
                 continue
-            for number, line in enumerate(text.splitlines(), 1):
-                for kind, secret in find_secrets_in_line(line):
-                    if file_allowed or ALLOW_MARKER in line:
-                        allowed += 1
-                    else:
-                        findings.append(SecretFinding(rel, number, kind, mask_secret(secret)))
+            file_allowed = any(_glob_match(rel, g) for g in globs)
+            for number, line, kind, secret in scan_text(text, Path(rel).suffix.lower()):
+                if file_allowed or ALLOW_MARKER in line:
+                    allowed += 1
+                else:
+                    findings.append(SecretFinding(rel, number, kind, mask_secret(secret)))
         return findings, allowed
 
-    def _scan_files(self) -> Iterator[Path]:
+    def _listed_files(self) -> dict[str, bool]:
+        """Files to scan (relative posix path -> tracked by git): what git tracks plus its untracked,
+        non-ignored files outside vendored trees; without git, every file the .gitignore does not ignore."""
+        if self._files is None:
+            self._files = self._git_files()
+            if self._files is None:
+                self._files = dict.fromkeys(self._walk(), False)
+        return self._files
+
+    def _git_files(self) -> dict[str, bool] | None:
+        out = self._git("ls-files", "-z", "-t", "--cached", "--others", "--exclude-standard")
+        if out is None:
+            return None
+        files: dict[str, bool] = {}
+        for entry in out.split("\0"):
+            tag, rel = entry[:1], entry[2:]
+            if not rel or (tag == "?" and _vendored(rel)):
+                continue
+            files[rel] = files.get(rel, False) or tag != "?"
+        return files
+
+    def _walk(self) -> Iterator[str]:
+        path = self.root / ".gitignore"
+        ignore = path.read_text(encoding="utf-8", errors="replace").splitlines() if path.is_file() else []
         for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.endswith(".egg-info"))
+            dirnames[:] = sorted(d for d in dirnames if not _vendored(d + "/"))
+            prefix = Path(dirpath).relative_to(self.root).as_posix() + "/"
             for filename in sorted(filenames):
-                path = Path(dirpath) / filename
-                if _scannable(filename) and path.is_file() and path.stat().st_size <= MAX_SCAN_BYTES:
-                    yield path
+                rel = (prefix + filename).removeprefix("./")
+                if not gitignore_ignores(ignore, rel):
+                    yield rel
+
+    def _read_text(self, rel: str) -> str | None:
+        """The file's text, or None for a binary (a NUL byte in its first 8 KB, as git judges) or unreadable one."""
+        path = self.root / rel
+        if path.is_symlink() or not path.is_file():
+            return None
+        try:
+            with path.open("rb") as fh:
+                data = fh.read(MAX_SCAN_BYTES)
+        except OSError:
+            return None
+        return None if b"\0" in data[:8192] else data.decode("utf-8", errors="replace")
 
     def _allow_globs(self) -> list[str]:
         path = self.root / ALLOW_FILE
@@ -349,31 +483,22 @@ class SecurityAuditor:
             return False
         return gitignore_ignores(path.read_text(encoding="utf-8", errors="replace").splitlines(), rel_path)
 
-    def _git_tracks(self, rel_path: str) -> bool:
-        """True when git lists the file as tracked (False when git or the repo is absent)."""
-        if not (self.root / ".git").exists():
-            return False
+    def _git(self, *args: str) -> str | None:
+        """git's output in the project root (None when git or the repository is absent)."""
         try:
-            proc = subprocess.run(["git", "-C", str(self.root), "ls-files", "--error-unmatch", "--", rel_path],
-                                  capture_output=True, timeout=10, check=False)
+            proc = subprocess.run(["git", "-C", str(self.root), *args], capture_output=True, timeout=30, check=False)
         except (OSError, subprocess.SubprocessError):
-            return False
-        return proc.returncode == 0
-
-
-def _is_secret_var(name: str) -> bool:
-    return any(w in name.upper() for w in ("SECRET", "API_KEY", "TOKEN", "MASTER_KEY", "PASSWORD"))
+            return None
+        return proc.stdout.decode("utf-8", errors="surrogateescape") if proc.returncode == 0 else None
 
 
 def _truthy(raw: str | None) -> bool:
     return (raw or "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _scannable(filename: str) -> bool:
-    if filename == ".env" or (filename.startswith(".env.") and not filename.endswith(
-            (".example", ".sample", ".template", ".dist"))):
-        return False  # real env files hold secrets by design; env_file_protected guards them
-    return filename in SCAN_NAMES or Path(filename).suffix.lower() in SCAN_SUFFIXES
+def _vendored(rel: str) -> bool:
+    """Inside a virtualenv, dependency, cache or build folder (by one of its folder names)."""
+    return any(d in SKIP_DIRS or d.endswith(".egg-info") for d in rel.split("/")[:-1])
 
 
 def _glob_match(rel: str, pattern: str) -> bool:
@@ -448,27 +573,54 @@ def redis_url_secure(url: str) -> tuple[bool, str]:
     return False, f"remote Redis {host} without TLS ({scheme}://)"
 
 
-# -- CLI ----------------------------------------------------------------------------------------------
-def format_report(report: AuditReport) -> str:
-    s = report.summary()
-    lines = [f"Security audit of {report.project_root}: {s['overall_status']} ({s['total_checks']} checks: "
-             f"{s['passed']} passed, {s['failed']} failed, {s['critical_failures']} critical)"]
-    for r in report.results:
-        lines.append(f"  [{'PASS' if r.passed else 'FAIL'}] {r.check_name} ({r.severity}): {r.message}")
-        if not r.passed and r.remedy:
-            lines.append(f"         fix: {r.remedy}")
-    return "\n".join(lines)
+# -- the exchange key ---------------------------------------------------------------------------------
+_TRANSFER_PERMISSIONS = ("AccountTransfer", "SubMemberTransfer", "SubMemberTransferList")
+_BYBIT_KEY_PAGE = "in ByBit's API management, edit the key"
 
 
-def main_audit(args: Any) -> int:
-    """`traderagent audit [PATH] [--json]`: 0 when every critical check passes, 1 otherwise, 2 on a bad path."""
-    root = Path(getattr(args, "path", ".") or ".")
-    if not root.is_dir():
-        print(f"traderagent audit: {root} is not a directory", file=sys.stderr)
-        return 2
-    report = SecurityAuditor(root).run_full_audit()
-    if getattr(args, "json", False):
-        print(json.dumps(report.to_dict(), indent=2))
-    else:
-        print(format_report(report))
-    return 0 if report.passed else 1
+@dataclass(frozen=True)
+class KeyProblem:
+    """One thing the desk's ByBit key may do (or lacks) that it should not; `message` names the setting to change."""
+
+    code: str  # "withdraw", "transfer", "ip_unbound" or "read_only"
+    message: str
+
+
+def review_api_key(read_only: bool, ips: Sequence[str], permissions: Mapping[str, Sequence[str]]) -> list[KeyProblem]:
+    """What GET /v5/user/query-api says is wrong with a trading key: it may withdraw or move funds, it is
+    bound to no IP address (ByBit reports "*"), or it is read-only."""
+    wallet = set(permissions.get("Wallet") or ())
+    problems = []
+    if "Withdraw" in wallet:
+        problems.append(KeyProblem("withdraw", f"the API key may withdraw funds: {_BYBIT_KEY_PAGE} and untick "
+                                               "Wallet > Withdrawal"))
+    transfers = [p for p in _TRANSFER_PERMISSIONS if p in wallet]
+    if transfers:
+        problems.append(KeyProblem("transfer", f"the API key may move funds ({', '.join(transfers)}): "
+                                               f"{_BYBIT_KEY_PAGE} and untick Wallet > Account Transfer and "
+                                               "Subaccount Transfer"))
+    if not [ip for ip in ips if ip.strip() not in ("", "*")]:
+        problems.append(KeyProblem("ip_unbound", "the API key is not bound to an IP address: "
+                                                 f"{_BYBIT_KEY_PAGE}, choose \"Only IPs with permissions granted "
+                                                 "are allowed to access the OpenAPI\" and enter this server's IP"))
+    if read_only:
+        problems.append(KeyProblem("read_only", "the API key is read-only and cannot place orders: "
+                                                f"{_BYBIT_KEY_PAGE} and set it to Read-Write with Orders and "
+                                                "Positions (contracts) or SpotTrade (spot)"))
+    return problems
+
+
+def api_key_verdict(problems: Sequence[KeyProblem], *, live: bool,
+                    allow_unbound: bool = False) -> tuple[list[str], list[str]]:
+    """(refusals, warnings). Live refuses every problem except a missing IP binding the operator accepted
+    with TRADERAGENT_ALLOW_UNBOUND_KEY=true (then a warning); withdrawal is never accepted. Demo only warns."""
+    refusals, warnings = [], []
+    for p in problems:
+        if not live:
+            warnings.append(p.message)
+        elif p.code == "ip_unbound" and allow_unbound:
+            warnings.append("TRADERAGENT_ALLOW_UNBOUND_KEY=true accepts an API key bound to no IP address: "
+                            "whoever obtains the key and secret can trade this account from anywhere")
+        else:
+            refusals.append(p.message)
+    return refusals, warnings
