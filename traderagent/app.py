@@ -85,6 +85,28 @@ def _audit(settings: Settings) -> None:
                            "(run `traderagent audit` for details)")
 
 
+async def _check_api_key(settings: Settings, client: Any) -> None:
+    """Ask ByBit what the key may do (GET /v5/user/query-api). Live refuses a key that can withdraw or
+    move funds, is read-only, or is bound to no IP (unless TRADERAGENT_ALLOW_UNBOUND_KEY=true); demo warns."""
+    from traderagent.api.exceptions import ExchangeAPIError
+    from traderagent.utils.security_audit import api_key_verdict, review_api_key
+
+    live = settings.mode == "live"
+    try:
+        info = await client.fetch_api_key_info()
+    except ExchangeAPIError as exc:
+        if live:
+            raise StartupError(f"live trading refused: the API key's permissions could not be checked ({exc})") from None
+        log.warning("API key check skipped: ByBit did not report the key's permissions (%s)", exc)
+        return
+    refusals, warnings = api_key_verdict(review_api_key(info["read_only"], info["ips"], info["permissions"]),
+                                         live=live, allow_unbound=settings.allow_unbound_key)
+    for warning in warnings:
+        log.warning("API key: %s", warning)
+    if refusals:
+        raise StartupError("live trading refused: " + "; ".join(refusals))
+
+
 async def _start_paper_sim(settings: Settings, rt: Runtime) -> tuple[str, str, str]:
     from traderagent.sim import ExchangeSimulator, SimConfig
 
@@ -155,6 +177,8 @@ async def build(settings: Settings, bots_arg: str | None, rt: Runtime) -> Any:
         client = ByBitDirectClient(key, secret, testnet=testnet, market_type=mt, base_url=base_url)
         rt.clients[mt] = client
         await client.initialize()
+    if settings.mode != "paper":
+        await _check_api_key(settings, rt.clients[market_types[0]])
 
     rt.db = DatabaseManager(settings.database_url, master_key=settings.master_key or None)
     await rt.db.initialize()

@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--error-rate", type=_RATE, default=0.0, help="probability of an injected HTTP 5xx")
     sim.add_argument("--timeout-rate", type=_RATE, default=0.0, help="probability of a response delayed past the client timeout")
     sim.add_argument("--ratelimit-rate", type=_RATE, default=0.0, help="probability of an injected 10006 answer")
+    sim.add_argument("--key-ips", default="*", help="IP addresses the account key is bound to, comma-separated (*: none)")
+    sim.add_argument("--key-wallet", default="", help="Wallet permissions of the key, e.g. Withdraw,AccountTransfer")
+    sim.add_argument("--key-read-only", action="store_true", help="make the account key read-only")
 
     bt = sub.add_parser("backtest", help="backtest a strategy on historical candles")
     bt.add_argument("--strategy", required=True, help="smc, trend_follower, grid or dca")

@@ -121,6 +121,7 @@ class Settings:
 
     mode: str = "paper"
     allow_live: bool = False
+    allow_unbound_key: bool = False
     bybit_api_key: Secret = field(default_factory=lambda: Secret(""))
     bybit_api_secret: Secret = field(default_factory=lambda: Secret(""))
     bybit_base_url: str = ""
@@ -161,6 +162,7 @@ class Settings:
         settings = cls(
             mode=mode,
             allow_live=_bool("TRADERAGENT_ALLOW_LIVE", source, False),
+            allow_unbound_key=_bool("TRADERAGENT_ALLOW_UNBOUND_KEY", source, False),
             bybit_api_key=Secret(key),
             bybit_api_secret=Secret(_env("BYBIT_API_SECRET", source)),
             bybit_base_url=_env("BYBIT_BASE_URL", source),

@@ -170,6 +170,16 @@ def test_secrets_in_skipped_folders_and_real_env_are_not_scanned(tmp_path: Path)
     assert audit(root).result("no_hardcoded_secrets").passed
 
 
+def test_without_git_every_unignored_file_is_scanned_whatever_its_name(tmp_path: Path) -> None:
+    line = f"BYBIT_API_SECRET={BYBIT_SECRET}\n"
+    root = make_project(tmp_path, {".hidden/conf": line, "deploy/prod.env": line, "notes.weird-ext": line,
+                                   "img.png.txt": "\0\0" + line, ".env.production": line},
+                       gitignore=".env\n__pycache__/\n*.pyc\n*.db\n*.log\n")  # does not ignore .env.*
+    findings = audit(root).result("no_hardcoded_secrets").details["findings"]
+    assert sorted(f["file"] for f in findings) == [".env.production", ".hidden/conf", "deploy/prod.env",
+                                                   "notes.weird-ext"]
+
+
 def test_allow_list_file_and_inline_marker(tmp_path: Path) -> None:
     line = f'api_key = "{BYBIT_KEY}"\n'
     root = make_project(tmp_path, {

@@ -535,6 +535,16 @@ class ByBitDirectClient:
         return [rows[ts] for ts in sorted(rows)][-limit:]
 
     # ------------------------------------------------------------------ account
+    async def fetch_api_key_info(self) -> dict[str, Any]:
+        """What this key may do (GET /v5/user/query-api): {"read_only": bool, "ips": ("*",) when bound to
+        no IP, "permissions": {"Wallet": ("Withdraw", ...), "ContractTrade": ("Order", "Position"), ...}}."""
+        result = await self._request("GET", "/v5/user/query-api")
+        return {
+            "read_only": str(result.get("readOnly", "0")) == "1",
+            "ips": tuple(ip.strip() for entry in result.get("ips") or () for ip in str(entry).split(",")),
+            "permissions": {k: tuple(v or ()) for k, v in (result.get("permissions") or {}).items()},
+        }
+
     async def fetch_balance(self) -> dict[str, dict[str, Decimal]]:
         """UNIFIED wallet: free = wallet - locked - order IM - position IM (never below 0)."""
         result = await self._request("GET", "/v5/account/wallet-balance", {"accountType": "UNIFIED"})

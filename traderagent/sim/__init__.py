@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from traderagent.sim.config import Faults, SimConfig
+from traderagent.sim.config import ApiKeySettings, Faults, SimConfig
 from traderagent.sim.market import SymbolSpec
 from traderagent.sim.server import ExchangeSimulator
 
-__all__ = ["ExchangeSimulator", "Faults", "SimConfig", "SymbolSpec"]
+__all__ = ["ApiKeySettings", "ExchangeSimulator", "Faults", "SimConfig", "SymbolSpec"]

@@ -21,6 +21,22 @@ DEFAULT_SPOT_RATE_LIMITS: dict[str, int] = {
 }
 
 
+# the permission groups of GET /v5/user/query-api, each a list of granted permissions
+PERMISSION_GROUPS = ("ContractTrade", "Spot", "Wallet", "Options", "Derivatives", "CopyTrading", "BlockTrade",
+                     "Exchange", "Earn", "NFT", "Affiliate")
+
+
+@dataclass
+class ApiKeySettings:
+    """A key's settings in ByBit's API management, as GET /v5/user/query-api reports them; mutable while the
+    simulator runs. The default is a new read-write trading key bound to no IP address (ByBit reports "*")."""
+
+    read_only: bool = False  # a read-only key's POST requests answer 10005
+    ips: tuple[str, ...] = ("*",)  # a bound key answers 10010 to requests from any other address
+    permissions: dict[str, list[str]] = field(default_factory=lambda: {
+        "ContractTrade": ["Order", "Position"], "Spot": ["SpotTrade"], "Derivatives": ["DerivativesTrade"]})
+
+
 @dataclass
 class Faults:
     """Injected failures; mutable while the simulator runs. Each applies per request with its probability."""

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from traderagent.sim import wire
 from traderagent.sim.auth import DEFAULT_RECV_WINDOW, check_signature, check_timestamp
-from traderagent.sim.config import Faults, SimConfig
+from traderagent.sim.config import ApiKeySettings, Faults, SimConfig
 from traderagent.sim.market import PriceSeries, SymbolSpec
 from traderagent.sim.matching import ApiError, Engine, Fees
 
@@ -63,6 +63,7 @@ class ExchangeSimulator:
         self._rng = random.Random(cfg.seed)
         self._windows: dict[tuple[str, str, str], deque[int]] = {}
         self.request_counts: Counter[str] = Counter()
+        self.key_settings: dict[str, ApiKeySettings] = {}
         self.base_url: str | None = None
         self._runner: web.AppRunner | None = None
         self._replay_task: asyncio.Task | None = None
@@ -73,9 +74,11 @@ class ExchangeSimulator:
         return self.config.faults
 
     # --- harness -----------------------------------------------------------------------------------
-    def add_account(self, api_key: str, api_secret: str, balances: dict[str, Decimal] | None = None) -> None:
-        """Register an API key/secret with starting wallet balances (coin -> Decimal)."""
+    def add_account(self, api_key: str, api_secret: str, balances: dict[str, Decimal] | None = None,
+                    key: ApiKeySettings | None = None) -> None:
+        """Register an API key/secret with starting wallet balances (coin -> Decimal) and the key's settings."""
         self.engine.add_account(api_key, api_secret, balances)
+        self.key_settings[api_key] = key or ApiKeySettings()
 
     def price(self, symbol: str) -> Decimal:
         return self.series[symbol].price
@@ -236,6 +239,7 @@ class ExchangeSimulator:
                     headers = self._limit_headers(self._limit_for(path, params), 0, now_ms() + 1000)
                 raise ApiError(10006, "Too many visits. Exceeded the API Rate Limit.")
             if acct is not None:
+                self._check_key(acct.api_key, request)
                 headers = self._rate_limit(acct.api_key, path, params)
             result = fn(self, acct, params)
             if path == "/v5/user/query-api":
@@ -284,6 +288,14 @@ class ExchangeSimulator:
         check_signature(acct.api_secret, ts, key, h.get("X-BAPI-RECV-WINDOW") or "", payload, sign,
                         lenient_query=lenient)
         return acct
+
+    def _check_key(self, api_key: str, request: web.Request) -> None:
+        """The key's settings: a bound key answers only its IP addresses, a read-only key cannot write."""
+        key = self.key_settings.get(api_key, ApiKeySettings())
+        if "*" not in key.ips and request.remote not in key.ips:
+            raise ApiError(10010, "Unmatched IP, please check your API key's bound IP addresses.")
+        if key.read_only and request.method == "POST":
+            raise ApiError(10005, "Permission denied, please check your API key permissions.")
 
     def _limit_for(self, path: str, params: dict) -> int:
         if params.get("category") == "spot" and path in self.config.spot_rate_limits:
@@ -335,7 +347,9 @@ def main_sim(args: Any) -> int:
 
 async def _serve(cfg: SimConfig, args: Any) -> None:
     sim = ExchangeSimulator(cfg)
-    sim.add_account(args.api_key, args.api_secret, {"USDT": Decimal(args.balance)})
+    key = ApiKeySettings(read_only=args.key_read_only, ips=tuple(args.key_ips.split(",")))
+    key.permissions["Wallet"] = [p for p in args.key_wallet.split(",") if p]
+    sim.add_account(args.api_key, args.api_secret, {"USDT": Decimal(args.balance)}, key=key)
     url = await sim.start(host=args.host, port=args.port)
     print(f"simulator listening on {url}", flush=True)
     print(f"account key: {args.api_key}", flush=True)
@@ -351,4 +365,4 @@ async def _serve(cfg: SimConfig, args: Any) -> None:
         print("simulator stopped", file=sys.stderr, flush=True)
 
 
-__all__ = ["ExchangeSimulator", "Faults", "SimConfig", "SymbolSpec", "main_sim"]
+__all__ = ["ApiKeySettings", "ExchangeSimulator", "Faults", "SimConfig", "SymbolSpec", "main_sim"]
