@@ -86,9 +86,10 @@ _BYBIT_SHAPE = re.compile(r"(?<![A-Za-z0-9_+/.-])(?P<secret>[A-Za-z0-9]{36}|[A-Z
 # `name = literal` in Python, TOML, YAML, JSON, INI, shell and .env files; also getenv("NAME", "literal")
 _NAMED = re.compile(
     r"""(?<![\w.-])(?P<nq>["']?)(?P<name>[A-Za-z_][\w.-]*)(?P=nq)"""
-    r"""(?:\s*:\s*[A-Za-z_][\w\[\], |.]*?)?"""  # a Python annotation (`key: str = ...`)
+    r"""(?:\s*:\s*[A-Za-z_][\w\[\], |.]{0,40}?)?"""  # a Python annotation (`key: str = ...`)
     r"""\s*(?P<op>:=|=>|==|=|:|,)\s*"""
     r"""(?P<value>"[^"\n]*"|'[^'\n]*'|[^\s"',;#}\])]+)""")
+_NAME_HINTS = ("key", "secret", "token", "pass", "pwd")  # every word below contains one
 _NAME_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 _PASSWORD_WORDS = frozenset({"password", "passwd", "pwd", "pass", "passphrase"})
 _SECRET_WORDS = frozenset({"key", "keys", "secret", "secrets", "token", "tokens", "apikey", "secretkey",
@@ -191,7 +192,7 @@ def _bybit_like(secret: str) -> bool:
 
 
 def secret_name_kind(name: str) -> str | None:
-    """"password" or "secret" when a variable name says key, secret, token or password (any case), else None."""
+    """`password` or `secret` when a variable name says key, secret, token or password (any case), else None."""
     words = {w.lower() for w in _NAME_WORDS.findall(name)}
     if words & _PASSWORD_WORDS:
         return "password"
@@ -199,8 +200,8 @@ def secret_name_kind(name: str) -> str | None:
 
 
 def _secret_literal(value: str) -> bool:
-    """A literal that could be a credential: 8+ characters, no spaces, not a placeholder, a plain word list,
-    a number or a file path."""
+    """A literal that could be a credential: 8+ characters without spaces, and neither a placeholder nor
+    plain words, a number or a file path."""
     return (len(value) >= 8 and not any(c.isspace() for c in value) and not _placeholder(value)
             and not _WORDY.fullmatch(value) and not value.isdigit() and not _FILE_PATH.fullmatch(value))
 
@@ -210,26 +211,33 @@ def find_secrets_in_line(line: str, *, code: bool = False) -> Iterator[tuple[str
 
     `code`: the line is program code, where a bare word after `name =` is a variable, not a literal."""
     seen: set[str] = set()
-    for kind, pattern in (("telegram_token", _TELEGRAM), ("fernet_key", _FERNET),
-                          ("url_credentials", _URL_CREDS), ("bybit_key", _BYBIT_SHAPE)):
-        for m in pattern.finditer(line):
-            secret = m["secret"]
-            if ((kind == "fernet_key" and not _fernet_like(secret))
-                    or (kind == "url_credentials" and _placeholder(secret))
-                    or (kind == "bybit_key" and not _bybit_like(secret)) or secret in seen):
-                continue
+    for kind, secret in (*_known_formats(line), *_named_literals(line, code)):
+        if secret not in seen:
             seen.add(secret)
             yield kind, secret
+
+
+def _known_formats(line: str) -> Iterator[tuple[str, str]]:
+    for kind, pattern, fits in (("telegram_token", _TELEGRAM, None), ("fernet_key", _FERNET, _fernet_like),
+                                ("url_credentials", _URL_CREDS, lambda s: not _placeholder(s)),
+                                ("bybit_key", _BYBIT_SHAPE, _bybit_like)):
+        for m in pattern.finditer(line):
+            if fits is None or fits(m["secret"]):
+                yield kind, m["secret"]
+
+
+def _named_literals(line: str, code: bool) -> Iterator[tuple[str, str]]:
+    low = line.lower()
+    if not any(hint in low for hint in _NAME_HINTS):
+        return  # cheap: most lines name nothing secret
     for m in _NAMED.finditer(line):
         value, quoted = m["value"], m["value"][:1] in "\"'"
         if m["op"] == "==" or (m["op"] == "," and not (m["nq"] and quoted)) or (code and not quoted):
-            continue
+            continue  # a comparison, a plain argument list, or a variable in code
         value = value[1:-1] if quoted else value
         name_kind = secret_name_kind(m["name"])
-        if name_kind is None or value in seen or not _secret_literal(value):
-            continue
-        seen.add(value)
-        yield ("bybit_key" if name_kind == "secret" and value.isalnum() and len(value) >= 16 else name_kind), value
+        if name_kind is not None and _secret_literal(value):
+            yield ("bybit_key" if name_kind == "secret" and value.isalnum() and len(value) >= 16 else name_kind), value
 
 
 def scan_text(text: str, suffix: str = "") -> Iterator[tuple[int, str, str, str]]:
