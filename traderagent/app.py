@@ -12,6 +12,7 @@ Modes (``TRADERAGENT_MODE``, see config.py):
   keys stored with ``traderagent credentials set demo``; live mode likewise).
 * ``live``: api.bybit.com; needs ``TRADERAGENT_ALLOW_LIVE=true`` (Settings refuses otherwise) and a
   security audit without critical failures. Other modes only warn about audit failures.
+  Demo and live ask ByBit what the key may do (``_check_api_key``): live refuses, demo warns.
 
 Bots come from the bots file (``--bots`` or ``TRADERAGENT_BOTS_FILE``); without one, paper mode
 runs a demo set of four bots (one per strategy). Events print to the console one line each.
