@@ -86,7 +86,7 @@ def _audit(settings: Settings) -> None:
                            "(run `traderagent audit` for details)")
 
 
-async def _check_api_key(settings: Settings, client: Any) -> None:
+async def _check_api_key(settings: Settings, client: ByBitDirectClient) -> None:
     """Ask ByBit what the key may do (GET /v5/user/query-api). Live refuses a key that can withdraw or
     move funds, is read-only, or is bound to no IP (unless TRADERAGENT_ALLOW_UNBOUND_KEY=true); demo warns."""
     from traderagent.api.exceptions import ExchangeAPIError
