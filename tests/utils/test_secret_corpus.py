@@ -37,6 +37,7 @@ TG = "".join(_rng.choice(string.digits[1:]) for _ in range(10)) + ":" + _random(
 FERNET = Fernet.generate_key().decode()
 PASSWORD = _random(16, _ALNUM + "!^&*+")
 GENERIC = _random(28, _ALNUM + "-_+!")  # any other credential (an app secret, a service token)
+NAMED = [_random(10) + "-" + _random(10) for _ in range(4)]  # not all alphanumeric: no ByBit shape
 GITIGNORE = ".env\n.env.*\n!.env.example\n__pycache__/\n*.pyc\n*.db\n*.log\n"
 
 
@@ -86,6 +87,17 @@ LEAKS = [
     Case("debug.log", f"2026-01-01 12:00 using\n{SECRET}\n", ((SECRET, "bybit_key"),), git="force"),
     Case("scratch.py", f"api_secret = '{SECRET}'\n", ((SECRET, "bybit_key"),), git="untracked"),
 ]
+
+# the known formats after `=`, after `:`, in quotes, or with nothing before them, under names that say nothing
+POSITIONS = {"equals": "value{i}={s}", "colon": "value{i}: {s}", "json": '"value{i}": "{s}",',
+             "quotes": "value{i} = '{s}'", "prose": "it is {s} here"}
+LEAKS += [Case(f"positions/{name}.txt", "".join(form.format(i=i, s=s) + "\n" for i, (s, _) in enumerate(known)), known)
+          for name, form in POSITIONS.items()
+          for known in [((KEY, "bybit_key"), (SECRET, "bybit_key"), (TG, "telegram_token"), (FERNET, "fernet_key"))]]
+# names in any case and spelling
+LEAKS.append(Case("names.yaml", f"apiKey: {NAMED[0]}\nClientSecret: '{NAMED[1]}'\nDB_PASSWD: {NAMED[2]}\n"
+                                f"Auth-Token: \"{NAMED[3]}\"\n",
+                  ((NAMED[0], "secret"), (NAMED[1], "secret"), (NAMED[2], "password"), (NAMED[3], "secret"))))
 
 PASSING = [
     Case(".env.staging", "BYBIT_API_KEY=\nBYBIT_API_SECRET=changeme\nTELEGRAM_BOT_TOKEN=<your-token>\n"
