@@ -80,6 +80,10 @@ class ExchangeSimulator:
         self.engine.add_account(api_key, api_secret, balances)
         self.key_settings[api_key] = key or ApiKeySettings()
 
+    def key(self, api_key: str) -> ApiKeySettings:
+        """The settings of an account's key (ByBit's defaults for an account registered without any)."""
+        return self.key_settings.setdefault(api_key, ApiKeySettings())
+
     def price(self, symbol: str) -> Decimal:
         return self.series[symbol].price
 
@@ -291,7 +295,7 @@ class ExchangeSimulator:
 
     def _check_key(self, api_key: str, request: web.Request) -> None:
         """The key's settings: a bound key answers only its IP addresses, a read-only key cannot write."""
-        key = self.key_settings.get(api_key, ApiKeySettings())
+        key = self.key(api_key)
         if "*" not in key.ips and request.remote not in key.ips:
             raise ApiError(10010, "Unmatched IP, please check your API key's bound IP addresses.")
         if key.read_only and request.method == "POST":

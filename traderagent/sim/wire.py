@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from traderagent.sim.config import PERMISSION_GROUPS, ApiKeySettings
+from traderagent.sim.config import PERMISSION_GROUPS
 from traderagent.sim.market import INTERVALS, SymbolSpec
 from traderagent.sim.matching import MMR, ZERO, Account, ApiError, Order, Position, fmt, fmt_n
 
@@ -296,10 +296,11 @@ def account_info(sim: ExchangeSimulator, acct: Account, p: dict) -> dict:
 
 
 def query_api(sim: ExchangeSimulator, acct: Account, p: dict) -> dict:
-    key = sim.key_settings.get(acct.api_key, ApiKeySettings())
+    key = sim.key(acct.api_key)
     permissions = {group: list(key.permissions.get(group, ())) for group in PERMISSION_GROUPS}
     return {"id": str(acct.uid), "note": "simulator", "apiKey": acct.api_key, "readOnly": int(key.read_only),
-            "secret": "", "permissions": permissions, "ips": list(key.ips), "type": 1, "deadlineDay": -1, "expiredAt": "", "createdAt": "2024-01-01T00:00:00Z",
+            "secret": "", "permissions": permissions, "ips": list(key.ips), "type": 1, "deadlineDay": -1,
+            "expiredAt": "", "createdAt": "2024-01-01T00:00:00Z",
             "unified": 0, "uta": 1, "userID": acct.uid, "inviterID": 0, "vipLevel": "No VIP",
             "mktMakerLevel": "0", "affiliateID": 0, "rsaPublicKey": "", "isMaster": True, "parentUid": "0",
             "kycLevel": "LEVEL_DEFAULT", "kycRegion": ""}
