@@ -315,8 +315,7 @@ class SecurityAuditor:
     def check_env_file_protected(self) -> AuditResult:
         name, env_path = "env_file_protected", self.root / ".env"
         problems, remedies = [], []
-        files = self._listed_files()
-        leaked = sorted({f.file for f in self.scan_secrets()[0] if env_named(f.file) and files.get(f.file)})
+        leaked = self._tracked_env_leaks()
         if leaked:
             problems.append("git tracks env file(s) holding secrets: " + ", ".join(leaked))
             remedies.append(f"`git rm --cached {' '.join(leaked)}`, commit, and rotate every key they held")
@@ -324,7 +323,7 @@ class SecurityAuditor:
             if not self._gitignore_matches(".env"):
                 problems.append(".env is not in .gitignore")
                 remedies.append("add a line `.env` to .gitignore")
-            if files.get(".env") and ".env" not in leaked:
+            if self._listed_files().get(".env") and ".env" not in leaked:
                 problems.append(".env is tracked by git")
                 remedies.append("`git rm --cached .env`, commit, and rotate every key it held")
             mode = env_path.stat().st_mode
@@ -337,6 +336,11 @@ class SecurityAuditor:
         if not env_path.is_file():
             return AuditResult(name, CRITICAL, True, "no .env file (settings come from the environment)")
         return AuditResult(name, CRITICAL, True, ".env is git-ignored and not tracked")
+
+    def _tracked_env_leaks(self) -> list[str]:
+        """Env files (.env, .env.*, *.env) that git tracks and that hold a secret: a leak on their own."""
+        files = self._listed_files()
+        return sorted({f.file for f in self.scan_secrets()[0] if env_named(f.file) and files.get(f.file)})
 
     def check_no_hardcoded_secrets(self) -> AuditResult:
         name = "no_hardcoded_secrets"
@@ -449,8 +453,7 @@ class SecurityAuditor:
         return files
 
     def _walk(self) -> Iterator[str]:
-        path = self.root / ".gitignore"
-        ignore = path.read_text(encoding="utf-8", errors="replace").splitlines() if path.is_file() else []
+        ignore = self._gitignore_lines()
         for dirpath, dirnames, filenames in os.walk(self.root):
             dirnames[:] = sorted(d for d in dirnames if not _vendored(d + "/"))
             prefix = Path(dirpath).relative_to(self.root).as_posix() + "/"
@@ -485,11 +488,12 @@ class SecurityAuditor:
             return self.env[name]
         return self._dotenv().get(name)
 
-    def _gitignore_matches(self, rel_path: str) -> bool:
+    def _gitignore_lines(self) -> list[str]:
         path = self.root / ".gitignore"
-        if not path.is_file():
-            return False
-        return gitignore_ignores(path.read_text(encoding="utf-8", errors="replace").splitlines(), rel_path)
+        return path.read_text(encoding="utf-8", errors="replace").splitlines() if path.is_file() else []
+
+    def _gitignore_matches(self, rel_path: str) -> bool:
+        return gitignore_ignores(self._gitignore_lines(), rel_path)
 
     def _git(self, *args: str) -> str | None:
         """git's output in the project root (None when git or the repository is absent)."""
