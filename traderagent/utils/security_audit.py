@@ -345,10 +345,11 @@ class SecurityAuditor:
     def check_no_hardcoded_secrets(self) -> AuditResult:
         name = "no_hardcoded_secrets"
         findings, allowed = self.scan_secrets()
-        details = {"findings": [asdict(f) for f in findings], "allowed": allowed}
+        files = len(self._listed_files())
+        details = {"findings": [asdict(f) for f in findings], "allowed": allowed, "files": files}
         if not findings:
             note = f" ({allowed} allowed by {ALLOW_FILE} or `{ALLOW_MARKER}`)" if allowed else ""
-            return AuditResult(name, CRITICAL, True, f"no secrets found in source or config files{note}", details=details)
+            return AuditResult(name, CRITICAL, True, f"no secrets found in {files} files{note}", details=details)
         shown = "; ".join(str(f) for f in findings[:5]) + (f"; ... {len(findings) - 5} more" if len(findings) > 5 else "")
         return AuditResult(
             name, CRITICAL, False, f"{len(findings)} hard-coded secret(s): {shown}",
