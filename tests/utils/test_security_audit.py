@@ -21,10 +21,12 @@ from traderagent.utils.security_audit import (
     INFO,
     WARNING,
     SecurityAuditor,
+    api_key_verdict,
     database_url_secure,
     gitignore_ignores,
     mask_secret,
     redis_url_secure,
+    review_api_key,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -302,3 +304,31 @@ def test_redis_url_secure(tmp_path: Path, url: str, ok: bool) -> None:
 def test_mask_secret() -> None:
     assert mask_secret(BYBIT_KEY) == BYBIT_KEY[:4] + "***"
     assert mask_secret("short") == "***"
+
+
+# -- what the exchange key may do ------------------------------------------------------------------
+TRADE = {"ContractTrade": ("Order", "Position"), "Spot": ("SpotTrade",)}
+
+
+@pytest.mark.parametrize(("read_only", "ips", "wallet", "codes"), [
+    (False, ("1.2.3.4",), (), []),
+    (False, ("1.2.3.4", "5.6.7.8"), (), []),
+    (False, ("*",), (), ["ip_unbound"]),
+    (False, (), (), ["ip_unbound"]),
+    (False, ("",), (), ["ip_unbound"]),
+    (False, ("1.2.3.4",), ("Withdraw",), ["withdraw"]),
+    (False, ("1.2.3.4",), ("SubMemberTransfer",), ["transfer"]),
+    (True, ("*",), ("Withdraw", "AccountTransfer"), ["withdraw", "transfer", "ip_unbound", "read_only"]),
+])
+def test_review_api_key(read_only: bool, ips: tuple[str, ...], wallet: tuple[str, ...], codes: list[str]) -> None:
+    problems = review_api_key(read_only, ips, {**TRADE, "Wallet": wallet})
+    assert [p.code for p in problems] == codes
+
+
+def test_api_key_verdict_live_refuses_demo_warns_unbound_waivable() -> None:
+    problems = review_api_key(False, ("*",), {**TRADE, "Wallet": ("Withdraw",)})
+    refusals, warnings = api_key_verdict(problems, live=True)
+    assert len(refusals) == 2 and warnings == []
+    refusals, warnings = api_key_verdict(problems, live=True, allow_unbound=True)
+    assert refusals == [problems[0].message] and "TRADERAGENT_ALLOW_UNBOUND_KEY=true" in warnings[0]
+    assert api_key_verdict(problems, live=False) == ([], [p.message for p in problems])
