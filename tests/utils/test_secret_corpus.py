@@ -94,6 +94,9 @@ POSITIONS = {"equals": "value{i}={s}", "colon": "value{i}: {s}", "json": '"value
 LEAKS += [Case(f"positions/{name}.txt", "".join(form.format(i=i, s=s) + "\n" for i, (s, _) in enumerate(known)), known)
           for name, form in POSITIONS.items()
           for known in [((KEY, "bybit_key"), (SECRET, "bybit_key"), (TG, "telegram_token"), (FERNET, "fernet_key"))]]
+# a human password: words and digits run together are not a label
+WEAK = "Summer2024!"
+LEAKS.append(Case("weak.cfg", f"[db]\npassword = {WEAK}\n", ((WEAK, "password"),)))
 # names in any case and spelling
 LEAKS.append(Case("names.yaml", f"apiKey: {NAMED[0]}\nClientSecret: '{NAMED[1]}'\nDB_PASSWD: {NAMED[2]}\n"
                                 f"Auth-Token: \"{NAMED[3]}\"\n",
@@ -111,6 +114,7 @@ PASSING = [
                           "api_secret=secret)\nPAPER_KEY = \"paper-key\"\n"),
     Case("cli_args.py", 'ARGS = ["--api-key", "cli-key", "--api-secret", "cli-secret"]\n'),
     Case("identifiers.py", 'FIELDS = ["lastPriceOnCreated", "CancelByReduceOnly"]\n'),
+    Case("labels.py", 'KEY, SECRET = "stored-key-123", "stored-secret-456"\n'),
     Case("blob.txt", "\0binary\0" + f"api_key = {KEY}\n"),  # binary by content, whatever its name
     Case(".env", f"BYBIT_API_KEY={KEY}\n", git="untracked"),  # the real, ignored .env is not a leak
     Case("node_modules/pkg/index.js", f'const key = "{KEY}";\n', git="untracked"),  # vendored, untracked

@@ -34,7 +34,7 @@ and `name = literal` (also `name: literal`, `"name": "literal"`, `getenv("NAME",
 says key, secret, token or password (`password`, `secret`, or `bybit_key` for a long alphanumeric value),
 in every language of the tree. In code files a bare word after `=` is a variable, so only quoted
 literals count there. Placeholders pass: empty, changeme, your_..., xxx, ***, <...>, ${VAR}, plain words
-(`paper-secret`), numbers, file paths, values under 8 characters.
+and separate numbers (`paper-secret`, `stored-key-123`), numbers, file paths, values under 8 characters.
 Findings give file, line and the secret masked as its first 4 characters + '***'.
 
 Allow-list (test fixtures, documentation samples):
@@ -94,8 +94,10 @@ _NAME_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 _PASSWORD_WORDS = frozenset({"password", "passwd", "pwd", "pass", "passphrase"})
 _SECRET_WORDS = frozenset({"key", "keys", "secret", "secrets", "token", "tokens", "apikey", "secretkey",
                            "privatekey", "accesskey", "authtoken"}) | _PASSWORD_WORDS
-# words made of letters only (snake, kebab, dotted, CamelCase): names such as `paper-secret`, not secrets
-_WORDY = re.compile(r"-*(?:[a-z]+|[A-Z]+|[a-z]*(?:[A-Z][a-z]+)+)(?:[-_.:/ ](?:[a-z]+|[A-Z]+|[a-z]*(?:[A-Z][a-z]+)+))*")
+# words (snake, kebab, dotted, CamelCase), with separate numbers: labels such as `paper-secret` or
+# `stored-key-123`, not secrets
+_WORD = r"(?:[a-z]+|[A-Z]+|[a-z]*(?:[A-Z][a-z]+)+)"
+_WORDY = re.compile(rf"-*{_WORD}(?:[-_.:/ ](?:{_WORD}|\d+))*")
 _FILE_PATH = re.compile(r"[\w./~-]*/[\w.-]+\.\w{1,5}")
 _PLACEHOLDER_WORDS = ("your", "example", "placeholder", "changeme", "change_me", "change-me", "xxx", "dummy",
                       "sample", "redacted", "replace", "insert", "fixme", "todo")
