@@ -178,7 +178,7 @@ async def test_live_start_runs_with_a_bound_trading_key(exchange, desk_dir) -> N
 
 async def test_sim_command_configures_its_key(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "traderagent", "sim", "--port", "0", "--speed", "0", "--api-key", KEY,
+        sys.executable, "-m", "traderagent", "sim", "--port", "0", "--api-key", KEY,
         "--api-secret", SECRET, "--key-ips", "127.0.0.1", "--key-wallet", "Withdraw,AccountTransfer",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, cwd=tmp_path)
     try:
@@ -189,5 +189,6 @@ async def test_sim_command_configures_its_key(tmp_path: Path) -> None:
             info = await c.fetch_api_key_info()
         assert info["ips"] == BOUND and info["permissions"]["Wallet"] == ("Withdraw", "AccountTransfer")
     finally:
-        proc.terminate()
+        if proc.returncode is None:
+            proc.terminate()
         await proc.wait()
