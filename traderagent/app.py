@@ -69,6 +69,8 @@ class Runtime:
     sim: Any = None
     frontend: Any = None
     base_url: str | None = None
+    bots_file: Any = None
+    sim_restored: bool = False
 
 
 def _audit(settings: Settings) -> None:
@@ -108,15 +110,41 @@ async def _check_api_key(settings: Settings, client: ByBitDirectClient) -> None:
         raise StartupError("live trading refused: " + "; ".join(refusals))
 
 
+def sim_state_path(settings: Settings) -> Path | None:
+    """Where the paper simulator keeps its exchange state: beside an SQLite desk database
+    (``traderagent.db`` -> ``traderagent.sim.json``), in the working folder for PostgreSQL, nowhere
+    for an in-memory database (the desk forgets everything too)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.database_url)
+    if url.get_backend_name() != "sqlite":
+        return Path("traderagent.sim.json")
+    if not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database).with_suffix(".sim.json")
+
+
 async def _start_paper_sim(settings: Settings, rt: Runtime) -> tuple[str, str, str]:
     from traderagent.sim import ExchangeSimulator, SimConfig
+    from traderagent.sim.persist import StateFileError
 
     sim = ExchangeSimulator(SimConfig(seed=0, speed=settings.paper_speed))
     sim.add_account(PAPER_KEY, PAPER_SECRET, balances={"USDT": settings.paper_balance})
     rt.sim = sim
-    url = await sim.start(host="127.0.0.1", port=settings.paper_port)
-    log.info("paper mode: simulator on %s replaying at %s candles/s, balance %s USDT",
-             url, settings.paper_speed, settings.paper_balance)
+    path = sim_state_path(settings)
+    try:
+        saved_port = sim.keep_state(path) if path is not None else None
+    except StateFileError as exc:
+        raise StartupError(f"{exc}: move it away to start a fresh paper account") from None
+    rt.sim_restored = saved_port is not None
+    port = settings.paper_port or saved_port or 0
+    try:
+        url = await sim.start(host="127.0.0.1", port=port)
+    except OSError as exc:
+        if port == settings.paper_port:
+            raise StartupError(f"TRADERAGENT_PAPER_PORT={port}: cannot listen on 127.0.0.1 "
+                               f"({exc.strerror or exc}); choose a free port, or 0 for any") from None
+        url = await sim.start(host="127.0.0.1", port=0)  # the last run's port is taken: any will do
     return url, PAPER_KEY, PAPER_SECRET
 
 
@@ -152,7 +180,6 @@ def load_bots(settings: Settings, bots_arg: str | None) -> Any:
     if settings.mode != "paper":
         raise StartupError(f"no bots file ({path}); create one from bots.example.toml "
                            "(paper mode runs a demo set without it)")
-    log.info("no bots file (%s): paper mode runs the demo set", path)
     return BotsFile(bots=demo_bots())
 
 
@@ -177,12 +204,13 @@ async def build(settings: Settings, bots_arg: str | None, rt: Runtime) -> Any:
     for mt in market_types:
         client = ByBitDirectClient(key, secret, testnet=testnet, market_type=mt, base_url=base_url)
         rt.clients[mt] = client
-        await client.initialize()
+        await _reach_exchange(client)
     if settings.mode != "paper":
         await _check_api_key(settings, rt.clients[market_types[0]])
 
     rt.db = DatabaseManager(settings.database_url, master_key=settings.master_key or None)
     await rt.db.initialize()
+    rt.bots_file = bots_file
     capital, persister = await load_capital_manager(rt.db, settings.total_capital)
     bus = EventBus()
     bus.subscribe(console_subscriber, name="console")
@@ -234,11 +262,11 @@ async def run_desk(settings: Settings, *, bots_arg: str | None = None, ticks: in
     try:
         await asyncio.to_thread(_audit, settings)
         desk = await build(settings, bots_arg, rt)
+        print(banner(settings, rt), flush=True)
         report = await desk.start(schedule=True)
         for name, counts in report.items():
             if any(v for k, v in counts.items() if k != "open"):
                 log.info("recovered %s: %s", name, counts)
-        log.info("desk running: %d bot(s), mode %s", len(desk.bots), settings.mode)
         rt.frontend = await _start_telegram(settings, desk, desk.event_bus)
         if ticks > 0:
             waiter = asyncio.create_task(_wait_ticks(desk, ticks))
@@ -249,12 +277,69 @@ async def run_desk(settings: Settings, *, bots_arg: str | None = None, ticks: in
         else:
             await stop_event.wait()
         return 0
-    except StartupError as exc:
-        log.error("%s", exc)
-        print(f"traderagent: {exc}", file=sys.stderr)
+    except Exception as exc:
+        message = startup_message(exc)
+        if message is None:
+            raise
+        log.debug("start-up failed", exc_info=True)
+        print(f"traderagent: {message}", file=sys.stderr, flush=True)
         return 2
     finally:
         await _shutdown(rt)
+
+
+def startup_message(exc: BaseException) -> str | None:
+    """The one line an operator reads for a start-up failure they can fix (None: a bug, keep the traceback)."""
+    from traderagent.database.exceptions import DatabaseError, MasterKeyError
+
+    if isinstance(exc, StartupError | MasterKeyError):
+        return str(exc)
+    if isinstance(exc, DatabaseError):
+        return str(exc) if "DATABASE_URL" in str(exc) else f"{exc}; check DATABASE_URL"
+    return None
+
+
+async def _reach_exchange(client: Any) -> None:
+    """First contact with the exchange; a failure names the setting to check."""
+    from traderagent.api.exceptions import AuthenticationError, ExchangeAPIError, NetworkError
+
+    try:
+        await client.initialize()
+    except NetworkError as exc:
+        raise StartupError(f"cannot reach the exchange at {client.base_url} ({exc}); check the network "
+                           "connection, or BYBIT_BASE_URL") from None
+    except AuthenticationError as exc:
+        raise StartupError(f"the exchange refused BYBIT_API_KEY / BYBIT_API_SECRET ({exc}); check both, "
+                           "and TRADERAGENT_MODE (demo keys work only in demo mode)") from None
+    except ExchangeAPIError as exc:
+        raise StartupError(f"the exchange at {client.base_url} answered {exc}") from None
+
+
+def banner(settings: Settings, rt: Runtime) -> str:
+    """What the operator needs to know at start: what runs, where its state lives, how to stop it."""
+    from sqlalchemy.engine import make_url
+
+    desk = rt.desk
+    url = make_url(settings.database_url)
+    where = (str(Path(url.database).resolve()) if url.get_backend_name() == "sqlite" and url.database
+             and url.database != ":memory:" else url.render_as_string(hide_password=True))
+    if rt.sim is not None:
+        kept = rt.sim.state_path
+        state = ("state not kept" if kept is None else
+                 f"state {'restored from' if rt.sim_restored else 'kept in'} {kept.resolve()}")
+        exchange = f"built-in simulator {rt.base_url}, {rt.sim.balance(PAPER_KEY).get('USDT')} USDT, {state}"
+    else:
+        exchange = rt.base_url or ("ByBit demo" if settings.mode == "demo" else "ByBit")
+    telegram = ("on" if settings.telegram_bot_token else
+                "off (set TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_IDS to run the desk from Telegram)")
+    source = "demo set (no bots file)" if rt.bots_file.source is None else "bots file"
+    lines = [f"TraderAgent {settings.mode} desk: {len(desk.bots)} bot(s) from the {source}: {', '.join(desk.bots)}",
+             f"  database  {where}", f"  exchange  {exchange}", f"  telegram  {telegram}"]
+    if desk.refused:
+        lines.append(f"  refused   {len(desk.refused)} bot(s): "
+                     + "; ".join(f"{name}: {reason}" for name, reason in desk.refused))
+    lines.append("Ctrl-C to stop.")
+    return "\n".join(lines)
 
 
 async def _wait_ticks(desk: Any, ticks: int) -> None:
@@ -283,7 +368,8 @@ async def _shutdown(rt: Runtime) -> None:
             await step()
         except Exception:
             log.exception("shutdown of %s failed", name)
-    log.info("desk stopped")
+    if rt.desk is not None:
+        print("desk stopped", flush=True)
 
 
 def main_run(args: Any) -> int:

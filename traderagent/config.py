@@ -115,6 +115,18 @@ def _chat_ids(name: str, source: dict[str, str]) -> tuple[int, ...]:
     return tuple(ids)
 
 
+def _check_database_url(url: str) -> None:
+    """Refuse a DATABASE_URL that is not a URL at all (the scheme is checked by the database layer)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(url)
+    except ArgumentError:
+        raise SettingsError("DATABASE_URL is not a database URL: use sqlite+aiosqlite:///traderagent.db "
+                            "or postgresql+asyncpg://user:password@host:5432/dbname") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Typed settings. Build with `Settings.load()`; tests may pass an explicit environment."""
@@ -155,10 +167,11 @@ class Settings:
             source = dict(env)
         key = _env("BYBIT_API_KEY", source)
         mode = _choice("TRADERAGENT_MODE", source, "paper", MODES)
-        try:
-            paper_port = int(_env("TRADERAGENT_PAPER_PORT", source, "0"))
-        except ValueError:
-            raise SettingsError("TRADERAGENT_PAPER_PORT must be a port number") from None
+        raw_port = _env("TRADERAGENT_PAPER_PORT", source, "0")
+        if not raw_port.isdigit() or int(raw_port) > 65535:
+            raise SettingsError(f"TRADERAGENT_PAPER_PORT={raw_port!r} must be a port number from 0 to 65535 "
+                                "(0: any free port)")
+        paper_port = int(raw_port)
         settings = cls(
             mode=mode,
             allow_live=_bool("TRADERAGENT_ALLOW_LIVE", source, False),
@@ -193,6 +206,10 @@ class Settings:
             raise SettingsError("TRADERAGENT_TOTAL_CAPITAL must be greater than 0")
         if self.paper_speed < 0:
             raise SettingsError("TRADERAGENT_PAPER_SPEED must be 0 (manual) or positive")
+        if self.paper_balance <= 0:
+            raise SettingsError(f"TRADERAGENT_PAPER_BALANCE={self.paper_balance} must be greater than 0 "
+                                "(the simulator's starting USDT)")
+        _check_database_url(self.database_url)
 
     @property
     def secrets(self) -> list[str]:

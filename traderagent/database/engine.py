@@ -26,6 +26,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection, event, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -254,7 +255,11 @@ class Store:
 
         def _run(sync_conn: Connection) -> None:
             cfg.attributes["connection"] = sync_conn
-            command.upgrade(cfg, revision)
+            try:
+                command.upgrade(cfg, revision)
+            except CommandError as exc:  # e.g. a schema revision written by a newer TraderAgent
+                raise DatabaseError(f"{self._where()}: {exc} (a newer TraderAgent's schema? run that version, "
+                                    "or point DATABASE_URL at another database)") from None
 
         async with self._guard(), self._write_lock or contextlib.nullcontext():
             if self.schema:

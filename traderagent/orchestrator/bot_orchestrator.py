@@ -240,7 +240,7 @@ class BotOrchestrator:
         await self.db.set_bot_state(self.name, target.value)
         await self._persist(force=True)
         self._emit(StatusChanged(previous, target, reason, by))
-        log.info("%s: %s -> %s %s (by %s)", self.name, previous.value, target.value, reason, by)
+        log.debug("%s: %s -> %s %s (by %s)", self.name, previous.value, target.value, reason, by)  # the event prints it
 
     async def start(self, reason: str = "operator", *, by: str = "operator") -> None:
         """RUNNING from INITIALIZING, PAUSED, STOPPED or ERROR (an operator's start clears ERROR).

@@ -16,11 +16,12 @@ import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from traderagent.sim import wire
+from traderagent.sim import persist, wire
 from traderagent.sim.auth import DEFAULT_RECV_WINDOW, check_signature, check_timestamp
 from traderagent.sim.config import ApiKeySettings, Faults, SimConfig
 from traderagent.sim.market import PriceSeries, SymbolSpec
@@ -32,6 +33,9 @@ GATEWAY_BODY = {
     503: "<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n<body>\r\n<center>"
          "<h1>503 Service Temporarily Unavailable</h1></center>\r\n</body>\r\n</html>\r\n",
 }
+
+
+SAVE_EVERY_S = 5.0  # the replay position (prices only: fills and requests save at once)
 
 
 def now_ms() -> int:
@@ -68,6 +72,21 @@ class ExchangeSimulator:
         self._runner: web.AppRunner | None = None
         self._replay_task: asyncio.Task | None = None
         self._pending: set[asyncio.Task] = set()
+        self.state_path: Path | None = None
+
+    # --- persistence (see persist.py) --------------------------------------------------------------
+    def keep_state(self, path: Path) -> int | None:
+        """Restore the state saved in ``path`` (if any) and save it there from now on. Call after
+        ``add_account`` and before ``start``; returns the port the saved simulator listened on."""
+        state = persist.load(path)
+        if state is not None:
+            persist.restore(self, state)
+        self.state_path = path
+        return state["port"] if state else None
+
+    def save_state(self) -> None:
+        if self.state_path is not None:
+            persist.save(self, self.state_path)
 
     @property
     def faults(self) -> Faults:
@@ -159,7 +178,12 @@ class ExchangeSimulator:
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except BaseException:
+            await self._runner.cleanup()
+            self._runner = None
+            raise
         server = site._server  # the bound port when port=0
         assert server is not None and server.sockets
         bound = server.sockets[0].getsockname()[1]
@@ -173,6 +197,7 @@ class ExchangeSimulator:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._replay_task
             self._replay_task = None
+            self.save_state()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -181,6 +206,7 @@ class ExchangeSimulator:
         """Step every symbol at ``config.speed`` candles per second (speed may change at run time)."""
         loop = asyncio.get_running_loop()
         last, carry = loop.time(), 0.0
+        saved = last
         while True:
             speed = self.config.speed
             await asyncio.sleep(min(0.5, max(0.02, 1 / speed)) if speed > 0 else 0.1)
@@ -188,10 +214,14 @@ class ExchangeSimulator:
             carry += (now - last) * max(0.0, self.config.speed)
             last = now
             n = int(carry)
+            filled = 0
             if n:
                 carry -= n
-                self.step_all(n)
-            self.advance_all(carry)  # between candle closes the price moves too, as a real one does
+                filled += self.step_all(n)
+            filled += self.advance_all(carry)  # between candle closes the price moves too, as a real one does
+            if filled or now - saved >= SAVE_EVERY_S:  # a fill is saved before any request can see it
+                self.save_state()
+                saved = now
 
     # --- HTTP plumbing -----------------------------------------------------------------------------
     def _add_routes(self, app: web.Application) -> None:
@@ -246,6 +276,8 @@ class ExchangeSimulator:
                 self._check_key(acct.api_key, request)
                 headers = self._rate_limit(acct.api_key, path, params)
             result = fn(self, acct, params)
+            if request.method == "POST":  # durable before the answer: the desk may act on it at once
+                self.save_state()
             if path == "/v5/user/query-api":
                 msg = ""
             body = wire.envelope(0, msg, result)
@@ -343,18 +375,24 @@ def main_sim(args: Any) -> int:
                       ratelimit_rate=args.ratelimit_rate),
     )
     try:
-        asyncio.run(_serve(cfg, args))
+        return asyncio.run(_serve(cfg, args))
     except KeyboardInterrupt:
-        pass
-    return 0
+        return 0
 
 
-async def _serve(cfg: SimConfig, args: Any) -> None:
+async def _serve(cfg: SimConfig, args: Any) -> int:
     sim = ExchangeSimulator(cfg)
     key = ApiKeySettings(read_only=args.key_read_only, ips=tuple(args.key_ips.split(",")))
     key.permissions["Wallet"] = [p for p in args.key_wallet.split(",") if p]
     sim.add_account(args.api_key, args.api_secret, {"USDT": Decimal(args.balance)}, key=key)
-    url = await sim.start(host=args.host, port=args.port)
+    try:
+        url = await sim.start(host=args.host, port=args.port)
+    except (OSError, OverflowError) as exc:  # port in use, out of range, unknown host
+        await sim.stop()
+        reason = getattr(exc, "strerror", None) or str(exc)
+        print(f"traderagent sim: cannot listen on {args.host}:{args.port} ({reason}); "
+              "choose a free --port from 1 to 65535, or 0 for any", file=sys.stderr, flush=True)
+        return 2
     print(f"simulator listening on {url}", flush=True)
     print(f"account key: {args.api_key}", flush=True)
     stop = asyncio.Event()
@@ -367,6 +405,7 @@ async def _serve(cfg: SimConfig, args: Any) -> None:
     finally:
         await sim.stop()
         print("simulator stopped", file=sys.stderr, flush=True)
+    return 0
 
 
 __all__ = ["ApiKeySettings", "ExchangeSimulator", "Faults", "SimConfig", "SymbolSpec", "main_sim"]

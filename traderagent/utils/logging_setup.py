@@ -31,8 +31,8 @@ from urllib.parse import urlsplit
 from traderagent.utils.secrets_filter import SecretsFilter, register_secret, register_secrets
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-# Chatty libraries: their INFO lines (one per HTTP request) drown the desk's own log.
-QUIET_LOGGERS = ("httpx", "httpcore", "aiosqlite", "apscheduler", "telegram.ext", "asyncio", "urllib3")
+# Chatty libraries: their INFO lines (one per HTTP request, one per Alembic plugin) drown the desk's own log.
+QUIET_LOGGERS = ("httpx", "httpcore", "aiosqlite", "apscheduler", "telegram.ext", "asyncio", "urllib3", "alembic")
 _MARK = "_traderagent_handler"
 
 
