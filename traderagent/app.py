@@ -192,12 +192,13 @@ async def build(settings: Settings, bots_arg: str | None, rt: Runtime) -> Any:
     from traderagent.orchestrator.risk import RiskRails
     from traderagent.orchestrator.scheduler import DeskScheduler
 
-    bots_file = load_bots(settings, bots_arg)
-    for name, reason in bots_file.refused:
-        log.error("bots file: %s refused: %s", name, reason)
+    bots_file = load_bots(settings, bots_arg)  # its refused bots are listed in the banner
     if not bots_file.bots:
-        raise StartupError("no bot to run (every bot in the bots file was refused)")
+        raise StartupError("no bot to run, every bot in the bots file was refused: "
+                           + "; ".join(f"{n}: {r}" for n, r in bots_file.refused))
 
+    rt.db = DatabaseManager(settings.database_url, master_key=settings.master_key or None)
+    await rt.db.initialize()  # first: the paper simulator keeps its state beside the database
     base_url, key, secret, testnet = await _connection(settings, rt)
     rt.base_url = base_url
     market_types = sorted({b.market_type for b in bots_file.bots})
@@ -208,8 +209,6 @@ async def build(settings: Settings, bots_arg: str | None, rt: Runtime) -> Any:
     if settings.mode != "paper":
         await _check_api_key(settings, rt.clients[market_types[0]])
 
-    rt.db = DatabaseManager(settings.database_url, master_key=settings.master_key or None)
-    await rt.db.initialize()
     rt.bots_file = bots_file
     capital, persister = await load_capital_manager(rt.db, settings.total_capital)
     bus = EventBus()

@@ -132,10 +132,10 @@ def run_desk(env: dict[str, str], cwd: Path, ticks: int, log_path: Path, *, kill
     return -999 if hung.is_set() else code
 
 
-async def consistency_report(sim_url: str, db_path: Path) -> dict:
+async def consistency_report(sim_url: str, db_path: Path, key: str = KEY, secret: str = SECRET) -> dict:
     """Compare the desk's database with the simulator after a final reconciliation; returns counts
     and raises AssertionError naming the first inconsistency."""
-    client = ByBitDirectClient(KEY, SECRET, base_url=sim_url)
+    client = ByBitDirectClient(key, secret, base_url=sim_url)
     await client.initialize()
     db = DatabaseManager(f"sqlite+aiosqlite:///{db_path}")
     await db.initialize()

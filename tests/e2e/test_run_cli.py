@@ -45,7 +45,14 @@ def test_paper_mode_runs_demo_desk_for_n_ticks(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "[xrp-grid] STATUS_CHANGE initializing → running (new bot, by desk)" in out.stdout
     assert "ORDER_PLACED" in out.stdout
-    assert "desk stopped" in out.stderr
+    assert out.stdout.rstrip().endswith("desk stopped")
+    banner = out.stdout[:out.stdout.index("Ctrl-C to stop.")]
+    assert "TraderAgent paper desk: 4 bot(s) from the demo set" in banner
+    assert f"database  {tmp_path / 'desk.db'}" in banner
+    assert "built-in simulator http://127.0.0.1:" in banner and str(tmp_path / "desk.sim.json") in banner
+    assert "telegram  off (set TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_IDS" in banner
+    assert "INITIALIZING -> RUNNING" not in out.stderr  # each event once: on the console, not in the log too
+    assert "alembic" not in out.stderr
 
     async def check():
         db = DatabaseManager(f"sqlite+aiosqlite:///{tmp_path / 'desk.db'}")
@@ -67,15 +74,14 @@ def test_sigterm_stops_cleanly(tmp_path):
     deadline = time.monotonic() + 60
     lines = []
     while time.monotonic() < deadline:
-        line = proc.stderr.readline()
+        line = proc.stdout.readline()
         lines.append(line)
-        if "desk running" in line:
+        if "Ctrl-C to stop" in line:
             break
-    time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
+    out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, "".join(lines) + err
-    assert "desk stopped" in err
+    assert "desk stopped" in out
 
 
 def test_live_mode_needs_allow_live(tmp_path):
