@@ -47,8 +47,9 @@ from typing import Any
 import pandas as pd
 
 from traderagent.api.exceptions import (
+    AuthenticationError,
+    DuplicateOrderError,
     ExchangeAPIError,
-    InsufficientFundsError,
     InvalidOrderError,
     NetworkError,
     OrderNotFoundError,
@@ -93,7 +94,7 @@ log = logging.getLogger(__name__)
 ZERO = Decimal(0)
 RUNTIME_VERSION = 1
 STALE_SIGNAL = Decimal("0.02")  # reject a signal whose entry is more than 2% off the price
-REJECT_COOLDOWN_S = 30.0  # a tag the exchange rejected is not retried before this
+REJECT_COOLDOWN_S = 30.0  # a tag refused for a transient reason (rate limit) is not retried before this
 PENDING_GRACE_S = 15.0  # an uncertain send not visible after this long is FAILED
 TRANSIENT_LIMIT = 3  # consecutive network-failed ticks before the bot goes to ERROR
 BOOKED_KEEP = 500
@@ -108,6 +109,11 @@ _STATUS = {
 }
 FINAL = frozenset({"FILLED", "CANCELLED", "REJECTED", "FAILED"})
 __all__ = ["BotOrchestrator", "BotState", "IllegalTransition", "TrackedOrder", "link_prefix"]
+
+
+class OrderRefused(Exception):
+    """The exchange permanently refused an order the bot cannot do without (an exit): the tick stops
+    and the bot goes to ERROR with this message."""
 
 
 def link_prefix(bot_name: str) -> str:
@@ -192,6 +198,7 @@ class BotOrchestrator:
         self._orders: dict[str, TrackedOrder] = {}
         self._armed_stops: dict[str, OrderIntent] = {}
         self._rejected_until: dict[str, float] = {}
+        self._refused: dict[str, tuple[str, Decimal, Decimal | None]] = {}  # tag -> the intent refused for good
         self._booked: deque[str] = deque(maxlen=BOOKED_KEEP)
         self._trade_ids: dict[str, list[Any]] = {}  # position_id -> [trade_id, fees at open]
         self._closed_seen = 0
@@ -248,6 +255,7 @@ class BotOrchestrator:
         ``reason`` of every change of state is also what a pause is remembered by ("operator",
         "risk", "halt"); ``by`` says who decided (an operator's name, "desk")."""
         async with self._lock:
+            self._refused.clear()  # the operator has seen the alert: refused intents may be tried again
             if self.state is BotState.RUNNING:
                 return
             if self._strangers:  # the operator takes over what the refusal at start-up reported
@@ -316,6 +324,8 @@ class BotOrchestrator:
             try:
                 await self._tick()
                 self._transient_failures = 0
+            except OrderRefused as exc:
+                await self.fail(str(exc))
             except (NetworkError, RateLimitError) as exc:
                 self._transient_failures += 1
                 log.warning("%s: exchange unreachable this tick (%s)", self.name, exc)
@@ -449,7 +459,7 @@ class BotOrchestrator:
         net = self._net_position()
         to_place = []
         for tag, intent in wanted.items():
-            if tag in resting or self._cooling(tag):
+            if tag in resting or self._cooling(tag) or self._was_refused(intent):
                 continue
             if intent.order_type == "stop":
                 if not _stop_triggered(intent, price):
@@ -506,6 +516,7 @@ class BotOrchestrator:
         results = await asyncio.gather(*(self._send(o) for o in orders), return_exceptions=True)
         out: list[TrackedOrder | None] = []
         acked: list[TrackedOrder] = []
+        refused: list[tuple[TrackedOrder, ExchangeAPIError]] = []
         unexpected: BaseException | None = None
         for order, result in zip(orders, results, strict=True):
             if isinstance(result, dict):
@@ -514,14 +525,17 @@ class BotOrchestrator:
                 out.append(order)
             elif isinstance(result, SendsStopped):
                 out.append(order)  # not sent, or its answer abandoned: PENDING, reconciled at the next start
-            elif isinstance(result, NetworkError):
+            elif isinstance(result, NetworkError | DuplicateOrderError):
                 # uncertain: it may exist. Keep it PENDING; the order sync resolves it by orderLinkId.
                 log.warning("%s: send of %s uncertain (%s); will reconcile", self.name, order.client_order_id, result)
                 out.append(order)
-            elif isinstance(result, ExchangeAPIError):
-                status = "REJECTED" if isinstance(result, InvalidOrderError | InsufficientFundsError) else "FAILED"
-                await self._finish(order, status, error=str(result))
+            elif isinstance(result, RateLimitError):  # transient, and not placed: again after a pause
+                await self._finish(order, "FAILED", error=str(result))
                 self._rejected_until[order.tag] = time.monotonic() + REJECT_COOLDOWN_S
+                out.append(None)
+            elif isinstance(result, ExchangeAPIError):  # permanent: sending it again cannot help
+                await self._finish(order, "REJECTED", error=str(result))
+                refused.append((order, result))
                 out.append(None)
             else:  # a bug or a cancellation: leave the order PENDING (reconciled later), fail the tick
                 unexpected = unexpected or result
@@ -540,7 +554,30 @@ class BotOrchestrator:
                     await self._confirm(order)  # fills at once: book it in this tick
         if unexpected is not None:
             raise unexpected
+        if refused:
+            self._on_refused(refused)
         return out
+
+    def _on_refused(self, refused: list[tuple[TrackedOrder, ExchangeAPIError]]) -> None:
+        """Permanent rejections, told once. A refused exit (or refused keys) leaves positions the bot
+        cannot manage: OrderRefused stops the tick and the bot goes to ERROR. A refused entry is not
+        sent again (the same intent, until the operator's start); the bot trades on."""
+        net = self._net_position()
+        what = "; ".join(f"{o.side} {o.qty} {self.symbol}{f' @ {o.price}' if o.price else ''} ({o.tag}): "
+                         f"{getattr(exc, 'ret_msg', None) or exc} (retCode {getattr(exc, 'ret_code', '?')})"
+                         for o, exc in refused)
+        fatal = any(isinstance(exc, AuthenticationError) or not _is_entry(_intent_of(o), net) for o, exc in refused)
+        if fatal:
+            raise OrderRefused(f"the exchange refused {what}. The bot cannot manage its position: compare it with "
+                               f"the exchange's, then /start {self.name} (or /stop {self.name})")
+        for o, _ in refused:
+            self._refused[o.tag] = (o.side, o.qty, o.price)
+        self._emit(EventType.ERROR, error=f"the exchange refused {what}. Not sent again: free some balance or "
+                                         f"change the bot's parameters, then /start {self.name} to retry",
+                   state=self.state.value)
+
+    def _was_refused(self, intent: OrderIntent) -> bool:
+        return self._refused.get(intent.tag) == (intent.side, intent.qty, intent.price)
 
     def _new_order(self, intent: OrderIntent) -> TrackedOrder:
         order_type = "market" if intent.order_type == "market" else "limit"
@@ -587,9 +624,7 @@ class BotOrchestrator:
     async def _cancel_entry_orders(self) -> None:
         net = self._net_position()
         for order in list(self._orders.values()):
-            intent = OrderIntent(order.tag, order.side, "limit" if order.price else "market", order.qty,
-                                 order.price, order.reduce_only)
-            if order.order_type == "limit" and _is_entry(intent, net):
+            if order.order_type == "limit" and _is_entry(_intent_of(order), net):
                 await self._cancel(order, "bot stopped")
 
     async def _sync_orders(self) -> None:
@@ -725,7 +760,8 @@ class BotOrchestrator:
         net = self._net_position()
         batch = []
         for intent in follow:
-            if intent.tag in tags or intent.order_type == "stop" or self._cooling(intent.tag):
+            if (intent.tag in tags or intent.order_type == "stop" or self._cooling(intent.tag)
+                    or self._was_refused(intent)):
                 continue
             if _is_entry(intent, net) and not self.entries_allowed:
                 continue
@@ -821,8 +857,7 @@ class BotOrchestrator:
         net = self._net_position()
         resting = ZERO
         for o in self._orders.values():
-            intent = OrderIntent(o.tag, o.side, "limit" if o.price else "market", o.qty, o.price, o.reduce_only)
-            if _is_entry(intent, net):
+            if _is_entry(_intent_of(o), net):
                 resting += o.qty * (o.price or price)
         return positions + resting
 
@@ -1069,6 +1104,10 @@ def _same(order: TrackedOrder, intent: OrderIntent) -> bool:
 def _stop_triggered(intent: OrderIntent, price: Decimal) -> bool:
     assert intent.price is not None
     return price <= intent.price if intent.side == "sell" else price >= intent.price
+
+
+def _intent_of(order: TrackedOrder) -> OrderIntent:
+    return OrderIntent(order.tag, order.side, order.order_type, order.qty, order.price, order.reduce_only)
 
 
 def _is_entry(intent: OrderIntent, net_position: Decimal) -> bool:
