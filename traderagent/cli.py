@@ -1,7 +1,10 @@
-"""`traderagent` command line: argument parsing only.
+"""TraderAgent: ByBit V5 trading bots (SMC, trend, grid, DCA) run from Telegram, with a built-in exchange simulator.
 
-Each subcommand's work lives with the code it drives; this module imports it lazily so
-`traderagent --help` stays fast and a broken optional part cannot break the others.
+Start with `traderagent run`: with no configuration it trades on paper against the built-in
+simulator. Settings come from the environment or `.env` (see .env.example).
+
+This module only parses arguments. Each subcommand's work lives with the code it drives and is
+imported lazily, so `traderagent --help` stays fast and a broken optional part cannot break the others.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ _RATE = _checked(float, lambda v: 0 <= v <= 1, "a probability from 0 to 1")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="traderagent", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="traderagent", description="\n\n".join(__doc__.split("\n\n")[:2]),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the trading desk (paper mode with no keys)")
@@ -54,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ticks", type=_COUNT, default=0, help="stop after this many ticks per bot (0: run until Ctrl-C)")
 
     sim = sub.add_parser("sim", help="run the ByBit V5-compatible exchange simulator")
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8900)
+    sim.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sim.add_argument("--port", type=int, default=8900, help="port to listen on (default 8900; 0: any free port)")
     sim.add_argument("--speed", type=_POSITIVE, default=1.0, help="candles replayed per second")
     sim.add_argument("--seed", type=int, default=None, help="seed a random walk instead of real candles")
     sim.add_argument("--api-key", default="paper-key", help="account key the simulator accepts")
@@ -93,14 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     creds_sub.add_parser("list", help="stored names with a masked API key")
 
     audit = sub.add_parser("audit", help="security audit of a project folder")
-    audit.add_argument("path", nargs="?", default=".")
-    audit.add_argument("--json", action="store_true")
+    audit.add_argument("path", nargs="?", default=".", help="project folder to audit (default: the current one)")
+    audit.add_argument("--json", action="store_true", help="print the report as JSON")
 
     validate = sub.add_parser("validate", help="validate the bots file and risk settings")
-    validate.add_argument("bots_file", nargs="?", default=None)
+    validate.add_argument("bots_file", nargs="?", default=None,
+                          help="bots file (default: TRADERAGENT_BOTS_FILE or bots.toml)")
     validate.add_argument("--demo", action="store_true", help="validate the paper demo set instead of a bots file")
     validate.add_argument("--bounds-table", action="store_true", help="print the README's parameter bounds tables")
-    validate.add_argument("--json", action="store_true")
+    validate.add_argument("--json", action="store_true", help="print the findings as JSON")
     return parser
 
 

@@ -144,3 +144,19 @@ def test_console_trade_line_omits_levels_a_ladder_position_lacks():
     trend = TradeOpened(5, "p", "BTCUSDT", "long", Decimal("0.01"), Decimal("50000"), Decimal("49000"),
                         Decimal("53000"), "USDT")
     assert format_event(TradingEvent.of("btc", trend)).endswith("@ 50000 = 500.00 USDT · stop 49000 · target 53000 (trade #5)")
+
+
+def test_help_describes_the_tool_and_every_option():
+    import argparse
+
+    from traderagent.cli import build_parser
+
+    parser = build_parser()
+    top = parser.format_help()
+    assert "argument parsing only" not in top and "trading bots" in top and "traderagent run" in top
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    helps = {c.dest: c.help for c in sub._choices_actions}
+    assert set(helps) == set(sub.choices) and all(helps.values())
+    missing = [f"{name} {action.dest}" for name, command in sub.choices.items() for action in command._actions
+               if not isinstance(action, argparse._HelpAction) and not action.help]
+    assert missing == []
