@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import signal
 import sys
@@ -220,10 +221,43 @@ async def build(settings: Settings, bots_arg: str | None, rt: Runtime) -> Any:
     desk.refused.extend(bots_file.refused)
     for spec in bots_file.bots:
         await desk.add_bot(spec)
+    await refuse_untradable(desk)
     if not desk.bots:
         raise StartupError("no bot could be built: " + "; ".join(f"{n}: {r}" for n, r in desk.refused))
     rt.desk = desk
     return desk
+
+
+async def refuse_untradable(desk: Any) -> None:
+    """Refuse, before it starts, a ladder bot whose parameters cannot trade its symbol at today's price
+    (a quantity that rounds to zero, an order under the exchange's minimum): its first tick would only
+    fail. A trial copy of its strategy makes the first decision; the bot itself is untouched."""
+    for name, handle in list(desk.bots.items()):
+        if handle.bot.strategy.is_ladder and (reason := await _untradable(handle.bot)):
+            del desk.bots[name]
+            desk.refused.append((name, reason))
+
+
+async def _untradable(bot: Any) -> str | None:
+    from traderagent.strategies.base import to_decimal
+
+    trial = copy.deepcopy(bot.strategy)
+    price = to_decimal((await bot.market.ticker(bot.symbol))["last"])
+    frames = await bot.market.frames(bot.symbol, tuple(trial.timeframes), int(getattr(trial, "min_candles", 100)) + 50)
+    try:
+        prepared = trial.prepare(*(frames[tf] for tf in trial.timeframes))
+        trial.on_candle_close(prepared, len(prepared) - 1)
+        intents = trial.desired_orders(price, trial.allocated_capital)
+    except ValueError as exc:
+        return f"cannot trade {bot.symbol} at {price} with {trial.allocated_capital} USDT: {exc}"
+    market = bot.client.market(bot.symbol)
+    for intent in intents:
+        at = intent.price or price
+        if intent.qty < market.min_qty or intent.qty * at < market.min_notional:
+            return (f"its order {intent.tag} of {intent.qty} {bot.symbol} at {at} is worth {intent.qty * at:.2f} "
+                    f"USDT; the exchange's minimum is {market.min_qty} {market.base} and {market.min_notional} "
+                    f"USDT (more capital for the bot, or fewer orders)")
+    return None
 
 
 async def _start_telegram(settings: Settings, desk: Any, bus: EventBus) -> Any:

@@ -105,3 +105,31 @@ def test_the_traceback_is_there_at_debug_level(tmp_path):
     out = _run(tmp_path, "run", "--ticks", "1", DATABASE_URL=_newer_schema(tmp_path), LOG_LEVEL="debug")
     assert out.returncode == 2
     assert "Traceback" in out.stderr and out.stderr.rstrip().splitlines()[-1].startswith("traderagent: ")
+
+
+def _grid(name: str, symbol: str, share: str, **params: str) -> str:
+    extra = "".join(f"{k} = {v}\n" for k, v in params.items())
+    return (f'[[bots]]\nname = "{name}"\nstrategy = "grid"\nsymbol = "{symbol}"\ntimeframe = "1m"\nshare = "{share}"\n'
+            f'[bots.params]\nnum_levels = 9\nrange_pct = "0.015"\n{extra}\n')
+
+
+def test_a_bot_that_cannot_trade_its_symbol_is_refused_at_start(tmp_path):
+    bots = tmp_path / "bots.toml"
+    bots.write_text(_grid("btc-tiny", "BTCUSDT", "0.001") + _grid("xrp-dust", "XRPUSDT", "0.3", qty_per_level='"1"')
+                    + _grid("xrp-grid", "XRPUSDT", "0.3"))
+    out = _run(tmp_path, "run", "--ticks", "1", TRADERAGENT_BOTS_FILE=str(bots))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+    (refused,) = [line for line in out.stdout.splitlines() if line.lstrip().startswith("refused")]
+    assert "refused   2 bot(s)" in refused
+    assert "btc-tiny: cannot trade BTCUSDT at" in refused and "rounds to 0 with qty_step 0.001" in refused
+    assert "level 0 (price" in refused
+    assert "xrp-dust: its order" in refused and "is worth 1." in refused and "5 USDT" in refused
+    assert "desk: 1 bot(s)" in out.stdout and "xrp-grid" in out.stdout
+
+
+def test_run_fails_when_every_bot_is_refused(tmp_path):
+    bots = tmp_path / "bots.toml"
+    bots.write_text(_grid("btc-tiny", "BTCUSDT", "0.001"))
+    line = _one_line(_run(tmp_path, "run", "--ticks", "1", TRADERAGENT_BOTS_FILE=str(bots)))
+    assert "no bot could be built" in line and "btc-tiny" in line and "rounds to 0" in line

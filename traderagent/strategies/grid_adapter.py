@@ -148,14 +148,12 @@ class GridAdapter(BaseStrategy):
         budget = self.investment if self.investment is not None else self.allocated_capital
         self.slots = []
         for k in range(n_slots):
-            if self.qty_per_level is not None:
-                qty = self.round_qty(self.qty_per_level)
-            else:
-                qty = self.round_qty(budget / n_slots / self.levels[k])
+            raw = self.qty_per_level if self.qty_per_level is not None else budget / n_slots / self.levels[k]
+            qty = self.round_qty(raw)
             if qty <= 0:
                 raise ValueError(
-                    f"investment per level too small: qty at level {k} ({self.levels[k]}) rounds to 0 "
-                    f"with qty_step {self.qty_step}"
+                    f"investment per level too small: the order at level {k} (price {self.levels[k]}) would be "
+                    f"{raw:.8g}, which rounds to 0 with qty_step {self.qty_step}"
                 )
             self.slots.append({"k": k, "qty": qty, "role": None, "holding": False, "lot": None})
         if self.worst_case_capital() > self.allocated_capital:
