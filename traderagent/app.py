@@ -136,7 +136,7 @@ async def _start_paper_sim(settings: Settings, rt: Runtime) -> tuple[str, str, s
     try:
         saved_port = sim.keep_state(path) if path is not None else None
     except StateFileError as exc:
-        raise StartupError(f"{exc}: move it away to start a fresh paper account") from None
+        raise StartupError(str(exc)) from None
     rt.sim_restored = saved_port is not None
     port = settings.paper_port or saved_port or 0
     try:

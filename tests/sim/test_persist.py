@@ -90,5 +90,29 @@ async def test_an_accepted_order_is_on_disk_before_the_answer(tmp_path):
 def test_a_broken_state_file_is_named(tmp_path):
     path = tmp_path / "s.json"
     path.write_text("{not json")
-    with pytest.raises(StateFileError, match="s.json"):
+    with pytest.raises(StateFileError, match="s.json is unreadable .*fresh paper account"):
         _sim().keep_state(path)
+
+
+def test_a_state_folder_it_cannot_write_is_named_at_once(tmp_path):
+    with pytest.raises(StateFileError, match="cannot write simulator state .*nowhere"):
+        _sim().keep_state(tmp_path / "nowhere" / "s.json")
+
+
+async def test_only_the_recent_closed_orders_are_kept(tmp_path, monkeypatch):
+    from traderagent.sim import persist
+
+    monkeypatch.setattr(persist, "KEEP_CLOSED", 2)
+    sim = _sim()
+    acct = sim.engine.accounts[KEY]
+    for i in range(4):  # filled at once: closed
+        sim.engine.create_order(acct, {"category": "linear", "symbol": "XRPUSDT", "side": "Buy",
+                                       "orderType": "Market", "qty": "10", "orderLinkId": f"m{i}"})
+    sim.engine.create_order(acct, {"category": "linear", "symbol": "XRPUSDT", "side": "Buy", "orderType": "Limit",
+                                   "qty": "10", "price": "1", "orderLinkId": "open"})
+    persist.save(sim, tmp_path / "s.json")
+    reborn = _sim()
+    reborn.keep_state(tmp_path / "s.json")
+    assert [o["orderLinkId"] for o in reborn.orders(KEY, open_only=False)] == ["open", "m3", "m2"]
+    assert {e["orderLinkId"] for e in reborn.executions(KEY)} == {"m3", "m2"}
+    assert reborn.positions(KEY) == sim.positions(KEY) and reborn.balance(KEY) == sim.balance(KEY)

@@ -6,10 +6,11 @@ What a real exchange keeps across the desk's restarts is saved: per account the 
 secrets are not saved: accounts are registered again at start (``add_account``) and the saved state
 is attached to them by key.
 
-The file is replaced atomically (write to a temporary file, fsync, rename), so a kill at any moment
-leaves the previous or the new state, never half of one. The server saves before it answers a
-mutating request and right after a replay step that filled an order: nothing the desk can have
-seen is missing after a crash.
+Open orders are all kept, closed ones only the most recent ``KEEP_CLOSED``: the desk asks the
+exchange about its open and just-sent orders only. The file is replaced atomically (write to a
+temporary file, fsync, rename), so a kill at any moment leaves the previous or the new state, never
+half of one. The server saves before it answers a mutating request and right after a replay step
+that filled an order: nothing the desk can have seen is missing after a crash.
 
 The candles replayed so far are not stored: they are the replay path up to the saved position and
 are rebuilt from it (``PriceSeries.fast_forward``). A ``set_price`` (a test-harness move, never made
@@ -33,10 +34,16 @@ if TYPE_CHECKING:
     from traderagent.sim.server import ExchangeSimulator
 
 VERSION = 1
+# Closed orders (and their executions) kept across a restart: ByBit's /v5/order/realtime lists the
+# most recent 500 too. Bounds the file, and the time of a save, whatever the desk's age.
+KEEP_CLOSED = 500
 
 
 class StateFileError(ValueError):
-    """The state file cannot be used; the message names the file."""
+    """The state file cannot be used; the message names the file and the fix."""
+
+
+_FRESH = "move it away to start a fresh paper account"
 
 
 def _decimal_fields(cls: type) -> frozenset[str]:
@@ -72,10 +79,13 @@ def snapshot(sim: ExchangeSimulator) -> dict[str, Any]:
 
 
 def _account(acct: Account) -> dict[str, Any]:
+    closed = [o for o in acct.orders if not o.is_open][-KEEP_CLOSED:]
+    kept = {o.order_id for o in closed} | set(acct.open_orders)
     return {
         "wallet": acct.wallet, "cum_realised": acct.cum_realised, "leverage": acct.leverage,
-        "orders": [_plain(o) for o in acct.orders],
-        "executions": [{**_plain(e, frozenset({"order"})), "order_id": e.order.order_id} for e in acct.executions],
+        "orders": [_plain(o) for o in acct.orders if o.order_id in kept],
+        "executions": [{**_plain(e, frozenset({"order"})), "order_id": e.order.order_id}
+                       for e in acct.executions if e.order.order_id in kept],
         "positions": [_plain(p) for p in acct.positions.values()],
     }
 
@@ -84,11 +94,15 @@ def save(sim: ExchangeSimulator, path: Path) -> None:
     """Write the state atomically (temporary file, fsync, rename)."""
     data = orjson.dumps(snapshot(sim), default=str)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise StateFileError(f"cannot write simulator state {path} ({exc.strerror or exc}): "
+                             "make its folder writable") from None
 
 
 # ------------------------------------------------------------------ restore
@@ -99,9 +113,9 @@ def load(path: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except (OSError, orjson.JSONDecodeError) as exc:
-        raise StateFileError(f"simulator state {path} is unreadable ({exc})") from None
+        raise StateFileError(f"simulator state {path} is unreadable ({exc}): {_FRESH}") from None
     if not isinstance(data, dict) or data.get("version") != VERSION:
-        raise StateFileError(f"simulator state {path} is not a version {VERSION} state file")
+        raise StateFileError(f"simulator state {path} is not a version {VERSION} state file: {_FRESH}")
     return data
 
 
@@ -109,7 +123,7 @@ def restore(sim: ExchangeSimulator, state: dict[str, Any]) -> None:
     """Put ``state`` into a fresh simulator whose accounts are already registered."""
     unknown = set(state["series"]) - set(sim.series)
     if unknown:
-        raise StateFileError(f"simulator state names symbols this simulator lacks: {sorted(unknown)}")
+        raise StateFileError(f"simulator state names symbols this simulator lacks ({sorted(unknown)}): {_FRESH}")
     engine = sim.engine
     engine._seq, engine._spot_id = state["engine"]["seq"], state["engine"]["spot_id"]
     version, internal, gauss = state["engine"]["rng"]

@@ -81,6 +81,7 @@ class ExchangeSimulator:
         state = persist.load(path)
         if state is not None:
             persist.restore(self, state)
+        persist.save(self, path)  # a folder it cannot write to is said now, not at the first order
         self.state_path = path
         return state["port"] if state else None
 
