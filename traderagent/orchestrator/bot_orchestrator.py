@@ -294,7 +294,8 @@ class BotOrchestrator:
         """Move to ERROR with an ERROR event (never raises)."""
         text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
         self.last_error = text
-        log.error("%s: tick failed: %s", self.name, text, exc_info=not isinstance(exc, str) and exc)
+        if not isinstance(exc, str):  # a told failure is the ERROR event's line; a bug also gets its traceback
+            log.error("%s: tick failed: %s", self.name, text, exc_info=exc)
         self._emit(ErrorRaised(text, self.state))
         if self.capital_manager is not None and self.capital_manager.metrics is not None:
             self.capital_manager.record_error()
