@@ -33,6 +33,7 @@ async def test_a_refused_exit_moves_the_bot_to_error_once(sim, tmp_path):
         (alert,) = h.of(EventType.ERROR, "sol-dca")
         text = alert.data["error"]
         assert "110017" in text and "dca:tp" in text and "/start sol-dca" in text
+        assert f"its book holds {tp.qty} SOLUSDT" in text
         refused = [r for r in await h.db.list_orders(limit=100) if r.status == "REJECTED"]
         assert [r.tag for r in refused] == ["dca:tp"]
     finally:

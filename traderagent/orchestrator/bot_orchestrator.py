@@ -569,8 +569,9 @@ class BotOrchestrator:
                          for o, exc in refused)
         fatal = any(isinstance(exc, AuthenticationError) or not _is_entry(_intent_of(o), net) for o, exc in refused)
         if fatal:
-            raise OrderRefused(f"the exchange refused {what}. The bot cannot manage its position: compare it with "
-                               f"the exchange's, then /start {self.name} (or /stop {self.name})")
+            raise OrderRefused(f"the exchange refused {what}. The bot cannot manage its position (its book holds "
+                               f"{net} {self.symbol}): compare it with the exchange's, then /start {self.name} "
+                               f"(or /stop {self.name})")
         for o, _ in refused:
             self._refused[o.tag] = (o.side, o.qty, o.price)
         self._emit(EventType.ERROR, error=f"the exchange refused {what}. Not sent again: free some balance or "
