@@ -5,9 +5,10 @@ Modes (``TRADERAGENT_MODE``, see config.py):
 * ``paper`` (default, no keys needed): the built-in exchange simulator starts in this process on
   127.0.0.1 (``TRADERAGENT_PAPER_PORT``, 0 = any free port), replays real candles at
   ``TRADERAGENT_PAPER_SPEED`` candles per second and funds an account with
-  ``TRADERAGENT_PAPER_BALANCE``. With ``BYBIT_BASE_URL`` set, paper mode trades against that
-  simulator instead (e.g. one started by ``traderagent sim``), with ``BYBIT_API_KEY/SECRET`` or
-  the simulator's default paper account.
+  ``TRADERAGENT_PAPER_BALANCE``; its exchange is kept beside the database (``sim_state_path``), so
+  a restarted desk finds its orders and positions again. With ``BYBIT_BASE_URL`` set, paper mode
+  trades against that simulator instead (e.g. one started by ``traderagent sim``), with
+  ``BYBIT_API_KEY/SECRET`` or the simulator's default paper account.
 * ``demo``: ByBit's demo trading (api-demo.bybit.com) with real keys (``BYBIT_API_KEY/SECRET``, or the
   keys stored with ``traderagent credentials set demo``; live mode likewise).
 * ``live``: api.bybit.com; needs ``TRADERAGENT_ALLOW_LIVE=true`` (Settings refuses otherwise) and a
@@ -15,7 +16,10 @@ Modes (``TRADERAGENT_MODE``, see config.py):
   Demo and live ask ByBit what the key may do (``_check_api_key``): live refuses, demo warns.
 
 Bots come from the bots file (``--bots`` or ``TRADERAGENT_BOTS_FILE``); without one, paper mode
-runs a demo set of four bots (one per strategy). Events print to the console one line each.
+runs a demo set of four bots (one per strategy); a ladder bot that cannot trade its symbol is
+refused before it starts. A banner says what runs and where; then events print one line each.
+A start-up failure the operator can fix exits with code 2 and one line on stderr naming the
+setting at fault (the traceback only at LOG_LEVEL=debug).
 ``--ticks N`` stops after every bot ticked N times; Ctrl-C / SIGTERM stop cleanly (order state
 and capital state saved, scheduler shut down, database closed).
 """
@@ -111,18 +115,24 @@ async def _check_api_key(settings: Settings, client: ByBitDirectClient) -> None:
         raise StartupError("live trading refused: " + "; ".join(refusals))
 
 
+def _sqlite_file(database_url: str) -> tuple[str, Path | None]:
+    """(backend name, the database file: None unless SQLite on disk)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    name = url.database
+    on_disk = url.get_backend_name() == "sqlite" and name and name != ":memory:"
+    return url.get_backend_name(), Path(name) if on_disk and name else None
+
+
 def sim_state_path(settings: Settings) -> Path | None:
     """Where the paper simulator keeps its exchange state: beside an SQLite desk database
     (``traderagent.db`` -> ``traderagent.sim.json``), in the working folder for PostgreSQL, nowhere
     for an in-memory database (the desk forgets everything too)."""
-    from sqlalchemy.engine import make_url
-
-    url = make_url(settings.database_url)
-    if url.get_backend_name() != "sqlite":
+    backend, db_file = _sqlite_file(settings.database_url)
+    if backend != "sqlite":
         return Path("traderagent.sim.json")
-    if not url.database or url.database == ":memory:":
-        return None
-    return Path(url.database).with_suffix(".sim.json")
+    return db_file.with_suffix(".sim.json") if db_file else None
 
 
 async def _start_paper_sim(settings: Settings, rt: Runtime) -> tuple[str, str, str]:
@@ -239,11 +249,15 @@ async def refuse_untradable(desk: Any) -> None:
 
 
 async def _untradable(bot: Any) -> str | None:
+    from traderagent.api.exceptions import ExchangeAPIError
     from traderagent.strategies.base import to_decimal
 
     trial = copy.deepcopy(bot.strategy)
-    price = to_decimal((await bot.market.ticker(bot.symbol))["last"])
-    frames = await bot.market.frames(bot.symbol, tuple(trial.timeframes), int(getattr(trial, "min_candles", 100)) + 50)
+    try:
+        price = to_decimal((await bot.market.ticker(bot.symbol))["last"])
+        frames = await bot.market.frames(bot.symbol, tuple(trial.timeframes), int(trial.min_candles) + 50)
+    except ExchangeAPIError:  # no market data now: the first tick will tell
+        return None
     try:
         prepared = trial.prepare(*(frames[tf] for tf in trial.timeframes))
         trial.on_candle_close(prepared, len(prepared) - 1)
@@ -353,9 +367,8 @@ def banner(settings: Settings, rt: Runtime) -> str:
     from sqlalchemy.engine import make_url
 
     desk = rt.desk
-    url = make_url(settings.database_url)
-    where = (str(Path(url.database).resolve()) if url.get_backend_name() == "sqlite" and url.database
-             and url.database != ":memory:" else url.render_as_string(hide_password=True))
+    _, db_file = _sqlite_file(settings.database_url)
+    where = str(db_file.resolve()) if db_file else make_url(settings.database_url).render_as_string(hide_password=True)
     if rt.sim is not None:
         kept = rt.sim.state_path
         state = ("state not kept" if kept is None else
@@ -365,7 +378,7 @@ def banner(settings: Settings, rt: Runtime) -> str:
         exchange = rt.base_url or ("ByBit demo" if settings.mode == "demo" else "ByBit")
     telegram = ("on" if settings.telegram_bot_token else
                 "off (set TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_IDS to run the desk from Telegram)")
-    source = "demo set (no bots file)" if rt.bots_file.source is None else "bots file"
+    source = "demo set (no bots file)" if rt.bots_file.source is None else f"bots file {rt.bots_file.source}"
     lines = [f"TraderAgent {settings.mode} desk: {len(desk.bots)} bot(s) from the {source}: {', '.join(desk.bots)}",
              f"  database  {where}", f"  exchange  {exchange}", f"  telegram  {telegram}"]
     if desk.refused:
