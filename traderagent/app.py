@@ -120,9 +120,8 @@ def _sqlite_file(database_url: str) -> tuple[str, Path | None]:
     from sqlalchemy.engine import make_url
 
     url = make_url(database_url)
-    name = url.database
-    on_disk = url.get_backend_name() == "sqlite" and name and name != ":memory:"
-    return url.get_backend_name(), Path(name) if on_disk and name else None
+    name, backend = url.database, url.get_backend_name()
+    return backend, Path(name) if backend == "sqlite" and name and name != ":memory:" else None
 
 
 def sim_state_path(settings: Settings) -> Path | None:
