@@ -31,7 +31,7 @@ async def test_a_refused_exit_moves_the_bot_to_error_once(sim, tmp_path):
         assert bot.state is BotState.ERROR
         assert sim.request_counts[CREATE] == sent  # not retried
         (alert,) = h.of(EventType.ERROR, "sol-dca")
-        text = alert.data["error"]
+        text = alert.data.error
         assert "110017" in text and "dca:tp" in text and "/start sol-dca" in text
         assert f"its book holds {tp.qty} SOLUSDT" in text
         refused = [r for r in await h.db.list_orders(limit=100) if r.status == "REJECTED"]
@@ -54,7 +54,7 @@ async def test_refused_entries_are_paused_until_the_operator_starts_the_bot(sim,
         assert sim.request_counts[CREATE] == sent
         assert bot.state is BotState.RUNNING
         (alert,) = h.of(EventType.ERROR, "xrp-grid")
-        assert "110094" in alert.data["error"] and "grid:0:buy" in alert.data["error"]
+        assert "110094" in alert.data.error and "grid:0:buy" in alert.data.error
 
         await bot.start("operator")
         await run_ticks(h, sim, 1, step=0)

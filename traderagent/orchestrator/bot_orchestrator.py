@@ -574,9 +574,8 @@ class BotOrchestrator:
                                f"(or /stop {self.name})")
         for o, _ in refused:
             self._refused[o.tag] = (o.side, o.qty, o.price)
-        self._emit(EventType.ERROR, error=f"the exchange refused {what}. Not sent again: free some balance or "
-                                         f"change the bot's parameters, then /start {self.name} to retry",
-                   state=self.state.value)
+        self._emit(ErrorRaised(f"the exchange refused {what}. Not sent again: free some balance or change the "
+                               f"bot's parameters, then /start {self.name} to retry", self.state))
 
     def _was_refused(self, intent: OrderIntent) -> bool:
         return self._refused.get(intent.tag) == (intent.side, intent.qty, intent.price)
