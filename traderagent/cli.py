@@ -51,7 +51,8 @@ _RATE = _checked(float, lambda v: 0 <= v <= 1, "a probability from 0 to 1")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="traderagent", description="\n\n".join(__doc__.split("\n\n")[:2]),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="what to do (each has its own --help)")
 
     run = sub.add_parser("run", help="run the trading desk (paper mode with no keys)")
     run.add_argument("--bots", help="bots file (default: TRADERAGENT_BOTS_FILE or bots.toml; paper demo set if absent)")
@@ -90,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("keygen", help="print a new TRADERAGENT_MASTER_KEY")
 
     creds = sub.add_parser("credentials", help="exchange keys stored encrypted in the database (demo/live mode)")
-    creds_sub = creds.add_subparsers(dest="action", required=True, metavar="ACTION")
+    creds_sub = creds.add_subparsers(dest="action", required=True, metavar="ACTION", help="set, list or delete")
     for action, text in (("set", "store keys (read from a prompt or stdin, never from arguments)"),
                          ("delete", "delete stored keys")):
         creds_sub.add_parser(action, help=text).add_argument("name", choices=["demo", "live"], help="trading mode")

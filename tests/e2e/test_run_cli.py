@@ -151,12 +151,20 @@ def test_help_describes_the_tool_and_every_option():
 
     from traderagent.cli import build_parser
 
+    def missing(parser: argparse.ArgumentParser, path: str) -> list[str]:
+        out = []
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            if not action.help:
+                out.append(f"{path} {action.dest}")
+            if isinstance(action, argparse._SubParsersAction):
+                helps = {c.dest: c.help for c in action._choices_actions}
+                out += [f"{path} {name}" for name in action.choices if not helps.get(name)]
+                out += [m for name, child in action.choices.items() for m in missing(child, f"{path} {name}")]
+        return out
+
     parser = build_parser()
     top = parser.format_help()
     assert "argument parsing only" not in top and "trading bots" in top and "traderagent run" in top
-    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    helps = {c.dest: c.help for c in sub._choices_actions}
-    assert set(helps) == set(sub.choices) and all(helps.values())
-    missing = [f"{name} {action.dest}" for name, command in sub.choices.items() for action in command._actions
-               if not isinstance(action, argparse._HelpAction) and not action.help]
-    assert missing == []
+    assert missing(parser, "traderagent") == []
