@@ -254,7 +254,7 @@ async def _untradable(bot: Any) -> str | None:
     trial = copy.deepcopy(bot.strategy)
     try:
         price = to_decimal((await bot.market.ticker(bot.symbol))["last"])
-        frames = await bot.market.frames(bot.symbol, tuple(trial.timeframes), int(trial.min_candles) + 50)
+        frames = await bot.market.frames(bot.symbol, tuple(trial.timeframes), trial.history_candles)
     except ExchangeAPIError:  # no market data now: the first tick will tell
         return None
     try:
