@@ -19,10 +19,11 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import aiohttp
+import orjson  # ~5x faster than json for the envelope
 import pandas as pd
 import yarl
 from aiolimiter import AsyncLimiter
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from ..numbers import ZERO, decimal_or, to_decimal
 from ..timeframes import bybit_interval
@@ -49,20 +50,6 @@ from .markets import (
     round_down,
 )
 from .signing import build_query, format_value, sign
-
-try:  # orjson is ~5x faster than json for the envelope; json is the fallback
-    import orjson
-
-    _loads = orjson.loads
-    _dumps = orjson.dumps
-except ImportError:  # pragma: no cover - exercised only without orjson
-    import json
-
-    _loads = json.loads
-
-    def _dumps(obj: Any) -> bytes:
-        return json.dumps(obj, separators=(",", ":")).encode()
-
 
 __all__ = ["ByBitDirectClient", "klines_to_frame", "MAINNET_URL", "DEMO_URL", "RECV_WINDOW"]
 
@@ -107,6 +94,11 @@ T = TypeVar("T")
 
 def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, NetworkError | RateLimitError) and not isinstance(exc, IPBannedError)
+
+
+def _failure(state: RetryCallState) -> BaseException | None:
+    """The exception of the try that just failed (tenacity types `outcome` as optional)."""
+    return state.outcome.exception() if state.outcome is not None else None
 
 
 def _wire(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -229,7 +221,7 @@ class ByBitDirectClient:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
-                json_serialize=lambda o: _dumps(o).decode(),
+                json_serialize=lambda o: orjson.dumps(o).decode(),
             )
         return self._session
 
@@ -297,7 +289,7 @@ class ByBitDirectClient:
             if query:
                 url = f"{url}?{query}"
         else:
-            body = payload = _dumps(_wire(params))
+            body = payload = orjson.dumps(_wire(params))
         if signed:
             headers = self._signed_headers(payload)
         else:
@@ -334,7 +326,7 @@ class ByBitDirectClient:
         if status >= 500:
             raise NetworkError(f"{path}: HTTP {status}", endpoint=path)
         try:
-            data = _loads(raw)
+            data = orjson.loads(raw)
         except ValueError:
             data = None
         if not isinstance(data, dict) or not isinstance(data.get("retCode"), int):
@@ -385,9 +377,9 @@ class ByBitDirectClient:
         await asyncio.sleep(self._delay(first, 1))
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_retries),
-            wait=lambda state: self._delay(state.outcome.exception(), state.attempt_number + 1),
+            wait=lambda state: self._delay(_failure(state), state.attempt_number + 1),
             retry=retry_if_exception(_is_retryable),
-            before_sleep=lambda state: self._note_retry(state.outcome.exception(), state.attempt_number + 1),
+            before_sleep=lambda state: self._note_retry(_failure(state), state.attempt_number + 1),
             reraise=True,
         )
 

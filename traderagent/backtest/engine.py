@@ -136,17 +136,21 @@ def _same(a: OrderIntent, b: OrderIntent) -> bool:
 
 
 class _Order:
-    __slots__ = ("intent", "price_f", "placed", "down")
+    __slots__ = ("intent", "price", "price_f", "placed", "down")
 
     def __init__(self, intent: OrderIntent, placed: int) -> None:
+        assert intent.price is not None, "market intents never rest in the book"
         self.intent = intent
-        self.price_f = float(intent.price) if intent.price is not None else math.nan
+        self.price = intent.price
+        self.price_f = float(intent.price)
         self.placed = placed
         # "down" orders are reached as the price falls: buy limits and sell stops
         self.down = (intent.side == "buy") == (intent.order_type == "limit")
 
 
 class Backtester:
+    _next_report: int  # candle index of the next progress call; set by each run loop
+    _report_every: int
     def __init__(self, strategy: BaseStrategy, config: BacktestConfig | None = None,
                  *, progress: Progress | None = None) -> None:
         self.s = strategy
@@ -212,7 +216,7 @@ class Backtester:
         start = max(int(s.min_candles) - 1, 0)
         cand = _candidates(s, p)
         every = cand is None
-        cand_list = [] if every else cand[cand >= start].tolist()
+        cand_list = [] if cand is None else cand[cand >= start].tolist()
         cand_list.append(n)  # sentinel: no candidate left
         ci = 0
         next_c = cand_list[0]
@@ -312,6 +316,7 @@ class Backtester:
             side = "sell" if pos.is_long else "buy"
             reason = pos.exit_reason or ExitReason.STOP_LOSS
             level = pos.exit_price
+            assert level is not None, "check_exits sets the fill price to assume"
             if reason in _STOP_REASONS:  # a stop-market order: slips
                 price, liq = self.fm.slipped(side, level), "taker"
             else:  # take profit: a resting limit, unless the candle opened through it
@@ -449,7 +454,7 @@ class Backtester:
                     reached = h > od.price_f if (through and od.intent.order_type == "limit") else h >= od.price_f
                 if not reached:
                     break  # sorted along the path: the rest are farther away
-                self._ladder_hit(i, od, od.intent.price, gap=False)
+                self._ladder_hit(i, od, od.price, gap=False)
 
     def _ladder_hit(self, i: int, od: _Order, level: Decimal, *, gap: bool) -> None:
         it = od.intent

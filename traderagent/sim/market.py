@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from traderagent.timeframes import MINUTE_MS, TIMEFRAMES, timeframe_minutes
 DATA_DIR = Path(__file__).resolve().parent / "data"
 WEEK_OFFSET_MS = 4 * 86_400_000  # epoch was a Thursday; ByBit weeks start on Monday
 INTERVALS = {code: timeframe_minutes(code) for code in TIMEFRAMES.values()}  # ByBit code -> minutes
+_TS = TypeVar("_TS", np.ndarray, int)  # a bucketed timestamp keeps its shape: array or scalar
 SIGMA = 0.0008  # per-minute log-return volatility of the synthetic walk
 
 
@@ -63,7 +65,7 @@ class SymbolSpec:
 
     @property
     def qty_decimals(self) -> int:
-        return max(0, -self.qty_step.normalize().as_tuple().exponent)
+        return max(0, -int(self.qty_step.normalize().as_tuple().exponent))
 
 
 def _d(x: str) -> Decimal:
@@ -161,7 +163,7 @@ class _Grow:
 
     def __init__(self, cols: int, data: np.ndarray | None = None, dtype: type = np.int64) -> None:
         n = 0 if data is None else len(data)
-        self.a = np.zeros((n + 4096, cols), dtype=dtype)
+        self.a: np.ndarray = np.zeros((n + 4096, cols), dtype=dtype)
         if n:
             self.a[:n] = data
         self.n = n
@@ -333,7 +335,7 @@ class PriceSeries:
         self.version += 1
 
     # --- klines -------------------------------------------------------------------------------------
-    def _bucket(self, ts: np.ndarray | int, minutes: int) -> np.ndarray | int:
+    def _bucket(self, ts: _TS, minutes: int) -> _TS:
         size = minutes * MINUTE_MS
         off = WEEK_OFFSET_MS if minutes == 10080 else 0
         return (ts - off) // size * size + off

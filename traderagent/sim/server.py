@@ -185,9 +185,7 @@ class ExchangeSimulator:
             await self._runner.cleanup()
             self._runner = None
             raise
-        server = site._server  # the bound port when port=0
-        assert server is not None and server.sockets
-        bound = server.sockets[0].getsockname()[1]
+        bound = self._runner.addresses[0][1]  # the bound port when port=0
         self.base_url = f"http://{host}:{bound}"
         self._replay_task = asyncio.create_task(self._replay())
         return self.base_url
@@ -226,7 +224,7 @@ class ExchangeSimulator:
 
     # --- HTTP plumbing -----------------------------------------------------------------------------
     def _add_routes(self, app: web.Application) -> None:
-        public = {
+        public: dict[str, Callable[..., dict]] = {
             "/v5/market/time": wire.market_time, "/v5/market/tickers": wire.tickers,
             "/v5/market/instruments-info": wire.instruments, "/v5/market/kline": wire.kline,
             "/v5/market/orderbook": wire.orderbook,

@@ -69,7 +69,7 @@ def bollinger(
     close: np.ndarray, period: int = 20, nbdev: float = 2.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(upper, middle, lower)."""
-    return talib.BBANDS(as_float(close), timeperiod=period, nbdevup=nbdev, nbdevdn=nbdev, matype=0)
+    return talib.BBANDS(as_float(close), timeperiod=period, nbdevup=nbdev, nbdevdn=nbdev, matype=talib.MA_Type.SMA)
 
 
 def true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:
