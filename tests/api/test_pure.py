@@ -22,7 +22,7 @@ from traderagent.api.markets import (
 )
 from traderagent.api.signing import build_query, sign
 
-# bybit-v5.md section 4, row by row, written independently of the implementation's table.
+# docs/exchange.md section 4, row by row, written independently of the implementation's table.
 DOC_ROWS: list[tuple[type[ex.ExchangeAPIError], list[int]]] = [
     (ex.InvalidTimestampError, [10002, -1]),
     (ex.AuthenticationError, [10003, 33004, -2015, 10004]),

@@ -1,6 +1,6 @@
 """A fake Telegram Bot API server on 127.0.0.1 for end-to-end tests of the real PTB Application.
 
-It speaks the wire format python-telegram-bot 22 uses (see https://core.telegram.org/bots/api):
+It speaks the wire format python-telegram-bot 22 uses (see docs/telegram.md and https://core.telegram.org/bots/api):
 POST /bot<token>/<method> with urlencoded, multipart, JSON or query parameters; answers
 `{"ok": true, "result": ...}` or Telegram's error shape with the HTTP status PTB maps to an
 exception. It enforces the limits PTB does not check on the client side (text length,

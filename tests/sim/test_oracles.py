@@ -18,7 +18,7 @@ ccxt_async = pytest.importorskip("ccxt.async_support")
 def _pybit(sim_url: str, key: str = "test-key", secret: str = "test-secret"):
     session = pybit_http.HTTP(testnet=False, api_key=key, api_secret=secret, max_retries=1, retry_delay=0,
                               timeout=5)
-    session.endpoint = sim_url  # pybit has no base-URL argument (bybit-v5.md section 6)
+    session.endpoint = sim_url  # pybit has no base-URL argument (docs/exchange.md section 8)
     return session
 
 

@@ -1,6 +1,6 @@
 """Async ByBit V5 REST client (aiohttp + tenacity + aiolimiter).
 
-Wire rules (docs/bybit-v5.md): the query string / JSON body is built once, signed and sent
+Wire rules (docs/exchange.md): the query string / JSON body is built once, signed and sent
 byte for byte; timestamps carry the offset measured against /v5/market/time; every order has
 an orderLinkId so a create retried after an uncertain outcome never makes a second order.
 """
@@ -61,7 +61,7 @@ RECV_WINDOW = 10000
 MARKET_TYPES = ("linear", "spot")
 PUBLIC_GROUP = "public"
 
-# ByBit per-UID, per-endpoint limits (bybit-v5.md section 2), requests per rolling second.
+# ByBit per-UID, per-endpoint limits (docs/exchange.md section 5), requests per rolling second.
 _COMMON_LIMITS: dict[str, float] = {
     "/v5/order/realtime": 50,
     "/v5/order/history": 50,

@@ -110,7 +110,7 @@ def _codes(cls: type[ExchangeAPIError], *codes: int) -> dict[int, type[ExchangeA
     return dict.fromkeys(codes, cls)
 
 
-# bybit-v5.md section 4 (error.mdx), one row per class of the doc's table.
+# docs/exchange.md section 4, one row per class of its table.
 RETCODE_TABLE: dict[int, type[ExchangeAPIError]] = {
     # request expired / clock
     **_codes(InvalidTimestampError, 10002, -1),

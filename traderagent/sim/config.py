@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from traderagent.sim.market import DEFAULT_SYMBOLS, SymbolSpec
 
-# ByBit's default per-UID, per-endpoint limits (requests per rolling second; bybit-v5.md section 2)
+# ByBit's default per-UID, per-endpoint limits (requests per rolling second; docs/exchange.md section 5)
 DEFAULT_RATE_LIMITS: dict[str, int] = {
     "/v5/order/create": 10, "/v5/order/amend": 10, "/v5/order/cancel": 10, "/v5/order/cancel-all": 10,
     "/v5/order/realtime": 50, "/v5/order/history": 50, "/v5/execution/list": 50,

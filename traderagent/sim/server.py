@@ -1,6 +1,6 @@
 """ByBit V5-compatible exchange simulator: aiohttp routes, auth, envelopes, rate limits, faults, harness, CLI.
 
-An independent implementation of ByBit's side of the wire (see docs/bybit-v5.md); it must never import
+An independent implementation of ByBit's side of the wire (see docs/exchange.md); it must never import
 traderagent.api, so that our client is tested against the protocol and not against itself.
 """
 
@@ -50,7 +50,8 @@ class _HttpError(Exception):
 
 
 class ExchangeSimulator:
-    """The simulated exchange plus its test harness (see contracts.md)."""
+    """The simulated exchange plus its test harness: accounts, prices (``set_price``, ``step``), the book
+    and balances as ByBit would report them, and injected faults (``faults``)."""
 
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = config or SimConfig()
