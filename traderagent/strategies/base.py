@@ -433,7 +433,7 @@ class BaseStrategy(ABC):
     """Common machinery: parameters, sizing, position book, performance, state."""
 
     PARAMS: ClassVar[tuple[Param, ...]] = ()  # the one declaration of the parameters (params.py)
-    timeframes: ClassVar[tuple[str, ...]] = ("1h",)
+    timeframes: tuple[str, ...] = ("1h",)  # an instance may set its own (from a timeframe parameter)
     min_candles: int = 100
     is_ladder: ClassVar[bool] = False
 
@@ -751,20 +751,17 @@ class BaseStrategy(ABC):
         self, pos: PositionInfo, high: Decimal, low: Decimal, open_: Decimal | None
     ) -> tuple[ExitReason, Decimal] | None:
         stop_reason = ExitReason(pos.metadata.get("stop_reason", ExitReason.STOP_LOSS.value))
+        # a bar that opened beyond the level gapped through it: the fill is the open
         if pos.is_long:
             if pos.stop_loss is not None and low <= pos.stop_loss:
-                gap = open_ is not None and open_ < pos.stop_loss
-                return stop_reason, open_ if gap else pos.stop_loss
+                return stop_reason, open_ if open_ is not None and open_ < pos.stop_loss else pos.stop_loss
             if pos.take_profit is not None and high >= pos.take_profit:
-                gap = open_ is not None and open_ > pos.take_profit
-                return ExitReason.TAKE_PROFIT, open_ if gap else pos.take_profit
+                return ExitReason.TAKE_PROFIT, open_ if open_ is not None and open_ > pos.take_profit else pos.take_profit
         else:
             if pos.stop_loss is not None and high >= pos.stop_loss:
-                gap = open_ is not None and open_ > pos.stop_loss
-                return stop_reason, open_ if gap else pos.stop_loss
+                return stop_reason, open_ if open_ is not None and open_ > pos.stop_loss else pos.stop_loss
             if pos.take_profit is not None and low <= pos.take_profit:
-                gap = open_ is not None and open_ < pos.take_profit
-                return ExitReason.TAKE_PROFIT, open_ if gap else pos.take_profit
+                return ExitReason.TAKE_PROFIT, open_ if open_ is not None and open_ < pos.take_profit else pos.take_profit
         return None
 
     def close_position(
@@ -806,7 +803,7 @@ class BaseStrategy(ABC):
         part.size, part.fees, part.cost_basis = qty, part_fees + fee, part_cost
         pos.size -= qty
         pos.fees -= part_fees
-        if part_cost is not None:
+        if pos.cost_basis is not None and part_cost is not None:
             pos.cost_basis -= part_cost
         self._book_exit(part, exit_price, reason, timestamp)
         return part
