@@ -22,6 +22,7 @@ Cycle ("deal"):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -225,6 +226,7 @@ class DCAAdapter(BaseStrategy):
 
     def _deal_intents(self) -> list[OrderIntent]:
         deal = self.deal
+        assert deal is not None, "called only while a deal is active"
         pos = self._positions[deal["position_id"]]
         out = []
         pending = [r for r in deal["ladder"] if r["k"] > deal["filled"] and r["qty"] > 0]
@@ -264,14 +266,16 @@ class DCAAdapter(BaseStrategy):
             # a base, or a safety order that filled as its deal closed (in the same candle as the take
             # profit, or before its cancel arrived): real inventory, the base of the next deal
             return self._start_deal(qty, fill_price, fee, ts)
-        pid = self.deal["position_id"]
+        deal = self.deal
+        assert deal is not None, "an ACTIVE ladder has a deal"
+        pid = deal["position_id"]
         self._add_to_position(pid, qty, fill_price, fee)
         k = int(tag[6:]) if tag.startswith("dca:so") else 0
-        if k != self.deal["filled"] + 1:
+        if k != deal["filled"] + 1:
             # a buy of a closed deal that landed in this one (its cancel came too late): the coins
             # are averaged in, the ladder keeps its place; only the exits follow the new size
             return [i for i in self._deal_intents() if i.tag in ("dca:tp", "dca:sl")]
-        self.deal["filled"] = k
+        deal["filled"] = k
         self._positions[pid].metadata["safety_orders_filled"] = k
         return [i for i in self._deal_intents() if i.tag in ("dca:tp", "dca:sl", f"dca:so{k + self.max_active}")]
 
@@ -280,10 +284,12 @@ class DCAAdapter(BaseStrategy):
         on the exchange (reduce-only on linear, no coins on spot) and is refused."""
         if self.status != ACTIVE:
             raise ValueError(f"dca: fill for {tag!r} while {self.status}")
-        pid = self.deal["position_id"]
+        deal = self.deal
+        assert deal is not None, "an ACTIVE ladder has a deal"
+        pid = deal["position_id"]
         reason = ExitReason.TAKE_PROFIT if tag == "dca:tp" else ExitReason.STOP_LOSS
         pos = self._close_part(pid, qty, fill_price, reason, fee=fee, timestamp=ts)
-        pos.metadata["safety_orders_filled"] = self.deal["filled"]
+        pos.metadata["safety_orders_filled"] = deal["filled"]
         if pid not in self._positions:
             self._end_deal()
         return []
@@ -314,7 +320,7 @@ class DCAAdapter(BaseStrategy):
                         "skip_closing_candle": self._skip_closing_candle, "deal": deal}
         return state
 
-    def load_state(self, state: dict[str, Any]) -> None:
+    def load_state(self, state: Mapping[str, Any]) -> None:
         super().load_state(state)
         dca = state.get("dca") or {}
         self.status = dca.get("status", IDLE)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal, localcontext
 from typing import Any, ClassVar
@@ -100,7 +101,7 @@ class GridAdapter(BaseStrategy):
         self.timeframes = (self._str_param("timeframe"),)
         self.min_candles = 1
         self.status = RUNNING
-        self.levels: list[Decimal] | None = None
+        self.levels: list[Decimal] = []  # empty until built (from the bounds, or around the first price)
         self.slots: list[dict[str, Any]] = []
         self._intent_memo: dict[tuple[int, bool, bool], OrderIntent] = {}  # see _slot_intent
         lower, upper = self._opt_dec_param("lower_price"), self._opt_dec_param("upper_price")
@@ -203,7 +204,7 @@ class GridAdapter(BaseStrategy):
         details: dict[str, Any] = {"status": self.status, "adx": adx if math.isfinite(adx) else None}
         if self.levels:
             details.update(lower=str(self.lower), upper=str(self.upper), in_range=bool(
-                float(self.lower) <= close <= float(self.upper)))
+                float(self.levels[0]) <= close <= float(self.levels[-1])))
         vol = float(atr / close) if math.isfinite(atr) and close > 0 else 0.0
         strength = min(1.0, float(adx) / 50.0) if math.isfinite(adx) else 0.0
         return BaseMarketAnalysis(trend, strength, vol, prepared.timestamp(i), self.strategy_type, details)
@@ -221,13 +222,13 @@ class GridAdapter(BaseStrategy):
         """What decides the intents besides the slots (fills drop the cache): every price test in
         ``_desired`` compares with a level, so the pair of bisections stands for the price."""
         levels = self.levels
-        if levels is None:
+        if not levels:
             return None
         return (self.status, len(self._positions), len(self._closed),
                 bisect_left(levels, price), bisect_right(levels, price), balance)
 
     def _desired(self, price: Decimal, balance: Decimal) -> list[OrderIntent]:
-        if self.levels is None:
+        if not self.levels:
             self._build(self.round_price(price * (1 - self.range_pct)), self.round_price(price * (1 + self.range_pct)))
         if self.status == STOPPED:
             return []
@@ -242,7 +243,7 @@ class GridAdapter(BaseStrategy):
         return self._slot_intents()
 
     def _apply_range(self, price: Decimal) -> None:
-        outside = price < self.lower or price > self.upper
+        outside = price < self.levels[0] or price > self.levels[-1]
         if not outside:
             if self.status == PAUSED:
                 self.status = RUNNING
@@ -408,11 +409,11 @@ class GridAdapter(BaseStrategy):
         }
         return state
 
-    def load_state(self, state: dict[str, Any]) -> None:
+    def load_state(self, state: Mapping[str, Any]) -> None:
         super().load_state(state)
         grid = state.get("grid") or {}
         self.status = grid.get("status", RUNNING)
-        self.levels = [to_decimal(p) for p in grid["levels"]] if grid.get("levels") else None
+        self.levels = [to_decimal(p) for p in grid.get("levels") or ()]
         self._intent_memo.clear()
         self.slots = [{**s, "qty": to_decimal(s["qty"])} for s in grid.get("slots", [])]
 
