@@ -12,9 +12,9 @@ import itertools
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import CursorResult, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,6 +31,7 @@ from traderagent.database.models import (
     NON_FINAL_ORDER_STATUSES,
     ORDER_STATUSES,
     Approval,
+    Base,
     BotLog,
     BotModel,
     BotRuntime,
@@ -57,6 +58,11 @@ ORDER_UPDATE_FIELDS = {"exchange_order_id", "status", "filled_qty", "avg_price",
 GRID_FIELDS = {"price", "side", "qty", "status", "client_order_id"}
 DECIMAL_FIELDS = {"qty", "price", "filled_qty", "avg_price", "fee", "fees", "allocated_capital", "pnl",
                   "entry_price", "exit_price"}
+
+
+def _table(model: type[Base]) -> Table:
+    """A model's Table, for bulk Core statements (SQLAlchemy types ``__table__`` as any FromClause)."""
+    return cast(Table, model.__table__)
 
 
 def _order_status(value: str) -> str:
@@ -164,7 +170,7 @@ class CredentialsRepository(Store):
 
     async def delete_credentials(self, name: str) -> bool:
         async with self._write() as session:
-            result = await session.execute(delete(Credential).where(Credential.name == name))
+            result = cast(CursorResult[Any], await session.execute(delete(Credential).where(Credential.name == name)))
             return bool(result.rowcount)
 
 
@@ -255,7 +261,7 @@ class OrdersRepository(Store):
     async def _insert_orders(session: AsyncSession, items: list[list[dict[str, Any]]]) -> None:
         # Core insert on the table: one executemany batched into multi-row VALUES (the ORM bulk
         # path would split the batch wherever a None column appears/disappears)
-        await session.execute(insert(Order.__table__), [row for rows in items for row in rows])
+        await session.execute(insert(_table(Order)), [row for rows in items for row in rows])
 
     async def _existing_client_ids(self, ids: list[str]) -> list[str]:
         found: list[str] = []
@@ -277,7 +283,7 @@ class OrdersRepository(Store):
         missing = [cid for cid in wanted if cid not in found]
         if missing:
             raise OrderNotFoundError(missing[0])  # rolls the whole transaction back
-        table, now = Order.__table__, utcnow()
+        table, now = _table(Order), utcnow()
         # one executemany per run of updates setting the same columns (runs keep submission order)
         for keys, run in itertools.groupby(updates, key=lambda u: tuple(sorted(u[1]))):
             stmt = (update(table).where(table.c.client_order_id == bindparam("cid_"))
@@ -336,13 +342,13 @@ class TradesRepository(Store):
 
     @staticmethod
     async def _insert_trades(session: AsyncSession, items: list[dict[str, Any]]) -> list[int]:
-        table = Trade.__table__
+        table = _table(Trade)
         result = await session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), items)
         return list(result.scalars())
 
     @staticmethod
     async def _close_trades(session: AsyncSession, items: list[tuple[int, dict[str, Any]]]) -> None:
-        table = Trade.__table__
+        table = _table(Trade)
         ids = [tid for tid, _ in items]
         found = {row.id: row for row in (await session.execute(
             select(table.c.id, table.c.fees, table.c.closed_at).where(table.c.id.in_(ids)))).all()}
@@ -420,7 +426,7 @@ class GridRepository(Store):
     @staticmethod
     async def _replace_grids(session: AsyncSession, items: list[tuple[int, list[dict[str, Any]]]]) -> None:
         latest = dict(items)  # a later table of a bot supersedes an earlier one in the same batch
-        table = GridLevel.__table__
+        table = _table(GridLevel)
         await session.execute(delete(table).where(table.c.bot_id.in_(list(latest))))
         rows = [row for rows in latest.values() for row in rows]
         if rows:
@@ -464,7 +470,7 @@ class LogsRepository(Store):
 
     async def _insert_logs(self, session: AsyncSession, items: list[list[dict[str, Any]]]) -> None:
         rows = [row for item in items for row in item]
-        await session.execute(insert(BotLog.__table__), rows)
+        await session.execute(insert(_table(BotLog)), rows)
         slack = max(1, self.log_retention // 100)
         for name, added in Counter(row["bot_name"] for row in rows).items():
             untrimmed = self._untrimmed_logs.get(name, slack - 1) + added  # unknown: prune now
