@@ -61,7 +61,7 @@ def market_steps(frame: pd.DataFrame) -> tuple[Decimal, Decimal]:
     """(qty_step, tick_size) for data without instrument info: the tick from the prices' decimals,
     a quantity step worth about 0.01 of quote currency."""
     sample = frame["close"].to_numpy()[:2000]
-    decimals = max((-Decimal(repr(float(x))).normalize().as_tuple().exponent for x in sample), default=2)
+    decimals = max((-int(Decimal(repr(float(x))).normalize().as_tuple().exponent) for x in sample), default=2)
     tick = Decimal(1).scaleb(-min(max(decimals, 0), 12))
     price = float(np.median(sample)) if len(sample) else 1.0
     exp = int(np.floor(np.log10(0.01 / price))) if price > 0 else -3
