@@ -51,3 +51,13 @@ def test_output_into_a_closed_pipe_ends_quietly(candles_dir, tmp_path, argv):
     finally:
         os.close(write_end)
     assert proc.returncode == 141 and proc.stderr == ""
+
+
+def test_the_sim_command_never_imports_the_exchange_client():
+    """The simulator is an independent implementation of ByBit's side: its command-line edge loads no
+    traderagent.api module either, so a bug shared with the client cannot hide."""
+    probe = ("import sys, traderagent.commands.sim; "
+             "print(sorted(m for m in sys.modules if m.startswith('traderagent.api')))")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -19,7 +19,7 @@ from collections.abc import Callable
 # subcommand -> "module:function"; the function takes the parsed namespace and returns an exit code.
 COMMANDS = {
     "run": "traderagent.app:main_run",
-    "sim": "traderagent.sim.server:main_sim",
+    "sim": "traderagent.commands.sim:main_sim",
     "backtest": "traderagent.backtest.cli:main_backtest",
     "db": "traderagent.db_cli:main_db",
     "keygen": "traderagent.db_cli:main_keygen",

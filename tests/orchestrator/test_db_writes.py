@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from traderagent.orchestrator import bot_orchestrator
+from traderagent.orchestrator import orders
 
 from .helpers import DCA, GRID, build_desk
 
@@ -138,7 +138,7 @@ async def test_a_fill_that_opens_a_position_writes_its_trade_in_the_same_transac
             raise Crash(name)
 
     monkeypatch.setattr(h.db, "save_bot_progress", spy)
-    monkeypatch.setattr(bot_orchestrator, "crash_point", crash_point)
+    monkeypatch.setattr(orders, "crash_point", crash_point)
     with pytest.raises(Crash):  # the base order is a market order: it fills and opens the deal's position
         await h.desk.tick_all()
     [step] = [step for step in steps if step.get("new_trades")]
@@ -179,7 +179,7 @@ async def test_crash_after_batched_write_ahead_sends_nothing_and_recovers(sim, t
             raise Crash(name)
 
     monkeypatch.setattr(h.client, "create_limit_order", spy)
-    monkeypatch.setattr(bot_orchestrator, "crash_point", crash_point)
+    monkeypatch.setattr(orders, "crash_point", crash_point)
     with pytest.raises(Crash):
         await h.desk.tick_all()
     pending = await h.db.list_non_final_orders(GRID.name)

@@ -12,17 +12,10 @@ A tick (``await bot.tick()``, run by the scheduler every ``tick_seconds``):
    ``on_candle_close`` per new candle and ``desired_orders`` every tick, applied as a diff by tag;
 4. risk: exposure, daily loss, unrealised PnL; the runtime snapshot is saved when anything changed.
 
-Orders are crash-safe (docs/architecture.md): a PENDING row with a fresh orderLinkId is written
-first, then the order is sent, then the exchange's id and status are recorded; the orders one
-tick decides go as a batch (``_place_many``): every PENDING row in one transaction, the sends
-concurrently, every acknowledgement in one transaction. ``recover()``
-(start-up) reconciles every non-final order of the bot by orderLinkId: found -> its state and
-fills are adopted (fills made while the desk was down are booked), not found -> FAILED. Orders
-under the bot's prefix that the database does not know (an empty or foreign database) make it
-refuse to trade (ERROR, saying what it found); an operator's start then cancels the resting ones
-and records every one. Once the desk's send gate closes (a stop), no order is written or sent.
-Fills are booked exactly once: the ids of booked orders live in the runtime snapshot, which is
-saved before the order row turns final.
+Orders are crash-safe (docs/architecture.md): the write-ahead -> send -> confirm -> reconcile
+lifecycle, cancels, refusals and orders the database does not know live in ``orders.py``
+(``OrderLifecycle``, which this class extends). Fills are booked here, exactly once: the ids of
+booked orders live in the runtime snapshot, which is saved before the order row turns final.
 
 States (``state.py``): PAUSED places no new entries but still manages exits; STOPPED cancels the
 resting entry orders; an exception in a tick moves the bot to ERROR (an ERROR event, the process
@@ -32,14 +25,10 @@ keeps running) and only an operator's ``start()`` brings it back.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import re
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -47,24 +36,13 @@ from typing import Any
 import pandas as pd
 
 from traderagent.api.exceptions import (
-    AuthenticationError,
-    DuplicateOrderError,
-    ExchangeAPIError,
-    InvalidOrderError,
     NetworkError,
-    OrderNotFoundError,
     RateLimitError,
 )
 from traderagent.orchestrator.budget import AnalysisBudget
-from traderagent.orchestrator.crashpoints import crash_point
 from traderagent.orchestrator.events import (
     ErrorRaised,
     EventBus,
-    OrderCancelled,
-    OrderFailed,
-    OrderFilled,
-    OrderPlaced,
-    OrderRef,
     Payload,
     RiskLimitHit,
     SignalGenerated,
@@ -73,11 +51,19 @@ from traderagent.orchestrator.events import (
     TradeOpened,
     TradingEvent,
 )
-from traderagent.orchestrator.gate import SendGate, SendsStopped
+from traderagent.orchestrator.gate import SendGate
 from traderagent.orchestrator.market_data import MarketData
+from traderagent.orchestrator.orders import (
+    OrderLifecycle,
+    OrderRefused,
+    TrackedOrder,
+    _intent_of,
+    _is_entry,
+    link_prefix,
+)
 from traderagent.orchestrator.risk import DeskRisk
 from traderagent.orchestrator.state import TICKING_STATES, BotState, IllegalTransition, check_transition
-from traderagent.ports import CapitalPort, ExchangePort, OrderRow, StorePort
+from traderagent.ports import CapitalPort, ExchangePort, StorePort
 from traderagent.strategies.base import (
     BaseSignal,
     BaseStrategy,
@@ -94,61 +80,14 @@ log = logging.getLogger(__name__)
 ZERO = Decimal(0)
 RUNTIME_VERSION = 1
 STALE_SIGNAL = Decimal("0.02")  # reject a signal whose entry is more than 2% off the price
-REJECT_COOLDOWN_S = 30.0  # a tag refused for a transient reason (rate limit) is not retried before this
-PENDING_GRACE_S = 15.0  # an uncertain send not visible after this long is FAILED
 TRANSIENT_LIMIT = 3  # consecutive network-failed ticks before the bot goes to ERROR
 BOOKED_KEEP = 500
 SOFT_SAVE_S = 30.0
 
-_STATUS = {
-    "open": "OPEN",
-    "partially_filled": "PARTIALLY_FILLED",
-    "filled": "FILLED",
-    "cancelled": "CANCELLED",
-    "rejected": "REJECTED",
-}
-FINAL = frozenset({"FILLED", "CANCELLED", "REJECTED", "FAILED"})
 __all__ = ["BotOrchestrator", "BotState", "IllegalTransition", "TrackedOrder", "link_prefix"]
 
 
-class OrderRefused(Exception):
-    """The exchange permanently refused an order the bot cannot do without (an exit): the tick stops
-    and the bot goes to ERROR with this message."""
-
-
-def link_prefix(bot_name: str) -> str:
-    """Deterministic orderLinkId prefix of a bot: up to 10 name chars + 4 hex of its hash."""
-    clean = re.sub(r"[^A-Za-z0-9]", "", bot_name)[:10] or "bot"
-    return f"{clean}-{hashlib.sha1(bot_name.encode()).hexdigest()[:4]}-"
-
-
-@dataclass
-class TrackedOrder:
-    """A non-final order of this bot, as we last saw it."""
-
-    client_order_id: str
-    tag: str
-    side: str
-    order_type: str
-    qty: Decimal
-    price: Decimal | None
-    reduce_only: bool = False
-    status: str = "PENDING"
-    exchange_order_id: str | None = None
-    filled: Decimal = ZERO
-    sent_at: float = field(default_factory=time.monotonic)
-    misses: int = 0
-    avg_price: Decimal | None = None  # of ``filled``; with ``fee``: the part a ladder has booked
-    fee: Decimal = ZERO
-
-    @classmethod
-    def from_row(cls, row: OrderRow) -> TrackedOrder:
-        return cls(row.client_order_id, row.tag or "", row.side, row.order_type, row.qty, row.price,
-                   bool(row.reduce_only), row.status, row.exchange_order_id, row.filled_qty or ZERO,
-                   sent_at=0.0, avg_price=row.avg_price, fee=row.fee or ZERO)
-
-
-class BotOrchestrator:
+class BotOrchestrator(OrderLifecycle):
     """Drives one strategy on one symbol; see the module docstring."""
 
     def __init__(
@@ -479,236 +418,7 @@ class BotOrchestrator:
     def _net_position(self) -> Decimal:
         return sum((p.size if p.is_long else -p.size for p in self.strategy.get_active_positions()), ZERO)
 
-    # ------------------------------------------------------------------ order path
-    def new_client_order_id(self) -> str:
-        return (self.prefix + uuid.uuid4().hex)[:36]
-
-    async def _place(self, intent: OrderIntent) -> TrackedOrder | None:
-        """Write-ahead PENDING row -> send with its orderLinkId -> record the exchange's answer."""
-        return (await self._place_many([intent]))[0]
-
-    async def _place_many(self, intents: list[OrderIntent]) -> list[TrackedOrder | None]:
-        """The crash-safe order path for every order one tick decides, batched: all PENDING rows
-        (with the decision that made them) in ONE transaction, then every send concurrently (the
-        client rate-limits per endpoint), then every acknowledgement in ONE transaction. Nothing is
-        sent before its row is durable. Returns, per intent, the tracked order (None: refused by
-        the exchange)."""
-        if not intents:
-            return []
-        if self.gate.closed:  # stopping: nothing is written or sent
-            self.gate.refused += len(intents)
-            return [None] * len(intents)
-        orders = [self._new_order(intent) for intent in intents]
-        for order in orders:
-            self._orders[order.client_order_id] = order
-        try:
-            await self._persist(new_orders=[
-                {"client_order_id": o.client_order_id, "symbol": self.symbol, "side": o.side,
-                 "order_type": o.order_type, "qty": o.qty, "price": o.price, "status": "PENDING",
-                 "reduce_only": o.reduce_only, "tag": o.tag} for o in orders])
-        except BaseException:
-            for order in orders:
-                self._orders.pop(order.client_order_id, None)
-            raise
-        crash_point("after_write_ahead")
-        sent = time.monotonic()
-        for order in orders:
-            order.sent_at = sent
-        results = await asyncio.gather(*(self._send(o) for o in orders), return_exceptions=True)
-        out: list[TrackedOrder | None] = []
-        acked: list[TrackedOrder] = []
-        refused: list[tuple[TrackedOrder, ExchangeAPIError]] = []
-        unexpected: BaseException | None = None
-        for order, result in zip(orders, results, strict=True):
-            if isinstance(result, dict):
-                acked.append(order)
-                order.exchange_order_id = result.get("id") or None
-                out.append(order)
-            elif isinstance(result, SendsStopped):
-                out.append(order)  # not sent, or its answer abandoned: PENDING, reconciled at the next start
-            elif isinstance(result, NetworkError | DuplicateOrderError):
-                # uncertain: it may exist. Keep it PENDING; the order sync resolves it by orderLinkId.
-                log.warning("%s: send of %s uncertain (%s); will reconcile", self.name, order.client_order_id, result)
-                out.append(order)
-            elif isinstance(result, RateLimitError):  # transient, and not placed: again after a pause
-                await self._finish(order, "FAILED", error=str(result))
-                self._rejected_until[order.tag] = time.monotonic() + REJECT_COOLDOWN_S
-                out.append(None)
-            elif isinstance(result, ExchangeAPIError):  # permanent: sending it again cannot help
-                await self._finish(order, "REJECTED", error=str(result))
-                refused.append((order, result))
-                out.append(None)
-            else:  # a bug or a cancellation: leave the order PENDING (reconciled later), fail the tick
-                unexpected = unexpected or result
-                out.append(order)
-        if acked:
-            crash_point("after_send")
-            for order in acked:
-                order.status = "OPEN"
-            await self._persist(order_updates=[(o.client_order_id, {"exchange_order_id": o.exchange_order_id,
-                                                                     "status": "OPEN"}) for o in acked])
-            for order in acked:
-                self._emit(OrderPlaced(self._order_ref(order)))
-            self.market.invalidate("orders", self.symbol)
-            for order in acked:
-                if order.order_type == "market" and order.client_order_id in self._orders:
-                    await self._confirm(order)  # fills at once: book it in this tick
-        if unexpected is not None:
-            raise unexpected
-        if refused:
-            self._on_refused(refused)
-        return out
-
-    def _on_refused(self, refused: list[tuple[TrackedOrder, ExchangeAPIError]]) -> None:
-        """Permanent rejections, told once. A refused exit (or refused keys) leaves positions the bot
-        cannot manage: OrderRefused stops the tick and the bot goes to ERROR. A refused entry is not
-        sent again (the same intent, until the operator's start); the bot trades on."""
-        net = self._net_position()
-        what = "; ".join(f"{o.side} {o.qty} {self.symbol}{f' @ {o.price}' if o.price else ''} ({o.tag}): "
-                         f"{getattr(exc, 'ret_msg', None) or exc} (retCode {getattr(exc, 'ret_code', '?')})"
-                         for o, exc in refused)
-        fatal = any(isinstance(exc, AuthenticationError) or not _is_entry(_intent_of(o), net) for o, exc in refused)
-        if fatal:
-            raise OrderRefused(f"the exchange refused {what}. The bot cannot manage its position (its book holds "
-                               f"{net} {self.symbol}): compare it with the exchange's, then /start {self.name} "
-                               f"(or /stop {self.name})")
-        for o, _ in refused:
-            self._refused[o.tag] = (o.side, o.qty, o.price)
-        self._emit(ErrorRaised(f"the exchange refused {what}. Not sent again: free some balance or change the "
-                               f"bot's parameters, then /start {self.name} to retry", self.state))
-
-    def _was_refused(self, intent: OrderIntent) -> bool:
-        return self._refused.get(intent.tag) == (intent.side, intent.qty, intent.price)
-
-    def _new_order(self, intent: OrderIntent) -> TrackedOrder:
-        order_type = "market" if intent.order_type == "market" else "limit"
-        return TrackedOrder(self.new_client_order_id(), intent.tag, intent.side, order_type, intent.qty,
-                            intent.price if order_type == "limit" else None, intent.reduce_only)
-
-    async def _send(self, order: TrackedOrder) -> dict[str, Any]:
-        if order.order_type == "limit":
-            assert order.price is not None, "a limit order is built with its price"
-            price = order.price
-            return await self.gate.send(lambda: self.client.create_limit_order(
-                self.symbol, order.side, order.qty, price, client_order_id=order.client_order_id,
-                reduce_only=order.reduce_only))
-        return await self.gate.send(lambda: self.client.create_market_order(
-            self.symbol, order.side, order.qty, client_order_id=order.client_order_id,
-            reduce_only=order.reduce_only))
-
-    async def _confirm(self, order: TrackedOrder) -> None:
-        found = await self.client.fetch_order(self.symbol, client_order_id=order.client_order_id)
-        if found is not None:
-            await self._apply(order, found)
-
-    async def _cancel(self, order: TrackedOrder, why: str) -> None:
-        try:
-            result = await self.client.cancel_order(order.exchange_order_id, self.symbol,
-                                                    client_order_id=order.client_order_id)
-        except (InvalidOrderError, ExchangeAPIError) as exc:
-            if isinstance(exc, NetworkError):
-                raise
-            # gone already (filled or cancelled): learn what happened
-            found = await self.client.fetch_order(self.symbol, client_order_id=order.client_order_id)
-            if found is None:
-                await self._finish(order, "FAILED", error=f"cancel: {exc}")
-            else:
-                await self._apply(order, found)
-            return
-        if result.get("status") != "cancelled" or not result.get("amount"):
-            result = await self.client.fetch_order(self.symbol, client_order_id=order.client_order_id) or result
-            if result.get("status") in ("open", "partially_filled"):
-                result = dict(result, status="cancelled")
-        await self._apply(order, result)
-        log.debug("%s: cancelled %s (%s)", self.name, order.client_order_id, why)
-
-    async def _cancel_entry_orders(self) -> None:
-        net = self._net_position()
-        for order in list(self._orders.values()):
-            if order.order_type == "limit" and _is_entry(_intent_of(order), net):
-                await self._cancel(order, "bot stopped")
-
-    async def _sync_orders(self) -> None:
-        """Adopt the exchange's view of every resting order; book fills of those that ended."""
-        if not self._orders:
-            return
-        listed, listed_at = await self.market.open_orders(self.symbol)
-        by_id = {o["client_order_id"]: o for o in listed}
-        for order in list(self._orders.values()):
-            seen = by_id.get(order.client_order_id)
-            if seen is not None:
-                if seen["filled"] != order.filled or _STATUS.get(seen["status"]) != order.status:
-                    await self._apply(order, seen)
-                continue
-            if order.sent_at > listed_at:
-                continue  # sent after the list was taken
-            found = await self.client.fetch_order(self.symbol, client_order_id=order.client_order_id)
-            if found is not None:
-                await self._apply(order, found)
-            elif time.monotonic() - order.sent_at > PENDING_GRACE_S:
-                await self._finish(order, "FAILED", error="not found on the exchange")
-
-    async def _apply(self, order: TrackedOrder, ex: dict[str, Any]) -> None:
-        """Record the exchange's state of ``order``; a final one with a fill is booked first."""
-        status = _STATUS.get(ex.get("status", ""), "OPEN")
-        filled = to_decimal(ex.get("filled") or 0)
-        avg = ex.get("avg_price")
-        fee = to_decimal(ex.get("fee") or 0)
-        order.exchange_order_id = ex.get("id") or order.exchange_order_id
-        if status not in FINAL:
-            if status != order.status or filled != order.filled:
-                part: list[OrderIntent] = []
-                if self.strategy.is_ladder and filled > order.filled and avg is not None:
-                    # a ladder books a partial fill now (its coins are real), durable with the order's row
-                    part = self._book_ladder_fill(order, filled, to_decimal(avg), fee)
-                    order.avg_price, order.fee = to_decimal(avg), fee
-                order.status, order.filled = status, filled
-                await self._record(order, status=status, filled_qty=filled, avg_price=avg, fee=fee)
-                if part and self.state in TICKING_STATES and self.last_price is not None:
-                    await self._apply_follow_ups(part)
-            return
-        follow: list[OrderIntent] = []
-        if filled > 0 and avg is not None:
-            follow = await self._book_fill(order, filled, to_decimal(avg), fee)
-        # the final status, its booking and the trade rows it opens or closes: one transaction
-        await self._finish(order, status, filled=filled, avg_price=avg, fee=fee)
-        if filled > 0:
-            crash_point("after_fill_booked")
-            if follow and self.state in TICKING_STATES and self.last_price is not None:
-                await self._apply_follow_ups(follow)
-
-    async def _record(self, order: TrackedOrder, *, announce: Payload | None = None, **fields: Any) -> None:
-        """Write the exchange's view of ``order``, with whatever state changed with it."""
-        await self._persist(order_updates=[(order.client_order_id,
-                                            {**fields, "exchange_order_id": order.exchange_order_id})],
-                            announce=announce)
-
-    async def _finish(self, order: TrackedOrder, status: str, *, filled: Decimal = ZERO,
-                      avg_price: Any = None, fee: Decimal = ZERO, error: str = "") -> None:
-        self._orders.pop(order.client_order_id, None)
-        if status in ("REJECTED", "FAILED"):
-            self._pending_entries.pop(order.tag, None)
-            self._pending_exits.pop(order.tag, None)
-            self._dirty = True
-        order.status = status
-        ref = self._order_ref(order)
-        event: Payload
-        if status == "FILLED":
-            spot_buy = self.market_type == "spot" and order.side == "buy"  # pays its fee in the coin it buys
-            fee_coin = self.symbol.removesuffix(self.quote_coin) if spot_buy else self.quote_coin
-            price = to_decimal(avg_price) if avg_price is not None else order.price
-            event = OrderFilled(ref, filled, price, fee, fee_coin)
-        elif status == "CANCELLED":
-            event = OrderCancelled(ref, filled)
-        else:
-            event = OrderFailed(ref, status, error)
-        await self._record(order, announce=event, status=status, filled_qty=filled, avg_price=avg_price, fee=fee)
-        self.market.invalidate("orders", self.symbol)
-
-    def _order_ref(self, order: TrackedOrder) -> OrderRef:
-        return OrderRef(order.client_order_id, order.tag, self.symbol, order.side, order.order_type, order.qty,
-                        order.price, self.quote_coin)
-
+    # ------------------------------------------------------------------ booking
     async def _book_fill(self, order: TrackedOrder, filled: Decimal, avg: Decimal,
                          fee: Decimal) -> list[OrderIntent]:
         """Feed a final fill to the strategy exactly once (idempotent across restarts).
@@ -1024,77 +734,6 @@ class BotOrchestrator:
                 await self._persist(force=True)
         return counts
 
-    async def _reconcile_orders(self) -> dict[str, int]:
-        counts = {"adopted": 0, "filled_while_down": 0, "failed": 0, "open": 0}
-        for row in await self.db.list_non_final_orders(self.name):
-            order = TrackedOrder.from_row(row)
-            self._orders[order.client_order_id] = order
-            found = await self.client.fetch_order(self.symbol, client_order_id=order.client_order_id)
-            if found is None:
-                await self._finish(order, "FAILED", error="not found on the exchange at start-up")
-                counts["failed"] += 1
-                continue
-            counts["adopted"] += 1
-            if found.get("status") == "filled":
-                counts["filled_while_down"] += 1
-            await self._apply(order, found)
-            if order.client_order_id in self._orders:
-                order.status = _STATUS.get(found["status"], "OPEN")
-                if row.status == "PENDING":  # sent before the crash, never recorded
-                    await self._record(order, status=order.status)
-                counts["open"] += 1
-        return counts
-
-    async def _find_strangers(self) -> list[str]:
-        """orderLinkIds with this bot's prefix that the exchange holds (resting, or recently filled)
-        and the database does not know: the database is empty or not this desk's."""
-        resting, _ = await self.market.open_orders(self.symbol)
-        fills = await self.market.recent_fills(self.symbol)
-        links = {o.get("client_order_id") or "" for o in (*resting, *fills)}
-        ours = sorted(cid for cid in links if cid.startswith(self.prefix) and cid not in self._orders)
-        return [cid for cid in ours if await self.db.get_order(cid) is None]
-
-    async def _refuse_strangers(self) -> None:
-        """Never trade over orders we cannot account for: ERROR, saying what was found."""
-        shown = ", ".join(self._strangers[:5]) + (" ..." if len(self._strangers) > 5 else "")
-        text = (f"refusing to trade {self.symbol}: the exchange holds {len(self._strangers)} order(s) under this "
-                f"bot's id prefix that the database does not know (an empty or foreign database?): {shown}. "
-                "Restore the database, or start the bot to cancel the resting ones and record them all.")
-        self.last_error = text
-        log.error("%s: %s", self.name, text)
-        async with self._lock:
-            await self._set_state(BotState.ERROR, "unknown orders on the exchange")
-        self._emit(ErrorRaised(text, self.state))
-
-    async def _adopt_strangers(self) -> None:
-        """Cancel the resting strangers and record every stranger with what it became; one that
-        fills between the look and the cancel is recorded filled (its position is the operator's)."""
-        rows, filled = [], []
-        for cid in self._strangers:
-            found = await self.client.fetch_order(self.symbol, client_order_id=cid)
-            if found is not None and found["status"] in ("open", "partially_filled"):
-                try:
-                    found = await self.client.cancel_order(found.get("id"), self.symbol, client_order_id=cid)
-                except (OrderNotFoundError, InvalidOrderError):  # ended meanwhile: adopt what it became
-                    found = await self.client.fetch_order(self.symbol, client_order_id=cid)
-            if found is None:
-                continue
-            status = _STATUS.get(found["status"], "CANCELLED")
-            rows.append({"client_order_id": cid, "symbol": self.symbol, "side": found["side"],
-                         "order_type": found.get("type") or "limit", "qty": found["amount"], "price": found.get("price"),
-                         "status": status, "exchange_order_id": found.get("id") or None,
-                         "filled_qty": found.get("filled") or ZERO, "avg_price": found.get("avg_price"),
-                         "fee": found.get("fee") or ZERO, "reduce_only": bool(found.get("reduce_only")),
-                         "tag": "adopted"})
-            if found.get("filled"):
-                filled.append(f"{found['side']} {found['filled']} @ {found.get('avg_price')}")
-        await self._persist(new_orders=rows)
-        self._strangers = []
-        if filled:
-            self._emit(ErrorRaised(f"adopted {len(filled)} filled order(s) the database did not know ("
-                                   f"{'; '.join(filled[:5])}); their position on {self.symbol} is not in the "
-                                   "bot's book", self.state))
-
 
 # ---------------------------------------------------------------------- helpers
 def _same(order: TrackedOrder, intent: OrderIntent) -> bool:
@@ -1105,21 +744,6 @@ def _same(order: TrackedOrder, intent: OrderIntent) -> bool:
 def _stop_triggered(intent: OrderIntent, price: Decimal) -> bool:
     assert intent.price is not None
     return price <= intent.price if intent.side == "sell" else price >= intent.price
-
-
-def _intent_of(order: TrackedOrder) -> OrderIntent:
-    return OrderIntent(order.tag, order.side, order.order_type, order.qty, order.price, order.reduce_only)
-
-
-def _is_entry(intent: OrderIntent, net_position: Decimal) -> bool:
-    """An order that adds exposure (exits: reduce-only, or against the bot's net position)."""
-    if intent.reduce_only:
-        return False
-    if intent.side == "sell" and net_position > 0:
-        return False
-    if intent.side == "buy" and net_position < 0:
-        return False
-    return True
 
 
 def _signal_to_dict(signal: BaseSignal) -> dict[str, Any]:

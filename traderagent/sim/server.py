@@ -1,4 +1,4 @@
-"""ByBit V5-compatible exchange simulator: aiohttp routes, auth, envelopes, rate limits, faults, harness, CLI.
+"""ByBit V5-compatible exchange simulator: aiohttp routes, auth, envelopes, rate limits, faults, harness.
 
 An independent implementation of ByBit's side of the wire (see docs/exchange.md); it must never import
 traderagent.api, so that our client is tested against the protocol and not against itself.
@@ -10,14 +10,11 @@ import asyncio
 import contextlib
 import json
 import random
-import signal
-import sys
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -364,48 +361,4 @@ class _RateLimited(ApiError):
         self.headers = headers
 
 
-# --- CLI ---------------------------------------------------------------------------------------------
-def main_sim(args: Any) -> int:
-    """`traderagent sim`: serve until Ctrl-C / SIGTERM."""
-    cfg = SimConfig(
-        seed=args.seed if args.seed is not None else 0,
-        speed=args.speed,
-        price_source="random" if args.seed is not None else "real",
-        faults=Faults(error_rate=args.error_rate, timeout_rate=args.timeout_rate,
-                      ratelimit_rate=args.ratelimit_rate),
-    )
-    try:
-        return asyncio.run(_serve(cfg, args))
-    except KeyboardInterrupt:
-        return 0
-
-
-async def _serve(cfg: SimConfig, args: Any) -> int:
-    sim = ExchangeSimulator(cfg)
-    key = ApiKeySettings(read_only=args.key_read_only, ips=tuple(args.key_ips.split(",")))
-    key.permissions["Wallet"] = [p for p in args.key_wallet.split(",") if p]
-    sim.add_account(args.api_key, args.api_secret, {"USDT": Decimal(args.balance)}, key=key)
-    try:
-        url = await sim.start(host=args.host, port=args.port)
-    except (OSError, OverflowError) as exc:  # port in use, out of range, unknown host
-        await sim.stop()
-        reason = getattr(exc, "strerror", None) or str(exc)
-        print(f"traderagent sim: cannot listen on {args.host}:{args.port} ({reason}); "
-              "choose a free --port from 1 to 65535, or 0 for any", file=sys.stderr, flush=True)
-        return 2
-    print(f"simulator listening on {url}", flush=True)
-    print(f"account key: {args.api_key}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await sim.stop()
-        print("simulator stopped", file=sys.stderr, flush=True)
-    return 0
-
-
-__all__ = ["ApiKeySettings", "ExchangeSimulator", "Faults", "SimConfig", "SymbolSpec", "main_sim"]
+__all__ = ["ApiKeySettings", "ExchangeSimulator", "Faults", "SimConfig", "SymbolSpec"]
