@@ -26,16 +26,16 @@ from traderagent.backtest.engine import BacktestConfig, Backtester, build_frames
 from traderagent.numbers import to_decimal  # noqa: E402
 from traderagent.strategies import create_strategy  # noqa: E402
 from traderagent.strategies import indicators as ind  # noqa: E402
-from traderagent.strategies.base import (  # noqa: E402
+from traderagent.strategies.base import BaseStrategy  # noqa: E402
+from traderagent.strategies.params import Param  # noqa: E402
+from traderagent.strategies.types import (  # noqa: E402
     BaseMarketAnalysis,
     BaseSignal,
-    BaseStrategy,
     ExitReason,
     PositionInfo,
     PreparedData,
     SignalDirection,
 )
-from traderagent.strategies.params import Param  # noqa: E402
 from traderagent.timeframes import timeframe_ms  # noqa: E402
 
 FEE = Decimal("0.001")

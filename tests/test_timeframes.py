@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from traderagent.strategies.base import closed_only, last_open_ms
+from traderagent.strategies.frames import closed_only, last_open_ms
 from traderagent.timeframes import TIMEFRAMES, TimeframeError, bybit_interval, timeframe_ms, timeframe_name
 
 MIN = 60_000

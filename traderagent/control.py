@@ -83,7 +83,8 @@ from traderagent.results import (
     TradeView,
     Wallet,
 )
-from traderagent.strategies.base import BaseStrategy, PositionInfo
+from traderagent.strategies.base import BaseStrategy
+from traderagent.strategies.types import PositionInfo
 from traderagent.utils.capital_manager import (
     CapitalManager,
     CapitalManagerError,

@@ -11,15 +11,15 @@ import pytest
 
 from traderagent.backtest.data import prepare
 from traderagent.backtest.engine import BacktestConfig, Backtester, run_backtest
-from traderagent.strategies.base import (
+from traderagent.strategies.base import BaseStrategy
+from traderagent.strategies.params import Param
+from traderagent.strategies.types import (
     BaseMarketAnalysis,
     BaseSignal,
-    BaseStrategy,
     OrderIntent,
     PreparedData,
     SignalDirection,
 )
-from traderagent.strategies.params import Param
 
 MIN = 60_000
 CFG = BacktestConfig(balance=D(10000), taker_fee=D("0.001"), maker_fee=D("0.0002"), slippage=D("0.01"))

@@ -7,7 +7,8 @@ from decimal import Decimal
 
 import pandas as pd
 
-from traderagent.strategies.base import BaseStrategy, OrderIntent, PositionInfo
+from traderagent.strategies.base import BaseStrategy
+from traderagent.strategies.types import OrderIntent, PositionInfo
 
 ZERO = Decimal(0)
 

@@ -8,17 +8,10 @@ import pandas as pd
 import pytest
 
 from traderagent.strategies import STRATEGY_TYPES, create_strategy, strategy_defaults
-from traderagent.strategies.base import (
-    BaseSignal,
-    ExitReason,
-    OrderIntent,
-    PositionInfo,
-    SignalDirection,
-    align_higher_timeframe,
-    closed_only,
-    round_down,
-    timeframe_ms,
-)
+from traderagent.strategies.frames import align_higher_timeframe, closed_only
+from traderagent.strategies.numeric import round_down
+from traderagent.strategies.types import BaseSignal, ExitReason, OrderIntent, PositionInfo, SignalDirection
+from traderagent.timeframes import timeframe_ms
 
 D = Decimal
 

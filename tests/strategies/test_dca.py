@@ -7,7 +7,7 @@ import pytest
 
 from tests.strategies.driver import LocalDriver
 from traderagent.strategies import create_strategy
-from traderagent.strategies.base import ExitReason
+from traderagent.strategies.types import ExitReason
 
 D = Decimal
 THREE_COMMAS = {"base_order": "10", "safety_order": "20", "price_deviation": "0.01", "step_scale": "1.5",

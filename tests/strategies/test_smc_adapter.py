@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from traderagent.strategies import create_strategy
-from traderagent.strategies.base import BaseSignal, ExitReason, PreparedData, SignalDirection
 from traderagent.strategies.smc_adapter import SMCStrategyAdapter
+from traderagent.strategies.types import BaseSignal, ExitReason, PreparedData, SignalDirection
 
 AGG = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
 RULE = {"5m": "5min", "15m": "15min", "1h": "1h", "4h": "4h"}

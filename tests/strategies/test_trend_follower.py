@@ -8,8 +8,8 @@ import pytest
 
 from tests.strategies.driver import LocalDriver
 from traderagent.strategies import create_strategy
-from traderagent.strategies.base import ExitReason, SignalDirection
 from traderagent.strategies.indicators import regularize
+from traderagent.strategies.types import ExitReason, SignalDirection
 
 D = Decimal
 PARAMS = {"ema_fast": 8, "ema_slow": 21, "adx_threshold": 22}

@@ -46,7 +46,8 @@ from traderagent.backtest.data import index_ms, resample
 from traderagent.backtest.fills import FillModel, dec
 from traderagent.backtest.ledger import Ledger
 from traderagent.backtest.metrics import Fill, Metrics, Trade, compute_metrics
-from traderagent.strategies.base import BaseStrategy, ExitReason, OrderIntent, PositionInfo, PreparedData
+from traderagent.strategies.base import BaseStrategy
+from traderagent.strategies.types import ExitReason, OrderIntent, PositionInfo, PreparedData
 from traderagent.timeframes import timeframe_ms, timeframe_name
 
 INF = math.inf

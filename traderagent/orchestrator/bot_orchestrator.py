@@ -39,6 +39,7 @@ from traderagent.api.exceptions import (
     NetworkError,
     RateLimitError,
 )
+from traderagent.numbers import to_decimal
 from traderagent.orchestrator.budget import AnalysisBudget
 from traderagent.orchestrator.events import (
     ErrorRaised,
@@ -64,16 +65,9 @@ from traderagent.orchestrator.orders import (
 from traderagent.orchestrator.risk import DeskRisk
 from traderagent.orchestrator.state import TICKING_STATES, BotState, IllegalTransition, check_transition
 from traderagent.ports import CapitalPort, ExchangePort, StorePort
-from traderagent.strategies.base import (
-    BaseSignal,
-    BaseStrategy,
-    ExitReason,
-    OrderIntent,
-    PositionInfo,
-    SignalDirection,
-    last_open_ms,
-    to_decimal,
-)
+from traderagent.strategies.base import BaseStrategy
+from traderagent.strategies.frames import last_open_ms
+from traderagent.strategies.types import BaseSignal, ExitReason, OrderIntent, PositionInfo, SignalDirection
 
 log = logging.getLogger(__name__)
 

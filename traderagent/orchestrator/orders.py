@@ -35,6 +35,7 @@ from traderagent.api.exceptions import (
     OrderNotFoundError,
     RateLimitError,
 )
+from traderagent.numbers import to_decimal
 from traderagent.orchestrator.crashpoints import crash_point
 from traderagent.orchestrator.events import (
     ErrorRaised,
@@ -49,7 +50,8 @@ from traderagent.orchestrator.gate import SendGate, SendsStopped
 from traderagent.orchestrator.market_data import MarketData
 from traderagent.orchestrator.state import TICKING_STATES, BotState
 from traderagent.ports import ExchangePort, OrderRow, StorePort
-from traderagent.strategies.base import BaseStrategy, OrderIntent, to_decimal
+from traderagent.strategies.base import BaseStrategy
+from traderagent.strategies.types import OrderIntent
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from traderagent.strategies.base import (
+from traderagent.strategies.base import BaseStrategy
+from traderagent.strategies.types import (
     BaseMarketAnalysis,
     BaseSignal,
-    BaseStrategy,
     ExitReason,
     OrderIntent,
     PositionInfo,

@@ -6,6 +6,10 @@ volume``; the driver drops the still-forming candle that ByBit's kline endpoint 
 Decimals, and return value objects. Every timestamp a strategy emits comes from the frame's
 index. Money and quantities are ``Decimal``; floats only inside indicator maths.
 
+This module holds the contract and ``BaseStrategy``; beside it ``types.py`` (the value types),
+``numeric.py`` (rounding to a step), ``frames.py`` (candle-frame time helpers) and ``book.py`` (the
+position book, a base of ``BaseStrategy``). The names of all of them are importable from here too.
+
 Construction
 ============
 ``Strategy(params: Mapping | None, *, qty_step, tick_size, allocated_capital, market_type="linear")``
@@ -40,7 +44,7 @@ Two paths to the same decision (both drivers MUST use the per-index path semanti
 
 Multi-timeframe rule (SMC): at entry index ``i`` a strategy may only use higher-timeframe candles
 whose CLOSE time (open time + timeframe) is ``<=`` the close time of entry candle ``i``; see
-``align_higher_timeframe`` below (vectorised, for use inside ``prepare``).
+``align_higher_timeframe`` in ``frames.py`` (vectorised, for use inside ``prepare``).
 
 Driving a SIGNAL strategy (``is_ladder = False``), per closed entry candle ``i``
 ===============================================================================
@@ -149,287 +153,35 @@ per closed trade, starting at ``allocated_capital``; the Sharpe ratio is per tra
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
-from enum import Enum
-from types import MappingProxyType
+from decimal import Decimal
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from traderagent.metrics import max_drawdown, realised_equity, sharpe_ratio, trade_stats
-from traderagent.numbers import to_decimal
+from traderagent.numbers import ZERO, to_decimal
+from traderagent.strategies.book import PositionBook
+from traderagent.strategies.frames import align_higher_timeframe, closed_only, last_open_ms
+from traderagent.strategies.numeric import round_down, round_nearest, round_up
 from traderagent.strategies.params import Param, parse_params
-from traderagent.timeframes import timeframe_ms
+from traderagent.strategies.types import (
+    BaseMarketAnalysis,
+    BaseSignal,
+    ExitReason,
+    OrderIntent,
+    PositionInfo,
+    PreparedData,
+    SignalDirection,
+    StrategyPerformance,
+)
 from traderagent.utils.plain import json_safe
 
-ZERO = Decimal(0)
 
-
-class SignalDirection(str, Enum):
-    LONG = "long"
-    SHORT = "short"
-
-
-class ExitReason(str, Enum):
-    TAKE_PROFIT = "take_profit"
-    STOP_LOSS = "stop_loss"
-    TRAILING_STOP = "trailing_stop"
-    BREAKEVEN = "breakeven"
-    PARTIAL_CLOSE = "partial_close"
-    MANUAL = "manual"
-    SIGNAL_REVERSED = "signal_reversed"
-    RISK_LIMIT = "risk_limit"
-    TIMEOUT = "timeout"
-    GRID_PAIR = "grid_pair"  # the counter order of a grid lot filled
-
-
-# ---------------------------------------------------------------------------- helpers
-
-
-def round_down(value: Decimal, step: Decimal) -> Decimal:
-    """Round DOWN (toward zero for positives) to a multiple of ``step``."""
-    if step <= 0:
-        return value
-    return ((value / step).to_integral_value(rounding=ROUND_FLOOR) * step).quantize(step)
-
-
-def round_up(value: Decimal, step: Decimal) -> Decimal:
-    if step <= 0:
-        return value
-    return ((value / step).to_integral_value(rounding=ROUND_CEILING) * step).quantize(step)
-
-
-def round_nearest(value: Decimal, step: Decimal) -> Decimal:
-    if step <= 0:
-        return value
-    return ((value / step).to_integral_value(rounding=ROUND_HALF_EVEN) * step).quantize(step)
-
-
-def align_higher_timeframe(
-    higher_open_ms: np.ndarray, higher_tf: str, entry_open_ms: np.ndarray, entry_tf: str
-) -> np.ndarray:
-    """For each entry candle, the index of the last higher-tf candle CLOSED by the entry close (-1: none)."""
-    higher_close = np.asarray(higher_open_ms, dtype=np.int64) + timeframe_ms(higher_tf)
-    entry_close = np.asarray(entry_open_ms, dtype=np.int64) + timeframe_ms(entry_tf)
-    return np.searchsorted(higher_close, entry_close, side="right").astype(np.int64) - 1
-
-
-def last_open_ms(df: pd.DataFrame | None) -> int | None:
-    """Open time (epoch ms) of the frame's last candle; None when empty or not indexed by time."""
-    if df is None or len(df) == 0 or not isinstance(df.index, pd.DatetimeIndex):
-        return None
-    return int(df.index[-1:].as_unit("ms").asi8[0])
-
-
-def _parse_ts(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-# ---------------------------------------------------------------------------- value types
-
-
-@dataclass
-class BaseMarketAnalysis:
-    trend: str  # "bullish" | "bearish" | "sideways" | "unknown"
-    trend_strength: float  # 0..1
-    volatility: float  # ATR / close
-    timestamp: datetime | None
-    strategy_type: str
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return json_safe(self)
-
-
-@dataclass
-class BaseSignal:
-    direction: SignalDirection
-    entry_price: Decimal
-    stop_loss: Decimal
-    take_profit: Decimal | None
-    size: Decimal
-    confidence: float
-    timestamp: datetime | None
-    strategy_type: str
-    signal_reason: str = ""
-    risk_reward_ratio: float = 0.0
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def risk_amount(self) -> Decimal:
-        """Price distance to the stop (positive when the stop is on the losing side)."""
-        if self.direction is SignalDirection.LONG:
-            return self.entry_price - self.stop_loss
-        return self.stop_loss - self.entry_price
-
-    @property
-    def reward_amount(self) -> Decimal:
-        if self.take_profit is None:
-            return ZERO
-        if self.direction is SignalDirection.LONG:
-            return self.take_profit - self.entry_price
-        return self.entry_price - self.take_profit
-
-    def to_dict(self) -> dict[str, Any]:
-        return json_safe(self)
-
-
-@dataclass
-class PositionInfo:
-    position_id: str
-    direction: SignalDirection
-    entry_price: Decimal  # average entry (fees excluded)
-    current_price: Decimal
-    size: Decimal
-    stop_loss: Decimal | None
-    take_profit: Decimal | None
-    unrealized_pnl: Decimal
-    entry_time: datetime | None
-    strategy_type: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-    status: str = "open"  # "open" | "closed"
-    fees: Decimal = ZERO  # quote fees paid so far (entry + exit)
-    exit_price: Decimal | None = None  # trigger price while pending exit, fill price once closed
-    exit_reason: ExitReason | None = None
-    exit_time: datetime | None = None
-    realized_pnl: Decimal | None = None  # net of all fees, set when closed
-    cost_basis: Decimal | None = None  # exact sum(price*qty) once averaged into (entry_price rounds)
-
-    @property
-    def is_long(self) -> bool:
-        return self.direction is SignalDirection.LONG
-
-    def gross_pnl_at(self, price: Decimal) -> Decimal:
-        cost = self.cost_basis if self.cost_basis is not None else self.entry_price * self.size
-        value = price * self.size
-        return value - cost if self.is_long else cost - value
-
-    def to_dict(self) -> dict[str, Any]:
-        return json_safe(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PositionInfo:
-        def dec(key: str) -> Decimal | None:
-            return to_decimal(data[key]) if data.get(key) is not None else None
-
-        return cls(
-            position_id=data["position_id"],
-            direction=SignalDirection(data["direction"]),
-            entry_price=to_decimal(data["entry_price"]),
-            current_price=to_decimal(data["current_price"]),
-            size=to_decimal(data["size"]),
-            stop_loss=dec("stop_loss"),
-            take_profit=dec("take_profit"),
-            unrealized_pnl=to_decimal(data.get("unrealized_pnl", "0")),
-            entry_time=_parse_ts(data.get("entry_time")),
-            strategy_type=data["strategy_type"],
-            metadata=dict(data.get("metadata") or {}),
-            status=data.get("status", "open"),
-            fees=to_decimal(data.get("fees", "0")),
-            exit_price=dec("exit_price"),
-            exit_reason=ExitReason(data["exit_reason"]) if data.get("exit_reason") else None,
-            exit_time=_parse_ts(data.get("exit_time")),
-            realized_pnl=dec("realized_pnl"),
-            cost_basis=dec("cost_basis"),
-        )
-
-
-@dataclass
-class StrategyPerformance:
-    total_trades: int = 0
-    winning_trades: int = 0
-    losing_trades: int = 0
-    win_rate: float = 0.0
-    total_pnl: Decimal = ZERO
-    profit_factor: float | None = None  # None: no losing trade
-    sharpe_ratio: float | None = None  # None: undefined (fewer than two trades, or no variance)
-    max_drawdown: float = 0.0
-    avg_trade_pnl: Decimal = ZERO
-    total_fees: Decimal = ZERO
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = json_safe(self)
-        for key in ("win_rate", "profit_factor", "sharpe_ratio", "max_drawdown"):
-            if out[key] is not None:
-                out[key] = round(out[key], 4)
-        return out
-
-
-@dataclass(frozen=True)
-class OrderIntent:
-    """An order a ladder strategy wants resting (limit), executed now (market) or armed (stop)."""
-
-    tag: str
-    side: str  # "buy" | "sell"
-    order_type: str  # "limit" | "market" | "stop"
-    qty: Decimal
-    price: Decimal | None
-    reduce_only: bool = False
-
-    def __post_init__(self) -> None:
-        if self.side not in ("buy", "sell"):
-            raise ValueError(f"OrderIntent.side must be buy/sell, got {self.side!r}")
-        if self.order_type not in ("limit", "market", "stop"):
-            raise ValueError(f"OrderIntent.order_type invalid: {self.order_type!r}")
-        if self.order_type != "market" and self.price is None:
-            raise ValueError(f"OrderIntent {self.tag}: {self.order_type} order needs a price")
-
-    def to_dict(self) -> dict[str, Any]:
-        return json_safe(self)
-
-
-@dataclass
-class PreparedData:
-    """Arrays of the entry frame (plus indicator columns) computed once by ``prepare``."""
-
-    open_ms: np.ndarray  # int64 candle open times, UTC ms
-    open: np.ndarray
-    high: np.ndarray
-    low: np.ndarray
-    close: np.ndarray
-    volume: np.ndarray
-    columns: dict[str, np.ndarray] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)  # strategy specific (higher frames, maps)
-
-    def __len__(self) -> int:
-        return len(self.close)
-
-    def timestamp(self, i: int) -> datetime | None:
-        if len(self.open_ms) == 0:
-            return None
-        return datetime.fromtimestamp(int(self.open_ms[i]) / 1000, tz=UTC)
-
-    def index(self, i: int) -> int:
-        """Normalise negative indices (-1 = last candle)."""
-        return i + len(self) if i < 0 else i
-
-    @classmethod
-    def from_frame(cls, df: pd.DataFrame) -> PreparedData:
-        idx = df.index
-        if isinstance(idx, pd.DatetimeIndex):
-            ts = idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
-            open_ms = ts.as_unit("ms").asi8.astype(np.int64)
-        elif "timestamp_ms" in df.columns:
-            open_ms = df["timestamp_ms"].to_numpy(dtype=np.int64)
-        else:
-            open_ms = np.zeros(0, dtype=np.int64)
-
-        def col(name: str) -> np.ndarray:
-            return np.ascontiguousarray(df[name].to_numpy(dtype=np.float64))
-
-        return cls(open_ms, col("open"), col("high"), col("low"), col("close"), col("volume"))
-
-
-# ---------------------------------------------------------------------------- base class
-
-
-class BaseStrategy(ABC):
+class BaseStrategy(PositionBook):
     """Common machinery: parameters, sizing, position book, performance, state."""
 
     PARAMS: ClassVar[tuple[Param, ...]] = ()  # the one declaration of the parameters (params.py)
@@ -462,11 +214,7 @@ class BaseStrategy(ABC):
         if market_type not in ("linear", "spot"):
             raise ValueError(f"market_type must be 'linear' or 'spot', got {market_type!r}")
         self.market_type = market_type
-        self._positions: dict[str, PositionInfo] = {}
-        self._closed: list[PositionInfo] = []
-        self._trade_pnls: list[Decimal] = []
-        self._trade_fees: list[Decimal] = []
-        self._next_id = 1
+        super().__init__()  # the position book
         self._last_candle_ms: int | None = None
         self._now_ms: int | None = None  # open time of the last candle seen (no clock)
         # ladders: (key, intents) of the last desired_orders call, see _cached_intents
@@ -628,204 +376,6 @@ class BaseStrategy(ABC):
         """Float candle price -> Decimal without binary noise (12 significant digits)."""
         return Decimal(f"{value:.12g}")
 
-    # ------------------------------------------------------------ position book
-    def _new_id(self) -> str:
-        pid = f"{self.strategy_type}-{self._next_id}"
-        self._next_id += 1
-        return pid
-
-    def open_position(
-        self,
-        signal: BaseSignal,
-        size: Decimal,
-        fill_price: Decimal,
-        *,
-        fee: Decimal = ZERO,
-        timestamp: datetime | None = None,
-    ) -> PositionInfo:
-        size, fill_price = to_decimal(size), to_decimal(fill_price)
-        if size <= 0:
-            raise ValueError("position size must be > 0")
-        pos = PositionInfo(
-            position_id=self._new_id(),
-            direction=signal.direction,
-            entry_price=fill_price,
-            current_price=fill_price,
-            size=size,
-            stop_loss=signal.stop_loss,
-            take_profit=signal.take_profit,
-            unrealized_pnl=-to_decimal(fee),
-            entry_time=timestamp or signal.timestamp,
-            strategy_type=self.strategy_type,
-            metadata={"initial_stop": str(signal.stop_loss), **signal.metadata},
-            fees=to_decimal(fee),
-        )
-        self._positions[pos.position_id] = pos
-        return pos
-
-    def _open_raw(
-        self,
-        direction: SignalDirection,
-        size: Decimal,
-        price: Decimal,
-        fee: Decimal,
-        *,
-        metadata: dict[str, Any] | None = None,
-        stop_loss: Decimal | None = None,
-        take_profit: Decimal | None = None,
-        timestamp: datetime | None = None,
-    ) -> PositionInfo:
-        """Open a position from a fill (ladder strategies)."""
-        pos = PositionInfo(
-            position_id=self._new_id(),
-            direction=direction,
-            entry_price=price,
-            current_price=price,
-            size=size,
-            stop_loss=stop_loss,
-            take_profit=take_profit,
-            unrealized_pnl=-fee,
-            entry_time=timestamp,
-            strategy_type=self.strategy_type,
-            metadata=dict(metadata or {}),
-            fees=fee,
-        )
-        self._positions[pos.position_id] = pos
-        return pos
-
-    def _add_to_position(self, position_id: str, qty: Decimal, price: Decimal, fee: Decimal) -> PositionInfo:
-        """Average into an open position (DCA safety orders)."""
-        pos = self._positions[position_id]
-        cost = (pos.cost_basis if pos.cost_basis is not None else pos.entry_price * pos.size) + price * qty
-        pos.size += qty
-        pos.cost_basis = cost
-        pos.entry_price = cost / pos.size
-        pos.fees += fee
-        return pos
-
-    def get_active_positions(self) -> list[PositionInfo]:
-        return list(self._positions.values())
-
-    @property
-    def open_positions(self) -> Mapping[str, PositionInfo]:
-        """Read-only live view of the open positions by id (no copy: for drivers' per-candle loops)."""
-        return MappingProxyType(self._positions)
-
-    @property
-    def closed_count(self) -> int:
-        """Number of closed position records (``closed_positions`` without the copy)."""
-        return len(self._closed)
-
-    def closed_since(self, start: int) -> list[PositionInfo]:
-        """Closed position records from number ``start`` on (those booked since ``closed_count`` was start)."""
-        return self._closed[start:]
-
-    def get_position(self, position_id: str) -> PositionInfo:
-        try:
-            return self._positions[position_id]
-        except KeyError:
-            raise KeyError(f"no open position {position_id!r}") from None
-
-    def check_exits(
-        self,
-        price: Decimal,
-        *,
-        high: Decimal | None = None,
-        low: Decimal | None = None,
-        open_: Decimal | None = None,
-    ) -> list[PositionInfo]:
-        """Positions whose stop / target lies within [low, high]; exit_price = fill to assume."""
-        high = price if high is None else high
-        low = price if low is None else low
-        out = []
-        for pos in self._positions.values():
-            pos.current_price = price
-            pos.unrealized_pnl = pos.gross_pnl_at(price) - pos.fees
-            hit = self._exit_hit(pos, high, low, open_)
-            if hit is not None:
-                pos.exit_reason, pos.exit_price = hit
-                out.append(pos)
-        return out
-
-    def _exit_hit(
-        self, pos: PositionInfo, high: Decimal, low: Decimal, open_: Decimal | None
-    ) -> tuple[ExitReason, Decimal] | None:
-        stop_reason = ExitReason(pos.metadata.get("stop_reason", ExitReason.STOP_LOSS.value))
-        # a bar that opened beyond the level gapped through it: the fill is the open
-        if pos.is_long:
-            if pos.stop_loss is not None and low <= pos.stop_loss:
-                return stop_reason, open_ if open_ is not None and open_ < pos.stop_loss else pos.stop_loss
-            if pos.take_profit is not None and high >= pos.take_profit:
-                return ExitReason.TAKE_PROFIT, open_ if open_ is not None and open_ > pos.take_profit else pos.take_profit
-        else:
-            if pos.stop_loss is not None and high >= pos.stop_loss:
-                return stop_reason, open_ if open_ is not None and open_ > pos.stop_loss else pos.stop_loss
-            if pos.take_profit is not None and low <= pos.take_profit:
-                return ExitReason.TAKE_PROFIT, open_ if open_ is not None and open_ < pos.take_profit else pos.take_profit
-        return None
-
-    def close_position(
-        self,
-        position_id: str,
-        exit_price: Decimal,
-        reason: ExitReason | str,
-        *,
-        fee: Decimal = ZERO,
-        timestamp: datetime | None = None,
-    ) -> PositionInfo:
-        """Close fully at ``exit_price``; books realised pnl net of entry and exit fees."""
-        pos = self.get_position(position_id)
-        exit_price, fee = to_decimal(exit_price), to_decimal(fee)
-        pos.fees += fee
-        del self._positions[position_id]
-        self._book_exit(pos, exit_price, reason, timestamp)
-        return pos
-
-    def _close_part(
-        self,
-        position_id: str,
-        qty: Decimal,
-        exit_price: Decimal,
-        reason: ExitReason | str,
-        *,
-        fee: Decimal = ZERO,
-        timestamp: datetime | None = None,
-    ) -> PositionInfo:
-        """Close ``qty`` of a position (all of it when qty >= size); entry fees are split pro rata."""
-        pos = self.get_position(position_id)
-        if qty >= pos.size:
-            return self.close_position(position_id, exit_price, reason, fee=fee, timestamp=timestamp)
-        part_fees = pos.fees * qty / pos.size
-        part_cost = pos.cost_basis * qty / pos.size if pos.cost_basis is not None else None
-        part = PositionInfo(**{f.name: getattr(pos, f.name) for f in fields(pos)})
-        part.metadata = dict(pos.metadata)
-        part.position_id = f"{pos.position_id}.{len(self._closed) + 1}"
-        part.size, part.fees, part.cost_basis = qty, part_fees + fee, part_cost
-        pos.size -= qty
-        pos.fees -= part_fees
-        if pos.cost_basis is not None and part_cost is not None:
-            pos.cost_basis -= part_cost
-        self._book_exit(part, exit_price, reason, timestamp)
-        return part
-
-    def _book_exit(
-        self, pos: PositionInfo, exit_price: Decimal, reason: ExitReason | str, timestamp: datetime | None
-    ) -> None:
-        """Mark a closed record (its fees already include the exit fee) and add it to the history."""
-        pos.realized_pnl = pos.gross_pnl_at(exit_price) - pos.fees
-        pos.exit_price, pos.exit_reason, pos.exit_time = exit_price, ExitReason(reason), timestamp
-        pos.current_price, pos.unrealized_pnl, pos.status = exit_price, ZERO, "closed"
-        self._record_closed(pos)
-
-    def _record_closed(self, pos: PositionInfo) -> None:
-        self._closed.append(pos)
-        self._trade_pnls.append(pos.realized_pnl or ZERO)
-        self._trade_fees.append(pos.fees)
-
-    @property
-    def closed_positions(self) -> list[PositionInfo]:
-        return list(self._closed)
-
     # ------------------------------------------------------------ performance
     def get_performance(self) -> StrategyPerformance:
         stats = trade_stats(self._trade_pnls)
@@ -889,14 +439,7 @@ class BaseStrategy(ABC):
         }
 
 
-def closed_only(df: pd.DataFrame, now_ms: int, timeframe: str) -> pd.DataFrame:
-    """Drop a still-forming last candle (driver helper; ``now_ms`` comes from the caller's clock)."""
-    last_open = last_open_ms(df)
-    if last_open is not None and last_open + timeframe_ms(timeframe) > now_ms:
-        return df.iloc[:-1]
-    return df
-
-
+# the contract's names stay importable from here (the value types, helpers and the base class)
 __all__ = [
     "BaseMarketAnalysis",
     "BaseSignal",

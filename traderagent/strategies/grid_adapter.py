@@ -33,19 +33,18 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
+from traderagent.numbers import ZERO, to_decimal
 from traderagent.strategies import indicators as ind
-from traderagent.strategies.base import (
-    ZERO,
+from traderagent.strategies.base import BaseStrategy
+from traderagent.strategies.numeric import round_down
+from traderagent.strategies.params import Param, timeframe_param
+from traderagent.strategies.types import (
     BaseMarketAnalysis,
-    BaseStrategy,
     ExitReason,
     OrderIntent,
     PreparedData,
     SignalDirection,
-    round_down,
-    to_decimal,
 )
-from traderagent.strategies.params import Param, timeframe_param
 
 RUNNING, PAUSED, CLOSING, STOPPED = "running", "paused", "closing", "stopped"
 

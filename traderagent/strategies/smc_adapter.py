@@ -23,21 +23,19 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from traderagent.strategies.base import (
-    ZERO,
+from traderagent.numbers import ZERO, to_decimal
+from traderagent.strategies.base import BaseStrategy
+from traderagent.strategies.numeric import round_down, round_up
+from traderagent.strategies.params import RISK_PER_TRADE, TIMEFRAMES, Param
+from traderagent.strategies.smc.mtf import MTFData, MTFState, Setup, SMCMultiTimeframe, SMCParams
+from traderagent.strategies.types import (
     BaseMarketAnalysis,
     BaseSignal,
-    BaseStrategy,
     ExitReason,
     PositionInfo,
     PreparedData,
     SignalDirection,
-    round_down,
-    round_up,
-    to_decimal,
 )
-from traderagent.strategies.params import RISK_PER_TRADE, TIMEFRAMES, Param
-from traderagent.strategies.smc.mtf import MTFData, MTFState, Setup, SMCMultiTimeframe, SMCParams
 
 _MAX_USED_ZONES = 500  # remembered traded zones (restart-safe, bounded)
 

@@ -19,18 +19,18 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from traderagent.numbers import ZERO
 from traderagent.strategies import indicators as ind
-from traderagent.strategies.base import (
-    ZERO,
+from traderagent.strategies.base import BaseStrategy
+from traderagent.strategies.params import RISK_PER_TRADE, Param, timeframe_param
+from traderagent.strategies.types import (
     BaseMarketAnalysis,
     BaseSignal,
-    BaseStrategy,
     ExitReason,
     PositionInfo,
     PreparedData,
     SignalDirection,
 )
-from traderagent.strategies.params import RISK_PER_TRADE, Param, timeframe_param
 
 
 class TrendFollowerAdapter(BaseStrategy):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from traderagent.strategies.base import align_higher_timeframe
+from traderagent.strategies.frames import align_higher_timeframe
 from traderagent.strategies.indicators import atr
 from traderagent.timeframes import timeframe_ms
 
