@@ -170,7 +170,7 @@ async def _connection(settings: Settings, rt: Runtime) -> tuple[str | None, str,
     testnet = settings.mode == "demo"
     key, secret = settings.bybit_api_key.get(), settings.bybit_api_secret.get()
     if not (key and secret):
-        from traderagent.db_cli import stored_exchange_keys
+        from traderagent.commands.db import stored_exchange_keys
 
         key, secret = await stored_exchange_keys(settings)
     return settings.bybit_base_url or None, key, secret, testnet
@@ -249,7 +249,7 @@ async def refuse_untradable(desk: Any) -> None:
 
 async def _untradable(bot: Any) -> str | None:
     from traderagent.api.exceptions import ExchangeAPIError
-    from traderagent.strategies.base import to_decimal
+    from traderagent.numbers import to_decimal
 
     trial = copy.deepcopy(bot.strategy)
     try:

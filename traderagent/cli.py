@@ -21,9 +21,9 @@ COMMANDS = {
     "run": "traderagent.app:main_run",
     "sim": "traderagent.commands.sim:main_sim",
     "backtest": "traderagent.backtest.cli:main_backtest",
-    "db": "traderagent.db_cli:main_db",
-    "keygen": "traderagent.db_cli:main_keygen",
-    "credentials": "traderagent.db_cli:main_credentials",
+    "db": "traderagent.commands.db:main_db",
+    "keygen": "traderagent.commands.db:main_keygen",
+    "credentials": "traderagent.commands.db:main_credentials",
     "audit": "traderagent.commands.audit:main_audit",
     "validate": "traderagent.commands.validate:main_validate",
 }

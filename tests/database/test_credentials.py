@@ -10,11 +10,11 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import text
 
+from traderagent.commands.db import main_keygen
 from traderagent.database.crypto import generate_key
 from traderagent.database.exceptions import MasterKeyError
 from traderagent.database.manager import DatabaseManager
 from traderagent.database.models import Credential
-from traderagent.db_cli import main_keygen
 
 API_KEY = "AbCdEfGhIjKlMnOp12"  # audit: allow (test fixture)
 API_SECRET = "sEcReT-9f8e7d6c5b4a3210-zz"  # audit: allow (test fixture)

@@ -13,10 +13,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import insert, inspect
 
+from traderagent.commands.db import main_db
 from traderagent.database.exceptions import DatabaseError
 from traderagent.database.manager import DatabaseManager
 from traderagent.database.models import Base, BotModel, Order, Trade
-from traderagent.db_cli import main_db
 
 OPENED = dt.datetime(2024, 5, 1, 8, 0, tzinfo=dt.UTC)
 
