@@ -58,8 +58,8 @@ from traderagent.orchestrator.orders import (
     OrderLifecycle,
     OrderRefused,
     TrackedOrder,
-    _intent_of,
-    _is_entry,
+    intent_of,
+    is_entry,
     link_prefix,
 )
 from traderagent.orchestrator.risk import DeskRisk
@@ -399,7 +399,7 @@ class BotOrchestrator(OrderLifecycle):
                 if not _stop_triggered(intent, price):
                     continue
                 intent = OrderIntent(tag, intent.side, "market", intent.qty, None, intent.reduce_only)
-            if _is_entry(intent, net):
+            if is_entry(intent, net):
                 if not self.entries_allowed or not self._exposure_ok(intent.qty * (intent.price or price)):
                     continue
             to_place.append(intent)
@@ -468,7 +468,7 @@ class BotOrchestrator(OrderLifecycle):
             if (intent.tag in tags or intent.order_type == "stop" or self._cooling(intent.tag)
                     or self._was_refused(intent)):
                 continue
-            if _is_entry(intent, net) and not self.entries_allowed:
+            if is_entry(intent, net) and not self.entries_allowed:
                 continue
             tags.add(intent.tag)
             batch.append(intent)
@@ -562,7 +562,7 @@ class BotOrchestrator(OrderLifecycle):
         net = self._net_position()
         resting = ZERO
         for o in self._orders.values():
-            if _is_entry(_intent_of(o), net):
+            if is_entry(intent_of(o), net):
                 resting += o.qty * (o.price or price)
         return positions + resting
 

@@ -233,7 +233,7 @@ class OrderLifecycle:
         what = "; ".join(f"{o.side} {o.qty} {self.symbol}{f' @ {o.price}' if o.price else ''} ({o.tag}): "
                          f"{getattr(exc, 'ret_msg', None) or exc} (retCode {getattr(exc, 'ret_code', '?')})"
                          for o, exc in refused)
-        fatal = any(isinstance(exc, AuthenticationError) or not _is_entry(_intent_of(o), net) for o, exc in refused)
+        fatal = any(isinstance(exc, AuthenticationError) or not is_entry(intent_of(o), net) for o, exc in refused)
         if fatal:
             raise OrderRefused(f"the exchange refused {what}. The bot cannot manage its position (its book holds "
                                f"{net} {self.symbol}): compare it with the exchange's, then /start {self.name} "
@@ -291,7 +291,7 @@ class OrderLifecycle:
     async def _cancel_entry_orders(self) -> None:
         net = self._net_position()
         for order in list(self._orders.values()):
-            if order.order_type == "limit" and _is_entry(_intent_of(order), net):
+            if order.order_type == "limit" and is_entry(intent_of(order), net):
                 await self._cancel(order, "bot stopped")
 
     async def _sync_orders(self) -> None:
@@ -449,11 +449,11 @@ class OrderLifecycle:
 
 
 
-def _intent_of(order: TrackedOrder) -> OrderIntent:
+def intent_of(order: TrackedOrder) -> OrderIntent:
     return OrderIntent(order.tag, order.side, order.order_type, order.qty, order.price, order.reduce_only)
 
 
-def _is_entry(intent: OrderIntent, net_position: Decimal) -> bool:
+def is_entry(intent: OrderIntent, net_position: Decimal) -> bool:
     """An order that adds exposure (exits: reduce-only, or against the bot's net position)."""
     if intent.reduce_only:
         return False
