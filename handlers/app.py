@@ -16,7 +16,7 @@ from telegram.error import NetworkError, TimedOut
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, Defaults
 from telegram.request import HTTPXRequest
 
-from handlers.auth import ChatGuard
+from handlers.auth import ChatGuard, Roles
 from handlers.commands import COMMANDS, register
 from handlers.notifier import Notifier
 from handlers.tokens import TokenStore
@@ -114,7 +114,12 @@ def build_application(settings: Settings, desk: Desk, event_bus: EventBus, *,
         .concurrent_updates(8)
         .build()
     )
-    guard = ChatGuard(settings.telegram_chat_ids)
+    roles = Roles.from_settings(settings)
+    groups = [c for c in settings.telegram_chat_ids if c < 0]
+    if groups and not roles.configured:
+        log.warning("TELEGRAM_CHAT_IDS lists group chat(s) %s but no operator has a role: group members can do "
+                    "nothing until TELEGRAM_ADMINS / TELEGRAM_TRADERS / TELEGRAM_VIEWERS name them", groups)
+    guard = ChatGuard(settings.telegram_chat_ids, roles)
     tokens = TokenStore()
 
     async def send(chat_id: int, text: str) -> None:

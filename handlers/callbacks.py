@@ -5,7 +5,10 @@ frontend's TokenStore (12 characters, far below the 64-byte limit) and all butto
 share a token group, so the first press voids its siblings. A press whose token is unknown, used,
 expired or issued to another chat is answered "expired" and does nothing; a double tap therefore
 acts once. Every press is answered (the client shows a spinner until then), also when the action
-fails. Actions register themselves with `@action("name")` (handlers/commands.py defines them).
+fails. Actions register themselves with `@action("name", role)` (handlers/commands.py defines them):
+the role a press needs is declared there once and copied into each token; a Cancel button (role
+None) needs the highest role of its keyboard. A press by a user whose role is too low is refused
+and leaves the buttons usable. Every press is written to the audit trail with its outcome.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, 
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
+from handlers.auth import Actor, Role, audit
 from handlers.tokens import ButtonAction
 from traderagent.control import ControlError, Desk
 from traderagent.utils.secrets_filter import mask
@@ -35,13 +39,16 @@ Button = tuple[str, str, str]  # label, action, arg
 ActionFunc = Callable[["Press"], Awaitable[str | None]]
 
 ACTIONS: dict[str, ActionFunc] = {}
+ACTION_ROLES: dict[str, Role | None] = {}  # None: the highest role among the keyboard's other buttons
 
 
-def action(name: str) -> Callable[[ActionFunc], ActionFunc]:
-    """Register what a button with this action does; the function returns the toast text."""
+def action(name: str, role: Role | None) -> Callable[[ActionFunc], ActionFunc]:
+    """Register what a button with this action does and the least role a press needs; the function
+    returns the toast text."""
 
     def register(func: ActionFunc) -> ActionFunc:
         ACTIONS[name] = func
+        ACTION_ROLES[name] = role
         return func
 
     return register
@@ -51,26 +58,21 @@ def frontend_of(context: ContextTypes.DEFAULT_TYPE) -> TelegramFrontend:
     return cast("TelegramFrontend", context.application.bot_data["frontend"])
 
 
-def user_label(update: Update) -> str:
-    """Who acted, for the audit trail: "@name (id)"."""
-    user = update.effective_user
-    if user is None:
-        return "unknown"
-    name = f"@{user.username}" if user.username else user.full_name
-    return f"{name} ({user.id})"
-
-
 def keyboard(frontend: TelegramFrontend, chat_id: int, rows: Sequence[Sequence[Button]]) -> InlineKeyboardMarkup | None:
     """Inline keyboard whose buttons carry one-time tokens of one group."""
     rows = [row for row in rows if row]
     if not rows:
         return None
     group = frontend.tokens.new_group()
-    return InlineKeyboardMarkup([
-        [InlineKeyboardButton(label, callback_data=frontend.tokens.issue(name, arg, chat_id, group=group))
-         for label, name, arg in row]
-        for row in rows
-    ])
+    declared = [ACTION_ROLES[name] for row in rows for _, name, _ in row]
+    highest = max((r for r in declared if r is not None), default=Role.VIEWER)
+
+    def token(name: str, arg: str) -> str:
+        role = ACTION_ROLES[name]
+        return frontend.tokens.issue(name, arg, chat_id, group=group, role=highest if role is None else role)
+
+    return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=token(name, arg))
+                                  for label, name, arg in row] for row in rows])
 
 
 @dataclass
@@ -89,8 +91,12 @@ class Interaction:
         return self.frontend.desk
 
     @property
+    def actor(self) -> Actor:
+        return self.frontend.guard.actor(self.update)
+
+    @property
     def by(self) -> str:
-        return user_label(self.update)
+        return self.actor.label
 
     def keyboard(self, rows: Sequence[Sequence[Button]]) -> InlineKeyboardMarkup | None:
         return keyboard(self.frontend, self.chat_id, rows)  # type: ignore[attr-defined]
@@ -126,23 +132,35 @@ async def answer(query: CallbackQuery, text: str | None = None, *, alert: bool =
 
 
 async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Dispatch a press to its action, once; always answer."""
+    """Dispatch a press to its action, once, if the presser's role allows; always answer; audit it."""
     query = update.callback_query
     if query is None or update.effective_chat is None:
         return
     frontend = frontend_of(context)
-    entry = frontend.tokens.consume(query.data or "", update.effective_chat.id)
+    actor = frontend.guard.actor(update)
+    entry = frontend.tokens.peek(query.data or "", actor.chat_id)
     func = ACTIONS.get(entry.action) if entry else None
     if entry is None or func is None:
         await answer(query, EXPIRED)
+        await audit(context, actor, "button", "", "expired")
         return
-    press = Press(update, context, query, entry, update.effective_chat.id)
+    what = f"button:{entry.action}"
+    if actor.role < entry.role:
+        refusal = f"🔒 This button needs the {Role(entry.role).label} role; you are {actor.role.label}."
+        await answer(query, refusal, alert=True)
+        await audit(context, actor, what, entry.arg, "denied", refusal)
+        return
+    frontend.tokens.consume(query.data or "", actor.chat_id)
+    press = Press(update, context, query, entry, actor.chat_id)
     try:
         toast = await func(press)
     except ControlError as exc:
         await answer(query, str(exc), alert=True)
+        await audit(context, actor, what, entry.arg, "refused", str(exc))
         return
     except Exception:
         await answer(query, "Internal error, see logs.")
+        await audit(context, actor, what, entry.arg, "error")
         raise  # to the Application's error handler (logs it, tells the chat)
     await answer(query, toast)
+    await audit(context, actor, what, entry.arg, "ok", toast or "")

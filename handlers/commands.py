@@ -6,8 +6,14 @@ bot, halted desk, blocked scaling, ...) is shown as is; anything unexpected goes
 Application's error handler, which logs it and tells the chat "internal error, see logs" (never
 a traceback). Every outgoing text passes through `secrets_filter.mask`.
 
+Each command declares once, in `@command(usage, role, all_bots=...)`, the least role it needs (and
+the role its all-bots form needs, when it has one); a user whose role is lower is told so and
+nothing happens. Every call, allowed or not, is written to the audit trail with its outcome.
+Buttons declare theirs in `@action(name, role)` (handlers/callbacks.py).
+
 `COMMANDS` is the single list of (name, description, callback) used both for registration and
-for setMyCommands; `register(application, frontend)` wires it all.
+for setMyCommands; `register(application, frontend)` wires it all. A command the bot does not know
+gets a one-line pointer to /help.
 """
 
 from __future__ import annotations
@@ -21,15 +27,23 @@ from typing import TYPE_CHECKING, Any
 
 from telegram import InlineKeyboardMarkup, Message, Update
 from telegram.error import NetworkError, TelegramError, TimedOut
-from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
 
 from handlers import views
+from handlers.auth import Role, audit, command_of
 from handlers.callbacks import Button, Interaction, Press, action, keyboard, on_button
 from handlers.charts import render_equity_png
 from handlers.formatting import esc, split_message
-from traderagent.control import ControlError
+from traderagent.control import BotOp, ControlError
 from traderagent.orchestrator.events import UNMUTABLE_EVENTS, EventType
-from traderagent.results import BotStatus, BotSummary
+from traderagent.results import BotSummary, ScalingPending
 from traderagent.utils.secrets_filter import mask
 
 if TYPE_CHECKING:
@@ -95,8 +109,34 @@ CommandFunc = Callable[[Cmd], Awaitable[None]]
 Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 
 
-def command(usage: str) -> Callable[[CommandFunc], Handler]:
-    """Wrap a command: usage line on bad arguments, the desk's message on ControlError."""
+@dataclass(frozen=True)
+class Access:
+    """Who may use a command: the least role, and the role its all-bots form (no bot name) needs."""
+
+    usage: str
+    role: Role
+    all_bots: Role | None = None
+
+    def needed(self, args: list[str]) -> Role:
+        return self.all_bots if self.all_bots is not None and not args else self.role
+
+    def usage_for(self, role: Role) -> str | None:
+        """The usage line as ``role`` may use it; None when it may not use the command at all."""
+        if role < self.role:
+            return None
+        if self.all_bots is not None and role < self.all_bots:
+            return self.usage.replace("[bot]", "<bot>")  # one bot at a time only
+        return self.usage
+
+
+ACCESS: dict[Handler, Access] = {}  # filled by @command
+
+
+def command(usage: str, role: Role, *, all_bots: Role | None = None) -> Callable[[CommandFunc], Handler]:
+    """Wrap a command: the role check (``all_bots``: what the form without a bot name needs), usage line
+    on bad arguments, the desk's message on ControlError; every call audited with its outcome."""
+    access = Access(usage, role, all_bots)
+    name = usage.split()[0]
 
     def wrap(func: CommandFunc) -> Handler:
         @wraps(func)
@@ -104,18 +144,37 @@ def command(usage: str) -> Callable[[CommandFunc], Handler]:
             if update.effective_chat is None:
                 return
             cmd = Cmd(update, context, usage)
-            try:
-                await func(cmd)
-            except UsageError as exc:
-                detail = f"\n{esc(exc)}" if str(exc) else ""
-                await cmd.reply(f"usage: {esc(usage)}{detail}")
-            except ControlError as exc:
-                await cmd.reply(f"⚠️ {esc(exc)}")
+            needed = access.needed(cmd.args)
+            if cmd.actor.role < needed:
+                refusal = f"🔒 {name} needs the {needed.label} role; you are {cmd.actor.role.label}."
+                await cmd.reply(f"{refusal} /help lists what you may do.")
+                await audit(context, cmd.actor, name, " ".join(cmd.args), "denied", refusal)
+                return
+            outcome, detail = await _run(cmd, func)
+            await audit(context, cmd.actor, name, " ".join(cmd.args), outcome, detail)
 
-        handler.usage = usage  # type: ignore[attr-defined]
+        ACCESS[handler] = access
         return handler
 
     return wrap
+
+
+async def _run(cmd: Cmd, func: CommandFunc) -> tuple[str, str]:
+    """Run a permitted command: (outcome, detail) for the audit trail."""
+    try:
+        await func(cmd)
+    except UsageError as exc:
+        detail = f"\n{esc(exc)}" if str(exc) else ""
+        await cmd.reply(f"usage: {esc(cmd.usage)}{detail}")
+        return "usage", str(exc)
+    except ControlError as exc:
+        await cmd.reply(f"⚠️ {esc(exc)}")
+        return "refused", str(exc)
+    except Exception:
+        await audit(cmd.context, cmd.actor, cmd.usage.split()[0], " ".join(cmd.args), "error")
+        raise
+    return "ok", ""
+
 
 
 # ====================================================================== status rendering (commands and buttons)
@@ -169,25 +228,12 @@ def render_alerts(frontend: TelegramFrontend, chat_id: int) -> Rendered:
     return views.alerts_view(muted), keyboard(frontend, chat_id, rows)
 
 
+def _approval_buttons(next_phase: str) -> list[list[Button]]:
+    return [[("✅ Approve", "approve", next_phase), ("✖️ Reject", "reject", "")]]
+
+
 # ====================================================================== commands
-BotOp = Callable[[str, str], Awaitable[BotStatus]]  # Desk.start_bot / pause_bot / stop_bot (name, by)
-
-
-async def _each_bot(op: BotOp, names: Iterable[str], by: str) -> tuple[list[str], list[str]]:
-    """Apply `op(name, by)` to each bot; (names done, distinct error messages)."""
-    done: list[str] = []
-    errors: list[str] = []
-    for name in names:
-        try:
-            await op(name, by)
-            done.append(name)
-        except ControlError as exc:
-            if str(exc) not in errors:
-                errors.append(str(exc))
-    return done, errors
-
-
-@command("/start [bot]")
+@command("/start [bot]", Role.TRADER, all_bots=Role.ADMIN)
 async def cmd_start(c: Cmd) -> None:
     name = await c.bot_arg()
     if name:
@@ -209,7 +255,7 @@ async def cmd_start(c: Cmd) -> None:
                                       ("Cancel", "cancel", "Start cancelled: nothing changed.")]]))
 
 
-@command("/pause [bot]")
+@command("/pause [bot]", Role.TRADER, all_bots=Role.ADMIN)
 async def cmd_pause(c: Cmd) -> None:
     name = await c.bot_arg()
     if name:
@@ -217,13 +263,12 @@ async def cmd_pause(c: Cmd) -> None:
         await c.reply(f"⏸ <b>{esc(status.name)}</b> is {views.state_word(status)}: no new entries, "
                       "open positions are still managed. /start resumes it.")
         return
-    bots = await c.desk.list_bots()
-    done, errors = await _each_bot(c.desk.pause_bot, [b.name for b in bots if b.state == "RUNNING"], c.by)
-    await c.reply(views.outcome("⏸ Paused (no new entries, positions still managed)", done, errors,
-                           "No running bot to pause."))
+    outcome = await c.desk.pause_all(c.by)
+    await c.reply(views.outcome("⏸ Paused (no new entries, positions still managed)", outcome.paused,
+                                outcome.errors, "No running bot to pause."))
 
 
-@command("/stop [bot]")
+@command("/stop [bot]", Role.TRADER, all_bots=Role.ADMIN)
 async def cmd_stop(c: Cmd) -> None:
     name = await c.bot_arg()
     if name:
@@ -235,18 +280,18 @@ async def cmd_stop(c: Cmd) -> None:
             await c.reply("Every bot is already stopped.")
             return
         text = f"⏹ Stop all {len(names)} bots ({esc(views.short(', '.join(names), 300))})?\n{STOP_NOTE}"
-        confirm = ("⏹ Stop all", "stop", "")
+        confirm = ("⏹ Stop all", "stop_all", "")
     await c.reply(text, c.keyboard([[confirm, ("Cancel", "cancel", "Stop cancelled: nothing changed.")]]))
 
 
-@command("/status [bot]")
+@command("/status [bot]", Role.VIEWER)
 async def cmd_status(c: Cmd) -> None:
     name = await c.bot_arg()
     text, markup = await (render_bot(c.frontend, c.chat_id, name) if name else render_desk(c.frontend, c.chat_id))
     await c.reply(text, markup)
 
 
-@command("/balance")
+@command("/balance", Role.VIEWER)
 async def cmd_balance(c: Cmd) -> None:
     if c.args:
         raise UsageError()
@@ -254,7 +299,7 @@ async def cmd_balance(c: Cmd) -> None:
     await c.reply_lines(map(views.wallet_view, wallets), empty="No exchange account configured.")
 
 
-@command("/positions")
+@command("/positions", Role.VIEWER)
 async def cmd_positions(c: Cmd) -> None:
     if c.args:
         raise UsageError()
@@ -263,7 +308,7 @@ async def cmd_positions(c: Cmd) -> None:
     await c.reply_lines(map(views.position_line, positions), header=header, empty="No open position.")
 
 
-@command("/orders [bot]")
+@command("/orders [bot]", Role.VIEWER)
 async def cmd_orders(c: Cmd) -> None:
     name = await c.bot_arg()
     orders = await c.desk.open_orders(name)
@@ -274,39 +319,39 @@ async def cmd_orders(c: Cmd) -> None:
     await c.reply_lines(lines, header=header, empty="No open orders.")
 
 
-@command("/trades [n], n between 1 and 50")
+@command("/trades [n], n between 1 and 50", Role.VIEWER)
 async def cmd_trades(c: Cmd) -> None:
     n = c.int_arg(10, 1, 50)
     trades = await c.desk.recent_trades(n)
     await c.reply_lines(map(views.trade_line, trades), header=f"🧾 <b>Last {n} trades</b>", empty="No trades yet.")
 
 
-@command("/pnl [days], days between 1 and 90")
+@command("/pnl [days], days between 1 and 90", Role.VIEWER)
 async def cmd_pnl(c: Cmd) -> None:
     days = c.int_arg(7, 1, 90)
     rows = await c.desk.daily_pnl(days)
     await c.reply(views.pnl_view(rows))
 
 
-@command("/phase")
+@command("/phase", Role.VIEWER)
 async def cmd_phase(c: Cmd) -> None:
     if c.args:
         raise UsageError()
     await c.reply(views.phase_view(await c.desk.capital_report()))
 
 
-@command("/scale")
+@command("/scale", Role.ADMIN)
 async def cmd_scale(c: Cmd) -> None:
     if c.args:
         raise UsageError()
     decision = await c.desk.evaluate_scaling()
     markup = None
     if decision.can_scale:
-        markup = c.keyboard([[("✅ Approve", "approve", decision.next_phase or ""), ("✖️ Reject", "reject", "")]])
+        markup = c.keyboard(_approval_buttons(decision.next_phase or ""))
     await c.reply(views.scaling_view(decision), markup)
 
 
-@command("/halt [reason]")
+@command("/halt [reason]", Role.ADMIN)
 async def cmd_halt(c: Cmd) -> None:
     reason = " ".join(c.args).strip() or "manual halt"
     if len(reason) > 200:
@@ -321,7 +366,7 @@ async def cmd_halt(c: Cmd) -> None:
                                      ("Cancel", "cancel", "Halt cancelled: trading continues.")]]))
 
 
-@command("/resume_trading")
+@command("/resume_trading", Role.ADMIN)
 async def cmd_resume_trading(c: Cmd) -> None:
     if c.args:
         raise UsageError()
@@ -335,14 +380,14 @@ async def cmd_resume_trading(c: Cmd) -> None:
                                      ("Cancel", "cancel", "Trading stays halted.")]]))
 
 
-@command("/logs [n], n between 1 and 50")
+@command("/logs [n], n between 1 and 50", Role.VIEWER)
 async def cmd_logs(c: Cmd) -> None:
     n = c.int_arg(10, 1, 50)
     rows = list(reversed(await c.desk.logs(n)))  # oldest first: reads top-down
     await c.reply_lines(map(views.log_line, rows), header=f"📜 <b>Last {n} log lines</b>", empty="No log lines.")
 
 
-@command("/chart [bot]")
+@command("/chart [bot]", Role.VIEWER)
 async def cmd_chart(c: Cmd) -> None:
     name = await c.bot_arg()
     curve = await c.desk.equity_curve(name)
@@ -354,7 +399,7 @@ async def cmd_chart(c: Cmd) -> None:
     await c.context.bot.send_photo(c.chat_id, photo=png, caption=mask(views.chart_caption(who, curve)))
 
 
-@command("/alerts [mute|unmute TYPE]")
+@command("/alerts [mute|unmute TYPE]", Role.TRADER)
 async def cmd_alerts(c: Cmd) -> None:
     notifier = c.frontend.notifier
     if c.args:
@@ -372,22 +417,41 @@ async def cmd_alerts(c: Cmd) -> None:
     await c.reply(text, markup)
 
 
-@command("/help")
+@command("/audit [n], n between 1 and 50", Role.ADMIN)
+async def cmd_audit(c: Cmd) -> None:
+    n = c.int_arg(10, 1, 50)
+    rows = list(reversed(await c.desk.audit_log(n)))  # oldest first: reads top-down
+    await c.reply_lines(map(views.audit_line, rows), header=f"🗂 <b>Last {n} operator actions</b>",
+                        empty="No operator action recorded yet.")
+
+
+@command("/help", Role.VIEWER)
 async def cmd_help(c: Cmd) -> None:
-    lines = ["🤖 <b>TraderAgent</b> · a bot name may be a unique prefix"]
-    lines += [f"{esc(getattr(cb, 'usage', '/' + name))} — {esc(desc)}" for name, desc, cb in COMMANDS]
+    """Only what the asking user may do."""
+    role = c.actor.role
+    lines = [f"🤖 <b>TraderAgent</b> · you are {role.label} · a bot name may be a unique prefix"]
+    lines += [f"{esc(usage)} — {esc(desc)}" for _, desc, cb in COMMANDS if (usage := ACCESS[cb].usage_for(role))]
     await c.reply("\n".join(lines))
 
 
+async def on_unknown(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A command this bot does not have: a one-line pointer (commands meant for other bots are left alone)."""
+    name = command_of(update, context.bot.username)
+    if name is None or update.effective_chat is None:
+        return
+    await context.bot.send_message(update.effective_chat.id,
+                                   f"Unknown command {esc(views.short(name, 40))}. /help lists what you may do.")
+
+
 # ====================================================================== button actions
-@action("status")
+@action("status", Role.VIEWER)
 async def act_status(p: Press) -> str:
     text, markup = await render_desk(p.frontend, p.chat_id, int(p.arg or 0))
     await p.edit(text, markup)
     return "Updated"
 
 
-@action("status_bot")
+@action("status_bot", Role.VIEWER)
 async def act_status_bot(p: Press) -> str:
     text, markup = await render_bot(p.frontend, p.chat_id, p.arg)
     await p.edit(text, markup)
@@ -406,72 +470,83 @@ async def _toggle_bot(p: Press, op: BotOp, done: str) -> str:
     return toast
 
 
-@action("pause")
+@action("pause", Role.TRADER)
 async def act_pause(p: Press) -> str:
     return await _toggle_bot(p, p.desk.pause_bot, "paused")
 
 
-@action("resume")
+@action("resume", Role.TRADER)
 async def act_resume(p: Press) -> str:
     return await _toggle_bot(p, p.desk.start_bot, "running")
 
 
-@action("stop")
+@action("stop", Role.TRADER)
 async def act_stop(p: Press) -> str:
-    if p.arg:
-        done, errors = await _each_bot(p.desk.stop_bot, [p.arg], p.by)
-    else:  # all at once: no order leaves the desk once the stop begins
-        outcome = await p.desk.stop_all(p.by)
-        done, errors = list(outcome.stopped), list(outcome.errors)
+    try:
+        await p.desk.stop_bot(p.arg, p.by)
+        done, errors = [p.arg], []
+    except ControlError as exc:
+        done, errors = [], [str(exc)]
     await p.edit(views.outcome(f"⏹ Stopped by {esc(p.by)}", done, errors, "Nothing was stopped."))
     return "Stopped" if done else "Nothing stopped"
 
 
-@action("start_all")
+@action("stop_all", Role.ADMIN)
+async def act_stop_all(p: Press) -> str:
+    outcome = await p.desk.stop_all(p.by)  # all at once: no order leaves the desk once the stop begins
+    await p.edit(views.outcome(f"⏹ Stopped by {esc(p.by)}", outcome.stopped, outcome.errors, "Nothing was stopped."))
+    return "Stopped" if outcome.stopped else "Nothing stopped"
+
+
+@action("start_all", Role.ADMIN)
 async def act_start_all(p: Press) -> str:
-    names = [b.name for b in await p.desk.list_bots() if b.state != "RUNNING"]
-    done, errors = await _each_bot(p.desk.start_bot, names, p.by)
-    await p.edit(views.outcome(f"▶️ Started by {esc(p.by)}", done, errors, "Every bot is already running."))
-    return "Started" if done else "Nothing started"
+    outcome = await p.desk.start_all(p.by)
+    await p.edit(views.outcome(f"▶️ Started by {esc(p.by)}", outcome.started, outcome.errors,
+                               "Every bot is already running."))
+    return "Started" if outcome.started else "Nothing started"
 
 
-@action("cancel")
+@action("cancel", None)  # needs what the button it cancels needs
 async def act_cancel(p: Press) -> str:
     await p.edit(esc(p.arg or "Cancelled."))
     return "Cancelled"
 
 
-@action("halt")
+@action("halt", Role.ADMIN)
 async def act_halt(p: Press) -> str:
     await p.edit(views.halted_view(await p.desk.halt(p.arg, p.by), p.by))
     return "Trading halted"
 
 
-@action("resume_trading")
+@action("resume_trading", Role.ADMIN)
 async def act_resume_trading(p: Press) -> str:
     await p.edit(views.resumed_view(await p.desk.resume_trading(p.by), p.by))
     return "Trading resumed"
 
 
-@action("approve")
+@action("approve", Role.ADMIN)
 async def act_approve(p: Press) -> str:
     try:
-        result = await p.desk.approve_scaling(approved_by=p.by)
+        result = await p.desk.approve_scaling(approved_by=p.by, approver=str(p.actor.user_id))
     except ControlError as exc:
         blockers = "\n".join(f"❌ {esc(part)}" for part in str(exc).split("; "))
         await p.edit(f"⛔ <b>Scaling not applied</b>: the gates were re-checked at approval.\n{blockers}")
         return "Blocked by the gates"
+    if isinstance(result, ScalingPending):  # another admin must approve: fresh buttons for them
+        await p.edit(views.pending_view(result), p.keyboard(_approval_buttons(result.next_phase)))
+        count = f"{len(result.approved_by)} of {result.required} approvals"
+        return f"You had already approved: {count}" if result.repeated else count
     await p.edit(views.approved_view(result))
     return "Approved"
 
 
-@action("reject")
+@action("reject", Role.ADMIN)
 async def act_reject(p: Press) -> str:
     await p.edit(views.rejected_view(await p.desk.reject_scaling(p.by)))
     return "Rejected"
 
 
-@action("alert")
+@action("alert", Role.TRADER)
 async def act_alert(p: Press) -> str:
     event_type = EventType(p.arg)
     notifier = p.frontend.notifier
@@ -500,6 +575,7 @@ COMMANDS: list[tuple[str, str, Handler]] = [
     ("logs", "Last n log lines (default 10)", cmd_logs),
     ("chart", "Equity curve of the desk or one bot", cmd_chart),
     ("alerts", "Mute or unmute notification types", cmd_alerts),
+    ("audit", "Last n operator actions: who did what, when, with what outcome (default 10)", cmd_audit),
     ("help", "This list", cmd_help),
 ]
 
@@ -525,5 +601,6 @@ def register(application: Application, frontend: TelegramFrontend) -> None:
     application.bot_data["frontend"] = frontend
     for name, _description, callback in COMMANDS:
         application.add_handler(CommandHandler(name, callback))
+    application.add_handler(MessageHandler(filters.COMMAND, on_unknown))  # after every known command
     application.add_handler(CallbackQueryHandler(on_button))
     application.add_error_handler(on_error)

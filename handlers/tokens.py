@@ -22,6 +22,7 @@ class ButtonAction:
     arg: str
     chat_id: int
     group: str = ""  # tokens of one message share a group: using one voids its siblings
+    role: int = 0  # the least role (handlers.auth.Role) a press needs
     expires_at: float = field(default=0.0, compare=False)
 
 
@@ -31,22 +32,29 @@ class TokenStore:
         self.clock = clock
         self._tokens: dict[str, ButtonAction] = {}
 
-    def issue(self, action: str, arg: str, chat_id: int, *, group: str = "") -> str:
+    def issue(self, action: str, arg: str, chat_id: int, *, group: str = "", role: int = 0) -> str:
         self._expire()
         token = secrets.token_urlsafe(9)  # 12 characters
-        self._tokens[token] = ButtonAction(action, arg, chat_id, group, self.clock() + self.ttl)
+        self._tokens[token] = ButtonAction(action, arg, chat_id, group, role, self.clock() + self.ttl)
         return token
 
     def new_group(self) -> str:
         return secrets.token_hex(4)
 
-    def consume(self, token: str, chat_id: int) -> ButtonAction | None:
-        """The action behind a pressed button, once; None when expired, used or foreign."""
+    def peek(self, token: str, chat_id: int) -> ButtonAction | None:
+        """The action behind a button without using it up (a press refused for its role leaves it)."""
         entry = self._tokens.get(token)
         if entry is None or entry.chat_id != chat_id:
             return None
         if entry.expires_at < self.clock():
             self._tokens.pop(token, None)
+            return None
+        return entry
+
+    def consume(self, token: str, chat_id: int) -> ButtonAction | None:
+        """The action behind a pressed button, once; None when expired, used or foreign."""
+        entry = self.peek(token, chat_id)
+        if entry is None:
             return None
         if entry.group:
             self._tokens = {t: e for t, e in self._tokens.items() if e.group != entry.group}

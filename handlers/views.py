@@ -13,6 +13,7 @@ from handlers.formatting import MAX_MESSAGE, STATE_EMOJI, esc, fmt_num, fmt_pnl,
 from traderagent.numbers import ZERO
 from traderagent.orchestrator.events import UNMUTABLE_EVENTS, EventType
 from traderagent.results import (
+    AuditLine,
     BotStatus,
     BotSummary,
     CapitalReport,
@@ -26,6 +27,7 @@ from traderagent.results import (
     ResumeOutcome,
     ScalingApproved,
     ScalingCheck,
+    ScalingPending,
     ScalingRejected,
     TradeView,
     Wallet,
@@ -217,6 +219,12 @@ def approved_view(a: ScalingApproved) -> str:
             f"Deployed capital: <b>{fmt_num(a.allocated_capital, 2)}</b>")
 
 
+def pending_view(p: ScalingPending) -> str:
+    who = ", ".join(p.approved_by)
+    return (f"⏳ <b>Scaling {esc(p.phase)} → {esc(p.next_phase)}: {len(p.approved_by)} of {p.required} "
+            f"approvals</b> ({esc(who)})\nAnother admin must approve; the gates are checked again then.")
+
+
 def rejected_view(r: ScalingRejected) -> str:
     return (f"✖️ Scaling to {esc(r.rejected_phase or '–')} rejected by {esc(r.rejected_by)}.\n"
             f"Phase stays {esc(r.phase)}.")
@@ -237,3 +245,14 @@ def alerts_view(muted: set[EventType]) -> str:
     always = ", ".join(sorted(t.value for t in UNMUTABLE_EVENTS))
     return (f"🔔 <b>Alerts</b>\nMuted: {esc(muted_names)}\nAlways on: {esc(always)}\n"
             "Tap a type to mute or unmute it, or: /alerts mute ORDER_PLACED")
+
+
+# ---------------------------------------------------------------------- operators
+AUDIT_MARK = {"ok": "✅", "denied": "🔒", "refused": "⚠️", "usage": "❔", "expired": "⌛", "error": "🔴"}
+
+
+def audit_line(a: AuditLine) -> str:
+    what = short(f"{a.action} {a.args}".strip(), 120)
+    detail = f" · {short(a.detail, 120)}" if a.detail and a.outcome != "ok" else ""
+    return (f"{AUDIT_MARK.get(a.outcome, '▫️')} {a.time.strftime('%m-%d %H:%M:%S')} {esc(a.user_name)} "
+            f"({a.user_id}, {esc(a.role)}) {esc(what)} → {esc(a.outcome)}{esc(detail)}")

@@ -226,7 +226,7 @@ async def build(settings: Settings, bots_arg: str | None, rt: Runtime) -> Any:
     public = {mt: MarketData(c) for mt, c in rt.clients.items()}
     desk = Desk(rt.db, rt.clients, event_bus=bus, capital_manager=capital, capital_persister=persister,
                 rails=RiskRails.from_settings(settings, bots_file.risk), scheduler=DeskScheduler(),
-                market_data=public)
+                market_data=public, scaling_approvals_required=settings.scaling_approvals_required)
     desk.refused.extend(bots_file.refused)
     for spec in bots_file.bots:
         await desk.add_bot(spec)

@@ -101,7 +101,7 @@ def _choice(name: str, source: dict[str, str], default: str, choices: tuple[str,
     return value
 
 
-def _chat_ids(name: str, source: dict[str, str]) -> tuple[int, ...]:
+def _chat_ids(name: str, source: dict[str, str], what: str = "chat") -> tuple[int, ...]:
     raw = _env(name, source, "")
     ids = []
     for part in raw.replace(";", ",").split(","):
@@ -111,8 +111,23 @@ def _chat_ids(name: str, source: dict[str, str]) -> tuple[int, ...]:
         try:
             ids.append(int(part))
         except ValueError:
-            raise SettingsError(f"{name}: {part!r} is not a numeric chat id") from None
+            raise SettingsError(f"{name}: {part!r} is not a numeric {what} id") from None
     return tuple(ids)
+
+
+def _user_ids(name: str, source: dict[str, str]) -> tuple[int, ...]:
+    """Telegram user ids (positive; a negative id is a group chat, not a person)."""
+    ids = _chat_ids(name, source, "user")
+    if any(i <= 0 for i in ids):
+        raise SettingsError(f"{name}: user ids are positive numbers (a negative id is a group chat)")
+    return ids
+
+
+def _int(name: str, source: dict[str, str], default: int, lo: int, hi: int) -> int:
+    raw = _env(name, source, str(default))
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise SettingsError(f"{name}={raw!r} must be a whole number from {lo} to {hi}")
+    return int(raw)
 
 
 def _check_database_url(url: str) -> None:
@@ -144,6 +159,11 @@ class Settings:
     telegram_bot_token: Secret = field(default_factory=lambda: Secret(""))
     telegram_chat_ids: tuple[int, ...] = ()
     telegram_api_base_url: str = ""
+    # operators' roles by Telegram user id; all empty: the user of an allowed private chat is admin
+    telegram_admins: tuple[int, ...] = ()
+    telegram_traders: tuple[int, ...] = ()
+    telegram_viewers: tuple[int, ...] = ()
+    scaling_approvals_required: int = 1  # distinct admins who must approve one scaling step
     bots_file: Path = Path("bots.toml")
     total_capital: Decimal = Decimal("10000")
     risk_per_trade: Decimal = RISK_DEFAULTS["risk_per_trade"]
@@ -186,6 +206,10 @@ class Settings:
             telegram_bot_token=Secret(_env("TELEGRAM_BOT_TOKEN", source)),
             telegram_chat_ids=_chat_ids("TELEGRAM_CHAT_IDS", source),
             telegram_api_base_url=_env("TELEGRAM_API_BASE_URL", source),
+            telegram_admins=_user_ids("TELEGRAM_ADMINS", source),
+            telegram_traders=_user_ids("TELEGRAM_TRADERS", source),
+            telegram_viewers=_user_ids("TELEGRAM_VIEWERS", source),
+            scaling_approvals_required=_int("SCALING_APPROVALS_REQUIRED", source, 1, 1, 5),
             bots_file=Path(_env("TRADERAGENT_BOTS_FILE", source, "bots.toml")),
             total_capital=_decimal("TRADERAGENT_TOTAL_CAPITAL", source, "10000"),
             **{p.name: _risk_rail(p, source) for p in RISK_RAILS},

@@ -13,6 +13,8 @@ Use-cases (names are the contract for handlers/):
     bot_status(name) -> BotStatus                 one bot (``name``, prefix accepted) in detail
     desk_status() -> DeskStatus                   state counts, capital, every bot's summary
     start_bot(name, by) / pause_bot(name, by) / stop_bot(name, by) -> BotStatus   the bot after the change
+    start_all(by) -> StartAllOutcome              every bot not running started (refusals listed)
+    pause_all(by) -> PauseAllOutcome              every running bot paused
     stop_all(by) -> StopAllOutcome                every bot stopped together; no order leaves after it begins
     resolve_bot(prefix) -> str                    full name for a unique prefix (exact name wins)
     balances() -> list[Wallet]                    one per market type (one if they share an account)
@@ -24,10 +26,14 @@ Use-cases (names are the contract for handlers/):
     equity_curve(name=None) -> list[EquityPoint]  equity after each closed trade, oldest first
     capital_report() -> CapitalReport             phase, deployed capital, record, gates, halt
     evaluate_scaling() -> ScalingCheck            also publishes SCALING_DECISION
-    approve_scaling(approved_by) -> ScalingApproved   gates re-checked NOW; advance_phase(); recorded
+    approve_scaling(approved_by, approver=None) -> ScalingApproved | ScalingPending
+                                                  gates re-checked NOW; advance_phase() once enough
+                                                  distinct approvers agreed; recorded
     reject_scaling(by) -> ScalingRejected         the decision and who rejected it are recorded
     halt(reason, by) -> HaltOutcome               capital halt + every running bot paused
     resume_trading(by) -> ResumeOutcome           lift the halt; bots paused by it run again
+    record_action(user_id=..., action=..., ...)   one operator action into the audit trail (masked)
+    audit_log(n=20) -> list[AuditLine]            the latest operator actions, newest first
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ from traderagent.orchestrator.scheduler import DeskScheduler
 from traderagent.orchestrator.state import BotState, IllegalTransition
 from traderagent.ports import ExchangePort, OrderRow, StorePort, TradeRow
 from traderagent.results import (
+    AuditLine,
     BotStatus,
     BotSummary,
     CapitalReport,
@@ -72,13 +79,16 @@ from traderagent.results import (
     HaltOutcome,
     LogLine,
     OrderView,
+    PauseAllOutcome,
     PhaseRecord,
     PositionView,
     RefusedBot,
     ResumeOutcome,
     ScalingApproved,
     ScalingCheck,
+    ScalingPending,
     ScalingRejected,
+    StartAllOutcome,
     StopAllOutcome,
     TradeView,
     Wallet,
@@ -93,12 +103,15 @@ from traderagent.utils.capital_manager import (
     ScalingBlockedError,
     ScalingDecision,
 )
+from traderagent.utils.secrets_filter import mask
 
 log = logging.getLogger(__name__)
 ZERO = Decimal(0)
 DESK = "desk"  # bot_name of desk-wide events
 STOP_SECONDS = 8.0  # a stop waits this long at most for sends on the wire and ticks in flight
 LOGGED_EVENTS = frozenset(EventType) - {EventType.ORDER_PLACED}
+AUDIT_ARGS_CHARS = 300  # an audited argument longer than this is shortened
+BotOp = Callable[[str, str], Awaitable[BotStatus]]  # start_bot / pause_bot / stop_bot (name, by)
 
 
 class ControlError(Exception):
@@ -128,6 +141,7 @@ class Desk:
         clock: Callable[[], datetime] | None = None,
         auto_start_phase_1: bool = True,
         analysis_budget: AnalysisBudget | None = None,
+        scaling_approvals_required: int = 1,
     ) -> None:
         self.db = db
         self.clients = clients  # market_type -> exchange client
@@ -143,6 +157,9 @@ class Desk:
         self.market = market_data or {mt: MarketData(c) for mt, c in clients.items()}
         self.auto_start_phase_1 = auto_start_phase_1
         self.analysis_budget = analysis_budget or AnalysisBudget()
+        self.scaling_approvals_required = max(1, scaling_approvals_required)
+        # the scaling step being approved (phase from, phase to) and its approvers so far: key -> label
+        self._approvals: tuple[tuple[str, str], dict[str, str]] | None = None
         self.bots: dict[str, BotHandle] = {}
         self.tick_counts: dict[str, int] = {}  # scheduled tick runs per bot (whatever the state)
         self.ticked = asyncio.Event()  # set after every scheduled tick
@@ -457,6 +474,18 @@ class Desk:
             raise ControlError(f"{bot.name} is {bot.state.value}: it cannot be stopped.") from exc
         return await self.bot_status(bot.name)
 
+    async def start_all(self, by: str = "operator") -> StartAllOutcome:
+        """Start every bot that is not running; one refusal (e.g. the halt) is listed once."""
+        names = [n for n, h in self.bots.items() if h.bot.state is not BotState.RUNNING]
+        started, errors = await _each_bot(self.start_bot, names, by)
+        return StartAllOutcome(started, errors)
+
+    async def pause_all(self, by: str = "operator") -> PauseAllOutcome:
+        """Pause every running bot: no new entries, open positions still managed."""
+        names = [n for n, h in self.bots.items() if h.bot.state is BotState.RUNNING]
+        paused, errors = await _each_bot(self.pause_bot, names, by)
+        return PauseAllOutcome(paused, errors)
+
     async def stop_all(self, by: str = "operator") -> StopAllOutcome:
         """Every bot STOPPED, bounded: the send gate closes first (no order leaves from this instant;
         sends waiting for the rate limiter are abandoned, their rows left PENDING for reconciliation),
@@ -544,18 +573,34 @@ class Desk:
                                           tuple(decision.reasons), tuple(decision.blockers)))
         return _scaling_check(decision)
 
-    async def approve_scaling(self, approved_by: str) -> ScalingApproved:
-        """Re-check the gates now (they may have changed since the decision was shown), then scale."""
+    async def approve_scaling(self, approved_by: str, *,
+                              approver: str | None = None) -> ScalingApproved | ScalingPending:
+        """Re-check the gates now (they may have changed since the decision was shown), then scale once
+        ``scaling_approvals_required`` distinct approvers (``approver``: a stable id, default
+        ``approved_by``) agreed on this step; until then each new one is counted and recorded, a
+        repeated one is not. The count lives in memory: a restart asks again."""
         cm = self._cm()
         decision = cm.evaluate_scaling()
-        if not decision.can_scale:
+        if not decision.can_scale or decision.next_phase is None:
             raise ControlError("Scaling blocked: " + "; ".join(decision.blockers or decision.reasons))
+        step = (cm.phase.value, decision.next_phase.value)
+        approvers, repeated = self._count_approval(step, str(approved_by), approver or str(approved_by))
+        if len(approvers) < self.scaling_approvals_required:
+            if not repeated:
+                await self.db.record_approval(f"approve {len(approvers)}/{self.scaling_approvals_required}",
+                                              *step, str(approved_by), decision.to_dict())
+            return ScalingPending(*step, tuple(approvers.values()), self.scaling_approvals_required, repeated,
+                                  _scaling_check(decision))
+        self._approvals = None
+        last, approved_by = str(approved_by), ", ".join(approvers.values())
         before = cm.phase
         try:
             allocated = cm.advance_phase()
         except ScalingBlockedError as exc:
             raise ControlError(str(exc)) from exc
-        await self.db.record_approval("approve", before.value, cm.phase.value, str(approved_by), decision.to_dict())
+        # the earlier approvers have their own "approve k/n" rows; this one took the step
+        await self.db.record_approval("approve", before.value, cm.phase.value, last,
+                                      {**decision.to_dict(), "approvers": list(approvers.values())})
         self.apply_allocations()
         for handle in self.bots.values():
             await self.db.update_bot(handle.spec.name, allocated_capital=handle.bot.allocated_capital)
@@ -564,10 +609,20 @@ class Desk:
         self._publish(self._phase_changed(before, str(approved_by)))
         return ScalingApproved(before.value, cm.phase.value, allocated, str(approved_by), _scaling_check(decision))
 
+    def _count_approval(self, step: tuple[str, str], label: str, key: str) -> tuple[dict[str, str], bool]:
+        """The approvers of ``step`` with this one added; True when it had already approved."""
+        if self._approvals is None or self._approvals[0] != step:
+            self._approvals = (step, {})  # another step than the one being approved: start over
+        approvers = self._approvals[1]
+        repeated = key in approvers
+        approvers.setdefault(key, label)
+        return approvers, repeated
+
     async def reject_scaling(self, by: str) -> ScalingRejected:
         cm = self._cm()
         decision = cm.evaluate_scaling()
         nxt = decision.next_phase.value if decision.next_phase else None
+        self._approvals = None  # a rejection voids the approvals gathered so far
         await self.db.record_approval("reject", cm.phase.value, nxt, str(by), decision.to_dict())
         return ScalingRejected(cm.phase.value, nxt, str(by), _scaling_check(decision))
 
@@ -603,6 +658,38 @@ class Desk:
         await self.db.add_log(None, "INFO", f"trading resumed by {by}", {"resumed": resumed})
         self._publish(Resumed(str(by), tuple(resumed)))
         return ResumeOutcome(tuple(resumed))
+
+
+    # ================================================================== operators
+    async def record_action(self, *, user_id: int | None, user_name: str, chat_id: int, role: str, action: str,
+                            args: str = "", outcome: str = "ok", detail: str = "") -> None:
+        """Write one operator action to the audit trail; arguments and detail are masked (no
+        registered secret is ever stored) and shortened."""
+        await self.db.add_audit(user_id=user_id, user_name=user_name, chat_id=chat_id, role=role, action=action,
+                                args=_short(mask(args)), outcome=outcome, detail=_short(mask(detail)))
+
+    async def audit_log(self, n: int = 20) -> list[AuditLine]:
+        rows = await self.db.list_audit(max(1, min(n, 500)))
+        return [AuditLine(r.created_at, r.user_id, r.user_name, r.chat_id, r.role, r.action, r.args, r.outcome,
+                          r.detail) for r in rows]
+
+
+async def _each_bot(op: BotOp, names: list[str], by: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Apply ``op(name, by)`` to each bot in turn: (names done, distinct refusals in order)."""
+    done: list[str] = []
+    errors: list[str] = []
+    for name in names:
+        try:
+            await op(name, by)
+            done.append(name)
+        except ControlError as exc:
+            if str(exc) not in errors:
+                errors.append(str(exc))
+    return tuple(done), tuple(errors)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= AUDIT_ARGS_CHARS else text[:AUDIT_ARGS_CHARS - 1] + "…"
 
 
 # ---------------------------------------------------------------------- results from the running pieces

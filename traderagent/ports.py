@@ -107,6 +107,18 @@ class LogRow(Protocol):
     created_at: dt.datetime
 
 
+class AuditRow(Protocol):
+    user_id: int | None
+    user_name: str
+    chat_id: int
+    role: str
+    action: str
+    args: str
+    outcome: str
+    detail: str
+    created_at: dt.datetime
+
+
 LogLineSpec = tuple[str | None, str, str, Mapping[str, Any] | None]  # bot_name, level, message, context
 
 
@@ -157,6 +169,12 @@ class StorePort(Protocol):
                               approved_by: str, decision: dict[str, Any]) -> object: ...
 
     async def save_capital_state(self, state: dict[str, Any]) -> None: ...
+
+    # operators' audit trail
+    async def add_audit(self, *, user_id: int | None, user_name: str, chat_id: int, role: str, action: str,
+                        args: str, outcome: str, detail: str = "") -> None: ...
+
+    async def list_audit(self, limit: int = 20) -> Sequence[AuditRow]: ...
 
     async def load_capital_state(self) -> dict[str, Any] | None: ...
 

@@ -210,6 +210,19 @@ class ScalingApproved:
 
 
 @dataclass(frozen=True)
+class ScalingPending:
+    """An approval counted, the step not yet taken: more distinct admins must approve
+    (``SCALING_APPROVALS_REQUIRED``). ``repeated``: this approver had already approved."""
+
+    phase: str
+    next_phase: str
+    approved_by: tuple[str, ...]  # who approved so far, in order
+    required: int
+    repeated: bool
+    decision: ScalingCheck
+
+
+@dataclass(frozen=True)
 class ScalingRejected:
     phase: str
     rejected_phase: str | None
@@ -224,6 +237,18 @@ class HaltOutcome:
 
 
 @dataclass(frozen=True)
+class StartAllOutcome:
+    started: tuple[str, ...]  # bots started now (those already running are left alone)
+    errors: tuple[str, ...]  # distinct reasons a start was refused
+
+
+@dataclass(frozen=True)
+class PauseAllOutcome:
+    paused: tuple[str, ...]  # bots that were running and are paused now
+    errors: tuple[str, ...]  # distinct reasons a pause was refused
+
+
+@dataclass(frozen=True)
 class StopAllOutcome:
     stopped: tuple[str, ...]  # bots stopped now
     errors: tuple[str, ...]  # "bot: why" for each that could not be stopped
@@ -232,3 +257,19 @@ class StopAllOutcome:
 @dataclass(frozen=True)
 class ResumeOutcome:
     resumed: tuple[str, ...]  # bots the halt had paused, running again
+
+
+# ---------------------------------------------------------------------- operators
+@dataclass(frozen=True)
+class AuditLine:
+    """One operator action from chat: ``audit_log(n)``, newest first."""
+
+    time: dt.datetime
+    user_id: int | None
+    user_name: str
+    chat_id: int
+    role: str  # the role the operator had when acting
+    action: str  # "/halt", "button:approve"
+    args: str  # masked, shortened
+    outcome: str  # "ok", "denied", "refused", "usage", "expired", "error"
+    detail: str  # the refusal or error message, the button's answer

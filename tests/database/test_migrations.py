@@ -18,6 +18,7 @@ from traderagent.database.exceptions import DatabaseError
 from traderagent.database.manager import DatabaseManager
 from traderagent.database.models import Base, BotModel, Order, Trade
 
+HEAD = "0005_audit"  # the newest revision (the audit trail)
 OPENED = dt.datetime(2024, 5, 1, 8, 0, tzinfo=dt.UTC)
 
 
@@ -42,7 +43,7 @@ async def test_upgrade_from_0001_keeps_data(make_db: Callable[..., DatabaseManag
             closed_at=OPENED + dt.timedelta(hours=1)))
 
     await db.initialize()
-    assert await db.current_revision() == DatabaseManager.head_revision() == "0002"
+    assert await db.current_revision() == DatabaseManager.head_revision() == HEAD
     bot = await db.get_bot("old-bot")
     assert bot is not None and bot.state == "PAUSED" and bot.config == {"n": 5}
     assert bot.allocated_capital == Decimal("123456789.123456789")
@@ -76,11 +77,11 @@ def test_cli_db_upgrade_and_current(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main_db(argparse.Namespace(action="current", url=url)) == 0
     assert "revision <none>" in capsys.readouterr().out
     assert main_db(argparse.Namespace(action="upgrade", url=url)) == 0
-    assert "-> 0002 (head)" in capsys.readouterr().out
+    assert f"-> {HEAD} (head)" in capsys.readouterr().out
     assert main_db(argparse.Namespace(action="upgrade", url=url)) == 0
-    assert "already at revision 0002" in capsys.readouterr().out
+    assert f"already at revision {HEAD}" in capsys.readouterr().out
     assert main_db(argparse.Namespace(action="current", url=url)) == 0
-    assert "revision 0002 (head)" in capsys.readouterr().out
+    assert f"revision {HEAD} (head)" in capsys.readouterr().out
 
 
 def test_cli_db_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -32,6 +32,7 @@ from traderagent.database.models import (
     Trade,
 )
 from traderagent.database.repositories import (
+    AuditRepository,
     BotsRepository,
     CapitalRepository,
     CredentialsRepository,
@@ -46,7 +47,7 @@ from traderagent.database.repositories import (
 
 
 class DatabaseManager(CredentialsRepository, BotsRepository, OrdersRepository, TradesRepository, GridRepository,
-                      LogsRepository, CapitalRepository):
+                      LogsRepository, CapitalRepository, AuditRepository):
     """Async database access for the whole service; see the module docstring."""
 
     def __init__(
@@ -73,6 +74,7 @@ class DatabaseManager(CredentialsRepository, BotsRepository, OrdersRepository, T
             "orders": self._insert_orders, "order_updates": self._apply_order_updates,
             "trades": self._insert_trades, "trade_closes": self._close_trades,
             "runtime": self._upsert_runtimes, "grid": self._replace_grids, "logs": self._insert_logs,
+            "audit": self._insert_audit,
         }, durable={"orders"})  # the write-ahead rows: on disk before their orders are sent
 
     async def save_bot_progress(self, name: str, *, new_orders: Iterable[Mapping[str, Any]] = (),

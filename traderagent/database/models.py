@@ -243,11 +243,36 @@ class BotRuntime(Base):
     saved_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+# --- revision 0005_audit ------------------------------------------------------------------------
+
+
+class AuditEntry(Base):
+    """One operator action from chat (a command or a button press): who, where, what, when, outcome.
+    ``args`` are masked and shortened before they are written; a secret never reaches this table."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(BigInteger)
+    user_name: Mapped[str] = mapped_column(String(80))
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(40))
+    args: Mapped[str] = mapped_column(Text, default="")
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"AuditEntry({self.user_name} {self.action} {self.args!r}: {self.outcome} at {self.created_at})"
+
+
 __all__ = [
     "FINAL_ORDER_STATUSES",
     "NON_FINAL_ORDER_STATUSES",
     "ORDER_STATUSES",
     "Approval",
+    "AuditEntry",
     "Base",
     "BotLog",
     "BotModel",

@@ -31,6 +31,7 @@ from traderagent.database.models import (
     NON_FINAL_ORDER_STATUSES,
     ORDER_STATUSES,
     Approval,
+    AuditEntry,
     Base,
     BotLog,
     BotModel,
@@ -523,4 +524,26 @@ class CapitalRepository(Store):
         """Newest first."""
         async with self._read() as session:
             q = select(Approval).order_by(Approval.id.desc()).limit(limit)
+            return list((await session.execute(q)).scalars())
+
+
+class AuditRepository(Store):
+    """The operators' audit trail (commands and button presses from chat)."""
+
+    async def add_audit(self, *, user_id: int | None, user_name: str, chat_id: int, role: str, action: str,
+                        args: str, outcome: str, detail: str = "") -> None:
+        """Append one action; concurrent ones share a transaction (a command flood is one write)."""
+        row = {"user_id": user_id, "user_name": user_name[:80], "chat_id": chat_id, "role": role[:16],
+               "action": action[:40], "args": args, "outcome": outcome[:16], "detail": detail,
+               "created_at": utcnow()}
+        await self._group.write(("audit", row))
+
+    @staticmethod
+    async def _insert_audit(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+        await session.execute(insert(_table(AuditEntry)), rows)
+
+    async def list_audit(self, limit: int = 20) -> list[AuditEntry]:
+        """Newest first."""
+        async with self._read() as session:
+            q = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
             return list((await session.execute(q)).scalars())
