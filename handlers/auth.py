@@ -122,7 +122,8 @@ class ChatGuard:
     def __init__(self, allowed_chat_ids: Iterable[int], roles: Roles | None = None) -> None:
         self.allowed = frozenset(allowed_chat_ids)
         self.roles = roles or Roles()
-        self.rejected = 0
+        self.rejected = 0  # updates from chats not on the list
+        self.denied = 0  # updates from users without a role, handled (answered or ignored)
         self._last_logged: dict[int | None, float] = {}
         self._last_refused: dict[int | None, float] = {}
 
@@ -151,13 +152,16 @@ class ChatGuard:
     async def _refuse(self, update: Update, context: ContextTypes.DEFAULT_TYPE, actor: Actor) -> None:
         """A user without a role: the button press is answered; a command is refused now and then."""
         query, command = update.callback_query, command_of(update, context.bot.username)
-        if query is not None:
-            await query.answer("🔒 You have no role on this desk.", show_alert=True)
-        if (query is None and command is None) or not self._due(self._last_refused, actor.user_id, REFUSE_EVERY):
-            return  # chatter, or refused recently: silence
-        if query is None:
-            await context.bot.send_message(actor.chat_id, no_role_text(actor))
-        await audit(context, actor, command or "button", "", "denied", "no role")
+        try:
+            if query is not None:
+                await query.answer("🔒 You have no role on this desk.", show_alert=True)
+            if (query is None and command is None) or not self._due(self._last_refused, actor.user_id, REFUSE_EVERY):
+                return  # chatter, or refused recently: silence
+            if query is None:
+                await context.bot.send_message(actor.chat_id, no_role_text(actor))
+            await audit(context, actor, command or "button", "", "denied", "no role")
+        finally:
+            self.denied += 1
 
     @staticmethod
     def _due(last: dict[int | None, float], key: int | None, every: float) -> bool:

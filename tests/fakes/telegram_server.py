@@ -34,6 +34,17 @@ NOT_MODIFIED = (
 )
 
 
+def chat_of(chat_id: int) -> dict[str, Any]:
+    """A private chat has the user's (positive) id; a group's id is negative."""
+    if chat_id > 0:
+        return {"id": chat_id, "type": "private", "first_name": "Op"}
+    return {"id": chat_id, "type": "group", "title": "Desk operators"}
+
+
+def user_of(user_id: int, username: str | None) -> dict[str, Any]:
+    return {"id": user_id, "is_bot": False, "first_name": "Op", **({"username": username} if username else {})}
+
+
 class ApiError(Exception):
     def __init__(self, status: int, description: str, parameters: dict[str, Any] | None = None) -> None:
         super().__init__(description)
@@ -95,30 +106,33 @@ class FakeTelegram:
             await self._runner.cleanup()
 
     # --- test helpers: what the operator does --------------------------------------
-    def push_command(self, chat_id: int, text: str, *, user_id: int | None = None) -> dict[str, Any]:
-        """Queue a message from `chat_id`; a leading /command gets its bot_command entity."""
+    def push_command(self, chat_id: int, text: str, *, user_id: int | None = None,
+                     username: str | None = None) -> dict[str, Any]:
+        """Queue a message from `chat_id` (a negative id is a group, as on Telegram) sent by `user_id`
+        (default: the private chat's user); a leading /command gets its bot_command entity."""
         command = text.split()[0] if text.startswith("/") else ""
         entities = [{"type": "bot_command", "offset": 0, "length": len(command)}] if command else []
         message = {
             "message_id": next(self._message_ids),
             "date": int(time.time()),
-            "chat": {"id": chat_id, "type": "private", "first_name": "Op"},
-            "from": {"id": user_id or chat_id, "is_bot": False, "first_name": "Op"},
+            "chat": chat_of(chat_id),
+            "from": user_of(user_id or chat_id, username),
             "text": text,
             "entities": entities,
         }
         return self._push({"message": message})
 
-    def push_callback(self, chat_id: int, message_id: int, data: str, *, user_id: int | None = None) -> dict[str, Any]:
+    def push_callback(self, chat_id: int, message_id: int, data: str, *, user_id: int | None = None,
+                      username: str | None = None) -> dict[str, Any]:
         """Queue a press of an inline button under the bot's message `message_id`."""
         message = self.messages.get((chat_id, message_id)) or {
-            "message_id": message_id, "date": int(time.time()), "chat": {"id": chat_id, "type": "private"},
+            "message_id": message_id, "date": int(time.time()), "chat": chat_of(chat_id),
             "from": self.bot_user, "text": "(unknown)",
         }
         query = {
             "id": str(next(self._query_ids)),
             "chat_instance": str(-chat_id),
-            "from": {"id": user_id or chat_id, "is_bot": False, "first_name": "Op"},
+            "from": user_of(user_id or chat_id, username),
             "message": message,
             "data": data,
         }
@@ -256,7 +270,7 @@ class FakeTelegram:
             raise ApiError(400, "Bad Request: chat not found")
         self._check_markup(params.get("reply_markup"))
         message = {"message_id": next(self._message_ids), "date": int(time.time()),
-                   "chat": {"id": chat_id, "type": "private"}, "from": self.bot_user, **content}
+                   "chat": chat_of(chat_id), "from": self.bot_user, **content}
         if params.get("reply_markup"):
             message["reply_markup"] = params["reply_markup"]
         self.messages[(chat_id, message["message_id"])] = message

@@ -30,13 +30,16 @@ BTC_TREND = dataclasses.replace(TREND, name="trend-btc", share=Decimal("0.4"))
 SPECS = [XRP_GRID, ETH_GRID, BTC_TREND]
 
 
-def settings_for(fake: FakeTelegram, chats: tuple[int, ...] = (CHAT,)) -> Settings:
-    return Settings(telegram_bot_token=Secret(TOKEN), telegram_chat_ids=chats, telegram_api_base_url=fake.url)
+def settings_for(fake: FakeTelegram, chats: tuple[int, ...] = (CHAT,), **settings: Any) -> Settings:
+    return Settings(telegram_bot_token=Secret(TOKEN), telegram_chat_ids=chats, telegram_api_base_url=fake.url,
+                    **settings)
 
 
-async def start_frontend(fake: FakeTelegram, desk: Any, *, notify_interval: float = 0.05) -> TelegramFrontend:
-    frontend = build_application(settings_for(fake), desk, desk.event_bus, notify_interval=notify_interval,
-                                 poll_timeout=1)
+async def start_frontend(fake: FakeTelegram, desk: Any, *, notify_interval: float = 0.05,
+                         **settings: Any) -> TelegramFrontend:
+    """``settings``: Settings fields (telegram_chat_ids as ``chats``, roles, ...)."""
+    frontend = build_application(settings_for(fake, **settings), desk, desk.event_bus,
+                                 notify_interval=notify_interval, poll_timeout=1)
     await frontend.start()
     return frontend
 
@@ -60,9 +63,11 @@ def button(call: Call, label: str) -> str:
 class Operator:
     """The operator's chat, seen through the fake server."""
 
-    def __init__(self, fake: FakeTelegram, chat_id: int = CHAT) -> None:
+    def __init__(self, fake: FakeTelegram, chat_id: int = CHAT, user_id: int | None = None,
+                 username: str | None = None) -> None:
         self.fake = fake
         self.chat_id = chat_id
+        self.user = {"user_id": user_id, "username": username}  # who types and presses (default: the chat's user)
 
     def _find(self, method: str, since: int, pred: Callable[[Call], bool]) -> Call | None:
         for call in self.fake.calls[since:]:
@@ -87,14 +92,14 @@ class Operator:
 
     async def command(self, text: str, match: str | None = None, method: str = "sendMessage") -> Call:
         since = len(self.fake.calls)
-        self.fake.push_command(self.chat_id, text)
+        self.fake.push_command(self.chat_id, text, **self.user)
         return await self.next(method, since, match)
 
     async def press(self, message: Call, data: str, method: str | None = "editMessageText",
                     match: str | None = None) -> tuple[Call, Call | None]:
         """Press a button under `message`; returns (answerCallbackQuery, the `method` call or None)."""
         since = len(self.fake.calls)
-        self.fake.push_callback(self.chat_id, message.result["message_id"], data)
+        self.fake.push_callback(self.chat_id, message.result["message_id"], data, **self.user)
         answer = await self.next("answerCallbackQuery", since)
         follow = await self.next(method, since, match) if method else None
         return answer, follow
