@@ -234,6 +234,16 @@ class Settings:
             raise SettingsError(f"TRADERAGENT_PAPER_BALANCE={self.paper_balance} must be greater than 0 "
                                 "(the simulator's starting USDT)")
         _check_database_url(self.database_url)
+        if self.telegram_bot_token and self.scaling_approvals_required > len(self.possible_admins):
+            raise SettingsError(f"SCALING_APPROVALS_REQUIRED={self.scaling_approvals_required} needs as many admins; "
+                                f"there are {len(self.possible_admins)} (TELEGRAM_ADMINS)")
+
+    @property
+    def possible_admins(self) -> tuple[int, ...]:
+        """Who can be admin: TELEGRAM_ADMINS, or with no role set the users of the allowed private chats."""
+        if self.telegram_admins or self.telegram_traders or self.telegram_viewers:
+            return self.telegram_admins
+        return tuple(c for c in self.telegram_chat_ids if c > 0)
 
     @property
     def secrets(self) -> list[str]:

@@ -267,6 +267,8 @@ def test_role_settings_are_parsed_and_checked() -> None:
     assert Settings.load({}, env_file=None).scaling_approvals_required == 1
     for env, needle in (({"TELEGRAM_ADMINS": "-100"}, "user ids are positive"),
                         ({"TELEGRAM_TRADERS": "bob"}, "not a numeric user id"),
-                        ({"SCALING_APPROVALS_REQUIRED": "0"}, "from 1 to 5")):
+                        ({"SCALING_APPROVALS_REQUIRED": "0"}, "from 1 to 5"),
+                        ({"TELEGRAM_BOT_TOKEN": "1:x", "TELEGRAM_CHAT_IDS": "5, -100", "SCALING_APPROVALS_REQUIRED": "2"},
+                         "needs as many admins; there are 1")):
         with pytest.raises(SettingsError, match=needle):
             Settings.load(env, env_file=None)
