@@ -28,6 +28,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING
 
 from telegram import Update
+from telegram.error import TelegramError
 from telegram.ext import ApplicationHandlerStop, ContextTypes, TypeHandler
 
 if TYPE_CHECKING:
@@ -160,6 +161,8 @@ class ChatGuard:
             if query is None:
                 await context.bot.send_message(actor.chat_id, no_role_text(actor))
             await audit(context, actor, command or "button", "", "denied", "no role")
+        except TelegramError as err:  # e.g. a press too old to answer: not worth an error in the chat
+            log.info("could not refuse user %s: %s", actor.user_id, err)
         finally:
             self.denied += 1
 

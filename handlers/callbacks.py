@@ -13,6 +13,7 @@ and leaves the buttons usable. Every press is written to the audit trail with it
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -144,23 +145,22 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await answer(query, EXPIRED)
         await audit(context, actor, "button", "", "expired")
         return
-    what = f"button:{entry.action}"
+    record = functools.partial(audit, context, actor, f"button:{entry.action}", entry.arg)
     if actor.role < entry.role:
         refusal = f"🔒 This button needs the {Role(entry.role).label} role; you are {actor.role.label}."
         await answer(query, refusal, alert=True)
-        await audit(context, actor, what, entry.arg, "denied", refusal)
+        await record("denied", refusal)
         return
     frontend.tokens.consume(query.data or "", actor.chat_id)
-    press = Press(update, context, query, entry, actor.chat_id)
     try:
-        toast = await func(press)
+        toast = await func(Press(update, context, query, entry, actor.chat_id))
     except ControlError as exc:
         await answer(query, str(exc), alert=True)
-        await audit(context, actor, what, entry.arg, "refused", str(exc))
+        await record("refused", str(exc))
         return
     except Exception:
         await answer(query, "Internal error, see logs.")
-        await audit(context, actor, what, entry.arg, "error")
+        await record("error")
         raise  # to the Application's error handler (logs it, tells the chat)
     await answer(query, toast)
-    await audit(context, actor, what, entry.arg, "ok", toast or "")
+    await record("ok", toast or "")

@@ -19,6 +19,7 @@ gets a one-line pointer to /help.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
@@ -144,14 +145,19 @@ def command(usage: str, role: Role, *, all_bots: Role | None = None) -> Callable
             if update.effective_chat is None:
                 return
             cmd = Cmd(update, context, usage)
+            record = functools.partial(audit, context, cmd.actor, name, " ".join(cmd.args))
             needed = access.needed(cmd.args)
             if cmd.actor.role < needed:
                 refusal = f"🔒 {name} needs the {needed.label} role; you are {cmd.actor.role.label}."
                 await cmd.reply(f"{refusal} /help lists what you may do.")
-                await audit(context, cmd.actor, name, " ".join(cmd.args), "denied", refusal)
+                await record("denied", refusal)
                 return
-            outcome, detail = await _run(cmd, func)
-            await audit(context, cmd.actor, name, " ".join(cmd.args), outcome, detail)
+            try:
+                outcome, detail = await _run(cmd, func)
+            except Exception:
+                await record("error")
+                raise  # to on_error
+            await record(outcome, detail)
 
         ACCESS[handler] = access
         return handler
@@ -170,11 +176,7 @@ async def _run(cmd: Cmd, func: CommandFunc) -> tuple[str, str]:
     except ControlError as exc:
         await cmd.reply(f"⚠️ {esc(exc)}")
         return "refused", str(exc)
-    except Exception:
-        await audit(cmd.context, cmd.actor, cmd.usage.split()[0], " ".join(cmd.args), "error")
-        raise
     return "ok", ""
-
 
 
 # ====================================================================== status rendering (commands and buttons)

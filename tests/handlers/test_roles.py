@@ -272,3 +272,13 @@ def test_role_settings_are_parsed_and_checked() -> None:
                          "needs as many admins; there are 1")):
         with pytest.raises(SettingsError, match=needle):
             Settings.load(env, env_file=None)
+
+
+async def test_a_failing_command_is_audited_as_an_error(fake, desk_h, group, monkeypatch) -> None:
+    async def broken() -> list:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(desk_h.desk, "balances", broken)
+    await member(fake, VIEWER).command("/balance", match="Internal error")
+    [row] = await audit_rows(desk_h.db, 1)
+    assert (row.action, row.outcome, row.user_id) == ("/balance", "error", VIEWER)
