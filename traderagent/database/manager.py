@@ -22,6 +22,7 @@ from traderagent.database.exceptions import DuplicateOrderError
 from traderagent.database.group_commit import GroupCommit
 from traderagent.database.models import (
     Approval,
+    AuditEntry,
     BotLog,
     BotModel,
     BotRuntime,
@@ -141,7 +142,7 @@ class DatabaseManager(CredentialsRepository, BotsRepository, OrdersRepository, T
 
     async def counts(self) -> dict[str, int]:
         """Row count per table (for status displays and tests)."""
-        models = (Credential, BotModel, Order, Trade, GridLevel, BotLog, CapitalState, Approval, BotRuntime)
+        models = (Credential, BotModel, Order, Trade, GridLevel, BotLog, CapitalState, Approval, BotRuntime, AuditEntry)
         async with self._read() as session:
             return {m.__tablename__: int((await session.execute(select(func.count()).select_from(m))).scalar_one())
                     for m in models}
