@@ -234,7 +234,7 @@ class Settings:
             raise SettingsError(f"TRADERAGENT_PAPER_BALANCE={self.paper_balance} must be greater than 0 "
                                 "(the simulator's starting USDT)")
         _check_database_url(self.database_url)
-        if self.telegram_bot_token and self.scaling_approvals_required > len(self.possible_admins):
+        if self.scaling_approvals_required > 1 and self.scaling_approvals_required > len(self.possible_admins):
             raise SettingsError(f"SCALING_APPROVALS_REQUIRED={self.scaling_approvals_required} needs as many admins; "
                                 f"there are {len(self.possible_admins)} (TELEGRAM_ADMINS)")
 
