@@ -76,8 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     bt = sub.add_parser("backtest", help="backtest a strategy on historical candles")
     bt.add_argument("--strategy", required=True, help="smc, trend_follower, grid or dca")
     bt.add_argument("--data", required=True, help="CSV file: timestamp_ms,open,high,low,close,volume")
-    bt.add_argument("--timeframe", default=None, help="resample the data to this timeframe first (e.g. 15m, 1h)")
-    bt.add_argument("--params", nargs="*", default=[], metavar="K=V", help="strategy parameters")
+    bt.add_argument("--timeframe", default=None,
+                    help="the strategy's decision timeframe (default: its own; the data is resampled to it)")
+    bt.add_argument("--param", action="append", default=[], metavar="K=V",
+                    help="a strategy parameter (repeatable; lists: levels=1,2,3 or swing_lengths=[3,3,2])")
+    bt.add_argument("--params", nargs="*", default=[], metavar="K=V", help="several strategy parameters at once")
+    bt.add_argument("--symbol", default=None, help="instrument (default: the data file's name, e.g. XRPUSDT)")
+    bt.add_argument("--market", choices=["linear", "spot"], default="linear",
+                    help="linear perpetual (default) or spot (never shorts)")
+    bt.add_argument("--qty-step", default=None, help="quantity step (default: the simulator's instrument table)")
+    bt.add_argument("--tick", default=None, help="price tick (default: the simulator's instrument table)")
+    bt.add_argument("--fill", choices=["touch", "through"], default="touch",
+                    help="a resting limit fills when the price touches it (default) or trades through it")
     bt.add_argument("--balance", default="10000", help="starting balance")
     bt.add_argument("--fee", default="0.00055", help="taker fee rate")
     bt.add_argument("--slippage", default="0.0002", help="market-order slippage rate")

@@ -2,6 +2,10 @@
 
 - **Trades:** a closed trade with net pnl > 0 is a win, anything else a loss. ``win_rate`` is wins / trades;
   ``profit_factor`` is gross profit / gross loss, ``None`` when there is no loss (undefined, not infinite).
+  For ladders (grid, DCA) a closed trade is a closed grid pair or DCA cycle: losing inventory that is still
+  held is no trade, so its mark-to-market is reported beside them (``Metrics.unrealized_pnl``).
+- **Realised / unrealised PnL:** realised is the net pnl of the closed trades; unrealised is the rest of the
+  run's net pnl: the open positions marked at the last close, net of the fees they already paid.
 - **Drawdown:** the largest fall of an equity curve from its running peak, as a fraction of that peak
   (0.25 = 25 %) and as an amount of money.
 - **Sharpe ratio:** mean over sample standard deviation of the curve's step-to-step simple returns,
@@ -16,12 +20,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 
 import numpy as np
 
-from traderagent.numbers import ZERO
+from traderagent.numbers import ZERO, to_decimal
 
 YEAR_MS = 365 * 24 * 3_600_000  # crypto trades around the clock
 
@@ -85,3 +89,63 @@ def sharpe_ratio(equity: np.ndarray, periods_per_year: float = 1.0) -> float | N
 def realised_equity(start: Decimal, pnls: Iterable[Decimal]) -> np.ndarray:
     """The equity curve seen only at trade closes: ``start``, then after each trade's net pnl."""
     return float(start) + np.concatenate(([0.0], np.cumsum([float(p) for p in pnls])))
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """The one metric set of a backtest (its table and JSON). Money is Decimal, ratios are floats."""
+
+    trades: int  # closed round trips: signal trades, grid pairs, DCA cycles
+    wins: int
+    losses: int
+    win_rate: float | None  # fraction 0..1 of the closed trades; None without any
+    profit_factor: float | None  # None when there is no losing trade (undefined, not infinite)
+    gross_profit: Decimal
+    gross_loss: Decimal
+    avg_trade_pnl: Decimal | None
+    realized_pnl: Decimal  # closed trades, net of their fees
+    unrealized_pnl: Decimal  # open positions marked at the last close, net of the fees they paid
+    open_trades: int
+    open_qty: Decimal  # net base quantity held at the end (negative: short)
+    net_pnl: Decimal  # realized + unrealized = final balance - initial balance
+    return_pct: float
+    final_balance: Decimal
+    max_drawdown: float  # fraction 0..1 of the running peak, marked to market at every close
+    max_drawdown_amount: Decimal
+    sharpe_ratio: float | None  # annualised from per-candle returns; None when undefined
+    total_fees: Decimal
+    exposure_pct: float  # fraction of candles that closed with a position open
+
+    def to_dict(self) -> dict:
+        return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(self).items()}
+
+
+def run_metrics(
+    *,
+    closed_pnls: Iterable[Decimal],
+    open_trades: int,
+    open_qty: Decimal,
+    equity: np.ndarray,
+    position: np.ndarray,
+    periods_per_year: float,
+    initial_balance: Decimal,
+    final_balance: Decimal,
+    total_fees: Decimal,
+) -> Metrics:
+    """The metric set of a run from its closed trades' net pnl and its curves (see the module docstring)."""
+    stats = trade_stats(closed_pnls)
+    dd_frac, dd_abs = max_drawdown(equity)
+    net = final_balance - initial_balance
+    return Metrics(
+        trades=stats.trades, wins=stats.wins, losses=stats.losses, win_rate=stats.win_rate,
+        profit_factor=stats.profit_factor, gross_profit=stats.gross_profit, gross_loss=stats.gross_loss,
+        avg_trade_pnl=stats.total_pnl / stats.trades if stats.trades else None,
+        realized_pnl=stats.total_pnl, unrealized_pnl=net - stats.total_pnl,
+        open_trades=open_trades, open_qty=open_qty,
+        net_pnl=net, return_pct=float(net / initial_balance) if initial_balance else 0.0,
+        final_balance=final_balance,
+        max_drawdown=dd_frac, max_drawdown_amount=to_decimal(dd_abs).quantize(Decimal("0.00000001")),
+        sharpe_ratio=sharpe_ratio(equity, periods_per_year),
+        total_fees=total_fees,
+        exposure_pct=float(np.count_nonzero(position)) / len(position) if len(position) else 0.0,
+    )

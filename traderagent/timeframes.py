@@ -46,6 +46,19 @@ def timeframe_name(ms: int) -> str:
     raise TimeframeError(f"a timeframe of {ms} ms is not a whole number of minutes")
 
 
+def derived_from(timeframe: str, source_ms: int) -> int:
+    """``timeframe`` in ms when its candles can be built from candles of ``source_ms`` (a whole multiple);
+    else a TimeframeError saying what data is needed."""
+    want = timeframe_ms(timeframe)
+    if want < source_ms:
+        raise TimeframeError(f"needs {timeframe_name(want)} candles; the data is {timeframe_name(source_ms)}, "
+                             f"which is coarser: give {timeframe_name(want)} or finer data")
+    if want % source_ms:
+        raise TimeframeError(f"needs {timeframe_name(want)} candles, which cannot be built from "
+                             f"{timeframe_name(source_ms)} data")
+    return want
+
+
 def bybit_interval(timeframe: str) -> str:
     """ByBit's kline ``interval`` for a timeframe name or code ('1h' or '60' -> '60')."""
     tf = str(timeframe).strip()

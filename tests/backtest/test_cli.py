@@ -12,6 +12,9 @@ import pytest
 from traderagent.backtest.cli import split_params
 from traderagent.cli import main
 
+# the BTC-quoted spot files are no simulator instrument: their steps are given (never guessed from the data)
+ETH_BTC = ["--market", "spot", "--qty-step", "0.001", "--tick", "0.000001"]
+
 
 def test_params_are_typed_by_the_strategys_declarations_aliases_and_lists_included():
     from traderagent.strategies import create_strategy
@@ -29,7 +32,7 @@ def test_params_are_typed_by_the_strategys_declarations_aliases_and_lists_includ
 def test_cli_table_json_and_plot(candles_dir, tmp_path, capsys):
     png = tmp_path / "eq.png"
     rc = main(["backtest", "--strategy", "trend_follower", "--data", str(candles_dir / "ETH_BTC-5m.csv"),
-               "--timeframe", "15m", "--params", "ema_fast=10", "ema_slow=30", "--plot", str(png), "--json"])
+               *ETH_BTC, "--timeframe", "15m", "--params", "ema_fast=10", "ema_slow=30", "--plot", str(png), "--json"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["strategy"] == "trend_follower" and out["timeframe"] == "15m"
@@ -37,10 +40,11 @@ def test_cli_table_json_and_plot(candles_dir, tmp_path, capsys):
     assert out["candles"] == out["data"]["candles"] > 1000
     m = out["metrics"]
     assert m["trades"] == sum(1 for t in out["trades"] if t["exit_time"]) > 0
-    assert Decimal(out["final_balance"]) - Decimal(out["initial_balance"]) == Decimal(m["net_pnl"])
+    assert Decimal(m["final_balance"]) - Decimal(out["initial_balance"]) == Decimal(m["net_pnl"])
+    assert "final_balance" not in out  # one metric set: every figure lives in "metrics" only
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
-    rc = main(["backtest", "--strategy", "grid", "--data", str(candles_dir / "UNITTEST_BTC-1m.csv")])
+    rc = main(["backtest", "--strategy", "grid", "--data", str(candles_dir / "UNITTEST_BTC-1m.csv"), *ETH_BTC])
     table = capsys.readouterr().out
     assert rc == 0
     assert "gap candles filled" in table and "max drawdown" in table and "win rate" in table
@@ -69,10 +73,10 @@ def test_cli_subprocess_no_traceback_on_missing_file(tmp_path):
 
 
 @pytest.mark.parametrize("name,file,extra", [
-    ("trend_follower", "XRPUSDT-perp-5m.csv", []),
-    ("grid", "ETH_BTC-5m.csv", ["--params", "num_levels=10"]),
-    ("dca", "LTC_BTC-5m.csv", []),
-    ("smc", "ETH_BTC-5m.csv", []),
+    ("trend_follower", "XRPUSDT-perp-5m.csv", ["--timeframe", "5m"]),
+    ("grid", "ETH_BTC-5m.csv", [*ETH_BTC, "--params", "num_levels=10"]),
+    ("dca", "LTC_BTC-5m.csv", ETH_BTC),
+    ("smc", "ETH_BTC-5m.csv", ETH_BTC),
 ])
 def test_each_strategy_runs_on_real_candles(candles_dir, capsys, name, file, extra):
     rc = main(["backtest", "--strategy", name, "--data", str(candles_dir / file), "--json", *extra])
@@ -102,7 +106,7 @@ def test_repairs_are_printed_as_warnings_and_kept_in_the_json(candles_dir, tmp_p
     rows[10], rows[11] = rows[11], rows[10]
     shuffled = tmp_path / "xrp.csv"
     shuffled.write_text("\n".join([header, *rows, rows[-1]]) + "\n")
-    rc = main(["backtest", "--strategy", "trend_follower", "--data", str(shuffled), "--json"])
+    rc = main(["backtest", "--strategy", "trend_follower", "--data", str(shuffled), "--symbol", "XRPUSDT", "--json"])
     out, err = capsys.readouterr()
     assert rc == 0
     assert err.splitlines() == ["traderagent backtest: warning: xrp.csv: 1 row out of time order (sorted)",

@@ -10,13 +10,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from traderagent.backtest.data import BacktestDataError, prepare, resample
 from traderagent.backtest.engine import BacktestConfig, BacktestResult, run_backtest
 from traderagent.numbers import NumberError, to_decimal
-from traderagent.timeframes import TimeframeError, timeframe_ms, timeframe_name
+from traderagent.timeframes import TimeframeError, derived_from, timeframe_ms, timeframe_name
 
 _LONG_RUN = 200_000  # candles: show progress even when stderr is not a terminal
 
@@ -26,12 +25,13 @@ class UsageError(Exception):
 
 
 def split_params(items: list[str]) -> dict[str, str]:
-    """``["k=v", ...]`` -> ``{k: v}``; the strategy's declarations type and check the values (lists: ``1h,15m,5m``)."""
+    """``["k=v", ...]`` -> ``{k: v}``; the strategy's declarations type and check the values (lists:
+    ``1h,15m,5m`` or JSON-ish ``[3, 3, 2]``, ``["1h","15m","5m"]``; see ``Param.parse``)."""
     params: dict[str, str] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"bad --params item {item!r}: expected KEY=VALUE")
+            raise UsageError(f"bad --param item {item!r}: expected KEY=VALUE")
         params[key.strip()] = value
     return params
 
@@ -57,20 +57,32 @@ def check_plot_path(out: str) -> None:
                          f"use one of {', '.join('.' + f for f in formats)}")
 
 
-def market_steps(frame: pd.DataFrame) -> tuple[Decimal, Decimal]:
-    """(qty_step, tick_size) for data without instrument info: the tick from the prices' decimals,
-    a quantity step worth about 0.01 of quote currency."""
-    sample = frame["close"].to_numpy()[:2000]
-    decimals = max((-int(Decimal(repr(float(x))).normalize().as_tuple().exponent) for x in sample), default=2)
-    tick = Decimal(1).scaleb(-min(max(decimals, 0), 12))
-    price = float(np.median(sample)) if len(sample) else 1.0
-    exp = int(np.floor(np.log10(0.01 / price))) if price > 0 else -3
-    qty_step = Decimal(1).scaleb(min(max(exp, -8), 0))
-    return qty_step, tick
+def symbol_of(path: str | Path) -> str:
+    """The symbol a candle file is named after: ``XRPUSDT-perp-5m.csv`` -> XRPUSDT, ``ETH_BTC-5m.csv`` -> ETHBTC."""
+    return Path(path).stem.split("-")[0].replace("_", "").replace("/", "").upper()
 
 
-def build_strategy(name: str, params: dict, *, timeframe: str | None, data_tf_ms: int, frame: pd.DataFrame,
-                   balance: Decimal):
+def instrument_steps(symbol: str, market: str, qty_step: str | None, tick: str | None) -> tuple[Decimal, Decimal]:
+    """(quantity step, tick size): ``--qty-step``/``--tick`` when given, else the simulator's instrument table
+    (spot quantities step by the base coin's precision). Never guessed from the candles: a later price must
+    not change an earlier trade's size."""
+    if (qty_step is None) != (tick is None):
+        raise UsageError("give --qty-step and --tick together")
+    if qty_step is not None and tick is not None:
+        tiny = Decimal("1e-18")
+        return _decimal_arg("qty-step", qty_step, minimum=tiny), _decimal_arg("tick", tick, minimum=tiny)
+    from traderagent.sim.market import DEFAULT_SYMBOLS
+
+    spec = next((s for s in DEFAULT_SYMBOLS if s.symbol == symbol), None)
+    if spec is None:
+        known = ", ".join(s.symbol for s in DEFAULT_SYMBOLS)
+        raise UsageError(f"{symbol} is not in the instrument table ({known}): give its --qty-step and --tick")
+    return (spec.base_precision if market == "spot" else spec.qty_step), spec.tick_size
+
+
+def build_strategy(name: str, params: dict, *, timeframe: str | None, market: str,
+                   steps: tuple[Decimal, Decimal], balance: Decimal):
+    """The strategy on its own timeframes; ``--timeframe`` sets a single-timeframe strategy's ``timeframe``."""
     from traderagent.strategies import create_strategy, strategy_class
 
     try:
@@ -80,26 +92,26 @@ def build_strategy(name: str, params: dict, *, timeframe: str | None, data_tf_ms
     except ImportError as exc:
         raise UsageError(f"strategy {name!r} is not available: {exc}") from None
     params = dict(params)
-    if any(p.name == "timeframe" for p in cls.PARAMS) and "timeframe" not in params:
-        # single-timeframe strategies decide on the backtest's timeframe (default: the data's own)
-        params["timeframe"] = timeframe or timeframe_name(data_tf_ms)
-    qty_step, tick = market_steps(frame)
+    if timeframe and any(p.name == "timeframe" for p in cls.PARAMS):
+        if params.setdefault("timeframe", timeframe) != timeframe:
+            raise UsageError(f"--timeframe {timeframe} conflicts with --param timeframe={params['timeframe']}")
+    qty_step, tick = steps
     try:
-        return create_strategy(name, params, qty_step=qty_step, tick_size=tick, allocated_capital=balance)
+        return create_strategy(name, params, qty_step=qty_step, tick_size=tick, allocated_capital=balance,
+                               market_type=market)
     except (ValueError, TypeError) as exc:
         raise UsageError(f"{name}: {exc}") from None
 
 
 def entry_frame(strategy, frame: pd.DataFrame, data_tf_ms: int, timeframe: str | None) -> tuple[pd.DataFrame, int]:
-    entry_tf = timeframe_ms(strategy.timeframes[-1])
-    if timeframe and timeframe_ms(timeframe) != entry_tf:
-        raise UsageError(
-            f"strategy {strategy.strategy_type} decides on {strategy.timeframes[-1]} candles; --timeframe {timeframe} conflicts"
-        )
-    if entry_tf < data_tf_ms or entry_tf % data_tf_ms:
-        raise UsageError(
-            f"strategy {strategy.strategy_type} needs {strategy.timeframes[-1]} candles; the data is {timeframe_name(data_tf_ms)}"
-        )
+    """The data resampled to the strategy's entry timeframe (an error when the data is coarser)."""
+    entry = strategy.timeframes[-1]
+    if timeframe and timeframe_ms(timeframe) != timeframe_ms(entry):
+        raise UsageError(f"strategy {strategy.strategy_type} decides on {entry} candles; --timeframe {timeframe} conflicts")
+    try:
+        entry_tf = derived_from(entry, data_tf_ms)
+    except TimeframeError as exc:
+        raise UsageError(f"strategy {strategy.strategy_type} {exc}") from None
     return resample(frame, entry_tf, data_tf_ms), entry_tf
 
 
@@ -146,40 +158,48 @@ def _fmt(value: Any, pct: bool = False, places: int = 2) -> str:
     return str(value)
 
 
-def results_table(result: BacktestResult, info: dict) -> str:
+def _when(ms: int) -> str:
+    return pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M")
+
+
+def results_table(result: BacktestResult, info: dict, *, last: int = 10) -> str:
     m = result.metrics
+    closed = "closed round trips" if result.ladder else "closed trades"  # ladders: grid pairs, DCA cycles
     rows = [
         ("strategy", result.strategy_name),
+        ("instrument", f"{info['symbol']} {info['market']} (qty step {info['qty_step']}, tick {info['tick_size']}, "
+                       f"limits fill on {info['fill']})"),
         ("data", f"{info['file']} ({info['source_timeframe']}, {info['gap_candles_filled']} gap candles filled)"),
         ("timeframe / candles", f"{result.timeframe} / {result.candles:,}"),
         ("period", f"{info['start'][:16]} .. {info['end'][:16]}"),
         ("initial balance", _fmt(result.initial_balance)),
-        ("final balance", _fmt(result.final_balance)),
+        ("final balance", _fmt(m.final_balance)),
         ("net PnL", f"{_fmt(m.net_pnl)} ({m.return_pct * 100:+.2f}%)"),
-        ("trades (closed)", f"{m.trades}  wins {m.wins} / losses {m.losses}"),
+        ("realised PnL", f"{_fmt(m.realized_pnl)} ({m.trades} {closed})"),
+        ("unrealised PnL", f"{_fmt(m.unrealized_pnl)} ({m.open_trades} open, {m.open_qty.normalize():f} held, "
+                           "marked at the last close)"),
+        (f"{closed}", f"{m.trades}  wins {m.wins} / losses {m.losses}"),
         ("win rate", _fmt(m.win_rate, pct=True)),
         ("profit factor", _fmt(m.profit_factor)),
+        ("avg closed PnL", _fmt(m.avg_trade_pnl)),
         ("max drawdown", f"{_fmt(m.max_drawdown, pct=True)} ({_fmt(m.max_drawdown_amount)})"),
         ("Sharpe (annualised)", _fmt(m.sharpe_ratio)),
         ("total fees", _fmt(m.total_fees)),
         ("exposure", _fmt(m.exposure_pct, pct=True)),
-        ("avg trade PnL", _fmt(m.avg_trade_pnl)),
-        ("open at end", str(sum(1 for t in result.trades if not t.closed))),
         ("run time", f"{result.elapsed_s:.3f}s ({result.candles / max(result.elapsed_s, 1e-9):,.0f} candles/s)"),
     ]
     width = max(len(k) for k, _ in rows)
     lines = [f"{k:<{width}}  {v}" for k, v in rows]
-    closed = [t for t in result.trades if t.closed]
-    if closed:
-        lines.append("")
-        lines.append(f"last trades ({min(10, len(closed))} of {len(closed)}):")
-        lines.append(f"  {'side':<5} {'entry time':<16} {'entry':>14} {'exit':>14} {'pnl':>12}  reason")
-        for t in closed[-10:]:
-            when = pd.Timestamp(t.entry_time_ms, unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M")
-            lines.append(
-                f"  {t.side:<5} {when:<16} {float(t.entry_price):>14.8g} {float(t.exit_price):>14.8g} "
-                f"{float(t.pnl):>12.2f}  {t.exit_reason}"
-            )
+    if result.trades:
+        shown = result.trades[-last:]
+        lines += ["", f"last trades ({len(shown)} of {len(result.trades)}; open ones marked at the last close):",
+                  f"  {'side':<5} {'qty':>14} {'entry time':<16} {'entry':>14} {'exit time':<16} {'exit':>14} "
+                  f"{'pnl':>12}  reason"]
+        for t in shown:
+            exit_time, exit_price = (_when(t.exit_time_ms), f"{float(t.exit_price):>14.8g}") if t.closed else ("open", "")
+            lines.append(f"  {t.side:<5} {t.qty.normalize():>14f} {_when(t.entry_time_ms):<16} "
+                         f"{float(t.entry_price):>14.8g} {exit_time:<16} {exit_price:>14} {float(t.pnl):>12.2f}  "
+                         f"{t.exit_reason}")
     return "\n".join(lines)
 
 
@@ -189,7 +209,7 @@ def run(args: argparse.Namespace) -> tuple[BacktestResult, dict]:
     slippage = _decimal_arg("slippage", args.slippage)
     if fee >= 1 or slippage >= 1:
         raise UsageError("--fee and --slippage are rates (0.00055 = 0.055%), must be < 1")
-    params = split_params(args.params)
+    params = split_params([*(args.params or []), *(args.param or [])])
     if args.plot:
         check_plot_path(args.plot)
     try:
@@ -198,23 +218,26 @@ def run(args: argparse.Namespace) -> tuple[BacktestResult, dict]:
         frame, data_tf, info = prepare(args.data)
     except (BacktestDataError, TimeframeError) as exc:
         raise UsageError(str(exc)) from None
+    symbol = (args.symbol or symbol_of(args.data)).upper()
+    steps = instrument_steps(symbol, args.market, args.qty_step, args.tick)
     for warning in info["warnings"]:
         print(f"traderagent backtest: warning: {warning}", file=sys.stderr)
-    strategy = build_strategy(args.strategy, params, timeframe=args.timeframe, data_tf_ms=data_tf,
-                              frame=frame, balance=balance)
+    strategy = build_strategy(args.strategy, params, timeframe=args.timeframe, market=args.market, steps=steps,
+                              balance=balance)
     try:
         frame, tf = entry_frame(strategy, frame, data_tf, args.timeframe)
-    except (BacktestDataError, TimeframeError) as exc:
+    except BacktestDataError as exc:
         raise UsageError(str(exc)) from None
     if len(frame) < strategy.min_candles:
         raise UsageError(
             f"{strategy.strategy_type} needs at least {strategy.min_candles} {timeframe_name(tf)} candles; the data has {len(frame)}"
         )
-    info.update(timeframe=timeframe_name(tf), candles=len(frame), start=frame.index[0].isoformat(),
+    info.update(symbol=symbol, market=args.market, qty_step=str(steps[0]), tick_size=str(steps[1]), fill=args.fill,
+                timeframe=timeframe_name(tf), candles=len(frame), start=frame.index[0].isoformat(),
                 end=frame.index[-1].isoformat())
     # ladder strategies rest limit orders: maker fee is the taker fee's usual ByBit ratio (0.02% vs 0.055%)
     maker = (fee * Decimal("0.02") / Decimal("0.055")).quantize(Decimal("0.0000001"))
-    config = BacktestConfig(balance=balance, taker_fee=fee, maker_fee=maker, slippage=slippage)
+    config = BacktestConfig(balance=balance, taker_fee=fee, maker_fee=maker, slippage=slippage, limit_fill=args.fill)
     bar = ProgressBar(len(frame))
     try:
         result = run_backtest(strategy, frame, tf, config, progress=bar)
@@ -235,7 +258,7 @@ def main_backtest(args: argparse.Namespace) -> int:
         from traderagent.backtest.plot import plot_result
 
         try:
-            plot_result(result, args.plot)
+            plot_result(result, args.plot, symbol=info["symbol"])
         except OSError as exc:
             print(f"traderagent backtest: error: cannot write plot {args.plot}: {exc.strerror}", file=sys.stderr)
             return 2

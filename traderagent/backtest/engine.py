@@ -77,13 +77,18 @@ class BacktestResult:
     trades: list[Trade]
     metrics: Metrics
     initial_balance: Decimal
-    final_balance: Decimal
     elapsed_s: float
     params: dict = field(default_factory=dict)
+    levels: dict[str, list[Decimal]] = field(default_factory=dict)  # the strategy's chart_levels at the end
+    ladder: bool = False  # trades are grid pairs / DCA cycles
 
     @property
     def candles(self) -> int:
         return len(self.close)
+
+    @property
+    def final_balance(self) -> Decimal:
+        return self.metrics.final_balance
 
     def to_dict(self, *, trades: bool = True) -> dict:
         out = {
@@ -93,8 +98,7 @@ class BacktestResult:
             "start": _iso(self.times[0]) if self.candles else None,
             "end": _iso(self.times[-1]) if self.candles else None,
             "initial_balance": str(self.initial_balance),
-            "final_balance": str(self.final_balance),
-            "metrics": self.metrics.to_dict(),
+            "metrics": self.metrics.to_dict(),  # the one metric set: final balance and every figure are here
             "fills": len(self.fills),
             "elapsed_s": round(self.elapsed_s, 4),
             "params": {k: (str(v) if isinstance(v, Decimal) else v) for k, v in self.params.items()},
@@ -158,7 +162,7 @@ class Backtester:
         self.cfg = config or BacktestConfig()
         self.fm = FillModel(taker_fee=self.cfg.taker_fee, maker_fee=self.cfg.maker_fee,
                             slippage=self.cfg.slippage)
-        self.ledger = Ledger(self.cfg.balance)
+        self.ledger = Ledger(self.cfg.balance, shorts=strategy.market_type != "spot")
         self._open = strategy.open_positions  # live read-only view, checked every candle
         self.progress = progress
         self._pos_after: list[float] = []
@@ -307,7 +311,8 @@ class Backtester:
             price, liq = fm.market(side, self.o[i])
             fill = self._fill(i, side, sig.size, price, liq, "entry", "entry")
             pos = s.open_position(sig, sig.size, price, fee=fill.fee, timestamp=self._when(i))
-            self.ledger.open_keyed(pos.position_id, fill, pos.direction.value)
+            trade = self.ledger.open_keyed(pos.position_id, fill, pos.direction.value)
+            trade.stop_loss, trade.take_profit = pos.stop_loss, pos.take_profit
             self._record()
 
     def _check_exits(self, i: int) -> None:
@@ -376,14 +381,13 @@ class Backtester:
         priced with the engine's fills."""
         def trade(pos: PositionInfo, entry: int, exit_: int) -> Trade:
             t = Trade(side=pos.direction.value, qty=pos.size, entry_index=entry, entry_time_ms=int(self.ts[entry]),
-                      entry_price=pos.entry_price, fees=pos.fees, tag=pos.position_id)
+                      entry_price=pos.entry_price, fees=pos.fees, tag=pos.position_id,
+                      stop_loss=pos.stop_loss, take_profit=pos.take_profit)
             if exit_ >= 0:
                 t.exit_index, t.exit_time_ms = exit_, int(self.ts[exit_])
                 t.exit_price = pos.exit_price or Decimal(0)
                 t.pnl = pos.realized_pnl or Decimal(0)
                 t.exit_reason = pos.exit_reason.value if pos.exit_reason else ""
-            else:
-                t.pnl = -pos.fees
             return t
 
         out = [trade(pos, e, x) for pos, e, x in self._ladder_closed]
@@ -504,16 +508,29 @@ class Backtester:
         equity = cash + position * close
         final = led.equity(dec(float(close[-1]))) if n else led.initial
         raw = self._ladder_trades() if self.s.is_ladder else led.trades
+        if n:
+            self._mark_open(raw, dec(float(close[-1])))
         trades = sorted(raw, key=lambda t: (t.entry_index, t.exit_index if t.closed else n))
         metrics = compute_metrics(trades=trades, equity=equity, position=position, tf_ms=tf_ms,
-                                  initial_balance=led.initial, final_balance=final, total_fees=led.fees)
+                                  initial_balance=led.initial, final_balance=final, total_fees=led.fees,
+                                  open_qty=led.position)
         times = index_ms(entry) if isinstance(entry.index, pd.DatetimeIndex) else np.asarray(self.p.open_ms)
         return BacktestResult(
             strategy_name=self.s.strategy_type, timeframe=timeframe_name(tf_ms), tf_ms=tf_ms,
             times=times, close=close, equity=equity, position=position, fills=led.fills, trades=trades,
-            metrics=metrics, initial_balance=led.initial, final_balance=final, elapsed_s=elapsed,
-            params=dict(self.s.params),
+            metrics=metrics, initial_balance=led.initial, elapsed_s=elapsed,
+            params=dict(self.s.params), levels=self.s.chart_levels(), ladder=self.s.is_ladder,
         )
+
+
+    def _mark_open(self, trades: list[Trade], price: Decimal) -> None:
+        """An open trade's pnl: its position marked at ``price`` net of the fees it paid (the strategy's own
+        position, so a DCA cycle is marked on its exact cost basis)."""
+        positions = self.s.open_positions
+        for t in trades:
+            pos = positions.get(t.tag)
+            if not t.closed and pos is not None:
+                t.pnl = pos.gross_pnl_at(price) - pos.fees
 
 
 def run_backtest(strategy: BaseStrategy, frame: pd.DataFrame, tf_ms: int, config: BacktestConfig | None = None,

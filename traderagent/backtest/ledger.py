@@ -18,9 +18,15 @@ from traderagent.backtest.metrics import Fill, Trade
 ZERO = Decimal(0)
 
 
+class SpotShortError(ValueError):
+    """A sell on a spot market for more than the coins held (a strategy bug: spot never shorts)."""
+
+
 class Ledger:
-    def __init__(self, balance: Decimal) -> None:
+    def __init__(self, balance: Decimal, *, shorts: bool = True) -> None:
+        """``shorts=False`` (spot): a sell of coins not held is refused with ``SpotShortError``."""
         self.initial = balance
+        self.shorts = shorts
         self.cash = balance
         self.position = ZERO  # signed base quantity
         self.fees = ZERO
@@ -37,6 +43,8 @@ class Ledger:
             self.cash -= value + fill.fee
             self.position += fill.qty
         else:
+            if not self.shorts and fill.qty > self.position:
+                raise SpotShortError(f"spot cannot short: sell {fill.qty} ({fill.tag}) with {self.position} held")
             self.cash += value - fill.fee
             self.position -= fill.qty
         self.fees += fill.fee

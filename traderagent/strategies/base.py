@@ -313,6 +313,10 @@ class BaseStrategy(PositionBook):
         """Orders that must be resting / sent now (ladder strategies)."""
         return []
 
+    def chart_levels(self) -> dict[str, list[Decimal]]:
+        """Horizontal price levels worth drawing on a backtest chart, by label (a grid's levels); {} for none."""
+        return {}
+
     def _cached_intents(
         self, key: Callable[[], Any], build: Callable[[], list[OrderIntent]]
     ) -> list[OrderIntent]:

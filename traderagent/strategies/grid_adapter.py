@@ -114,6 +114,9 @@ class GridAdapter(BaseStrategy):
         return "grid"
 
     # ------------------------------------------------------------ levels
+    def chart_levels(self) -> dict[str, list[Decimal]]:
+        return {"grid level": list(self.levels)} if self.levels else {}
+
     def compute_levels(self, lower: Decimal, upper: Decimal) -> list[Decimal]:
         """The level prices, rounded to tick_size, strictly increasing."""
         if upper <= lower:

@@ -13,7 +13,7 @@ Entry points
     RISK_RAILS                                               # risk_per_trade, max_exposure, max_daily_loss
 
 Values may be typed (TOML: Decimal, int, bool, lists) or text (command line: ``"20"``, ``"true"``,
-``"1h,15m,5m"``, ``"none"`` for an optional parameter); the result is always typed. Money and fractions
+``"1h,15m,5m"`` or ``"[3, 3, 2]"``, ``"none"`` for an optional parameter); the result is always typed. Money and fractions
 are ``Decimal``; a ``ParamError`` names the parameter, the value and the allowed range.
 """
 
@@ -97,7 +97,7 @@ class Param:
             raise ParamError(self.name, f"is required ({self.allowed()})", value, allowed=self.allowed())
         if self.count is None:
             return self._one(value, self.name)
-        items = value.split(",") if isinstance(value, str) else value
+        items = list_items(value) if isinstance(value, str) else value
         if not isinstance(items, list | tuple) or len(items) != self.count:
             raise ParamError(self.name, f"must be a list of {self.count} values ({self.allowed()})", value,
                              allowed=self.allowed())
@@ -143,6 +143,14 @@ class Param:
         if self.low is not None and (number <= self.low if self.low_open else number < self.low):
             return False
         return self.high is None or number <= self.high
+
+
+def list_items(text: str) -> list[str]:
+    """A list written on a command line: ``1h,15m,5m`` or JSON-ish ``[3, 3, 2]`` / ``["1h", "15m", "5m"]``."""
+    text = text.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    return [item.strip().strip("'\"") for item in text.split(",")]
 
 
 def _d(text: str) -> Decimal:

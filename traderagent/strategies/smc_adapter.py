@@ -175,6 +175,8 @@ class SMCStrategyAdapter(BaseStrategy):
 
     def _signal(self, s: Setup, state: MTFState, prepared: PreparedData, i: int, balance: Decimal) -> BaseSignal | None:
         long = s.direction > 0
+        if not long and self.market_type == "spot":  # spot cannot sell coins it does not hold
+            return None
         entry = self.round_price(self.price_of(s.entry))
         # round the stop away from the entry and the target toward it: the R:R never improves by rounding
         stop = (round_down if long else round_up)(self.price_of(s.stop), self.tick_size)
