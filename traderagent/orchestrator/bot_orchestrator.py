@@ -53,7 +53,7 @@ from traderagent.orchestrator.events import (
     TradingEvent,
 )
 from traderagent.orchestrator.gate import SendGate
-from traderagent.orchestrator.market_data import MarketData
+from traderagent.orchestrator.market_data import MarketData, RangeMark, traded_since
 from traderagent.orchestrator.orders import (
     OrderLifecycle,
     OrderRefused,
@@ -68,6 +68,7 @@ from traderagent.ports import CapitalPort, ExchangePort, StorePort
 from traderagent.strategies.base import BaseStrategy
 from traderagent.strategies.frames import last_open_ms
 from traderagent.strategies.types import BaseSignal, ExitReason, OrderIntent, PositionInfo, SignalDirection
+from traderagent.timeframes import MINUTE_MS
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ STALE_SIGNAL = Decimal("0.02")  # reject a signal whose entry is more than 2% of
 TRANSIENT_LIMIT = 3  # consecutive network-failed ticks before the bot goes to ERROR
 BOOKED_KEEP = 500
 SOFT_SAVE_S = 30.0
+RANGE_MINUTES = 1000  # 1m candles one request returns: the longest gap between exit checks seen whole
 
 __all__ = ["BotOrchestrator", "BotState", "IllegalTransition", "TrackedOrder", "link_prefix"]
 
@@ -138,6 +140,7 @@ class BotOrchestrator(OrderLifecycle):
         self._pending_entries: dict[str, dict[str, Any]] = {}
         self._pending_exits: dict[str, dict[str, Any]] = {}
         self._last_candle_ms: int | None = None
+        self._range_mark: RangeMark | None = None  # where the previous exit check stood (_traded_range)
         self._seq = 0
         self._realized = ZERO
         self._risk_blocked = False
@@ -298,7 +301,8 @@ class BotOrchestrator(OrderLifecycle):
     # ------------------------------------------------------------------ signal strategies
     async def _tick_signal(self, price: Decimal, frames: dict[str, pd.DataFrame]) -> None:
         strategy = self.strategy
-        exits = list(strategy.check_exits(price))
+        high, low = await self._traded_range(price, watching=bool(strategy.open_positions))
+        exits = list(strategy.check_exits(price, high=high, low=low))
         signal: BaseSignal | None = None
         entry_df = frames[strategy.timeframes[-1]]
         last_ms = last_open_ms(entry_df)
@@ -373,9 +377,23 @@ class BotOrchestrator(OrderLifecycle):
             self._spent(time.perf_counter() - started)
         balance = await self._balance()
         intents = strategy.desired_orders(price, balance)
-        await self._apply_intents(intents, price)
+        high, low = await self._traded_range(price, watching=bool(self._armed_stops))
+        await self._apply_intents(intents, price, high, low)
 
-    async def _apply_intents(self, intents: list[OrderIntent], price: Decimal) -> None:
+    async def _traded_range(self, price: Decimal, *, watching: bool) -> tuple[Decimal, Decimal]:
+        """(high, low) traded since the previous exit check, the last price included, from the exchange's 1m
+        candles (``traded_since``): a wick through a stop between two ticks exits as the backtest's candle
+        range makes it exit. Not ``watching`` (nothing to check): only the mark moves, without a request."""
+        now = await self.market.forming_minute(self.symbol)
+        mark = self._range_mark if watching else None
+        rows = [now] if now is not None else []
+        if mark is not None and now is not None and int(now[0]) > mark.minute_ms:
+            count = min((int(now[0]) - mark.minute_ms) // MINUTE_MS + 1, RANGE_MINUTES)
+            rows = await self.market.minutes(self.symbol, count)
+        high, low, self._range_mark = traded_since(rows, mark)
+        return max(price, price if high is None else high), min(price, price if low is None else low)
+
+    async def _apply_intents(self, intents: list[OrderIntent], price: Decimal, high: Decimal, low: Decimal) -> None:
         wanted = {i.tag: i for i in intents}
         resting = {o.tag: o for o in self._orders.values()}
         # cancel what is no longer wanted, or wanted differently
@@ -396,7 +414,7 @@ class BotOrchestrator(OrderLifecycle):
             if tag in resting or self._cooling(tag) or self._was_refused(intent):
                 continue
             if intent.order_type == "stop":
-                if not _stop_triggered(intent, price):
+                if not _stop_triggered(intent, high, low):
                     continue
                 intent = OrderIntent(tag, intent.side, "market", intent.qty, None, intent.reduce_only)
             if is_entry(intent, net):
@@ -735,9 +753,10 @@ def _same(order: TrackedOrder, intent: OrderIntent) -> bool:
             and order.reduce_only == intent.reduce_only)
 
 
-def _stop_triggered(intent: OrderIntent, price: Decimal) -> bool:
+def _stop_triggered(intent: OrderIntent, high: Decimal, low: Decimal) -> bool:
+    """A driver-held stop is reached by the range traded since the last check (the backtest: the candle's)."""
     assert intent.price is not None
-    return price <= intent.price if intent.side == "sell" else price >= intent.price
+    return low <= intent.price if intent.side == "sell" else high >= intent.price
 
 
 def _signal_to_dict(signal: BaseSignal) -> dict[str, Any]:

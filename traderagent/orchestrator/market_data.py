@@ -7,6 +7,8 @@
   per ``ttl``) has reached the close time of the forming candle we saw last. The clock comes
   from the exchange, not from our wall clock, so a simulator replaying faster than real time
   is followed exactly.
+* ``forming_minute(symbol)`` / ``minutes(symbol, count)``: the latest 1m candles, from which a bot learns the
+  high and low traded since its previous exit check (``traded_since``), not only the last price.
 * ``open_orders(symbol)``: the account's resting orders on that symbol, with the monotonic time
   the list was requested (an order sent after that may legitimately be missing from it).
 """
@@ -23,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from traderagent.api.bybit_direct_client import klines_to_frame
+from traderagent.numbers import to_decimal
 from traderagent.ports import ExchangePort
 from traderagent.timeframes import timeframe_ms
 
@@ -111,9 +114,24 @@ class MarketData:
 
     async def market_time_ms(self, symbol: str) -> int:
         """Open time of the forming 1m candle (the exchange's market clock, minute resolution)."""
+        row = await self.forming_minute(symbol)
+        return int(row[0]) if row else 0
+
+    async def forming_minute(self, symbol: str) -> list[Any] | None:
+        """The forming 1m candle ``[open ms, open, high, low, close, volume]``: the market clock, and the range
+        traded in this minute so far."""
+        if self.public is not None:
+            return await self.public.forming_minute(symbol)
         rows = await self._shared(("clock", symbol), lambda: self.client.fetch_klines(symbol, "1m", limit=1),
                                   self.ttl)
-        return int(rows[-1][0]) if rows else 0
+        return rows[-1] if rows else None
+
+    async def minutes(self, symbol: str, count: int) -> list[list[Any]]:
+        """The last ``count`` 1m candles, oldest first, the forming one last (shared per symbol and count)."""
+        if self.public is not None:
+            return await self.public.minutes(symbol, count)
+        return await self._shared(("minutes", symbol, str(count)),
+                                  lambda: self.client.fetch_klines(symbol, "1m", limit=count), self.ttl)
 
     async def frames(self, symbol: str, timeframes: tuple[str, ...], candles: int) -> dict[str, pd.DataFrame]:
         """Closed-candle frames for each timeframe (at least ``candles`` rows when the exchange has them)."""
@@ -145,3 +163,35 @@ class MarketData:
                 frame = _Frame(klines_to_frame(rows[:-1]), int(rows[-1][0]), max(limit, frame.limit if frame else 0))
             self._frames[key] = frame
             return frame.df
+
+
+@dataclass(frozen=True)
+class RangeMark:
+    """Where a bot's previous exit check stood: the forming minute then, and its high and low at that moment."""
+
+    minute_ms: int
+    high: Decimal
+    low: Decimal
+
+
+def traded_since(minutes: list[list[Any]], mark: RangeMark | None) -> tuple[Decimal | None, Decimal | None, RangeMark | None]:
+    """(high, low) traded after ``mark``, from 1m candles oldest first (the forming one last), and the next mark.
+
+    Minutes that opened after the mark count whole. The mark's own minute counts only by the extremes it made
+    after the check (a high above, a low below what it had then): its earlier prices may predate a position,
+    so they must not trigger its stop. No mark (the first check): nothing before now is known; (None, None).
+    """
+    if not minutes:
+        return None, None, mark
+    highs: list[Decimal] = []
+    lows: list[Decimal] = []
+    if mark is not None:
+        for row in minutes:
+            ts, high, low = int(row[0]), to_decimal(row[2]), to_decimal(row[3])
+            if ts > mark.minute_ms or (ts == mark.minute_ms and high > mark.high):
+                highs.append(high)
+            if ts > mark.minute_ms or (ts == mark.minute_ms and low < mark.low):
+                lows.append(low)
+    last = minutes[-1]
+    nxt = RangeMark(int(last[0]), to_decimal(last[2]), to_decimal(last[3]))
+    return max(highs, default=None), min(lows, default=None), nxt

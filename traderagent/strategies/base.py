@@ -73,8 +73,11 @@ Driving a SIGNAL strategy (``is_ladder = False``), per closed entry candle ``i``
 * Decisions taken at the close of candle ``i`` (steps 2 and 3) are executed by the backtester at
   ``open[i+1]`` (plus its slippage model), by the live orchestrator immediately with a market
   order. Stop and target levels are absolute (those of the signal), not re-anchored to the fill.
-* Live, each tick between candle closes: ``s.update_positions(last_price, df)`` == step 2 for a
-  candle not yet seen (detected by the index timestamp; idempotent) + ``check_exits(last_price)``.
+* Live, each tick between candle closes: ``s.update_positions(last_price, df, high=, low=)`` == step 2
+  for a candle not yet seen (detected by the index timestamp; idempotent) + ``check_exits(last_price,
+  high=, low=)`` over the high and low traded SINCE THE PREVIOUS CHECK (the orchestrator reads them from the
+  exchange's 1m candles, ``orchestrator/market_data.traded_since``): the same rule and code as the
+  backtest's candle range, so a wick through a stop between two ticks exits live as it does in the backtest.
   It returns the positions that must exit now, each with ``exit_reason`` and the trigger price in
   ``exit_price``; the driver executes and calls ``close_position`` with the real fill.
 * In ``check_exits`` when both stop and target lie inside one bar the STOP wins (pessimistic).
@@ -87,9 +90,9 @@ order across restarts (the orchestrator stores it in ``orders.tag``). ``order_ty
 
 * ``"limit"``: rests on the book at ``price``.
 * ``"market"``: execute now (price is None).
-* ``"stop"``: a stop-market held BY THE DRIVER (not sent to the exchange): when the last price
-  crosses ``price`` (sell stop: price <= trigger; buy stop: price >= trigger) the driver sends a
-  market order. The backtester triggers it on the bar's low/high and fills at the trigger (or at
+* ``"stop"``: a stop-market held BY THE DRIVER (not sent to the exchange): when the price traded
+  since the driver's previous check reaches ``price`` (sell stop: low <= trigger; buy stop: high >=
+  trigger) the driver sends a market order. The backtester triggers it on the bar's low/high and fills at the trigger (or at
   the open if the bar gapped through).
 
 ::
