@@ -122,3 +122,37 @@ def test_a_break_even_trade_is_no_win():
     m = compute_metrics(trades=trades, equity=np.array([100.0, 100.0, 104.0]), position=np.array([1, 1, 0]),
                         tf_ms=DAY, initial_balance=D(100), final_balance=D(104), total_fees=D(0))
     assert (m.trades, m.wins) == (2, 1) and m.win_rate == 0.5
+
+
+def test_realised_and_unrealised_are_reported_apart():
+    trades = [Trade("long", D(1), 0, 0, D(100), exit_index=1, pnl=D("7")),
+              Trade("long", D(2), 1, 0, D(100), pnl=D("-12"))]  # open: marked at the last close
+    m = compute_metrics(trades=trades, equity=np.array([100.0, 107.0, 95.0]), position=np.array([1, 2, 2]),
+                        tf_ms=DAY, initial_balance=D(100), final_balance=D(95), total_fees=D(0), open_qty=D(2))
+    assert (m.realized_pnl, m.unrealized_pnl, m.net_pnl) == (D(7), D(-12), D(-5))
+    assert (m.trades, m.wins, m.win_rate, m.open_trades, m.open_qty) == (1, 1, 1.0, 1, D(2))
+
+
+@pytest.mark.parametrize("name,params,file,steps", [
+    ("trend_follower", {"timeframe": "5m"}, "XRPUSDT-perp-5m.csv", ("1", "0.0001")),
+    ("grid", {"timeframe": "5m"}, "XRPUSDT-perp-5m.csv", ("1", "0.0001")),
+    ("dca", {"timeframe": "5m"}, "XRPUSDT-perp-5m.csv", ("1", "0.0001")),
+    ("smc", {"timeframes": "1h,15m,5m"}, "ETH_BTC-5m.csv", ("0.001", "0.000001")),
+])
+def test_unrealised_pnl_is_the_open_positions_marked_at_the_last_close(candles_dir, name, params, file, steps):
+    """Every strategy through the engine: what is not realised by a closed round trip is exactly the open
+    positions' mark-to-market net of their fees (the strategy's own positions, a DCA cycle on its cost basis)."""
+    from traderagent.backtest.data import prepare
+    from traderagent.backtest.engine import run_backtest
+    from traderagent.numbers import to_decimal
+    from traderagent.strategies import create_strategy
+
+    frame, tf, _ = prepare(candles_dir / file)
+    s = create_strategy(name, params, qty_step=steps[0], tick_size=steps[1], allocated_capital="10000")
+    res = run_backtest(s, frame, tf)
+    m, last = res.metrics, to_decimal(float(res.close[-1]))
+    marks = sum((p.gross_pnl_at(last) - p.fees for p in s.get_active_positions()), D(0))
+    assert m.unrealized_pnl == marks == sum((t.pnl for t in res.trades if not t.closed), D(0))
+    assert m.realized_pnl == s.get_performance().total_pnl
+    assert m.realized_pnl + m.unrealized_pnl == m.net_pnl == m.final_balance - res.initial_balance
+    assert m.open_trades == len(s.get_active_positions())
