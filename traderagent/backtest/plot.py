@@ -120,8 +120,10 @@ def _draw_trades(ax: Axes, result: BacktestResult, times: np.ndarray) -> None:
 def _draw_markers(ax: Axes, trades: list[Trade], x: np.ndarray, starts: np.ndarray) -> None:
     is_long = np.array([t.side == "long" for t in trades])
     entry = np.array([float(t.entry_price) for t in trades])
-    ax.scatter(x[starts[is_long]], entry[is_long], marker="^", s=16, color="tab:green", zorder=5, label="long entry")
-    ax.scatter(x[starts[~is_long]], entry[~is_long], marker="v", s=16, color="tab:red", zorder=5, label="short entry")
+    for side, marker, color in ((is_long, "^", "tab:green"), (~is_long, "v", "tab:red")):
+        if side.any():
+            ax.scatter(x[starts[side]], entry[side], marker=marker, s=16, color=color, zorder=5,
+                       label=f"{'long' if marker == '^' else 'short'} entry")
     closed = [t for t in trades if t.closed]
     if closed:
         ax.scatter([x[t.exit_index] for t in closed], [float(t.exit_price) for t in closed], marker="x", s=14,
