@@ -83,19 +83,20 @@ async def test_a_wick_through_a_driver_held_ladder_stop_between_two_ticks_trigge
     spec = replace(DCA, params={**DCA.params, "stop_loss": "0.02", "stop_loss_from": "base"})
     h = await build_desk(sim.base_url, tmp_path / "dca-wick.db", [spec])
     try:
-        bot = h.desk.bots[spec.name].bot
-        for _ in range(20):
+        strategy = h.desk.bots[spec.name].bot.strategy
+        for _ in range(20):  # until the base order filled: the deal's stop is armed
             await h.desk.tick_all()
-            if "dca:sl" in bot._armed_stops:
+            if strategy.stop_price() is not None:
                 break
-        stop = bot._armed_stops["dca:sl"].price
+        stop = strategy.stop_price()
+        assert stop is not None
         price = sim.price(spec.symbol)
-        await h.desk.tick_all()
+        await h.desk.tick_all()  # a check with the stop armed: the next one looks back to it
         sim.set_price(spec.symbol, stop - D("0.05"))  # the safety orders fill on the way down, then the stop
         sim.set_price(spec.symbol, price)
         for _ in range(3):  # book the safety fills, trigger the stop, book its market sell
             await h.desk.tick_all()
-        reasons = [p.exit_reason for p in bot.strategy.closed_positions]
+        reasons = [p.exit_reason for p in strategy.closed_positions]
         assert ExitReason.STOP_LOSS in reasons
     finally:
         await h.close()
