@@ -88,7 +88,7 @@ async def bench_burst(fake, desk, frontend, n: int) -> dict:
             await asyncio.sleep(0.01)
     published = time.monotonic() - started
     await desk.event_bus.drain(10)
-    await asyncio.wait_for(frontend.notifier.flush(), 600)
+    await asyncio.wait_for(frontend.outbox.flush(), 600)
     sent = [c for c in fake.calls[since:] if c.method == "sendMessage" and c.status == 200]
     seen = Counter(int(q) for c in sent for q in re.findall(r"buy limit (\d+) ", c.params["text"]))
     gaps = [b.at - a.at for a, b in zip(sent, sent[1:], strict=False)]
@@ -100,7 +100,7 @@ async def bench_burst(fake, desk, frontend, n: int) -> dict:
         "duplicated": sum(1 for v in seen.values() if v > 1),
         "min_gap_s": min(gaps) if gaps else float("nan"),
         "max_len": max(len(c.params["text"]) for c in sent) if sent else 0,
-        "dropped": frontend.notifier.stats.dropped,
+        "dropped": frontend.outbox.stats.dropped,
     }
 
 

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 from telegram import Update
 from telegram.constants import ParseMode
 from telegram.error import NetworkError, TimedOut
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, Defaults
+from telegram.ext import Application, ApplicationBuilder, Defaults
 from telegram.request import HTTPXRequest
 
 from handlers.auth import ChatGuard, Roles
 from handlers.commands import COMMANDS, register
+from handlers.formatting import emoji
 from handlers.notifier import Notifier
+from handlers.outbox import Limits, Outbox
 from handlers.tokens import TokenStore
 from traderagent.config import Settings
 from traderagent.control import Desk
 from traderagent.orchestrator.events import EventBus
+from traderagent.ports import OutboxStore
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +34,14 @@ TELEGRAM_API = "https://api.telegram.org"
 
 
 class TelegramFrontend:
-    """Owns the PTB Application, the notifier and the button tokens."""
+    """Owns the PTB Application, the outbox, the notifier and the button tokens."""
 
     def __init__(self, application: Application, desk: Desk, notifier: Notifier, guard: ChatGuard,
                  tokens: TokenStore, *, poll_timeout: int = 10) -> None:
         self.application = application
         self.desk = desk
         self.notifier = notifier
+        self.outbox = notifier.outbox
         self.guard = guard
         self.tokens = tokens
         self.poll_timeout = poll_timeout
@@ -46,7 +51,11 @@ class TelegramFrontend:
 
     async def start(self) -> None:
         """Connect now; if Telegram is unreachable the desk keeps trading and this keeps retrying in the
-        background (events queue in the notifier meanwhile). A rejected token still raises."""
+        background (alerts wait in the outbox meanwhile). A rejected token still raises."""
+        try:
+            await self.notifier.load()
+        except Exception:
+            log.exception("could not read the alert verbosity; the defaults apply")
         try:
             await self._connect()
         except (NetworkError, TimedOut) as exc:
@@ -62,7 +71,7 @@ class TelegramFrontend:
             timeout=self.poll_timeout, allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY],
             drop_pending_updates=True,  # commands typed while the service was down are not replayed
         )
-        await self.notifier.start()
+        await self.outbox.start()
         self.connected = True
         log.info("Telegram frontend running for %d chat(s)", len(self.guard.allowed))
 
@@ -84,7 +93,7 @@ class TelegramFrontend:
         if self._retry is not None:
             self._retry.cancel()
             await asyncio.gather(self._retry, return_exceptions=True)
-        await self.notifier.stop(timeout=5.0 if self.connected else 0.0)
+        await self.outbox.stop(timeout=5.0 if self.connected else 0.0)
         if self.application.updater and self.application.updater.running:
             await self.application.updater.stop()
         if self.application.running:
@@ -93,8 +102,9 @@ class TelegramFrontend:
 
 
 def build_application(settings: Settings, desk: Desk, event_bus: EventBus, *,
-                      notify_interval: float = 1.05, poll_timeout: int = 10) -> TelegramFrontend:
-    """Build the frontend from settings (token, chat ids, optional Bot API base URL)."""
+                      limits: Limits | None = None, poll_timeout: int = 10) -> TelegramFrontend:
+    """Build the frontend from settings (token, chat ids, optional Bot API base URL); `limits` is
+    Telegram's pace (tests run it faster). The desk's database, when it can, keeps the outbox."""
     if not settings.telegram_bot_token:
         raise ValueError("TELEGRAM_BOT_TOKEN is not set")
     if not settings.telegram_chat_ids:
@@ -107,7 +117,7 @@ def build_application(settings: Settings, desk: Desk, event_bus: EventBus, *,
         .base_file_url(f"{base}/file/bot")
         .request(HTTPXRequest(connection_pool_size=16))
         .get_updates_request(HTTPXRequest(read_timeout=poll_timeout + 10))
-        .rate_limiter(AIORateLimiter(max_retries=3))
+        # no PTB rate limiter: every send goes through the outbox, which paces and never gives up
         .defaults(Defaults(parse_mode=ParseMode.HTML))
         # a slow command (an exchange call timing out) must not hold /halt back; button tokens are
         # consumed synchronously, so a double tap still acts once
@@ -122,10 +132,11 @@ def build_application(settings: Settings, desk: Desk, event_bus: EventBus, *,
     guard = ChatGuard(settings.telegram_chat_ids, roles)
     tokens = TokenStore()
 
-    async def send(chat_id: int, text: str) -> None:
-        await application.bot.send_message(chat_id, text, parse_mode=ParseMode.HTML)
-
-    notifier = Notifier(send, settings.telegram_chat_ids, min_interval=notify_interval)
+    store = desk.db if isinstance(desk.db, OutboxStore) else None
+    outbox = Outbox(application.bot, settings.telegram_chat_ids, store=store, limits=limits, emoji=emoji,
+                    max_age=timedelta(hours=settings.telegram_outbox_max_age_hours))
+    notifier = Notifier(outbox, strategy_of=lambda bot: desk.bots[bot].spec.strategy if bot in desk.bots else None,
+                        store=store)
     notifier.attach(event_bus)
     frontend = TelegramFrontend(application, desk, notifier, guard, tokens, poll_timeout=poll_timeout)
     application.add_handler(guard.handler(), group=-1)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
 from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.error import BadRequest, TelegramError
+from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from handlers.auth import Actor, Role, audit
@@ -116,12 +116,11 @@ class Press(Interaction):
         return self.entry.arg
 
     async def edit(self, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
-        """Replace the pressed message in place; an unchanged message is fine."""
-        try:
-            await self.query.edit_message_text(mask(text), reply_markup=markup)
-        except BadRequest as err:
-            if "not modified" not in err.message.lower():
-                raise
+        """Replace the pressed message in place, through the chat's outbox; an unchanged message is fine."""
+        message = self.query.message
+        if message is None:
+            return  # too old for Telegram to say which message it was
+        self.frontend.outbox.edit(self.chat_id, message.message_id, mask(text), markup)
 
 
 async def answer(query: CallbackQuery, text: str | None = None, *, alert: bool = False) -> None:

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import TYPE_CHECKING, Any
 
-from telegram import InlineKeyboardMarkup, Message, Update
-from telegram.error import NetworkError, TelegramError, TimedOut
+from telegram import InlineKeyboardMarkup, Update
+from telegram.error import NetworkError, TimedOut
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -39,7 +39,7 @@ from telegram.ext import (
 
 from handlers import views
 from handlers.auth import Role, audit, command_of
-from handlers.callbacks import Button, Interaction, Press, action, keyboard, on_button
+from handlers.callbacks import Button, Interaction, Press, action, frontend_of, keyboard, on_button
 from handlers.charts import render_equity_png
 from handlers.formatting import esc, split_message
 from traderagent.control import BotOp, ControlError
@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 BOT_BUTTONS_UP_TO = 6  # per-bot Pause/Resume buttons on /status for small desks only
 MAX_LIST_LINES = 150  # /orders over every bot: the rest is one /orders <bot> away
 INTERNAL_ERROR = "⚠️ Internal error, see logs."
+ECHO = 300  # longest message that may echo the operator's arguments
 STOP_NOTE = "Its entry orders are cancelled; exits already on the exchange stay. /start runs it again."
 
 
@@ -75,8 +76,9 @@ class Cmd(Interaction):
     def args(self) -> list[str]:
         return list(self.context.args or [])
 
-    async def reply(self, text: str, markup: InlineKeyboardMarkup | None = None) -> Message:
-        return await self.context.bot.send_message(self.chat_id, mask(text), reply_markup=markup)
+    async def reply(self, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
+        """Into the chat's outbox: sent in turn, ahead of alerts, split when over 4096 units."""
+        self.frontend.outbox.reply(self.chat_id, mask(text), markup)
 
     async def reply_lines(self, lines: Iterable[str], header: str = "", empty: str = "Nothing to show.") -> None:
         """Lines packed into as few messages as the 4096-character limit allows."""
@@ -170,11 +172,11 @@ async def _run(cmd: Cmd, func: CommandFunc) -> tuple[str, str]:
     try:
         await func(cmd)
     except UsageError as exc:
-        detail = f"\n{esc(exc)}" if str(exc) else ""
+        detail = f"\n{esc(views.short(exc, ECHO))}" if str(exc) else ""
         await cmd.reply(f"usage: {esc(cmd.usage)}{detail}")
         return "usage", str(exc)
-    except ControlError as exc:
-        await cmd.reply(f"⚠️ {esc(exc)}")
+    except ControlError as exc:  # may echo what the operator typed: shortened
+        await cmd.reply(f"⚠️ {esc(views.short(exc, ECHO))}")
         return "refused", str(exc)
     return "ok", ""
 
@@ -398,7 +400,7 @@ async def cmd_chart(c: Cmd) -> None:
         await c.reply(f"No closed trades yet for {esc(who)}: nothing to chart.")
         return
     png = await asyncio.to_thread(render_equity_png, curve, f"Equity · {who}")
-    await c.context.bot.send_photo(c.chat_id, photo=png, caption=mask(views.chart_caption(who, curve)))
+    c.frontend.outbox.photo(c.chat_id, png, mask(views.chart_caption(who, curve)))
 
 
 @command("/alerts [mute|unmute TYPE]", Role.TRADER)
@@ -592,10 +594,7 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     chat = update.effective_chat if isinstance(update, Update) else None
     if chat is None:
         return
-    try:
-        await context.bot.send_message(chat.id, INTERNAL_ERROR)
-    except TelegramError as exc:
-        log.warning("could not report the error to chat %s: %s", chat.id, exc)
+    frontend_of(context).outbox.reply(chat.id, INTERNAL_ERROR)
 
 
 def register(application: Application, frontend: TelegramFrontend) -> None:

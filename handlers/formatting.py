@@ -53,9 +53,14 @@ def fmt_pnl(value: Any) -> str:
     return decimal_text(to_decimal(value), 2, signed=True)
 
 
+def emoji(kind: str) -> str:
+    """The mark of an event type (by its value, as the outbox stores it)."""
+    return EMOJI.get(EventType(kind), "🔔") if kind in EventType.__members__ else "🔔"
+
+
 def event_title(event: TradingEvent) -> str:
     name = event.event_type.value.replace("_", " ").capitalize()
-    return f"{EMOJI[event.event_type]} <b>{esc(name)}</b> · {esc(event.bot_name)}"
+    return f"{emoji(event.event_type.value)} <b>{esc(name)}</b> · {esc(event.bot_name)}"
 
 
 def format_event(event: TradingEvent) -> str:
@@ -64,10 +69,9 @@ def format_event(event: TradingEvent) -> str:
 
 
 def format_event_line(event: TradingEvent) -> str:
-    """One line of a merged burst."""
+    """One line of a merged burst (the outbox puts the mark and the time before it)."""
     name = event.event_type.value.replace("_", " ").lower()
-    return (f"{EMOJI[event.event_type]} {event.timestamp:%H:%M:%S} <b>{esc(event.bot_name)}</b> {esc(name)}: "
-            f"{esc(event.data.summary())}")
+    return f"<b>{esc(event.bot_name)}</b> {esc(name)}: {esc(event.data.summary())}"
 
 
 def tg_len(text: str) -> int:
@@ -78,7 +82,7 @@ def tg_len(text: str) -> int:
 _TAG = re.compile(r"<[^>]*>")
 
 
-def _fit(line: str, budget: int) -> str:
+def fit(line: str, budget: int) -> str:
     """A line cut to `budget` UTF-16 units; cut lines lose their tags so no tag or entity is split."""
     if tg_len(line) <= budget:
         return line
@@ -99,7 +103,7 @@ def split_message(lines: Iterable[str], header: str = "", limit: int = MAX_MESSA
     size = tg_len(current)
     budget = limit - tg_len(header) - 1
     for line in lines:
-        line = _fit(line, budget)
+        line = fit(line, budget)
         added = tg_len(line) + (1 if current else 0)
         if size + added > limit:
             messages.append(current)

@@ -1,162 +1,86 @@
-"""Push every TradingEvent to the operator's chats without ever stalling the trading loop.
+"""Push TradingEvents to the operator's chats without ever stalling the trading loop.
 
-The event-bus callback only appends to a queue. One sender task per chat drains it at
-Telegram's pace (about one message a second per chat): a single pending event goes out as
-its own message; a burst is merged into as few messages as the 4096-character limit allows.
-A message is retried on RetryAfter (after the wait Telegram asks for) and on network errors
-(with backoff) until it is delivered or the notifier stops, so nothing is lost.
+The event-bus callback takes every event queued since its last call, drops what the chat does not
+want to hear (muted types, and each bot's verbosity), renders the rest once and hands it to the
+outbox (handlers/outbox.py), which stores, paces, merges and delivers it.
+
+Verbosity is set per bot or per strategy (`/verbosity`), kept in the database; a bot's own setting
+wins over its strategy's, which wins over `DEFAULT_VERBOSITY` (a grid places and cancels orders all
+day: by default the chat hears its fills and closes only).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import warnings
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
-
-from handlers.formatting import esc, format_event, format_event_line, split_message
+from handlers.formatting import format_event, format_event_line
+from handlers.outbox import Alert, Outbox
 from traderagent.orchestrator.events import UNMUTABLE_EVENTS, EventBus, EventType, TradingEvent
+from traderagent.ports import OutboxStore
 
 log = logging.getLogger(__name__)
 
-SendFunc = Callable[[int, str], Awaitable[object]]
+
+class Verbosity(StrEnum):
+    ALL = "all"  # every event
+    TRADES = "trades"  # no order-placed / cancelled / signal chatter
+    ERRORS = "errors"  # only what needs the operator: errors, failed orders, halts, risk limits
+
+
+CHATTER = frozenset({EventType.ORDER_PLACED, EventType.ORDER_CANCELLED, EventType.SIGNAL_GENERATED})
+ALARMS = UNMUTABLE_EVENTS | {EventType.ORDER_FAILED}
+DEFAULT_VERBOSITY = {"grid": Verbosity.TRADES}
+
+
+def heard(event_type: EventType, level: Verbosity) -> bool:
+    if level is Verbosity.ALL:
+        return True
+    if level is Verbosity.TRADES:
+        return event_type not in CHATTER
+    return event_type in ALARMS
 
 
 @dataclass
 class NotifierStats:
     received: int = 0
-    muted: int = 0
-    delivered: int = 0  # (event, chat) pairs that reached the chat inside some message
-    messages: int = 0
-    retries: int = 0
-    dropped: int = 0  # only on Forbidden (the operator blocked the bot) or undeliverable text
-
-
-def _retry_after_seconds(err: RetryAfter) -> float:
-    with warnings.catch_warnings():  # PTB 22 warns that the int will become a timedelta
-        warnings.simplefilter("ignore")
-        value = err.retry_after
-    return value.total_seconds() if hasattr(value, "total_seconds") else float(value)
-
-
-class _ChatSender:
-    """The queue and pacing of one chat."""
-
-    def __init__(self, chat_id: int, notifier: Notifier) -> None:
-        self.chat_id = chat_id
-        self.notifier = notifier
-        self.queue: deque[TradingEvent] = deque()
-        self.wakeup = asyncio.Event()
-        self.idle = asyncio.Event()
-        self.idle.set()
-        self.task: asyncio.Task[None] | None = None
-        self.last_sent = 0.0
-
-    def put(self, event: TradingEvent) -> None:
-        self.queue.append(event)
-        self.idle.clear()
-        self.wakeup.set()
-
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self.queue:
-                self.wakeup.clear()
-                await self.wakeup.wait()
-            wait = self.last_sent + self.notifier.min_interval - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)  # pace; meanwhile a burst accumulates and merges
-            batch = list(self.queue)
-            texts = self.notifier.render(batch)
-            for i, text in enumerate(texts):  # more than one only when a burst exceeds 4096 chars
-                if i:
-                    await asyncio.sleep(max(0.0, self.last_sent + self.notifier.min_interval - loop.time()))
-                await self._deliver(text)
-            for _ in batch:
-                self.queue.popleft()
-            self.notifier.stats.delivered += len(batch)
-            if not self.queue:
-                self.idle.set()
-
-    async def _deliver(self, text: str) -> None:
-        loop = asyncio.get_running_loop()
-        backoff = 1.0
-        while True:
-            try:
-                await self.notifier.send(self.chat_id, text)
-                self.notifier.stats.messages += 1
-                self.last_sent = loop.time()
-                return
-            except RetryAfter as err:
-                self.notifier.stats.retries += 1
-                await asyncio.sleep(_retry_after_seconds(err) + 0.1)
-            except Forbidden:
-                log.warning("chat %s blocked the bot; notification dropped", self.chat_id)
-                self.notifier.stats.dropped += 1
-                return
-            except BadRequest as err:
-                log.error("Telegram refused a notification (%s); it is dropped", err.message)
-                self.notifier.stats.dropped += 1
-                return
-            except (NetworkError, TelegramError) as err:
-                self.notifier.stats.retries += 1
-                log.warning("notification to %s failed (%s); retrying in %.0fs", self.chat_id, err, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
+    muted: int = 0  # by type or by verbosity
 
 
 class Notifier:
-    """Event-bus subscriber that turns TradingEvents into Telegram messages."""
+    """Event-bus subscriber that turns TradingEvents into alerts in every chat's outbox."""
 
-    def __init__(self, send: SendFunc, chat_ids: Iterable[int], *, min_interval: float = 1.05) -> None:
-        self.send = send
-        self.min_interval = min_interval
+    def __init__(self, outbox: Outbox, *, strategy_of: Callable[[str], str | None] = lambda bot: None,
+                 store: OutboxStore | None = None) -> None:
+        self.outbox = outbox
+        self.strategy_of = strategy_of
+        self.store = store
         self.muted: set[EventType] = set()
+        self.levels: dict[str, Verbosity] = {}  # "bot:<name>" / "strategy:<name>" -> level
         self.stats = NotifierStats()
-        self._chats = {chat_id: _ChatSender(chat_id, self) for chat_id in chat_ids}
 
-    # --- wiring ------------------------------------------------------------------
     def attach(self, bus: EventBus) -> None:
-        bus.subscribe(self.on_event, name="telegram")
+        bus.subscribe(self.on_events, name="telegram", batch=True)
 
-    async def start(self) -> None:
-        for chat in self._chats.values():
-            if chat.task is None:
-                chat.task = asyncio.create_task(chat.run(), name=f"notifier:{chat.chat_id}")
-
-    async def stop(self, timeout: float = 5.0) -> None:
-        """Give queued events `timeout` seconds to go out, then stop."""
-        try:
-            await asyncio.wait_for(self.flush(), timeout)
-        except TimeoutError:
-            log.warning("notifier stopped with %d events unsent", self.pending)
-        for chat in self._chats.values():
-            if chat.task:
-                chat.task.cancel()
-        await asyncio.gather(*(c.task for c in self._chats.values() if c.task), return_exceptions=True)
-        for chat in self._chats.values():
-            chat.task = None
-
-    async def flush(self) -> None:
-        """Wait until every queued event has been delivered."""
-        await asyncio.gather(*(chat.idle.wait() for chat in self._chats.values()))
-
-    @property
-    def pending(self) -> int:
-        return sum(len(c.queue) for c in self._chats.values())
+    async def load(self) -> None:
+        """The verbosity the operator set before a restart."""
+        if self.store is not None:
+            self.levels = {scope: Verbosity(level) for scope, level in (await self.store.load_verbosity()).items()
+                           if level in Verbosity.__members__.values()}
 
     # --- events ------------------------------------------------------------------
-    async def on_event(self, event: TradingEvent) -> None:
-        self.stats.received += 1
-        if event.event_type in self.muted and event.event_type not in UNMUTABLE_EVENTS:
-            self.stats.muted += 1
-            return
-        for chat in self._chats.values():
-            chat.put(event)
+    async def on_events(self, events: list[TradingEvent]) -> None:
+        self.stats.received += len(events)
+        wanted = [e for e in events if self.wants(e)]
+        self.stats.muted += len(events) - len(wanted)
+        await self.outbox.add_alerts([alert_of(e) for e in wanted])
+
+    def wants(self, event: TradingEvent) -> bool:
+        if event.event_type in UNMUTABLE_EVENTS:
+            return True
+        return event.event_type not in self.muted and heard(event.event_type, self.verbosity(event.bot_name))
 
     def set_muted(self, event_type: EventType, muted: bool) -> bool:
         """Mute or unmute a type; returns False for the types that can never be muted."""
@@ -165,12 +89,19 @@ class Notifier:
         (self.muted.add if muted else self.muted.discard)(event_type)
         return True
 
-    @staticmethod
-    def render(batch: list[TradingEvent]) -> list[str]:
-        if len(batch) == 1:
-            return [format_event(batch[0])]
-        header = f"📬 <b>{len(batch)} events</b>"
-        bots = sorted({e.bot_name for e in batch})
-        if len(bots) <= 3:
-            header += " · " + esc(", ".join(bots))
-        return split_message((format_event_line(e) for e in batch), header=header)
+    # --- verbosity ---------------------------------------------------------------
+    def verbosity(self, bot: str) -> Verbosity:
+        strategy = self.strategy_of(bot) or ""
+        return (self.levels.get(f"bot:{bot}") or self.levels.get(f"strategy:{strategy}")
+                or DEFAULT_VERBOSITY.get(strategy, Verbosity.ALL))
+
+    async def set_verbosity(self, scope: str, level: Verbosity) -> None:
+        """`scope` is "bot:<name>" or "strategy:<name>"; kept across restarts."""
+        self.levels[scope] = level
+        if self.store is not None:
+            await self.store.save_verbosity(scope, level.value)
+
+
+def alert_of(event: TradingEvent) -> Alert:
+    return Alert(event.event_type.value, event.bot_name, format_event(event), format_event_line(event),
+                 event.timestamp)

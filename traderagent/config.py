@@ -164,6 +164,7 @@ class Settings:
     telegram_traders: tuple[int, ...] = ()
     telegram_viewers: tuple[int, ...] = ()
     scaling_approvals_required: int = 1  # distinct admins who must approve one scaling step
+    telegram_outbox_max_age_hours: float = 24.0  # an undelivered message is given up (and logged) after this
     bots_file: Path = Path("bots.toml")
     total_capital: Decimal = Decimal("10000")
     risk_per_trade: Decimal = RISK_DEFAULTS["risk_per_trade"]
@@ -210,6 +211,7 @@ class Settings:
             telegram_traders=_user_ids("TELEGRAM_TRADERS", source),
             telegram_viewers=_user_ids("TELEGRAM_VIEWERS", source),
             scaling_approvals_required=_int("SCALING_APPROVALS_REQUIRED", source, 1, 1, 5),
+            telegram_outbox_max_age_hours=_float("TELEGRAM_OUTBOX_MAX_AGE_HOURS", source, "24"),
             bots_file=Path(_env("TRADERAGENT_BOTS_FILE", source, "bots.toml")),
             total_capital=_decimal("TRADERAGENT_TOTAL_CAPITAL", source, "10000"),
             **{p.name: _risk_rail(p, source) for p in RISK_RAILS},
@@ -228,6 +230,8 @@ class Settings:
             raise SettingsError("TRADERAGENT_MODE=live also needs TRADERAGENT_ALLOW_LIVE=true")
         if self.total_capital <= 0:
             raise SettingsError("TRADERAGENT_TOTAL_CAPITAL must be greater than 0")
+        if self.telegram_outbox_max_age_hours <= 0:
+            raise SettingsError("TELEGRAM_OUTBOX_MAX_AGE_HOURS must be greater than 0")
         if self.paper_speed < 0:
             raise SettingsError("TRADERAGENT_PAPER_SPEED must be 0 (manual) or positive")
         if self.paper_balance <= 0:

@@ -7,6 +7,8 @@ Three ports, each listing exactly the members its users call:
   shape (``id``, ``client_order_id``, ``status``, ``amount``, ``filled``, ...).
 * ``StorePort``: the database (``DatabaseManager``); rows come back as the ``*Row`` shapes below.
 * ``CapitalPort``: the capital deployment state (``CapitalManager``) as the orchestrator sees it.
+* ``OutboxStore``: where the Telegram outbox keeps undelivered alerts and the alert verbosity
+  (``DatabaseManager`` too; handlers/outbox.py).
 
 A core module (layer 0): it imports no adapter, so a backtest, the paper desk and the live desk
 each plug in their own implementation. mypy checks that the real adapters fit where the
@@ -18,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 # ---------------------------------------------------------------------- exchange
@@ -195,3 +197,27 @@ class CapitalPort(Protocol):
     def record_trade(self, won: bool, pnl: Decimal) -> None: ...
 
     def record_error(self) -> None: ...
+
+
+# ---------------------------------------------------------------------- outbox
+class OutboxRow(Protocol):
+    id: int
+    chat_id: int
+    kind: str
+    bot_name: str
+    text: str
+    line: str
+    created_at: dt.datetime
+
+
+@runtime_checkable
+class OutboxStore(Protocol):
+    async def add_outbox(self, rows: Iterable[Mapping[str, Any]]) -> list[int]: ...
+
+    async def pending_outbox(self, chat_ids: Iterable[int]) -> Sequence[OutboxRow]: ...
+
+    async def delete_outbox(self, ids: Iterable[int]) -> None: ...
+
+    async def save_verbosity(self, scope: str, level: str) -> None: ...
+
+    async def load_verbosity(self) -> dict[str, str]: ...

@@ -83,13 +83,13 @@ async def test_flood_of_events_is_merged_and_fully_delivered(fake, desk_h, front
         order = OrderRef(f"o-{i}", "grid:1:buy", "XRPUSDT", "buy", "limit", Decimal(i + 1), Decimal("0.5"), "USDT")
         desk_h.desk.event_bus.publish(TradingEvent.of(f"bot-{i % 7}", OrderPlaced(order)))
     await desk_h.desk.event_bus.drain(5)
-    await asyncio.wait_for(frontend.notifier.flush(), 30)
+    await asyncio.wait_for(frontend.outbox.flush(), 30)
     texts = fake.sent_texts(CHAT)
     seen = Counter(int(q) for t in texts for q in re.findall(r"buy limit (\d+) XRPUSDT", t))
     assert seen == Counter(range(1, n + 1))  # every event once: nothing lost, nothing twice
     assert len(texts) <= n // 20  # merged
     assert all(len(t) <= 4096 for t in texts)
-    assert frontend.notifier.stats.dropped == 0
+    assert frontend.outbox.stats.dropped == 0
 
 
 async def _scalable(desk_h, clock) -> None:
@@ -137,7 +137,8 @@ async def test_reject_is_recorded(op: Operator, desk_h, clock) -> None:
     assert row.action == "reject" and desk_h.desk.capital.phase.value == "phase_1_5pct"
 
 
-async def test_double_tap_approves_once_and_stale_buttons_expire(op: Operator, fake, desk_h, clock) -> None:
+async def test_double_tap_approves_once_and_stale_buttons_expire(op: Operator, fake, desk_h, clock,
+                                                                 frontend) -> None:
     await _scalable(desk_h, clock)
     call = await op.command("/scale", match="Can scale")
     data = button(call, "Approve")
@@ -149,6 +150,8 @@ async def test_double_tap_approves_once_and_stale_buttons_expire(op: Operator, f
     await _until(lambda: len(fake.callback_answers) == 4)
     answers = [a.get("text") for a in fake.callback_answers.values()]
     assert answers.count("Approved") == 1 and answers.count(EXPIRED) == 3
+    await _until(lambda: any(c.method == "editMessageText" for c in fake.calls[since:]))
+    await frontend.outbox.flush()  # the edit goes through the chat's outbox: nothing else is coming
     assert len([c for c in fake.calls[since:] if c.method == "editMessageText"]) == 1
     assert len(await desk_h.db.list_approvals()) == 1
     assert desk_h.desk.capital.phase.value == "phase_2_25pct"
@@ -181,10 +184,10 @@ async def test_chart_sends_an_equity_png(op: Operator, fake, desk_h, sim) -> Non
 
 async def test_telegram_down_at_start_does_not_stop_the_desk(fake, desk_h) -> None:
     from handlers.app import build_application
-    from tests.handlers.harness import settings_for
+    from tests.handlers.harness import FAST, settings_for
 
     fake.faults["getMe"] = [(502, "Bad Gateway", None), (502, "Bad Gateway", None)]
-    front = build_application(settings_for(fake), desk_h.desk, desk_h.desk.event_bus, notify_interval=0.05,
+    front = build_application(settings_for(fake), desk_h.desk, desk_h.desk.event_bus, limits=FAST,
                               poll_timeout=1)
     front.retry_delay = 0.1
     await front.start()  # returns: trading goes on without Telegram

@@ -6,6 +6,12 @@ POST /bot<token>/<method> with urlencoded, multipart, JSON or query parameters; 
 exception. It enforces the limits PTB does not check on the client side (text length,
 callback_data bytes, answer text), holds getUpdates as a long poll, and injects faults:
 `fake.faults["sendMessage"] = [(429, "Too Many Requests: retry after 1", {"retry_after": 1})]`.
+
+`fake.enforce(scale)` makes it pace like Telegram (about one message a second per chat, 20 a
+minute per group, 30 a second per bot; `scale` 0.01 runs that clock 100 times faster): a message
+beyond them is answered 429 with `retry_after` and recorded in `fake.violations`. An outage is
+`fake.outage = 502` (every method answers that status) or `await fake.refuse()` / `await
+fake.accept()` (the port closes: connection refused, then opens again).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import asyncio
 import itertools
 import json
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +35,7 @@ MAX_CALLBACK_DATA = 64
 MAX_ANSWER_TEXT = 200
 JSON_FIELDS = ("reply_markup", "commands", "allowed_updates", "entities", "link_preview_options", "scope")
 INT_FIELDS = ("chat_id", "message_id", "offset", "timeout", "limit")
+PACED = ("sendmessage", "sendphoto", "editmessagetext", "editmessagereplymarkup")  # what Telegram counts
 NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are "
     "exactly the same as a current content and reply markup of the message"
@@ -43,6 +51,29 @@ def chat_of(chat_id: int) -> dict[str, Any]:
 
 def user_of(user_id: int, username: str | None) -> dict[str, Any]:
     return {"id": user_id, "is_bot": False, "first_name": "Op", **({"username": username} if username else {})}
+
+
+@dataclass(frozen=True)
+class TelegramLimits:
+    """Telegram's flood limits as this fake applies them (its own reading, not the bot's)."""
+
+    chat_interval: float = 1.0
+    group_count: int = 20
+    group_span: float = 60.0
+    bot_count: int = 30
+    bot_span: float = 1.0
+
+    def scaled(self, factor: float) -> TelegramLimits:
+        return TelegramLimits(self.chat_interval * factor, self.group_count, self.group_span * factor,
+                              self.bot_count, self.bot_span * factor)
+
+
+@dataclass(frozen=True)
+class Violation:
+    method: str
+    chat_id: int
+    rule: str
+    at: float
 
 
 class ApiError(Exception):
@@ -75,6 +106,12 @@ class FakeTelegram:
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
         self.callback_answers: dict[str, dict[str, Any]] = {}
         self.url = ""
+        self.limits: TelegramLimits | None = None
+        self.violations: list[Violation] = []
+        self.outage: int | None = None  # every method answers this HTTP status while set
+        self._sent: dict[int | None, deque[float]] = {}  # accepted paced calls per chat (None: the whole bot)
+        self._site: web.TCPSite | None = None
+        self._port = 0
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1000)
         self._message_ids = itertools.count(1)
@@ -93,11 +130,27 @@ class FakeTelegram:
     async def start(self) -> str:
         self._runner = web.AppRunner(self.app())
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
+        await self.accept()
+        self.url = f"http://127.0.0.1:{self._port}"
         return self.url
+
+    async def refuse(self) -> None:
+        """Close the port: every request now fails with "connection refused"."""
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
+
+    async def accept(self) -> None:
+        """(Re)open the port the server started on."""
+        assert self._runner is not None
+        if self._site is None:
+            self._site = web.TCPSite(self._runner, "127.0.0.1", self._port)
+            await self._site.start()
+            self._port = self._port or self._runner.addresses[0][1]
+
+    def enforce(self, scale: float = 1.0) -> None:
+        """Answer 429 to messages beyond Telegram's limits (`scale`: the length of a second) and record them."""
+        self.limits = TelegramLimits().scaled(scale)
 
     async def stop(self) -> None:
         self._closing = True
@@ -165,12 +218,16 @@ class FakeTelegram:
         try:
             if request.match_info["token"] != self.token:
                 raise ApiError(401, "Unauthorized")
+            if self.outage is not None:
+                raise ApiError(self.outage, "Bad Gateway")
             if queued := self.faults.get(method):
                 status, description, parameters = queued.pop(0)
                 raise ApiError(status, description, parameters)
             handler = getattr(self, f"_m_{method.lower()}", None)
             if handler is None:
                 raise ApiError(404, "Not Found")
+            if method.lower() in PACED:
+                self._pace(method, params.get("chat_id"), call.at)
             call.result = await handler(params, files)
             body: dict[str, Any] = {"ok": True, "result": call.result}
         except ApiError as err:
@@ -180,6 +237,24 @@ class FakeTelegram:
                 body["parameters"] = err.parameters
         await self._record(call)
         return web.json_response(body, status=call.status)
+
+    def _pace(self, method: str, chat_id: Any, now: float) -> None:
+        """Telegram's flood control: a message beyond a limit is refused with retry_after."""
+        limits = self.limits
+        if limits is None or not isinstance(chat_id, int):
+            return
+        rules = [(chat_id, 1, limits.chat_interval, "1 message per second per chat"),
+                 (None, limits.bot_count, limits.bot_span, "30 messages per second per bot")]
+        if chat_id < 0:
+            rules.append((chat_id, limits.group_count, limits.group_span, "20 messages per minute per group"))
+        for key, count, span, rule in rules:
+            recent = [t for t in self._sent.get(key, ()) if t > now - span]
+            if len(recent) >= count:
+                self.violations.append(Violation(method, chat_id, rule, now))
+                raise ApiError(429, "Too Many Requests: retry after 1", {"retry_after": 1})
+        for key in {chat_id, None}:
+            times = self._sent.setdefault(key, deque(maxlen=max(limits.bot_count, limits.group_count)))
+            times.append(now)
 
     async def _record(self, call: Call) -> None:
         async with self._changed:
@@ -284,7 +359,7 @@ class FakeTelegram:
         text = str(params.get("text", ""))
         if not text.strip():
             raise ApiError(400, "Bad Request: message text is empty")
-        if len(text) > MAX_TEXT:
+        if len(text.encode("utf-16-le")) // 2 > MAX_TEXT:
             raise ApiError(400, "Bad Request: MESSAGE_TOO_LONG")
         self._check_markup(params.get("reply_markup"))
         if text == message.get("text") and params.get("reply_markup") == message.get("reply_markup"):

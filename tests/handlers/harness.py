@@ -16,12 +16,15 @@ from typing import Any
 import pytest
 
 from handlers.app import TelegramFrontend, build_application
+from handlers.outbox import Limits
 from tests.fakes.telegram_server import TOKEN, Call, FakeTelegram
 from tests.orchestrator.helpers import GRID, TREND, Clock, Harness, build_desk
 from traderagent.config import Secret, Settings
 
 CHAT = 555
 STRANGER = 666
+SCALE = 0.01  # a Telegram second lasts 10 ms: the fake server enforces the limits on that clock
+FAST = Limits().scaled(SCALE)
 
 # names chosen so that "grid" is an ambiguous prefix and "grid-x" / "trend" are unique
 XRP_GRID = dataclasses.replace(GRID, name="grid-xrp")
@@ -35,11 +38,11 @@ def settings_for(fake: FakeTelegram, chats: tuple[int, ...] = (CHAT,), **setting
                     **settings)
 
 
-async def start_frontend(fake: FakeTelegram, desk: Any, *, notify_interval: float = 0.05,
-                         **settings: Any) -> TelegramFrontend:
-    """``settings``: Settings fields (telegram_chat_ids as ``chats``, roles, ...)."""
-    frontend = build_application(settings_for(fake, **settings), desk, desk.event_bus,
-                                 notify_interval=notify_interval, poll_timeout=1)
+async def start_frontend(fake: FakeTelegram, desk: Any, *, limits: Limits = FAST, **settings: Any) -> TelegramFrontend:
+    """The real frontend, paced on the fake server's clock; the fake refuses (and records) any
+    message beyond Telegram's limits. ``settings``: Settings fields (telegram_chat_ids as ``chats``, roles, ...)."""
+    fake.enforce(SCALE)
+    frontend = build_application(settings_for(fake, **settings), desk, desk.event_bus, limits=limits, poll_timeout=1)
     await frontend.start()
     return frontend
 

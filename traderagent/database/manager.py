@@ -40,6 +40,7 @@ from traderagent.database.repositories import (
     GridRepository,
     LogsRepository,
     OrdersRepository,
+    OutboxRepository,
     TradesRepository,
     clean_order_updates,
     grid_rows,
@@ -48,7 +49,7 @@ from traderagent.database.repositories import (
 
 
 class DatabaseManager(CredentialsRepository, BotsRepository, OrdersRepository, TradesRepository, GridRepository,
-                      LogsRepository, CapitalRepository, AuditRepository):
+                      LogsRepository, CapitalRepository, AuditRepository, OutboxRepository):
     """Async database access for the whole service; see the module docstring."""
 
     def __init__(

@@ -267,10 +267,39 @@ class AuditEntry(Base):
         return f"AuditEntry({self.user_name} {self.action} {self.args!r}: {self.outcome} at {self.created_at})"
 
 
+# --- revision 0004_outbox ---------------------------------------------------------------------
+
+
+class OutboxRow(Base):
+    """An alert queued for one chat and not yet delivered (handlers/outbox.py); deleted once sent."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_chat_id_id", "chat_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32))  # the EventType
+    bot_name: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)  # HTML, as a message of its own
+    line: Mapped[str] = mapped_column(Text)  # HTML, as one line of a merged burst (without emoji and time)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AlertVerbosity(Base):
+    """How much the chat hears about a bot ("bot:<name>") or a strategy ("strategy:<name>")."""
+
+    __tablename__ = "alert_verbosity"
+
+    scope: Mapped[str] = mapped_column(String(100), primary_key=True)
+    level: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 __all__ = [
     "FINAL_ORDER_STATUSES",
     "NON_FINAL_ORDER_STATUSES",
     "ORDER_STATUSES",
+    "AlertVerbosity",
     "Approval",
     "AuditEntry",
     "Base",
@@ -281,5 +310,6 @@ __all__ = [
     "Credential",
     "GridLevel",
     "Order",
+    "OutboxRow",
     "Trade",
 ]

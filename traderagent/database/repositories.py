@@ -30,6 +30,7 @@ from traderagent.database.exceptions import (
 from traderagent.database.models import (
     NON_FINAL_ORDER_STATUSES,
     ORDER_STATUSES,
+    AlertVerbosity,
     Approval,
     AuditEntry,
     Base,
@@ -40,6 +41,7 @@ from traderagent.database.models import (
     Credential,
     GridLevel,
     Order,
+    OutboxRow,
     Trade,
 )
 from traderagent.database.types import (
@@ -547,3 +549,39 @@ class AuditRepository(Store):
         async with self._read() as session:
             q = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
             return list((await session.execute(q)).scalars())
+
+
+class OutboxRepository(Store):
+    """Alerts waiting for a chat (handlers/outbox.py) and the operator's alert verbosity."""
+
+    async def add_outbox(self, rows: Iterable[Mapping[str, Any]]) -> list[int]:
+        """Queue alerts (chat_id, kind, bot_name, text, line, created_at) in one write; their ids, in order."""
+        items = [OutboxRow(**dict(row)) for row in rows]
+        if items:
+            async with self._write() as session:
+                session.add_all(items)
+                await session.flush()
+        return [item.id for item in items]
+
+    async def pending_outbox(self, chat_ids: Iterable[int]) -> list[OutboxRow]:
+        """The undelivered alerts of these chats, oldest first."""
+        q = select(OutboxRow).where(OutboxRow.chat_id.in_(list(chat_ids))).order_by(OutboxRow.id)
+        async with self._read() as session:
+            return list((await session.execute(q)).scalars())
+
+    async def delete_outbox(self, ids: Iterable[int]) -> None:
+        wanted = list(ids)
+        if wanted:
+            async with self._write() as session:
+                await session.execute(delete(OutboxRow).where(OutboxRow.id.in_(wanted)))
+
+    async def save_verbosity(self, scope: str, level: str) -> None:
+        stmt = self._upsert(_table(AlertVerbosity))
+        stmt = stmt.on_conflict_do_update(index_elements=["scope"],
+                                          set_={"level": stmt.excluded.level, "updated_at": stmt.excluded.updated_at})
+        async with self._write() as session:
+            await session.execute(stmt, [{"scope": scope, "level": level, "updated_at": utcnow()}])
+
+    async def load_verbosity(self) -> dict[str, str]:
+        async with self._read() as session:
+            return {row.scope: row.level for row in (await session.execute(select(AlertVerbosity))).scalars()}
