@@ -47,6 +47,7 @@ class TelegramFrontend:
         self.poll_timeout = poll_timeout
         self.connected = False
         self.retry_delay = 5.0  # first background retry when Telegram is unreachable; doubles to 5 min
+        self.stop_grace = 5.0  # seconds a stop gives the outbox; what is left waits in the database
         self._retry: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -93,7 +94,7 @@ class TelegramFrontend:
         if self._retry is not None:
             self._retry.cancel()
             await asyncio.gather(self._retry, return_exceptions=True)
-        await self.outbox.stop(timeout=5.0 if self.connected else 0.0)
+        await self.outbox.stop(timeout=self.stop_grace if self.connected else 0.0)
         if self.application.updater and self.application.updater.running:
             await self.application.updater.stop()
         if self.application.running:

@@ -55,7 +55,8 @@ log = logging.getLogger(__name__)
 BOT_BUTTONS_UP_TO = 6  # per-bot Pause/Resume buttons on /status for small desks only
 MAX_LIST_LINES = 150  # /orders over every bot: the rest is one /orders <bot> away
 INTERNAL_ERROR = "⚠️ Internal error, see logs."
-ECHO = 300  # longest message that may echo the operator's arguments
+ECHO = 1000  # longest error text that may echo the operator's arguments
+MAX_BOT_NAME = 64  # as the bots table stores it
 STOP_NOTE = "Its entry orders are cancelled; exits already on the exchange stay. /start runs it again."
 
 
@@ -92,6 +93,8 @@ class Cmd(Interaction):
             raise UsageError("give one bot name (a unique prefix is enough)")
         if not self.args:
             return None
+        if len(self.args[0]) > MAX_BOT_NAME:
+            raise UsageError(f"a bot name has at most {MAX_BOT_NAME} characters")
         return self.desk.resolve_bot(self.args[0])
 
     def int_arg(self, default: int, lo: int, hi: int) -> int:

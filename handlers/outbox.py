@@ -335,8 +335,11 @@ class Outbox:
         try:
             await asyncio.wait_for(self.flush(), timeout)
         except TimeoutError:
-            log.warning("outbox stopped with %d alert(s) and %d request(s) unsent", self.pending_alerts,
-                        sum(len(c.requests) for c in self._chats.values()))
+            pass
+        requests = sum(len(c.requests) for c in self._chats.values())
+        if self.pending_alerts or requests:
+            log.warning("outbox stopped with %d alert(s) (kept for the next start) and %d request(s) unsent",
+                        self.pending_alerts, requests)
         self._running = False
         tasks = [c.task for c in self._chats.values() if c.task]
         for task in tasks:

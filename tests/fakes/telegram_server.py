@@ -139,6 +139,9 @@ class FakeTelegram:
         if self._site is not None:
             await self._site.stop()
             self._site = None
+        server = self._runner.server if self._runner else None
+        for connection in list(server.connections if server else ()):  # kept-alive ones too
+            connection.force_close()
 
     async def accept(self) -> None:
         """(Re)open the port the server started on."""

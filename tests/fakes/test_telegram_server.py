@@ -87,3 +87,38 @@ async def test_application_polls_replies_edits_and_retries_429(fake: FakeTelegra
         await app.stop()
     assert fake.commands == [{"command": "status", "description": "Show status"}]
     assert [c.method for c in fake.calls[:3]] == ["getMe", "setMyCommands", "deleteWebhook"]
+
+
+async def test_flood_limits_are_enforced_and_recorded(fake: FakeTelegram) -> None:
+    from telegram.error import RetryAfter
+
+    fake.enforce(scale=100.0)  # a "second" of 100 s: the second message cannot be late enough
+    async with make_bot(fake) as bot:
+        await bot.send_message(555, "first")
+        with pytest.raises(RetryAfter):
+            await bot.send_message(555, "too soon")
+        await bot.send_message(556, "another chat is free")
+        assert [(v.chat_id, v.rule) for v in fake.violations] == [(555, "1 message per second per chat")]
+        for n in range(19):
+            await bot.send_message(-1000 - n, "group")  # 21 private and group chats by now
+        await bot.send_message(-100, "a group's first")  # 21 this "second": still within 30
+        for n in range(8):
+            await bot.send_message(600 + n, "bot-wide")
+        with pytest.raises(RetryAfter):
+            await bot.send_message(700, "the 31st this second")
+        assert fake.violations[-1].rule == "30 messages per second per bot"
+
+
+async def test_outages_refuse_and_fail(fake: FakeTelegram) -> None:
+    from telegram.error import NetworkError
+
+    async with make_bot(fake) as bot:
+        fake.outage = 502
+        with pytest.raises(NetworkError):
+            await bot.send_message(555, "during a 502")
+        fake.outage = None
+        await fake.refuse()
+        with pytest.raises(NetworkError):
+            await bot.send_message(555, "while refused")
+        await fake.accept()
+        assert (await bot.send_message(555, "back")).text == "back"

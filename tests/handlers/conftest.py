@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-from tests.handlers.harness import clock, desk_h, frontend, op  # noqa: F401
+from tests.handlers.harness import bot, clock, desk_h, frontend, op  # noqa: F401

@@ -14,6 +14,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from telegram.constants import ParseMode
+from telegram.ext import Defaults, ExtBot
+from telegram.request import HTTPXRequest
 
 from handlers.app import TelegramFrontend, build_application
 from handlers.outbox import Limits
@@ -49,6 +52,15 @@ async def start_frontend(fake: FakeTelegram, desk: Any, *, limits: Limits = FAST
 
 async def start_desk(sim: Any, tmp_path: Any, specs: list | None = None, clock: Clock | None = None) -> Harness:
     return await build_desk(sim.base_url, tmp_path / "tg.db", specs or SPECS, clock=clock or Clock())
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait (polling) until `predicate()` holds; fail after `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.01)
 
 
 def buttons(call: Call) -> dict[str, str]:
@@ -112,6 +124,15 @@ class Operator:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
+
+
+@pytest.fixture
+async def bot(fake: FakeTelegram):
+    """A bare PTB Bot on the fake server (HTML by default, as the Application's)."""
+    request = HTTPXRequest(httpx_kwargs={"trust_env": False})
+    async with ExtBot(TOKEN, base_url=f"{fake.url}/bot", request=request,
+                      defaults=Defaults(parse_mode=ParseMode.HTML)) as b:
+        yield b
 
 
 @pytest.fixture

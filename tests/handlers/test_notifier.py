@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
-import pytest
 from telegram import Bot
-from telegram.request import HTTPXRequest
 
 from handlers.formatting import emoji
 from handlers.notifier import Notifier
 from handlers.outbox import Limits, Outbox
-from tests.fakes.telegram_server import TOKEN, FakeTelegram
+from tests.fakes.telegram_server import FakeTelegram
 from tests.handlers.harness import FAST
 from traderagent.orchestrator.events import (
     ErrorRaised,
@@ -29,13 +27,6 @@ from traderagent.orchestrator.events import (
 CHAT = 555
 ZERO = Decimal(0)
 ORDER = OrderRef("x-1", "grid:5:buy", "XRPUSDT", "buy", "limit", Decimal("1000"), Decimal("1.5"), "USDT")
-
-
-@pytest.fixture
-async def bot(fake: FakeTelegram):
-    request = HTTPXRequest(httpx_kwargs={"trust_env": False})
-    async with Bot(TOKEN, base_url=f"{fake.url}/bot", request=request) as b:
-        yield b
 
 
 async def start(bot: Bot, *, limits: Limits = FAST, store=None) -> tuple[Notifier, EventBus]:
