@@ -7,11 +7,18 @@ renamed or missing field is a type error and an AttributeError, never a "?" on t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from handlers.formatting import MAX_MESSAGE, STATE_EMOJI, esc, fmt_num, fmt_pnl, split_message, table
 from traderagent.numbers import ZERO
-from traderagent.orchestrator.events import UNMUTABLE_EVENTS, EventType
+from traderagent.orchestrator.events import (
+    UNMUTABLE_EVENTS,
+    EventType,
+    duration,
+    operator_name,
+    phase_name,
+    short_id,
+)
 from traderagent.results import (
     AuditLine,
     BotStatus,
@@ -66,7 +73,7 @@ def desk_header(status: DeskStatus) -> str:
     if status.halted:
         lines.append(f"🛑 <b>TRADING HALTED</b>: {esc(status.halt_reason or '')} · /resume_trading")
     if status.phase:
-        lines.append(f"Phase {esc(status.phase)} · deployed {fmt_num(status.allocated_capital, 2)}")
+        lines.append(f"{esc(phase_name(status.phase))} · deployed {fmt_num(status.allocated_capital, 2)}")
     lines.append(f"PnL {fmt_pnl(realized)} · unrealised {fmt_pnl(unrealized)} · today {fmt_pnl(status.day_pnl)}")
     limit = status.exposure_limit
     lines.append(f"Exposure {fmt_num(status.exposure, 2)}" + (f" / {fmt_num(limit, 2)}" if limit is not None else ""))
@@ -162,10 +169,31 @@ def pnl_view(rows: Sequence[DailyPnl]) -> str:
     return f"📅 <b>Daily PnL</b> ({len(rows)} days) · total <b>{fmt_pnl(total)}</b>\n" + table(body, ["day", "pnl", "cumul."])
 
 
+ID_KEYS = frozenset({"client_order_id", "position_id", "exchange_order_id", "order_id", "order_link_id"})
+PHASE_KEYS = frozenset({"phase", "previous", "current_phase", "next_phase", "phase_from", "phase_to"})
+
+
+def context_value(key: str, value: object) -> str:
+    """A log context value for people: ids by their tail, floats rounded, phases by name."""
+    if key == "held":
+        return duration(timedelta(seconds=float(str(value))))
+    if isinstance(value, float):
+        return f"{value:.0%}" if key in ("confidence", "win_rate") else f"{value:.4g}"
+    text = str(value)
+    if key in ID_KEYS:
+        return short_id(text)
+    if key in PHASE_KEYS:
+        return phase_name(text)
+    if key == "by":
+        return operator_name(text)
+    return text
+
+
 def log_line(row: LogLine) -> str:
     mark = {"ERROR": "🔴", "WARNING": "🟠", "CRITICAL": "🔴"}.get(row.level, "▫️")
     ctx = row.context or {}
-    extra = " ".join(f"{k}={v}" for k, v in ctx.items() if v is not None and not isinstance(v, dict | list))
+    extra = " ".join(f"{k}={context_value(k, v)}" for k, v in ctx.items()
+                     if v is not None and not isinstance(v, dict | list))
     who = f"[{row.bot}] " if row.bot else ""
     text = short(f"{who}{row.message}" + (f" {extra}" if extra else ""), 300)
     return f"{mark} {row.time.strftime('%m-%d %H:%M:%S')} {esc(text)}"
@@ -181,7 +209,7 @@ def chart_caption(who: str, curve: Sequence[EquityPoint]) -> str:
 # ---------------------------------------------------------------------- capital
 def phase_view(r: CapitalReport) -> str:
     lines = [
-        f"📈 <b>Capital deployment</b> · {esc(r.phase)}",
+        f"📈 <b>Capital deployment</b> · {esc(phase_name(r.phase))}",
         f"Total capital {fmt_num(r.total_capital, 2)} · deployed <b>{fmt_num(r.allocated_capital, 2)}</b>",
     ]
     if r.halted:
@@ -200,12 +228,13 @@ def phase_view(r: CapitalReport) -> str:
             f"≥{g.min_win_rate:.0%}, drawdown ≤{g.max_drawdown_pct}%, errors ≤{g.max_errors} · /scale")
     if r.history:
         lines.append("History: " + ", ".join(
-            f"{esc(h.phase)} ({h.total_trades} trades, {fmt_pnl(h.realized_pnl)})" for h in r.history))
+            f"{esc(phase_name(h.phase))} ({h.total_trades} trades, {fmt_pnl(h.realized_pnl)})" for h in r.history))
     return "\n".join(lines)
 
 
 def scaling_view(d: ScalingCheck) -> str:
-    head = f"⚖️ <b>Scaling</b> {esc(d.current_phase)}" + (f" → {esc(d.next_phase)}" if d.next_phase else "")
+    head = f"⚖️ <b>Scaling</b> {esc(phase_name(d.current_phase))}" + (
+        f" → {esc(phase_name(d.next_phase))}" if d.next_phase else "")
     verdict = "✅ <b>Can scale</b>: approve to deploy the next phase." if d.can_scale else "⛔ <b>Cannot scale yet.</b>"
     lines = [head, verdict]
     lines += [f"✔️ {esc(r)}" for r in d.reasons]
@@ -214,8 +243,8 @@ def scaling_view(d: ScalingCheck) -> str:
 
 
 def approved_view(a: ScalingApproved) -> str:
-    return (f"✅ <b>Scaling approved</b> by {esc(a.approved_by)}\n"
-            f"Phase {esc(a.phase_from)} → <b>{esc(a.phase)}</b>\n"
+    return (f"✅ <b>Scaling approved</b> by {esc(operator_name(a.approved_by))}\n"
+            f"{esc(phase_name(a.phase_from))} → <b>{esc(phase_name(a.phase))}</b>\n"
             f"Deployed capital: <b>{fmt_num(a.allocated_capital, 2)}</b>")
 
 
@@ -226,18 +255,19 @@ def pending_view(p: ScalingPending) -> str:
 
 
 def rejected_view(r: ScalingRejected) -> str:
-    return (f"✖️ Scaling to {esc(r.rejected_phase or '–')} rejected by {esc(r.rejected_by)}.\n"
-            f"Phase stays {esc(r.phase)}.")
+    return (f"✖️ Scaling to {esc(phase_name(r.rejected_phase or '–'))} rejected by "
+            f"{esc(operator_name(r.rejected_by))}.\n{esc(phase_name(r.phase))} stays.")
 
 
 def halted_view(h: HaltOutcome, by: str) -> str:
     paused = ", ".join(h.paused) or "none were running"
-    return (f"🛑 <b>Trading halted</b> by {esc(by)}\nReason: {esc(h.reason)}\n"
+    return (f"🛑 <b>Trading halted</b> by {esc(operator_name(by))}\nReason: {esc(h.reason)}\n"
             f"Paused: {esc(paused)}\n/resume_trading lifts it.")
 
 
 def resumed_view(r: ResumeOutcome, by: str) -> str:
-    return f"▶️ <b>Trading resumed</b> by {esc(by)}\nRunning again: {esc(', '.join(r.resumed) or 'none')}"
+    return (f"▶️ <b>Trading resumed</b> by {esc(operator_name(by))}\n"
+            f"Running again: {esc(', '.join(r.resumed) or 'none')}")
 
 
 def alerts_view(muted: set[EventType]) -> str:

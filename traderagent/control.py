@@ -640,7 +640,7 @@ class Desk:
             await self.capital_persister.flush()
         await self.db.add_log(None, "WARNING", f"trading halted by {by}: {text}", {"paused": paused})
         self._publish(Halted(text, str(by), tuple(paused)))
-        return HaltOutcome(cm.halt_reason or text, tuple(paused))
+        return HaltOutcome(text, tuple(paused))  # the reason as given: the view says who halted
 
     async def resume_trading(self, by: str) -> ResumeOutcome:
         cm = self._cm()

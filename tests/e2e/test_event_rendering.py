@@ -7,11 +7,14 @@ import dataclasses
 import html
 import re
 from dataclasses import fields
+from datetime import timedelta
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from handlers.notifier import Notifier
+from handlers.formatting import emoji
+from handlers.notifier import alert_of
+from handlers.outbox import pack
 from tests.orchestrator.helpers import DCA, GRID, SIM_KEY, SIM_SECRET, TREND, Clock, build_desk, run_ticks
 from traderagent.api.bybit_direct_client import ByBitDirectClient
 from traderagent.app import format_event as console_line
@@ -26,6 +29,8 @@ from traderagent.orchestrator.events import (
     ScalingDecisionMade,
     StatusChanged,
     TradingEvent,
+    duration,
+    operator_name,
 )
 from traderagent.orchestrator.market_data import MarketData
 from traderagent.orchestrator.risk import RiskRails
@@ -51,9 +56,16 @@ def shown(name: str, value: Any) -> list[str]:
     if isinstance(value, Enum):
         return [str(value.value)]
     if name == "share":
-        return [f"({decimal_text(value * 100)}%)"]
+        return [f"{decimal_text(value * 100)} %"]
+    if name in ("by", "approved_by"):
+        return [operator_name(value)]  # the numeric user id is for the audit, not for people
+    if name == "reason":
+        return [str(value).replace("_", " ")]
+    if isinstance(value, timedelta):
+        return [duration(value)]
     if isinstance(value, Decimal):
-        return [decimal_text(value), decimal_text(value, 2)]
+        return [decimal_text(value), decimal_text(value, 2), decimal_text(value, grouped=True),
+                decimal_text(value, 2, grouped=True)]
     if isinstance(value, float):
         return [f"{value:.0%}"]
     return [str(value)]
@@ -108,8 +120,8 @@ async def test_every_event_type_shows_every_field_on_console_chat_and_db_log(sim
         for event_type, events in by_type.items():
             for event in events:
                 console = console_line(event)
-                (alone,) = Notifier.render([event])
-                burst = Notifier.render([event, event])[0].split("\n")[1]
+                alone, _ = pack([alert_of(event)], event.timestamp, emoji)
+                burst = pack([alert_of(event)] * 2, event.timestamp, emoji)[0].split("\n")[1]
                 assert "\n" not in console and "\n" not in burst and alone.count("\n") == 1
                 for where, text in (("console", console), ("chat", html.unescape(alone)),
                                     ("chat burst", html.unescape(burst))):
@@ -121,9 +133,9 @@ async def test_every_event_type_shows_every_field_on_console_chat_and_db_log(sim
         halted = [e for e in by_type[EventType.STATUS_CHANGE]
                   if isinstance(e.data, StatusChanged) and e.data.reason == "halt" and e.data.new is BotState.PAUSED]
         assert halted and all(e.data == StatusChanged(BotState.RUNNING, BotState.PAUSED, "halt", OPERATOR) for e in halted)
-        assert f"running → paused (halt, by {OPERATOR})" in console_line(halted[0])
+        assert "running → paused (halt, operator @alice)" in console_line(halted[0])
         phase = by_type[EventType.PHASE_CHANGED][-1]
-        assert "phase 1 → phase 2 (25%) · deployed capital 5000.00 · approved by @alice (42)" in console_line(phase)
+        assert "Phase 2 · 25 % · 5,000 USDT (was phase 1) · approved by @alice" in console_line(phase)
         decision = by_type[EventType.SCALING_DECISION][0].data
         assert isinstance(decision, ScalingDecisionMade) and decision.passed and decision.blocked
     finally:

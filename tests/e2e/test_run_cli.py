@@ -107,7 +107,7 @@ def test_console_lines_are_readable():
     assert line.endswith("[xrp-grid] ORDER_FILLED buy limit 10 XRPUSDT @ 1.2 = 12.00 USDT · fee 0.0072 USDT (grid:5:buy)")
     closed = format_event(TradingEvent.of("b", TradeClosed(1, "p", "X", "long", Decimal(1), Decimal(1), Decimal(2),
                                                            Decimal(1), "take_profit", "USDT")))
-    assert "1 → 2 · PnL +1.00 USDT (take_profit)" in closed
+    assert "1 → 2 · PnL +1.00 USDT (+100.00 %) · take profit" in closed
     assert "\n" not in format_event(TradingEvent.of("desk", Halted("x\ny", "op", ())))
 
 

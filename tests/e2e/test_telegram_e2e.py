@@ -101,12 +101,12 @@ async def _scalable(desk_h, clock) -> None:
 async def test_approve_advances_phase_in_database_and_message(op: Operator, desk_h, clock) -> None:
     await _scalable(desk_h, clock)
     call = await op.command("/scale", match="Scaling")
-    assert "Can scale" in call.params["text"] and "phase_2_25pct" in call.params["text"]
+    assert "Can scale" in call.params["text"] and "Phase 1 → Phase 2" in call.params["text"]
     assert set(buttons(call)) == {"✅ Approve", "✖️ Reject"}
     answer, edit = await op.press(call, button(call, "Approve"))
     assert op.fake.callback_answers[answer.params["callback_query_id"]]["text"] == "Approved"
-    assert "Scaling approved" in edit.params["text"] and "phase_2_25pct" in edit.params["text"]
-    assert "5000.00" in edit.params["text"] and "(555)" in edit.params["text"]
+    assert "Scaling approved" in edit.params["text"] and "Phase 1 → <b>Phase 2</b>" in edit.params["text"]
+    assert "5000.00" in edit.params["text"] and "by Op\n" in edit.params["text"]  # the user id is the audit's
     assert not edit.params.get("reply_markup")
     db = desk_h.db
     await desk_h.desk.capital_persister.flush()
@@ -115,7 +115,7 @@ async def test_approve_advances_phase_in_database_and_message(op: Operator, desk
     assert approval.action == "approve" and approval.phase_to == "phase_2_25pct" and "555" in approval.approved_by
     assert (await db.get_bot("grid-xrp")).allocated_capital == Decimal("1500.00")
     call = await op.command("/phase", match="Capital deployment")
-    assert "phase_2_25pct" in call.params["text"]
+    assert "Capital deployment</b> · Phase 2" in call.params["text"]
 
 
 async def test_approve_rechecks_the_gates_at_the_press(op: Operator, desk_h, clock) -> None:
@@ -132,7 +132,7 @@ async def test_reject_is_recorded(op: Operator, desk_h, clock) -> None:
     await _scalable(desk_h, clock)
     call = await op.command("/scale", match="Can scale")
     _, edit = await op.press(call, button(call, "Reject"))
-    assert "rejected" in edit.params["text"] and "phase_1_5pct" in edit.params["text"]
+    assert "rejected" in edit.params["text"] and "Phase 1 stays" in edit.params["text"]
     (row,) = await desk_h.db.list_approvals()
     assert row.action == "reject" and desk_h.desk.capital.phase.value == "phase_1_5pct"
 

@@ -25,7 +25,7 @@ async def test_status_summary_lists_every_bot_with_buttons(op: Operator) -> None
     assert call.params["chat_id"] == CHAT and call.params["parse_mode"] == "HTML"
     for name, symbol in (("grid-xrp", "XRPUSDT"), ("grid-eth", "ETHUSDT"), ("trend-btc", "BTCUSDT")):
         assert name in text and symbol in text
-    assert "phase_1_5pct" in text and "cap 300.00" in text and "cap 400.00" in text
+    assert "Phase 1 ·" in text and "phase_1" not in text and "cap 300.00" in text and "cap 400.00" in text
     labels = list(buttons(call))
     assert "🔄 Refresh" in labels
     assert {"⏸ Pause grid-xrp", "⏸ Pause grid-eth", "⏸ Pause trend-btc"} <= set(labels)
@@ -144,7 +144,7 @@ async def test_trades_pnl_logs_from_the_database(op: Operator, desk_h) -> None:
 
 async def test_phase_and_scale_blocked_without_buttons(op: Operator) -> None:
     call = await op.command("/phase", match="Capital deployment")
-    assert "phase_1_5pct" in call.params["text"] and "deployed <b>1000.00</b>" in call.params["text"]
+    assert "· Phase 1\n" in call.params["text"] and "deployed <b>1000.00</b>" in call.params["text"]
     call = await op.command("/scale", match="Scaling")
     assert "Cannot scale yet" in call.params["text"] and "❌" in call.params["text"]
     assert not buttons(call)

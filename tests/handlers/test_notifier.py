@@ -93,5 +93,5 @@ async def test_network_errors_are_retried(fake: FakeTelegram, bot: Bot) -> None:
     bus.publish(TradingEvent.of("b", TradeClosed(4, "p", "SOLUSDT", "short", Decimal("2"), Decimal("150"),
                                                  Decimal("151.5"), Decimal("-3.456"), "stop_loss", "USDT")))
     (call,) = await fake.wait_for("sendMessage", timeout=10)
-    assert "short 2 SOLUSDT 150 → 151.5 · PnL -3.46 USDT (stop_loss)" in call.params["text"]
+    assert "short 2 SOLUSDT 150 → 151.5 · PnL -3.46 USDT (-1.15 %) · stop loss" in call.params["text"]
     await stop(notifier, bus)

@@ -11,13 +11,15 @@ import pytest
 
 from handlers.charts import curve_points, render_equity_png
 from handlers.formatting import split_message, tg_len
-from handlers.views import bot_detail, bot_line, desk_pages, phase_view
+from handlers.views import bot_detail, bot_line, desk_pages, halted_view, log_line, phase_view
 from traderagent.results import (
     BotStatus,
     BotSummary,
     CapitalReport,
     DeskStatus,
     EquityPoint,
+    HaltOutcome,
+    LogLine,
     PhaseRecord,
     PositionView,
 )
@@ -111,3 +113,15 @@ def test_chart_is_a_png_starting_at_the_capital_before_the_first_trade() -> None
     assert values[0] == 1000.0 and values[-1] == 1100.0 and len(times) == 21
     png = render_equity_png(curve, "Equity · test")
     assert png.startswith(b"\x89PNG") and len(png) > 5000
+
+
+def test_log_lines_and_the_halt_read_as_text_not_as_dumps() -> None:
+    at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    row = LogLine("btc", "INFO", "SIGNAL_GENERATED",
+                  {"confidence": 0.40845763563638926, "client_order_id": "btctrend-1776-418bc93339d8456fa06ac6",
+                   "phase": "phase_1_5pct", "by": "@op (555)", "held": 7500.0, "ratio": 1.23456789}, at)
+    text = log_line(row)
+    assert "confidence=41%" in text and "client_order_id=…6fa06ac6" in text and "phase=Phase 1" in text
+    assert "by=@op " in text and "held=2 h 05 min" in text and "ratio=1.235" in text and "0.4084" not in text
+    halted = halted_view(HaltOutcome("maintenance", ("grid",)), "@op (555)")
+    assert halted.count("@op") == 1 and "555" not in halted and "Reason: maintenance\n" in halted

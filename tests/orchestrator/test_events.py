@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -11,6 +12,7 @@ from traderagent.orchestrator.events import (
     ErrorRaised,
     EventBus,
     EventType,
+    Halted,
     OrderFilled,
     OrderRef,
     PhaseChanged,
@@ -18,6 +20,9 @@ from traderagent.orchestrator.events import (
     StatusChanged,
     TradeClosed,
     TradingEvent,
+    duration,
+    operator_name,
+    phase_name,
 )
 from traderagent.orchestrator.state import BotState
 from traderagent.utils.capital_manager import CapitalManager, DeploymentPhase
@@ -73,20 +78,42 @@ def test_summaries_read_as_money_without_negative_zero_or_exponents() -> None:
     assert _fill().summary() == "buy limit 10 XRPUSDT @ 1.2 = 12.00 USDT · fee 0.0072 USDT (grid:5:buy)"
     partly = _fill(filled=Decimal("4"), avg_price=Decimal("1.19"))
     assert partly.summary().startswith("buy limit 4 of 10 XRPUSDT @ 1.19 (limit 1.2) = 4.76 USDT")
-    assert _closed().summary() == "long 0.001 BTCUSDT 50000 → 50000 · PnL 0.00 USDT (time_exit) (trade #7)"
+    assert _closed().summary() == "long 0.001 BTCUSDT 50000 → 50000 · PnL 0.00 USDT (0.00 %) · time exit (trade #7)"
     assert decimal_text(Decimal("-0.004"), 2) == "0.00" and decimal_text(Decimal("2.5E+3"), 2) == "2500.00"
     assert ErrorRaised("line one\n  line two").summary() == "line one line two"
 
 
 def test_status_phase_and_scaling_summaries_say_what_changed_and_why() -> None:
     halt = StatusChanged(BotState.RUNNING, BotState.PAUSED, "halt", "@alice (42)")
-    assert halt.summary() == "running → paused (halt, by @alice (42))"
+    assert halt.summary() == "running → paused (halt, operator @alice)"
     phase = PhaseChanged(DeploymentPhase.PHASE_2, DeploymentPhase.PHASE_1, Decimal("0.25"), Decimal("2500"), "@bob")
-    assert phase.summary() == "phase 1 → phase 2 (25%) · deployed capital 2500.00 · approved by @bob"
+    assert phase.summary() == "Phase 2 · 25 % · 2,500 USDT (was phase 1) · approved by @bob"
     decision = ScalingDecisionMade(False, DeploymentPhase.PHASE_1, DeploymentPhase.PHASE_2,
                                    ("3 days in phase (minimum 3)",), ("2 trades (minimum 5)", "net PnL -4"))
     assert decision.summary() == ("phase 1 → phase 2: scaling blocked · ✓ 3 days in phase (minimum 3) · "
                                   "✗ 2 trades (minimum 5) · ✗ net PnL -4")
+
+
+def test_alerts_speak_in_money() -> None:
+    closed = TradeClosed(9, "p", "SOLUSDT", "long", Decimal("10"), Decimal("150"), Decimal("153.015"),
+                         Decimal("29.85"), "take_profit", "USDT", timedelta(hours=2, minutes=5), Decimal("1234.5"))
+    assert closed.summary() == ("long 10 SOLUSDT 150 → 153.015 · PnL +29.85 USDT (+1.99 %) · take profit · "
+                                "held 2 h 05 min · bot today +1,234.50 USDT (trade #9)")
+    assert _fill(avg_price=Decimal("1500.5"), filled=Decimal("10")).summary().startswith(
+        "buy limit 10 XRPUSDT @ 1500.5 (limit 1.2) = 15,005.00 USDT · fee 0.0072 USDT")
+    started = PhaseChanged(DeploymentPhase.PHASE_1, DeploymentPhase.NOT_STARTED, Decimal("0.05"),
+                           Decimal("500.5"), None)
+    assert started.summary() == "Phase 1 · 5 % · 500.50 USDT (was not started)"
+    assert StatusChanged(BotState.RUNNING, BotState.PAUSED, "operator", "@bob (7)").summary() == \
+        "running → paused (operator @bob)"
+    assert StatusChanged(BotState.RUNNING, BotState.PAUSED, "risk", "risk rail").summary() == \
+        "running → paused (risk, by risk rail)"
+    error = ErrorRaised("rejected", BotState.RUNNING, "xrpgrid-1776-418bc93339d8456fa06ac6")
+    assert error.summary() == "rejected (while running, order …6fa06ac6)"  # ids by their tail
+    assert Halted("maintenance", "@ann (1)", ("a",)).summary() == "trading halted by @ann: maintenance · paused: a"
+    assert (phase_name("phase_3_100pct"), phase_name(DeploymentPhase.NOT_STARTED)) == ("Phase 3", "not started")
+    assert (duration(timedelta(days=3, hours=4, minutes=1)), duration(timedelta(seconds=42))) == ("3 d 4 h", "42 s")
+    assert operator_name("Jane Doe (12345)") == "Jane Doe" and operator_name("risk rail") == "risk rail"
 
 
 async def test_slow_subscriber_never_blocks_publisher_and_loses_nothing() -> None:

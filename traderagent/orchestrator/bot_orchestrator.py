@@ -538,9 +538,10 @@ class BotOrchestrator(OrderLifecycle):
             self.risk.add_realized(self.name, row["pnl"])
             if self.capital_manager is not None and self.capital_manager.metrics is not None:
                 self.capital_manager.record_trade(row["pnl"] > 0, row["pnl"])
+            held = pos.exit_time - pos.entry_time if pos.exit_time and pos.entry_time else None
             self._emit(TradeClosed(trade_id, pos.position_id, self.symbol, row["side"], pos.size, pos.entry_price,
                                    row["exit_price"], row["pnl"], pos.exit_reason.value if pos.exit_reason else None,
-                                   self.quote_coin))
+                                   self.quote_coin, held, self.risk.realized_today.get(self.name)))
 
     async def _adopt_open_trades(self) -> None:
         """Open trade rows of this bot (tagged with their position id) whose id the snapshot lacks."""

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -56,17 +57,68 @@ def _num(value: Decimal | None, places: int | None = None) -> str:
 
 
 def _money(value: Decimal, coin: str = "") -> str:
-    return f"{decimal_text(value, 2)} {coin}".rstrip()
+    return f"{decimal_text(value, 2, grouped=True)} {coin}".rstrip()
 
 
 def _pnl(value: Decimal, coin: str) -> str:
-    return f"{decimal_text(value, 2, signed=True)} {coin}"
+    return f"{decimal_text(value, 2, signed=True, grouped=True)} {coin}"
+
+
+def _capital(value: Decimal, coin: str) -> str:
+    """A phase's capital: "2,500 USDT" (cents only when there are any)."""
+    return f"{decimal_text(value, None if value == value.to_integral_value() else 2, grouped=True)} {coin}"
+
+
+def phase_name(phase: DeploymentPhase | str) -> str:
+    """"Phase 2" (of 3), "not started" before phase 1; never the stored value ("phase_2_25pct")."""
+    try:
+        number = list(DeploymentPhase).index(DeploymentPhase(phase))
+    except ValueError:
+        return str(phase)
+    return f"Phase {number}" if number else "not started"
 
 
 def _phase(phase: DeploymentPhase) -> str:
-    """"phase 2" (of 3); "not started" before phase 1."""
-    number = list(DeploymentPhase).index(phase)
-    return f"phase {number}" if number else "not started"
+    """phase_name in running text: "phase 2"."""
+    name = phase_name(phase)
+    return name[0].lower() + name[1:]
+
+
+_USER_ID = re.compile(r"^(.+) \(\d+\)$")  # handlers' user_label: "@name (12345)"
+
+
+def operator_name(by: str) -> str:
+    """Who acted, for people: an operator's "@name" without the numeric id the audit keeps."""
+    match = _USER_ID.match(by)
+    return match.group(1) if match else by
+
+
+def _by(reason: str, by: str) -> str:
+    """"operator @name", "halt, operator @name", "risk, by risk rail"."""
+    parts = [reason] if reason and reason != "operator" and reason != by else []
+    if _USER_ID.match(by):
+        parts.append(f"operator {operator_name(by)}")
+    elif by and by != reason:
+        parts.append(f"by {by}")
+    return ", ".join(parts) or reason
+
+
+def short_id(value: str, keep: int = 8) -> str:
+    """An order or position id by its distinctive tail: "…3fa9c2d1"."""
+    return value if len(value) <= keep + 1 else "…" + value[-keep:]
+
+
+def duration(span: timedelta) -> str:
+    """"3 d 4 h", "2 h 05 min", "4 min 10 s", "12 s"."""
+    seconds = max(int(span.total_seconds()), 0)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
 # ---------------------------------------------------------------------- payloads
@@ -201,11 +253,22 @@ class TradeClosed(Payload):
     pnl: Decimal  # net of fees
     reason: str | None
     quote_coin: str
+    held: timedelta | None = None  # from entry to exit
+    day_pnl: Decimal | None = None  # the bot's realised PnL today, this trade included
+
+    @property
+    def pnl_pct(self) -> Decimal | None:
+        """The PnL against the position's entry value."""
+        cost = self.qty * self.entry_price
+        return None if not cost else self.pnl / cost * 100
 
     def _text(self) -> str:
-        why = f" ({self.reason})" if self.reason else ""
+        pct = f" ({decimal_text(self.pnl_pct, 2, signed=True)} %)" if self.pnl_pct is not None else ""
+        why = f" · {self.reason.replace('_', ' ')}" if self.reason else ""
+        held = f" · held {duration(self.held)}" if self.held is not None else ""
+        today = f" · bot today {_pnl(self.day_pnl, self.quote_coin)}" if self.day_pnl is not None else ""
         return (f"{self.side} {_num(self.qty)} {self.symbol} {_num(self.entry_price)} → {_num(self.exit_price)} · "
-                f"PnL {_pnl(self.pnl, self.quote_coin)}{why} (trade #{self.trade_id})")
+                f"PnL {_pnl(self.pnl, self.quote_coin)}{pct}{why}{held}{today} (trade #{self.trade_id})")
 
 
 @dataclass(frozen=True)
@@ -235,7 +298,7 @@ class ErrorRaised(Payload):
 
     def _text(self) -> str:
         where = [f"while {self.state.value.lower()}"] if self.state else []
-        where += [f"order {self.client_order_id}"] if self.client_order_id else []
+        where += [f"order {short_id(self.client_order_id)}"] if self.client_order_id else []
         return self.error + (f" ({', '.join(where)})" if where else "")
 
 
@@ -248,8 +311,8 @@ class StatusChanged(Payload):
     by: str  # an operator, or the part of the desk that decided ("risk rail", "desk")
 
     def _text(self) -> str:
-        why = f"{self.reason}, " if self.reason and self.reason != self.by else ""
-        return f"{self.old.value.lower()} → {self.new.value.lower()} ({why}by {self.by})"
+        why = _by(self.reason, self.by)
+        return f"{self.old.value.lower()} → {self.new.value.lower()}" + (f" ({why})" if why else "")
 
 
 @dataclass(frozen=True)
@@ -260,11 +323,12 @@ class PhaseChanged(Payload):
     share: Decimal  # of the total capital, 0..1
     allocated: Decimal  # the capital the phase deploys
     approved_by: str | None  # None: phase 1, started by the desk
+    coin: str = "USDT"
 
     def _text(self) -> str:
-        who = f" · approved by {self.approved_by}" if self.approved_by else ""
-        return (f"{_phase(self.previous)} → {_phase(self.phase)} ({_num(self.share * 100)}%) · "
-                f"deployed capital {_money(self.allocated)}{who}")
+        who = f" · approved by {operator_name(self.approved_by)}" if self.approved_by else ""
+        return (f"{phase_name(self.phase)} · {_num(self.share * 100)} % · {_capital(self.allocated, self.coin)} "
+                f"(was {_phase(self.previous)}){who}")
 
 
 @dataclass(frozen=True)
@@ -291,7 +355,8 @@ class Halted(Payload):
     paused: tuple[str, ...]  # the bots the halt paused
 
     def _text(self) -> str:
-        return f"trading halted by {self.by}: {self.reason} · paused: {', '.join(self.paused) or 'none running'}"
+        return (f"trading halted by {operator_name(self.by)}: {self.reason} · "
+                f"paused: {', '.join(self.paused) or 'none running'}")
 
 
 @dataclass(frozen=True)
@@ -301,7 +366,7 @@ class Resumed(Payload):
     resumed: tuple[str, ...]  # the bots the halt had paused
 
     def _text(self) -> str:
-        return f"trading resumed by {self.by} · running again: {', '.join(self.resumed) or 'none'}"
+        return f"trading resumed by {operator_name(self.by)} · running again: {', '.join(self.resumed) or 'none'}"
 
 
 @dataclass(frozen=True)

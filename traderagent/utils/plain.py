@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import fields, is_dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -18,14 +18,16 @@ import numpy as np
 
 
 def json_safe(value: Any) -> Any:
-    """``value`` with Decimals as strings, enums as their values, datetimes ISO 8601, dataclasses as
-    dicts, tuples as lists; a non-finite float becomes None (JSON has no NaN)."""
+    """``value`` with Decimals as strings, enums as their values, datetimes ISO 8601, durations in
+    seconds, dataclasses as dicts, tuples as lists; a non-finite float becomes None (JSON has no NaN)."""
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, np.generic):
@@ -39,10 +41,11 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def decimal_text(number: Decimal, places: int | None = None, *, signed: bool = False) -> str:
+def decimal_text(number: Decimal, places: int | None = None, *, signed: bool = False, grouped: bool = False) -> str:
     """``number`` without exponent; rounded to ``places``, or else without trailing zeros.
-    Never a negative zero (-0.001 to 2 places is "0.00"); ``signed``: "+" before a positive text."""
+    Never a negative zero (-0.001 to 2 places is "0.00"); ``signed``: "+" before a positive text;
+    ``grouped``: thousands separated by commas ("2,500.00")."""
     number = number.normalize() if places is None else number.quantize(Decimal(1).scaleb(-places))
     if number.is_zero():
         number = number.copy_abs()
-    return ("+" if signed and number > 0 else "") + format(number, "f")
+    return ("+" if signed and number > 0 else "") + format(number, ",f" if grouped else "f")
