@@ -42,9 +42,11 @@ from handlers.auth import Role, audit, command_of
 from handlers.callbacks import Button, Interaction, Press, action, frontend_of, keyboard, on_button
 from handlers.charts import render_equity_png
 from handlers.formatting import esc, split_message
+from handlers.notifier import Verbosity
 from traderagent.control import BotOp, ControlError
 from traderagent.orchestrator.events import UNMUTABLE_EVENTS, EventType
 from traderagent.results import BotSummary, ScalingPending
+from traderagent.strategies import STRATEGY_TYPES
 from traderagent.utils.secrets_filter import mask
 
 if TYPE_CHECKING:
@@ -424,6 +426,20 @@ async def cmd_alerts(c: Cmd) -> None:
     await c.reply(text, markup)
 
 
+@command("/verbosity [bot|strategy] [all|trades|errors]", Role.TRADER)
+async def cmd_verbosity(c: Cmd) -> None:
+    notifier = c.frontend.notifier
+    if c.args:
+        if len(c.args) != 2 or c.args[1].lower() not in Verbosity.__members__.values():
+            raise UsageError("all: every event · trades: no order placed/cancelled or signal chatter · "
+                             "errors: errors, failed orders, halts and risk limits only")
+        target, level = c.args[0], Verbosity(c.args[1].lower())
+        scope = (f"strategy:{target.lower()}" if target.lower() in STRATEGY_TYPES
+                 else f"bot:{c.desk.resolve_bot(target[:MAX_BOT_NAME])}")
+        await notifier.set_verbosity(scope, level)
+    await c.reply(views.verbosity_view({name: notifier.verbosity(name) for name in c.desk.bots}, notifier.levels))
+
+
 @command("/audit [n], n between 1 and 50", Role.ADMIN)
 async def cmd_audit(c: Cmd) -> None:
     n = c.int_arg(10, 1, 50)
@@ -582,6 +598,7 @@ COMMANDS: list[tuple[str, str, Handler]] = [
     ("logs", "Last n log lines (default 10)", cmd_logs),
     ("chart", "Equity curve of the desk or one bot", cmd_chart),
     ("alerts", "Mute or unmute notification types", cmd_alerts),
+    ("verbosity", "How much each bot or strategy tells: all, trades or errors", cmd_verbosity),
     ("audit", "Last n operator actions: who did what, when, with what outcome (default 10)", cmd_audit),
     ("help", "This list", cmd_help),
 ]

@@ -6,7 +6,7 @@ renamed or missing field is a type error and an AttributeError, never a "?" on t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from handlers.formatting import MAX_MESSAGE, STATE_EMOJI, esc, fmt_num, fmt_pnl, split_message, table
@@ -286,3 +286,14 @@ def audit_line(a: AuditLine) -> str:
     detail = f" · {short(a.detail, 120)}" if a.detail and a.outcome != "ok" else ""
     return (f"{AUDIT_MARK.get(a.outcome, '▫️')} {a.time.strftime('%m-%d %H:%M:%S')} {esc(a.user_name)} "
             f"({a.user_id}, {esc(a.role)}) {esc(what)} → {esc(a.outcome)}{esc(detail)}")
+
+
+def verbosity_view(by_bot: Mapping[str, str], settings: Mapping[str, str]) -> str:
+    """What each bot tells the chat, and the settings that decide it."""
+    lines = ["🔊 <b>Verbosity</b> · all: every event · trades: fills and closes, no order chatter · "
+             "errors: only what needs you"]
+    lines += [f"• <b>{esc(bot)}</b>: {esc(level)}" for bot, level in sorted(by_bot.items())]
+    if settings:
+        lines.append("Set: " + esc(", ".join(f"{scope} {level}" for scope, level in sorted(settings.items()))))
+    lines.append("Change: /verbosity &lt;bot|strategy&gt; &lt;all|trades|errors&gt;")
+    return "\n".join(lines)

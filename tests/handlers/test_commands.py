@@ -7,10 +7,13 @@ from decimal import Decimal
 import pytest
 
 from handlers.commands import COMMANDS
+from handlers.notifier import Notifier
 from tests.handlers.harness import CHAT, Operator, button, buttons
 from tests.orchestrator.helpers import run_ticks
-from traderagent.orchestrator.events import EventType
+from traderagent.orchestrator.events import ErrorRaised, EventType, OrderFilled, OrderRef, TradingEvent
 from traderagent.orchestrator.state import BotState
+
+ORDER = OrderRef("x-1", "grid:5:buy", "XRPUSDT", "buy", "limit", Decimal("1"), Decimal("1"), "USDT")
 
 
 async def test_commands_registered_with_telegram(fake, op) -> None:
@@ -218,3 +221,21 @@ async def test_desk_messages_are_masked_and_escaped(op: Operator, desk_h, monkey
 async def test_command_addressed_to_the_bot_by_username(op: Operator) -> None:
     call = await op.command("/status@test_bot trend", match="trend-btc")
     assert "BTCUSDT" in call.params["text"]
+
+
+async def test_verbosity_is_set_from_the_chat_and_kept(op: Operator, frontend, desk_h) -> None:
+    text = (await op.command("/verbosity", match="Verbosity")).params["text"]
+    assert "grid-xrp</b>: trades" in text and "trend-btc</b>: all" in text  # grids: no order chatter
+    text = (await op.command("/verbosity grid errors", match="Verbosity")).params["text"]  # a strategy
+    assert "grid-xrp</b>: errors" in text and "grid-eth</b>: errors" in text
+    text = (await op.command("/verbosity grid-e all", match="Verbosity")).params["text"]  # a bot wins
+    assert "grid-eth</b>: all" in text and "grid-xrp</b>: errors" in text
+    assert "usage" in (await op.command("/verbosity trend loud")).params["text"]
+    assert await desk_h.db.load_verbosity() == {"strategy:grid": "errors", "bot:grid-eth": "all"}
+    restarted = Notifier(frontend.outbox, store=desk_h.db)
+    await restarted.load()
+    assert restarted.levels == frontend.notifier.levels
+    filled = TradingEvent.of("grid-xrp", OrderFilled(ORDER, Decimal(1), Decimal(1), Decimal(0), "USDT"))
+    frontend.notifier.strategy_of = {"grid-xrp": "grid"}.get
+    assert not frontend.notifier.wants(filled)
+    assert frontend.notifier.wants(TradingEvent.of("grid-xrp", ErrorRaised("boom")))

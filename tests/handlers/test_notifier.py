@@ -95,3 +95,18 @@ async def test_network_errors_are_retried(fake: FakeTelegram, bot: Bot) -> None:
     (call,) = await fake.wait_for("sendMessage", timeout=10)
     assert "short 2 SOLUSDT 150 → 151.5 · PnL -3.46 USDT (-1.15 %) · stop loss" in call.params["text"]
     await stop(notifier, bus)
+
+
+async def test_grids_tell_fills_and_closes_only_by_default(fake: FakeTelegram, bot: Bot) -> None:
+    notifier, bus = await start(bot)
+    notifier.strategy_of = {"xrp-grid": "grid", "btc-trend": "trend_follower"}.get
+    for name in ("xrp-grid", "btc-trend"):
+        bus.publish(TradingEvent.of(name, OrderPlaced(ORDER)))
+        bus.publish(TradingEvent.of(name, OrderFilled(ORDER, Decimal(7), Decimal("1.5"), ZERO, "USDT")))
+    await bus.drain()
+    await asyncio.wait_for(notifier.outbox.flush(), 10)
+    await stop(notifier, bus)
+    text = "\n".join(fake.sent_texts(CHAT))
+    assert "xrp-grid</b> order filled" in text and "xrp-grid</b> order placed" not in text
+    assert "btc-trend</b> order filled" in text and "btc-trend</b> order placed" in text
+    assert notifier.stats.muted == 1
