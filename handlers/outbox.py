@@ -206,9 +206,10 @@ class _Chat:
     async def _attempt(self) -> float:
         """One paced try of what is first in line; the seconds to wait before the next try."""
         request = self.requests[0] if self.requests else None
-        count = 0
+        batch: list[Alert] = []
         if request is None:
             text, count = pack(self.alerts, datetime.now(UTC), self.outbox.emoji)
+            batch = self.alerts[:count]
             call = _sender(self.chat_id, text, None)
         else:
             call = request.call
@@ -222,7 +223,7 @@ class _Chat:
         except BadRequest as err:
             if request is not None and request.what == "edit" and "not modified" in err.message.lower():
                 return self._done(request, None)
-            await self._refused(request, err.message, count)
+            await self._refused(request, err.message, batch)
             return 0.0
         except TelegramError as err:  # network, outage, 5xx, Forbidden (blocked bot): keep trying
             self.outbox.stats.retries += 1
@@ -237,7 +238,7 @@ class _Chat:
         self.backoff = 0.0
         if request is not None:
             return self._done(request, result)
-        await self._delivered(self.alerts[:count])
+        await self._delivered(batch)
         return 0.0
 
     def _done(self, request: Request, result: Any) -> float:
@@ -246,21 +247,24 @@ class _Chat:
             request.done.set_result(result)
         return 0.0
 
+    def _remove(self, alerts: list[Alert]) -> None:
+        gone = set(map(id, alerts))
+        self.alerts = [a for a in self.alerts if id(a) not in gone]
+
     async def _delivered(self, alerts: list[Alert]) -> None:
-        del self.alerts[:len(alerts)]
+        self._remove(alerts)
         self.outbox.stats.delivered += len(alerts)
         await self.outbox.forget(alerts)
 
-    async def _refused(self, request: Request | None, reason: str, count: int) -> None:
+    async def _refused(self, request: Request | None, reason: str, alerts: list[Alert]) -> None:
         self.outbox.stats.dropped += 1
         if request is not None:
             log.error("Telegram refused a %s to chat %s (%s); it is dropped", request.what, self.chat_id, reason)
             self._done(request, None)
             return
-        alerts = self.alerts[:count]
-        log.error("Telegram refused %d alert(s) to chat %s (%s); dropped: %s", count, self.chat_id, reason,
+        log.error("Telegram refused %d alert(s) to chat %s (%s); dropped: %s", len(alerts), self.chat_id, reason,
                   "; ".join(a.line for a in alerts)[:500])
-        del self.alerts[:count]
+        self._remove(alerts)
         await self.outbox.forget(alerts)
 
     async def _expire(self) -> None:
@@ -277,7 +281,7 @@ class _Chat:
             self.outbox.stats.dropped += len(stale)
             log.error("%d alert(s) to chat %s undeliverable for %s (%s); given up: %s", len(stale), self.chat_id,
                       self.outbox.max_age, self.last_error or "no answer", "; ".join(a.line for a in stale)[:500])
-            self.alerts = [a for a in self.alerts if a.created_at >= oldest]
+            self._remove(stale)
             await self.outbox.forget(stale)
 
 
@@ -409,9 +413,11 @@ class Outbox:
                 queued = [(chat, replace(alert, id=i)) for (chat, alert), i in zip(queued, ids, strict=True)]
             except Exception:
                 log.exception("could not store %d alert(s); they are kept in memory only", len(queued))
+        restored = {chat.chat_id: {a.id for a in chat.alerts} for chat in targets}  # a start may have read them
         for chat, alert in queued:
-            chat.alerts.append(alert)
-            chat.poke()
+            if alert.id is None or alert.id not in restored[chat.chat_id]:
+                chat.alerts.append(alert)
+                chat.poke()
         self.stats.alerts += len(queued)
 
     async def forget(self, alerts: Iterable[Alert]) -> None:

@@ -154,3 +154,16 @@ async def test_an_overlong_argument_gets_a_sane_reply(op: Operator) -> None:
     call = await op.command("/pause " + "x" * 4089)
     text = call.params["text"]
     assert tg_len(text) < 200 and "usage: /pause [bot]" in text and "at most 64 characters" in text
+
+
+async def test_a_text_telegram_refuses_is_logged_with_telegram_s_reason(
+        fake: FakeTelegram, outbox: Outbox, caplog: pytest.LogCaptureFixture) -> None:
+    fake.faults["sendMessage"] = [(400, "Bad Request: can't parse entities", None)]
+    await outbox.add_alerts([alert("refused")])
+    await outbox.start()
+    with caplog.at_level(logging.ERROR, logger="handlers.outbox"):
+        await until(lambda: outbox.stats.dropped == 1)
+    await outbox.add_alerts([alert("the next one")])
+    await asyncio.wait_for(outbox.flush(), 10)
+    assert "refused 1 alert(s) to chat 555 (Can't parse entities); dropped: " in caplog.text
+    assert fake.sent_texts(CHAT) == ["🚨 <b>Error</b> · grid-xrp\nthe next one"]
