@@ -147,6 +147,7 @@ async def frontend(fake, desk_h):
     front = await start_frontend(fake, desk_h.desk)
     yield front
     await front.stop()
+    assert fake.violations == [], "the bot exceeded Telegram's limits"
 
 
 @pytest.fixture
