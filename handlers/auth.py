@@ -158,8 +158,8 @@ class ChatGuard:
                 await query.answer("🔒 You have no role on this desk.", show_alert=True)
             if (query is None and command is None) or not self._due(self._last_refused, actor.user_id, REFUSE_EVERY):
                 return  # chatter, or refused recently: silence
-            if query is None:
-                await context.bot.send_message(actor.chat_id, no_role_text(actor))
+            if query is None:  # through the chat's outbox, like every message
+                context.application.bot_data["frontend"].outbox.reply(actor.chat_id, no_role_text(actor))
             await audit(context, actor, command or "button", "", "denied", "no role")
         except TelegramError as err:  # e.g. a press too old to answer: not worth an error in the chat
             log.info("could not refuse user %s: %s", actor.user_id, err)

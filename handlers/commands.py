@@ -462,8 +462,8 @@ async def on_unknown(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     name = command_of(update, context.bot.username)
     if name is None or update.effective_chat is None:
         return
-    await context.bot.send_message(update.effective_chat.id,
-                                   f"Unknown command {esc(views.short(name, 40))}. /help lists what you may do.")
+    frontend_of(context).outbox.reply(update.effective_chat.id,
+                                      f"Unknown command {esc(views.short(name, 40))}. /help lists what you may do.")
 
 
 # ====================================================================== button actions
