@@ -18,7 +18,7 @@ from traderagent.database.exceptions import DatabaseError
 from traderagent.database.manager import DatabaseManager
 from traderagent.database.models import Base, BotModel, Order, Trade
 
-HEAD = "0004_outbox"  # the newest revision (the outbox, after the audit trail)
+HEAD = "0006_outbox"  # the newest revision (the outbox, after the audit trail)
 OPENED = dt.datetime(2024, 5, 1, 8, 0, tzinfo=dt.UTC)
 
 
@@ -56,7 +56,7 @@ async def test_upgrade_from_0001_keeps_data(make_db: Callable[..., DatabaseManag
     await db.save_capital_state({"phase": "phase_1_5pct"})
     await db.save_bot_progress("old-bot", runtime={"grid": [1]})
     assert await db.load_bot_runtime("old-bot") == {"grid": [1]}
-    # and what 0004_outbox added
+    # and what 0006_outbox added
     [alert_id] = await db.add_outbox([{"chat_id": -100123, "kind": "ERROR", "bot_name": "old-bot", "text": "t",
                                        "line": "l", "created_at": OPENED}])
     [row] = await db.pending_outbox([-100123])

@@ -267,7 +267,7 @@ class AuditEntry(Base):
         return f"AuditEntry({self.user_name} {self.action} {self.args!r}: {self.outcome} at {self.created_at})"
 
 
-# --- revision 0004_outbox ---------------------------------------------------------------------
+# --- revision 0006_outbox ---------------------------------------------------------------------
 
 
 class OutboxRow(Base):

@@ -1,6 +1,6 @@
 """The Telegram outbox (alerts not yet delivered) and the operator's alert verbosity.
 
-Revision ID: 0004_outbox
+Revision ID: 0006_outbox
 Revises: 0005_audit
 Create Date: 2026-12-07
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_outbox"
+revision = "0006_outbox"
 down_revision = "0005_audit"  # chained after the audit trail already on main
 branch_labels = None
 depends_on = None
