@@ -90,6 +90,15 @@ async def test_bigger_recv_window_accepts_old_timestamp(sim_url):
         assert body["retCode"] == 10002
 
 
+async def test_day_old_timestamp_refused_whatever_recv_window_it_claims(sim_url):
+    """A huge recv_window is capped (MAX_RECV_WINDOW): a replayed day-old request is refused with 10002."""
+    async with SignedClient(sim_url, recv_window="999999999") as c:
+        _, body, _ = await c.get(WALLET, "accountType=UNIFIED", ts_offset_ms=-86_400_000)
+        assert body["retCode"] == 10002 and "recv_window[999999999]" in body["retMsg"]
+        _, body, _ = await c.get(WALLET, "accountType=UNIFIED", ts_offset_ms=-30_000)  # inside the cap
+        assert body["retCode"] == 0
+
+
 async def test_missing_auth_headers_is_http_401(client):
     status, body, _ = await client.get(WALLET, "accountType=UNIFIED", signed=False)
     assert status == 401

@@ -9,6 +9,9 @@ from urllib.parse import unquote
 from traderagent.sim.matching import ApiError
 
 DEFAULT_RECV_WINDOW = 5000
+# A larger recv_window is cut to this, so an old (replayed) request is refused whatever window it claims.
+# ByBit's docs state no figure; 60 s is the cap the other big exchanges document (unconfirmed for ByBit).
+MAX_RECV_WINDOW = 60_000
 FUTURE_TOLERANCE_MS = 1000  # ByBit accepts at most 1 s of client clock running ahead
 
 
@@ -20,14 +23,15 @@ def sign(secret: str, timestamp: str, api_key: str, recv_window: str, payload: b
 
 
 def check_timestamp(timestamp: str, recv_window: str, now_ms: int) -> None:
-    """Valid iff now - recvWindow <= timestamp < now + 1000; else 10002 with ByBit's text."""
+    """Valid iff now - min(recvWindow, MAX_RECV_WINDOW) <= timestamp < now + 1000; else 10002 with ByBit's
+    text (which echoes the window as sent)."""
     try:
         ts, recv = int(timestamp), int(recv_window)
     except ValueError:
         raise ApiError(10002, f"invalid request, please check your server timestamp or recv_window param. "
                               f"req_timestamp[{timestamp}],server_timestamp[{now_ms}],"
                               f"recv_window[{recv_window}]") from None
-    if not (now_ms - recv <= ts < now_ms + FUTURE_TOLERANCE_MS):
+    if not (now_ms - min(recv, MAX_RECV_WINDOW) <= ts < now_ms + FUTURE_TOLERANCE_MS):
         raise ApiError(10002, f"invalid request, please check your server timestamp or recv_window param. "
                               f"req_timestamp[{ts}],server_timestamp[{now_ms}],recv_window[{recv}]")
 

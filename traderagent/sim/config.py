@@ -11,7 +11,7 @@ from traderagent.sim.market import DEFAULT_SYMBOLS, SymbolSpec
 DEFAULT_RATE_LIMITS: dict[str, int] = {
     "/v5/order/create": 10, "/v5/order/amend": 10, "/v5/order/cancel": 10, "/v5/order/cancel-all": 10,
     "/v5/order/realtime": 50, "/v5/order/history": 50, "/v5/execution/list": 50,
-    "/v5/position/list": 50, "/v5/position/set-leverage": 10,
+    "/v5/position/list": 50, "/v5/position/set-leverage": 10, "/v5/position/switch-mode": 10,
     "/v5/account/wallet-balance": 50, "/v5/account/info": 50, "/v5/account/fee-rate": 5,
     "/v5/user/query-api": 10, "/v5/asset/coin/query-info": 5,
 }
@@ -59,6 +59,7 @@ class SimConfig:
     slippage: Decimal = Decimal("0.0002")  # market orders fill at last * (1 +/- slippage)
     price_band: Decimal = Decimal("0.10")  # a limit may not be more than this far through the market
     default_leverage: Decimal = Decimal("10")
+    funding_rate: Decimal = Decimal("0.0001")  # every 8 h of the replay's clock; > 0: longs pay shorts
     rate_limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
     spot_rate_limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_SPOT_RATE_LIMITS))
     faults: Faults = field(default_factory=Faults)

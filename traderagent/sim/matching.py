@@ -1,4 +1,5 @@
-"""Accounts, order validation, the resting book, fills, UNIFIED balances and one-way linear positions.
+"""Accounts, order validation, the resting book, fills, UNIFIED balances and linear positions (one-way, or
+hedge with positionIdx 1/2: see perp.py with funding and liquidation).
 
 All money and quantities are Decimal. The engine knows nothing about HTTP: it raises ``ApiError(code, msg)``
 with ByBit's retCodes and the server turns that into an envelope.
@@ -13,8 +14,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Any
 
 from traderagent.numbers import NumberError, decimal_or
+from traderagent.sim import perp
 from traderagent.sim.market import SymbolSpec
 
 ZERO = Decimal(0)
@@ -80,6 +83,8 @@ class Order:
     cancel_type: str = "UNKNOWN"
     reject_reason: str = "EC_NoError"
     updated: int = 0
+    position_idx: int = 0
+    create_type: str = "CreateByUser"  # "CreateByLiq": the exchange's takeover of a liquidated position
 
     @property
     def leaves(self) -> Decimal:
@@ -104,8 +109,8 @@ class Order:
         w = {
             "orderId": self.order_id, "orderLinkId": self.link_id, "blockTradeId": "", "symbol": self.symbol,
             "price": fmt(price), "qty": fmt(self.qty), "side": self.side,
-            "isLeverage": "0" if spot else "", "positionIdx": 0, "orderStatus": self.status,
-            "createType": "CreateByUser", "cancelType": self.cancel_type, "rejectReason": self.reject_reason,
+            "isLeverage": "0" if spot else "", "positionIdx": self.position_idx, "orderStatus": self.status,
+            "createType": self.create_type, "cancelType": self.cancel_type, "rejectReason": self.reject_reason,
             "avgPrice": _fmt_avg(avg, spec.tick_size) if avg is not None else ("" if spot else "0"),
             "leavesQty": fmt(self.leaves), "leavesValue": fmt_n(self.leaves * price),
             "cumExecQty": fmt(self.cum_qty) if self.cum_qty else f"{ZERO:.{qd}f}",
@@ -141,15 +146,32 @@ class Execution:
     mark: Decimal
     closed_size: Decimal
     leaves_after: Decimal
+    exec_type: str = "Trade"  # "BustTrade": a liquidation's fill
+
+    @property
+    def category(self) -> str:
+        return self.order.category
+
+    @property
+    def symbol(self) -> str:
+        return self.order.symbol
+
+    @property
+    def order_id(self) -> str:
+        return self.order.order_id
+
+    @property
+    def link_id(self) -> str:
+        return self.order.link_id
 
     def to_wire(self) -> dict:
         o = self.order
         return {
             "symbol": o.symbol, "orderId": o.order_id, "orderLinkId": o.link_id, "side": o.side,
             "orderPrice": fmt(o.price if o.price is not None else ZERO), "orderQty": fmt(o.qty),
-            "leavesQty": fmt(self.leaves_after), "createType": "CreateByUser", "orderType": o.order_type,
+            "leavesQty": fmt(self.leaves_after), "createType": o.create_type, "orderType": o.order_type,
             "stopOrderType": "UNKNOWN", "execFee": fmt_n(self.fee), "execFeeV2": "", "execId": self.exec_id,
-            "execPrice": fmt(self.price), "execQty": fmt(self.qty), "execType": "Trade",
+            "execPrice": fmt(self.price), "execQty": fmt(self.qty), "execType": self.exec_type,
             "execValue": fmt_n(self.price * self.qty), "execTime": str(self.time),
             "feeCurrency": self.fee_coin if o.category == "spot" else "", "isMaker": self.is_maker,
             "feeRate": fmt_n(self.fee_rate), "tradeIv": "", "markIv": "", "markPrice": fmt(self.mark),
@@ -170,6 +192,12 @@ class Position:
     updated: int = 0
     open_time: int = 0
     seq: int = 0
+    idx: int = 0  # positionIdx: 0 one-way, 1 hedge long side, 2 hedge short side
+
+
+def pos_key(symbol: str, idx: int = 0) -> str:
+    """The key of a position in ``Account.positions``: the symbol alone in one-way mode."""
+    return symbol if idx == 0 else f"{symbol}:{idx}"
 
 
 @dataclass
@@ -183,9 +211,10 @@ class Account:
     by_id: dict[str, Order] = field(default_factory=dict)
     open_orders: dict[str, Order] = field(default_factory=dict)
     link_ids: dict[tuple[str, str], str] = field(default_factory=dict)
-    executions: list[Execution] = field(default_factory=list)
-    positions: dict[str, Position] = field(default_factory=dict)
+    executions: list[Any] = field(default_factory=list)  # Execution and perp.Funding rows, by seq
+    positions: dict[str, Position] = field(default_factory=dict)  # pos_key -> position
     leverage: dict[str, Decimal] = field(default_factory=dict)
+    modes: dict[str, int] = field(default_factory=dict)  # symbol -> position mode (0 one-way, 3 hedge)
 
     def __repr__(self) -> str:  # never show the secret
         return f"Account(api_key={self.api_key!r}, uid={self.uid})"
@@ -270,10 +299,11 @@ class Engine:
     def leverage(self, acct: Account, symbol: str) -> Decimal:
         return acct.leverage.get(symbol, self.fees.default_leverage)
 
-    def position(self, acct: Account, symbol: str) -> Position:
-        pos = acct.positions.get(symbol)
+    def position(self, acct: Account, symbol: str, idx: int = 0) -> Position:
+        key = pos_key(symbol, idx)
+        pos = acct.positions.get(key)
         if pos is None:
-            pos = acct.positions[symbol] = Position(symbol)
+            pos = acct.positions[key] = Position(symbol, idx=idx)
         return pos
 
     # --- balances ----------------------------------------------------------------------------------
@@ -295,7 +325,7 @@ class Engine:
                     if o.category == "linear" and not o.reduce_only and o.price is not None), ZERO)
 
     def position_im(self, acct: Account) -> Decimal:
-        return sum((abs(p.size) * p.avg_price / self.leverage(acct, s) for s, p in acct.positions.items()),
+        return sum((abs(p.size) * p.avg_price / self.leverage(acct, p.symbol) for p in acct.positions.values()),
                    ZERO)
 
     def upl(self, pos: Position) -> Decimal:
@@ -324,25 +354,27 @@ class Engine:
         tif = v.tif(p.get("timeInForce"), otype)
         reduce_only = _bool(p.get("reduceOnly")) and category == "linear"
         close_on_trigger = _bool(p.get("closeOnTrigger")) and category == "linear"
+        idx, closes_side = perp.position_idx(acct, spec.symbol, p.get("positionIdx"), side) \
+            if category == "linear" else (0, False)
+        reduce_only = reduce_only or closes_side
         last = self.price(spec.symbol)
         unit = v.market_unit(p, side, otype)
-        qty = v.qty(p.get("qty"), spec, otype, unit, acct, side, reduce_only, close_on_trigger)
+        key = pos_key(spec.symbol, idx)
+        qty = v.qty(p.get("qty"), spec, otype, unit, acct.positions.get(key), reduce_only, close_on_trigger)
         price = v.price(p.get("price"), spec, otype, side, last)
         ref = price if price is not None else last
         v.notional(qty, ref, spec, unit)
         link = v.link_id(acct, p.get("orderLinkId"))
-        if category == "linear":
-            if str(p.get("positionIdx", 0)) not in ("0", ""):
-                raise ApiError(10001, "position idx not match position mode")
-            if reduce_only:
-                self._check_reduce_only(acct, spec.symbol, side)
-        v.balance(acct, spec, side, otype, qty, price, last, unit, reduce_only)
+        if reduce_only:
+            self._check_reduce_only(acct.positions.get(key), side)
+        v.balance(acct, spec, side, otype, qty, price, last, unit, reduce_only, acct.positions.get(key))
         now = self.now_ms()
         if otype == "Market":  # ByBit shows a market order's slippage-protection price
             band = Decimal("1.03") if side == "Buy" else Decimal("0.97")
             price = _round_tick(last * band, spec.tick_size, side == "Buy")
         order = Order(self._order_id(category), link, acct.api_key, category, spec.symbol, side, otype, qty,
-                      price, tif, reduce_only, close_on_trigger, unit, now, self._next_seq(), last, updated=now)
+                      price, tif, reduce_only, close_on_trigger, unit, now, self._next_seq(), last, updated=now,
+                      position_idx=idx)
         acct.orders.append(order)
         acct.by_id[order.order_id] = order
         if link:
@@ -350,8 +382,8 @@ class Engine:
         self._on_new(acct, order, last)
         return order
 
-    def _check_reduce_only(self, acct: Account, symbol: str, side: str) -> None:
-        pos = acct.positions.get(symbol)
+    @staticmethod
+    def _check_reduce_only(pos: Position | None, side: str) -> None:
         if pos is None or not pos.size or (pos.size > 0) == (side == "Buy"):
             raise ApiError(110017, "Reduce-only rule not satisfied")
 
@@ -396,7 +428,7 @@ class Engine:
             qty = ((o.qty - o.cum_value) / price).quantize(spec.base_precision, rounding=ROUND_FLOOR)
         closed = ZERO
         if o.category == "linear" and o.reduce_only:
-            pos = acct.positions.get(o.symbol)
+            pos = acct.positions.get(pos_key(o.symbol, o.position_idx))
             room = ZERO if pos is None or (pos.size > 0) == (o.side == "Buy") else abs(pos.size)
             if not room:
                 self._close(acct, o, "Cancelled", cancel_type="CancelByReduceOnly")
@@ -425,7 +457,7 @@ class Engine:
 
     def _apply_linear(self, acct: Account, o: Order, price: Decimal, qty: Decimal, fee: Decimal) -> Decimal:
         """One-way position update; returns the closed size. Realised PnL and the fee hit the USDT wallet."""
-        pos = self.position(acct, o.symbol)
+        pos = self.position(acct, o.symbol, o.position_idx)
         now = self.now_ms()
         delta = qty if o.side == "Buy" else -qty
         closed = ZERO
@@ -482,7 +514,7 @@ class Engine:
                 assert o.price is not None
                 self._fill(self.accounts[o.api_key], o, o.price, maker=True)
                 n += 1
-        return n
+        return n + perp.liquidate_crossed(self, symbol, low, high)
 
     def fill_resting(self, acct: Account, link_id: str, qty: Decimal | None = None) -> Order:
         """Fill (``qty`` of) a resting limit order at its price as a maker, whatever the market does."""
@@ -631,13 +663,12 @@ class _LinearRules(_Rules):
     type_err = (10001, "params error: orderType invalid")
     tif_err = (10001, "params error: timeInForce invalid")
 
-    def qty(self, raw: object, spec: SymbolSpec, otype: str, unit: str, acct: Account, side: str,
+    def qty(self, raw: object, spec: SymbolSpec, otype: str, unit: str, pos: Position | None,
             reduce_only: bool, close_on_trigger: bool) -> Decimal:
         q = _dec(raw)
         if q is None or q < 0:
             raise ApiError(10001, "Qty invalid")
         if q == 0 and reduce_only and close_on_trigger:  # close the whole position
-            pos = acct.positions.get(spec.symbol)
             q = abs(pos.size) if pos is not None and pos.size else ZERO
             if not q:
                 raise ApiError(110017, "Reduce-only rule not satisfied")
@@ -672,10 +703,9 @@ class _LinearRules(_Rules):
             raise ApiError(110094, f"Order does not meet minimum order value {fmt(spec.min_notional)}USDT")
 
     def balance(self, acct: Account, spec: SymbolSpec, side: str, otype: str, qty: Decimal,
-                price: Decimal | None, last: Decimal, unit: str, reduce_only: bool) -> None:
+                price: Decimal | None, last: Decimal, unit: str, reduce_only: bool, pos: Position | None) -> None:
         if reduce_only:
             return
-        pos = acct.positions.get(spec.symbol)
         opening = qty
         if pos is not None and pos.size and (pos.size > 0) != (side == "Buy"):
             opening = max(ZERO, qty - abs(pos.size))
@@ -704,7 +734,7 @@ class _SpotRules(_Rules):
             raise ApiError(*self.bad("marketUnit"))
         return str(unit)
 
-    def qty(self, raw: object, spec: SymbolSpec, otype: str, unit: str, acct: Account, side: str,
+    def qty(self, raw: object, spec: SymbolSpec, otype: str, unit: str, pos: Position | None,
             reduce_only: bool, close_on_trigger: bool) -> Decimal:
         if raw in (None, ""):
             raise ApiError(170105, "Parameter 'qty' was empty.")
@@ -749,7 +779,7 @@ class _SpotRules(_Rules):
             raise ApiError(170140, "Order value exceeded lower limit.")
 
     def balance(self, acct: Account, spec: SymbolSpec, side: str, otype: str, qty: Decimal,
-                price: Decimal | None, last: Decimal, unit: str, reduce_only: bool) -> None:
+                price: Decimal | None, last: Decimal, unit: str, reduce_only: bool, pos: Position | None) -> None:
         if side == "Buy":
             if unit == "quoteCoin":
                 need = qty

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from traderagent.sim.market import Candle
-from traderagent.sim.matching import Account, Book, Engine, Execution, Order, Position
+from traderagent.sim.matching import Account, Book, Engine, Execution, Order, Position, pos_key
+from traderagent.sim.perp import Funding
 
 if TYPE_CHECKING:
     from traderagent.sim.server import ExchangeSimulator
@@ -50,7 +51,7 @@ def _decimal_fields(cls: type) -> frozenset[str]:
     return frozenset(f.name for f in fields(cls) if str(f.type).startswith("Decimal"))
 
 
-_ORDER_DEC, _EXEC_DEC, _POS_DEC = (_decimal_fields(c) for c in (Order, Execution, Position))
+_ORDER_DEC, _EXEC_DEC, _POS_DEC, _FUND_DEC = (_decimal_fields(c) for c in (Order, Execution, Position, Funding))
 
 
 def _plain(obj: Any, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
@@ -83,9 +84,11 @@ def _account(acct: Account) -> dict[str, Any]:
     kept = {o.order_id for o in closed} | set(acct.open_orders)
     return {
         "wallet": acct.wallet, "cum_realised": acct.cum_realised, "leverage": acct.leverage,
+        "modes": acct.modes,
         "orders": [_plain(o) for o in acct.orders if o.order_id in kept],
         "executions": [{**_plain(e, frozenset({"order"})), "order_id": e.order.order_id}
-                       for e in acct.executions if e.order.order_id in kept],
+                       for e in acct.executions if isinstance(e, Execution) and e.order.order_id in kept],
+        "funding": [_plain(e) for e in acct.executions if isinstance(e, Funding)][-KEEP_CLOSED:],
         "positions": [_plain(p) for p in acct.positions.values()],
     }
 
@@ -148,9 +151,12 @@ def _restore_account(engine: Engine, acct: Account, saved: dict[str, Any]) -> No
     acct.open_orders = {o.order_id: o for o in acct.orders if o.is_open}
     for o in acct.open_orders.values():
         engine.books.setdefault((o.category, o.symbol), Book()).add(o)
-    acct.executions = [_typed(Execution, {k: v for k, v in e.items() if k != "order_id"}, _EXEC_DEC,
-                              order=acct.by_id[e["order_id"]]) for e in saved["executions"]]
-    acct.positions = {p["symbol"]: _typed(Position, p, _POS_DEC) for p in saved["positions"]}
+    acct.modes = dict(saved.get("modes", {}))
+    executions = [_typed(Execution, {k: v for k, v in e.items() if k != "order_id"}, _EXEC_DEC,
+                         order=acct.by_id[e["order_id"]]) for e in saved["executions"]]
+    funding = [_typed(Funding, f, _FUND_DEC) for f in saved.get("funding", [])]
+    acct.executions = sorted(executions + funding, key=lambda e: e.seq)
+    acct.positions = {pos_key(p["symbol"], p.get("idx", 0)): _typed(Position, p, _POS_DEC) for p in saved["positions"]}
 
 
 __all__ = ["StateFileError", "load", "restore", "save", "snapshot"]

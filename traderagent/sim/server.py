@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from traderagent.sim import persist, wire
+from traderagent.sim import perp, persist, wire
 from traderagent.sim.auth import DEFAULT_RECV_WINDOW, check_signature, check_timestamp
 from traderagent.sim.config import ApiKeySettings, Faults, SimConfig
 from traderagent.sim.market import PriceSeries, SymbolSpec
@@ -71,6 +71,8 @@ class ExchangeSimulator:
         self._replay_task: asyncio.Task | None = None
         self._pending: set[asyncio.Task] = set()
         self.state_path: Path | None = None
+        # per symbol, the next funding time on the replay's candle clock
+        self.next_funding: dict[str, int] = {s: perp.next_funding_ms(series.live.ts) for s, series in self.series.items()}
 
     # --- persistence (see persist.py) --------------------------------------------------------------
     def keep_state(self, path: Path) -> int | None:
@@ -117,7 +119,19 @@ class ExchangeSimulator:
         for _ in range(n):
             lo, hi = series.step()
             filled += self.engine.match(symbol, tick * lo, tick * hi)
+            self._settle_funding(symbol)
         return filled
+
+    def _settle_funding(self, symbol: str) -> None:
+        """Charge funding when the replay's clock reaches the symbol's next funding time."""
+        now = self.series[symbol].live.ts
+        while now >= self.next_funding[symbol]:
+            self.charge_funding(symbol)
+            self.next_funding[symbol] += perp.FUNDING_INTERVAL_MS
+
+    def charge_funding(self, symbol: str) -> int:
+        """Settle ``symbol``'s funding now at ``config.funding_rate``; returns the positions charged."""
+        return perp.charge_funding(self.engine, symbol, self.config.funding_rate)
 
     def step_all(self, n: int = 1) -> int:
         return sum(self.step(s, n) for s in self.series)
@@ -237,6 +251,7 @@ class ExchangeSimulator:
         private_post = {
             "/v5/order/create": wire.create, "/v5/order/cancel": wire.cancel,
             "/v5/order/cancel-all": wire.cancel_all, "/v5/position/set-leverage": wire.set_leverage,
+            "/v5/position/switch-mode": wire.switch_mode,
         }
         for path, fn in public.items():
             app.router.add_get(path, self._wrap(fn, private=False), allow_head=False)

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from traderagent.sim import perp
 from traderagent.sim.config import PERMISSION_GROUPS
 from traderagent.sim.market import INTERVALS, SymbolSpec
 from traderagent.sim.matching import MMR, ZERO, Account, ApiError, Order, Position, fmt, fmt_n
@@ -424,17 +425,22 @@ def executions(sim: ExchangeSimulator, acct: Account, p: dict) -> dict:
     start, end = _window(p)
     limit = _int(p, "limit", 50, hi=100) or 50
     symbol, oid, link = p.get("symbol"), p.get("orderId"), p.get("orderLinkId")
+    exec_type = p.get("execType")
     items = (x for x in _newest_first(acct.executions, _cursor_seq(p))
-             if x.order.category == category and (not symbol or x.order.symbol == symbol)
-             and (not oid or x.order.order_id == oid) and (not link or x.order.link_id == link)
-             and start <= x.time <= end)
+             if x.category == category and (not symbol or x.symbol == symbol)
+             and (not oid or x.order_id == oid) and (not link or x.link_id == link)
+             and (not exec_type or _exec_type(x) == exec_type) and start <= x.time <= end)
     page, cursor = _page(items, limit)
     return {"category": category, "list": [x.to_wire() for x in page], "nextPageCursor": cursor}
 
 
+def _exec_type(x: Any) -> str:
+    return "Funding" if isinstance(x, perp.Funding) else x.exec_type
+
+
 # --- positions ---------------------------------------------------------------------------------------
 def position(sim: ExchangeSimulator, acct: Account, pos: Position) -> dict:
-    """A /v5/position/list row (one-way mode)."""
+    """A /v5/position/list row (positionIdx 0 in one-way mode, 1 or 2 in hedge mode)."""
     spec = sim.specs[pos.symbol]
     e = sim.engine
     lev = e.leverage(acct, pos.symbol)
@@ -446,16 +452,15 @@ def position(sim: ExchangeSimulator, acct: Account, pos: Position) -> dict:
     liq = be = ""
     if size:
         taker = sim.config.taker_fee
+        liq_px = perp.liq_price(e, acct, pos)
         if pos.size > 0:
-            liq_px = pos.avg_price * (1 - 1 / lev + MMR)
             be_px = pos.avg_price * (1 + taker) / (1 - taker)
         else:
-            liq_px = pos.avg_price * (1 + 1 / lev - MMR)
             be_px = pos.avg_price * (1 - taker) / (1 + taker)
         liq = fmt(max(tick, liq_px.quantize(tick)))
         be = fmt(be_px.quantize(tick))
     return {
-        "positionIdx": 0, "riskId": 1, "riskLimitValue": "2000000", "symbol": pos.symbol, "side": side,
+        "positionIdx": pos.idx, "riskId": 1, "riskLimitValue": "2000000", "symbol": pos.symbol, "side": side,
         "size": fmt(size.quantize(spec.qty_step)), "avgPrice": fmt_n(pos.avg_price), "positionValue": fmt_n(value),
         "tradeMode": 0, "positionStatus": "Normal", "autoAddMargin": 0, "adlRankIndicator": 2 if size else 0,
         "leverage": fmt_n(lev), "breakEvenPrice": be, "positionBalance": fmt_n(value / lev) if size else "0",
@@ -477,7 +482,7 @@ def position_list(sim: ExchangeSimulator, acct: Account, p: dict) -> dict:
     symbol, settle = p.get("symbol"), p.get("settleCoin")
     if symbol:
         spec = _spec(sim, symbol, "linear")
-        rows = [position(sim, acct, acct.positions.get(spec.symbol) or Position(spec.symbol))]
+        rows = [position(sim, acct, pos) for pos in perp.position_rows(acct, spec.symbol)]
     elif settle:
         rows = [position(sim, acct, pos) for pos in sorted(acct.positions.values(), key=lambda x: -x.updated)
                 if pos.size and sim.specs[pos.symbol].quote_coin == settle]
@@ -489,4 +494,9 @@ def position_list(sim: ExchangeSimulator, acct: Account, p: dict) -> dict:
 
 def set_leverage(sim: ExchangeSimulator, acct: Account, p: dict) -> dict:
     sim.engine.set_leverage(acct, p)
+    return {}
+
+
+def switch_mode(sim: ExchangeSimulator, acct: Account, p: dict) -> dict:
+    perp.switch_mode(sim.engine, acct, p)
     return {}

@@ -1,0 +1,183 @@
+"""Perpetual-futures mechanics of the simulated exchange: position mode, funding and liquidation.
+
+- **Position mode** (``/v5/position/switch-mode``): per symbol, 0 = one-way (the default), 3 = hedge. In
+  hedge mode every linear order must name its side's position (positionIdx 1 = long, 2 = short); an order
+  against that side reduces it, as ByBit's hedge mode does. A mismatch answers ByBit's 10001.
+- **Funding**: at every funding time (every 8 h of the replay's candle clock) each open position pays
+  value-at-mark x rate when the rate is positive and it is long (receives when short), booked in the
+  wallet and listed by ``/v5/execution/list`` as an ``execType=Funding`` row (``execFee`` > 0 = paid).
+- **Liquidation**: a position whose price range reaches its liquidation price (the isolated-style
+  estimate ``/v5/position/list`` shows as ``liqPrice``) is taken over at its bankruptcy price: its whole
+  margin is lost, and the fill is an ``execType=BustTrade`` row of a ``CreateByLiq`` market order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from traderagent.sim import matching as m
+
+if TYPE_CHECKING:
+    from traderagent.sim.matching import Account, Engine, Position
+
+ONE_WAY, HEDGE = 0, 3
+FUNDING_INTERVAL_MS = 8 * 3_600_000
+IDX_MISMATCH = "position idx not match position mode"
+
+
+# ------------------------------------------------------------------ position mode
+def position_idx(acct: Account, symbol: str, raw: object, side: str) -> tuple[int, bool]:
+    """The order's positionIdx under the symbol's mode, and whether it closes its hedge side."""
+    try:
+        idx = int(raw) if raw not in (None, "") else 0  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise m.ApiError(10001, IDX_MISMATCH) from None
+    if acct.modes.get(symbol, ONE_WAY) == ONE_WAY:
+        if idx != 0:
+            raise m.ApiError(10001, IDX_MISMATCH)
+        return 0, False
+    if idx not in (1, 2):
+        raise m.ApiError(10001, IDX_MISMATCH)
+    return idx, (idx == 1) != (side == "Buy")
+
+
+def switch_mode(engine: Engine, acct: Account, p: dict) -> None:
+    """POST /v5/position/switch-mode: by symbol, or every symbol of a settle ``coin``."""
+    if p.get("category") != "linear":
+        raise m.ApiError(10001, "params error: only USDT perpetuals support hedge mode")
+    try:
+        mode = int(p.get("mode"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        mode = -1
+    if mode not in (ONE_WAY, HEDGE):
+        raise m.ApiError(10001, "params error: mode invalid")
+    if p.get("symbol"):
+        symbols = [m._LinearRules(engine).symbol(p["symbol"]).symbol]
+    elif p.get("coin"):
+        symbols = [s for s, spec in engine.specs.items() if "linear" in spec.categories
+                   and spec.quote_coin == p["coin"]]
+    else:
+        raise m.ApiError(10001, "params error: symbol or coin is required")
+    changing = [s for s in symbols if acct.modes.get(s, ONE_WAY) != mode]
+    if not changing:
+        raise m.ApiError(110025, "Position mode has not been modified")
+    if any(pos.size for pos in acct.positions.values() if pos.symbol in changing):
+        raise m.ApiError(110024, "You have existing positions, so position mode cannot be switched")
+    if any(o.symbol in changing and o.category == "linear" for o in acct.open_orders.values()):
+        raise m.ApiError(110028, "You have existing open orders, so position mode cannot be switched")
+    for s in changing:
+        acct.modes[s] = mode
+        for key in [k for k, pos in acct.positions.items() if pos.symbol == s]:
+            del acct.positions[key]  # flat rows of the other mode
+
+
+def position_rows(acct: Account, symbol: str) -> list[Position]:
+    """What /v5/position/list?symbol= lists: one row in one-way mode, the long and short rows in hedge."""
+    if acct.modes.get(symbol, ONE_WAY) == ONE_WAY:
+        return [acct.positions.get(symbol) or m.Position(symbol)]
+    return [acct.positions.get(m.pos_key(symbol, i)) or m.Position(symbol, idx=i) for i in (1, 2)]
+
+
+# ------------------------------------------------------------------ risk prices
+def liq_price(engine: Engine, acct: Account, pos: Position) -> Decimal:
+    """Where the position's margin, less the maintenance margin, is used up."""
+    lev = engine.leverage(acct, pos.symbol)
+    if pos.size > 0:
+        return pos.avg_price * (1 - 1 / lev + m.MMR)
+    return pos.avg_price * (1 + 1 / lev - m.MMR)
+
+
+def bust_price(engine: Engine, acct: Account, pos: Position) -> Decimal:
+    """Where the whole initial margin is lost."""
+    lev = engine.leverage(acct, pos.symbol)
+    return pos.avg_price * (1 - 1 / lev) if pos.size > 0 else pos.avg_price * (1 + 1 / lev)
+
+
+# ------------------------------------------------------------------ liquidation
+def liquidate_crossed(engine: Engine, symbol: str, low: Decimal, high: Decimal) -> int:
+    """Take over every position of ``symbol`` whose liquidation price the range [low, high] reached."""
+    n = 0
+    for acct in engine.accounts.values():
+        for pos in [p for p in acct.positions.values() if p.symbol == symbol and p.size]:
+            liq = liq_price(engine, acct, pos)
+            if (pos.size > 0 and low <= liq) or (pos.size < 0 and high >= liq):
+                _take_over(engine, acct, pos)
+                n += 1
+    return n
+
+
+def _take_over(engine: Engine, acct: Account, pos: Position) -> None:
+    spec = engine.specs[pos.symbol]
+    tick = spec.tick_size
+    bust = (bust_price(engine, acct, pos) / tick).to_integral_value() * tick
+    now = engine.now_ms()
+    side = "Sell" if pos.size > 0 else "Buy"
+    qty = abs(pos.size)
+    o = m.Order(engine._uuid(), "", acct.api_key, "linear", pos.symbol, side, "Market", qty, bust, "IOC", True,
+                True, "", now, engine._next_seq(), engine.price(pos.symbol), updated=now, position_idx=pos.idx,
+                create_type="CreateByLiq")
+    acct.orders.append(o)
+    acct.by_id[o.order_id] = o
+    closed = engine._apply_linear(acct, o, bust, qty, m.ZERO)  # the loss is the margin; no fee on top
+    o.cum_qty, o.cum_value, o.fee_coin, o.status = qty, bust * qty, spec.quote_coin, "Filled"
+    acct.executions.append(m.Execution(engine._uuid(), o, bust, qty, m.ZERO, m.ZERO, spec.quote_coin, False, now,
+                                       engine._next_seq(), engine.price(pos.symbol), closed, m.ZERO,
+                                       exec_type="BustTrade"))
+
+
+# ------------------------------------------------------------------ funding
+@dataclass
+class Funding:
+    """One settlement of one position: an ``execType=Funding`` row (``fee`` > 0 = paid)."""
+
+    exec_id: str
+    symbol: str
+    side: str  # the position's side
+    size: Decimal
+    mark: Decimal
+    rate: Decimal
+    fee: Decimal
+    time: int
+    seq: int
+    category: str = "linear"
+    order_id: str = ""
+    link_id: str = ""
+
+    def to_wire(self) -> dict:
+        value = self.size * self.mark
+        return {
+            "symbol": self.symbol, "orderId": "", "orderLinkId": "", "side": self.side, "orderPrice": "0",
+            "orderQty": "0", "leavesQty": "0", "createType": "", "orderType": "UNKNOWN",
+            "stopOrderType": "UNKNOWN", "execFee": m.fmt_n(self.fee), "execFeeV2": "", "execId": self.exec_id,
+            "execPrice": m.fmt(self.mark), "execQty": m.fmt(self.size), "execType": "Funding",
+            "execValue": m.fmt_n(value), "execTime": str(self.time), "feeCurrency": "", "isMaker": False,
+            "feeRate": m.fmt_n(self.rate), "tradeIv": "", "markIv": "", "markPrice": m.fmt(self.mark),
+            "indexPrice": "", "underlyingPrice": "", "blockTradeId": "", "closedSize": "0", "seq": self.seq,
+            "extraFees": "",
+        }
+
+
+def charge_funding(engine: Engine, symbol: str, rate: Decimal) -> int:
+    """Settle funding of every open ``symbol`` position at the current mark; returns the rows booked. The
+    rows are stamped with the exchange's (wall) clock, as its trades are, whatever the replay's clock."""
+    mark, now = engine.price(symbol), engine.now_ms()
+    coin = engine.specs[symbol].quote_coin
+    n = 0
+    for acct in engine.accounts.values():
+        for pos in [p for p in acct.positions.values() if p.symbol == symbol and p.size]:
+            fee = abs(pos.size) * mark * rate * (1 if pos.size > 0 else -1)
+            acct.wallet[coin] = acct.wallet.get(coin, m.ZERO) - fee
+            acct.cum_realised[coin] = acct.cum_realised.get(coin, m.ZERO) - fee
+            pos.cum_realised -= fee
+            pos.cur_realised -= fee
+            acct.executions.append(Funding(engine._uuid(), symbol, "Buy" if pos.size > 0 else "Sell",
+                                           abs(pos.size), mark, rate, fee, now, engine._next_seq()))
+            n += 1
+    return n
+
+
+def next_funding_ms(t_ms: int) -> int:
+    """The first funding time after ``t_ms`` (00:00, 08:00, 16:00 UTC)."""
+    return (t_ms // FUNDING_INTERVAL_MS + 1) * FUNDING_INTERVAL_MS
