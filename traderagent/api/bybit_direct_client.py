@@ -579,8 +579,33 @@ class ByBitDirectClient:
                 "unrealized_pnl": decimal_or(p.get("unrealisedPnl"), ZERO),
                 "realized_pnl": decimal_or(p.get("cumRealisedPnl"), ZERO),
                 "leverage": nonzero_or_none(p.get("leverage")),
+                "liq_price": nonzero_or_none(p.get("liqPrice")),  # "" beyond the price limits
+                "margin": decimal_or(p.get("positionIM"), ZERO),
+                "maintenance_margin": decimal_or(p.get("positionMM"), ZERO),
+                "position_idx": int(p.get("positionIdx") or 0),
             })
         return out
+
+    # ------------------------------------------------------------------ perpetual risk
+    async def position_mode(self, symbol: str) -> str:
+        """"one-way" or "hedge": position/list answers a hedge-mode symbol with its two rows (idx 1 and 2)."""
+        if self.market_type != "linear":
+            return "one-way"
+        result = await self._request("GET", "/v5/position/list",
+                                     {"category": "linear", "symbol": normalize_symbol(symbol)})
+        hedged = any(int(p.get("positionIdx") or 0) in (1, 2) for p in result.get("list") or [])
+        return "hedge" if hedged else "one-way"
+
+    async def fetch_funding(self, symbol: str, limit: int = 50) -> list[dict[str, Any]]:
+        """Funding settlements of ``symbol``, newest first; ``fee`` > 0 paid, < 0 received (ByBit's execFee)."""
+        if self.market_type != "linear":
+            return []
+        params = {"category": "linear", "symbol": normalize_symbol(symbol), "execType": "Funding",
+                  "limit": min(max(limit, 1), 100)}
+        items = await self._paged("/v5/execution/list", params, max_items=limit)
+        return [{"id": e.get("execId", ""), "symbol": e.get("symbol", ""), "fee": decimal_or(e.get("execFee"), ZERO),
+                 "rate": decimal_or(e.get("feeRate"), ZERO), "timestamp": int(e.get("execTime") or 0)}
+                for e in items if e.get("execType") == "Funding"]
 
     async def set_leverage(self, symbol: str, leverage: Any) -> Decimal:
         """Set buy and sell leverage (one-way mode); "not modified" (110043) counts as success."""
@@ -869,7 +894,9 @@ class ByBitDirectClient:
         return [item.get("orderId", "") for item in result.get("list") or []]
 
     async def fetch_my_trades(self, symbol: str, limit: int = 50) -> list[dict[str, Any]]:
-        params = {"category": self.category, "symbol": normalize_symbol(symbol), "limit": min(max(limit, 1), 100)}
+        """Trade fills only (execType=Trade): funding, liquidation and settlement rows are not trades."""
+        params = {"category": self.category, "symbol": normalize_symbol(symbol), "execType": "Trade",
+                  "limit": min(max(limit, 1), 100)}
         items = await self._paged("/v5/execution/list", params, max_items=limit)
         return [
             {

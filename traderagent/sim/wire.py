@@ -457,7 +457,7 @@ def position(sim: ExchangeSimulator, acct: Account, pos: Position) -> dict:
             be_px = pos.avg_price * (1 + taker) / (1 - taker)
         else:
             be_px = pos.avg_price * (1 - taker) / (1 + taker)
-        liq = fmt(max(tick, liq_px.quantize(tick)))
+        liq = fmt(max(tick, ((liq_px / tick).to_integral_value() * tick).quantize(tick)))  # on the tick
         be = fmt(be_px.quantize(tick))
     return {
         "positionIdx": pos.idx, "riskId": 1, "riskLimitValue": "2000000", "symbol": pos.symbol, "side": side,

@@ -1,0 +1,55 @@
+"""The client's perpetual-futures calls over HTTP against the simulator: position mode, risk fields of a
+position, funding apart from trades."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import pytest
+
+from tests.sim.helpers import SignedClient
+from traderagent.api.bybit_direct_client import ByBitDirectClient
+
+KEY, SECRET = "test-key", "test-secret"
+
+
+@pytest.fixture
+async def linear(sim_url):
+    client = ByBitDirectClient(KEY, SECRET, base_url=sim_url, market_type="linear", backoff_base=0.01,
+                               backoff_max=0.05)
+    await client.initialize()
+    yield client
+    await client.close()
+
+
+async def test_position_mode_one_way_then_hedge(sim_url, linear):
+    assert await linear.position_mode("BTCUSDT") == "one-way"
+    async with SignedClient(sim_url) as raw:  # the operator switches the account in ByBit's settings
+        await raw.ok("POST", "/v5/position/switch-mode", {"category": "linear", "symbol": "BTCUSDT", "mode": 3})
+    assert await linear.position_mode("BTC/USDT") == "hedge"
+    assert await linear.position_mode("ETHUSDT") == "one-way"
+
+
+async def test_position_shows_liquidation_mark_and_margin(sim, linear):
+    sim.set_price("BTCUSDT", D("50000"))
+    await linear.set_leverage("BTCUSDT", 10)
+    await linear.create_market_order("BTCUSDT", "sell", D("0.1"))
+    (pos,) = await linear.fetch_positions("BTCUSDT")
+    assert pos["side"] == "short" and pos["position_idx"] == 0
+    assert pos["mark_price"] == D("50000")
+    entry = pos["entry_price"]
+    assert pos["liq_price"] == (entry * (1 + D("0.1") - D("0.005")) / D("0.1")).to_integral_value() * D("0.1")
+    assert pos["margin"] == entry * D("0.1") / 10
+    assert pos["maintenance_margin"] == entry * D("0.1") * D("0.005")
+
+
+async def test_funding_apart_from_trades(sim, linear):
+    sim.set_price("BTCUSDT", D("50000"))
+    await linear.create_market_order("BTCUSDT", "buy", D("0.1"))
+    sim.charge_funding("BTCUSDT")
+    sim.charge_funding("BTCUSDT")
+    trades = await linear.fetch_my_trades("BTCUSDT")
+    assert len(trades) == 1 and trades[0]["amount"] == D("0.1")  # execType=Trade: no funding row
+    funding = await linear.fetch_funding("BTCUSDT")
+    assert len(funding) == 2 and len({f["id"] for f in funding}) == 2
+    assert all(f["fee"] == D("0.5") and f["rate"] == D("0.0001") for f in funding)  # 0.1 x 50000 x 0.0001
