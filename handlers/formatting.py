@@ -28,6 +28,8 @@ EMOJI = {
     EventType.HALTED: "🛑",
     EventType.RESUMED: "▶️",
     EventType.RISK_LIMIT: "⛔",
+    EventType.LIQUIDATION_RISK: "🔥",
+    EventType.FUNDING: "💸",
 }
 
 STATE_EMOJI = {"RUNNING": "🟢", "PAUSED": "🟡", "STOPPED": "⚫", "ERROR": "🔴", "INITIALIZING": "⚪"}

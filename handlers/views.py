@@ -30,6 +30,7 @@ from traderagent.results import (
     HaltOutcome,
     LogLine,
     OrderView,
+    PositionRisk,
     PositionView,
     ResumeOutcome,
     ScalingApproved,
@@ -79,6 +80,7 @@ def desk_header(status: DeskStatus) -> str:
     lines.append(f"Exposure {fmt_num(status.exposure, 2)}" + (f" / {fmt_num(limit, 2)}" if limit is not None else ""))
     for refused in status.refused[:5]:
         lines.append(f"⚠️ refused {esc(refused.name)}: {esc(short(refused.reason, 80))}")
+    lines += [f"⚡ {exchange_risk_line(r)}" for r in status.exchange_positions[:10]]
     return "\n".join(lines)
 
 
@@ -142,7 +144,19 @@ def position_line(p: PositionView, *, with_bot: bool = True) -> str:
         line += f" · SL {fmt_num(p.stop_loss)}"
     if p.take_profit is not None:
         line += f" · TP {fmt_num(p.take_profit)}"
+    if p.exchange is not None:
+        line += f"\n    ⚡ ByBit {exchange_risk_line(p.exchange, with_position=False)}"
     return line
+
+
+def exchange_risk_line(r: PositionRisk, *, with_position: bool = True) -> str:
+    """The account's perpetual position as ByBit marks it: mark, liquidation price (and how far), margin."""
+    head = f"{esc(r.symbol)} {esc(r.side)} {fmt_num(r.size)} @ {fmt_num(r.entry_price)} · " if with_position else ""
+    liq = "liq –" if r.liq_price is None else f"liq {fmt_num(r.liq_price)}"
+    if r.liq_distance is not None:
+        liq += f" ({fmt_num(r.liq_distance * 100, 1)}% away)"
+    lev = f" · {fmt_num(r.leverage)}x" if r.leverage is not None else ""
+    return f"{head}mark {fmt_num(r.mark_price)} · {liq} · margin {fmt_num(r.margin, 2)}{lev}"
 
 
 def order_line(o: OrderView) -> str:

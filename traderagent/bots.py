@@ -13,6 +13,7 @@ Format (see bots.example.toml; ``traderagent validate`` checks the same file)::
     timeframe = "5m"            # or timeframes = ["1h", "15m", "5m"] (highest first, entry last)
     share = "0.25"              # fraction of the phase's deployed capital; or capital = "2500"
     tick_seconds = 5
+    leverage = "3"              # linear only: set on ByBit at start (default: the account's setting)
     [bots.params]
     num_levels = 10
 
@@ -47,6 +48,7 @@ class BotSpec:
     share: Decimal | None = None
     params: dict[str, Any] = field(default_factory=dict)
     tick_seconds: float = DEFAULT_TICK_SECONDS
+    leverage: Decimal | None = None  # linear: set on the exchange at start; None leaves the account's own
 
     def to_config(self) -> dict[str, Any]:
         """JSON-safe form stored in bots.config."""
@@ -56,6 +58,7 @@ class BotSpec:
             "share": str(self.share) if self.share is not None else None,
             "params": json_safe(self.params),
             "tick_seconds": self.tick_seconds,
+            "leverage": str(self.leverage) if self.leverage is not None else None,
         }
 
 

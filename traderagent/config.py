@@ -170,6 +170,7 @@ class Settings:
     risk_per_trade: Decimal = RISK_DEFAULTS["risk_per_trade"]
     max_exposure: Decimal = RISK_DEFAULTS["max_exposure"]
     max_daily_loss: Decimal = RISK_DEFAULTS["max_daily_loss"]
+    liquidation_alert: Decimal = RISK_DEFAULTS["liquidation_alert"]  # LIQUIDATION_ALERT
     paper_balance: Decimal = Decimal("10000")
     paper_speed: float = 1.0
     paper_port: int = 0

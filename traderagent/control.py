@@ -18,7 +18,8 @@ Use-cases (names are the contract for handlers/):
     stop_all(by) -> StopAllOutcome                every bot stopped together; no order leaves after it begins
     resolve_bot(prefix) -> str                    full name for a unique prefix (exact name wins)
     balances() -> list[Wallet]                    one per market type (one if they share an account)
-    positions() -> list[PositionView]             open positions of every bot (strategy view)
+    positions() -> list[PositionView]             open positions of every bot (strategy view; linear: with
+                                                  ByBit's mark, liquidation price and margin)
     open_orders(name=None) -> list[OrderView]     non-final orders from the database
     recent_trades(n=10) -> list[TradeView]        newest first
     daily_pnl(days=7) -> list[DailyPnl]           oldest first
@@ -64,6 +65,13 @@ from traderagent.orchestrator.events import (
 )
 from traderagent.orchestrator.gate import SendGate
 from traderagent.orchestrator.market_data import MarketData
+from traderagent.orchestrator.perp import (
+    HedgeModeError,
+    LiquidationWatch,
+    position_risk,
+    prepare_linear,
+    share_funding,
+)
 from traderagent.orchestrator.risk import DeskRisk, RiskRails
 from traderagent.orchestrator.scheduler import DeskScheduler
 from traderagent.orchestrator.state import BotState, IllegalTransition
@@ -81,6 +89,7 @@ from traderagent.results import (
     OrderView,
     PauseAllOutcome,
     PhaseRecord,
+    PositionRisk,
     PositionView,
     RefusedBot,
     ResumeOutcome,
@@ -111,6 +120,7 @@ DESK = "desk"  # bot_name of desk-wide events
 STOP_SECONDS = 8.0  # a stop waits this long at most for sends on the wire and ticks in flight
 LOGGED_EVENTS = frozenset(EventType) - {EventType.ORDER_PLACED}
 AUDIT_ARGS_CHARS = 300  # an audited argument longer than this is shortened
+PERP_CHECK_SECONDS = 30.0  # funding booked and liquidation distance checked this often
 BotOp = Callable[[str, str], Awaitable[BotStatus]]  # start_bot / pause_bot / stop_bot (name, by)
 
 
@@ -164,6 +174,7 @@ class Desk:
         self.tick_counts: dict[str, int] = {}  # scheduled tick runs per bot (whatever the state)
         self.ticked = asyncio.Event()  # set after every scheduled tick
         self.refused: list[tuple[str, str]] = []
+        self.liquidation_watch = LiquidationWatch()
         self._started = False
         self.event_bus.subscribe(self._log_events, name="db-log", types=LOGGED_EVENTS, batch=True)
 
@@ -282,7 +293,12 @@ class Desk:
                     await self.db.update_bot(name, config=handle.spec.to_config(),
                                              allocated_capital=handle.bot.allocated_capital)
                     saved = row.state
+                if handle.spec.market_type == "linear":
+                    await prepare_linear(handle.bot.client, handle.spec.symbol, handle.spec.leverage)
                 report[name] = await handle.bot.recover(saved)
+            except HedgeModeError as exc:  # told, not a bug: the operator changes a ByBit setting
+                await handle.bot.fail(str(exc))
+                report[name] = {"error": str(exc)}
             except Exception as exc:
                 log.exception("recovery of %s failed", name)
                 await handle.bot.fail(exc)
@@ -305,6 +321,8 @@ class Desk:
             offset = interval * i / max(1, len(handles))  # spread the first ticks over one interval
             self.scheduler.add_job(f"tick:{handle.spec.name}", self._ticker(handle.bot), interval, offset=offset)
         self.scheduler.add_job("desk:risk", self.check_desk_risk, 5.0, offset=5.0)
+        if self._linear_accounts():
+            self.scheduler.add_job("desk:perp", self.check_perp, PERP_CHECK_SECONDS, offset=PERP_CHECK_SECONDS / 2)
 
     def _ticker(self, bot: BotOrchestrator) -> Callable[[], Awaitable[None]]:
         async def run() -> None:
@@ -379,6 +397,46 @@ class Desk:
                     self.risk.paused_by_risk.add(bot.name)
                     await bot.pause("risk", by="risk rail")
 
+    # ================================================================== perpetuals (orchestrator/perp.py)
+    def _linear_accounts(self) -> list[tuple[ExchangePort, list[BotHandle]]]:
+        """Each account trading perpetuals with its linear bots."""
+        groups: dict[int, tuple[ExchangePort, list[BotHandle]]] = {}
+        for h in self.bots.values():
+            if h.spec.market_type == "linear":
+                groups.setdefault(id(h.bot.client), (h.bot.client, []))[1].append(h)
+        return list(groups.values())
+
+    async def check_perp(self) -> None:
+        """Per account: the liquidation alert, then funding booked to the bots of each symbol."""
+        for client, handles in self._linear_accounts():
+            try:
+                risks = [position_risk(r) for r in await client.fetch_positions()]
+                for alert in self.liquidation_watch.check(id(client), risks, self.risk.rails.liquidation_alert):
+                    self._publish(alert)
+                for symbol in sorted({h.spec.symbol for h in handles}):
+                    await self._book_funding(client, [h for h in handles if h.spec.symbol == symbol])
+            except Exception:  # the next check retries; the ticks go on meanwhile
+                log.exception("perpetual risk check failed")
+
+    async def _book_funding(self, client: ExchangePort, handles: list[BotHandle]) -> None:
+        rows = await client.fetch_funding(handles[0].spec.symbol)
+        if rows:
+            sizes = [sum((p.size for p in h.bot.strategy.get_active_positions()), ZERO) for h in handles]
+            for handle, charges in zip(handles, share_funding(rows, sizes), strict=True):
+                await handle.bot.book_funding(charges)
+
+    async def _exchange_risk(self) -> dict[tuple[int, str], PositionRisk]:
+        """The accounts' perpetual positions by (account, symbol); none when ByBit cannot be asked now."""
+        out: dict[tuple[int, str], PositionRisk] = {}
+        for client, _ in self._linear_accounts():
+            try:
+                rows = await client.fetch_positions()
+            except Exception as exc:
+                log.warning("positions from the exchange unavailable: %s", exc)
+                continue
+            out.update({(id(client), r["symbol"]): position_risk(r) for r in rows})
+        return out
+
     def _publish(self, payload: Payload) -> None:
         self.event_bus.publish(TradingEvent.of(DESK, payload))
 
@@ -430,12 +488,14 @@ class Desk:
             exposure=self.risk.total_exposure(),
             exposure_limit=self.risk.exposure_limit(cm.allocated_capital) if cm else None,
             day_pnl=self.risk.desk_day_pnl(),
+            exchange_positions=tuple((await self._exchange_risk()).values()),
         )
 
     async def bot_status(self, name: str) -> BotStatus:
         """One bot's details (``name``: a unique prefix is enough)."""
         bot = self._bot(name)
         performance = bot.strategy.get_performance()
+        risk = await self._exchange_risk() if bot.market_type == "linear" else {}
         return BotStatus(
             **vars(_summary(bot)),
             ticks=bot.ticks,
@@ -443,7 +503,8 @@ class Desk:
             tick_seconds=bot.tick_seconds,
             timeframes=tuple(bot.strategy.timeframes),
             params=dict(bot.strategy.params),
-            positions=tuple(_position(bot.name, p) for p in bot.strategy.get_active_positions()),
+            positions=tuple(_position(bot.name, p, exchange=risk.get((id(bot.client), bot.symbol)))
+                            for p in bot.strategy.get_active_positions()),
             total_trades=performance.total_trades,
             win_rate=performance.win_rate,
             total_fees=performance.total_fees,
@@ -517,8 +578,9 @@ class Desk:
         return out
 
     async def positions(self) -> list[PositionView]:
-        return [_position(h.bot.name, p, h.bot.last_price) for h in self.bots.values()
-                for p in h.bot.strategy.get_active_positions()]
+        risk = await self._exchange_risk()
+        return [_position(h.bot.name, p, h.bot.last_price, risk.get((id(h.bot.client), h.spec.symbol)))
+                for h in self.bots.values() for p in h.bot.strategy.get_active_positions()]
 
     async def open_orders(self, name: str | None = None) -> list[OrderView]:
         bot_name = self.resolve_bot(name) if name else None
@@ -709,11 +771,13 @@ def _summary(bot: BotOrchestrator) -> BotSummary:
     )
 
 
-def _position(bot: str, p: PositionInfo, price: Decimal | None = None) -> PositionView:
+def _position(bot: str, p: PositionInfo, price: Decimal | None = None,
+              exchange: PositionRisk | None = None) -> PositionView:
     return PositionView(
         bot=bot, position_id=p.position_id, side=p.direction.value, size=p.size, entry_price=p.entry_price,
         stop_loss=p.stop_loss, take_profit=p.take_profit, current_price=price or p.current_price,
         unrealized_pnl=(p.gross_pnl_at(price) - p.fees) if price else p.unrealized_pnl, opened_at=p.entry_time,
+        exchange=exchange,
     )
 
 

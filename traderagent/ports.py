@@ -62,6 +62,15 @@ class ExchangePort(Protocol):
     async def cancel_order(self, order_id: str | None, symbol: str, *,
                            client_order_id: str | None = None) -> dict[str, Any]: ...
 
+    # perpetuals (linear); a spot client answers "one-way" and empty lists
+    async def position_mode(self, symbol: str) -> str: ...  # "one-way" | "hedge"
+
+    async def set_leverage(self, symbol: str, leverage: Any) -> Decimal: ...
+
+    async def fetch_positions(self, symbol: str | None = None) -> list[dict[str, Any]]: ...
+
+    async def fetch_funding(self, symbol: str, limit: int = 50) -> list[dict[str, Any]]: ...
+
 
 # ---------------------------------------------------------------------- store rows
 class BotRow(Protocol):
@@ -195,6 +204,8 @@ class CapitalPort(Protocol):
     def metrics(self) -> object | None: ...  # None before phase 1: no record to add trades or errors to
 
     def record_trade(self, won: bool, pnl: Decimal) -> None: ...
+
+    def record_pnl(self, pnl: Decimal) -> None: ...
 
     def record_error(self) -> None: ...
 

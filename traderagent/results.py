@@ -19,6 +19,23 @@ from traderagent.utils.capital_manager import PhaseGates
 
 # ---------------------------------------------------------------------- bots
 @dataclass(frozen=True)
+class PositionRisk:
+    """The exchange's view of the account's position on a perpetual symbol (one net position, shared by
+    the bots that trade the symbol on that account)."""
+
+    symbol: str
+    side: str  # "long" | "short"
+    size: Decimal
+    entry_price: Decimal
+    mark_price: Decimal
+    liq_price: Decimal | None  # None: ByBit shows none (beyond the price limits)
+    liq_distance: Decimal | None  # |mark - liq| / mark
+    margin: Decimal  # initial margin held
+    leverage: Decimal | None
+    unrealized_pnl: Decimal
+
+
+@dataclass(frozen=True)
 class PositionView:
     """An open position of a bot, marked at the bot's last price."""
 
@@ -32,6 +49,7 @@ class PositionView:
     current_price: Decimal
     unrealized_pnl: Decimal
     opened_at: dt.datetime | None
+    exchange: PositionRisk | None = None  # linear: the account's position on the symbol, as ByBit shows it
 
 
 @dataclass(frozen=True)
@@ -89,6 +107,7 @@ class DeskStatus:
     exposure: Decimal
     exposure_limit: Decimal | None
     day_pnl: Decimal
+    exchange_positions: tuple[PositionRisk, ...] = ()  # perpetual positions of the desk's accounts
 
 
 # ---------------------------------------------------------------------- account and history

@@ -603,8 +603,10 @@ class ByBitDirectClient:
         params = {"category": "linear", "symbol": normalize_symbol(symbol), "execType": "Funding",
                   "limit": min(max(limit, 1), 100)}
         items = await self._paged("/v5/execution/list", params, max_items=limit)
-        return [{"id": e.get("execId", ""), "symbol": e.get("symbol", ""), "fee": decimal_or(e.get("execFee"), ZERO),
-                 "rate": decimal_or(e.get("feeRate"), ZERO), "timestamp": int(e.get("execTime") or 0)}
+        return [{"id": e.get("execId", ""), "symbol": e.get("symbol", ""), "side": e.get("side", ""),
+                 "size": decimal_or(e.get("execQty"), ZERO), "mark": decimal_or(e.get("execPrice"), ZERO),
+                 "fee": decimal_or(e.get("execFee"), ZERO), "rate": decimal_or(e.get("feeRate"), ZERO),
+                 "timestamp": int(e.get("execTime") or 0)}
                 for e in items if e.get("execType") == "Funding"]
 
     async def set_leverage(self, symbol: str, leverage: Any) -> Decimal:

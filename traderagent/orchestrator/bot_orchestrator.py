@@ -28,10 +28,10 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -44,6 +44,7 @@ from traderagent.orchestrator.budget import AnalysisBudget
 from traderagent.orchestrator.events import (
     ErrorRaised,
     EventBus,
+    FundingBooked,
     Payload,
     RiskLimitHit,
     SignalGenerated,
@@ -69,6 +70,9 @@ from traderagent.strategies.base import BaseStrategy
 from traderagent.strategies.frames import last_open_ms
 from traderagent.strategies.types import BaseSignal, ExitReason, OrderIntent, PositionInfo, SignalDirection
 from traderagent.timeframes import MINUTE_MS
+
+if TYPE_CHECKING:
+    from traderagent.orchestrator.perp import FundingCharge
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +155,8 @@ class BotOrchestrator(OrderLifecycle):
         self._soft_dirty = False  # candle bookkeeping only: saved at most every SOFT_SAVE_S
         self._soft_saved_at = time.monotonic()
         self._strangers: list[str] = []  # our-prefix orders the database does not know (recover)
+        self._funding_seen: deque[str] = deque(maxlen=BOOKED_KEEP)  # execIds of funding booked (perp.py)
+        self._funding_since: int | None = None  # ms: settlements before the bot's first start are not its own
         self._lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ properties
@@ -549,6 +555,32 @@ class BotOrchestrator(OrderLifecycle):
             if trade.tag and trade.tag not in self._trade_ids:
                 self._trade_ids[trade.tag] = [trade.id, str(trade.fees)]
 
+    # ------------------------------------------------------------------ funding (perpetuals: perp.py)
+    async def book_funding(self, charges: Sequence[FundingCharge]) -> int:
+        """Book the funding charges not booked yet (nor older than the bot), each a closed trade row in the
+        same transaction as the snapshot that remembers it; returns how many were new."""
+        async with self._lock:
+            since = self._funding_since or 0
+            new = [c for c in charges if c.exec_id not in self._funding_seen
+                   and c.time.timestamp() * 1000 >= since]
+            if not new:
+                return 0
+            before = (deque(self._funding_seen, maxlen=BOOKED_KEEP), self._realized)
+            self._funding_seen.extend(c.exec_id for c in new)
+            self._realized += sum((c.pnl for c in new), ZERO)
+            try:
+                await self.db.save_bot_progress(self.name, runtime=self.runtime_snapshot(),
+                                                new_trades=[c.trade_row() for c in new])
+            except BaseException:
+                self._funding_seen, self._realized = before
+                raise
+            for c in new:
+                self.risk.add_realized(self.name, c.pnl)
+                if self.capital_manager is not None and self.capital_manager.metrics is not None:
+                    self.capital_manager.record_pnl(c.pnl)
+                self._emit(FundingBooked(c.symbol, c.pnl, c.rate, self.quote_coin))
+            return len(new)
+
     # ------------------------------------------------------------------ risk
     async def _balance(self) -> Decimal:
         """The bot's capital plus its realised pnl, capped by the free wallet balance."""
@@ -633,6 +665,8 @@ class BotOrchestrator(OrderLifecycle):
             "last_candle_ms": self._last_candle_ms,
             "seq": self._seq,
             "realized": str(self._realized),
+            "funding_seen": list(self._funding_seen),
+            "funding_since": self._funding_since,
             "saved_at": self.clock().isoformat(),
         }
 
@@ -707,6 +741,8 @@ class BotOrchestrator(OrderLifecycle):
         self._last_candle_ms = snap.get("last_candle_ms")
         self._seq = int(snap.get("seq", 0))
         self._realized = Decimal(snap.get("realized", "0"))
+        self._funding_seen = deque(snap.get("funding_seen") or [], maxlen=BOOKED_KEEP)
+        self._funding_since = snap.get("funding_since")
         self.paused_by = snap.get("paused_by")
 
     # ------------------------------------------------------------------ start-up recovery
@@ -720,6 +756,8 @@ class BotOrchestrator(OrderLifecycle):
             snap = await self.db.load_bot_runtime(self.name)
             if snap:
                 self._load_runtime(snap)
+            if self._funding_since is None:  # funding settled before the bot first ran is not its own
+                self._funding_since = int(self.clock().timestamp() * 1000)
             await self._adopt_open_trades()  # before anything is written: a known trade is never inserted twice
             counts = await self._reconcile_orders()
             tags = {o.tag for o in self._orders.values()}

@@ -46,10 +46,13 @@ class EventType(StrEnum):
     HALTED = "HALTED"
     RESUMED = "RESUMED"
     RISK_LIMIT = "RISK_LIMIT"
+    # perpetual futures
+    LIQUIDATION_RISK = "LIQUIDATION_RISK"
+    FUNDING = "FUNDING"
 
 
 # Events an operator can never mute: they mean money is at risk or trading stopped.
-UNMUTABLE_EVENTS = frozenset({EventType.ERROR, EventType.HALTED, EventType.RISK_LIMIT})
+UNMUTABLE_EVENTS = frozenset({EventType.ERROR, EventType.HALTED, EventType.RISK_LIMIT, EventType.LIQUIDATION_RISK})
 
 
 def _num(value: Decimal | None, places: int | None = None) -> str:
@@ -383,6 +386,39 @@ class RiskLimitHit(Payload):
 
 
 @dataclass(frozen=True)
+class LiquidationNear(Payload):
+    """The mark price of an account's position came within ``threshold`` of its liquidation price."""
+
+    EVENT = EventType.LIQUIDATION_RISK
+    symbol: str
+    side: str  # "long" | "short"
+    size: Decimal
+    mark_price: Decimal
+    liq_price: Decimal
+    distance: Decimal  # |mark - liq| / mark
+    threshold: Decimal
+
+    def _text(self) -> str:
+        return (f"{self.side} {_num(self.size)} {self.symbol}: mark {_num(self.mark_price)} is "
+                f"{decimal_text(self.distance * 100, 1)}% from liquidation at {_num(self.liq_price)} "
+                f"(alert under {decimal_text(self.threshold * 100, 1)}%)")
+
+
+@dataclass(frozen=True)
+class FundingBooked(Payload):
+    """A funding settlement booked to the bot: ``pnl`` < 0 paid, > 0 received."""
+
+    EVENT = EventType.FUNDING
+    symbol: str
+    pnl: Decimal
+    rate: Decimal
+    quote_coin: str
+
+    def _text(self) -> str:
+        return f"funding {self.symbol} at rate {_num(self.rate)}: {_pnl(self.pnl, self.quote_coin)}"
+
+
+@dataclass(frozen=True)
 class Details(Payload):
     """A plain mapping given as ``data`` by code outside the desk (the spec's own example passes a
     dict). The desk's emitters always build the typed payload; this keeps such an event renderable
@@ -403,7 +439,7 @@ class Details(Payload):
 
 PAYLOADS: dict[EventType, type[Payload]] = {cls.EVENT: cls for cls in (
     OrderPlaced, OrderFilled, OrderCancelled, OrderFailed, TradeOpened, TradeClosed, SignalGenerated, ErrorRaised,
-    StatusChanged, PhaseChanged, ScalingDecisionMade, Halted, Resumed, RiskLimitHit)}
+    StatusChanged, PhaseChanged, ScalingDecisionMade, Halted, Resumed, RiskLimitHit, LiquidationNear, FundingBooked)}
 
 
 @dataclass(frozen=True)

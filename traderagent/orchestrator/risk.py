@@ -29,6 +29,7 @@ class RiskRails:
     risk_per_trade: Decimal = RISK_DEFAULTS["risk_per_trade"]
     max_exposure: Decimal = RISK_DEFAULTS["max_exposure"]
     max_daily_loss: Decimal = RISK_DEFAULTS["max_daily_loss"]
+    liquidation_alert: Decimal = RISK_DEFAULTS["liquidation_alert"]
 
     @classmethod
     def from_settings(cls, settings: Any, overrides: dict[str, Any] | None = None) -> RiskRails:
@@ -36,6 +37,7 @@ class RiskRails:
             "risk_per_trade": settings.risk_per_trade,
             "max_exposure": settings.max_exposure,
             "max_daily_loss": settings.max_daily_loss,
+            "liquidation_alert": settings.liquidation_alert,
         }
         for key, value in (overrides or {}).items():
             if key in values and value is not None:

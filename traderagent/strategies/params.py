@@ -10,7 +10,7 @@ Entry points
 ------------
     check_params(params, raw, owner="") -> (given, errors)   # every error, for reports
     parse_params(params, raw, owner="") -> values            # defaults filled; first error raised
-    RISK_RAILS                                               # risk_per_trade, max_exposure, max_daily_loss
+    RISK_RAILS                          # risk_per_trade, max_exposure, max_daily_loss, liquidation_alert
 
 Values may be typed (TOML: Decimal, int, bool, lists) or text (command line: ``"20"``, ``"true"``,
 ``"1h,15m,5m"`` or ``"[3, 3, 2]"``, ``"none"`` for an optional parameter); the result is always typed. Money and fractions
@@ -205,5 +205,7 @@ RISK_RAILS: tuple[Param, ...] = (
           low=_d("0"), low_open=True, high=_d("0.50")),
     Param("max_daily_loss", Decimal, _d("0.05"), "loss today (UTC) that pauses a bot or the desk, fraction of capital",
           low=_d("0"), low_open=True, high=_d("0.10")),
+    Param("liquidation_alert", Decimal, _d("0.1"), "alert when a perpetual position's mark price is this close to "
+          "its liquidation price, fraction of the mark price", low=_d("0"), low_open=True, high=_d("0.50")),
 )
 RISK_DEFAULTS: dict[str, Decimal] = {p.name: p.default for p in RISK_RAILS}

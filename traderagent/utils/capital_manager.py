@@ -236,6 +236,13 @@ class CapitalManager:
         metrics.mark()
         self._changed()
 
+    def record_pnl(self, pnl: Decimal) -> None:
+        """Realised PnL that is no trade (funding): in the record's PnL, not in its trade count."""
+        metrics = self._active()
+        metrics.realized_pnl += Decimal(pnl)
+        metrics.mark()
+        self._changed()
+
     def record_error(self) -> None:
         self._active().errors_count += 1
         self._changed()

@@ -83,6 +83,8 @@ BOT_FIELDS = (
     Param("share", Decimal, None, "fraction of the deployed capital", low=Decimal(0), low_open=True,
           high=Decimal(1), optional=True),
     Param("tick_seconds", float, 5.0, "seconds between the bot's ticks", low=Decimal(0), low_open=True),
+    Param("leverage", Decimal, None, "linear only: the leverage set on ByBit at start", low=Decimal(1),
+          high=Decimal(100), optional=True),
 )
 _BOT_NUMBER_KEYS = {n for p in BOT_FIELDS for n in (p.name, *p.aliases)}
 _BOT_KEYS = {"name", "strategy", "symbol", "market_type", "timeframe", "timeframes", "params"} | _BOT_NUMBER_KEYS
@@ -357,6 +359,8 @@ class ConfigValidator:
                                        label, "bots") or {}
         if numbers.get("share") is not None and numbers.get("capital") is not None:
             fail("share", "give either share or capital, not both", "bots_capital")
+        if numbers.get("leverage") is not None and market != "linear":
+            fail("leverage", "applies to linear (perpetual) bots only")
         params = raw.get("params", {})
         if strategy in STRATEGY_TYPES and market in MARKET_TYPES:
             capital = numbers.get("capital")
@@ -369,7 +373,8 @@ class ConfigValidator:
         given, _ = check_params(strategy_class(str(strategy)).PARAMS, params)
         return {"name": name, "strategy": strategy, "symbol": str(symbol).replace("/", "").split(":")[0],
                 "market_type": market, "timeframes": timeframes, "capital": numbers["capital"],
-                "share": numbers["share"], "params": given, "tick_seconds": numbers["tick_seconds"]}, label
+                "share": numbers["share"], "params": given, "tick_seconds": numbers["tick_seconds"],
+                "leverage": numbers["leverage"]}, label
 
     @staticmethod
     def _bot_fields(raw: Mapping[str, Any], seen: set[str], fail: Callable[[str, str], None]) -> tuple[str, ...] | None:
