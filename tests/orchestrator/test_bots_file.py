@@ -49,6 +49,23 @@ def test_bad_bot_is_refused_with_reason_others_kept():
     assert "either share or capital" in reasons["bots[both]"]
 
 
+def test_leverage_is_a_linear_bots_field_checked_in_one_place():
+    doc = {"bots": [
+        {"name": "lev", "strategy": "grid", "symbol": "XRPUSDT", "leverage": "3"},
+        {"name": "none", "strategy": "grid", "symbol": "XRPUSDT"},
+        {"name": "spot", "strategy": "grid", "symbol": "XRPUSDT", "market_type": "spot", "leverage": "2"},
+        {"name": "low", "strategy": "grid", "symbol": "XRPUSDT", "leverage": "0.5"},
+        {"name": "high", "strategy": "grid", "symbol": "XRPUSDT", "leverage": 101},
+    ]}
+    out = parse_bots(doc)
+    assert [(b.name, b.leverage) for b in out.bots] == [("lev", Decimal("3")), ("none", None)]
+    assert out.bots[0].to_config()["leverage"] == "3"
+    reasons = dict(out.refused)
+    assert "bots[spot].leverage = '2': applies to linear (perpetual) bots only" in reasons["bots[spot]"]
+    assert "bots[low].leverage = '0.5': out of range (allowed >= 1 and <= 100; or none)" in reasons["bots[low]"]
+    assert "bots[high].leverage = 101: out of range" in reasons["bots[high]"]
+
+
 def test_run_and_validate_refuse_a_bot_with_the_same_message():
     bot = {"name": "g", "strategy": "grid", "symbol": "XRPUSDT", "params": {"grid_levels": 500}}
     (reason,) = [r for _, r in parse_bots({"bots": [bot]}).refused]

@@ -1,0 +1,127 @@
+"""Perpetual-futures risk through the desk, against the in-process simulator: leverage and position mode at
+start, funding booked once into every PnL, the liquidation-distance alert, ByBit's view in the results."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal as D
+
+from tests.sim.helpers import SignedClient
+from traderagent.orchestrator.events import EventType
+from traderagent.orchestrator.state import BotState
+
+from .helpers import SIM_KEY, TREND, build_desk
+
+
+async def _manual(sim_url: str, path: str, body: dict) -> None:
+    """What the operator does by hand on ByBit (the desk never sends these)."""
+    async with SignedClient(sim_url) as raw:
+        await raw.ok("POST", path, body)
+
+
+async def _open_by_hand(sim_url: str, side: str = "Buy", qty: str = "0.1") -> None:
+    await _manual(sim_url, "/v5/order/create", {"category": "linear", "symbol": "BTCUSDT", "side": side,
+                                                "orderType": "Market", "qty": qty})
+
+
+async def test_leverage_from_the_bots_file_is_set_at_start(sim, tmp_path):
+    h = await build_desk(sim.base_url, tmp_path / "lev.db", [replace(TREND, leverage=D("3"))])
+    try:
+        assert sim.engine.leverage(sim.engine.accounts[SIM_KEY], "BTCUSDT") == D("3")
+        assert h.desk.bots["btc-trend"].bot.state is BotState.RUNNING
+        assert (await h.db.get_bot("btc-trend")).config["leverage"] == "3"
+    finally:
+        await h.close()
+    h = await build_desk(sim.base_url, tmp_path / "lev.db", [replace(TREND, leverage=D("3"))])  # 110043: fine
+    try:
+        assert h.desk.bots["btc-trend"].bot.state is BotState.RUNNING
+    finally:
+        await h.close()
+
+
+async def test_hedge_mode_is_refused_naming_the_bybit_setting(sim, tmp_path):
+    await _manual(sim.base_url, "/v5/position/switch-mode", {"category": "linear", "symbol": "BTCUSDT", "mode": 3})
+    h = await build_desk(sim.base_url, tmp_path / "hedge.db", [replace(TREND, leverage=D("3"))])
+    try:
+        bot = h.desk.bots["btc-trend"].bot
+        assert bot.state is BotState.ERROR
+        assert "Position Mode" in bot.last_error and "One-Way" in bot.last_error and "BTCUSDT" in bot.last_error
+        assert "\n" not in bot.last_error
+        await h.desk.tick_all()
+        assert sim.orders(SIM_KEY, open_only=False) == []  # nothing was sent
+        assert sim.engine.leverage(sim.engine.accounts[SIM_KEY], "BTCUSDT") == D("10")  # nor the leverage
+    finally:
+        await h.close()
+
+
+async def test_funding_is_booked_once_into_every_pnl(sim, tmp_path):
+    sim.set_price("BTCUSDT", D("50000"))
+    h = await build_desk(sim.base_url, tmp_path / "fund.db", [TREND])
+    try:
+        await _open_by_hand(sim.base_url)  # the account's BTCUSDT position pays funding (rate 0.0001)
+        sim.charge_funding("BTCUSDT")
+        await h.desk.check_perp()
+        await h.desk.check_perp()  # seen: not booked twice
+        await h.desk.event_bus.drain(5)
+        paid = D("-0.5")  # 0.1 x 50000 x 0.0001, paid by a long
+        bot = h.desk.bots["btc-trend"].bot
+        assert bot._realized == paid
+        (row,) = [t for t in await h.db.list_trades("btc-trend", limit=50) if (t.tag or "").startswith("funding:")]
+        assert row.pnl == paid and row.closed_at is not None
+        assert (await h.desk.daily_pnl(1))[-1].pnl == paid
+        assert (await h.desk.equity_curve("btc-trend"))[-1].pnl == paid
+        assert (await h.desk.bot_status("btc-trend")).realized_pnl == paid
+        assert h.desk.risk.bot_day_pnl("btc-trend") == paid
+        assert h.desk.capital.metrics.realized_pnl == paid and h.desk.capital.metrics.total_trades == 0
+        (event,) = h.of(EventType.FUNDING, "btc-trend")
+        assert event.data.pnl == paid and "funding BTCUSDT" in event.data.summary()
+    finally:
+        await h.close()
+    h = await build_desk(sim.base_url, tmp_path / "fund.db", [TREND])  # a restart remembers what it booked
+    try:
+        await h.desk.check_perp()
+        trades = await h.db.list_trades("btc-trend", limit=50)
+        assert len([t for t in trades if (t.tag or "").startswith("funding:")]) == 1
+        assert h.desk.bots["btc-trend"].bot._realized == D("-0.5")
+    finally:
+        await h.close()
+
+
+async def test_funding_before_the_bot_first_ran_is_not_its_own(sim, tmp_path):
+    await _open_by_hand(sim.base_url)
+    sim.charge_funding("BTCUSDT")
+    h = await build_desk(sim.base_url, tmp_path / "old.db", [TREND])
+    try:
+        await h.desk.check_perp()
+        assert h.desk.bots["btc-trend"].bot._realized == 0
+    finally:
+        await h.close()
+
+
+async def test_liquidation_alert_once_per_approach_and_bybit_view_in_results(sim, tmp_path):
+    sim.set_price("BTCUSDT", D("50000"))
+    h = await build_desk(sim.base_url, tmp_path / "liq.db", [replace(TREND, leverage=D("5"))])
+    try:
+        await _open_by_hand(sim.base_url)  # liq at 50000 x (1 - 1/5 + 0.005) ~ 40260: 19.5% away
+        await h.desk.check_perp()
+        status = await h.desk.desk_status()
+        (risk,) = status.exchange_positions
+        assert (risk.symbol, risk.side, risk.size, risk.leverage) == ("BTCUSDT", "long", D("0.1"), D("5"))
+        assert risk.mark_price == D("50000") and D("40000") < risk.liq_price < D("40500")
+        assert risk.margin == risk.entry_price * D("0.1") / 5
+        assert not h.of(EventType.LIQUIDATION_RISK)
+        sim.set_price("BTCUSDT", D("44000"))  # within 10% of liquidation
+        await h.desk.check_perp()
+        await h.desk.check_perp()
+        await h.desk.event_bus.drain(5)
+        (alert,) = h.of(EventType.LIQUIDATION_RISK)
+        assert alert.data.mark_price == D("44000") and alert.data.distance < D("0.1")
+        assert "from liquidation" in alert.data.summary()
+        sim.set_price("BTCUSDT", D("50000"))  # away again: re-armed
+        await h.desk.check_perp()
+        sim.set_price("BTCUSDT", D("44500"))
+        await h.desk.check_perp()
+        await h.desk.event_bus.drain(5)
+        assert len(h.of(EventType.LIQUIDATION_RISK)) == 2
+    finally:
+        await h.close()
