@@ -1,8 +1,9 @@
 """The simulator's exchange state on disk, so that a paper desk resumes where it stopped.
 
 What a real exchange keeps across the desk's restarts is saved: per account the wallet, orders
-(open and final), executions, positions and leverage; the engine's id sequence and random state
-(so new order ids never repeat old ones); per symbol the replay position and candle clock. API
+(open and final), executions and funding rows, positions, leverage and position modes; the engine's id
+sequence and random state (so new order ids never repeat old ones); per symbol the replay position,
+candle clock and next funding time. API
 secrets are not saved: accounts are registered again at start (``add_account``) and the saved state
 is attached to them by key.
 
@@ -29,7 +30,7 @@ import orjson
 
 from traderagent.sim.market import Candle
 from traderagent.sim.matching import Account, Book, Engine, Execution, Order, Position, pos_key
-from traderagent.sim.perp import Funding
+from traderagent.sim.perp import Funding, next_funding_ms
 
 if TYPE_CHECKING:
     from traderagent.sim.server import ExchangeSimulator
@@ -75,7 +76,8 @@ def snapshot(sim: ExchangeSimulator) -> dict[str, Any]:
         "engine": {"seq": engine._seq, "spot_id": engine._spot_id, "rng": engine._rng.getstate()},
         "accounts": {key: _account(acct) for key, acct in engine.accounts.items()},
         "series": {sym: {"t0": s.t0, "candles": s.px.n, "scale": s.scale, "progress": s.progress,
-                         "live": _plain(s.live)} for sym, s in sim.series.items()},
+                         "live": _plain(s.live), "next_funding": sim.next_funding[sym]}
+                   for sym, s in sim.series.items()},
     }
 
 
@@ -140,6 +142,8 @@ def restore(sim: ExchangeSimulator, state: dict[str, Any]) -> None:
         series.t0, series.scale = saved["t0"], saved["scale"]
         series.fast_forward(saved["candles"] - series.px.n)
         series.live, series.progress = Candle(**saved["live"]), saved["progress"]
+        # a funding time already settled before the save is never charged again
+        sim.next_funding[symbol] = saved.get("next_funding") or next_funding_ms(series.live.ts)
 
 
 def _restore_account(engine: Engine, acct: Account, saved: dict[str, Any]) -> None:

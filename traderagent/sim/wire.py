@@ -122,13 +122,12 @@ def _ticker(sim: ExchangeSimulator, spec: SymbolSpec, category: str) -> dict:
                 "price24hPcnt": _pct(last, st["prev24h"]), "highPrice24h": fmt(st["high"]),
                 "lowPrice24h": fmt(st["low"]), "turnover24h": fmt(st["turnover"]), "volume24h": fmt(st["volume"]),
                 "usdIndexPrice": fmt(last)}
-    next_funding = (_now() // (8 * 3_600_000) + 1) * 8 * 3_600_000
     return {"symbol": spec.symbol, "lastPrice": fmt(last), "indexPrice": fmt(last), "markPrice": fmt(last),
             "prevPrice24h": fmt(st["prev24h"]), "price24hPcnt": _pct(last, st["prev24h"]),
             "highPrice24h": fmt(st["high"]), "lowPrice24h": fmt(st["low"]), "prevPrice1h": fmt(st["prev1h"]),
             "openInterest": fmt(spec.max_qty * 10), "openInterestValue": fmt_n(spec.max_qty * 10 * last, 2),
-            "turnover24h": fmt(st["turnover"]), "volume24h": fmt(st["volume"]), "fundingRate": "0.0001",
-            "nextFundingTime": str(next_funding), "predictedDeliveryPrice": "", "basisRate": "",
+            "turnover24h": fmt(st["turnover"]), "volume24h": fmt(st["volume"]), "fundingRate": fmt_n(sim.config.funding_rate),
+            "nextFundingTime": str(sim.next_funding[spec.symbol]), "predictedDeliveryPrice": "", "basisRate": "",
             "deliveryFeeRate": "", "deliveryTime": "0", "ask1Size": size, "bid1Price": fmt(last),
             "ask1Price": fmt(last + tick), "bid1Size": size, "basis": "", "preOpenPrice": "", "preQty": "",
             "curPreListingPhase": "", "fundingIntervalHour": "8", "basisRateYear": "", "fundingCap": "0.005"}
