@@ -66,8 +66,8 @@ from traderagent.orchestrator.events import (
 from traderagent.orchestrator.gate import SendGate
 from traderagent.orchestrator.market_data import MarketData
 from traderagent.orchestrator.perp import (
-    HedgeModeError,
     LiquidationWatch,
+    PerpSetupError,
     position_risk,
     prepare_linear,
     share_funding,
@@ -282,6 +282,7 @@ class Desk:
         self.apply_allocations()
         await self._restore_daily_pnl()
         report: dict[str, Mapping[str, int | str]] = {}
+        refused = await self._prepare_perp()
         for name, handle in list(self.bots.items()):
             try:
                 row = await self.db.get_bot(name)
@@ -293,12 +294,11 @@ class Desk:
                     await self.db.update_bot(name, config=handle.spec.to_config(),
                                              allocated_capital=handle.bot.allocated_capital)
                     saved = row.state
-                if handle.spec.market_type == "linear":
-                    await prepare_linear(handle.bot.client, handle.spec.symbol, handle.spec.leverage)
+                if name in refused:  # told, not a bug: the operator changes a setting
+                    await handle.bot.fail(refused[name])
+                    report[name] = {"error": refused[name]}
+                    continue
                 report[name] = await handle.bot.recover(saved)
-            except HedgeModeError as exc:  # told, not a bug: the operator changes a ByBit setting
-                await handle.bot.fail(str(exc))
-                report[name] = {"error": str(exc)}
             except Exception as exc:
                 log.exception("recovery of %s failed", name)
                 await handle.bot.fail(exc)
@@ -405,6 +405,21 @@ class Desk:
             if h.spec.market_type == "linear":
                 groups.setdefault(id(h.bot.client), (h.bot.client, []))[1].append(h)
         return list(groups.values())
+
+    async def _prepare_perp(self) -> dict[str, str]:
+        """Position mode and leverage once per account and symbol; returns the bots refused, with why."""
+        refused: dict[str, str] = {}
+        for client, handles in self._linear_accounts():
+            for symbol in sorted({h.spec.symbol for h in handles}):
+                group = [h for h in handles if h.spec.symbol == symbol]
+                try:
+                    await prepare_linear(client, symbol, {h.spec.name: h.spec.leverage for h in group})
+                except PerpSetupError as exc:
+                    refused.update((h.spec.name, str(exc)) for h in group)
+                except Exception as exc:  # e.g. the exchange unreachable: those bots fail as recovery would
+                    log.exception("%s: position mode / leverage check failed", symbol)
+                    refused.update((h.spec.name, f"{type(exc).__name__}: {exc}") for h in group)
+        return refused
 
     async def check_perp(self) -> None:
         """Per account: the liquidation alert, then funding booked to the bots of each symbol."""

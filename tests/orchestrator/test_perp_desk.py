@@ -39,6 +39,26 @@ async def test_leverage_from_the_bots_file_is_set_at_start(sim, tmp_path):
         await h.close()
 
 
+async def test_one_check_per_symbol_and_bots_sharing_a_position_need_one_leverage(sim, tmp_path):
+    twin = replace(TREND, name="btc-trend-2", share=D("0.1"))
+    h = await build_desk(sim.base_url, tmp_path / "twins.db", [TREND, twin])
+    try:
+        assert sim.request_counts["/v5/position/list"] == 1  # one mode check for the two bots of BTCUSDT
+        assert all(x.bot.state is BotState.RUNNING for x in h.desk.bots.values())
+    finally:
+        await h.close()
+    h = await build_desk(sim.base_url, tmp_path / "clash.db", [replace(TREND, leverage=D("3")),
+                                                                 replace(twin, leverage=D("5"))])
+    try:
+        for name in ("btc-trend", "btc-trend-2"):
+            bot = h.desk.bots[name].bot
+            assert bot.state is BotState.ERROR
+            assert "btc-trend 3x, btc-trend-2 5x" in bot.last_error and "same leverage" in bot.last_error
+        assert sim.engine.leverage(sim.engine.accounts[SIM_KEY], "BTCUSDT") == D("10")  # left as it was
+    finally:
+        await h.close()
+
+
 async def test_hedge_mode_is_refused_naming_the_bybit_setting(sim, tmp_path):
     await _manual(sim.base_url, "/v5/position/switch-mode", {"category": "linear", "symbol": "BTCUSDT", "mode": 3})
     h = await build_desk(sim.base_url, tmp_path / "hedge.db", [replace(TREND, leverage=D("3"))])

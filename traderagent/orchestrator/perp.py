@@ -3,7 +3,9 @@ and the alert when a position's mark price nears its liquidation price.
 
 - **Position mode.** The desk trades one-way only (positionIdx 0). A symbol in hedge mode is refused at
   start with a message naming ByBit's setting; nothing is sent for it.
-- **Leverage.** A bot's ``leverage`` (bots file) is set at start; "not modified" counts as success.
+- **Leverage.** A bot's ``leverage`` (bots file) is set at start; "not modified" counts as success. Bots of
+  one account and symbol share one position, hence one leverage: different values refuse them all. Both
+  checks run once per account and symbol, however many bots trade it.
 - **Funding.** ByBit settles funding on the account's position of a symbol, which the bots trading that
   symbol share (one-way: one net position). Each settlement is split between them by the size of their
   open positions (equally when none is open) and booked as a closed trade row tagged
@@ -30,7 +32,11 @@ FUNDING_TAG = "funding:"
 SHARE_PLACES = Decimal("0.00000001")
 
 
-class HedgeModeError(Exception):
+class PerpSetupError(Exception):
+    """A linear symbol the desk cannot trade as set up; the message is for the operator."""
+
+
+class HedgeModeError(PerpSetupError):
     """The account holds the symbol in hedge mode, which the desk does not trade."""
 
     def __init__(self, symbol: str) -> None:
@@ -40,12 +46,17 @@ class HedgeModeError(Exception):
             "then restart TraderAgent.")
 
 
-async def prepare_linear(client: ExchangePort, symbol: str, leverage: Decimal | None) -> None:
-    """Refuse a hedge-mode symbol; set the bot's leverage when it names one."""
+async def prepare_linear(client: ExchangePort, symbol: str, leverages: dict[str, Decimal | None]) -> None:
+    """Refuse a hedge-mode symbol or bots (name -> leverage) wanting different leverage; set the one wanted."""
+    wanted = sorted({lev for lev in leverages.values() if lev is not None})
+    if len(wanted) > 1:
+        asked = ", ".join(f"{name} {lev}x" for name, lev in sorted(leverages.items()) if lev is not None)
+        raise PerpSetupError(f"{symbol}: bots on one account share one position and one leverage, but ask for "
+                             f"different ones ({asked}); give them the same leverage in the bots file.")
     if await client.position_mode(symbol) == "hedge":
         raise HedgeModeError(symbol)
-    if leverage is not None:
-        await client.set_leverage(symbol, leverage)
+    if wanted:
+        await client.set_leverage(symbol, wanted[0])
 
 
 # ------------------------------------------------------------------ exchange positions
