@@ -773,7 +773,7 @@ def _short(text: str) -> str:
 def _log_level(event_type: EventType) -> str:
     if event_type in (EventType.ERROR, EventType.ORDER_FAILED):
         return "ERROR"
-    return "WARNING" if event_type in (EventType.RISK_LIMIT, EventType.HALTED) else "INFO"
+    return "WARNING" if event_type in (EventType.RISK_LIMIT, EventType.HALTED, EventType.LIQUIDATION_RISK) else "INFO"
 
 
 def _summary(bot: BotOrchestrator) -> BotSummary:
