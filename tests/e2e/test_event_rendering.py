@@ -16,6 +16,7 @@ from handlers.formatting import emoji
 from handlers.notifier import alert_of
 from handlers.outbox import pack
 from tests.orchestrator.helpers import DCA, GRID, SIM_KEY, SIM_SECRET, TREND, Clock, build_desk, run_ticks
+from tests.sim.helpers import SignedClient
 from traderagent.api.bybit_direct_client import ByBitDirectClient
 from traderagent.app import format_event as console_line
 from traderagent.bots import BotSpec
@@ -55,7 +56,7 @@ def shown(name: str, value: Any) -> list[str]:
         return [value.value.lower()]
     if isinstance(value, Enum):
         return [str(value.value)]
-    if name == "share":
+    if name in ("share", "distance", "threshold"):  # fractions shown as percentages
         return [f"{decimal_text(value * 100)} %"]
     if name in ("by", "approved_by"):
         return [operator_name(value)]  # the numeric user id is for the audit, not for people
@@ -110,6 +111,8 @@ async def test_every_event_type_shows_every_field_on_console_chat_and_db_log(sim
         wallet["USDT"] = funds
         desk.risk.add_realized("ghost", -capital.allocated_capital)
         await desk.check_desk_risk()
+        await _perpetual_risk_by_hand(sim)
+        await desk.check_perp()  # the XRPUSDT funding is the grid's; the 50x ETHUSDT long is near liquidation
         await desk.event_bus.drain(5)
 
         by_type: dict[EventType, list[TradingEvent]] = {}
@@ -140,6 +143,19 @@ async def test_every_event_type_shows_every_field_on_console_chat_and_db_log(sim
         assert isinstance(decision, ScalingDecisionMade) and decision.passed and decision.blocked
     finally:
         await h.close()
+
+
+async def _perpetual_risk_by_hand(sim) -> None:
+    """Positions opened on the account by hand: a funding settlement and a liquidation alert to come."""
+    sim.set_price("XRPUSDT", Decimal("0.5"))
+    sim.set_price("ETHUSDT", Decimal("3000"))
+    async with SignedClient(sim.base_url) as raw:
+        await raw.ok("POST", "/v5/position/set-leverage", {"category": "linear", "symbol": "ETHUSDT",
+                                                            "buyLeverage": "50", "sellLeverage": "50"})
+        for symbol, qty in (("XRPUSDT", "10000"), ("ETHUSDT", "1")):
+            await raw.ok("POST", "/v5/order/create", {"category": "linear", "symbol": symbol, "side": "Buy",
+                                                      "orderType": "Market", "qty": qty})
+    sim.charge_funding("XRPUSDT")
 
 
 async def test_a_spot_buy_fill_says_its_fee_is_in_the_base_coin(sim, tmp_path) -> None:

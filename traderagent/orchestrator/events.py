@@ -400,8 +400,8 @@ class LiquidationNear(Payload):
 
     def _text(self) -> str:
         return (f"{self.side} {_num(self.size)} {self.symbol}: mark {_num(self.mark_price)} is "
-                f"{decimal_text(self.distance * 100, 1)}% from liquidation at {_num(self.liq_price)} "
-                f"(alert under {decimal_text(self.threshold * 100, 1)}%)")
+                f"{decimal_text(self.distance * 100)} % from liquidation at {_num(self.liq_price)} "
+                f"(alert under {decimal_text(self.threshold * 100)} %)")
 
 
 @dataclass(frozen=True)
