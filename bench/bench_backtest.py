@@ -11,9 +11,7 @@ import sys
 import time
 from decimal import Decimal
 from pathlib import Path
-from typing import ClassVar
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -22,80 +20,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bt_reference import MINUTES_PER_YEAR, random_walk, run_backtrader  # noqa: E402
 
 from traderagent.backtest.data import resample  # noqa: E402
+from traderagent.backtest.ema_cross import EmaCross  # noqa: E402
 from traderagent.backtest.engine import BacktestConfig, Backtester, build_frames, run_backtest  # noqa: E402
 from traderagent.numbers import to_decimal  # noqa: E402
 from traderagent.strategies import create_strategy  # noqa: E402
-from traderagent.strategies import indicators as ind  # noqa: E402
 from traderagent.strategies.base import BaseStrategy  # noqa: E402
-from traderagent.strategies.params import Param  # noqa: E402
-from traderagent.strategies.types import (  # noqa: E402
-    BaseMarketAnalysis,
-    BaseSignal,
-    ExitReason,
-    PositionInfo,
-    PreparedData,
-    SignalDirection,
-)
 from traderagent.timeframes import timeframe_ms  # noqa: E402
 
 FEE = Decimal("0.001")
-
-
-class EmaCross(BaseStrategy):
-    """Plain EMA fast/slow crossover, long only, no stop: the backtrader reference in our protocol.
-
-    Crossing as backtrader's CrossOver: up at i when the last NON-ZERO (fast - slow) before i was < 0 and
-    fast > slow at i. TA-Lib's EMA is seeded with the SMA of the first `period` closes, like backtrader's.
-    """
-
-    PARAMS: ClassVar[tuple[Param, ...]] = (Param("fast", int, 20, "fast EMA"), Param("slow", int, 50, "slow EMA"),
-                                          Param("qty", Decimal, Decimal(1), "order quantity"))
-    timeframes = ("1m",)
-
-    def __init__(self, params=None, **kw) -> None:
-        super().__init__(params, **kw)
-        self.fast, self.slow = int(self.params["fast"]), int(self.params["slow"])
-        self.qty = to_decimal(self.params["qty"])
-        self.min_candles = self.slow + 1
-
-    @property
-    def strategy_type(self) -> str:
-        return "ema_cross"
-
-    def prepare(self, *frames: pd.DataFrame) -> PreparedData:
-        data = PreparedData.from_frame(frames[-1])
-        fast, slow = ind.ema(data.close, self.fast), ind.ema(data.close, self.slow)
-        d = fast - slow
-        valid = np.isfinite(d) & (d != 0)
-        # last non-zero difference up to each index (forward fill), then shifted by one candle
-        last = np.where(valid, np.arange(len(d)), -1)
-        np.maximum.accumulate(last, out=last)
-        nzd = np.where(last >= 0, d[np.maximum(last, 0)], np.nan)
-        prev = np.r_[np.nan, nzd[:-1]]
-        with np.errstate(invalid="ignore"):
-            data.columns = {"up": (prev < 0) & (fast > slow), "down": (prev > 0) & (fast < slow)}
-        return data
-
-    def analyze_at(self, prepared: PreparedData, i: int) -> BaseMarketAnalysis:
-        up = bool(prepared.columns["up"][i])
-        return BaseMarketAnalysis("bullish" if up else "unknown", 0.0, 0.0, prepared.timestamp(i), "ema_cross")
-
-    def signal_candidates(self, prepared: PreparedData) -> np.ndarray:
-        return prepared.columns["up"]
-
-    def signal_at(self, prepared: PreparedData, i: int, balance: Decimal) -> BaseSignal | None:
-        if self._positions or not prepared.columns["up"][i]:
-            return None
-        price = self.price_of(prepared.close[i])
-        return BaseSignal(SignalDirection.LONG, price, Decimal(0), None, self.qty, 1.0, None, "ema_cross")
-
-    def on_candle_close(self, prepared: PreparedData, i: int) -> list[PositionInfo]:
-        if not prepared.columns["down"][i]:
-            return []
-        out = list(self._positions.values())
-        for pos in out:
-            pos.exit_reason = ExitReason.SIGNAL_REVERSED
-        return out
 
 
 def _strategy(name: str, params: dict, balance: Decimal) -> BaseStrategy:

@@ -47,7 +47,7 @@ from traderagent.backtest.fills import FillModel, dec
 from traderagent.backtest.ledger import Ledger
 from traderagent.backtest.metrics import Fill, Metrics, Trade, compute_metrics
 from traderagent.strategies.base import BaseStrategy
-from traderagent.strategies.types import ExitReason, OrderIntent, PositionInfo, PreparedData
+from traderagent.strategies.types import ExitReason, OrderIntent, PositionInfo
 from traderagent.timeframes import timeframe_ms, timeframe_name
 
 INF = math.inf
@@ -125,11 +125,13 @@ def build_frames(strategy: BaseStrategy, frame: pd.DataFrame, tf_ms: int) -> lis
     return frames
 
 
-def _candidates(strategy: BaseStrategy, prepared: PreparedData) -> np.ndarray | None:
-    """Entry indices where `signal_at` can return a signal (a superset, base.py's `signal_candidates`),
-    or None: ask at every candle."""
-    mask = strategy.signal_candidates(prepared)
-    return None if mask is None else np.flatnonzero(np.asarray(mask, dtype=bool))
+def _candidates(mask: np.ndarray | None, start: int, n: int) -> list[int] | None:
+    """Indices >= start where a candidate mask (base.py's `signal_candidates` / `exit_candidates`) is set,
+    then the sentinel n; None when the strategy gave no mask (every candle is a candidate)."""
+    if mask is None:
+        return None
+    found = np.flatnonzero(np.asarray(mask, dtype=bool))
+    return [*found[found >= start].tolist(), n]
 
 
 def _same(a: OrderIntent, b: OrderIntent) -> bool:
@@ -219,11 +221,12 @@ class Backtester:
         h, lo = self.h, self.l
         n = len(self.c)
         start = max(int(s.min_candles) - 1, 0)
-        cand = _candidates(s, p)
-        every = cand is None
-        cand_list = [] if cand is None else cand[cand >= start].tolist()
-        cand_list.append(n)  # sentinel: no candidate left
-        ci = 0
+        cand_list = _candidates(s.signal_candidates(p), start, n)
+        every = cand_list is None
+        if cand_list is None:
+            cand_list = [n]
+        exit_list = _candidates(s.exit_candidates(p), start, n)
+        ci = xi = 0
         next_c = cand_list[0]
         self._report_every = max(n // 100, 1)
         self._next_report = 0 if self.progress is not None else n + 1
@@ -260,8 +263,15 @@ class Backtester:
                 sig = signal_at(p, i, self._balance())
                 if sig is not None and i + 1 < n:
                     pending_entries.append(sig)
-            if positions or pending_entries or pending_exits or every:
+            if pending_entries or pending_exits or every or (positions and exit_list is None):
                 i += 1
+            elif positions and exit_list is not None:  # jump to the next exit or entry candidate or level touch
+                while exit_list[xi] <= i:
+                    xi += 1
+                if next_c <= i:
+                    ci += 1
+                    next_c = cand_list[ci]
+                i = self._first_touch(i + 1, min(exit_list[xi], next_c), lo_trig, hi_trig)
             else:  # flat and nothing queued: jump to the next candle that can produce an entry
                 if next_c <= i:
                     ci += 1
@@ -269,6 +279,20 @@ class Backtester:
                 i = next_c
             if i >= self._next_report:
                 self._tick(i, n)
+
+    def _first_touch(self, i: int, limit: int, lo_t: float, hi_t: float) -> int:
+        """First candle in [i, limit) whose low/high reaches a stop/target threshold, else limit."""
+        if lo_t == -INF and hi_t == INF:
+            return limit
+        low, high = self.p.low, self.p.high
+        step = 64
+        while i < limit:
+            k = min(i + step, limit)
+            hit = np.flatnonzero((low[i:k] <= lo_t) | (high[i:k] >= hi_t))
+            if len(hit):
+                return i + int(hit[0])
+            i, step = k, step * 4
+        return limit
 
     def _levels(self, lo_t: float, hi_t: float) -> tuple[float, float]:
         """Float thresholds: a candle with low <= lo or high >= hi may hit a stop/target.

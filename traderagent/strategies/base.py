@@ -70,6 +70,9 @@ Driving a SIGNAL strategy (``is_ladder = False``), per closed entry candle ``i``
   where ``signal_at`` returns None whatever the positions and balance (a superset of the real
   entries is fine), or None (the default) = every candle is a candidate. A driver replaying history
   (the backtester) may skip ``signal_at`` at non-candidates while flat; the live path never needs it.
+* ``exit_candidates(prepared)`` (optional speed hook, same form): False where ``on_candle_close`` does
+  nothing at all. With it, a replaying driver jumps over the candles of an open position up to the next
+  exit candidate, entry candidate or stop/target touch.
 * Decisions taken at the close of candle ``i`` (steps 2 and 3) are executed by the backtester at
   ``open[i+1]`` (plus its slippage model), by the live orchestrator immediately with a market
   order. Stop and target levels are absolute (those of the signal), not re-anchored to the fill.
@@ -259,6 +262,14 @@ class BaseStrategy(PositionBook):
 
     def signal_candidates(self, prepared: PreparedData) -> np.ndarray | None:
         """Optional hook: bool array, False where ``signal_at`` can never return a signal (see module doc).
+
+        None (the default): every candle is a candidate.
+        """
+        return None
+
+    def exit_candidates(self, prepared: PreparedData) -> np.ndarray | None:
+        """Optional hook: bool array, False where ``on_candle_close`` can neither exit nor change a position
+        (stop, target, any state), whatever the positions are (see module doc).
 
         None (the default): every candle is a candidate.
         """
