@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--slippage", default="0.0002", help="market-order slippage rate")
     bt.add_argument("--plot", default=None, metavar="OUT.png", help="draw the equity curve with trades (.png, .svg, .pdf, ...)")
     bt.add_argument("--json", action="store_true", help="print results as JSON")
+    bt.add_argument("--sweep", action="append", default=[], metavar="NAME=A:B:STEP",
+                    help="run every combination of these parameter ranges on all cores; print them ranked")
+    bt.add_argument("--workers", type=int, default=None, help="sweep processes (default: one per core)")
 
     db = sub.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=["upgrade", "current"], help="upgrade: apply migrations; current: show revision")

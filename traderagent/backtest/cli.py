@@ -13,8 +13,10 @@ from typing import Any
 import pandas as pd
 
 from traderagent.backtest.data import BacktestDataError, prepare, resample
-from traderagent.backtest.engine import BacktestConfig, BacktestResult, run_backtest
+from traderagent.backtest.engine import BacktestConfig, BacktestResult
+from traderagent.backtest.sweep import BacktestJob, combinations, parse_axis, run_sweep, sweep_table
 from traderagent.numbers import NumberError, to_decimal
+from traderagent.strategies.base import BaseStrategy
 from traderagent.timeframes import TimeframeError, derived_from, timeframe_ms, timeframe_name
 
 _LONG_RUN = 200_000  # candles: show progress even when stderr is not a terminal
@@ -80,10 +82,9 @@ def instrument_steps(symbol: str, market: str, qty_step: str | None, tick: str |
     return (spec.base_precision if market == "spot" else spec.qty_step), spec.tick_size
 
 
-def build_strategy(name: str, params: dict, *, timeframe: str | None, market: str,
-                   steps: tuple[Decimal, Decimal], balance: Decimal):
-    """The strategy on its own timeframes; ``--timeframe`` sets a single-timeframe strategy's ``timeframe``."""
-    from traderagent.strategies import create_strategy, strategy_class
+def strategy_params(name: str, params: dict, timeframe: str | None) -> tuple[type[BaseStrategy], dict]:
+    """The strategy class and its parameters; ``--timeframe`` sets a single-timeframe strategy's ``timeframe``."""
+    from traderagent.strategies import strategy_class
 
     try:
         cls = strategy_class(name)
@@ -95,10 +96,16 @@ def build_strategy(name: str, params: dict, *, timeframe: str | None, market: st
     if timeframe and any(p.name == "timeframe" for p in cls.PARAMS):
         if params.setdefault("timeframe", timeframe) != timeframe:
             raise UsageError(f"--timeframe {timeframe} conflicts with --param timeframe={params['timeframe']}")
+    return cls, params
+
+
+def build_strategy(name: str, params: dict, *, timeframe: str | None, market: str,
+                   steps: tuple[Decimal, Decimal], balance: Decimal) -> BaseStrategy:
+    """The strategy on its own timeframes (see ``strategy_params``)."""
+    cls, params = strategy_params(name, params, timeframe)
     qty_step, tick = steps
     try:
-        return create_strategy(name, params, qty_step=qty_step, tick_size=tick, allocated_capital=balance,
-                               market_type=market)
+        return cls(params, qty_step=qty_step, tick_size=tick, allocated_capital=balance, market_type=market)
     except (ValueError, TypeError) as exc:
         raise UsageError(f"{name}: {exc}") from None
 
@@ -203,7 +210,8 @@ def results_table(result: BacktestResult, info: dict, *, last: int = 10) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> tuple[BacktestResult, dict]:
+def setup(args: argparse.Namespace) -> tuple[BacktestJob, BaseStrategy, dict]:
+    """Check the arguments, load the candles, build the strategy: (the job, the strategy, data info)."""
     balance = _decimal_arg("balance", args.balance, minimum=Decimal("0.00000001"))
     fee = _decimal_arg("fee", args.fee)
     slippage = _decimal_arg("slippage", args.slippage)
@@ -238,9 +246,16 @@ def run(args: argparse.Namespace) -> tuple[BacktestResult, dict]:
     # ladder strategies rest limit orders: maker fee is the taker fee's usual ByBit ratio (0.02% vs 0.055%)
     maker = (fee * Decimal("0.02") / Decimal("0.055")).quantize(Decimal("0.0000001"))
     config = BacktestConfig(balance=balance, taker_fee=fee, maker_fee=maker, slippage=slippage, limit_fill=args.fill)
-    bar = ProgressBar(len(frame))
+    _, used = strategy_params(args.strategy, params, args.timeframe)
+    job = BacktestJob(type(strategy), used, steps[0], steps[1], balance, args.market, frame, tf, config)
+    return job, strategy, info
+
+
+def run(args: argparse.Namespace) -> tuple[BacktestResult, dict]:
+    job, strategy, info = setup(args)
+    bar = ProgressBar(len(job.frame))
     try:
-        result = run_backtest(strategy, frame, tf, config, progress=bar)
+        result = job.run(strategy, progress=bar)
     except ValueError as exc:  # a strategy refusing its inputs (e.g. a grid range outside the data)
         raise UsageError(f"{strategy.strategy_type}: {exc}") from None
     finally:
@@ -248,7 +263,34 @@ def run(args: argparse.Namespace) -> tuple[BacktestResult, dict]:
     return result, info
 
 
+def main_sweep(args: argparse.Namespace) -> int:
+    """``--sweep name=a:b:step ...``: every combination on a process pool, a ranked table (or JSON rows)."""
+    try:
+        axes = [parse_axis(text) for text in args.sweep]
+        job, _, info = setup(args)
+    except (UsageError, ValueError) as exc:
+        print(f"traderagent backtest: error: {exc}", file=sys.stderr)
+        return 2
+    combos = combinations(axes)
+    started = time.perf_counter()
+    rows, refused = run_sweep(job, combos, workers=args.workers)
+    elapsed = time.perf_counter() - started
+    if args.json:
+        print(json.dumps({"data": info, "elapsed_s": round(elapsed, 3), "refused": refused,
+                          "rows": [{"params": r.params, "metrics": r.metrics.to_dict()} for r in rows]}, indent=2))
+        return 0
+    print(f"{args.strategy} on {info['symbol']} {info['timeframe']} ({info['candles']:,} candles): "
+          f"{len(combos)} combinations in {elapsed:.2f}s, {refused} refused by the strategy\n")
+    print(sweep_table(rows))
+    return 0
+
+
 def main_backtest(args: argparse.Namespace) -> int:
+    if args.sweep:
+        if args.plot:
+            print("traderagent backtest: error: --plot draws one run; it cannot be combined with --sweep", file=sys.stderr)
+            return 2
+        return main_sweep(args)
     try:
         result, info = run(args)
     except UsageError as exc:
