@@ -1,12 +1,16 @@
-"""Backtester benchmark: a year of 1m candles through every strategy, our engine vs backtrader, live-tick cost.
+"""Backtester benchmark: the EMA crossover against vectorbt and backtrader, a 100-combination sweep, every strategy.
 
-Run: .venv/bin/python bench/bench_backtest.py [--rows N] [--bt-rows N]
+Run: .venv/bin/python bench/bench_backtest.py [--rows N] [--bt-rows N] [--rounds N] [--only crossover|sweep|strategies]
+(vectorbt and backtrader: pip install -e '.[bench]')
 Data: a seeded geometric random walk (seed 42), 525,600 one-minute candles (printed again below).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
+import statistics
 import sys
 import time
 from decimal import Decimal
@@ -17,11 +21,12 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bt_reference import MINUTES_PER_YEAR, random_walk, run_backtrader  # noqa: E402
+from bt_reference import MINUTES_PER_YEAR, random_walk, run_backtrader, run_vectorbt, vectorbt_grid  # noqa: E402
 
 from traderagent.backtest.data import resample  # noqa: E402
 from traderagent.backtest.ema_cross import EmaCross  # noqa: E402
 from traderagent.backtest.engine import BacktestConfig, Backtester, build_frames, run_backtest  # noqa: E402
+from traderagent.backtest.sweep import BacktestJob, combinations, run_sweep  # noqa: E402
 from traderagent.numbers import to_decimal  # noqa: E402
 from traderagent.strategies import create_strategy  # noqa: E402
 from traderagent.strategies.base import BaseStrategy  # noqa: E402
@@ -34,38 +39,94 @@ def _strategy(name: str, params: dict, balance: Decimal) -> BaseStrategy:
     return create_strategy(name, params, qty_step="0.00001", tick_size="0.1", allocated_capital=balance)
 
 
-def bench_crossover(frame: pd.DataFrame, bt_rows: int) -> None:
-    print("\n== EMA 20/50 crossover, long only, 0.1% fee, market orders at the next open ==")
+def _ours(frame: pd.DataFrame, fast: int = 20, slow: int = 50) -> tuple[float, list[int], list[int]]:
     cfg = BacktestConfig(balance=Decimal("1000000000"), taker_fee=FEE, maker_fee=FEE, slippage=Decimal(0))
-    n = len(frame)
+    strategy = EmaCross({"fast": fast, "slow": slow}, qty_step="0.00001", tick_size="0.1", allocated_capital="1000000000")
     t0 = time.perf_counter()
-    res = run_backtest(EmaCross({}, qty_step="0.00001", tick_size="0.1", allocated_capital="1000000000"),
-                       frame, 60_000, cfg)
-    ours = time.perf_counter() - t0
-    ours_rate = n / ours
-    entries = [t.entry_index for t in res.trades]
-    exits = [t.exit_index for t in res.trades if t.closed]
-    print(f"ours       : {n:,} candles in {ours:.3f}s = {ours_rate:,.0f} candles/s "
-          f"({len(entries)} entries, {len(exits)} exits)")
-    sub = frame.iloc[:bt_rows]
-    bt_s, bt_in, bt_out = run_backtrader(sub)
-    bt_rate = len(sub) / bt_s
-    label = "all rows" if len(sub) == n else f"first {len(sub):,} rows (documented subset)"
-    print(f"backtrader : {len(sub):,} candles ({label}) in {bt_s:.2f}s = {bt_rate:,.0f} candles/s "
-          f"({len(bt_in)} entries, {len(bt_out)} exits)")
-    print(f"speed-up   : {ours_rate / bt_rate:,.1f}x backtrader's per-candle throughput (target >= 50x)")
-    # compare on the rows both ran
+    res = run_backtest(strategy, frame, 60_000, cfg)
+    seconds = time.perf_counter() - t0
+    return seconds, [t.entry_index for t in res.trades], [t.exit_index for t in res.trades if t.closed]
+
+
+def _median_rate(rows: int, seconds: list[float]) -> float:
+    return rows / statistics.median(seconds)
+
+
+def bench_crossover(frame: pd.DataFrame, bt_rows: int, rounds: int, with_vbt: bool) -> bool:
+    """One EMA 20/50 backtest per engine per round, the engines alternating within each round (warm: a first
+    untimed run each); medians of the rounds; trades compared bar by bar."""
+    print(f"\n== EMA 20/50 crossover, long only, 0.1% fee, market orders at the next open: {rounds} rounds, "
+          "engines alternating, medians ==")
+    n, sub = len(frame), frame.iloc[:bt_rows]
+    engines = {"ours": lambda: _ours(frame), "backtrader": lambda: run_backtrader(sub)}
+    if with_vbt:
+        engines["vectorbt"] = lambda: run_vectorbt(frame)
+    rows = {"ours": n, "vectorbt": n, "backtrader": len(sub)}
+    trades = {name: run()[1:] for name, run in engines.items()}  # warm-up: numba compiles, caches fill
+    times: dict[str, list[float]] = {name: [] for name in engines}
+    for _ in range(rounds):
+        for name, run in engines.items():
+            times[name].append(run()[0])
+    rate = {name: _median_rate(rows[name], t) for name, t in times.items()}
+    for name, t in times.items():
+        label = "" if rows[name] == n else f" (first {rows[name]:,} rows: per-candle throughput)"
+        print(f"{name:<11}: {rows[name]:,} candles, median {statistics.median(t):.3f}s "
+              f"(rounds {', '.join(f'{x:.3f}' for x in t)}) = {rate[name]:,.0f} candles/s{label}; "
+              f"{len(trades[name][0])} entries, {len(trades[name][1])} exits")
+    print(f"ratio      : ours / backtrader = {rate['ours'] / rate['backtrader']:,.1f}x (per candle)")
+    same = True
+    if with_vbt:
+        print(f"ratio      : ours / vectorbt = {rate['ours'] / rate['vectorbt']:.2f}x (target >= 1)")
+        same = trades["ours"] == trades["vectorbt"]
+        print(f"trades     : identical to vectorbt's: {same}")
     m = len(sub)
-    our_in = [x for x in entries if x < m]
-    our_out = [x for x in exits if x < m]
-    # a position our engine opened before m whose exit falls after m is still open for backtrader
-    same_in, same_out = our_in == bt_in, our_out == bt_out
-    print(f"trades     : entries identical: {same_in} ({len(our_in)} vs {len(bt_in)}); "
-          f"exits identical: {same_out} ({len(our_out)} vs {len(bt_out)})")
-    if not (same_in and same_out):
-        diff = next((k for k, (a, b) in enumerate(zip(our_in, bt_in, strict=False)) if a != b), None)
-        print(f"MISMATCH   : first differing entry #{diff}")
-    return same_in and same_out
+    mine = ([x for x in trades["ours"][0] if x < m], [x for x in trades["ours"][1] if x < m])
+    same_bt = mine == tuple(trades["backtrader"])
+    print(f"trades     : identical to backtrader's on its {m:,} rows: {same_bt}")
+    return same and same_bt
+
+
+SWEEP_FAST = range(5, 55, 5)
+SWEEP_SLOW = range(60, 160, 10)
+
+
+def bench_sweep(frame: pd.DataFrame, rounds: int, with_vbt: bool) -> None:
+    """100 (fast, slow) combinations: our process pool (one worker per core) beside vectorbt's own grid."""
+    combos = [(f, s) for f in SWEEP_FAST for s in SWEEP_SLOW]
+    print(f"\n== Sweep: {len(combos)} EMA crossovers over {len(frame):,} candles, {rounds} rounds alternating, "
+          f"our pool on {os.cpu_count()} cores vs vectorbt's parameter grid ==")
+    job = BacktestJob(EmaCross, {"qty": "1"}, Decimal("0.00001"), Decimal("0.1"), Decimal("1000000000"), "linear",
+                      frame, 60_000, BacktestConfig(balance=Decimal("1000000000"), taker_fee=FEE, maker_fee=FEE,
+                                                    slippage=Decimal(0)))
+    axes = [("fast", [str(f) for f in SWEEP_FAST]), ("slow", [str(s) for s in SWEEP_SLOW])]
+
+    def ours() -> tuple[float, list]:
+        t0 = time.perf_counter()
+        rows, _ = run_sweep(job, combinations(axes))
+        return time.perf_counter() - t0, rows
+
+    engines = {"ours": ours}
+    if with_vbt:
+        engines["vectorbt"] = lambda: vectorbt_grid(frame, combos)
+        vectorbt_grid(frame.iloc[:1000], combos[:2])  # compile outside the timing
+    times: dict[str, list[float]] = {name: [] for name in engines}
+    out: dict[str, list] = {}
+    for _ in range(rounds):
+        for name, run in engines.items():
+            seconds, out[name] = run()
+            times[name].append(seconds)
+    for name, t in times.items():
+        med = statistics.median(t)
+        print(f"{name:<9}: median {med:.2f}s (rounds {', '.join(f'{x:.2f}' for x in t)}) = "
+              f"{len(combos) * len(frame) / med:,.0f} candle-runs/s")
+    best = out["ours"][0]
+    print(f"best     : fast {best.params['fast']} / slow {best.params['slow']}, net {best.metrics.net_pnl:,.2f}, "
+          f"{best.metrics.trades} trades")
+    if with_vbt:
+        ratio = statistics.median(times["vectorbt"]) / statistics.median(times["ours"])
+        print(f"ratio    : ours / vectorbt = {ratio:.2f}x")
+        ranked = sorted(zip(out["vectorbt"], combos, strict=True), reverse=True)[0][1]
+        print(f"vectorbt : best by total return fast {ranked[0]} / slow {ranked[1]}")
 
 
 def bench_strategies(frame: pd.DataFrame) -> None:
@@ -141,15 +202,26 @@ def bench_live_tick(frame: pd.DataFrame, reps: int = 30) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=MINUTES_PER_YEAR)
-    ap.add_argument("--bt-rows", type=int, default=None, help="rows for backtrader (default: all)")
+    ap.add_argument("--bt-rows", type=int, default=100_000, help="rows for backtrader (slow; default 100,000)")
+    ap.add_argument("--rounds", type=int, default=3, help="timed rounds of each engine (medians; >= 3)")
+    ap.add_argument("--sweep-rounds", type=int, default=3)
+    ap.add_argument("--only", choices=["crossover", "sweep", "strategies"], default=None)
     args = ap.parse_args()
+    with_vbt = importlib.util.find_spec("vectorbt") is not None
+    if not with_vbt:
+        print("vectorbt is not installed (pip install -e '.[bench]'): ours and backtrader only")
     t0 = time.perf_counter()
     frame = random_walk(args.rows, seed=42)
     print(f"data: seeded geometric random walk (seed 42, sigma 0.08%/min, 0.1 tick), {len(frame):,} one-minute "
           f"candles {frame.index[0]:%Y-%m-%d} .. {frame.index[-1]:%Y-%m-%d}, generated in {time.perf_counter() - t0:.2f}s")
-    same = bench_crossover(frame, args.bt_rows or len(frame))
-    bench_strategies(frame)
-    bench_live_tick(frame)
+    same = True
+    if args.only in (None, "crossover"):
+        same = bench_crossover(frame, min(args.bt_rows, len(frame)), args.rounds, with_vbt)
+    if args.only in (None, "sweep"):
+        bench_sweep(frame, args.sweep_rounds, with_vbt)
+    if args.only in (None, "strategies"):
+        bench_strategies(frame)
+        bench_live_tick(frame)
     return 0 if same else 1
 
 
