@@ -6,10 +6,14 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from traderagent.backtest.engine import build_frames
 from traderagent.strategies import create_strategy
 from traderagent.strategies.indicators import load_candles_csv
+from traderagent.timeframes import timeframe_ms
 
 BALANCE = Decimal("10000")
 
@@ -51,4 +55,39 @@ def test_live_window_decides_like_the_whole_history(st, params, file, candles_di
     print(f"\n{st} {file}: {taken} decisions over {len(pairs)} candles, {mismatches} mismatches "
           f"(window {window}; with min_candles + 50: {sum(a != b for a, b in old)})")
     assert taken >= 5  # the comparison covers real entries
+    assert mismatches == 0
+
+
+def live_frames(frames, timeframes, i, window):
+    """What live fetches at the close of entry candle i: the last ``window`` closed candles of each timeframe."""
+    end = frames[-1].index[i] + pd.Timedelta(milliseconds=timeframe_ms(timeframes[-1]))
+    out = []
+    for frame, tf in zip(frames, timeframes, strict=True):
+        closed = frame.index + pd.Timedelta(milliseconds=timeframe_ms(tf)) <= end
+        out.append(frame[closed].iloc[-window:])
+    return out
+
+
+@pytest.mark.parametrize("file", ["ETH_BTC-5m.csv", "LTC_BTC-5m.csv"])
+def test_smc_live_window_decides_like_the_whole_history(file, candles_dir):
+    """SMC keeps zones and pools for ``max_age`` candles and smooths its ATR: ``history_candles`` of each
+    timeframe give the backtest's decision. Checked wherever the backtest could enter (its candidates, a
+    superset of its entries) and at every 20th candle besides (where both must say no)."""
+    df = load_candles_csv(str(candles_dir / file))
+    params = {"timeframes": "1h,15m,5m", "max_age": 100}
+    full_s, live_s = (create_strategy("smc", params, qty_step="0.0001", tick_size="0.00000001",
+                                      allocated_capital="100000") for _ in range(2))
+    window = full_s.history_candles
+    frames = build_frames(full_s, df, timeframe_ms("5m"))
+    full = full_s.prepare(*frames)
+    at = np.flatnonzero(full_s.signal_candidates(full))
+    at = sorted({*at[at >= window].tolist(), *range(window, len(df), 20)})
+    mismatches = taken = 0
+    for i in at:
+        want = decision(full_s.signal_at(full, i, BALANCE))
+        part = live_s.prepare(*live_frames(frames, full_s.timeframes, i, window))
+        taken += want is not None
+        mismatches += want != decision(live_s.signal_at(part, len(part) - 1, BALANCE))
+    print(f"\nsmc {file}: {taken} decisions at {len(at)} candles checked, {mismatches} mismatches (window {window})")
+    assert taken >= 20
     assert mismatches == 0

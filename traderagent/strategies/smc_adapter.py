@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from traderagent.numbers import ZERO, to_decimal
+from traderagent.strategies import indicators as ind
 from traderagent.strategies.base import BaseStrategy
 from traderagent.strategies.numeric import round_down, round_up
 from traderagent.strategies.params import RISK_PER_TRADE, TIMEFRAMES, Param
@@ -56,6 +57,8 @@ class SMCStrategyAdapter(BaseStrategy):
         Param("confirmation", str, "any", "entry-timeframe confirmation", choices=("none", "choch", "sweep", "any")),
         Param("confirmation_window", int, 8, "entry candles the confirmation may lie back", low=Decimal(1)),
         Param("atr_period", int, 14, "entry-timeframe ATR period (stop buffer)", low=Decimal(1)),
+        Param("max_age", int, 200, "candles of its own timeframe a zone or liquidity pool stays in play "
+              "(bounds the history live needs)", low=Decimal(1), high=Decimal(2000)),
         Param("atr_buffer", float, 0.5, "stop = zone edge -/+ atr_buffer x ATR", low=ZERO, high=Decimal(10)),
         Param("min_risk_reward", float, 2.5, "smallest reward:risk of an entry", low=Decimal("1.5"), high=Decimal(10),
               aliases=("min_rr",)),
@@ -86,6 +89,7 @@ class SMCStrategyAdapter(BaseStrategy):
             atr_buffer=p["atr_buffer"],
             min_risk_reward=p["min_risk_reward"],
             max_risk_reward=p["max_risk_reward"],
+            max_age=p["max_age"],
         )
         self.max_positions = self._int_param("max_positions")
         self.breakeven_at_r = self._opt_dec_param("breakeven_at_r")
@@ -99,6 +103,13 @@ class SMCStrategyAdapter(BaseStrategy):
     @property
     def strategy_type(self) -> str:
         return "smc"
+
+    @property
+    def history_candles(self) -> int:
+        """Candles of each timeframe live analyses: the ATR's unstable period, and the zones and pools still in
+        play (``max_age``) with room before them for the swings that form them."""
+        atr = ind.unstable_candles(ind.wilder_alpha(self.smc_params.atr_period))
+        return self.min_candles + max(atr, 2 * self.smc_params.max_age)
 
     # ------------------------------------------------------------ analysis
     def prepare(self, *dataframes: pd.DataFrame) -> PreparedData:

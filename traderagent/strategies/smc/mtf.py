@@ -46,6 +46,7 @@ class SMCParams:
     atr_buffer: float = 0.5
     min_risk_reward: float = 2.5
     max_risk_reward: float = 6.0
+    max_age: int = 200  # candles (of its own timeframe) a zone or liquidity pool stays in play after forming
 
     def __post_init__(self) -> None:
         if len(self.timeframes) != 3:
@@ -59,8 +60,8 @@ class SMCParams:
             raise ValueError(f"confirmation must be one of {CONFIRMATIONS}")
         if not (0 < self.min_risk_reward <= self.max_risk_reward):
             raise ValueError("need 0 < min_risk_reward <= max_risk_reward")
-        if self.atr_period < 1 or self.confirmation_window < 1:
-            raise ValueError("atr_period and confirmation_window must be >= 1")
+        if self.atr_period < 1 or self.confirmation_window < 1 or self.max_age < 1:
+            raise ValueError("atr_period, confirmation_window and max_age must be >= 1")
         if self.atr_buffer < 0 or self.min_fvg_pct < 0:
             raise ValueError("atr_buffer and min_fvg_pct must be >= 0")
         if not (self.use_order_blocks or self.use_fvgs):
@@ -228,7 +229,7 @@ class SMCMultiTimeframe:
             ev = np.flatnonzero((st["bos"].to_numpy()[: hi + 1] != 0) | (st["choch"].to_numpy()[: hi + 1] != 0))
             event = "choch" if st["choch"].to_numpy()[ev[-1]] != 0 else "bos"
         close = float(data.close[i])
-        above, below = _nearest_pools(close, (data.h_pools, hi), (data.m_pools, mi))
+        above, below = _nearest_pools(close, self.params.max_age, (data.h_pools, hi), (data.m_pools, mi))
         w0 = max(0, i - self.params.confirmation_window + 1)
         return MTFState(
             i=i,
@@ -245,7 +246,7 @@ class SMCMultiTimeframe:
 
     def _active_zone_rows(self, data: MTFData, i: int, mi: int) -> np.ndarray:
         z = data.zones
-        alive = (z.formed <= mi) & ((z.mitigated < 0) | (z.mitigated > mi))
+        alive = (z.formed <= mi) & (z.formed >= mi - self.params.max_age) & ((z.mitigated < 0) | (z.mitigated > mi))
         # entry candles after the last closed MTF candle may already have traded through a zone
         j0 = int(np.searchsorted(data.open_ms, data.m_close_ms[mi], side="left"))
         if j0 <= i:
@@ -335,12 +336,14 @@ def _recent_all(values: np.ndarray, window: int) -> np.ndarray:
     return np.where(seen, values[np.maximum(last, 0)], 0).astype(np.int64) if n else np.zeros(0, np.int64)
 
 
-def _nearest_pools(price: float, *pools: tuple[tuple[np.ndarray, ...], int]) -> tuple[float | None, float | None]:
-    """Nearest untaken swing-high pool above and swing-low pool below `price`, as of each TF's index."""
+def _nearest_pools(price: float, max_age: int, *pools: tuple[tuple[np.ndarray, ...], int]
+                   ) -> tuple[float | None, float | None]:
+    """Nearest untaken swing-high pool above and swing-low pool below `price`, as of each TF's index, formed
+    at most `max_age` candles before it."""
     above: list[float] = []
     below: list[float] = []
     for (side, level, formed, taken), t in pools:
-        live = (formed <= t) & ((taken < 0) | (taken > t))
+        live = (formed <= t) & (formed >= t - max_age) & ((taken < 0) | (taken > t))
         above.extend(level[live & (side > 0) & (level > price)].tolist())
         below.extend(level[live & (side < 0) & (level < price)].tolist())
     return (min(above) if above else None, max(below) if below else None)
