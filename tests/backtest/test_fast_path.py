@@ -1,6 +1,7 @@
-"""The engine's fast path (jumping over an open position to the next exit candidate, entry candidate or level
-touch) decides exactly what visiting every candle decides; the EMA crossover's trades equal an independent
-reference on real candles.
+"""The engine's fast paths decide exactly what visiting every candle decides: jumping over an open position to
+the next exit candidate, entry candidate or level touch (`exit_candidates`), and booking a strategy's
+`signal_arrays` without per-candle calls. The EMA crossover's trades equal an independent reference on real
+candles.
 
 Why an independent reference and not vectorbt: vectorbt (numba, plotly, ...) is in the `bench` extra only.
 bench/bench_backtest.py compares our trades with vectorbt's and backtrader's on 525,600 candles; here a
@@ -26,9 +27,12 @@ FILES = [("UNITTEST_BTC-1m.csv", "1m"), ("ETH_BTC-5m.csv", "5m")]
 
 
 class Counting(EmaCross):
-    """Counts the candles the engine closes while a position is open."""
+    """The per-candle path (no signal_arrays), counting the candles the engine closes while a position is open."""
 
     closes = 0
+
+    def signal_arrays(self, prepared):
+        return None
 
     def on_candle_close(self, prepared, i):
         self.closes += 1
@@ -62,6 +66,25 @@ def run(cls, df, tf):
     return s, run_backtest(s, df, timeframe_ms(tf), CFG)
 
 
+def same_results(a, b):
+    assert a.fills == b.fills and a.trades == b.trades
+    assert np.array_equal(a.equity, b.equity) and a.metrics == b.metrics
+
+
+@pytest.mark.parametrize(("file", "tf"), FILES)
+def test_signal_arrays_book_what_the_per_candle_path_decides(file, tf, candles_dir):
+    df = load_candles_csv(str(candles_dir / file))
+    arrays_s, arrays = run(EmaCross, df, tf)
+    _, every = run(EveryCandle, df, tf)
+    assert len(every.trades) >= 50
+    same_results(arrays, every)
+    assert arrays_s.closed_count == 0  # booked by the engine alone: the strategy was not called per candle
+    # a position still open at the end is marked like the per-candle path marks it
+    cut = df.iloc[: every.trades[10].exit_index]
+    same_results(run(EmaCross, cut, tf)[1], run(EveryCandle, cut, tf)[1])
+    assert not run(EmaCross, cut, tf)[1].trades[-1].closed
+
+
 @pytest.mark.parametrize(("file", "tf"), FILES)
 @pytest.mark.parametrize("levels", [False, True])
 def test_jumping_over_positions_changes_nothing(file, tf, levels, candles_dir):
@@ -70,8 +93,7 @@ def test_jumping_over_positions_changes_nothing(file, tf, levels, candles_dir):
     fast_s, fast = run(fast_cls, df, tf)
     slow_s, slow = run(slow_cls, df, tf)
     assert len(slow.trades) >= 50
-    assert fast.fills == slow.fills and fast.trades == slow.trades
-    assert np.array_equal(fast.equity, slow.equity) and fast.metrics == slow.metrics
+    same_results(fast, slow)
     if levels:
         assert {t.exit_reason for t in fast.trades} >= {"stop_loss", "take_profit", "signal_reversed"}
     assert fast_s.closes * 2 < slow_s.closes  # the jump skipped most candles of the positions

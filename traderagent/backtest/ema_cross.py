@@ -23,6 +23,7 @@ from traderagent.strategies.types import (
     ExitReason,
     PositionInfo,
     PreparedData,
+    SignalArrays,
     SignalDirection,
 )
 
@@ -57,15 +58,17 @@ class EmaCross(BaseStrategy):
     def prepare(self, *frames: pd.DataFrame) -> PreparedData:
         data = PreparedData.from_frame(frames[-1])
         fast, slow = ind.ema(data.close, self.fast), ind.ema(data.close, self.slow)
-        d = fast - slow
-        valid = np.isfinite(d) & (d != 0)
-        # last non-zero difference up to each index (forward fill), then shifted by one candle
-        last = np.where(valid, np.arange(len(d)), -1)
-        np.maximum.accumulate(last, out=last)
-        nzd = np.where(last >= 0, d[np.maximum(last, 0)], np.nan)
-        prev = np.r_[np.nan, nzd[:-1]]
-        with np.errstate(invalid="ignore"):
-            data.columns = {"up": (prev < 0) & (fast > slow), "down": (prev > 0) & (fast < slow)}
+        sign = np.sign(fast - slow)
+        sign[np.isnan(sign)] = 0  # before the slow EMA exists: no side
+        # a cross is a change of side between consecutive candles of non-zero difference
+        nz = np.flatnonzero(sign)
+        side = sign[nz]
+        turns = nz[1:][side[1:] != side[:-1]]
+        up = np.zeros(len(sign), dtype=bool)
+        up[turns[sign[turns] > 0]] = True
+        down = np.zeros(len(sign), dtype=bool)
+        down[turns[sign[turns] < 0]] = True
+        data.columns = {"up": up, "down": down}
         return data
 
     def analyze_at(self, prepared: PreparedData, i: int) -> BaseMarketAnalysis:
@@ -74,6 +77,10 @@ class EmaCross(BaseStrategy):
 
     def signal_candidates(self, prepared: PreparedData) -> np.ndarray:
         return prepared.columns["up"]
+
+    def signal_arrays(self, prepared: PreparedData) -> SignalArrays:
+        """The whole decision at once: the engine books it without per-candle calls (equal, tested)."""
+        return SignalArrays(prepared.columns["up"], prepared.columns["down"], SignalDirection.LONG, self.qty)
 
     def exit_candidates(self, prepared: PreparedData) -> np.ndarray:
         """Only a cross down exits (no stop, nothing else changes)."""

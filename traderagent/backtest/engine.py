@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,7 +48,13 @@ from traderagent.backtest.fills import FillModel, dec
 from traderagent.backtest.ledger import Ledger
 from traderagent.backtest.metrics import Fill, Metrics, Trade, compute_metrics
 from traderagent.strategies.base import BaseStrategy
-from traderagent.strategies.types import ExitReason, OrderIntent, PositionInfo
+from traderagent.strategies.types import (
+    ExitReason,
+    OrderIntent,
+    PositionInfo,
+    SignalArrays,
+    SignalDirection,
+)
 from traderagent.timeframes import timeframe_ms, timeframe_name
 
 INF = math.inf
@@ -142,6 +149,11 @@ def _same(a: OrderIntent, b: OrderIntent) -> bool:
         return a == b
 
 
+def _level(price: Decimal | None) -> Decimal | None:
+    """A stop or target as the trade records it: one at or below zero is none (prices are positive)."""
+    return price if price is not None and price > 0 else None
+
+
 class _Order:
     __slots__ = ("intent", "price", "price_f", "placed", "down")
 
@@ -157,6 +169,8 @@ class _Order:
 
 class Backtester:
     _next_report: int  # candle index of the next progress call; set by each run loop
+    h: list[float] | np.ndarray  # highs and lows: lists where most candles are read, else the arrays
+    l: list[float] | np.ndarray  # noqa: E741
     _report_every: int
     def __init__(self, strategy: BaseStrategy, config: BacktestConfig | None = None,
                  *, progress: Progress | None = None) -> None:
@@ -179,16 +193,17 @@ class Backtester:
         t0 = time.perf_counter()
         prepared = self.s.prepare(*frames)
         self.p = prepared
-        # plain lists for the per-candle scans (a list item is much cheaper than a numpy scalar); the open and
-        # close of signal strategies are read only at fills, so they stay arrays there
-        self.h, self.l = prepared.high.tolist(), prepared.low.tolist()
+        # the open and close of signal strategies are read only at fills, so they stay arrays there
         if self.s.is_ladder:
             self.o, self.c = prepared.open.tolist(), prepared.close.tolist()
         else:
             self.o, self.c = prepared.open, prepared.close
         self.ts = prepared.open_ms
+        arrays = None if self.s.is_ladder else self.s.signal_arrays(prepared)
         if self.s.is_ladder:
             self._run_ladder()
+        elif arrays is not None:
+            self._run_arrays(arrays)
         else:
             self._run_signal()
         elapsed = time.perf_counter() - t0
@@ -218,7 +233,6 @@ class Backtester:
     # ------------------------------------------------------------------ signal strategies
     def _run_signal(self) -> None:
         s, p = self.s, self.p
-        h, lo = self.h, self.l
         n = len(self.c)
         start = max(int(s.min_candles) - 1, 0)
         cand_list = _candidates(s.signal_candidates(p), start, n)
@@ -226,6 +240,10 @@ class Backtester:
         if cand_list is None:
             cand_list = [n]
         exit_list = _candidates(s.exit_candidates(p), start, n)
+        # plain lists when most candles are visited (a list item is much cheaper than a numpy scalar); a
+        # strategy with both candidate hooks is visited at its events only, not worth converting for
+        self.h, self.l = (p.high, p.low) if not every and exit_list is not None else (p.high.tolist(), p.low.tolist())
+        h, lo = self.h, self.l
         ci = xi = 0
         next_c = cand_list[0]
         self._report_every = max(n // 100, 1)
@@ -280,6 +298,35 @@ class Backtester:
             if i >= self._next_report:
                 self._tick(i, n)
 
+    def _run_arrays(self, sa: SignalArrays) -> None:
+        """Book a strategy's ``signal_arrays``: from each entry to the next exit, as ``_run_signal`` would
+        (decisions at a close execute at the next open), without calling the strategy per candle."""
+        n = len(self.c)
+        start = max(int(self.s.min_candles) - 1, 0)
+        entries, exits = _candidates(sa.entries, start, n), _candidates(sa.exits, start, n)
+        assert entries is not None and exits is not None
+        long = sa.direction == SignalDirection.LONG
+        side_in, side_out = ("buy", "sell") if long else ("sell", "buy")
+        reason = sa.exit_reason.value
+        fm, ledger = self.fm, self.ledger
+        i = start
+        while True:
+            e = entries[bisect_left(entries, i)]
+            if e + 1 >= n:  # no entry left, or decided at the last close: never executed
+                break
+            i = e + 1
+            pid = self.s._new_id()  # the position ids the per-candle path gives
+            price, liq = fm.market(side_in, self.o[i])
+            ledger.open_keyed(pid, self._fill(i, side_in, sa.size, price, liq, "entry", "entry"), sa.direction.value)
+            self._record()
+            x = exits[bisect_left(exits, i)]
+            if x + 1 >= n:  # still open at the end
+                break
+            i = x + 1
+            price, liq = fm.market(side_out, self.o[i])
+            ledger.close_keyed(pid, self._fill(i, side_out, sa.size, price, liq, pid, reason), reason)
+            self._record()
+
     def _first_touch(self, i: int, limit: int, lo_t: float, hi_t: float) -> int:
         """First candle in [i, limit) whose low/high reaches a stop/target threshold, else limit."""
         if lo_t == -INF and hi_t == INF:
@@ -309,16 +356,16 @@ class Backtester:
         key = [(pos, pos.stop_loss, pos.take_profit) for pos in positions.values()]
         self._lvl_one = key[0] if len(key) == 1 else None
         lo_t, hi_t = -INF, INF
-        for pos, stop, tp in key:
+        for pos, stop, tp in key:  # a level at or below zero is never reached (prices are positive)
             if pos.is_long:
-                if stop is not None:
+                if stop is not None and stop > 0:
                     lo_t = max(lo_t, float(stop))
                 if tp is not None:
                     hi_t = min(hi_t, float(tp))
             else:
                 if stop is not None:
                     hi_t = min(hi_t, float(stop))
-                if tp is not None:
+                if tp is not None and tp > 0:
                     lo_t = max(lo_t, float(tp))
         return lo_t, hi_t
 
@@ -336,7 +383,7 @@ class Backtester:
             fill = self._fill(i, side, sig.size, price, liq, "entry", "entry")
             pos = s.open_position(sig, sig.size, price, fee=fill.fee, timestamp=self._when(i))
             trade = self.ledger.open_keyed(pos.position_id, fill, pos.direction.value)
-            trade.stop_loss, trade.take_profit = pos.stop_loss, pos.take_profit
+            trade.stop_loss, trade.take_profit = _level(pos.stop_loss), _level(pos.take_profit)
             self._record()
 
     def _check_exits(self, i: int) -> None:
@@ -364,6 +411,7 @@ class Backtester:
     # ------------------------------------------------------------------ ladder strategies
     def _run_ladder(self) -> None:
         s, p = self.s, self.p
+        self.h, self.l = p.high.tolist(), p.low.tolist()
         h, lo, c = self.h, self.l, self.c
         n = len(c)
         start = max(int(s.min_candles) - 1, 0)
@@ -552,9 +600,14 @@ class Backtester:
         position, so a DCA cycle is marked on its exact cost basis)."""
         positions = self.s.open_positions
         for t in trades:
+            if t.closed:
+                continue
             pos = positions.get(t.tag)
-            if not t.closed and pos is not None:
+            if pos is not None:
                 t.pnl = pos.gross_pnl_at(price) - pos.fees
+            elif not self.s.is_ladder:  # booked from signal_arrays: the trade is the position
+                value, cost = price * t.qty, t.entry_price * t.qty
+                t.pnl = (value - cost if t.side == "long" else cost - value) - t.fees
 
 
 def run_backtest(strategy: BaseStrategy, frame: pd.DataFrame, tf_ms: int, config: BacktestConfig | None = None,

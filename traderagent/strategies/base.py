@@ -181,6 +181,7 @@ from traderagent.strategies.types import (
     OrderIntent,
     PositionInfo,
     PreparedData,
+    SignalArrays,
     SignalDirection,
     StrategyPerformance,
 )
@@ -265,6 +266,12 @@ class BaseStrategy(PositionBook):
 
         None (the default): every candle is a candidate.
         """
+        return None
+
+    def signal_arrays(self, prepared: PreparedData) -> SignalArrays | None:
+        """Optional hook: the whole decision as arrays (``SignalArrays``: one fixed-size position, no stop or
+        target), or None (the default). The backtester then books the entries and exits straight from the
+        arrays, without the per-candle calls; they must equal what ``signal_at``/``on_candle_close`` decide."""
         return None
 
     def exit_candidates(self, prepared: PreparedData) -> np.ndarray | None:

@@ -193,6 +193,19 @@ class OrderIntent:
         return json_safe(self)
 
 
+@dataclass(frozen=True)
+class SignalArrays:
+    """A signal strategy's whole decision as arrays (base.py's optional ``signal_arrays``): one position at a
+    time of a fixed ``size``, no stop or target; enter at the close of i where ``entries[i]`` while flat, exit
+    at the close of i where ``exits[i]`` while in the position (the candle it opened at included)."""
+
+    entries: np.ndarray  # bool per entry-frame candle
+    exits: np.ndarray
+    direction: SignalDirection
+    size: Decimal
+    exit_reason: ExitReason = ExitReason.SIGNAL_REVERSED
+
+
 @dataclass
 class PreparedData:
     """Arrays of the entry frame (plus indicator columns) computed once by ``prepare``."""
@@ -242,6 +255,7 @@ __all__ = [
     "OrderIntent",
     "PositionInfo",
     "PreparedData",
+    "SignalArrays",
     "SignalDirection",
     "StrategyPerformance",
 ]
