@@ -1,15 +1,24 @@
-"""Decision parity through the real live path: a trend bot ticking candle by candle on the simulator's real
-candles decides, at every candle it analyses, what the backtest's full-history pass decides at that candle."""
+"""Decision parity through the real live path: a bot ticking candle by candle on the simulator's real candles
+decides, at every candle it analyses, what the backtest's full-history pass decides at that candle (trend
+follower, and SMC with its three timeframes)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from decimal import Decimal
 
+import pytest
+
 from traderagent.api.bybit_direct_client import klines_to_frame
+from traderagent.bots import BotSpec
 from traderagent.strategies import create_strategy
 
 from .helpers import TREND, build_desk
+
+# SMC on 15m/5m/1m so that a few hundred one-minute ticks hold real decisions; short swings, zones kept 50 candles
+SMC = BotSpec("eth-smc", "smc", "ETHUSDT", timeframes=("15m", "5m", "1m"), share=Decimal("0.4"), tick_seconds=1,
+              params={"timeframes": "15m,5m,1m", "swing_lengths": "3,3,2", "max_age": 50, "min_risk_reward": "1.5",
+                      "confirmation": "none"})
 
 
 def _decision(signal):
@@ -18,32 +27,42 @@ def _decision(signal):
     return replace(signal, metadata={k: v for k, v in signal.metadata.items() if k != "candle_index"})
 
 
-async def test_live_decisions_equal_the_backtest_on_the_same_candles(sim, tmp_path):
-    h = await build_desk(sim.base_url, tmp_path / "parity.db", [TREND])
+@pytest.mark.parametrize(("spec", "ticks", "signals"), [(TREND, 150, 2), (SMC, 240, 2)], ids=["trend", "smc"])
+async def test_live_decisions_equal_the_backtest_on_the_same_candles(sim, tmp_path, spec, ticks, signals):
+    h = await build_desk(sim.base_url, tmp_path / "parity.db", [spec])
     try:
-        strategy = h.desk.bots[TREND.name].bot.strategy
-        seen: list[tuple[int, Decimal, object]] = []  # (candle open ms, balance, live decision) while flat
+        strategy = h.desk.bots[spec.name].bot.strategy
+        seen: list[tuple[int, Decimal, dict, object]] = []  # (candle open ms, balance, state, decision) while flat
         live_signal_at = strategy.signal_at
 
         def recording(prepared, i, balance):
             signal = live_signal_at(prepared, i, balance)
             if not strategy.get_active_positions():
-                seen.append((int(prepared.open_ms[prepared.index(i)]), balance, signal))
+                # the state too: SMC trades each zone once, so a zone used earlier is no decision's to repeat
+                seen.append((int(prepared.open_ms[prepared.index(i)]), balance, strategy.get_state(), signal))
             return signal
 
         strategy.signal_at = recording
-        for _ in range(150):
+        for _ in range(ticks):
             await h.desk.tick_all()
             sim.step_all(1)
-        rows = await h.client.fetch_klines(TREND.symbol, "1m", limit=strategy.history_candles + 200)
-        history = klines_to_frame(rows[:-1])
-        twin = create_strategy(TREND.strategy, dict(strategy.params), qty_step=strategy.qty_step,
+        # the whole history the simulator holds up to now, far longer than the live window
+        limit = strategy.history_candles + ticks + 200
+        frames = [klines_to_frame((await h.client.fetch_klines(spec.symbol, tf, limit=limit))[:-1])
+                  for tf in strategy.timeframes]
+        twin = create_strategy(spec.strategy, dict(strategy.params), qty_step=strategy.qty_step,
                                tick_size=strategy.tick_size, allocated_capital=strategy.allocated_capital)
-        full = twin.prepare(history)
+        full = twin.prepare(*frames)
         at = {int(ms): i for i, ms in enumerate(full.open_ms)}
-        mismatches = [ms for ms, balance, live in seen
-                      if _decision(live) != _decision(twin.signal_at(full, at[ms], balance))]
-        assert len(seen) >= 40 and sum(live is not None for _, _, live in seen) >= 2
+        mismatches = []
+        for ms, balance, state, live in seen:
+            twin.load_state(state)
+            if _decision(live) != _decision(twin.signal_at(full, at[ms], balance)):
+                mismatches.append(ms)
+        taken = sum(live is not None for *_, live in seen)
+        print(f"\n{spec.strategy}: {len(seen)} live decisions, {taken} entries, {len(mismatches)} mismatches "
+              f"(live window {strategy.history_candles}, full history {len(full)})")
+        assert len(seen) >= 40 and taken >= signals
         assert mismatches == []
     finally:
         await h.close()
