@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from traderagent.backtest.data import index_ms, resample
-from traderagent.backtest.fills import FillModel, dec
+from traderagent.backtest.fills import FillModel, dec, decs
 from traderagent.backtest.ledger import Ledger
 from traderagent.backtest.metrics import Fill, Metrics, Trade, compute_metrics
 from traderagent.strategies.base import BaseStrategy
@@ -308,23 +308,29 @@ class Backtester:
         long = sa.direction == SignalDirection.LONG
         side_in, side_out = ("buy", "sell") if long else ("sell", "buy")
         reason = sa.exit_reason.value
-        fm, ledger = self.fm, self.ledger
+        fills: list[int] = []  # candles of the fills: entry, exit, entry, ...
         i = start
         while True:
             e = entries[bisect_left(entries, i)]
             if e + 1 >= n:  # no entry left, or decided at the last close: never executed
                 break
-            i = e + 1
-            pid = self.s._new_id()  # the position ids the per-candle path gives
-            price, liq = fm.market(side_in, self.o[i])
-            ledger.open_keyed(pid, self._fill(i, side_in, sa.size, price, liq, "entry", "entry"), sa.direction.value)
-            self._record()
-            x = exits[bisect_left(exits, i)]
+            fills.append(e + 1)
+            x = exits[bisect_left(exits, e + 1)]
             if x + 1 >= n:  # still open at the end
                 break
             i = x + 1
-            price, liq = fm.market(side_out, self.o[i])
-            ledger.close_keyed(pid, self._fill(i, side_out, sa.size, price, liq, pid, reason), reason)
+            fills.append(i)
+        fm, ledger, size = self.fm, self.ledger, sa.size
+        opens = decs(np.asarray(self.o)[fills])
+        pid = ""
+        for k, (i, open_) in enumerate(zip(fills, opens, strict=True)):
+            if k % 2 == 0:
+                pid = self.s._new_id()  # the position ids the per-candle path gives
+                fill = self._fill(i, side_in, size, fm.slipped(side_in, open_), "taker", "entry", "entry")
+                ledger.open_keyed(pid, fill, sa.direction.value)
+            else:
+                fill = self._fill(i, side_out, size, fm.slipped(side_out, open_), "taker", pid, reason)
+                ledger.close_keyed(pid, fill, reason)
             self._record()
 
     def _first_touch(self, i: int, limit: int, lo_t: float, hi_t: float) -> int:
@@ -568,15 +574,11 @@ class Backtester:
         close = self.p.close
         n = len(close)
         fill_idx = np.fromiter((f.index for f in led.fills), dtype=np.int64, count=len(led.fills))
-        k = np.searchsorted(fill_idx, np.arange(n), side="right") - 1
-        pos_after = np.asarray(self._pos_after, dtype=np.float64)
-        cash_after = np.asarray(self._cash_after, dtype=np.float64)
-        has = k >= 0
-        position = np.zeros(n)
-        cash = np.full(n, float(led.initial))
-        if len(fill_idx):
-            position[has] = pos_after[k[has]]
-            cash[has] = cash_after[k[has]]
+        # after[k]: the state after the first k fills (after[0]: the start); a candle shows that of the fills
+        # executed up to it
+        done = np.cumsum(np.bincount(fill_idx, minlength=n)[:n]) if n else np.zeros(0, dtype=np.int64)
+        position = np.r_[0.0, np.asarray(self._pos_after, dtype=np.float64)][done]
+        cash = np.r_[float(led.initial), np.asarray(self._cash_after, dtype=np.float64)][done]
         equity = cash + position * close
         final = led.equity(dec(float(close[-1]))) if n else led.initial
         raw = self._ladder_trades() if self.s.is_ladder else led.trades

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import numpy as np
+
 from traderagent.numbers import to_decimal
 
 ONE = Decimal(1)
@@ -24,6 +26,11 @@ ONE = Decimal(1)
 def dec(x: float) -> Decimal:
     """A float candle price as the Decimal of its shortest repr (the CSV's own digits)."""
     return to_decimal(float(x))  # float(): numpy scalars repr as "np.float64(...)"
+
+
+def decs(values: np.ndarray) -> list[Decimal]:
+    """``dec`` of many finite candle prices at once (the same shortest repr, without the per-value checks)."""
+    return [Decimal(repr(x)) for x in values.tolist()]
 
 
 class FillModel:
