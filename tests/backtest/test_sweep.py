@@ -65,3 +65,4 @@ def test_cli_sweep_prints_a_ranked_table_and_json(candles_dir, capsys):
     assert pnls == sorted(pnls, reverse=True)
     assert main([*argv, "--plot", "x.png"]) == 2 and "--sweep" in capsys.readouterr().err
     assert main([*argv[:-2], "--sweep", "ema_fast=1:2"]) == 2 and "START:STOP:STEP" in capsys.readouterr().err
+    assert main([*argv, "--sweep", "emafast=1:3:1"]) == 2 and "emafast: not a parameter" in capsys.readouterr().err

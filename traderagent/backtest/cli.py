@@ -268,6 +268,10 @@ def main_sweep(args: argparse.Namespace) -> int:
     try:
         axes = [parse_axis(text) for text in args.sweep]
         job, _, info = setup(args)
+        declared = {name for p in job.cls.PARAMS for name in (p.name, *p.aliases)}
+        unknown = [name for name, _ in axes if name not in declared]
+        if unknown:
+            raise UsageError(f"--sweep {', '.join(unknown)}: not a parameter of {args.strategy}")
     except (UsageError, ValueError) as exc:
         print(f"traderagent backtest: error: {exc}", file=sys.stderr)
         return 2
