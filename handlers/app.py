@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from telegram import Update
 from telegram.constants import ParseMode
@@ -22,15 +22,18 @@ from handlers.commands import COMMANDS, register
 from handlers.formatting import emoji
 from handlers.notifier import Notifier
 from handlers.outbox import Limits, Outbox
+from handlers.reports import Reports
 from handlers.tokens import TokenStore
 from traderagent.config import Settings
 from traderagent.control import Desk
-from traderagent.orchestrator.events import EventBus
+from traderagent.orchestrator.events import EventBus, Subscription
 from traderagent.ports import OutboxStore
+from traderagent.results import Check
 
 log = logging.getLogger(__name__)
 
 TELEGRAM_API = "https://api.telegram.org"
+DELIVERY_LIMIT = 120.0  # seconds an alert may wait for Telegram before the health check fails
 
 
 class TelegramFrontend:
@@ -49,6 +52,24 @@ class TelegramFrontend:
         self.retry_delay = 5.0  # first background retry when Telegram is unreachable; doubles to 5 min
         self.stop_grace = 5.0  # seconds a stop gives the outbox; what is left waits in the database
         self._retry: asyncio.Task[None] | None = None
+        self.timezone = "UTC"  # the operator's zone (the digest's day)
+        self.subscriptions: list[tuple[EventBus, Subscription]] = []
+
+    def detach(self) -> None:
+        """Take no more events: a frontend that could not start must not queue them."""
+        for bus, sub in self.subscriptions:
+            bus.unsubscribe(sub)
+        self.subscriptions.clear()
+
+    def health(self) -> Check:
+        """Does Telegram deliver: connected, and no alert waiting longer than DELIVERY_LIMIT."""
+        if not self.connected:
+            return Check(False, "not connected to Telegram")
+        oldest = self.outbox.oldest_alert
+        waited = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
+        if waited > DELIVERY_LIMIT:
+            return Check(False, f"{self.outbox.pending_alerts} alert(s) waiting, the oldest for {waited:.0f} s")
+        return Check(True, f"delivering ({self.outbox.pending_alerts} alert(s) queued)")
 
     async def start(self) -> None:
         """Connect now; if Telegram is unreachable the desk keeps trading and this keeps retrying in the
@@ -138,8 +159,9 @@ def build_application(settings: Settings, desk: Desk, event_bus: EventBus, *,
                     max_age=timedelta(hours=settings.telegram_outbox_max_age_hours))
     notifier = Notifier(outbox, strategy_of=lambda bot: desk.bots[bot].spec.strategy if bot in desk.bots else None,
                         store=store)
-    notifier.attach(event_bus)
     frontend = TelegramFrontend(application, desk, notifier, guard, tokens, poll_timeout=poll_timeout)
+    frontend.timezone = settings.timezone
+    frontend.subscriptions += [(event_bus, notifier.attach(event_bus)), (event_bus, Reports(frontend).attach(event_bus))]
     application.add_handler(guard.handler(), group=-1)
     register(application, frontend)
     return frontend

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EXPIRED = "This button has expired. Run the command again."
+# what a press after the button's TTL says, by action (default EXPIRED)
+LATE = {name: "This scaling decision has expired. Send /scale: the gates are checked again."
+        for name in ("approve", "reject")}
 MAX_ANSWER = 200
 
 Button = tuple[str, str, str]  # label, action, arg
@@ -59,8 +62,9 @@ def frontend_of(context: ContextTypes.DEFAULT_TYPE) -> TelegramFrontend:
     return cast("TelegramFrontend", context.application.bot_data["frontend"])
 
 
-def keyboard(frontend: TelegramFrontend, chat_id: int, rows: Sequence[Sequence[Button]]) -> InlineKeyboardMarkup | None:
-    """Inline keyboard whose buttons carry one-time tokens of one group."""
+def keyboard(frontend: TelegramFrontend, chat_id: int, rows: Sequence[Sequence[Button]], *,
+             ttl: float | None = None) -> InlineKeyboardMarkup | None:
+    """Inline keyboard whose buttons carry one-time tokens of one group (``ttl`` seconds: the store's default)."""
     rows = [row for row in rows if row]
     if not rows:
         return None
@@ -70,7 +74,7 @@ def keyboard(frontend: TelegramFrontend, chat_id: int, rows: Sequence[Sequence[B
 
     def token(name: str, arg: str) -> str:
         role = ACTION_ROLES[name]
-        return frontend.tokens.issue(name, arg, chat_id, group=group, role=highest if role is None else role)
+        return frontend.tokens.issue(name, arg, chat_id, group=group, role=highest if role is None else role, ttl=ttl)
 
     return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=token(name, arg))
                                   for label, name, arg in row] for row in rows])
@@ -138,10 +142,11 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     frontend = frontend_of(context)
     actor = frontend.guard.actor(update)
+    late = frontend.tokens.lapsed(query.data or "", actor.chat_id)
     entry = frontend.tokens.peek(query.data or "", actor.chat_id)
     func = ACTIONS.get(entry.action) if entry else None
     if entry is None or func is None:
-        await answer(query, EXPIRED)
+        await answer(query, LATE.get(late.action, EXPIRED) if late else EXPIRED, alert=late is not None)
         await audit(context, actor, "button", "", "expired")
         return
     record = functools.partial(audit, context, actor, f"button:{entry.action}", entry.arg)

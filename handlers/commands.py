@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from functools import wraps
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from telegram import InlineKeyboardMarkup, Update
 from telegram.error import NetworkError, TimedOut
@@ -43,6 +44,7 @@ from handlers.callbacks import Button, Interaction, Press, action, frontend_of, 
 from handlers.charts import render_equity_png
 from handlers.formatting import esc, split_message
 from handlers.notifier import Verbosity
+from handlers.reports import OWN_MESSAGES
 from traderagent.control import BotOp, ControlError
 from traderagent.orchestrator.events import UNMUTABLE_EVENTS, EventType
 from traderagent.results import BotSummary, ScalingPending
@@ -231,7 +233,7 @@ def render_alerts(frontend: TelegramFrontend, chat_id: int) -> Rendered:
     muted = frontend.notifier.muted
     buttons: list[Button] = [
         (f"{'🔕' if t in muted else '🔔'} {t.value.lower()}", "alert", t.value)
-        for t in EventType if t not in UNMUTABLE_EVENTS
+        for t in EventType if t not in UNMUTABLE_EVENTS | OWN_MESSAGES
     ]
     rows = [buttons[i:i + 2] for i in range(0, len(buttons), 2)]
     return views.alerts_view(muted), keyboard(frontend, chat_id, rows)
@@ -358,6 +360,16 @@ async def cmd_scale(c: Cmd) -> None:
     if decision.can_scale:
         markup = c.keyboard(_approval_buttons(decision.next_phase or ""))
     await c.reply(views.scaling_view(decision), markup)
+
+
+@command("/digest", Role.VIEWER)
+async def cmd_digest(c: Cmd) -> None:
+    """The daily digest on demand: the 24 hours up to now in the operator's zone."""
+    if c.args:
+        raise UsageError()
+    digest = await c.desk.digest(c.desk.clock().astimezone(ZoneInfo(c.frontend.timezone)))
+    for page in views.digest_pages(digest):
+        await c.reply(page)
 
 
 @command("/halt [reason]", Role.ADMIN)
@@ -593,6 +605,7 @@ COMMANDS: list[tuple[str, str, Handler]] = [
     ("pnl", "Daily realised PnL for the last n days (default 7)", cmd_pnl),
     ("phase", "Capital deployment phase and its record", cmd_phase),
     ("scale", "Evaluate scaling to the next phase; approve or reject", cmd_scale),
+    ("digest", "The last 24 hours: PnL per bot, trades, fees, errors, scaling gates", cmd_digest),
     ("halt", "Kill switch: halt all trading, after a confirmation", cmd_halt),
     ("resume_trading", "Lift the halt, after a confirmation", cmd_resume_trading),
     ("logs", "Last n log lines (default 10)", cmd_logs),

@@ -30,6 +30,11 @@ EMOJI = {
     EventType.RISK_LIMIT: "⛔",
     EventType.LIQUIDATION_RISK: "🔥",
     EventType.FUNDING: "💸",
+    EventType.DESK_STARTED: "🚀",
+    EventType.DESK_STOPPING: "🔌",
+    EventType.SCALING_OFFERED: "⚖️",
+    EventType.DAILY_DIGEST: "🗓",
+    EventType.TICKS_STALLED: "🧊",
 }
 
 STATE_EMOJI = {"RUNNING": "🟢", "PAUSED": "🟡", "STOPPED": "⚫", "ERROR": "🔴", "INITIALIZING": "⚪"}

@@ -18,7 +18,8 @@ from enum import StrEnum
 
 from handlers.formatting import format_event, format_event_line
 from handlers.outbox import Alert, Outbox
-from traderagent.orchestrator.events import UNMUTABLE_EVENTS, EventBus, EventType, TradingEvent
+from handlers.reports import OWN_MESSAGES
+from traderagent.orchestrator.events import UNMUTABLE_EVENTS, EventBus, EventType, Subscription, TradingEvent
 from traderagent.ports import OutboxStore
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,9 @@ class Notifier:
         self.levels: dict[str, Verbosity] = {}  # "bot:<name>" / "strategy:<name>" -> level
         self.stats = NotifierStats()
 
-    def attach(self, bus: EventBus) -> None:
-        bus.subscribe(self.on_events, name="telegram", batch=True)
+    def attach(self, bus: EventBus) -> Subscription:
+        """Every event but those handlers/reports.py sends itself (OWN_MESSAGES)."""
+        return bus.subscribe(self.on_events, name="telegram", batch=True, types=frozenset(EventType) - OWN_MESSAGES)
 
     async def load(self) -> None:
         """The verbosity the operator set before a restart."""

@@ -363,6 +363,11 @@ class Outbox:
     def pending_alerts(self) -> int:
         return sum(len(c.alerts) for c in self._chats.values())
 
+    @property
+    def oldest_alert(self) -> datetime | None:
+        """When the oldest undelivered alert happened (the health check's measure of delivery)."""
+        return min((a.created_at for c in self._chats.values() for a in c.alerts), default=None)
+
     # --- what the operator asked for --------------------------------------------
     def request(self, chat_id: int, what: str, call: Callable[[Bot], Awaitable[Any]]) -> asyncio.Future[Any]:
         """Queue one Bot API call for the chat, ahead of its alerts; the future gets its result."""

@@ -4,6 +4,8 @@ Each button's callback_data is `<token>` (12 url-safe characters, far below Tele
 limit); the token maps to the action, its argument and the chat it was issued to. A token is
 consumed by the first press: a second tap, a press after the TTL, a press from another chat or a
 token this process never issued (e.g. from before a restart) all come back as None: "expired".
+A button may live longer than the default TTL (a pushed scaling offer: a day); `lapsed` tells a
+press that came too late from one that was never valid, so the answer can say so.
 """
 
 from __future__ import annotations
@@ -32,11 +34,17 @@ class TokenStore:
         self.clock = clock
         self._tokens: dict[str, ButtonAction] = {}
 
-    def issue(self, action: str, arg: str, chat_id: int, *, group: str = "", role: int = 0) -> str:
+    def issue(self, action: str, arg: str, chat_id: int, *, group: str = "", role: int = 0,
+              ttl: float | None = None) -> str:
         self._expire()
         token = secrets.token_urlsafe(9)  # 12 characters
-        self._tokens[token] = ButtonAction(action, arg, chat_id, group, role, self.clock() + self.ttl)
+        self._tokens[token] = ButtonAction(action, arg, chat_id, group, role, self.clock() + (ttl or self.ttl))
         return token
+
+    def lapsed(self, token: str, chat_id: int) -> ButtonAction | None:
+        """The action behind a button of this chat pressed after its TTL (not yet forgotten), else None."""
+        entry = self._tokens.get(token)
+        return entry if entry is not None and entry.chat_id == chat_id and entry.expires_at < self.clock() else None
 
     def new_group(self) -> str:
         return secrets.token_hex(4)

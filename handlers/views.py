@@ -14,6 +14,7 @@ from traderagent.numbers import ZERO
 from traderagent.orchestrator.events import (
     UNMUTABLE_EVENTS,
     EventType,
+    ScalingOffered,
     duration,
     operator_name,
     phase_name,
@@ -26,6 +27,7 @@ from traderagent.results import (
     CapitalReport,
     DailyPnl,
     DeskStatus,
+    Digest,
     EquityPoint,
     HaltOutcome,
     LogLine,
@@ -250,9 +252,22 @@ def scaling_view(d: ScalingCheck) -> str:
     head = f"⚖️ <b>Scaling</b> {esc(phase_name(d.current_phase))}" + (
         f" → {esc(phase_name(d.next_phase))}" if d.next_phase else "")
     verdict = "✅ <b>Can scale</b>: approve to deploy the next phase." if d.can_scale else "⛔ <b>Cannot scale yet.</b>"
-    lines = [head, verdict]
-    lines += [f"✔️ {esc(r)}" for r in d.reasons]
-    lines += [f"❌ {esc(b)}" for b in d.blockers]
+    return "\n".join([head, verdict, *gate_lines(d)])
+
+
+def gate_lines(d: ScalingCheck) -> list[str]:
+    return [f"✔️ {esc(r)}" for r in d.reasons] + [f"❌ {esc(b)}" for b in d.blockers]
+
+
+def offer_view(o: ScalingOffered) -> str:
+    """The desk's own scaling offer (it came without being asked), with Approve / Reject under it."""
+    again = f" · reminder {o.times - 1}" if o.times > 1 else ""
+    lines = [f"⚖️ <b>Ready to scale</b>: {esc(phase_name(o.current_phase))} → <b>{esc(phase_name(o.next_phase))}</b>"
+             f"{again}",
+             "Every gate of this phase passes:"]
+    lines += [f"✔️ {esc(gate)}" for gate in o.passed]
+    lines.append(f"Approve to deploy the next phase (the gates are checked again), or reject. "
+                 f"These buttons expire {o.expires_at:%Y-%m-%d %H:%M} UTC; /scale asks again any time.")
     return "\n".join(lines)
 
 
@@ -271,6 +286,29 @@ def pending_view(p: ScalingPending) -> str:
 def rejected_view(r: ScalingRejected) -> str:
     return (f"✖️ Scaling to {esc(phase_name(r.rejected_phase or '–'))} rejected by "
             f"{esc(operator_name(r.rejected_by))}.\n{esc(phase_name(r.phase))} stays.")
+
+
+def digest_pages(d: Digest) -> list[str]:
+    """The daily digest: the day's totals, the desk now, each gate, then every bot that closed a trade."""
+    limit = f" / {fmt_num(d.exposure_limit, 2)}" if d.exposure_limit is not None else ""
+    lines = [
+        f"🗓 <b>Daily digest</b> · {d.day:%Y-%m-%d} ({esc(d.timezone)}, 24 h to {d.until:%H:%M} UTC)",
+        f"PnL <b>{fmt_pnl(d.pnl)}</b> · {d.trades} trade{'s' if d.trades != 1 else ''} · fees {fmt_num(d.fees, 2)} · "
+        f"funding {fmt_pnl(d.funding)}",
+        f"Unrealised {fmt_pnl(d.unrealized_pnl)} · exposure {fmt_num(d.exposure, 2)}{limit} · errors {d.errors}",
+    ]
+    if (s := d.scaling) is not None:
+        step = f" → {esc(phase_name(s.next_phase))}" if s.next_phase else " (the last)"
+        lines.append(f"Scaling {esc(phase_name(s.current_phase))}{step}: {'ready, /scale' if s.can_scale else 'not yet'}")
+        lines += gate_lines(s)
+    traded = sorted((b for b in d.bots if b.trades), key=lambda b: b.pnl, reverse=True)
+    quiet = len(d.bots) - len(traded)
+    rows = [f"• <b>{esc(b.name)}</b> {fmt_pnl(b.pnl)} · {b.trades} trade{'s' if b.trades != 1 else ''} · "
+            f"fees {fmt_num(b.fees, 2)}" for b in traded]
+    if quiet:
+        rows.append(f"{quiet} bot{'s' if quiet != 1 else ''} closed no trade.")
+    header = "\n".join(lines)
+    return split_message(rows, header=header) or [header]
 
 
 def halted_view(h: HaltOutcome, by: str) -> str:

@@ -22,6 +22,10 @@ A start-up failure the operator can fix exits with code 2 and one line on stderr
 setting at fault (the traceback only at LOG_LEVEL=debug).
 ``--ticks N`` stops after every bot ticked N times; Ctrl-C / SIGTERM stop cleanly (order state
 and capital state saved, scheduler shut down, database closed).
+
+The desk reports in (traderagent/reports.py): DESK_STARTED with what recovery found, DESK_STOPPING,
+the daily digest, scaling offers, stalled ticks; and answers ``GET /health`` on 127.0.0.1 when
+``TRADERAGENT_HEALTH_PORT`` is set (traderagent/health.py).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import logging
 import signal
 import sys
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +81,10 @@ class Runtime:
     base_url: str | None = None
     bots_file: Any = None
     sim_restored: bool = False
+    watch: Any = None
+    health: Any = None
+    started: bool = False  # the desk announced its start: it announces its stop too
+    stop_reason: str = "start-up failed"
 
 
 def _audit(settings: Settings) -> None:
@@ -197,7 +206,7 @@ async def build(settings: Settings, bots_arg: str | None, rt: Runtime) -> Any:
     from traderagent.api.bybit_direct_client import ByBitDirectClient
     from traderagent.control import Desk
     from traderagent.database.manager import DatabaseManager
-    from traderagent.orchestrator.capital_wiring import load_capital_manager
+    from traderagent.orchestrator.capital_wiring import ScalingOffers, load_capital_manager
     from traderagent.orchestrator.market_data import MarketData
     from traderagent.orchestrator.risk import RiskRails
     from traderagent.orchestrator.scheduler import DeskScheduler
@@ -224,9 +233,11 @@ async def build(settings: Settings, bots_arg: str | None, rt: Runtime) -> Any:
     bus = EventBus()
     bus.subscribe(console_subscriber, name="console")
     public = {mt: MarketData(c) for mt, c in rt.clients.items()}
+    offers = ScalingOffers(rt.db, ttl=timedelta(hours=settings.offer_ttl_hours))
     desk = Desk(rt.db, rt.clients, event_bus=bus, capital_manager=capital, capital_persister=persister,
                 rails=RiskRails.from_settings(settings, bots_file.risk), scheduler=DeskScheduler(),
-                market_data=public, scaling_approvals_required=settings.scaling_approvals_required)
+                market_data=public, scaling_approvals_required=settings.scaling_approvals_required,
+                offers=offers, stall_ticks=settings.stall_ticks)
     desk.refused.extend(bots_file.refused)
     for spec in bots_file.bots:
         await desk.add_bot(spec)
@@ -273,22 +284,64 @@ async def _untradable(bot: Any) -> str | None:
     return None
 
 
-async def _start_telegram(settings: Settings, desk: Any, bus: EventBus) -> Any:
-    """The Telegram frontend, when TELEGRAM_BOT_TOKEN is set. A frontend that cannot start (a rejected
-    token, a bad chat id list) is logged and the desk trades on without it: stopping trading because
-    the phone link is misconfigured would leave open positions unmanaged."""
+def _build_telegram(settings: Settings, desk: Any) -> Any:
+    """The Telegram frontend, when TELEGRAM_BOT_TOKEN is set, built (its notifier subscribed) before the desk
+    starts, so the start-up events queue for the chat. A frontend that cannot be built or started (a
+    rejected token, a bad chat id list) is logged and the desk trades on without it: stopping trading
+    because the phone link is misconfigured would leave open positions unmanaged."""
     if not settings.telegram_bot_token:
         return None
     from handlers import build_application
 
     try:
-        frontend = build_application(settings, desk, bus)
+        return build_application(settings, desk, desk.event_bus)
+    except Exception as exc:  # noqa: BLE001 - any failure here must not stop the trading desk
+        _telegram_failed(exc)
+        return None
+
+
+async def _start_telegram(frontend: Any) -> Any:
+    if frontend is None:
+        return None
+    try:
         await frontend.start()
     except Exception as exc:  # noqa: BLE001 - any failure here must not stop the trading desk
-        log.error("Telegram frontend not started (%s): fix TELEGRAM_BOT_TOKEN / TELEGRAM_CHAT_IDS; "
-                  "the desk runs without it", exc)
+        _telegram_failed(exc)
+        frontend.detach()
         return None
     return frontend
+
+
+def _telegram_failed(exc: Exception) -> None:
+    log.error("Telegram frontend not started (%s): fix TELEGRAM_BOT_TOKEN / TELEGRAM_CHAT_IDS; "
+              "the desk runs without it", exc)
+
+
+async def _start_reports(settings: Settings, rt: Runtime) -> None:
+    """The watch loop (stalls, scaling offers, digest) and, when configured, the health endpoint."""
+    from traderagent.health import HealthServer
+    from traderagent.reports import DeskWatch, DigestTime
+    from traderagent.results import Check
+
+    desk = rt.desk
+    digest = DigestTime(settings.digest_time, settings.timezone, desk.clock()) if settings.digest_time else None
+    rt.watch = DeskWatch(desk, digest)
+    rt.watch.start()
+    if not settings.health_port:
+        return
+    telegram = None
+    if rt.frontend is not None:
+        telegram = rt.frontend.health  # "not connected" while it connects, and if it never does
+    elif settings.telegram_bot_token:
+        telegram = lambda: Check(False, "the Telegram frontend could not be built (see the log)")  # noqa: E731
+    server = HealthServer(desk, telegram, port=settings.health_port)
+    try:
+        await server.start()
+    except OSError as exc:
+        log.error("health endpoint not started: TRADERAGENT_HEALTH_PORT=%d: %s", settings.health_port,
+                  exc.strerror or exc)
+        return
+    rt.health = server
 
 
 async def run_desk(settings: Settings, *, bots_arg: str | None = None, ticks: int = 0,
@@ -297,29 +350,36 @@ async def run_desk(settings: Settings, *, bots_arg: str | None = None, ticks: in
     stop_event = stop_event or asyncio.Event()
     loop = asyncio.get_running_loop()
 
-    def request_stop() -> None:  # closes the order gate at once, before any other task runs
+    def request_stop(sig: signal.Signals) -> None:  # closes the order gate at once, before any other task runs
         if rt.desk is not None:
             rt.desk.stop_sending()
+        rt.stop_reason = "Ctrl-C" if sig is signal.SIGINT else sig.name
         stop_event.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, request_stop)
+            loop.add_signal_handler(sig, request_stop, sig)
     try:
         await asyncio.to_thread(_audit, settings)
         desk = await build(settings, bots_arg, rt)
         print(banner(settings, rt), flush=True)
+        rt.frontend = _build_telegram(settings, desk)
         report = await desk.start(schedule=True)
         for name, counts in report.items():
             if any(v for k, v in counts.items() if k != "open"):
                 log.info("recovered %s: %s", name, counts)
-        rt.frontend = await _start_telegram(settings, desk, desk.event_bus)
+        desk.announce_started(settings.mode, report)
+        rt.started, rt.stop_reason = True, "stopped"
+        await _start_reports(settings, rt)  # listening before the chat hears of the start
+        rt.frontend = await _start_telegram(rt.frontend)
         if ticks > 0:
             waiter = asyncio.create_task(_wait_ticks(desk, ticks))
             stopper = asyncio.create_task(stop_event.wait())
-            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
             stopper.cancel()
+            if waiter in done:
+                rt.stop_reason = f"--ticks {ticks} done"
         else:
             await stop_event.wait()
         return 0
@@ -397,7 +457,13 @@ async def _shutdown(rt: Runtime) -> None:
     """Reverse order of start; each step guarded so one failure does not skip the rest."""
     if rt.desk is not None:
         rt.desk.stop_sending()  # before the first await: a stop during start-up sends nothing either
+    if rt.started:
+        rt.desk.announce_stopping(rt.stop_reason)
+        await rt.desk.event_bus.drain(2.0)  # into the notifier's queue before it is stopped
     steps: list[tuple[str, Any]] = []
+    for name, part in (("health endpoint", rt.health), ("desk watch", rt.watch)):
+        if part is not None:
+            steps.append((name, part.stop))
     if rt.frontend is not None:
         steps.append(("telegram", rt.frontend.stop))
     if rt.desk is not None:

@@ -7,6 +7,7 @@ starts a paper desk against the built-in exchange simulator. Secrets are wrapped
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
@@ -130,6 +131,34 @@ def _int(name: str, source: dict[str, str], default: int, lo: int, hi: int) -> i
     return int(raw)
 
 
+def _port(name: str, source: dict[str, str], what: str) -> int:
+    raw = _env(name, source, "0")
+    if not raw.isdigit() or int(raw) > 65535:
+        raise SettingsError(f"{name}={raw!r} must be a port number from 0 to 65535 (0: {what})")
+    return int(raw)
+
+
+def _time_of_day(name: str, source: dict[str, str], default: str) -> dt.time | None:
+    raw = _env(name, source, default).lower()
+    if raw == "off":
+        return None
+    try:
+        return dt.time.fromisoformat(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} must be a time of day like 08:00 (or off)") from None
+
+
+def _zone(name: str, source: dict[str, str]) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    raw = _env(name, source, "UTC")
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"{name}={raw!r} is not an IANA time zone (e.g. Europe/Berlin, UTC)") from None
+    return raw
+
+
 def _check_database_url(url: str) -> None:
     """Refuse a DATABASE_URL that is not a URL at all (the scheme is checked by the database layer)."""
     from sqlalchemy.engine import make_url
@@ -174,6 +203,11 @@ class Settings:
     paper_balance: Decimal = Decimal("10000")
     paper_speed: float = 1.0
     paper_port: int = 0
+    digest_time: dt.time | None = dt.time(8, 0)  # the daily digest, operator's local time; None: off
+    timezone: str = "UTC"  # IANA name of the operator's zone (the digest time and day)
+    health_port: int = 0  # GET /health on 127.0.0.1; 0: off
+    offer_ttl_hours: float = 24.0  # how long a pushed scaling offer's buttons answer
+    stall_ticks: int = 3  # alert when no tick completed for this many of the shortest tick interval
     log_level: str = "INFO"
     debug: bool = False
 
@@ -189,11 +223,7 @@ class Settings:
             source = dict(env)
         key = _env("BYBIT_API_KEY", source)
         mode = _choice("TRADERAGENT_MODE", source, "paper", MODES)
-        raw_port = _env("TRADERAGENT_PAPER_PORT", source, "0")
-        if not raw_port.isdigit() or int(raw_port) > 65535:
-            raise SettingsError(f"TRADERAGENT_PAPER_PORT={raw_port!r} must be a port number from 0 to 65535 "
-                                "(0: any free port)")
-        paper_port = int(raw_port)
+        paper_port = _port("TRADERAGENT_PAPER_PORT", source, "any free port")
         settings = cls(
             mode=mode,
             allow_live=_bool("TRADERAGENT_ALLOW_LIVE", source, False),
@@ -219,6 +249,11 @@ class Settings:
             paper_balance=_decimal("TRADERAGENT_PAPER_BALANCE", source, "10000"),
             paper_speed=_float("TRADERAGENT_PAPER_SPEED", source, "1"),
             paper_port=paper_port,
+            digest_time=_time_of_day("TRADERAGENT_DIGEST_TIME", source, "08:00"),
+            timezone=_zone("TRADERAGENT_TIMEZONE", source),
+            health_port=_port("TRADERAGENT_HEALTH_PORT", source, "off"),
+            offer_ttl_hours=_float("TRADERAGENT_OFFER_TTL_HOURS", source, "24"),
+            stall_ticks=_int("TRADERAGENT_STALL_TICKS", source, 3, 1, 1000),
             log_level=_choice("LOG_LEVEL", source, "info", ("debug", "info", "warning", "error")).upper(),
             debug=_bool("DEBUG", source, False),
         )
@@ -238,6 +273,8 @@ class Settings:
         if self.paper_balance <= 0:
             raise SettingsError(f"TRADERAGENT_PAPER_BALANCE={self.paper_balance} must be greater than 0 "
                                 "(the simulator's starting USDT)")
+        if self.offer_ttl_hours <= 0:
+            raise SettingsError("TRADERAGENT_OFFER_TTL_HOURS must be greater than 0")
         _check_database_url(self.database_url)
         if self.scaling_approvals_required > 1 and self.scaling_approvals_required > len(self.possible_admins):
             raise SettingsError(f"SCALING_APPROVALS_REQUIRED={self.scaling_approvals_required} needs as many admins; "

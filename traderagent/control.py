@@ -35,6 +35,11 @@ Use-cases (names are the contract for handlers/):
     resume_trading(by) -> ResumeOutcome           lift the halt; bots paused by it run again
     record_action(user_id=..., action=..., ...)   one operator action into the audit trail (masked)
     audit_log(n=20) -> list[AuditLine]            the latest operator actions, newest first
+    offer_scaling() -> bool                       every gate passes: publish SCALING_OFFERED (once per phase, daily)
+    digest(day_end) -> Digest                     the 24 h up to day_end (local time): PnL, trades, fees, gates
+    health() -> Health                            do the ticks run, does the exchange answer
+    check_stall() -> bool                         TICKS_STALLED once when no tick completed for stall_ticks intervals
+    announce_started(mode, report) / announce_stopping(reason)   DESK_STARTED / DESK_STOPPING
 """
 
 from __future__ import annotations
@@ -43,15 +48,17 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from traderagent.bots import BotSpec
 from traderagent.orchestrator.bot_orchestrator import BotOrchestrator
 from traderagent.orchestrator.budget import AnalysisBudget
-from traderagent.orchestrator.capital_wiring import CapitalPersister
+from traderagent.orchestrator.capital_wiring import CapitalPersister, ScalingOffers
 from traderagent.orchestrator.events import (
+    DeskStarted,
+    DeskStopping,
     ErrorRaised,
     EventBus,
     EventType,
@@ -61,11 +68,14 @@ from traderagent.orchestrator.events import (
     Resumed,
     RiskLimitHit,
     ScalingDecisionMade,
+    ScalingOffered,
+    TicksStalled,
     TradingEvent,
 )
 from traderagent.orchestrator.gate import SendGate
 from traderagent.orchestrator.market_data import MarketData
 from traderagent.orchestrator.perp import (
+    FUNDING_TAG,
     LiquidationWatch,
     PerpSetupError,
     position_risk,
@@ -78,13 +88,17 @@ from traderagent.orchestrator.state import BotState, IllegalTransition
 from traderagent.ports import ExchangePort, OrderRow, StorePort, TradeRow
 from traderagent.results import (
     AuditLine,
+    BotDay,
     BotStatus,
     BotSummary,
     CapitalReport,
+    Check,
     DailyPnl,
     DeskStatus,
+    Digest,
     EquityPoint,
     HaltOutcome,
+    Health,
     LogLine,
     OrderView,
     PauseAllOutcome,
@@ -152,6 +166,8 @@ class Desk:
         auto_start_phase_1: bool = True,
         analysis_budget: AnalysisBudget | None = None,
         scaling_approvals_required: int = 1,
+        offers: ScalingOffers | None = None,
+        stall_ticks: int = 3,
     ) -> None:
         self.db = db
         self.clients = clients  # market_type -> exchange client
@@ -173,6 +189,11 @@ class Desk:
         self.bots: dict[str, BotHandle] = {}
         self.tick_counts: dict[str, int] = {}  # scheduled tick runs per bot (whatever the state)
         self.ticked = asyncio.Event()  # set after every scheduled tick
+        self.offers = offers or ScalingOffers(db)
+        self.stall_ticks = stall_ticks  # ticks stall after this many of the shortest interval without one
+        self.started_at: datetime | None = None  # when the tick jobs were scheduled
+        self.last_tick_at: datetime | None = None  # when the last scheduled tick completed
+        self._stall_alerted = False
         self.refused: list[tuple[str, str]] = []
         self.liquidation_watch = LiquidationWatch()
         self._started = False
@@ -281,6 +302,7 @@ class Desk:
             self._publish(self._phase_changed(DeploymentPhase.NOT_STARTED, None))
         self.apply_allocations()
         await self._restore_daily_pnl()
+        await self.offers.load()
         report: dict[str, Mapping[str, int | str]] = {}
         refused = await self._prepare_perp()
         for name, handle in list(self.bots.items()):
@@ -310,6 +332,7 @@ class Desk:
         if schedule and self.scheduler is not None:
             self._schedule()
             self.scheduler.start()
+            self.started_at = self.clock()
         self._started = True
         return report
 
@@ -330,6 +353,7 @@ class Desk:
                 await bot.tick()
             finally:
                 self.tick_counts[bot.name] = self.tick_counts.get(bot.name, 0) + 1
+                self.last_tick_at = self.clock()
                 self.ticked.set()
 
         return run
@@ -678,6 +702,7 @@ class Desk:
         # the earlier approvers have their own "approve k/n" rows; this one took the step
         await self.db.record_approval("approve", before.value, cm.phase.value, last,
                                       {**decision.to_dict(), "approvers": list(approvers.values())})
+        self.offers.answered(before.value, self.clock())
         self.apply_allocations()
         for handle in self.bots.values():
             await self.db.update_bot(handle.spec.name, allocated_capital=handle.bot.allocated_capital)
@@ -701,7 +726,23 @@ class Desk:
         nxt = decision.next_phase.value if decision.next_phase else None
         self._approvals = None  # a rejection voids the approvals gathered so far
         await self.db.record_approval("reject", cm.phase.value, nxt, str(by), decision.to_dict())
+        self.offers.answered(cm.phase.value, self.clock())
         return ScalingRejected(cm.phase.value, nxt, str(by), _scaling_check(decision))
+
+    async def offer_scaling(self) -> bool:
+        """When every gate of the current phase passes, push the decision to the operator (SCALING_OFFERED):
+        once per phase, again daily until answered. True when an offer went out now."""
+        if self.capital is None:
+            return False
+        decision = self.capital.evaluate_scaling()
+        now = self.clock()
+        times = self.offers.due(decision.current_phase.value, now) if decision.can_scale else None
+        if times is None or decision.next_phase is None:
+            return False
+        await self.offers.record(decision, now, times)
+        self._publish(ScalingOffered(decision.current_phase, decision.next_phase, tuple(decision.reasons), times,
+                                     now + self.offers.ttl))
+        return True
 
     async def halt(self, reason: str, by: str) -> HaltOutcome:
         """Stop all new entries at once (capital halt) and pause every running bot; exits stay managed."""
@@ -750,6 +791,83 @@ class Desk:
         return [AuditLine(r.created_at, r.user_id, r.user_name, r.chat_id, r.role, r.action, r.args, r.outcome,
                           r.detail) for r in rows]
 
+    # ================================================================== reports
+    def announce_started(self, mode: str, report: Mapping[str, Mapping[str, int | str]]) -> None:
+        """DESK_STARTED: what runs and what start-up recovery found (``start()``'s report)."""
+        def total(key: str) -> int:
+            return sum(int(counts.get(key, 0)) for counts in report.values() if "error" not in counts)
+
+        problems = tuple(f"{name}: recovery failed: {counts['error']}" for name, counts in report.items()
+                         if "error" in counts)
+        problems += tuple(f"{name}: {counts['strangers']} order(s) on the exchange the database does not know"
+                          for name, counts in report.items() if counts.get("strangers"))
+        self._publish(DeskStarted(mode, tuple(self.bots), self.capital.phase if self.capital else None,
+                                  total("filled_while_down"), total("adopted"), total("failed"), problems))
+
+    def announce_stopping(self, reason: str) -> None:
+        self._publish(DeskStopping(reason))
+
+    def tick_silence(self) -> tuple[float, float] | None:
+        """(seconds since the last completed tick, the stall limit); None when no tick is scheduled."""
+        since = self.last_tick_at or self.started_at
+        if since is None or not self.bots:
+            return None
+        limit = self.stall_ticks * min(h.bot.tick_seconds for h in self.bots.values())
+        return (self.clock() - since).total_seconds(), limit
+
+    def check_stall(self) -> bool:
+        """TICKS_STALLED once when no tick completed for ``stall_ticks`` intervals; again after ticks resumed
+        and stalled anew. True when the alert went out now."""
+        silence = self.tick_silence()
+        stalled = silence is not None and silence[0] > silence[1]
+        alert = stalled and not self._stall_alerted
+        self._stall_alerted = stalled
+        if alert and silence is not None:
+            self._publish(TicksStalled(*silence))
+        return alert
+
+    async def health(self, timeout: float = 5.0) -> Health:
+        """Are the ticks running, does the exchange answer within ``timeout`` seconds (one cached ticker
+        per market type)."""
+        silence = self.tick_silence()
+        if silence is None:
+            scheduler = Check(False, "no tick scheduled")
+        else:
+            scheduler = Check(silence[0] <= silence[1], f"last tick {silence[0]:.0f} s ago (limit {silence[1]:.0f} s)")
+        return Health({"scheduler": scheduler, "exchange": await self._exchange_check(timeout)})
+
+    async def _exchange_check(self, timeout: float) -> Check:
+        symbols = {h.spec.market_type: h.spec.symbol for h in self.bots.values()}
+        try:
+            for market_type, symbol in symbols.items():
+                await asyncio.wait_for(self.market[market_type].ticker(symbol), timeout)
+        except Exception as exc:  # any failure is the answer
+            return Check(False, f"{type(exc).__name__}: {exc}"[:200])
+        return Check(True, f"answers ({', '.join(sorted(symbols))})")
+
+    async def digest(self, day_end: datetime) -> Digest:
+        """The 24 hours up to ``day_end`` (timezone-aware, the operator's local time): what closed, per bot and
+        in total, the errors logged; and the desk now: exposure, unrealised PnL, progress against each gate."""
+        until = day_end.astimezone(UTC)
+        since = until - timedelta(days=1)
+        closed = [t for t in await self.db.list_trades(None, limit=10_000, closed_only=True)
+                  if t.closed_at is not None and since <= _utc(t.closed_at) < until]
+        funding = [t for t in closed if _is_funding(t)]  # in the PnL, not a trade
+        trades = [t for t in closed if not _is_funding(t)]
+        bots = tuple(_bot_day(name, closed) for name in self.bots)
+        logs = await self.db.get_logs(None, limit=1000)
+        errors = sum(1 for r in logs if r.level in ("ERROR", "CRITICAL") and since <= _utc(r.created_at) < until)
+        cm = self.capital
+        return Digest(
+            day=day_end.date(), timezone=str(day_end.tzinfo), since=since, until=until, bots=bots,
+            pnl=_pnl_sum(closed), trades=len(trades),
+            fees=sum((t.fees for t in trades), ZERO), funding=_pnl_sum(funding),
+            unrealized_pnl=sum((h.bot.unrealized_pnl() for h in self.bots.values()), ZERO),
+            exposure=self.risk.total_exposure(),
+            exposure_limit=self.risk.exposure_limit(cm.allocated_capital) if cm else None,
+            errors=errors, scaling=_scaling_check(cm.evaluate_scaling()) if cm else None,
+        )
+
 
 async def _each_bot(op: BotOp, names: list[str], by: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Apply ``op(name, by)`` to each bot in turn: (names done, distinct refusals in order)."""
@@ -770,10 +888,31 @@ def _short(text: str) -> str:
 
 
 # ---------------------------------------------------------------------- results from the running pieces
+def _is_funding(t: TradeRow) -> bool:
+    return (t.tag or "").startswith(FUNDING_TAG)
+
+
+def _bot_day(name: str, closed: list[TradeRow]) -> BotDay:
+    """One bot's part of a digest: its funding counts in its PnL, not as a trade."""
+    mine = [t for t in closed if t.bot_name == name]
+    trades = [t for t in mine if not _is_funding(t)]
+    return BotDay(name, _pnl_sum(mine), len(trades), sum((t.fees for t in trades), ZERO))
+
+
+def _pnl_sum(trades: list[TradeRow]) -> Decimal:
+    return sum((t.pnl or ZERO for t in trades), ZERO)
+
+
+def _utc(value: datetime) -> datetime:
+    """A stored time as aware UTC (SQLite gives it back naive)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 def _log_level(event_type: EventType) -> str:
     if event_type in (EventType.ERROR, EventType.ORDER_FAILED):
         return "ERROR"
-    return "WARNING" if event_type in (EventType.RISK_LIMIT, EventType.HALTED, EventType.LIQUIDATION_RISK) else "INFO"
+    warnings = (EventType.RISK_LIMIT, EventType.HALTED, EventType.LIQUIDATION_RISK, EventType.TICKS_STALLED)
+    return "WARNING" if event_type in warnings else "INFO"
 
 
 def _summary(bot: BotOrchestrator) -> BotSummary:

@@ -130,6 +130,15 @@ class AuditRow(Protocol):
     created_at: dt.datetime
 
 
+class ApprovalRow(Protocol):
+    id: int
+    action: str  # "approve" | "reject" | "offer"
+    phase_from: str | None
+    phase_to: str | None
+    decision: dict[str, Any]
+    created_at: dt.datetime
+
+
 LogLineSpec = tuple[str | None, str, str, Mapping[str, Any] | None]  # bot_name, level, message, context
 
 
@@ -178,6 +187,8 @@ class StorePort(Protocol):
 
     async def record_approval(self, action: str, phase_from: str | None, phase_to: str | None,
                               approved_by: str, decision: dict[str, Any]) -> object: ...
+
+    async def list_approvals(self, limit: int = 50) -> Sequence[ApprovalRow]: ...
 
     async def save_capital_state(self, state: dict[str, Any]) -> None: ...
 

@@ -292,3 +292,53 @@ class AuditLine:
     args: str  # masked, shortened
     outcome: str  # "ok", "denied", "refused", "usage", "expired", "error"
     detail: str  # the refusal or error message, the button's answer
+
+
+# ---------------------------------------------------------------------- reports
+@dataclass(frozen=True)
+class BotDay:
+    """One bot's part of a digest: the trades it closed in the digest's window."""
+
+    name: str
+    pnl: Decimal  # funding included
+    trades: int
+    fees: Decimal
+
+
+@dataclass(frozen=True)
+class Digest:
+    """``digest()``: the day that ended at the digest time (operator's local time), the desk now."""
+
+    day: dt.date  # the local date the window ends on
+    timezone: str  # IANA name, e.g. "Europe/Berlin"
+    since: dt.datetime  # UTC, window start (24 h before `until`)
+    until: dt.datetime  # UTC
+    bots: tuple[BotDay, ...]  # every bot of the desk, in desk order
+    pnl: Decimal  # realised, net of fees, funding included, over the window
+    trades: int  # closed in the window (funding settlements are not trades)
+    fees: Decimal
+    funding: Decimal  # funding paid (negative) or received in the window
+    unrealized_pnl: Decimal  # now
+    exposure: Decimal  # now
+    exposure_limit: Decimal | None
+    errors: int  # ERROR lines logged in the window
+    scaling: ScalingCheck | None  # progress against each gate of the current phase; None without deployment
+
+
+@dataclass(frozen=True)
+class Check:
+    """One part of the desk's health."""
+
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Health:
+    """``health()``: is the desk alive. The endpoint answers 200 when every check is ok, else 503."""
+
+    checks: Mapping[str, Check]  # "scheduler", "exchange", and "telegram" when configured
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks.values())

@@ -4,6 +4,7 @@ capital manager), reaches the console, the chat and the database log with every 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import html
 import re
 from dataclasses import fields
@@ -36,6 +37,8 @@ from traderagent.orchestrator.events import (
 from traderagent.orchestrator.market_data import MarketData
 from traderagent.orchestrator.risk import RiskRails
 from traderagent.orchestrator.state import BotState
+from traderagent.reports import DeskWatch, DigestTime
+from traderagent.results import Digest
 from traderagent.utils.capital_manager import DeploymentPhase
 from traderagent.utils.plain import decimal_text
 
@@ -67,8 +70,14 @@ def shown(name: str, value: Any) -> list[str]:
     if isinstance(value, Decimal):
         return [decimal_text(value), decimal_text(value, 2), decimal_text(value, grouped=True),
                 decimal_text(value, 2, grouped=True)]
+    if isinstance(value, float) and name.endswith("_seconds"):
+        return [f"{value:.0f} s"]
     if isinstance(value, float):
         return [f"{value:.0%}"]
+    if isinstance(value, dt.datetime):
+        return [f"{value:%Y-%m-%d %H:%M}"]
+    if isinstance(value, Digest):  # the chat gets pages of their own (handlers/reports.py); one line says the totals
+        return [f"digest {value.day:%Y-%m-%d}: PnL {decimal_text(value.pnl, 2, signed=True)} USDT · {value.trades} trade"]
     return [str(value)]
 
 
@@ -90,14 +99,16 @@ def missing(payload: Payload, text: str) -> list[str]:
 
 async def test_every_event_type_shows_every_field_on_console_chat_and_db_log(sim, tmp_path) -> None:
     clock = Clock()
-    h = await build_desk(sim.base_url, tmp_path / "events.db", [GRID, TREND, GHOST], clock=clock)
+    h = await build_desk(sim.base_url, tmp_path / "events.db", [GRID, TREND, GHOST], clock=clock, start=False)
     try:
         desk, capital = h.desk, h.desk.capital
         assert capital is not None
+        desk.announce_started("paper", await desk.start(schedule=False))
         await desk.evaluate_scaling()  # fresh phase 1: some gates pass, days and trades block
         for _ in range(5):
             capital.record_trade(True, Decimal("2"))
         clock.advance(days=3)
+        assert await desk.offer_scaling()
         await desk.approve_scaling(OPERATOR)
         await run_ticks(h, sim, 60)
         await desk.tick_all()
@@ -113,6 +124,11 @@ async def test_every_event_type_shows_every_field_on_console_chat_and_db_log(sim
         await desk.check_desk_risk()
         await _perpetual_risk_by_hand(sim)
         await desk.check_perp()  # the XRPUSDT funding is the grid's; the 50x ETHUSDT long is near liquidation
+        watch = DeskWatch(desk, DigestTime(dt.time(0, 0), "UTC", clock()))
+        desk.started_at = clock()
+        clock.advance(days=1)
+        await watch.check()  # a new day: the digest is due; and no tick ran since the "start": stalled
+        desk.announce_stopping("SIGTERM")
         await desk.event_bus.drain(5)
 
         by_type: dict[EventType, list[TradingEvent]] = {}

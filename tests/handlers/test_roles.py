@@ -26,7 +26,8 @@ USER_OF = {Role.ADMIN: ADMIN, Role.TRADER: TRADER, Role.VIEWER: VIEWER}
 MATRIX: list[tuple[str, Role]] = [
     ("/status", Role.VIEWER), ("/status trend", Role.VIEWER), ("/balance", Role.VIEWER),
     ("/positions", Role.VIEWER), ("/orders", Role.VIEWER), ("/trades", Role.VIEWER), ("/pnl", Role.VIEWER),
-    ("/phase", Role.VIEWER), ("/logs", Role.VIEWER), ("/chart", Role.VIEWER), ("/help", Role.VIEWER),
+    ("/phase", Role.VIEWER), ("/digest", Role.VIEWER), ("/logs", Role.VIEWER), ("/chart", Role.VIEWER),
+    ("/help", Role.VIEWER),
     ("/alerts", Role.TRADER), ("/verbosity", Role.TRADER), ("/pause trend", Role.TRADER), ("/start trend", Role.TRADER),
     ("/stop trend", Role.TRADER),
     ("/pause", Role.ADMIN), ("/start", Role.ADMIN), ("/stop", Role.ADMIN), ("/scale", Role.ADMIN),

@@ -3,18 +3,22 @@
 ``CapitalManager.on_change`` is synchronous (the manager is pure); this adapter queues the
 latest state and one background task writes it, so bursts of changes coalesce into one write
 and the newest state always wins. ``flush()`` waits until what was queued is on disk.
+
+`ScalingOffers` decides when the desk pushes a scaling offer by itself and remembers, in the
+approvals table, what it offered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from traderagent.ports import StorePort
-from traderagent.utils.capital_manager import CapitalManager, CapitalManagerError
+from traderagent.utils.capital_manager import CapitalManager, CapitalManagerError, ScalingDecision
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,60 @@ class CapitalPersister:
             await self._task
         if self._latest is not None:
             await self._drain()
+
+
+OFFER = "offer"  # approvals.action of an offer the desk pushed (beside the operators' "approve" / "reject")
+ANSWERS = frozenset({"approve", "reject"})
+
+
+@dataclass
+class Offer:
+    phase: str  # the phase it was made in
+    at: datetime
+    times: int  # 1, then one more per re-offer
+    answered: bool = False
+
+
+class ScalingOffers:
+    """When every gate of the current phase passes, offer the next phase once, then again every
+    ``every`` until an operator approves or rejects. Each offer is an approvals row (action "offer"),
+    so a restarted desk neither re-offers at once nor forgets an unanswered offer."""
+
+    def __init__(self, db: StorePort, *, every: timedelta = timedelta(days=1),
+                 ttl: timedelta = timedelta(hours=24)) -> None:
+        self.db = db
+        self.every = every
+        self.ttl = ttl  # how long the offer's buttons answer
+        self.last: Offer | None = None
+
+    async def load(self) -> None:
+        """The newest offer or answer decides: an offer still waiting, or an answer. A partial approval
+        ("approve 1/2") is neither: its count lives in memory, so the offer stays open."""
+        rows = await self.db.list_approvals(limit=100)  # newest first
+        row = next((r for r in rows if r.action in ANSWERS | {OFFER}), None)
+        if row is not None:
+            answered = row.action in ANSWERS
+            at = datetime.fromisoformat(row.decision.get("offered_at") or row.created_at.isoformat())
+            self.last = Offer(row.phase_from or "", at, int(row.decision.get("times", 0)), answered)
+
+    def due(self, phase: str, now: datetime) -> int | None:
+        """The offer's number if one is due in ``phase`` now, else None."""
+        last = self.last
+        if last is None or last.phase != phase:
+            return 1
+        if last.answered or now - last.at < self.every:
+            return None
+        return last.times + 1
+
+    async def record(self, decision: ScalingDecision, now: datetime, times: int) -> None:
+        phase_to = decision.next_phase.value if decision.next_phase else None
+        await self.db.record_approval(OFFER, decision.current_phase.value, phase_to, "desk",
+                                      {**decision.to_dict(), "offered_at": now.isoformat(), "times": times})
+        self.last = Offer(decision.current_phase.value, now, times)
+
+    def answered(self, phase: str, now: datetime) -> None:
+        """An operator approved or rejected in ``phase``: no more offers there."""
+        self.last = Offer(phase, now, self.last.times if self.last else 0, answered=True)
 
 
 async def load_capital_manager(db: StorePort, total_capital: Decimal, *, clock: Any = None) -> tuple[CapitalManager, CapitalPersister]:

@@ -23,6 +23,7 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 from traderagent.orchestrator.state import BotState
+from traderagent.results import Digest
 from traderagent.utils.capital_manager import DeploymentPhase
 from traderagent.utils.plain import decimal_text, json_safe
 
@@ -49,10 +50,17 @@ class EventType(StrEnum):
     # perpetual futures
     LIQUIDATION_RISK = "LIQUIDATION_RISK"
     FUNDING = "FUNDING"
+    # the desk reporting in
+    DESK_STARTED = "DESK_STARTED"
+    DESK_STOPPING = "DESK_STOPPING"
+    SCALING_OFFERED = "SCALING_OFFERED"
+    DAILY_DIGEST = "DAILY_DIGEST"
+    TICKS_STALLED = "TICKS_STALLED"
 
 
 # Events an operator can never mute: they mean money is at risk or trading stopped.
-UNMUTABLE_EVENTS = frozenset({EventType.ERROR, EventType.HALTED, EventType.RISK_LIMIT, EventType.LIQUIDATION_RISK})
+UNMUTABLE_EVENTS = frozenset({EventType.ERROR, EventType.HALTED, EventType.RISK_LIMIT, EventType.LIQUIDATION_RISK,
+                              EventType.TICKS_STALLED})
 
 
 def _num(value: Decimal | None, places: int | None = None) -> str:
@@ -419,6 +427,74 @@ class FundingBooked(Payload):
 
 
 @dataclass(frozen=True)
+class DeskStarted(Payload):
+    EVENT = EventType.DESK_STARTED
+    mode: str  # "paper" | "demo" | "live"
+    bots: tuple[str, ...]
+    phase: DeploymentPhase | None  # None: no capital deployment
+    fills_while_down: int  # orders found filled on the exchange at start-up, now booked
+    adopted: int  # orders the database knew, found on the exchange and tracked again
+    failed: int  # orders the database knew that the exchange never had (marked FAILED)
+    problems: tuple[str, ...]  # "bot: what went wrong" for each bot recovery left in ERROR
+
+    def _text(self) -> str:
+        phase = f" · {_phase(self.phase)}" if self.phase else ""
+        found = [f"{self.fills_while_down} fill(s) booked while down", f"{self.adopted} order(s) adopted"]
+        found += [f"{self.failed} order(s) failed"] if self.failed else []
+        problems = "".join(f" · ⚠️ {p}" for p in self.problems)
+        return (f"{self.mode} desk started · {len(self.bots)} bot(s): {', '.join(self.bots)}{phase} · "
+                f"recovery: {', '.join(found)}{problems}")
+
+
+@dataclass(frozen=True)
+class DeskStopping(Payload):
+    EVENT = EventType.DESK_STOPPING
+    reason: str  # "SIGTERM", "Ctrl-C", "--ticks reached", ...
+
+    def _text(self) -> str:
+        return f"desk stopping ({self.reason}): no new order from now; orders on the exchange stay"
+
+
+@dataclass(frozen=True)
+class ScalingOffered(Payload):
+    """Every gate of the current phase passes: the operator is asked to approve the next phase."""
+
+    EVENT = EventType.SCALING_OFFERED
+    current_phase: DeploymentPhase
+    next_phase: DeploymentPhase
+    passed: tuple[str, ...]
+    times: int  # 1 for the first offer of this phase, then one more per daily re-offer
+    expires_at: datetime  # the offer's buttons answer "expired" after this
+
+    def _text(self) -> str:
+        return (f"{_phase(self.current_phase)} → {_phase(self.next_phase)}: every gate passes, approve or reject "
+                f"(offer {self.times}, answers until {self.expires_at:%Y-%m-%d %H:%M} UTC) · "
+                + " · ".join(f"✓ {gate}" for gate in self.passed))
+
+
+@dataclass(frozen=True)
+class DailyDigest(Payload):
+    EVENT = EventType.DAILY_DIGEST
+    digest: Digest
+
+    def _text(self) -> str:
+        d = self.digest
+        return (f"digest {d.day:%Y-%m-%d}: PnL {_pnl(d.pnl, 'USDT')} · {d.trades} trade(s) · fees "
+                f"{_money(d.fees, 'USDT')} · funding {_pnl(d.funding, 'USDT')} · exposure {_money(d.exposure, 'USDT')} · {d.errors} error(s)")
+
+
+@dataclass(frozen=True)
+class TicksStalled(Payload):
+    EVENT = EventType.TICKS_STALLED
+    silent_seconds: float  # since the last completed tick (or the start)
+    limit_seconds: float  # N x the shortest tick interval
+
+    def _text(self) -> str:
+        return (f"no tick completed for {self.silent_seconds:.0f} s (limit {self.limit_seconds:.0f} s): "
+                "the bots are not trading; check the logs and the exchange")
+
+
+@dataclass(frozen=True)
 class Details(Payload):
     """A plain mapping given as ``data`` by code outside the desk (the spec's own example passes a
     dict). The desk's emitters always build the typed payload; this keeps such an event renderable
@@ -439,7 +515,8 @@ class Details(Payload):
 
 PAYLOADS: dict[EventType, type[Payload]] = {cls.EVENT: cls for cls in (
     OrderPlaced, OrderFilled, OrderCancelled, OrderFailed, TradeOpened, TradeClosed, SignalGenerated, ErrorRaised,
-    StatusChanged, PhaseChanged, ScalingDecisionMade, Halted, Resumed, RiskLimitHit, LiquidationNear, FundingBooked)}
+    StatusChanged, PhaseChanged, ScalingDecisionMade, Halted, Resumed, RiskLimitHit, LiquidationNear, FundingBooked,
+    DeskStarted, DeskStopping, ScalingOffered, DailyDigest, TicksStalled)}
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import fields, is_dataclass
-from datetime import datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -18,13 +18,13 @@ import numpy as np
 
 
 def json_safe(value: Any) -> Any:
-    """``value`` with Decimals as strings, enums as their values, datetimes ISO 8601, durations in
-    seconds, dataclasses as dicts, tuples as lists; a non-finite float becomes None (JSON has no NaN)."""
+    """``value`` with Decimals as strings, enums as their values, dates and datetimes ISO 8601, durations
+    in seconds, dataclasses as dicts, tuples as lists; a non-finite float becomes None (JSON has no NaN)."""
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, Enum):
         return value.value
-    if isinstance(value, datetime):
+    if isinstance(value, date):  # a datetime too
         return value.isoformat()
     if isinstance(value, timedelta):
         return value.total_seconds()
