@@ -479,8 +479,9 @@ class DailyDigest(Payload):
 
     def _text(self) -> str:
         d = self.digest
-        return (f"digest {d.day:%Y-%m-%d}: PnL {_pnl(d.pnl, 'USDT')} · {d.trades} trade(s) · fees "
-                f"{_money(d.fees, 'USDT')} · funding {_pnl(d.funding, 'USDT')} · exposure {_money(d.exposure, 'USDT')} · {d.errors} error(s)")
+        return (f"digest {d.day:%Y-%m-%d}: PnL {_pnl(d.pnl, 'USDT')} · {d.trades} trade(s) · "
+                f"fees {_money(d.fees, 'USDT')} · funding {_pnl(d.funding, 'USDT')} · "
+                f"exposure {_money(d.exposure, 'USDT')} · {d.errors} error(s)")
 
 
 @dataclass(frozen=True)
