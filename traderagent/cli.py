@@ -98,8 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--workers", type=int, default=None, help="sweep processes (default: one per core)")
 
     db = sub.add_parser("db", help="database maintenance")
-    db.add_argument("action", choices=["upgrade", "current"], help="upgrade: apply migrations; current: show revision")
+    db.add_argument("action", choices=["upgrade", "current", "copy"],
+                    help="upgrade: apply migrations; current: show revision; copy: copy every row to another database")
     db.add_argument("--url", default=None, help="database URL (default: DATABASE_URL)")
+    db.add_argument("--from", dest="source", default=None, help="copy: database to read (default: DATABASE_URL)")
+    db.add_argument("--to", dest="target", default=None, help="copy: database to fill (migrated first; must be empty)")
+    db.add_argument("--force", action="store_true", help="copy: replace the rows the target already holds")
 
     sub.add_parser("keygen", help="print a new TRADERAGENT_MASTER_KEY")
 

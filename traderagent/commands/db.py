@@ -1,4 +1,4 @@
-"""`traderagent db`, `keygen` and `credentials`, and the start-up read of exchange keys stored in the database.
+"""`traderagent db` (upgrade, current, copy), `keygen` and `credentials`, and the start-up read of exchange keys stored in the database.
 
 Exchange keys stored with ``traderagent credentials set demo|live`` are encrypted under
 ``TRADERAGENT_MASTER_KEY`` (Fernet, see database/crypto.py). The key and secret are read from a prompt
@@ -16,8 +16,12 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from sqlalchemy.exc import ArgumentError
+
 from traderagent.config import Settings, SettingsError
 from traderagent.database.crypto import ENV_NAME, generate_key
+from traderagent.database.db_copy import copy_database
+from traderagent.database.engine import Store
 from traderagent.database.exceptions import DatabaseError
 from traderagent.database.manager import DatabaseManager
 
@@ -26,12 +30,12 @@ class _Refused(Exception):
     """A user error; the message is printed as one line."""
 
 
-def _run(work: Callable[[], Coroutine[Any, Any, str]]) -> int:
+def _run(work: Callable[[], Coroutine[Any, Any, str]], failure: int = 1) -> int:
     try:
         print(asyncio.run(work()))
     except (_Refused, SettingsError, DatabaseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return failure
     return 0
 
 
@@ -62,10 +66,45 @@ async def _db_command(action: str, url: str) -> str:
 
 
 def main_db(args: argparse.Namespace) -> int:
+    if args.action == "copy":
+        return _run(lambda: _copy(args), failure=2)
+
     async def work() -> str:
         return await _db_command(args.action, args.url or Settings.load().database_url)
 
     return _run(work)
+
+
+# --- `traderagent db copy --from URL --to URL [--force]` -------------------------------------------------
+
+
+def _store(url: str, option: str) -> Store:
+    try:
+        return Store(url)
+    except ArgumentError:  # its message quotes the URL, password included
+        raise _Refused(f"{option} is not a database URL (sqlite+aiosqlite:///file.db or "
+                       "postgresql+asyncpg://user@host:port/dbname)") from None
+
+
+async def _copy(args: argparse.Namespace) -> str:
+    if not args.target:
+        raise _Refused("db copy needs --to URL (the database to fill)")
+    source = _store(args.source or Settings.load().database_url, "--from")
+    target = _store(args.target, "--to")
+    try:
+        report = await copy_database(source, target, force=args.force)
+    finally:
+        await source.close()
+        await target.close()
+    width = max(map(len, report.counts))
+    lines = [f"copied {_shown(source)} -> {_shown(target)} (revision {report.revision})"]
+    lines += [f"  {name:<{width}}  {count:>9}" for name, count in report.counts.items()]
+    lines.append(f"{sum(report.counts.values())} rows in {len(report.counts)} tables; counts equal in both databases")
+    return "\n".join(lines)
+
+
+def _shown(store: Store) -> str:
+    return store.url.render_as_string(hide_password=True)
 
 
 # --- `traderagent keygen` ------------------------------------------------------------------------------
