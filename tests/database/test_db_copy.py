@@ -120,6 +120,31 @@ async def test_every_row_is_copied_and_reads_back_equal(source: DatabaseManager,
     await copied.add_outbox([{"chat_id": 1, "kind": "K", "bot_name": "b", "text": "t", "line": "l"}])
 
 
+async def test_a_round_trip_through_the_target_in_small_batches_changes_nothing(
+        source: DatabaseManager, copied: DatabaseManager, tmp_path: Path) -> None:
+    back = DatabaseManager(f"sqlite+aiosqlite:///{tmp_path / 'back.db'}", master_key=MASTER_KEY)
+    try:
+        await copy_database(source, copied, batch_size=1)
+        await copy_database(copied, back, batch_size=1)  # PostgreSQL -> SQLite too
+        assert await _raw(back) == await _raw(source)
+        assert await _read_back(back) == await _read_back(source)
+    finally:
+        await back.close()
+
+
+@pytest.mark.parametrize("target", ["postgresql"], indirect=True)
+async def test_a_row_the_target_rejects_undoes_the_whole_copy(source: DatabaseManager,
+                                                               copied: DatabaseManager) -> None:
+    await copied.initialize()
+    await copied.create_bot("mine", "dca", "ETHUSDT", "spot", {}, 1)
+    await source.add_log("x" * 65, "INFO", "SQLite keeps a name longer than its column; PostgreSQL does not")
+
+    with pytest.raises(CopyRefused, match=r"copying table bot_logs failed \(.*too long.*left unchanged"):
+        await copy_database(source, copied, force=True)
+    assert [b.name for b in await copied.list_bots()] == ["mine"]  # the deletion of --force was undone too
+    assert await copied.list_orders() == []
+
+
 async def test_credentials_are_copied_without_the_master_key(source: DatabaseManager, target: Target) -> None:
     keyless = target.manager()  # no master key: the ciphertext is copied as it is
     try:

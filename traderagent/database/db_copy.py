@@ -119,9 +119,10 @@ async def _copy_table(reader: AsyncConnection, writer: AsyncConnection, table: T
         async for rows in result.partitions(batch_size):
             await writer.execute(insert(table), [_params(row._asdict(), json_columns) for row in rows])
             copied += len(rows)
-    except SQLAlchemyError as exc:  # one line naming the table, never the rows (ciphertext, messages)
-        raise CopyRefused(f"copying table {table.name} failed ({type(getattr(exc, 'orig', None) or exc).__name__}); "
-                          "the target was left unchanged") from None
+    except SQLAlchemyError as exc:  # one line: the table and the driver's first line, never the SQL or rows
+        cause = getattr(exc, "orig", None) or exc
+        reason = str(cause).strip().splitlines()[0][:160] if str(cause).strip() else type(cause).__name__
+        raise CopyRefused(f"copying table {table.name} failed ({reason}); the target was left unchanged") from None
     return copied
 
 
