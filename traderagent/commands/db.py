@@ -48,7 +48,7 @@ def _open(url: str, master_key: Any = None) -> DatabaseManager:
 
 async def _db_command(action: str, url: str) -> str:
     db = _open(url)
-    where = db.url.render_as_string(hide_password=True)
+    where = _shown(db)
     try:
         if action == "upgrade":
             before = await db.current_revision()
