@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 pytest_plugins = ["pytester"]
 
 
-def test_only_a_server_absent_skip_passes(pytester):
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one process", "xdist workers"])
+def test_only_a_server_absent_skip_passes(pytester, workers):
     pytester.makeconftest("from tests.conftest import pytest_make_collect_report, pytest_runtest_makereport  # noqa")
     pytester.makepyfile(test_needs_a_module="""
         import pytest
@@ -29,9 +32,11 @@ def test_only_a_server_absent_skip_passes(pytester):
         def test_expected_failure():
             assert False
     """)
-    result = pytester.runpytest("-rA", "-p", "no:asyncio", "--continue-on-collection-errors")
+    result = pytester.runpytest("-rA", "-p", "no:asyncio", "--continue-on-collection-errors", *workers)
     # a skip at setup or collection fails as an error
     result.assert_outcomes(failed=1, errors=2, skipped=1, xfailed=1)
+    if workers:  # the reports above came from the workers, through the controller
+        result.stdout.fnmatch_lines(["created: 2/2 workers"])
     result.stdout.fnmatch_lines(["*only 'server absent:' skips are allowed: could not import 'no_such_module_anywhere'*",
                                  "*only 'server absent:' skips are allowed: not on this platform",
                                  "*only 'server absent:' skips are allowed: candles not found"])
