@@ -5,19 +5,33 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from traderagent.strategies.base import BaseStrategy
-from traderagent.strategies.types import (
-    BaseMarketAnalysis,
-    BaseSignal,
-    ExitReason,
-    OrderIntent,
-    PositionInfo,
-    PreparedData,
-    SignalDirection,
-    StrategyPerformance,
-)
+if TYPE_CHECKING:
+    from traderagent.strategies.base import BaseStrategy
+    from traderagent.strategies.types import (
+        BaseMarketAnalysis,
+        BaseSignal,
+        ExitReason,
+        OrderIntent,
+        PositionInfo,
+        PreparedData,
+        SignalDirection,
+        StrategyPerformance,
+    )
+
+# The contract's classes (and pandas with them) load on first use: every command line start reads the
+# parameter declarations (strategies.params, through config), and most commands never touch a strategy.
+_TYPES = ("BaseMarketAnalysis", "BaseSignal", "ExitReason", "OrderIntent", "PositionInfo", "PreparedData",
+          "SignalDirection", "StrategyPerformance")
+_LAZY = {"BaseStrategy": "traderagent.strategies.base", **dict.fromkeys(_TYPES, "traderagent.strategies.types")}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)
+
 
 # strategy_type -> (module, class name); imported lazily so a missing/broken adapter only
 # affects its own type (the SMC adapter is written separately).
