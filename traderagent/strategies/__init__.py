@@ -9,16 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from traderagent.strategies.base import BaseStrategy
-    from traderagent.strategies.types import (
-        BaseMarketAnalysis,
-        BaseSignal,
-        ExitReason,
-        OrderIntent,
-        PositionInfo,
-        PreparedData,
-        SignalDirection,
-        StrategyPerformance,
-    )
 
 # The contract's classes (and pandas with them) load on first use: every command line start reads the
 # parameter declarations (strategies.params, through config), and most commands never touch a strategy.
