@@ -4,6 +4,7 @@ of fills, partial fills, cancel races and restarts (a hypothesis state machine a
 from __future__ import annotations
 
 import asyncio
+import shutil
 import tempfile
 from decimal import Decimal
 from pathlib import Path
@@ -78,6 +79,7 @@ class LadderBook(RuleBasedStateMachine):
                 self.run(asyncio.wait(pending))
         finally:
             self.loop.close()
+            shutil.rmtree(self.db_path.parent, ignore_errors=True)
 
     # ------------------------------------------------------------ what the world does
     @rule(move=st.integers(-12, 12))
