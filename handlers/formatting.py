@@ -35,6 +35,7 @@ EMOJI = {
     EventType.SCALING_OFFERED: "⚖️",
     EventType.DAILY_DIGEST: "🗓",
     EventType.TICKS_STALLED: "🧊",
+    EventType.PROTECTION_RESTORED: "🛡️",
 }
 
 STATE_EMOJI = {"RUNNING": "🟢", "PAUSED": "🟡", "STOPPED": "⚫", "ERROR": "🔴", "INITIALIZING": "⚪"}

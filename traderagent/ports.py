@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
@@ -70,6 +71,26 @@ class ExchangePort(Protocol):
     async def fetch_positions(self, symbol: str | None = None) -> list[dict[str, Any]]: ...
 
     async def fetch_funding(self, symbol: str, limit: int = 50) -> list[dict[str, Any]]: ...
+    # exchange-held protection (orchestrator/protection.py)
+    async def set_trading_stop(self, symbol: str, *, stop_loss: Decimal | None, take_profit: Decimal | None,
+                               trigger_by: str = "LastPrice") -> None: ...
+
+    async def fetch_held_stops(self, symbol: str) -> HeldStops | None: ...
+
+    async def create_conditional_order(self, symbol: str, side: str, amount: Any, trigger_price: Any, *,
+                                       client_order_id: str | None = None) -> dict[str, Any]: ...
+
+    async def fetch_stop_executions(self, symbol: str, since_ms: int) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class HeldStops:
+    """A linear position as the exchange holds it: its size and the stop/target ByBit executes (None: none)."""
+
+    side: str  # "long" | "short"
+    size: Decimal
+    stop_loss: Decimal | None
+    take_profit: Decimal | None
 
 
 # ---------------------------------------------------------------------- store rows

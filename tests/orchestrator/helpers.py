@@ -109,7 +109,8 @@ STATUS_FROM_SIM = {"New": "OPEN", "PartiallyFilled": "PARTIALLY_FILLED", "Filled
 
 
 def sim_orders_by_link(sim: Any) -> dict[str, dict]:
-    return {o["orderLinkId"]: o for o in sim.orders(SIM_KEY, open_only=False)}
+    """The bots' own orders (the stops the exchange holds for positions have no orderLinkId)."""
+    return {o["orderLinkId"]: o for o in sim.orders(SIM_KEY, open_only=False) if o["orderLinkId"]}
 
 
 async def assert_db_matches_sim(h, sim) -> int:

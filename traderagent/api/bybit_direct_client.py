@@ -26,6 +26,7 @@ from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from ..numbers import ZERO, decimal_or, to_decimal
+from ..ports import HeldStops
 from ..timeframes import bybit_interval
 from .exceptions import (
     AccessDeniedError,
@@ -88,8 +89,16 @@ _ORDER_STATUS = {
     "Deactivated": "cancelled",
     "Rejected": "rejected",
 }
+# stopOrderType of orders executed on a trigger (v5/enum#stopordertype)
+_STOP_TYPES = frozenset({"TakeProfit", "StopLoss", "TrailingStop", "PartialTakeProfit", "PartialStopLoss", "Stop",
+                         "tpslOrder", "OcoOrder", "BidirectionalTpslOrder"})
 _LINK_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
 T = TypeVar("T")
+
+
+def _level(price: Decimal | None) -> str:
+    """A trading-stop level on the wire: "0" cancels it."""
+    return "0" if price is None else format_value(price)
 
 
 def _is_retryable(exc: BaseException) -> bool:
@@ -914,6 +923,68 @@ class ByBitDirectClient:
             }
             for e in items
         ]
+
+    # ------------------------------------------------------------------ exchange-held protection
+    # TP/SL the exchange executes even when the desk is down (docs: bybit-v5-streams-and-protection.md §2).
+    async def set_trading_stop(self, symbol: str, *, stop_loss: Decimal | None, take_profit: Decimal | None,
+                               trigger_by: str = "LastPrice") -> None:
+        """Hold the linear position's stop and target on ByBit (tpslMode Full, market on trigger); None
+        cancels one. Setting what is already set (34040 "not modified") counts as success."""
+        if self.market_type != "linear":
+            raise InvalidOrderError("trading-stop is for linear contracts; spot uses create_conditional_order")
+        body = {"category": "linear", "symbol": normalize_symbol(symbol), "tpslMode": "Full", "positionIdx": 0,
+                "stopLoss": _level(self.price_to_precision(symbol, stop_loss) if stop_loss else None),
+                "takeProfit": _level(self.price_to_precision(symbol, take_profit) if take_profit else None),
+                "slTriggerBy": trigger_by, "tpTriggerBy": trigger_by}
+        try:
+            await self._request("POST", "/v5/position/trading-stop", body)
+        except InvalidOrderError as exc:
+            if exc.ret_code != 34040:
+                raise
+
+    async def fetch_held_stops(self, symbol: str) -> HeldStops | None:
+        """The linear position's size and the stop/target ByBit holds on it; None when flat."""
+        if self.market_type != "linear":
+            return None
+        result = await self._request("GET", "/v5/position/list",
+                                     {"category": "linear", "symbol": normalize_symbol(symbol)})
+        for p in result.get("list") or []:
+            size = decimal_or(p.get("size"), ZERO)
+            if size and p.get("side") in ("Buy", "Sell"):
+                return HeldStops("long" if p["side"] == "Buy" else "short", size,
+                                 nonzero_or_none(p.get("stopLoss")), nonzero_or_none(p.get("takeProfit")))
+        return None
+
+    async def create_conditional_order(self, symbol: str, side: str, amount: Any, trigger_price: Any, *,
+                                       client_order_id: str | None = None) -> dict[str, Any]:
+        """A market order ByBit holds until the last price reaches ``trigger_price`` (spot:
+        ``orderFilter=StopOrder``, assets reserved only on trigger; linear: reduce-only, close on trigger)."""
+        sym = normalize_symbol(symbol)
+        trigger = self.price_to_precision(symbol, trigger_price)
+        body: dict[str, Any] = {"category": self.category, "symbol": sym, "side": self._side(side),
+                                "orderType": "Market", "qty": format_value(self.amount_to_precision(symbol, amount)),
+                                "triggerPrice": format_value(trigger), "triggerBy": "LastPrice",
+                                "orderLinkId": self._link_id(client_order_id)}
+        if self.market_type == "spot":
+            body |= {"orderFilter": "StopOrder", "marketUnit": "baseCoin"}
+        else:
+            last = to_decimal((await self.fetch_ticker(symbol))["last"])
+            body |= {"triggerDirection": 1 if trigger > last else 2, "positionIdx": 0, "reduceOnly": True,
+                     "closeOnTrigger": True}
+        return await self._place(body)
+
+    async def fetch_stop_executions(self, symbol: str, since_ms: int) -> list[dict[str, Any]]:
+        """Orders the exchange executed on a trigger (TP/SL, conditional) since ``since_ms``, oldest first:
+        each a parsed order plus ``stop_order_type`` ("StopLoss", "TakeProfit", "TrailingStop", "Stop", ...)."""
+        params = {"category": self.category, "symbol": normalize_symbol(symbol), "startTime": since_ms,
+                  "orderFilter": "StopOrder" if self.market_type == "spot" else None, "limit": 50}
+        items = await self._paged("/v5/order/history", {k: v for k, v in params.items() if v is not None})
+        out = []
+        for o in items:
+            kind = str(o.get("stopOrderType") or "")
+            if kind in _STOP_TYPES and decimal_or(o.get("cumExecQty"), ZERO) > 0:
+                out.append(self._parse_order(o) | {"stop_order_type": kind})
+        return sorted(out, key=lambda o: o["updated_at"])
 
     # ------------------------------------------------------------------ stats
     def get_statistics(self) -> dict[str, Any]:

@@ -63,6 +63,7 @@ from traderagent.orchestrator.orders import (
     is_entry,
     link_prefix,
 )
+from traderagent.orchestrator.protection import ExchangeProtection
 from traderagent.orchestrator.risk import DeskRisk
 from traderagent.orchestrator.state import TICKING_STATES, BotState, IllegalTransition, check_transition
 from traderagent.ports import CapitalPort, ExchangePort, StorePort
@@ -87,7 +88,7 @@ RANGE_MINUTES = 1000  # 1m candles one request returns: the longest gap between 
 __all__ = ["BotOrchestrator", "BotState", "IllegalTransition", "TrackedOrder", "link_prefix"]
 
 
-class BotOrchestrator(OrderLifecycle):
+class BotOrchestrator(OrderLifecycle, ExchangeProtection):
     """Drives one strategy on one symbol; see the module docstring."""
 
     def __init__(
@@ -157,6 +158,10 @@ class BotOrchestrator(OrderLifecycle):
         self._strangers: list[str] = []  # our-prefix orders the database does not know (recover)
         self._funding_seen: deque[str] = deque(maxlen=BOOKED_KEEP)  # execIds of funding booked (perp.py)
         self._funding_since: int | None = None  # ms: settlements before the bot's first start are not its own
+        self._held: tuple[Decimal | None, Decimal | None] | None = None  # stops on the exchange (protection.py)
+        self._spot_held: dict[str, tuple[str, Decimal]] = {}
+        self._reconciled_at = 0.0
+        self._orphan_told = False
         self._lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ properties
@@ -324,10 +329,11 @@ class BotOrchestrator(OrderLifecycle):
             self._last_candle_ms = last_ms
             self._soft_dirty = True
             self._spent(time.perf_counter() - started)
-        for pos in exits:
+        for pos in await self._exits_left_to_desk(exits):
             await self._exit_position(pos)
         if signal is not None:
             await self._enter(signal, price)
+        await self._protect()
 
     def _may_analyse(self) -> bool:
         return self.analysis_budget is None or self.analysis_budget.allow()
@@ -768,6 +774,8 @@ class BotOrchestrator(OrderLifecycle):
             self._dirty = True
             await self._persist()
             self._strangers = await self._find_strangers()
+            if not self._strangers:
+                await self._reconcile_protection()
         if self._strangers:
             counts["strangers"] = len(self._strangers)
             await self._refuse_strangers()

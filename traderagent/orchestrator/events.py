@@ -56,11 +56,12 @@ class EventType(StrEnum):
     SCALING_OFFERED = "SCALING_OFFERED"
     DAILY_DIGEST = "DAILY_DIGEST"
     TICKS_STALLED = "TICKS_STALLED"
+    PROTECTION_RESTORED = "PROTECTION_RESTORED"
 
 
 # Events an operator can never mute: they mean money is at risk or trading stopped.
 UNMUTABLE_EVENTS = frozenset({EventType.ERROR, EventType.HALTED, EventType.RISK_LIMIT, EventType.LIQUIDATION_RISK,
-                              EventType.TICKS_STALLED})
+                              EventType.TICKS_STALLED, EventType.PROTECTION_RESTORED})
 
 
 def _num(value: Decimal | None, places: int | None = None) -> str:
@@ -496,6 +497,23 @@ class TicksStalled(Payload):
 
 
 @dataclass(frozen=True)
+class ProtectionRestored(Payload):
+    """The exchange did not hold the stop/target the strategy wants (missing or wrong); the desk put
+    them back (orchestrator/protection.py)."""
+
+    EVENT = EventType.PROTECTION_RESTORED
+    symbol: str
+    stop_loss: Decimal | None  # what the exchange holds now
+    take_profit: Decimal | None
+    found_stop: Decimal | None  # what it held before (None: nothing)
+    found_target: Decimal | None
+
+    def _text(self) -> str:
+        return (f"{self.symbol}: the exchange held stop {_num(self.found_stop)} / target {_num(self.found_target)}; "
+                f"restored to stop {_num(self.stop_loss)} / target {_num(self.take_profit)}")
+
+
+@dataclass(frozen=True)
 class Details(Payload):
     """A plain mapping given as ``data`` by code outside the desk (the spec's own example passes a
     dict). The desk's emitters always build the typed payload; this keeps such an event renderable
@@ -517,7 +535,7 @@ class Details(Payload):
 PAYLOADS: dict[EventType, type[Payload]] = {cls.EVENT: cls for cls in (
     OrderPlaced, OrderFilled, OrderCancelled, OrderFailed, TradeOpened, TradeClosed, SignalGenerated, ErrorRaised,
     StatusChanged, PhaseChanged, ScalingDecisionMade, Halted, Resumed, RiskLimitHit, LiquidationNear, FundingBooked,
-    DeskStarted, DeskStopping, ScalingOffered, DailyDigest, TicksStalled)}
+    DeskStarted, DeskStopping, ScalingOffered, DailyDigest, TicksStalled, ProtectionRestored)}
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 from traderagent.numbers import NumberError, decimal_or
-from traderagent.sim import perp
+from traderagent.sim import perp, protection
 from traderagent.sim.market import SymbolSpec
 
 ZERO = Decimal(0)
@@ -85,6 +85,11 @@ class Order:
     updated: int = 0
     position_idx: int = 0
     create_type: str = "CreateByUser"  # "CreateByLiq": the exchange's takeover of a liquidated position
+    # conditional and TP/SL orders (sim/protection.py): untriggered until the price reaches trigger_price
+    stop_order_type: str = "UNKNOWN"
+    trigger_price: Decimal | None = None
+    trigger_by: str = "UNKNOWN"
+    trigger_direction: int = 0
 
     @property
     def leaves(self) -> Decimal:
@@ -116,10 +121,11 @@ class Order:
             "cumExecQty": fmt(self.cum_qty) if self.cum_qty else f"{ZERO:.{qd}f}",
             "cumExecValue": fmt_n(self.cum_value), "cumExecFee": fmt_n(self.cum_fee),
             "cumFeeDetail": {self.fee_coin: fmt_n(self.cum_fee)} if self.cum_fee else {},
-            "timeInForce": self.time_in_force, "orderType": self.order_type, "stopOrderType": "UNKNOWN",
-            "orderIv": "", "marketUnit": self.market_unit, "triggerPrice": "0.00", "takeProfit": "0.00",
-            "stopLoss": "0.00", "tpTriggerBy": "UNKNOWN", "slTriggerBy": "UNKNOWN", "triggerDirection": 0,
-            "triggerBy": "UNKNOWN", "lastPriceOnCreated": "" if spot else fmt(self.last_price_on_created),
+            "timeInForce": self.time_in_force, "orderType": self.order_type,
+            "stopOrderType": self.stop_order_type, "orderIv": "", "marketUnit": self.market_unit,
+            "triggerPrice": fmt(self.trigger_price) if self.trigger_price is not None else "0.00",
+            "takeProfit": "0.00", "stopLoss": "0.00", "tpTriggerBy": "UNKNOWN", "slTriggerBy": "UNKNOWN",
+            "triggerDirection": self.trigger_direction, "triggerBy": self.trigger_by, "lastPriceOnCreated": "" if spot else fmt(self.last_price_on_created),
             "basePrice": fmt(self.last_price_on_created) if spot else "", "reduceOnly": self.reduce_only,
             "closeOnTrigger": self.close_on_trigger, "smpType": "None", "smpGroup": 0, "smpOrderId": "",
             "tpslMode": "", "tpLimitPrice": "", "slLimitPrice": "", "placeType": "", "parentOrderLinkId": "",
@@ -170,7 +176,7 @@ class Execution:
             "symbol": o.symbol, "orderId": o.order_id, "orderLinkId": o.link_id, "side": o.side,
             "orderPrice": fmt(o.price if o.price is not None else ZERO), "orderQty": fmt(o.qty),
             "leavesQty": fmt(self.leaves_after), "createType": o.create_type, "orderType": o.order_type,
-            "stopOrderType": "UNKNOWN", "execFee": fmt_n(self.fee), "execFeeV2": "", "execId": self.exec_id,
+            "stopOrderType": o.stop_order_type, "execFee": fmt_n(self.fee), "execFeeV2": "", "execId": self.exec_id,
             "execPrice": fmt(self.price), "execQty": fmt(self.qty), "execType": self.exec_type,
             "execValue": fmt_n(self.price * self.qty), "execTime": str(self.time),
             "feeCurrency": self.fee_coin if o.category == "spot" else "", "isMaker": self.is_maker,
@@ -192,6 +198,11 @@ class Position:
     updated: int = 0
     open_time: int = 0
     seq: int = 0
+    # exchange-held TP/SL set through /v5/position/trading-stop (ZERO: none); see sim/protection.py
+    take_profit: Decimal = ZERO
+    stop_loss: Decimal = ZERO
+    tp_trigger_by: str = "LastPrice"
+    sl_trigger_by: str = "LastPrice"
     idx: int = 0  # positionIdx: 0 one-way, 1 hedge long side, 2 hedge short side
 
 
@@ -215,6 +226,7 @@ class Account:
     positions: dict[str, Position] = field(default_factory=dict)  # pos_key -> position
     leverage: dict[str, Decimal] = field(default_factory=dict)
     modes: dict[str, int] = field(default_factory=dict)  # symbol -> position mode (0 one-way, 3 hedge)
+    conditionals: dict[str, Order] = field(default_factory=dict)  # Untriggered, by orderId (sim/protection.py)
 
     def __repr__(self) -> str:  # never show the secret
         return f"Account(api_key={self.api_key!r}, uid={self.uid})"
@@ -318,7 +330,7 @@ class Engine:
                 total += o.leaves * o.price
             elif o.side == "Sell" and spec.base_coin == coin:
                 total += o.leaves
-        return total
+        return total + protection.reserved(acct, coin, self.specs)
 
     def order_im(self, acct: Account) -> Decimal:
         return sum((o.leaves * o.price / self.leverage(acct, o.symbol) for o in acct.open_orders.values()
@@ -439,6 +451,7 @@ class Engine:
         if o.category == "linear":
             fee, coin = value * rate, spec.quote_coin
             closed = self._apply_linear(acct, o, price, qty, fee)
+            protection.position_changed(self, acct, o.symbol)
         else:
             fee, coin = self._apply_spot(acct, o, spec, price, qty, rate)
         o.cum_qty += qty
@@ -514,7 +527,7 @@ class Engine:
                 assert o.price is not None
                 self._fill(self.accounts[o.api_key], o, o.price, maker=True)
                 n += 1
-        return n + perp.liquidate_crossed(self, symbol, low, high)
+        return n + perp.liquidate_crossed(self, symbol, low, high) + protection.trigger(self, symbol, low, high)
 
     def fill_resting(self, acct: Account, link_id: str, qty: Decimal | None = None) -> Order:
         """Fill (``qty`` of) a resting limit order at its price as a maker, whatever the market does."""
@@ -544,6 +557,8 @@ class Engine:
             raise ApiError(10001 if category == "linear" else 170105,
                            "params error: OrderId or orderLinkId is required")
         o = self.find(acct, category, order_id, link_id)
+        if o is not None and o.order_id in acct.conditionals and o.symbol == spec.symbol:
+            return protection.cancel(self, acct, o)
         if o is None or o.symbol != spec.symbol or not o.is_open:
             if category == "spot":
                 raise ApiError(170213, "Order does not exist.")

@@ -83,7 +83,7 @@ def snapshot(sim: ExchangeSimulator) -> dict[str, Any]:
 
 def _account(acct: Account) -> dict[str, Any]:
     closed = [o for o in acct.orders if not o.is_open][-KEEP_CLOSED:]
-    kept = {o.order_id for o in closed} | set(acct.open_orders)
+    kept = {o.order_id for o in closed} | set(acct.open_orders) | set(acct.conditionals)
     return {
         "wallet": acct.wallet, "cum_realised": acct.cum_realised, "leverage": acct.leverage,
         "modes": acct.modes,
@@ -153,6 +153,7 @@ def _restore_account(engine: Engine, acct: Account, saved: dict[str, Any]) -> No
     acct.by_id = {o.order_id: o for o in acct.orders}
     acct.link_ids = {(o.category, o.link_id): o.order_id for o in acct.orders if o.link_id}
     acct.open_orders = {o.order_id: o for o in acct.orders if o.is_open}
+    acct.conditionals = {o.order_id: o for o in acct.orders if o.status == "Untriggered"}
     for o in acct.open_orders.values():
         engine.books.setdefault((o.category, o.symbol), Book()).add(o)
     acct.modes = dict(saved.get("modes", {}))

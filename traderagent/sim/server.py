@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from traderagent.sim import perp, persist, wire
+from traderagent.sim import perp, persist, protection, wire
 from traderagent.sim.auth import DEFAULT_RECV_WINDOW, check_signature, check_timestamp
 from traderagent.sim.config import ApiKeySettings, Faults, SimConfig
 from traderagent.sim.market import PriceSeries, SymbolSpec
@@ -252,6 +252,7 @@ class ExchangeSimulator:
             "/v5/order/create": wire.create, "/v5/order/cancel": wire.cancel,
             "/v5/order/cancel-all": wire.cancel_all, "/v5/position/set-leverage": wire.set_leverage,
             "/v5/position/switch-mode": wire.switch_mode,
+            "/v5/position/trading-stop": protection.trading_stop,
         }
         for path, fn in public.items():
             app.router.add_get(path, self._wrap(fn, private=False), allow_head=False)

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from traderagent.sim import perp
+from traderagent.sim import perp, protection
 from traderagent.sim.config import PERMISSION_GROUPS
 from traderagent.sim.market import INTERVALS, SymbolSpec
 from traderagent.sim.matching import MMR, ZERO, Account, ApiError, Order, Position, fmt, fmt_n
@@ -331,6 +331,8 @@ def coin_info(sim: ExchangeSimulator, acct: Account, p: dict) -> dict:
 
 # --- orders ------------------------------------------------------------------------------------------
 def create(sim: ExchangeSimulator, acct: Account, p: dict) -> dict:
+    if protection.is_conditional(p):
+        return protection.create_conditional(sim, acct, p)
     o = sim.engine.create_order(acct, p)
     return {"orderId": o.order_id, "orderLinkId": o.link_id}
 
@@ -352,7 +354,8 @@ def _order_filter(sim: ExchangeSimulator, p: dict, category: str):
         if o.category != category or (symbol and o.symbol != symbol):
             return False
         spec = sim.specs[o.symbol]
-        return not ((base and spec.base_coin != base) or (settle and spec.quote_coin != settle))
+        return not ((base and spec.base_coin != base) or (settle and spec.quote_coin != settle)) \
+            and protection.keep(o, p)
     return keep
 
 
@@ -381,7 +384,7 @@ def realtime(sim: ExchangeSimulator, acct: Account, p: dict) -> dict:
     limit = _int(p, "limit", 20, hi=50) or 20
     keep = _order_filter(sim, p, category)
     closed = str(p.get("openOnly", "0")) == "1"
-    items = (o for o in _newest_first(acct.orders, _cursor_seq(p)) if keep(o) and o.is_open != closed)
+    items = (o for o in _newest_first(acct.orders, _cursor_seq(p)) if keep(o) and protection.is_live(o) != closed)
     page, cursor = _page(items, limit)
     return _orders_result(sim, page, cursor, category)
 
@@ -465,7 +468,8 @@ def position(sim: ExchangeSimulator, acct: Account, pos: Position) -> dict:
         "leverage": fmt_n(lev), "breakEvenPrice": be, "positionBalance": fmt_n(value / lev) if size else "0",
         "markPrice": fmt(mark), "liqPrice": liq, "bustPrice": "", "positionMM": fmt_n(value * MMR),
         "positionMMByMp": fmt_n(value * MMR), "positionIM": fmt_n(value / lev), "positionIMByMp": fmt_n(value / lev),
-        "tpslMode": "Full", "takeProfit": "0.00", "stopLoss": "0.00", "trailingStop": "0.00", "sessionAvgPrice": "",
+        "tpslMode": "Full", "takeProfit": fmt(pos.take_profit) if pos.take_profit else "0.00",
+        "stopLoss": fmt(pos.stop_loss) if pos.stop_loss else "0.00", "trailingStop": "0.00", "sessionAvgPrice": "",
         "unrealisedPnl": fmt_n(e.upl(pos)), "curRealisedPnl": fmt_n(pos.cur_realised),
         "cumRealisedPnl": fmt_n(pos.cum_realised), "seq": pos.seq, "isReduceOnly": False,
         "mmrSysUpdatedTime": "", "leverageSysUpdatedTime": "",
