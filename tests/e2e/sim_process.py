@@ -1,7 +1,10 @@
 """The exchange simulator as its own process, for the crash-recovery tests.
 
-Like `traderagent sim`, plus a test control: SIGUSR1 freezes the replay (speed 0) so the final
-comparison sees a market that no longer moves. Prints "simulator listening on URL" when ready.
+Like `traderagent sim`, plus test controls: SIGUSR1 freezes the replay (speed 0) so the final
+comparison sees a market that no longer moves; lines on stdin, each answered with one line:
+``speed X`` (the replay's speed), ``price SYMBOL P`` (move the market to P now: what it touches fills,
+held stops trigger; answers "moved N" with the number of orders filled). Prints "simulator listening
+on URL" when ready.
 
     python tests/e2e/sim_process.py --speed 20 --key K --secret S --balance 100000
 """
@@ -12,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import sys
 from decimal import Decimal
 
 from traderagent.sim import ExchangeSimulator, Faults, SimConfig
@@ -34,12 +38,34 @@ async def serve(args: argparse.Namespace) -> None:
         print("frozen", flush=True)
 
     loop.add_signal_handler(signal.SIGUSR1, freeze)
+    controls = asyncio.create_task(_controls(sim))
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:
+        controls.cancel()
         await sim.stop()
+
+
+async def _controls(sim: ExchangeSimulator) -> None:
+    """The stdin test controls (see the module docstring)."""
+    reader = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    except ValueError:  # stdin is a plain file: no controls
+        return
+    while line := (await reader.readline()).decode().split():
+        if line[0] == "speed":
+            sim.config.speed = float(line[1])
+            print("ok", flush=True)
+        elif line[0] == "price":
+            moved = sim.set_price(line[1], Decimal(line[2]))
+            sim.save_state()
+            print(f"moved {moved}", flush=True)
+        else:
+            print(f"unknown control {line[0]!r}", flush=True)
 
 
 def main() -> None:

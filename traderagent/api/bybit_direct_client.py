@@ -973,10 +973,11 @@ class ByBitDirectClient:
                      "closeOnTrigger": True}
         return await self._place(body)
 
-    async def fetch_stop_executions(self, symbol: str, since_ms: int) -> list[dict[str, Any]]:
-        """Orders the exchange executed on a trigger (TP/SL, conditional) since ``since_ms``, oldest first:
+    async def fetch_stop_executions(self, symbol: str, since_ms: int | None = None) -> list[dict[str, Any]]:
+        """Orders the exchange executed on a trigger (TP/SL, conditional) since ``since_ms`` (None: ByBit's
+        default, the last 7 days), oldest first:
         each a parsed order plus ``stop_order_type`` ("StopLoss", "TakeProfit", "TrailingStop", "Stop", ...)."""
-        params = {"category": self.category, "symbol": normalize_symbol(symbol), "startTime": since_ms,
+        params = {"category": self.category, "symbol": normalize_symbol(symbol), "startTime": since_ms or None,
                   "orderFilter": "StopOrder" if self.market_type == "spot" else None, "limit": 50}
         items = await self._paged("/v5/order/history", {k: v for k, v in params.items() if v is not None})
         out = []

@@ -112,7 +112,9 @@ class ExchangeProtection:
 
     async def _hold(self, want: Levels | None) -> None:
         for pos in self.strategy.get_active_positions():
-            pos.metadata.setdefault("held_since_ms", time.time_ns() // 1_000_000 - SINCE_MARGIN_MS)
+            if "held_since_ms" not in pos.metadata:  # where to look for the exchange's executions of it
+                pos.metadata["held_since_ms"] = time.time_ns() // 1_000_000 - SINCE_MARGIN_MS
+                self._dirty = True
         try:
             if self.market_type == "linear":
                 if want is not None:  # flat: ByBit clears a position's TP/SL itself
@@ -211,7 +213,7 @@ class ExchangeProtection:
     async def _stop_executions(self) -> list[dict[str, Any]]:
         positions = self.strategy.get_active_positions()
         since = min((int(p.metadata.get("held_since_ms", 0)) for p in positions), default=0)
-        found = await self.client.fetch_stop_executions(self.symbol, since)
+        found = await self.client.fetch_stop_executions(self.symbol, since or None)  # None: ByBit's last 7 days
         mine = [ex for ex in found if f"x:{ex['id']}" not in self._booked]
         if self.market_type == "spot":
             mine = [ex for ex in mine if ex["client_order_id"].startswith(self._protect_prefix)]

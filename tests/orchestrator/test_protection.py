@@ -1,0 +1,119 @@
+"""Exchange-held protection: a trend bot's stop and target live on the simulator, follow the trailing
+stop, are restored when missing, and a stop the exchange executed is booked once."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from tests.sim.helpers import SignedClient
+from traderagent.orchestrator import protection
+from traderagent.orchestrator.events import EventType, ProtectionRestored
+
+from .helpers import SIM_KEY, TREND, build_desk
+
+TICK = Decimal("0.10")  # BTCUSDT's tickSize on the simulator
+
+
+def held(sim) -> tuple[Decimal | None, Decimal | None]:
+    (pos,) = sim.positions(SIM_KEY)
+    return tuple(Decimal(pos[k]) or None for k in ("stopLoss", "takeProfit"))  # type: ignore[return-value]
+
+
+async def open_trend(h, sim, limit: int = 80):
+    bot = h.desk.bots["btc-trend"].bot
+    for _ in range(limit):
+        await h.desk.tick_all()
+        if bot.strategy.get_active_positions():
+            return bot
+        sim.step_all(1)
+    raise AssertionError("the trend bot opened nothing")
+
+
+def through_stop(pos) -> Decimal:
+    return pos.stop_loss - 50 if pos.is_long else pos.stop_loss + 50
+
+
+async def test_the_stop_and_target_are_held_by_the_exchange_and_follow_the_trailing_stop(sim, tmp_path):
+    h = await build_desk(sim.base_url, tmp_path / "p.db", [TREND])
+    try:
+        bot = await open_trend(h, sim)
+        (pos,) = bot.strategy.get_active_positions()
+        stop, target = held(sim)
+        assert abs(stop - pos.stop_loss) < TICK and abs(target - pos.take_profit) < TICK
+        moved = 0
+        for _ in range(60):
+            sim.step_all(1)
+            await h.desk.tick_all()
+            positions = bot.strategy.get_active_positions()
+            if not positions:
+                assert sim.positions(SIM_KEY) == []
+                continue
+            now = held(sim)
+            assert now == bot._wanted()  # whatever the strategy wants, the exchange holds
+            moved += now[0] != stop
+            stop = now[0]
+        assert moved  # the trailing stop moved on the exchange
+        await h.desk.event_bus.drain(5)
+        assert not h.of(EventType.ORDER_FAILED) and not h.of(EventType.ERROR)
+    finally:
+        await h.close()
+
+
+async def test_a_missing_stop_is_restored_with_an_alert(sim, tmp_path, monkeypatch):
+    h = await build_desk(sim.base_url, tmp_path / "r.db", [TREND])
+    try:
+        bot = await open_trend(h, sim)
+        wanted = held(sim)
+        async with SignedClient(sim.base_url) as c:  # someone removes them on the exchange
+            await c.ok("POST", "/v5/position/trading-stop", {"category": "linear", "symbol": "BTCUSDT",
+                                                             "tpslMode": "Full", "positionIdx": 0,
+                                                             "stopLoss": "0", "takeProfit": "0"})
+        assert held(sim) == (None, None)
+        await h.desk.tick_all()  # before the reconcile is due: the desk trusts what it set
+        assert held(sim) == (None, None)
+        monkeypatch.setattr(protection, "RECONCILE_S", 0.0)
+        await h.desk.tick_all()
+        assert held(sim) == wanted == bot._wanted()
+        await h.desk.event_bus.drain(5)
+        (alert,) = h.of(EventType.PROTECTION_RESTORED, "btc-trend")
+        assert alert.data == ProtectionRestored("BTCUSDT", wanted[0], wanted[1], None, None)
+        await h.desk.tick_all()  # in place now: nothing more to say
+        await h.desk.event_bus.drain(5)
+        assert len(h.of(EventType.PROTECTION_RESTORED)) == 1
+    finally:
+        await h.close()
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["running", "restarted"])
+async def test_a_stop_the_exchange_executed_is_booked_once(sim, tmp_path, monkeypatch, restart):
+    monkeypatch.setattr(protection, "RECONCILE_S", 0.0)  # every tick compares with the exchange
+    db_path = tmp_path / "x.db"
+    h = await build_desk(sim.base_url, db_path, [TREND])
+    try:
+        bot = await open_trend(h, sim)
+        (pos,) = bot.strategy.get_active_positions()
+        reason = pos.metadata.get("stop_reason", "stop_loss")
+        if restart:
+            await h.close()
+        assert sim.set_price("BTCUSDT", through_stop(pos)) == 1  # the exchange closes the position
+        assert sim.positions(SIM_KEY) == []
+        (fill,) = [o for o in sim.orders(SIM_KEY, open_only=False) if o["orderStatus"] == "Filled"][:1]
+        assert fill["stopOrderType"] == "StopLoss"
+        if restart:
+            h = await build_desk(sim.base_url, db_path, [TREND])
+            bot = h.desk.bots["btc-trend"].bot
+        for _ in range(3):
+            await h.desk.tick_all()
+        await h.desk.event_bus.drain(5)
+        closes = [e for e in h.of(EventType.TRADE_CLOSED, "btc-trend") if e.data.position_id == pos.position_id]
+        assert len(closes) == 1
+        close = closes[0].data
+        assert (close.exit_price, close.reason) == (Decimal(fill["avgPrice"]), reason)
+        assert pos.position_id not in {p.position_id for p in bot.strategy.get_active_positions()}
+        assert not h.of(EventType.ORDER_FAILED) and not h.of(EventType.ERROR)
+        trades = [t for t in await h.db.list_trades("btc-trend", limit=100) if t.tag == pos.position_id]
+        assert len(trades) == 1 and trades[0].exit_price == Decimal(fill["avgPrice"])
+    finally:
+        await h.close()
