@@ -89,13 +89,14 @@ def test_gap_through_stop_fills_at_the_open():
     assert res.trades[0].exit_price == D(80) * D("0.99")
 
 
-def test_target_is_a_maker_fill_at_its_level_and_short_stop_uses_high():
+def test_target_is_a_market_fill_at_its_trigger_and_short_stop_uses_high():
+    # the exchange holds the target (trading-stop, Full mode): a market order once the price reaches it
     df = candles([(100, 100, 100, 100), (100, 101, 99, 100), (100, 112, 99, 111)])
     res = run_backtest(scripted({0: ("long", "90", "110")}), df, MIN, CFG)
     t = res.trades[0]
-    assert t.exit_reason == "take_profit" and t.exit_price == D(110)
-    assert res.fills[-1].liquidity == "maker" and res.fills[-1].fee == D(110) * D("0.0002")
-    assert t.pnl == D(110) - res.fills[0].price - res.fills[0].fee - res.fills[1].fee
+    assert t.exit_reason == "take_profit" and t.exit_price == D(110) * D("0.99")
+    assert res.fills[-1].liquidity == "taker" and res.fills[-1].fee == D(110) * D("0.99") * D("0.001")
+    assert t.pnl == t.exit_price - res.fills[0].price - res.fills[0].fee - res.fills[1].fee
     assert res.final_balance - res.initial_balance == t.pnl
     short = run_backtest(scripted({0: ("short", "105", "80")}), candles(
         [(100, 100, 100, 100), (100, 101, 99, 100), (100, 106, 99, 101)]), MIN, CFG)

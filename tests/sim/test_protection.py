@@ -176,3 +176,33 @@ async def test_pybit_sets_a_trading_stop(sim_url, sim):
     assert (pos["result"]["list"][0]["stopLoss"], pos["result"]["list"][0]["takeProfit"]) == ("58000", "64000")
     orders = await asyncio.to_thread(s.get_open_orders, category="linear", symbol="BTCUSDT", orderFilter="StopOrder")
     assert sorted(o["stopOrderType"] for o in orders["result"]["list"]) == ["StopLoss", "TakeProfit"]
+
+
+@pytest.mark.parametrize(("candle", "gap"), [((D("59800"), D("60100"), D("58500")), False),
+                                             ((D("58000"), D("58200"), D("57900")), True)], ids=["wick", "gap"])
+async def test_the_backtest_fills_an_exchange_held_stop_as_the_simulator_executes_it(client, sim, candle, gap):
+    """Backtest parity: ``check_exits`` on the candle + the backtester's market slippage give the simulator's
+    fill of the same trading-stop (to the tick the exchange rounds to)."""
+    from traderagent.backtest.fills import FillModel
+    from traderagent.strategies.book import PositionBook
+    from traderagent.strategies.types import BaseSignal, SignalDirection
+
+    class Book(PositionBook):
+        strategy_type = "parity"
+
+    open_, high, low = candle
+    await long_btc(client, sim)
+    await client.ok("POST", STOP, tpsl(stopLoss="59000"))
+    if gap:  # the market jumped to the open, below the stop
+        sim.set_price("BTCUSDT", open_)
+    else:  # the candle's path went through the stop
+        sim.engine.match("BTCUSDT", low, high)
+    on_exchange = D(sim.executions("test-key")[0]["execPrice"])
+
+    book = Book()
+    signal = BaseSignal(SignalDirection.LONG, D("60000"), D("59000"), None, D("0.01"), 1.0, None, "parity")
+    book.open_position(signal, D("0.01"), D("60000"))
+    (hit,) = book.check_exits(low, high=high, low=low, open_=open_)
+    fm = FillModel(taker_fee=sim.config.taker_fee, maker_fee=sim.config.maker_fee, slippage=sim.config.slippage)
+    backtest = fm.slipped("sell", hit.exit_price)
+    assert on_exchange == backtest.quantize(D("0.10"), rounding="ROUND_FLOOR")

@@ -938,7 +938,7 @@ class ByBitDirectClient:
                 "slTriggerBy": trigger_by, "tpTriggerBy": trigger_by}
         try:
             await self._request("POST", "/v5/position/trading-stop", body)
-        except InvalidOrderError as exc:
+        except ExchangeAPIError as exc:
             if exc.ret_code != 34040:
                 raise
 

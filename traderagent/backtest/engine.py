@@ -20,8 +20,9 @@ Fill rules (documented in README-style detail in fills.py):
   plus slippage, taker fee. The close of candle i is the price the decision was computed from; nobody can
   trade at it any more once it is known, so next-open is the honest price.
 - stops/targets of signal positions: `strategy.check_exits` with the candle's open/high/low (stop wins when
-  both are inside one candle; gaps fill at the open). Stop-type exits get slippage and the taker fee; a
-  take-profit at its level is a resting limit: maker fee, no slippage.
+  both are inside one candle; gaps fill at the open). Both are held by the exchange live (trading-stop, tpslMode
+  Full: a market order on trigger, orchestrator/protection.py), so both fill as the simulator executes them:
+  at the level (the open on a gap) plus slippage, with the taker fee.
 - ladder orders (grid/DCA): limits rest from the candle after placement; a buy fills when low <= price, a sell
   when high >= price (base.py's rule; `limit_fill="through"` demands a strict cross), at the limit price
   with the maker fee, or at the open (taker) when the candle opened beyond it. Driver-held stop orders trigger
@@ -58,7 +59,6 @@ from traderagent.strategies.types import (
 from traderagent.timeframes import timeframe_ms, timeframe_name
 
 INF = math.inf
-_STOP_REASONS = {ExitReason.STOP_LOSS, ExitReason.TRAILING_STOP, ExitReason.BREAKEVEN}
 Progress = Callable[[int, int], None]
 
 
@@ -400,12 +400,8 @@ class Backtester:
             reason = pos.exit_reason or ExitReason.STOP_LOSS
             level = pos.exit_price
             assert level is not None, "check_exits sets the fill price to assume"
-            if reason in _STOP_REASONS:  # a stop-market order: slips
-                price, liq = self.fm.slipped(side, level), "taker"
-            else:  # take profit: a resting limit, unless the candle opened through it
-                gapped = level == dec(self.o[i]) and level != pos.take_profit
-                price, liq = level, ("taker" if gapped else "maker")
-            self._close(i, pos, side, price, liq, reason)
+            # stop or target: a market order when the price reaches the trigger, as the exchange executes it
+            self._close(i, pos, side, self.fm.slipped(side, level), "taker", reason)
 
     def _close(self, i: int, pos: PositionInfo, side: str, price: Decimal, liq: str, reason) -> None:
         reason = ExitReason(reason)

@@ -6,10 +6,10 @@
 - Resting limit orders fill at their price with the maker fee (a buy when low <= price, a sell when
   high >= price; `BacktestConfig.limit_fill="through"` demands a strict cross); if the candle OPENED beyond
   the price (a gap through the order) the fill is at the open, charged as taker.
-- Stops (protective stops of signal positions, driver-held ladder stops) fill at the stop, or at the open when
-  the candle gapped past it, moved against us by the slippage (a stop-market order); taker fee. A
-  take-profit at its level is a resting limit. When one candle reaches both stop and target, the stop is
-  assumed to come first.
+- Stops and targets of signal positions (held by the exchange live: a market order on trigger) and driver-held
+  ladder stops fill at their level, or at the open when the candle gapped past it, moved against us by the
+  slippage; taker fee. This is how the simulator executes a trading-stop (sim/protection.py). When one candle
+  reaches both stop and target, the stop is assumed to come first.
 """
 
 from __future__ import annotations
