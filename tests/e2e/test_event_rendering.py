@@ -39,6 +39,7 @@ from traderagent.orchestrator.risk import RiskRails
 from traderagent.orchestrator.state import BotState
 from traderagent.reports import DeskWatch, DigestTime
 from traderagent.results import Digest
+from traderagent.sim.protection import trading_stop
 from traderagent.utils.capital_manager import DeploymentPhase
 from traderagent.utils.plain import decimal_text
 
@@ -111,6 +112,14 @@ async def test_every_event_type_shows_every_field_on_console_chat_and_db_log(sim
         assert await desk.offer_scaling()
         await desk.approve_scaling(OPERATOR)
         await run_ticks(h, sim, 60)
+        trend = desk.bots["btc-trend"].bot
+        for _ in range(60):  # a trend position whose exchange-held stop someone removed: restored and told
+            if trend.strategy.get_active_positions():
+                break
+            await run_ticks(h, sim, 1)
+        trading_stop(sim, sim.engine.accounts[SIM_KEY], {"category": "linear", "symbol": "BTCUSDT", "tpslMode": "Full",
+                                                        "positionIdx": 0, "stopLoss": "0", "takeProfit": "0"})
+        await trend._reconcile_protection()
         await desk.tick_all()
         await desk.halt("exchange maintenance", OPERATOR)
         await desk.resume_trading(OPERATOR)

@@ -925,7 +925,7 @@ class ByBitDirectClient:
         ]
 
     # ------------------------------------------------------------------ exchange-held protection
-    # TP/SL the exchange executes even when the desk is down (docs: bybit-v5-streams-and-protection.md §2).
+    # TP/SL the exchange executes even when the desk is down (docs/exchange.md section 6a).
     async def set_trading_stop(self, symbol: str, *, stop_loss: Decimal | None, take_profit: Decimal | None,
                                trigger_by: str = "LastPrice") -> None:
         """Hold the linear position's stop and target on ByBit (tpslMode Full, market on trigger); None

@@ -1,6 +1,6 @@
 """Exchange-held protection: ``POST /v5/position/trading-stop`` and conditional orders (spot and linear).
 
-What ByBit does (docs/bybit-v5-streams-and-protection.md, section 2), as the simulator does it:
+What ByBit does (docs/exchange.md section 6a), as the simulator does it:
 
 * trading-stop (linear, ``tpslMode=Full``) sets the position's ``takeProfit``/``stopLoss``; the exchange
   holds them as internal conditional orders, ``orderStatus=Untriggered`` with ``stopOrderType``
