@@ -31,6 +31,10 @@ async def open_trend(h, sim, limit: int = 80):
     raise AssertionError("the trend bot opened nothing")
 
 
+def untriggered(sim) -> list[dict]:
+    return [o for o in sim.orders(SIM_KEY, open_only=False) if o["orderStatus"] == "Untriggered"]
+
+
 def through_stop(pos) -> Decimal:
     return pos.stop_loss - 50 if pos.is_long else pos.stop_loss + 50
 
@@ -117,3 +121,60 @@ async def test_a_stop_the_exchange_executed_is_booked_once(sim, tmp_path, monkey
         assert len(trades) == 1 and trades[0].exit_price == Decimal(fill["avgPrice"])
     finally:
         await h.close()
+
+
+async def test_spot_stops_are_conditional_sells_the_exchange_executes_and_the_desk_books_once(sim, tmp_path):
+    import dataclasses
+
+    from traderagent.api.bybit_direct_client import ByBitDirectClient
+    from traderagent.control import Desk
+    from traderagent.database.manager import DatabaseManager
+    from traderagent.orchestrator.market_data import MarketData
+    from traderagent.orchestrator.risk import RiskRails
+
+    from .helpers import SIM_SECRET
+
+    client = ByBitDirectClient(SIM_KEY, SIM_SECRET, base_url=sim.base_url, market_type="spot")
+    await client.initialize()
+    db = DatabaseManager(f"sqlite+aiosqlite:///{tmp_path / 'spot.db'}")
+    await db.initialize()
+    desk = Desk(db, {"spot": client}, rails=RiskRails(Decimal("0.01"), Decimal("5"), Decimal("0.5")),
+                market_data={"spot": MarketData(client, ttl=0)})
+    closes = []
+
+    async def record(event) -> None:
+        if event.event_type == EventType.TRADE_CLOSED:
+            closes.append(event.data)
+
+    desk.event_bus.subscribe(record, name="closes")
+    await desk.add_bot(dataclasses.replace(TREND, market_type="spot", share=None, capital=Decimal("2000")))
+    try:
+        await desk.start(schedule=False)
+        bot = desk.bots["btc-trend"].bot
+        for _ in range(150):
+            await desk.tick_all()
+            if bot.strategy.get_active_positions():
+                break
+            sim.step_all(1)
+        (pos,) = bot.strategy.get_active_positions()
+        held = {o["orderLinkId"][-9]: o for o in untriggered(sim)}
+        assert set(held) == {"s", "t"} and all(o["orderLinkId"].startswith("p" + bot.prefix) for o in held.values())
+        assert abs(Decimal(held["s"]["triggerPrice"]) - pos.stop_loss) < Decimal("0.01")
+        assert held["s"]["stopOrderType"] == "Stop" and held["s"]["side"] == "Sell"
+        bot._spot_held.clear()  # as after a restart: the desk finds its conditionals again, not replaces them
+        await bot._reconcile_protection()
+        assert {o["orderLinkId"] for o in untriggered(sim)} == {o["orderLinkId"] for o in held.values()}
+
+        assert sim.set_price("BTCUSDT", pos.stop_loss - 50) == 1  # the exchange sells
+        (fill,) = [o for o in sim.orders(SIM_KEY, open_only=False) if o["orderStatus"] == "Filled"
+                   and o["orderLinkId"].startswith("p")]
+        for _ in range(3):
+            await desk.tick_all()
+        await desk.event_bus.drain(5)
+        (close,) = [c for c in closes if c.position_id == pos.position_id]
+        assert close.exit_price == Decimal(fill["avgPrice"])
+        assert untriggered(sim) == []  # the target went too
+    finally:
+        await desk.stop()
+        await client.close()
+        await db.close()

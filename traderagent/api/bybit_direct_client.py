@@ -810,6 +810,7 @@ class ByBitDirectClient:
             "status": _ORDER_STATUS.get(str(o.get("orderStatus")), "open"),
             "fee": fee,
             "reduce_only": bool(o.get("reduceOnly", False)),
+            "trigger_price": nonzero_or_none(o.get("triggerPrice")),  # conditional orders (protection)
             "created_at": created,
             "updated_at": int(o.get("updatedTime") or created),
         }

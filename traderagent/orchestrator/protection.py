@@ -196,14 +196,17 @@ class ExchangeProtection:
             held = await self.client.fetch_held_stops(self.symbol)
             return (held.stop_loss, held.take_profit) if held is not None else (None, None)
         orders = await self.client.fetch_open_orders(self.symbol)
-        ours = [o["client_order_id"] for o in orders if o["client_order_id"].startswith(self._protect_prefix)]
-        known = {link: kind for kind, (link, _) in self._spot_held.items()}
-        if sorted(ours) == sorted(known):
-            return tuple(self._spot_held[k][1] if k in self._spot_held else None for k in "st")  # type: ignore[return-value]
-        for link in ours:  # after a restart we do not know their levels: replace them
-            await self._cancel_spot(link)
-        self._spot_held.clear()
-        return None, None
+        start = len(self._protect_prefix)
+        self._spot_held.clear()  # what the exchange holds is what we hold (after a restart we knew nothing)
+        for o in orders:
+            link, level = o["client_order_id"], o.get("trigger_price")
+            if not link.startswith(self._protect_prefix) or link[start:start + 1] not in ("s", "t"):
+                continue
+            if link[start] in self._spot_held or level is None:  # one per level: an extra one goes
+                await self._cancel_spot(link)
+            else:
+                self._spot_held[link[start]] = (link, to_decimal(level))
+        return tuple(self._spot_held[k][1] if k in self._spot_held else None for k in "st")  # type: ignore[return-value]
 
     async def _exchange_position_open(self) -> bool:
         if self.market_type == "linear":
