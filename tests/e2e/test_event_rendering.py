@@ -16,13 +16,20 @@ from typing import Any
 from handlers.formatting import emoji
 from handlers.notifier import alert_of
 from handlers.outbox import pack
-from tests.orchestrator.helpers import DCA, GRID, SIM_KEY, SIM_SECRET, TREND, Clock, build_desk, run_ticks
+from tests.orchestrator.helpers import (
+    DCA,
+    GRID,
+    SIM_KEY,
+    TREND,
+    Clock,
+    build_desk,
+    build_spot_desk,
+    run_ticks,
+)
 from tests.sim.helpers import SignedClient
-from traderagent.api.bybit_direct_client import ByBitDirectClient
 from traderagent.app import format_event as console_line
 from traderagent.bots import BotSpec
-from traderagent.control import LOGGED_EVENTS, Desk
-from traderagent.database.manager import DatabaseManager
+from traderagent.control import LOGGED_EVENTS
 from traderagent.orchestrator.events import (
     EventType,
     OrderFilled,
@@ -34,8 +41,6 @@ from traderagent.orchestrator.events import (
     duration,
     operator_name,
 )
-from traderagent.orchestrator.market_data import MarketData
-from traderagent.orchestrator.risk import RiskRails
 from traderagent.orchestrator.state import BotState
 from traderagent.reports import DeskWatch, DigestTime
 from traderagent.results import Digest
@@ -184,28 +189,15 @@ async def _perpetual_risk_by_hand(sim) -> None:
 
 
 async def test_a_spot_buy_fill_says_its_fee_is_in_the_base_coin(sim, tmp_path) -> None:
-    client = ByBitDirectClient(SIM_KEY, SIM_SECRET, base_url=sim.base_url, market_type="spot")
-    await client.initialize()
-    db = DatabaseManager(f"sqlite+aiosqlite:///{tmp_path / 'spot.db'}")
-    await db.initialize()
-    desk = Desk(db, {"spot": client}, rails=RiskRails(Decimal("0.01"), Decimal("5"), Decimal("0.5")),
-                market_data={"spot": MarketData(client, ttl=0)})
-    fills: list[OrderFilled] = []
-
-    async def record(event: TradingEvent) -> None:
-        if isinstance(event.data, OrderFilled):
-            fills.append(event.data)
-
-    desk.event_bus.subscribe(record, name="fills")
+    h = await build_spot_desk(sim.base_url, tmp_path / "spot.db")
+    desk = h.desk
     await desk.add_bot(dataclasses.replace(DCA, market_type="spot", share=None, capital=Decimal("1000")))
     try:
         await desk.start(schedule=False)
         await desk.tick_all()  # the base order: a market buy
         await desk.event_bus.drain(5)
-        (base,) = fills
+        (base,) = [e.data for e in h.of(EventType.ORDER_FILLED) if isinstance(e.data, OrderFilled)]
         assert (base.order.side, base.fee_coin, base.order.quote_coin) == ("buy", "SOL", "USDT")
         assert f"fee {decimal_text(base.fee)} SOL (dca:base)" in console_line(TradingEvent.of("sol-dca", base))
     finally:
-        await desk.stop()
-        await client.close()
-        await db.close()
+        await h.close()

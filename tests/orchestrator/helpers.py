@@ -96,6 +96,23 @@ async def build_desk(
     return harness
 
 
+async def build_spot_desk(sim_url: str, db_path: Path) -> Harness:
+    """A spot desk without capital deployment (bots with their own ``capital``), not started."""
+    client = ByBitDirectClient(SIM_KEY, SIM_SECRET, base_url=sim_url, market_type="spot")
+    await client.initialize()
+    db = DatabaseManager(f"sqlite+aiosqlite:///{db_path}")
+    await db.initialize()
+    desk = Desk(db, {"spot": client}, rails=RiskRails(Decimal("0.01"), Decimal("5"), Decimal("0.5")),
+                market_data={"spot": MarketData(client, ttl=0)})
+    harness = Harness(desk, db, client)
+
+    async def record(event: TradingEvent) -> None:
+        harness.events.append(event)
+
+    desk.event_bus.subscribe(record, name="test-recorder")
+    return harness
+
+
 async def run_ticks(h: Harness, sim: Any, n: int, *, step: int = 1) -> None:
     for _ in range(n):
         await h.desk.tick_all()

@@ -126,27 +126,10 @@ async def test_a_stop_the_exchange_executed_is_booked_once(sim, tmp_path, monkey
 async def test_spot_stops_are_conditional_sells_the_exchange_executes_and_the_desk_books_once(sim, tmp_path):
     import dataclasses
 
-    from traderagent.api.bybit_direct_client import ByBitDirectClient
-    from traderagent.control import Desk
-    from traderagent.database.manager import DatabaseManager
-    from traderagent.orchestrator.market_data import MarketData
-    from traderagent.orchestrator.risk import RiskRails
+    from .helpers import build_spot_desk
 
-    from .helpers import SIM_SECRET
-
-    client = ByBitDirectClient(SIM_KEY, SIM_SECRET, base_url=sim.base_url, market_type="spot")
-    await client.initialize()
-    db = DatabaseManager(f"sqlite+aiosqlite:///{tmp_path / 'spot.db'}")
-    await db.initialize()
-    desk = Desk(db, {"spot": client}, rails=RiskRails(Decimal("0.01"), Decimal("5"), Decimal("0.5")),
-                market_data={"spot": MarketData(client, ttl=0)})
-    closes = []
-
-    async def record(event) -> None:
-        if event.event_type == EventType.TRADE_CLOSED:
-            closes.append(event.data)
-
-    desk.event_bus.subscribe(record, name="closes")
+    h = await build_spot_desk(sim.base_url, tmp_path / "spot.db")
+    desk = h.desk
     await desk.add_bot(dataclasses.replace(TREND, market_type="spot", share=None, capital=Decimal("2000")))
     try:
         await desk.start(schedule=False)
@@ -171,10 +154,8 @@ async def test_spot_stops_are_conditional_sells_the_exchange_executes_and_the_de
         for _ in range(3):
             await desk.tick_all()
         await desk.event_bus.drain(5)
-        (close,) = [c for c in closes if c.position_id == pos.position_id]
+        (close,) = [e.data for e in h.of(EventType.TRADE_CLOSED) if e.data.position_id == pos.position_id]
         assert close.exit_price == Decimal(fill["avgPrice"])
         assert untriggered(sim) == []  # the target went too
     finally:
-        await desk.stop()
-        await client.close()
-        await db.close()
+        await h.close()
