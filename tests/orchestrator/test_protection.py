@@ -159,3 +159,25 @@ async def test_spot_stops_are_conditional_sells_the_exchange_executes_and_the_de
         assert untriggered(sim) == []  # the target went too
     finally:
         await h.close()
+
+
+async def test_a_position_closed_by_hand_on_the_exchange_is_told_once_not_booked_as_a_stop(sim, tmp_path,
+                                                                                           monkeypatch):
+    monkeypatch.setattr(protection, "RECONCILE_S", 0.0)
+    h = await build_desk(sim.base_url, tmp_path / "m.db", [TREND])
+    try:
+        bot = await open_trend(h, sim)
+        (pos,) = bot.strategy.get_active_positions()
+        async with SignedClient(sim.base_url) as c:  # the operator closes it on ByBit's site
+            await c.ok("POST", "/v5/order/create", {"category": "linear", "symbol": "BTCUSDT", "orderType": "Market",
+                                                    "side": "Sell" if pos.is_long else "Buy", "qty": "0",
+                                                    "reduceOnly": True, "closeOnTrigger": True, "positionIdx": 0})
+        for _ in range(3):
+            await h.desk.tick_all()
+        await h.desk.event_bus.drain(5)
+        told = [e for e in h.of(EventType.ERROR, "btc-trend") if "holds no BTCUSDT position" in e.data.error]
+        assert len(told) == 1
+        assert [p.position_id for p in bot.strategy.get_active_positions()] == [pos.position_id]
+        assert not h.of(EventType.TRADE_CLOSED)
+    finally:
+        await h.close()

@@ -32,7 +32,7 @@ from collections import deque
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from traderagent.api.exceptions import ExchangeAPIError
+from traderagent.api.exceptions import InvalidOrderError, OrderNotFoundError
 from traderagent.numbers import ZERO, to_decimal
 from traderagent.orchestrator.events import ErrorRaised, Payload, ProtectionRestored
 from traderagent.orchestrator.market_data import MarketData
@@ -110,7 +110,8 @@ class ExchangeProtection:
         if want != self._held:
             await self._hold(want)
 
-    async def _hold(self, want: Levels | None) -> None:
+    async def _hold(self, want: Levels | None) -> bool:
+        """Put ``want`` on the exchange; False when it refused (told as an error)."""
         for pos in self.strategy.get_active_positions():
             if "held_since_ms" not in pos.metadata:  # where to look for the exchange's executions of it
                 pos.metadata["held_since_ms"] = time.time_ns() // 1_000_000 - SINCE_MARGIN_MS
@@ -121,11 +122,14 @@ class ExchangeProtection:
                     await self.client.set_trading_stop(self.symbol, stop_loss=want[0], take_profit=want[1])
             else:
                 await self._hold_spot(want)
-        except ExchangeAPIError as exc:  # e.g. the price is already past the stop: the desk's own check exits
+        except InvalidOrderError as exc:  # e.g. the price is already past the stop: the desk's own check exits
             log.warning("%s: the exchange refused the stop %s (%s)", self.name, want, exc)
             self._emit(ErrorRaised(f"the exchange refused to hold the stop/target {_levels(want)} on "
                                    f"{self.symbol}: {exc}; the desk keeps watching them", self.state))
+            self._held = want  # not again until the levels change
+            return False
         self._held = want
+        return True
 
     async def _hold_spot(self, want: Levels | None) -> None:
         """Spot: one conditional market sell per level (assets reserved on trigger only)."""
@@ -146,7 +150,7 @@ class ExchangeProtection:
     async def _cancel_spot(self, link: str) -> None:
         try:
             await self.client.cancel_order(None, self.symbol, client_order_id=link)
-        except ExchangeAPIError:  # triggered or gone meanwhile: what it did is booked from the history
+        except (OrderNotFoundError, InvalidOrderError):  # triggered or gone meanwhile: booked from the history
             pass
 
     @property
@@ -172,29 +176,31 @@ class ExchangeProtection:
         alert), book what the exchange closed meanwhile."""
         if not self.protected:
             return
+        first = not self._reconciled_at
         self._reconciled_at = time.monotonic()
         want = self._wanted()
         if want is None:
-            if self.market_type == "spot":
+            if self.market_type == "spot" and (first or self._spot_held):
+                await self._found_levels()  # conditionals left over from before a restart go too
                 await self._hold_spot(None)
             self._held = None
             return
-        if not await self._exchange_position_open():
-            await self._book_exchange_closes()
-            want = self._wanted()
-            if want is None:
-                self._held = None
-                return
         found = await self._found_levels()
-        if found != want:
-            await self._hold(want)
+        if found is None:  # the exchange closed the position meanwhile (or someone else did: told once)
+            await self._book_exchange_closes()
+            self._held = self._wanted()  # nothing to hold a stop on
+            return
+        if found != want and await self._hold(want):
             self._emit(ProtectionRestored(self.symbol, want[0], want[1], found[0], found[1]))
         self._held = want
 
-    async def _found_levels(self) -> Levels:
+    async def _found_levels(self) -> Levels | None:
+        """The stop and target the exchange holds for the bot; None when it holds no position of it."""
         if self.market_type == "linear":
             held = await self.client.fetch_held_stops(self.symbol)
-            return (held.stop_loss, held.take_profit) if held is not None else (None, None)
+            return (held.stop_loss, held.take_profit) if held is not None else None
+        if await self._stop_executions():
+            return None
         orders = await self.client.fetch_open_orders(self.symbol)
         start = len(self._protect_prefix)
         self._spot_held.clear()  # what the exchange holds is what we hold (after a restart we knew nothing)
