@@ -70,6 +70,7 @@ _COMMON_LIMITS: dict[str, float] = {
     "/v5/position/list": 50,
     "/v5/account/wallet-balance": 50,
     "/v5/position/set-leverage": 10,
+    "/v5/position/trading-stop": 10,
     # public market data: stay well inside the 600 / 5 s IP limit
     PUBLIC_GROUP: 100,
 }

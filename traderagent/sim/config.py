@@ -12,6 +12,7 @@ DEFAULT_RATE_LIMITS: dict[str, int] = {
     "/v5/order/create": 10, "/v5/order/amend": 10, "/v5/order/cancel": 10, "/v5/order/cancel-all": 10,
     "/v5/order/realtime": 50, "/v5/order/history": 50, "/v5/execution/list": 50,
     "/v5/position/list": 50, "/v5/position/set-leverage": 10, "/v5/position/switch-mode": 10,
+    "/v5/position/trading-stop": 10,
     "/v5/account/wallet-balance": 50, "/v5/account/info": 50, "/v5/account/fee-rate": 5,
     "/v5/user/query-api": 10, "/v5/asset/coin/query-info": 5,
 }
