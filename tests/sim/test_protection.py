@@ -206,3 +206,12 @@ async def test_the_backtest_fills_an_exchange_held_stop_as_the_simulator_execute
     fm = FillModel(taker_fee=sim.config.taker_fee, maker_fee=sim.config.maker_fee, slippage=sim.config.slippage)
     backtest = fm.slipped("sell", hit.exit_price)
     assert on_exchange == backtest.quantize(D("0.10"), rounding="ROUND_FLOOR")
+
+
+async def test_a_range_reaching_both_stop_and_target_executes_the_stop(client, sim):
+    await long_btc(client, sim)
+    await client.ok("POST", STOP, tpsl(stopLoss="59000", takeProfit="61000"))
+    assert sim.engine.match("BTCUSDT", D("58000"), D("62000")) == 1
+    hist = await client.ok("GET", "/v5/order/history", {"category": "linear", "symbol": "BTCUSDT"})
+    by_type = {o["stopOrderType"]: o["orderStatus"] for o in hist["list"]}
+    assert by_type == {"StopLoss": "Filled", "TakeProfit": "Deactivated", "UNKNOWN": "Filled"}

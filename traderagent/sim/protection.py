@@ -108,8 +108,10 @@ def is_conditional(p: dict) -> bool:
 def trigger(engine: Engine, symbol: str, low: Decimal, high: Decimal) -> int:
     """Execute the conditional orders of ``symbol`` the traversed range [low, high] reached; returns
     how many filled."""
+    # a range that reaches both stop and target has no path: the stop goes first, as the backtest assumes
     hit = sorted((o for acct in engine.accounts.values() for o in acct.conditionals.values()
-                  if o.symbol == symbol and _reached(o, low, high)), key=lambda o: o.seq)
+                  if o.symbol == symbol and _reached(o, low, high)),
+                 key=lambda o: (o.stop_order_type == "TakeProfit", o.seq))
     n = 0
     for o in hit:
         acct = engine.accounts[o.api_key]
