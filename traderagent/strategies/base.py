@@ -84,6 +84,9 @@ Driving a SIGNAL strategy (``is_ladder = False``), per closed entry candle ``i``
   It returns the positions that must exit now, each with ``exit_reason`` and the trigger price in
   ``exit_price``; the driver executes and calls ``close_position`` with the real fill.
 * In ``check_exits`` when both stop and target lie inside one bar the STOP wins (pessimistic).
+* Live, the positions' ``stop_loss`` and ``take_profit`` are also held BY THE EXCHANGE (orchestrator/protection.py):
+  whenever a strategy changes them (a trailing ratchet) the driver moves them there, and a stop the exchange
+  executed is booked through ``close_position`` with the exchange's fill. A strategy changes nothing for it.
 
 Driving a LADDER strategy (``is_ladder = True``: grid, DCA), per closed candle ``i``
 ==================================================================================
