@@ -162,8 +162,9 @@ async def test_untriggered_stops_survive_a_simulator_restart(tmp_path, sim):
 
 async def test_pybit_sets_a_trading_stop(sim_url, sim):
     """Oracle: pybit's own HTTP client talks to the simulator's trading-stop."""
-    pybit_http = pytest.importorskip("pybit.unified_trading")
-    s = pybit_http.HTTP(testnet=False, api_key="test-key", api_secret="test-secret", max_retries=1, retry_delay=0,
+    from pybit.unified_trading import HTTP  # the test extra
+
+    s = HTTP(testnet=False, api_key="test-key", api_secret="test-secret", max_retries=1, retry_delay=0,
                         timeout=5)
     s.endpoint = sim_url
     async with SignedClient(sim_url) as client:
