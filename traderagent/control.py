@@ -53,6 +53,7 @@ from decimal import Decimal
 from typing import Any
 
 from traderagent.bots import BotSpec
+from traderagent.orchestrator.analysis import AnalysisCache
 from traderagent.orchestrator.bot_orchestrator import BotOrchestrator
 from traderagent.orchestrator.budget import AnalysisBudget
 from traderagent.orchestrator.capital_wiring import CapitalPersister, ScalingOffers
@@ -131,6 +132,7 @@ from traderagent.utils.secrets_filter import mask
 log = logging.getLogger(__name__)
 ZERO = Decimal(0)
 DESK = "desk"  # bot_name of desk-wide events
+BATCH_BOTS = 25  # bots of one account ticking together (one shared orders/balance request)
 STOP_SECONDS = 8.0  # a stop waits this long at most for sends on the wire and ticks in flight
 LOGGED_EVENTS = frozenset(EventType) - {EventType.ORDER_PLACED}
 AUDIT_ARGS_CHARS = 300  # an audited argument longer than this is shortened
@@ -168,6 +170,7 @@ class Desk:
         scaling_approvals_required: int = 1,
         offers: ScalingOffers | None = None,
         stall_ticks: int = 3,
+        analysis_cache: AnalysisCache | None = None,
     ) -> None:
         self.db = db
         self.clients = clients  # market_type -> exchange client
@@ -186,6 +189,7 @@ class Desk:
         self.scaling_approvals_required = max(1, scaling_approvals_required)
         # the scaling step being approved (phase from, phase to) and its approvers so far: key -> label
         self._approvals: tuple[tuple[str, str], dict[str, str]] | None = None
+        self.analysis_cache = analysis_cache or AnalysisCache()
         self.bots: dict[str, BotHandle] = {}
         self.tick_counts: dict[str, int] = {}  # scheduled tick runs per bot (whatever the state)
         self.ticked = asyncio.Event()  # set after every scheduled tick
@@ -237,7 +241,7 @@ class Desk:
             spec.name, strategy, client, self.db, event_bus=self.event_bus, symbol=spec.symbol,
             market_type=spec.market_type, capital_manager=self.capital, risk=self.risk,
             market_data=market_data or self.market[spec.market_type], tick_seconds=spec.tick_seconds, clock=self.clock,
-            analysis_budget=self.analysis_budget, gate=self.gate,
+            analysis_budget=self.analysis_budget, analysis_cache=self.analysis_cache, gate=self.gate,
         )
         self.bots[spec.name] = BotHandle(spec, bot)
         return bot
@@ -337,12 +341,16 @@ class Desk:
         return report
 
     def _schedule(self) -> None:
+        """Every bot's tick in the scheduler's loop. Bots of one account (one ``MarketData``) share
+        a due time, at most BATCH_BOTS of them, so a batch makes one open-orders and one balance
+        request for all; the batches are spread over the interval."""
         assert self.scheduler is not None
-        handles = list(self.bots.values())
-        for i, handle in enumerate(handles):
-            interval = handle.bot.tick_seconds
-            offset = interval * i / max(1, len(handles))  # spread the first ticks over one interval
-            self.scheduler.add_job(f"tick:{handle.spec.name}", self._ticker(handle.bot), interval, offset=offset)
+        batches = _tick_batches(list(self.bots.values()))
+        for i, batch in enumerate(batches):
+            for handle in batch:
+                interval = handle.bot.tick_seconds
+                offset = interval * i / len(batches)
+                self.scheduler.add_tick(handle.spec.name, self._ticker(handle.bot), interval, offset=offset)
         self.scheduler.add_job("desk:risk", self.check_desk_risk, 5.0, offset=5.0)
         if self._linear_accounts():
             self.scheduler.add_job("desk:perp", self.check_perp, PERP_CHECK_SECONDS, offset=PERP_CHECK_SECONDS / 2)
@@ -962,3 +970,11 @@ def _phase_record(m: PhaseMetrics, now: datetime) -> PhaseRecord:
 def _scaling_check(d: ScalingDecision) -> ScalingCheck:
     return ScalingCheck(d.can_scale, d.current_phase.value, d.next_phase.value if d.next_phase else None,
                         tuple(d.reasons), tuple(d.blockers))
+
+
+def _tick_batches(handles: list[BotHandle]) -> list[list[BotHandle]]:
+    """The bots grouped by account (their ``MarketData``), in chunks of at most BATCH_BOTS."""
+    accounts: dict[int, list[BotHandle]] = {}
+    for handle in handles:
+        accounts.setdefault(id(handle.bot.market), []).append(handle)
+    return [bots[i:i + BATCH_BOTS] for bots in accounts.values() for i in range(0, len(bots), BATCH_BOTS)]

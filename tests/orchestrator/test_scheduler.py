@@ -1,4 +1,4 @@
-"""The per-bot tick jobs: one instance at a time, overruns counted as missed ticks."""
+"""The desk's tick loop: due bots start together, one tick of a bot at a time, latency from the due time."""
 
 from __future__ import annotations
 
@@ -8,31 +8,91 @@ from traderagent.orchestrator.budget import AnalysisBudget
 from traderagent.orchestrator.scheduler import DeskScheduler
 
 
-async def test_overrunning_tick_is_skipped_and_counted():
-    sched = DeskScheduler()
-    running = 0
-    peak = 0
-    runs = 0
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
 
-    async def slow():
-        nonlocal running, peak, runs
-        running += 1
-        peak = max(peak, running)
-        runs += 1
-        await asyncio.sleep(2.5)
-        running -= 1
+    def __call__(self) -> float:
+        return self.now
 
-    async def quick():
+
+async def settle() -> None:
+    for _ in range(5):
         await asyncio.sleep(0)
 
-    sched.add_job("slow", slow, 1)
-    sched.add_job("quick", quick, 1)
+
+async def test_due_bots_start_together_as_one_batch():
+    clock = Clock()
+    sched = DeskScheduler(clock=clock)
+    started: list[str] = []
+
+    def bot(name: str):
+        async def tick() -> None:
+            started.append(name)
+        return tick
+
+    sched.add_tick("a", bot("a"), 1.0)
+    sched.add_tick("b", bot("b"), 1.0)
+    sched.add_tick("c", bot("c"), 1.0, offset=0.5)
+    assert sched.run_due() == 2
+    await settle()
+    assert sorted(started) == ["a", "b"] and sched.batches == 1
+    clock.now = 0.5
+    assert sched.run_due() == 1
+    clock.now = 1.0
+    assert sched.run_due() == 2
+    await settle()
+    assert sorted(started) == ["a", "a", "b", "b", "c"]
+    sched.remove_tick("b")
+    clock.now = 1.5
+    assert sched.run_due() == 1
+    clock.now = 2.0
+    assert sched.run_due() == 1  # b is gone
+    await settle()
+    assert started[-2:] == ["c", "a"] and sched.stats.missed == 0
+
+
+async def test_a_slow_tick_delays_the_next_and_is_measured_from_its_due_time():
+    clock = Clock()
+    sched = DeskScheduler(clock=clock, late_after=1.0)
+    release = asyncio.Event()
+    runs = 0
+
+    async def slow() -> None:
+        nonlocal runs
+        runs += 1
+        if runs == 1:
+            await release.wait()
+
+    sched.add_tick("slow", slow, 1.0)
+    sched.run_due()
+    await settle()
+    clock.now = 1.0
+    assert sched.run_due() == 0  # never two ticks of one bot at once: the due tick waits
+    clock.now = 2.6
+    release.set()
+    await settle()
+    assert sched.stats.latencies == [2.6] and sched.stats.late == 1  # the first tick ended 2.6 s after due
+    assert sched.run_due() == 1  # the tick due at 1.0 is one whole interval behind: the one due at 2.0 runs
+    await settle()
+    assert runs == 2 and sched.stats.skipped == 1
+    assert abs(sched.stats.latencies[-1] - 0.6) < 1e-9
+    assert sched.stats.missed == 2
+
+
+async def test_apscheduler_drives_the_loop():
+    sched = DeskScheduler(resolution=0.01)
+    ticked = asyncio.Event()
+
+    async def tick() -> None:
+        ticked.set()
+
+    sched.add_tick("bot", tick, 1.0)
     sched.start()
-    await asyncio.sleep(3.3)
-    sched.shutdown()
-    assert peak == 1  # never two ticks of one bot at once
-    assert sched.stats.missed >= 1
-    assert len(sched.stats.latencies) >= 3  # the quick job kept its pace
+    try:
+        await asyncio.wait_for(ticked.wait(), 10)
+    finally:
+        sched.shutdown()
 
 
 def test_analysis_budget_defers_past_its_share():

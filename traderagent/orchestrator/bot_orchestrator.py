@@ -33,6 +33,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from traderagent.api.exceptions import (
@@ -40,6 +41,7 @@ from traderagent.api.exceptions import (
     RateLimitError,
 )
 from traderagent.numbers import to_decimal
+from traderagent.orchestrator.analysis import AnalysisCache
 from traderagent.orchestrator.budget import AnalysisBudget
 from traderagent.orchestrator.events import (
     ErrorRaised,
@@ -69,7 +71,14 @@ from traderagent.orchestrator.state import TICKING_STATES, BotState, IllegalTran
 from traderagent.ports import CapitalPort, ExchangePort, StorePort
 from traderagent.strategies.base import BaseStrategy
 from traderagent.strategies.frames import last_open_ms
-from traderagent.strategies.types import BaseSignal, ExitReason, OrderIntent, PositionInfo, SignalDirection
+from traderagent.strategies.types import (
+    BaseSignal,
+    ExitReason,
+    OrderIntent,
+    PositionInfo,
+    PreparedData,
+    SignalDirection,
+)
 from traderagent.timeframes import MINUTE_MS
 
 if TYPE_CHECKING:
@@ -109,11 +118,13 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         quote_coin: str = "USDT",
         clock: Callable[[], datetime] | None = None,
         analysis_budget: AnalysisBudget | None = None,
+        analysis_cache: AnalysisCache | None = None,
         gate: SendGate | None = None,
     ) -> None:
         self.name = name
         self.gate = gate or SendGate()  # the desk's: closed at stop, no order is sent after it
         self.analysis_budget = analysis_budget
+        self.analysis_cache = analysis_cache  # the desk's: one preparation per combination and candle
         self.strategy = strategy
         self.client = client
         self.db = db_manager
@@ -315,25 +326,49 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         high, low = await self._traded_range(price, watching=bool(strategy.open_positions))
         exits = list(strategy.check_exits(price, high=high, low=low))
         signal: BaseSignal | None = None
-        entry_df = frames[strategy.timeframes[-1]]
-        last_ms = last_open_ms(entry_df)
-        if (last_ms is not None and last_ms != self._last_candle_ms and len(entry_df) >= strategy.min_candles
-                and self._may_analyse()):
-            started = time.perf_counter()
-            prepared = strategy.prepare(*(frames[tf] for tf in strategy.timeframes))
-            i = len(prepared) - 1
+        analysed = self._analyse(frames, strategy.min_candles)
+        if analysed is not None:
+            prepared, new = analysed
             seen = {p.position_id for p in exits}
-            exits += [p for p in strategy.on_candle_close(prepared, i) if p.position_id not in seen]
+            for i in new:  # every candle closed since the last analysis, oldest first
+                fresh = [p for p in strategy.on_candle_close(prepared, i) if p.position_id not in seen]
+                seen.update(p.position_id for p in fresh)
+                exits += fresh
             if self.entries_allowed and not self._pending_entries:
-                signal = strategy.signal_at(prepared, i, await self._balance())
-            self._last_candle_ms = last_ms
-            self._soft_dirty = True
-            self._spent(time.perf_counter() - started)
+                signal = strategy.signal_at(prepared, new[-1], await self._balance())
         for pos in await self._exits_left_to_desk(exits):
             await self._exit_position(pos)
         if signal is not None:
             await self._enter(signal, price)
         await self._protect()
+
+    def _analyse(self, frames: dict[str, pd.DataFrame], min_candles: int) -> tuple[PreparedData, range] | None:
+        """The prepared frames and the entry candles closed since the last analysis (oldest first),
+        or None: no new candle, too few candles, or the CPU budget defers it. A deferred candle
+        stays unseen, so the next granted analysis walks it too (delayed, never skipped). The
+        preparation is shared through the desk's analysis cache; a cache hit costs no budget."""
+        strategy = self.strategy
+        entry = frames[strategy.timeframes[-1]]
+        last_ms = last_open_ms(entry)
+        if last_ms is None or last_ms == self._last_candle_ms or len(entry) < min_candles:
+            return None
+        ordered = [frames[tf] for tf in strategy.timeframes]
+        key = AnalysisCache.key(strategy, self.symbol, ordered)
+        prepared = self.analysis_cache.get(key) if self.analysis_cache is not None else None
+        if prepared is None:
+            if not self._may_analyse():
+                return None
+            started = time.perf_counter()
+            prepared = strategy.prepare(*ordered)
+            self._spent(time.perf_counter() - started)
+            if self.analysis_cache is not None:
+                self.analysis_cache.put(key, prepared)
+        last = len(prepared) - 1
+        first = last if self._last_candle_ms is None else int(
+            np.searchsorted(prepared.open_ms, self._last_candle_ms, side="right"))
+        self._last_candle_ms = last_ms
+        self._soft_dirty = True
+        return prepared, range(min(first, last), last + 1)
 
     def _may_analyse(self) -> bool:
         return self.analysis_budget is None or self.analysis_budget.allow()
@@ -376,17 +411,13 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
     # ------------------------------------------------------------------ ladder strategies
     async def _tick_ladder(self, price: Decimal, frames: dict[str, pd.DataFrame]) -> None:
         strategy = self.strategy
-        df = frames[strategy.timeframes[-1]]
-        last_ms = last_open_ms(df)
-        if last_ms is not None and last_ms != self._last_candle_ms and len(df) >= 1 and self._may_analyse():
-            # under the desk's CPU budget too: at a candle close hundreds of ladders re-prepare at
-            # once; one refused keeps its ladder and takes the candle on a next tick
-            started = time.perf_counter()
-            prepared = strategy.prepare(*(frames[tf] for tf in strategy.timeframes))
-            strategy.on_candle_close(prepared, len(prepared) - 1)
-            self._last_candle_ms = last_ms
-            self._soft_dirty = True
-            self._spent(time.perf_counter() - started)
+        # under the desk's CPU budget too: at a candle close hundreds of ladders re-prepare at
+        # once; one refused keeps its ladder and takes the candle on a next tick
+        analysed = self._analyse(frames, 1)
+        if analysed is not None:
+            prepared, new = analysed
+            for i in new:
+                strategy.on_candle_close(prepared, i)
         balance = await self._balance()
         intents = strategy.desired_orders(price, balance)
         high, low = await self._traded_range(price, watching=bool(self._armed_stops))

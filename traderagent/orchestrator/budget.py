@@ -2,10 +2,13 @@
 
 When a new candle closes, every bot on that timeframe wants to analyse it within the same second;
 a thousand multi-timeframe SMC analyses at once would stall the event loop, and with it every
-bot's position management. Heavy analysis therefore asks the budget first: it is granted while the
-analysis time spent in the last ``window`` seconds stays under ``share`` of that window; a bot
-that is refused keeps the candle pending and analyses it on one of its next ticks (exits are
-still checked on every tick). Decisions are delayed by a few seconds at worst, never skipped.
+bot's position management. A preparation the analysis cache (``analysis.py``) does not already
+hold therefore asks the budget first: it is granted while the analysis time spent in the last
+``window`` seconds stays under ``share`` of that window. A bot that is refused leaves its candles
+unseen and keeps managing exits on every tick; its next granted analysis walks every candle closed
+since its last one, oldest first (``on_candle_close``: trailing stops, cooldowns, ladder clocks),
+so candles are delayed, never skipped. An entry is decided only on the latest closed candle: a
+signal of a candle already followed by another would be sent at a price it was not taken at.
 """
 
 from __future__ import annotations

@@ -1,82 +1,166 @@
-"""One APScheduler job per bot on the service's own event loop.
+"""The desk's clock: one tick loop for every bot, and the periodic jobs, all driven by APScheduler.
 
-Each bot ticks every ``tick_seconds`` with ``max_instances=1`` (a slow tick is never run twice
-at once) and ``coalesce=True`` (a backlog of missed runs collapses into one). Start times are
-spread across the first interval so a thousand bots do not all fire in the same millisecond.
-Skipped runs (the previous tick still running) and misfires are counted and logged: they are
-the "missed ticks" the benchmark reports.
+APScheduler runs the periodic jobs (desk risk, ...) and one more job, the tick loop, every
+``resolution`` seconds. The loop keeps the bots' next due times in a heap and starts every bot
+that is due, together, as one batch (bots of one account share a due time, so they share the
+account's open-orders and balance requests; see ``Desk._schedule``). A thousand bots cost one
+timer, not a thousand APScheduler jobs.
+
+A bot never runs two ticks at once: a tick due while the previous one still runs waits for it
+and starts late. A bot behind by a whole interval or more skips the ticks in between (a backlog
+collapses into one tick); those are counted as skipped. Latency is measured from the tick's DUE
+time to its end, so time spent waiting for the loop, for a slow predecessor or for the event
+loop counts; a tick that ends more than ``late_after`` seconds after it was due is counted as
+late. Skipped + late ticks are the "missed ticks" the benchmark reports.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 log = logging.getLogger(__name__)
 
+LOOP_JOB = "desk:ticks"
+
 
 @dataclass
 class TickStats:
-    latencies: list[float] = field(default_factory=list)  # seconds, every completed tick
-    missed: int = 0  # runs skipped because the previous one was still running, or misfired
+    late_after: float = 1.0  # a tick ending later than this after its due time is late (missed)
+    latencies: list[float] = field(default_factory=list)  # seconds from due time to end, every completed tick
+    skipped: int = 0  # ticks never run: the bot was a whole interval or more behind
+    late: int = 0
     errors: int = 0
-    keep: int = 200_000
+    keep: int = 2_000_000
 
     started: float = field(default_factory=time.monotonic)
     timeline: list[tuple[float, float]] = field(default_factory=list)  # (seconds since start, latency)
 
-    def record(self, seconds: float) -> None:
+    @property
+    def missed(self) -> int:
+        return self.skipped + self.late
+
+    def record(self, seconds: float, now: float) -> None:
+        if seconds > self.late_after:
+            self.late += 1
         if len(self.latencies) < self.keep:
             self.latencies.append(seconds)
-            self.timeline.append((time.monotonic() - self.started, seconds))
+            self.timeline.append((now - self.started, seconds))
+
+
+@dataclass
+class _Tick:
+    key: str
+    func: Callable[[], Awaitable[object]]
+    seconds: float
+    running: bool = False
+    removed: bool = False
 
 
 class DeskScheduler:
-    def __init__(self, *, misfire_grace_time: float = 1.0) -> None:
+    def __init__(self, *, resolution: float = 0.05, late_after: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.scheduler = AsyncIOScheduler(timezone=UTC)
-        self.misfire_grace_time = misfire_grace_time
-        self.stats = TickStats()
-        self.scheduler.add_listener(self._on_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED | EVENT_JOB_ERROR)
+        self.resolution = resolution
+        self.clock = clock
+        self.stats = TickStats(late_after, started=clock())
+        self.batches = 0
+        self._ticks: dict[str, _Tick] = {}
+        self._due: list[tuple[float, int, _Tick]] = []  # heap of (due time, order, tick)
+        self._order = itertools.count()
+        self._running: set[asyncio.Task[None]] = set()
+        self.scheduler.add_listener(self._on_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
 
     def _on_event(self, event: JobEvent) -> None:
         if event.code == EVENT_JOB_ERROR:
             if isinstance(getattr(event, "exception", None), asyncio.CancelledError):
-                return  # a tick cut short by shutdown
-            self.stats.errors += 1
+                return  # a job cut short by shutdown
             log.error("job %s raised: %s", event.job_id, getattr(event, "exception", None))
             return
-        self.stats.missed += 1
-        what = "still running (tick skipped)" if event.code == EVENT_JOB_MAX_INSTANCES else "misfired"
-        log.warning("tick %s %s", event.job_id, what)
+        log.warning("job %s misfired", event.job_id)
 
+    # ------------------------------------------------------------------ bots' ticks
+    def add_tick(self, key: str, func: Callable[[], Awaitable[object]], seconds: float, *,
+                 offset: float = 0.0) -> None:
+        """Run ``func`` every ``seconds``, first ``offset`` seconds from now (replaces ``key``)."""
+        self.remove_tick(key)
+        tick = self._ticks[key] = _Tick(key, func, seconds)
+        heapq.heappush(self._due, (self.clock() + offset, next(self._order), tick))
+
+    def remove_tick(self, key: str) -> None:
+        tick = self._ticks.pop(key, None)
+        if tick is not None:
+            tick.removed = True  # its heap entry is dropped when it comes up
+
+    def run_due(self) -> int:
+        """Start every tick due by now, as one batch; returns how many started (the loop job)."""
+        now = self.clock()
+        batch: list[tuple[_Tick, float]] = []
+        waiting = []
+        while self._due and self._due[0][0] <= now:
+            entry = heapq.heappop(self._due)
+            due, _, tick = entry
+            if tick.removed:
+                continue
+            if tick.running:  # its previous tick still runs: this one starts (late) after it
+                waiting.append(entry)
+                continue
+            behind = int((now - due) // tick.seconds)  # whole intervals already passed: skipped
+            self.stats.skipped += behind
+            batch.append((tick, due + behind * tick.seconds))
+            heapq.heappush(self._due, (due + (behind + 1) * tick.seconds, next(self._order), tick))
+        for entry in waiting:
+            heapq.heappush(self._due, entry)
+        if batch:
+            self.batches += 1
+            task = asyncio.ensure_future(self._run(batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        return len(batch)
+
+    async def _run(self, batch: list[tuple[_Tick, float]]) -> None:
+        for tick, _ in batch:
+            tick.running = True
+        await asyncio.gather(*(self._one(tick, due) for tick, due in batch))
+
+    async def _one(self, tick: _Tick, due: float) -> None:
+        try:
+            await tick.func()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bot's tick handles its own failures; this is a bug around it
+            self.stats.errors += 1
+            log.error("tick %s raised: %s", tick.key, exc, exc_info=exc)
+        finally:
+            tick.running = False
+            now = self.clock()
+            self.stats.record(now - due, now)
+
+    async def _loop(self) -> None:
+        self.run_due()
+
+    # ------------------------------------------------------------------ periodic jobs
     def add_job(self, job_id: str, func: Callable[[], Awaitable[object]], seconds: float, *,
                 offset: float = 0.0, name: str | None = None) -> None:
-        """Run ``func`` every ``seconds``, first after ``offset`` seconds."""
-
-        async def timed() -> None:
-            started = time.perf_counter()
-            try:
-                await func()
-            finally:
-                self.stats.record(time.perf_counter() - started)
-
+        """An APScheduler job: ``func`` every ``seconds``, first after ``offset`` seconds."""
         self.scheduler.add_job(
-            timed,
+            func,
             IntervalTrigger(seconds=seconds),
             id=job_id,
             name=name or job_id,
             max_instances=1,
             coalesce=True,
-            misfire_grace_time=max(1, math.ceil(max(self.misfire_grace_time, seconds / 2))),
+            misfire_grace_time=max(1, int(seconds)),
             next_run_time=datetime.now(UTC) + timedelta(seconds=offset),
             replace_existing=True,
         )
@@ -86,6 +170,9 @@ class DeskScheduler:
             self.scheduler.remove_job(job_id)
 
     def start(self) -> None:
+        if not self.scheduler.get_job(LOOP_JOB):
+            self.scheduler.add_job(self._loop, IntervalTrigger(seconds=self.resolution), id=LOOP_JOB,
+                                   max_instances=1, coalesce=True, misfire_grace_time=None)
         if not self.scheduler.running:
             self.scheduler.start()
 
