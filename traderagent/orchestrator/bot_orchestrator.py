@@ -305,9 +305,10 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
             self._day = self.risk.day
         strategy = self.strategy
         candles = strategy.history_candles
-        ticker, frames = await asyncio.gather(
-            self.market.ticker(self.symbol), self.market.frames(self.symbol, tuple(strategy.timeframes), candles)
-        )
+        # one after the other: both are almost always cached, and awaiting a cached value directly
+        # costs no task (a gather would create two per bot per tick)
+        ticker = await self.market.ticker(self.symbol)
+        frames = await self.market.frames(self.symbol, tuple(strategy.timeframes), candles)
         price = to_decimal(ticker["last"])
         self.last_price = price
         await self._sync_orders()

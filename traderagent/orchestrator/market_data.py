@@ -149,12 +149,15 @@ class MarketData:
 
     async def _frame(self, symbol: str, tf: str, candles: int, now_ms: int) -> pd.DataFrame:
         key = (symbol, tf)
+        limit = candles + 1  # the client pages back past ByBit's 1000 rows a request
+        frame = self._frames.get(key)
+        if _fresh(frame, tf, limit, now_ms):
+            return frame.df  # type: ignore[union-attr]  # checked by _fresh; no lock on the hot path
         lock = self._frame_locks.setdefault(key, asyncio.Lock())
         async with lock:
             frame = self._frames.get(key)
-            limit = candles + 1  # the client pages back past ByBit's 1000 rows a request
-            if frame is not None and frame.limit >= limit and now_ms < frame.forming_open_ms + timeframe_ms(tf):
-                return frame.df  # no candle of this timeframe can have closed since
+            if _fresh(frame, tf, limit, now_ms):
+                return frame.df  # type: ignore[union-attr]  # another bot fetched it meanwhile
             rows = await self.client.fetch_klines(symbol, tf, limit=max(limit, frame.limit if frame else 0))
             self.requests += 1
             if not rows:
@@ -195,3 +198,8 @@ def traded_since(minutes: list[list[Any]], mark: RangeMark | None) -> tuple[Deci
     last = minutes[-1]
     nxt = RangeMark(int(last[0]), to_decimal(last[2]), to_decimal(last[3]))
     return max(highs, default=None), min(lows, default=None), nxt
+
+
+def _fresh(frame: _Frame | None, tf: str, limit: int, now_ms: int) -> bool:
+    """The frame holds enough candles and no candle of ``tf`` can have closed since it was fetched."""
+    return frame is not None and frame.limit >= limit and now_ms < frame.forming_open_ms + timeframe_ms(tf)

@@ -21,11 +21,21 @@ def align_higher_timeframe(
     return np.searchsorted(higher_close, entry_close, side="right").astype(np.int64) - 1
 
 
+_MS = {"s": (1000, 1), "ms": (1, 1), "us": (1, 1000), "ns": (1, 1_000_000)}  # unit -> (times, divided by)
+
+
+def open_ms_at(index: pd.DatetimeIndex, i: int) -> int:
+    """Open time (epoch ms) of candle ``i`` of a time index, without building a new index (it is
+    read on every tick of every bot)."""
+    times, per = _MS[index.unit]
+    return int(index.asi8[i]) * times // per
+
+
 def last_open_ms(df: pd.DataFrame | None) -> int | None:
     """Open time (epoch ms) of the frame's last candle; None when empty or not indexed by time."""
     if df is None or len(df) == 0 or not isinstance(df.index, pd.DatetimeIndex):
         return None
-    return int(df.index[-1:].as_unit("ms").asi8[0])
+    return open_ms_at(df.index, -1)
 
 
 def closed_only(df: pd.DataFrame, now_ms: int, timeframe: str) -> pd.DataFrame:
@@ -36,4 +46,4 @@ def closed_only(df: pd.DataFrame, now_ms: int, timeframe: str) -> pd.DataFrame:
     return df
 
 
-__all__ = ["align_higher_timeframe", "closed_only", "last_open_ms"]
+__all__ = ["align_higher_timeframe", "closed_only", "last_open_ms", "open_ms_at"]
