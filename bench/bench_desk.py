@@ -46,8 +46,10 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -105,11 +107,11 @@ def start_sim(accounts: int, speed: float) -> tuple[subprocess.Popen, str]:
 
 
 # ---------------------------------------------------------------------- the desk
-def bot_specs(n: int, tick: float, mix: str = "all") -> list:
+def bot_specs(n: int, tick: float, mix: str = "all", grid_range: str = "0.02") -> list:
     from traderagent.bots import BotSpec
 
     kinds = [
-        ("grid", ("1m",), {"num_levels": 9, "range_pct": "0.02"}),
+        ("grid", ("1m",), {"num_levels": 9 if Decimal(grid_range) >= Decimal("0.02") else 5, "range_pct": grid_range}),
         ("dca", ("1m",), {"base_order": "100", "safety_order": "100", "max_safety_orders": 2,
                           "price_deviation": "0.003", "take_profit": "0.003"}),
         ("trend_follower", ("1m",), {"ema_fast": 5, "ema_slow": 13, "adx_threshold": 15.0}),
@@ -127,11 +129,42 @@ def bot_specs(n: int, tick: float, mix: str = "all") -> list:
     return specs
 
 
-async def run_desk(n: int, url: str, duration: float, tick: float, per_account: int, workdir: Path,
-                   warmup_max: float = 60.0, mix: str = "all", db_backend: str = "sqlite",
-                   profile: str | None = None, sim_pid: int | None = None) -> dict:
-    import psutil
+@dataclass
+class BenchDesk:
+    """A started desk of benchmark bots, ticking on its scheduler (see ``build``)."""
 
+    desk: Any
+    db: Any
+    clients: list
+    scheduler: Any
+    schema: str | None
+    startup_s: float
+    accounts: int
+
+    async def warm_up(self, warmup_max: float) -> float:
+        """Wait until the ladders' first placements settled (thousands of orders, each written to
+        the database twice); returns the seconds it took."""
+        warm0 = time.perf_counter()
+        seen, calm = -1, 0
+        while calm < 3 and time.perf_counter() - warm0 < warmup_max:
+            await asyncio.sleep(2.0)
+            placed = sum(len(h.bot.open_orders) for h in self.desk.bots.values())
+            calm = calm + 1 if placed == seen else 0
+            seen = placed
+        return time.perf_counter() - warm0
+
+    async def close(self) -> None:
+        await self.desk.stop()
+        for c in self.clients:
+            await c.close()
+        await self.db.close()
+        if self.schema is not None:
+            await _drop_schema(self.schema)
+
+
+async def build(n: int, url: str, tick: float, per_account: int, workdir: Path, *, mix: str = "all",
+                db_backend: str = "sqlite", grid_range: str = "0.02") -> BenchDesk:
+    """``n`` bots (``bot_specs``), ``per_account`` per simulator account, recovered and ticking."""
     from traderagent.api.bybit_direct_client import ByBitDirectClient
     from traderagent.control import Desk
     from traderagent.database.manager import DatabaseManager
@@ -140,10 +173,7 @@ async def run_desk(n: int, url: str, duration: float, tick: float, per_account: 
     from traderagent.orchestrator.market_data import MarketData
     from traderagent.orchestrator.risk import RiskRails
     from traderagent.orchestrator.scheduler import DeskScheduler
-    from traderagent.orchestrator.state import BotState
 
-    proc = psutil.Process()
-    base_rss = proc.memory_info().rss  # the code loaded, before any client, database or bot
     limits = {p: ORDER_LIMIT for p in ("/v5/order/create", "/v5/order/cancel", "/v5/order/amend")}
     accounts = math.ceil(n / per_account)
     clients = []
@@ -166,25 +196,29 @@ async def run_desk(n: int, url: str, duration: float, tick: float, per_account: 
                 rails=RiskRails(Decimal("0.01"), Decimal("10"), Decimal("0.5")), scheduler=scheduler,
                 market_data={"linear": public})
     account_data = [MarketData(c, public=public) for c in clients]
-    for i, spec in enumerate(bot_specs(n, tick, mix)):
+    for i, spec in enumerate(bot_specs(n, tick, mix, grid_range)):
         await desk.add_bot(spec, client=clients[i // per_account], market_data=account_data[i // per_account])
     assert not desk.refused, desk.refused[:3]
     t0 = time.perf_counter()
     await desk.start(schedule=False)
     startup = time.perf_counter() - t0
-
     desk._schedule()
     scheduler.start()
-    # warm-up: every ladder bot places its whole ladder at once (thousands of orders, each written
-    # to SQLite twice); measure once the order flow has settled
-    warm0 = time.perf_counter()
-    seen, calm = -1, 0
-    while calm < 3 and time.perf_counter() - warm0 < warmup_max:
-        await asyncio.sleep(2.0)
-        placed = sum(len(h.bot.open_orders) for h in desk.bots.values())
-        calm = calm + 1 if placed == seen else 0
-        seen = placed
-    warmup = time.perf_counter() - warm0
+    return BenchDesk(desk, db, clients, scheduler, schema, startup, accounts)
+
+
+async def run_desk(n: int, url: str, duration: float, tick: float, per_account: int, workdir: Path,
+                   warmup_max: float = 60.0, mix: str = "all", db_backend: str = "sqlite",
+                   profile: str | None = None, sim_pid: int | None = None, grid_range: str = "0.02") -> dict:
+    import psutil
+
+    from traderagent.orchestrator.state import BotState
+
+    proc = psutil.Process()
+    base_rss = proc.memory_info().rss  # the code loaded, before any client, database or bot
+    bench = await build(n, url, tick, per_account, workdir, mix=mix, db_backend=db_backend, grid_range=grid_range)
+    desk, db, scheduler = bench.desk, bench.db, bench.scheduler
+    warmup = await bench.warm_up(warmup_max)
     from traderagent.orchestrator.scheduler import TickStats
 
     orders0 = (await db.counts())["orders"]
@@ -231,12 +265,8 @@ async def run_desk(n: int, url: str, duration: float, tick: float, per_account: 
     orders = (await db.counts())["orders"]
     errors = sum(1 for h in desk.bots.values() if h.bot.state is BotState.ERROR)
     ticks = sum(desk.tick_counts.values()) - sum(ticks0.values())
-    await desk.stop()
-    for c in clients:
-        await c.close()
-    await db.close()
-    if schema is not None:
-        await _drop_schema(schema)
+    await bench.close()
+    startup, accounts = bench.startup_s, bench.accounts
 
     def pct(q: float) -> float:
         return lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")
@@ -272,6 +302,8 @@ def main() -> None:
     p.add_argument("--mix", choices=["all", "signal"], default="all",
                    help="all: grid/DCA/trend/SMC rotation; signal: trend/SMC only (few orders)")
     p.add_argument("--warmup-max", type=float, default=60.0, help="longest warm-up before measuring (s)")
+    p.add_argument("--grid-range", default=None,
+                   help="grid width (range_pct) of the grid bots; default 0.01 (5 levels) below 60x, 0.02 (9) at 60x")
     p.add_argument("--profile", default=None, help="write a cProfile of the measured window to this file")
     p.add_argument("--serve-sim", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -317,12 +349,19 @@ def main() -> None:
               f"missed {res['missed']}, {res['kb_per_bot']} KB/bot)", flush=True)
 
 
+def grid_range_for(speed: float) -> str:
+    """Grids 1% wide with 5 levels below 60x (steps of 0.25%, about what a real-time 1m candle
+    spans, so orders fill in the measured window too), 2% with 9 levels at 60x."""
+    return "0.01" if speed < 1 else "0.02"
+
+
 def run_one(n: int, speed: float, args: argparse.Namespace) -> dict:
     sim, url = start_sim(math.ceil(n / args.per_account), speed)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             return asyncio.run(run_desk(n, url, args.duration, args.tick, args.per_account, Path(tmp),
-                                        args.warmup_max, args.mix, args.db, args.profile, sim.pid))
+                                        args.warmup_max, args.mix, args.db, args.profile, sim.pid,
+                                        args.grid_range or grid_range_for(speed)))
     finally:
         sim.terminate()
         sim.wait(10)
