@@ -49,8 +49,12 @@ class AnalysisCache:
         self.misses = 0
 
     @staticmethod
-    def key(strategy: BaseStrategy, symbol: str, frames: Sequence[pd.DataFrame]) -> tuple[Combo, Candles]:
-        combo = (type(strategy), _frozen(strategy.params), symbol, tuple(strategy.timeframes))
+    def combo(strategy: BaseStrategy, symbol: str) -> Combo:
+        """What besides the candles decides ``strategy.prepare`` (a bot computes it once)."""
+        return type(strategy), _frozen(strategy.params), symbol, tuple(strategy.timeframes)
+
+    @staticmethod
+    def key(combo: Combo, frames: Sequence[pd.DataFrame]) -> tuple[Combo, Candles]:
         return combo, tuple(_candles(f) for f in frames)
 
     def get(self, key: tuple[Combo, Candles]) -> PreparedData | None:

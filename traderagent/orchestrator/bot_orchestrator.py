@@ -157,6 +157,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         self._pending_exits: dict[str, dict[str, Any]] = {}
         self._last_candle_ms: int | None = None
         self._range_mark: RangeMark | None = None  # where the previous exit check stood (_traded_range)
+        self._combo: tuple[Any, ...] | None = None  # this bot's analysis-cache combination
         self._seq = 0
         self._realized = ZERO
         self._risk_blocked = False
@@ -354,7 +355,9 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         if last_ms is None or last_ms == self._last_candle_ms or len(entry) < min_candles:
             return None
         ordered = [frames[tf] for tf in strategy.timeframes]
-        key = AnalysisCache.key(strategy, self.symbol, ordered)
+        if self._combo is None:  # the parameters are fixed for the strategy's life
+            self._combo = AnalysisCache.combo(strategy, self.symbol)
+        key = AnalysisCache.key(self._combo, ordered)
         prepared = self.analysis_cache.get(key) if self.analysis_cache is not None else None
         if prepared is None:
             if not self._may_analyse():

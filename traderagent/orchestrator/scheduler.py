@@ -65,6 +65,7 @@ class _Tick:
     seconds: float
     running: bool = False
     removed: bool = False
+    waiting: float | None = None  # a due time that came while the previous tick still ran
 
 
 class DeskScheduler:
@@ -95,7 +96,7 @@ class DeskScheduler:
         """Run ``func`` every ``seconds``, first ``offset`` seconds from now (replaces ``key``)."""
         self.remove_tick(key)
         tick = self._ticks[key] = _Tick(key, func, seconds)
-        heapq.heappush(self._due, (self.clock() + offset, next(self._order), tick))
+        self._push(self.clock() + offset, tick)
 
     def remove_tick(self, key: str) -> None:
         tick = self._ticks.pop(key, None)
@@ -106,27 +107,26 @@ class DeskScheduler:
         """Start every tick due by now, as one batch; returns how many started (the loop job)."""
         now = self.clock()
         batch: list[tuple[_Tick, float]] = []
-        waiting = []
         while self._due and self._due[0][0] <= now:
-            entry = heapq.heappop(self._due)
-            due, _, tick = entry
+            due, _, tick = heapq.heappop(self._due)
             if tick.removed:
                 continue
-            if tick.running:  # its previous tick still runs: this one starts (late) after it
-                waiting.append(entry)
+            if tick.running:  # the previous tick still runs: this one starts (late) right after it
+                tick.waiting = due
                 continue
             behind = int((now - due) // tick.seconds)  # whole intervals already passed: skipped
             self.stats.skipped += behind
             batch.append((tick, due + behind * tick.seconds))
-            heapq.heappush(self._due, (due + (behind + 1) * tick.seconds, next(self._order), tick))
-        for entry in waiting:
-            heapq.heappush(self._due, entry)
+            self._push(due + (behind + 1) * tick.seconds, tick)
         if batch:
             self.batches += 1
             task = asyncio.ensure_future(self._run(batch))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
         return len(batch)
+
+    def _push(self, due: float, tick: _Tick) -> None:
+        heapq.heappush(self._due, (due, next(self._order), tick))
 
     async def _run(self, batch: list[tuple[_Tick, float]]) -> None:
         for tick, _ in batch:
@@ -145,6 +145,9 @@ class DeskScheduler:
             tick.running = False
             now = self.clock()
             self.stats.record(now - due, now)
+            if tick.waiting is not None and not tick.removed:
+                self._push(tick.waiting, tick)  # the loop's next pass starts it
+            tick.waiting = None
 
     async def _loop(self) -> None:
         self.run_due()

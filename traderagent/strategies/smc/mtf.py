@@ -113,6 +113,11 @@ class MTFData:
     atr: np.ndarray
     h_pools: tuple[np.ndarray, ...]  # (side, level, formed, taken)
     m_pools: tuple[np.ndarray, ...]
+    # the DataFrame columns state_at reads, as arrays (it runs per bot per candle; prepare once)
+    h_trend: np.ndarray  # HTF structure trend per HTF candle
+    h_choch_last: np.ndarray  # per HTF candle: the latest BOS/CHoCH so far was a CHoCH
+    l_choch: np.ndarray  # entry-TF CHoCH direction per candle
+    l_sweep: np.ndarray  # entry-TF sweep direction per candle
 
 
 @dataclass(frozen=True)
@@ -215,6 +220,10 @@ class SMCMultiTimeframe:
             atr=atr(h, low, c, p.atr_period) if len(c) > p.atr_period else np.full(len(c), np.nan),
             h_pools=_pool_arrays(h_res),
             m_pools=_pool_arrays(m_res),
+            h_trend=h_res.structure["trend"].to_numpy(),
+            h_choch_last=_last_event_is_choch(h_res.structure["bos"].to_numpy(), h_res.structure["choch"].to_numpy()),
+            l_choch=l_res.structure["choch"].to_numpy(),
+            l_sweep=l_res.sweeps["sweep"].to_numpy(),
         )
 
     def state_at(self, data: MTFData, i: int) -> MTFState | None:
@@ -222,12 +231,8 @@ class SMCMultiTimeframe:
         hi, mi = int(data.h_idx[i]), int(data.m_idx[i])
         if hi < 0 or mi < 0:
             return None
-        st = data.htf.structure
-        bias = int(st["trend"].to_numpy()[hi])
-        event = ""
-        if bias:
-            ev = np.flatnonzero((st["bos"].to_numpy()[: hi + 1] != 0) | (st["choch"].to_numpy()[: hi + 1] != 0))
-            event = "choch" if st["choch"].to_numpy()[ev[-1]] != 0 else "bos"
+        bias = int(data.h_trend[hi])
+        event = ("choch" if data.h_choch_last[hi] else "bos") if bias else ""
         close = float(data.close[i])
         above, below = _nearest_pools(close, self.params.max_age, (data.h_pools, hi), (data.m_pools, mi))
         w0 = max(0, i - self.params.confirmation_window + 1)
@@ -240,8 +245,8 @@ class SMCMultiTimeframe:
             liquidity_below=below,
             atr=float(data.atr[i]),
             close=close,
-            choch_recent=_recent(data.ltf.structure["choch"].to_numpy()[w0 : i + 1]),
-            sweep_recent=_recent(data.ltf.sweeps["sweep"].to_numpy()[w0 : i + 1]),
+            choch_recent=_recent(data.l_choch[w0 : i + 1]),
+            sweep_recent=_recent(data.l_sweep[w0 : i + 1]),
         )
 
     def _active_zone_rows(self, data: MTFData, i: int, mi: int) -> np.ndarray:
@@ -280,7 +285,7 @@ class SMCMultiTimeframe:
     def candidates(self, data: MTFData) -> np.ndarray:
         """Per entry index: can `find_setup` return a setup there? (bias, finite ATR, confirmation; a superset)."""
         h_idx, n = data.h_idx, len(data.close)
-        trend = data.htf.structure["trend"].to_numpy()
+        trend = data.h_trend
         bias = np.where(h_idx >= 0, trend[np.maximum(h_idx, 0)] if len(trend) else 0, 0)
         mask = (bias != 0) & (data.m_idx >= 0) & np.isfinite(data.atr)
         mode, w = self.params.confirmation, self.params.confirmation_window
@@ -288,9 +293,9 @@ class SMCMultiTimeframe:
             return mask
         confirmed = np.zeros(n, dtype=bool)
         if mode in ("choch", "any"):
-            confirmed |= _recent_all(data.ltf.structure["choch"].to_numpy(), w) == bias
+            confirmed |= _recent_all(data.l_choch, w) == bias
         if mode in ("sweep", "any"):
-            confirmed |= _recent_all(data.ltf.sweeps["sweep"].to_numpy(), w) == bias
+            confirmed |= _recent_all(data.l_sweep, w) == bias
         return mask & confirmed
 
     def _confirmation(self, state: MTFState, d: int) -> str | None:
@@ -318,6 +323,15 @@ class SMCMultiTimeframe:
         if rr < p.min_risk_reward - 1e-9:
             return None
         return Setup(d, entry, stop, target, rr, zone_id, kind, top, bottom, conf, target_kind)
+
+
+def _last_event_is_choch(bos: np.ndarray, choch: np.ndarray) -> np.ndarray:
+    """Per candle: whether the latest BOS or CHoCH up to it was a CHoCH (False before any)."""
+    n = len(choch)
+    pos = np.arange(n)
+    last = np.where((bos != 0) | (choch != 0), pos, -1)
+    np.maximum.accumulate(last, out=last)
+    return (last >= 0) & (choch[np.maximum(last, 0)] != 0) if n else np.zeros(0, dtype=bool)
 
 
 def _recent(values: np.ndarray) -> int:
