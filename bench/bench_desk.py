@@ -242,7 +242,7 @@ async def run_desk(n: int, url: str, duration: float, tick: float, per_account: 
     from traderagent.orchestrator.scheduler import TickStats
 
     orders0 = (await db.counts())["orders"]
-    scheduler.stats = TickStats(started=time.monotonic())
+    scheduler.stats = TickStats(started=time.monotonic(), keep=2 * n * int(duration / tick + 1))
     ticks0 = dict(desk.tick_counts)
     deferred0 = desk.analysis_budget.deferred
     cache = desk.analysis_cache

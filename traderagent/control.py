@@ -132,7 +132,6 @@ from traderagent.utils.secrets_filter import mask
 log = logging.getLogger(__name__)
 ZERO = Decimal(0)
 DESK = "desk"  # bot_name of desk-wide events
-BATCH_BOTS = 25  # bots of one account ticking together (one shared orders/balance request)
 STOP_SECONDS = 8.0  # a stop waits this long at most for sends on the wire and ticks in flight
 LOGGED_EVENTS = frozenset(EventType) - {EventType.ORDER_PLACED}
 AUDIT_ARGS_CHARS = 300  # an audited argument longer than this is shortened
@@ -341,16 +340,16 @@ class Desk:
         return report
 
     def _schedule(self) -> None:
-        """Every bot's tick in the scheduler's loop. Bots of one account (one ``MarketData``) share
-        a due time, at most BATCH_BOTS of them, so a batch makes one open-orders and one balance
-        request for all; the batches are spread over the interval."""
+        """Every bot's tick in the scheduler's loop, first ticks spread over one interval. The bots
+        of one account (one ``MarketData``) are neighbours in that spread, so with many bots they
+        fall due in the same pass of the loop and share the account's open-orders and balance
+        requests (with a few bots they are apart, as their ticks are cheap anyway)."""
         assert self.scheduler is not None
-        batches = _tick_batches(list(self.bots.values()))
-        for i, batch in enumerate(batches):
-            for handle in batch:
-                interval = handle.bot.tick_seconds
-                offset = interval * i / len(batches)
-                self.scheduler.add_tick(handle.spec.name, self._ticker(handle.bot), interval, offset=offset)
+        handles = _by_account(list(self.bots.values()))
+        for i, handle in enumerate(handles):
+            interval = handle.bot.tick_seconds
+            offset = interval * i / len(handles)
+            self.scheduler.add_tick(handle.spec.name, self._ticker(handle.bot), interval, offset=offset)
         self.scheduler.add_job("desk:risk", self.check_desk_risk, 5.0, offset=5.0)
         if self._linear_accounts():
             self.scheduler.add_job("desk:perp", self.check_perp, PERP_CHECK_SECONDS, offset=PERP_CHECK_SECONDS / 2)
@@ -972,9 +971,9 @@ def _scaling_check(d: ScalingDecision) -> ScalingCheck:
                         tuple(d.reasons), tuple(d.blockers))
 
 
-def _tick_batches(handles: list[BotHandle]) -> list[list[BotHandle]]:
-    """The bots grouped by account (their ``MarketData``), in chunks of at most BATCH_BOTS."""
+def _by_account(handles: list[BotHandle]) -> list[BotHandle]:
+    """The bots, those of one account (their ``MarketData``) next to each other."""
     accounts: dict[int, list[BotHandle]] = {}
     for handle in handles:
         accounts.setdefault(id(handle.bot.market), []).append(handle)
-    return [bots[i:i + BATCH_BOTS] for bots in accounts.values() for i in range(0, len(bots), BATCH_BOTS)]
+    return [handle for bots in accounts.values() for handle in bots]
