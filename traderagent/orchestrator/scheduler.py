@@ -175,7 +175,8 @@ class DeskScheduler:
     def start(self) -> None:
         if not self.scheduler.get_job(LOOP_JOB):
             self.scheduler.add_job(self._loop, IntervalTrigger(seconds=self.resolution), id=LOOP_JOB,
-                                   max_instances=1, coalesce=True, misfire_grace_time=None)
+                                   max_instances=1, coalesce=True, misfire_grace_time=None,
+                                   next_run_time=datetime.now(UTC))  # the first pass at once
         if not self.scheduler.running:
             self.scheduler.start()
 
