@@ -49,7 +49,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def wait_call(fake, since: int, pred, timeout: float = 30.0):
+async def wait_call(fake, since: int, pred, timeout: float = 120.0):
     deadline = time.monotonic() + timeout
     while True:
         for call in fake.calls[since:]:
