@@ -46,7 +46,9 @@ from traderagent.orchestrator.events import EventBus, TradingEvent
 
 if TYPE_CHECKING:
     from traderagent.api.bybit_direct_client import ByBitDirectClient
+    from traderagent.bots import BotsFile
     from traderagent.database.manager import DatabaseManager
+    from traderagent.orchestrator.lease import Leases
 
 log = logging.getLogger("traderagent.app")
 
@@ -85,6 +87,7 @@ class Runtime:
     health: Any = None
     started: bool = False  # the desk announced its start: it announces its stop too
     stop_reason: str = "start-up failed"
+    leases: Leases | None = None
 
 
 def _audit(settings: Settings) -> None:
@@ -218,6 +221,7 @@ async def build(settings: Settings, bots_arg: str | None, rt: Runtime) -> Any:
 
     rt.db = DatabaseManager(settings.database_url, master_key=settings.master_key or None)
     await rt.db.initialize()  # first: the paper simulator keeps its state beside the database
+    rt.leases = await claim_bots(settings, rt.db, bots_file)  # before the simulator: a refused desk leaves it alone
     base_url, key, secret, testnet = await _connection(settings, rt)
     rt.base_url = base_url
     market_types = sorted({b.market_type for b in bots_file.bots})
@@ -237,15 +241,31 @@ async def build(settings: Settings, bots_arg: str | None, rt: Runtime) -> Any:
     desk = Desk(rt.db, rt.clients, event_bus=bus, capital_manager=capital, capital_persister=persister,
                 rails=RiskRails.from_settings(settings, bots_file.risk), scheduler=DeskScheduler(),
                 market_data=public, scaling_approvals_required=settings.scaling_approvals_required,
-                offers=offers, stall_ticks=settings.stall_ticks)
+                offers=offers, stall_ticks=settings.stall_ticks, leases=rt.leases)
     desk.refused.extend(bots_file.refused)
-    for spec in bots_file.bots:
-        await desk.add_bot(spec)
+    await desk.add_bots(bots_file.bots)
     await refuse_untradable(desk)
+    await rt.leases.release(n for n in rt.leases.held if n not in desk.bots)  # refused here: free for others
     if not desk.bots:
         raise StartupError("no bot could be built: " + "; ".join(f"{n}: {r}" for n, r in desk.refused))
     rt.desk = desk
     return desk
+
+
+async def claim_bots(settings: Settings, db: DatabaseManager, bots_file: BotsFile) -> Leases:
+    """One owner per bot: take the lease of every bot of the bots file. The bots another live desk
+    runs are named in one line; with none left to run here the desk refuses to start."""
+    from traderagent.orchestrator.lease import Leases, held_elsewhere
+
+    leases = Leases(db, heartbeat=settings.lease_heartbeat, timeout=settings.lease_timeout)
+    await leases.acquire(spec.name for spec in bots_file.bots)
+    if leases.elsewhere:
+        line = held_elsewhere(leases.elsewhere)
+        if not leases.held:
+            raise StartupError(f"{line}: no bot left to run here (stop that desk first; a desk that died frees "
+                               "its bots when its lease expires, TRADERAGENT_LEASE_TIMEOUT)")
+        log.warning("%s: not run here (taken over if that desk stops renewing its leases)", line)
+    return leases
 
 
 async def refuse_untradable(desk: Any) -> None:
@@ -470,6 +490,8 @@ async def _shutdown(rt: Runtime) -> None:
         steps.append(("desk", rt.desk.stop))
     for name, client in rt.clients.items():
         steps.append((f"client {name}", client.close))
+    if rt.desk is None and rt.leases is not None:  # a desk releases its own leases when it stops
+        steps.append(("leases", rt.leases.release))
     if rt.db is not None:
         steps.append(("database", rt.db.close))
     if rt.sim is not None:

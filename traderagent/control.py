@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -74,6 +74,7 @@ from traderagent.orchestrator.events import (
     TradingEvent,
 )
 from traderagent.orchestrator.gate import SendGate
+from traderagent.orchestrator.lease import Holder, Leases
 from traderagent.orchestrator.market_data import MarketData
 from traderagent.orchestrator.perp import (
     FUNDING_TAG,
@@ -170,6 +171,7 @@ class Desk:
         offers: ScalingOffers | None = None,
         stall_ticks: int = 3,
         analysis_cache: AnalysisCache | None = None,
+        leases: Leases | None = None,
     ) -> None:
         self.db = db
         self.clients = clients  # market_type -> exchange client
@@ -199,6 +201,10 @@ class Desk:
         self._stall_alerted = False
         self.refused: list[tuple[str, str]] = []
         self.liquidation_watch = LiquidationWatch()
+        self.leases = leases  # one owner per bot: this desk runs only the bots it holds the lease of
+        self.standby: dict[str, BotSpec] = {}  # bots another desk runs; taken over when their lease expires
+        if leases is not None:
+            self.gate.holds = leases.holds
         self._started = False
         self.event_bus.subscribe(self._log_events, name="db-log", types=LOGGED_EVENTS, batch=True)
 
@@ -245,6 +251,15 @@ class Desk:
         self.bots[spec.name] = BotHandle(spec, bot)
         return bot
 
+    async def add_bots(self, specs: Iterable[BotSpec]) -> None:
+        """``add_bot`` each spec; with leases (acquired first), a bot another desk runs waits in
+        ``standby`` instead, and is taken over when that desk stops renewing its lease."""
+        for spec in specs:
+            if self.leases is not None and spec.name in self.leases.elsewhere:
+                self.standby[spec.name] = spec
+            else:
+                await self.add_bot(spec)
+
     def _guard(self, client: Any) -> None:
         """Every create request of ``client`` passes the desk's gate right before it is written."""
         if hasattr(client, "before_order"):
@@ -269,8 +284,9 @@ class Desk:
         total = self.capital.total_capital if self.capital is not None else None
         if spec.capital is not None and total:
             return min(Decimal(1), spec.capital / total)
-        # the bots without a share or capital split what the others leave
-        fixed = [self._fixed_share(h.spec) for h in self.bots.values() if h.spec is not spec]
+        # the bots without a share or capital split what the others leave (those run elsewhere too)
+        specs = [h.spec for h in self.bots.values()] + list(self.standby.values())
+        fixed = [self._fixed_share(other) for other in specs if other is not spec]
         free = max(Decimal(0), Decimal(1) - sum((f for f in fixed if f is not None), ZERO))
         flexible = 1 + sum(1 for f in fixed if f is None)
         return free / flexible
@@ -306,28 +322,8 @@ class Desk:
         self.apply_allocations()
         await self._restore_daily_pnl()
         await self.offers.load()
-        report: dict[str, Mapping[str, int | str]] = {}
         refused = await self._prepare_perp()
-        for name, handle in list(self.bots.items()):
-            try:
-                row = await self.db.get_bot(name)
-                if row is None:
-                    await self.db.create_bot(name, handle.spec.strategy, handle.spec.symbol, handle.spec.market_type,
-                                             handle.spec.to_config(), handle.bot.allocated_capital)
-                    saved = None
-                else:
-                    await self.db.update_bot(name, config=handle.spec.to_config(),
-                                             allocated_capital=handle.bot.allocated_capital)
-                    saved = row.state
-                if name in refused:  # told, not a bug: the operator changes a setting
-                    await handle.bot.fail(refused[name])
-                    report[name] = {"error": refused[name]}
-                    continue
-                report[name] = await handle.bot.recover(saved)
-            except Exception as exc:
-                log.exception("recovery of %s failed", name)
-                await handle.bot.fail(exc)
-                report[name] = {"error": str(exc)}
+        report = {name: await self._recover(handle, refused.get(name)) for name, handle in list(self.bots.items())}
         if self.capital is not None and self.capital.halted:
             for handle in self.bots.values():
                 if handle.bot.state is BotState.RUNNING:
@@ -339,6 +335,28 @@ class Desk:
         self._started = True
         return report
 
+    async def _recover(self, handle: BotHandle, refused: str | None = None) -> Mapping[str, int | str]:
+        """The bot's row (created or updated from its spec), then its recovery (``BotOrchestrator.recover``);
+        ``refused``: why the bot cannot trade (position mode, leverage): it goes to ERROR instead."""
+        spec, bot = handle.spec, handle.bot
+        try:
+            row = await self.db.get_bot(spec.name)
+            if row is None:
+                await self.db.create_bot(spec.name, spec.strategy, spec.symbol, spec.market_type, spec.to_config(),
+                                         bot.allocated_capital)
+                saved = None
+            else:
+                await self.db.update_bot(spec.name, config=spec.to_config(), allocated_capital=bot.allocated_capital)
+                saved = row.state
+            if refused:  # told, not a bug: the operator changes a setting
+                await bot.fail(refused)
+                return {"error": refused}
+            return await bot.recover(saved)
+        except Exception as exc:
+            log.exception("recovery of %s failed", spec.name)
+            await bot.fail(exc)
+            return {"error": str(exc)}
+
     def _schedule(self) -> None:
         """Every bot's tick in the scheduler's loop, first ticks spread over one interval. The bots
         of one account (one ``MarketData``) are neighbours in that spread, so with many bots they
@@ -347,15 +365,23 @@ class Desk:
         assert self.scheduler is not None
         handles = _by_account(list(self.bots.values()))
         for i, handle in enumerate(handles):
-            interval = handle.bot.tick_seconds
-            offset = interval * i / len(handles)
-            self.scheduler.add_tick(handle.spec.name, self._ticker(handle.bot), interval, offset=offset)
+            self._schedule_bot(handle.bot, offset=handle.bot.tick_seconds * i / len(handles))
         self.scheduler.add_job("desk:risk", self.check_desk_risk, 5.0, offset=5.0)
         if self._linear_accounts():
             self.scheduler.add_job("desk:perp", self.check_perp, PERP_CHECK_SECONDS, offset=PERP_CHECK_SECONDS / 2)
+        if self.leases is not None:
+            self.scheduler.add_job("desk:leases", self.check_leases, self.leases.heartbeat,
+                                   offset=self.leases.heartbeat)
+
+    def _schedule_bot(self, bot: BotOrchestrator, offset: float) -> None:
+        """The bot's tick job; ``offset`` spreads the first ticks of many bots over one interval."""
+        assert self.scheduler is not None
+        self.scheduler.add_tick(bot.name, self._ticker(bot), bot.tick_seconds, offset=offset)
 
     def _ticker(self, bot: BotOrchestrator) -> Callable[[], Awaitable[None]]:
         async def run() -> None:
+            if self.leases is not None and not self.leases.holds(bot.name):
+                return  # unsure of the bot's lease (a late heartbeat): no tick until it is renewed
             try:
                 await bot.tick()
             finally:
@@ -364,6 +390,49 @@ class Desk:
                 self.ticked.set()
 
         return run
+
+    # ================================================================== one owner per bot
+    async def check_leases(self) -> None:
+        """The lease heartbeat (every ``leases.heartbeat`` s): renew this desk's leases, stop at once
+        the bots another desk took over, take over the bots whose owner died."""
+        assert self.leases is not None
+        changes = await self.leases.beat()
+        for name, holder in changes.lost.items():
+            self._fence(name, holder)
+        for name, holder in changes.gained.items():
+            await self._take_over(name, holder)
+
+    def _fence(self, name: str, holder: Holder) -> None:
+        """Another desk runs ``name`` now: no tick, no order from here (the gate already refuses its
+        sends); its in-memory state is dropped, a later takeover starts from the database."""
+        handle = self.bots.pop(name, None)
+        if handle is None:
+            return
+        if self.scheduler is not None:
+            self.scheduler.remove_tick(name)
+        self.standby[name] = handle.spec
+        text = (f"lease lost: {holder.owner} runs {name} now (this desk missed its lease renewals); "
+                "this desk sends none of its orders any more")
+        log.error("%s", text)
+        self.event_bus.publish(TradingEvent.of(name, ErrorRaised(text, handle.bot.state)))
+
+    async def _take_over(self, name: str, previous: Holder) -> None:
+        """The lease of ``name`` expired and is ours now: build it afresh, recover its orders by
+        orderLinkId from the database and the exchange, and tick it."""
+        assert self.leases is not None
+        spec = self.standby.pop(name)
+        bot = await self.add_bot(spec)
+        if bot is None:  # refused (its reason is in self.refused): free it for a desk that can run it
+            await self.leases.release([name])
+            return
+        self.risk.realized_today[name] = await self._day_pnl(name)
+        report = await self._recover(self.bots[name], (await self._prepare_perp()).get(name))
+        if self.capital is not None and self.capital.halted and bot.state is BotState.RUNNING:
+            await bot.pause("halt", by="desk")
+        log.warning("took over %s from %s (its lease expired at %s): %s", name, previous.owner,
+                    f"{previous.expires_at:%H:%M:%S}", dict(report))
+        if self._started and self.scheduler is not None:
+            self._schedule_bot(bot, offset=0.0)
 
     def stop_sending(self) -> None:
         """The first, synchronous step of a stop (a signal handler calls it): no new tick, no new
@@ -394,6 +463,8 @@ class Desk:
         if self.capital_persister is not None:
             await self.capital_persister.flush()
         await self.event_bus.stop(timeout=5.0)
+        if self.leases is not None:  # after every save: the next owner starts from them
+            await self.leases.release()
         self._started = False
 
     async def tick_all(self) -> None:
@@ -402,14 +473,16 @@ class Desk:
         await self.check_desk_risk()
 
     async def _restore_daily_pnl(self) -> None:
-        now = self.clock()
-        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
         self.risk.roll_day()
         for name in self.bots:
-            try:
-                self.risk.realized_today[name] = await self.db.realized_pnl(name, since=midnight)
-            except Exception:  # the bot may not exist in the DB yet
-                self.risk.realized_today[name] = ZERO
+            self.risk.realized_today[name] = await self._day_pnl(name)
+
+    async def _day_pnl(self, name: str) -> Decimal:
+        midnight = self.clock().replace(hour=0, minute=0, second=0, microsecond=0)
+        try:
+            return await self.db.realized_pnl(name, since=midnight)
+        except Exception:  # the bot may not exist in the DB yet
+            return ZERO
 
     async def check_desk_risk(self) -> None:
         """Desk-wide rails and the capital manager's equity (run every few seconds)."""

@@ -1,11 +1,12 @@
 """What the orchestrator and `control.Desk` need from their collaborators, as Protocols.
 
-Three ports, each listing exactly the members its users call:
+Four ports, each listing exactly the members its users call:
 
 * ``ExchangePort``: one exchange account of one market type (``ByBitDirectClient`` live or
   against the simulator); prices and sizes are ``Decimal``, orders are dicts in the client's
   shape (``id``, ``client_order_id``, ``status``, ``amount``, ``filled``, ...).
 * ``StorePort``: the database (``DatabaseManager``); rows come back as the ``*Row`` shapes below.
+* ``LeaseStorePort``: the bot leases in the database (``DatabaseManager``), for ``orchestrator/lease.py``.
 * ``CapitalPort``: the capital deployment state (``CapitalManager``) as the orchestrator sees it.
 * ``OutboxStore``: where the Telegram outbox keeps undelivered alerts and the alert verbosity
   (``DatabaseManager`` too; handlers/outbox.py).
@@ -220,6 +221,24 @@ class StorePort(Protocol):
     async def list_audit(self, limit: int = 20) -> Sequence[AuditRow]: ...
 
     async def load_capital_state(self) -> dict[str, Any] | None: ...
+
+
+# ---------------------------------------------------------------------- leases
+class LeaseRow(Protocol):
+    bot_name: str
+    owner: str
+    expires_at: dt.datetime
+
+
+class LeaseStorePort(Protocol):
+    async def acquire_leases(self, bots: Sequence[str], owner: str, now: dt.datetime,
+                             expires_at: dt.datetime) -> Sequence[LeaseRow]: ...
+
+    async def renew_leases(self, owner: str, expires_at: dt.datetime) -> Sequence[str]: ...
+
+    async def lease_holders(self, bots: Sequence[str]) -> Sequence[LeaseRow]: ...
+
+    async def release_leases(self, owner: str, bots: Sequence[str] | None = None) -> None: ...
 
 
 # ---------------------------------------------------------------------- capital

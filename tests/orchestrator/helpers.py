@@ -15,6 +15,7 @@ from traderagent.control import Desk
 from traderagent.database.manager import DatabaseManager
 from traderagent.orchestrator.capital_wiring import load_capital_manager
 from traderagent.orchestrator.events import EventBus, TradingEvent
+from traderagent.orchestrator.lease import Leases
 from traderagent.orchestrator.market_data import MarketData
 from traderagent.orchestrator.risk import RiskRails
 
@@ -71,26 +72,31 @@ async def build_desk(
     total_capital: Decimal = Decimal("20000"),
     start: bool = True,
     client_kwargs: dict[str, Any] | None = None,
+    lease_owner: str | None = None,
 ) -> Harness:
     """A desk like `traderagent run` builds, with zero market-data TTL so every tick sees the
-    market the test just stepped to."""
+    market the test just stepped to. With ``lease_owner`` it holds leases (heartbeat 5 s, timeout
+    20 s on ``clock``) and runs only the bots no other desk holds."""
     client = ByBitDirectClient(SIM_KEY, SIM_SECRET, base_url=sim_url, **(client_kwargs or {}))
     await client.initialize()
     db = DatabaseManager(f"sqlite+aiosqlite:///{db_path}")
     await db.initialize()
     capital, persister = await load_capital_manager(db, total_capital, clock=clock)
+    leases = None
+    if lease_owner is not None:
+        leases = Leases(db, heartbeat=5, timeout=20, owner=lease_owner, clock=clock)
+        await leases.acquire(spec.name for spec in specs)
     bus = EventBus()
     desk = Desk(db, {"linear": client}, event_bus=bus, capital_manager=capital, capital_persister=persister,
                 rails=rails or RiskRails(Decimal("0.01"), Decimal("5"), Decimal("0.5")),
-                market_data={"linear": MarketData(client, ttl=0)}, clock=clock)
+                market_data={"linear": MarketData(client, ttl=0)}, clock=clock, leases=leases)
     harness = Harness(desk, db, client)
 
     async def record(event: TradingEvent) -> None:
         harness.events.append(event)
 
     bus.subscribe(record, name="test-recorder")
-    for spec in specs:
-        await desk.add_bot(spec)
+    await desk.add_bots(specs)
     if start:
         await desk.start(schedule=False)
     return harness

@@ -23,6 +23,7 @@ from traderagent.database.group_commit import GroupCommit
 from traderagent.database.models import (
     Approval,
     AuditEntry,
+    BotLease,
     BotLog,
     BotModel,
     BotRuntime,
@@ -38,6 +39,7 @@ from traderagent.database.repositories import (
     CapitalRepository,
     CredentialsRepository,
     GridRepository,
+    LeasesRepository,
     LogsRepository,
     OrdersRepository,
     OutboxRepository,
@@ -49,7 +51,7 @@ from traderagent.database.repositories import (
 
 
 class DatabaseManager(CredentialsRepository, BotsRepository, OrdersRepository, TradesRepository, GridRepository,
-                      LogsRepository, CapitalRepository, AuditRepository, OutboxRepository):
+                      LogsRepository, CapitalRepository, AuditRepository, OutboxRepository, LeasesRepository):
     """Async database access for the whole service; see the module docstring."""
 
     def __init__(
@@ -143,7 +145,8 @@ class DatabaseManager(CredentialsRepository, BotsRepository, OrdersRepository, T
 
     async def counts(self) -> dict[str, int]:
         """Row count per table (for status displays and tests)."""
-        models = (Credential, BotModel, Order, Trade, GridLevel, BotLog, CapitalState, Approval, BotRuntime, AuditEntry)
+        models = (Credential, BotModel, Order, Trade, GridLevel, BotLog, CapitalState, Approval, BotRuntime, AuditEntry,
+                  BotLease)
         async with self._read() as session:
             return {m.__tablename__: int((await session.execute(select(func.count()).select_from(m))).scalar_one())
                     for m in models}

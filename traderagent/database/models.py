@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 models: the spec's six tables plus capital state, approvals and bot runtime.
+"""SQLAlchemy 2 models: the spec's six tables plus capital state, approvals, bot runtime and bot leases.
 
 Money/quantities are `ExactDecimal` (exact on SQLite and PostgreSQL), times are `UTCDateTime`
 (aware UTC on both). The schema itself is created by the Alembic migrations in
@@ -295,6 +295,24 @@ class AlertVerbosity(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+# --- revision 0007_leases -----------------------------------------------------------------------
+
+
+class BotLease(Base):
+    """Which running desk owns a bot (orchestrator/lease.py): held until ``expires_at`` unless renewed.
+    Keyed by bot name (no foreign key): a desk claims a bot before its row exists."""
+
+    __tablename__ = "bot_leases"
+
+    bot_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128), index=True)  # host:pid:random of the desk process
+    acquired_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+
+    def __repr__(self) -> str:
+        return f"BotLease({self.bot_name!r} by {self.owner} until {self.expires_at:%H:%M:%S})"
+
+
 __all__ = [
     "FINAL_ORDER_STATUSES",
     "NON_FINAL_ORDER_STATUSES",
@@ -303,6 +321,7 @@ __all__ = [
     "Approval",
     "AuditEntry",
     "Base",
+    "BotLease",
     "BotLog",
     "BotModel",
     "BotRuntime",

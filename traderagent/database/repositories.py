@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, cast
 
@@ -34,6 +34,7 @@ from traderagent.database.models import (
     Approval,
     AuditEntry,
     Base,
+    BotLease,
     BotLog,
     BotModel,
     BotRuntime,
@@ -585,3 +586,51 @@ class OutboxRepository(Store):
     async def load_verbosity(self) -> dict[str, str]:
         async with self._read() as session:
             return {row.scope: row.level for row in (await session.execute(select(AlertVerbosity))).scalars()}
+
+
+class LeasesRepository(Store):
+    """Bot leases: which running desk owns which bot (orchestrator/lease.py). Times come from the
+    caller's clock; each statement is one atomic conditional write, the same SQL on both backends."""
+
+    async def acquire_leases(self, bots: Sequence[str], owner: str, now: dt.datetime,
+                             expires_at: dt.datetime) -> list[BotLease]:
+        """Take each bot's lease unless another owner's is still valid at ``now`` (an upsert whose
+        update applies only to a free, expired or own lease); returns every bot's lease after it,
+        whoever holds it."""
+        if not bots:
+            return []
+        table = _table(BotLease)
+        stmt = self._upsert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["bot_name"],
+            set_={"owner": stmt.excluded.owner, "acquired_at": stmt.excluded.acquired_at,
+                  "expires_at": stmt.excluded.expires_at},
+            where=(table.c.owner == stmt.excluded.owner) | (table.c.expires_at < stmt.excluded.acquired_at))
+        async with self._write() as session:
+            await session.execute(stmt, [{"bot_name": b, "owner": owner, "acquired_at": now, "expires_at": expires_at}
+                                         for b in bots])
+            q = select(BotLease).where(BotLease.bot_name.in_(list(bots))).order_by(BotLease.bot_name)
+            return list((await session.execute(q)).scalars())
+
+    async def renew_leases(self, owner: str, expires_at: dt.datetime) -> list[str]:
+        """Extend every lease ``owner`` still holds (expired or not, as long as nobody took it over);
+        returns the names of those bots."""
+        table = _table(BotLease)
+        async with self._write() as session:
+            await session.execute(update(table).where(table.c.owner == owner).values(expires_at=expires_at))
+            q = select(table.c.bot_name).where(table.c.owner == owner).order_by(table.c.bot_name)
+            return list((await session.execute(q)).scalars())
+
+    async def lease_holders(self, bots: Sequence[str]) -> list[BotLease]:
+        async with self._read() as session:
+            q = select(BotLease).where(BotLease.bot_name.in_(list(bots))).order_by(BotLease.bot_name)
+            return list((await session.execute(q)).scalars())
+
+    async def release_leases(self, owner: str, bots: Sequence[str] | None = None) -> None:
+        """Give up ``owner``'s leases (of ``bots``, default all): another desk may take them at once."""
+        table = _table(BotLease)
+        stmt = delete(table).where(table.c.owner == owner)
+        if bots is not None:
+            stmt = stmt.where(table.c.bot_name.in_(list(bots)))
+        async with self._write() as session:
+            await session.execute(stmt)

@@ -184,7 +184,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
     @property
     def entries_allowed(self) -> bool:
         """New entries: RUNNING, and the capital manager (if any) deploys and is not halted."""
-        if self.state is not BotState.RUNNING or self.gate.closed:
+        if self.state is not BotState.RUNNING or not self.gate.admits(self.name):
             return False
         return self.capital_manager is None or bool(self.capital_manager.can_open_positions)
 
@@ -313,7 +313,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         price = to_decimal(ticker["last"])
         self.last_price = price
         await self._sync_orders()
-        if self.gate.closed:  # the desk is stopping: no decision can be sent any more
+        if not self.gate.admits(self.name):  # stopping, or fenced: no decision can be sent any more
             return
         if strategy.is_ladder:
             await self._tick_ladder(price, frames)
@@ -446,8 +446,8 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         # cancel what is no longer wanted, or wanted differently
         for tag, order in list(resting.items()):
             intent = wanted.get(tag)
-            if self.gate.closed:
-                return  # stopping: the replacement could not be sent; the next start re-diffs
+            if not self.gate.admits(self.name):
+                return  # stopping, or fenced: the replacement could not be sent; the next start re-diffs
             if order.order_type != "limit":
                 continue
             if intent is None or intent.order_type != "limit" or not _same(order, intent):

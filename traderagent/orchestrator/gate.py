@@ -11,6 +11,10 @@ other task runs again. From then on:
 
 An order refused or abandoned this way keeps its write-ahead row PENDING; the reconciliation at
 the next start resolves it by its orderLinkId (found: adopted, not found: FAILED).
+
+Fencing (one owner per bot, orchestrator/lease.py): ``holds(bot)`` is asked by ``admits`` and
+again right before a bot's order is written; a bot whose lease this desk cannot be sure of any
+more sends nothing, while the desk's other bots trade on.
 """
 
 from __future__ import annotations
@@ -28,23 +32,33 @@ class SendsStopped(Exception):
     """The desk is stopping: this order was not sent (its write-ahead row stays PENDING)."""
 
 
+def _always(bot: str) -> bool:
+    return True
+
+
 class SendGate:
     def __init__(self) -> None:
         self.closed = False
+        self.holds: Callable[[str], bool] = _always  # may this desk send this bot's orders (its lease)?
         self.sent = 0  # create requests written to the exchange
         self.refused = 0  # sends refused or abandoned because the gate was closed
+        self._bots: dict[asyncio.Task[object], str] = {}  # every admitted send -> its bot
         self._waiting: set[asyncio.Task[object]] = set()  # admitted, not yet on the wire
         self._wired: set[asyncio.Task[object]] = set()
         self._abandoned: set[asyncio.Task[object]] = set()
 
-    async def send(self, call: Callable[[], Awaitable[T]]) -> T:
-        """Run one order send (``call``) as long as the gate is open."""
-        if self.closed:
-            self.refused += 1
-            raise SendsStopped("the desk is stopping")
+    def admits(self, bot: str) -> bool:
+        """May ``bot`` decide and send orders now (the desk runs, and owns the bot)?"""
+        return not self.closed and self.holds(bot)
+
+    async def send(self, call: Callable[[], Awaitable[T]], bot: str = "") -> T:
+        """Run one order send (``call``) of ``bot`` as long as the gate admits it."""
+        if not self.admits(bot):
+            raise self._refusal(bot)
         task = asyncio.current_task()
         assert task is not None
         self._waiting.add(task)
+        self._bots[task] = bot
         try:
             return await call()
         except asyncio.CancelledError:
@@ -54,19 +68,24 @@ class SendGate:
             raise SendsStopped("the desk is stopping: send abandoned before it reached the exchange") from None
         finally:
             self._waiting.discard(task)
+            self._bots.pop(task, None)
             self._wired.discard(task)
             self._abandoned.discard(task)
 
     def on_wire(self) -> None:
         """The client is about to write a create request (every attempt, retries included)."""
-        if self.closed:
-            self.refused += 1
-            raise SendsStopped("the desk is stopping")
         task = asyncio.current_task()
+        bot = self._bots.get(task) if task is not None else None
+        if self.closed or (bot is not None and not self.holds(bot)):  # a retry is asked again
+            raise self._refusal(bot)
         if task is not None and task in self._waiting:
             self._waiting.discard(task)
             self._wired.add(task)
         self.sent += 1
+
+    def _refusal(self, bot: str | None) -> SendsStopped:
+        self.refused += 1
+        return SendsStopped("the desk is stopping" if self.closed else f"this desk no longer owns {bot}")
 
     def close(self) -> None:
         """No new send from now on; the sends waiting for the rate limiter are abandoned."""

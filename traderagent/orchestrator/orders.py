@@ -161,7 +161,7 @@ class OrderLifecycle:
         the exchange)."""
         if not intents:
             return []
-        if self.gate.closed:  # stopping: nothing is written or sent
+        if not self.gate.admits(self.name):  # stopping, or fenced: nothing is written or sent
             self.gate.refused += len(intents)
             return [None] * len(intents)
         orders = [self._new_order(intent) for intent in intents]
@@ -257,10 +257,10 @@ class OrderLifecycle:
             price = order.price
             return await self.gate.send(lambda: self.client.create_limit_order(
                 self.symbol, order.side, order.qty, price, client_order_id=order.client_order_id,
-                reduce_only=order.reduce_only))
+                reduce_only=order.reduce_only), self.name)
         return await self.gate.send(lambda: self.client.create_market_order(
             self.symbol, order.side, order.qty, client_order_id=order.client_order_id,
-            reduce_only=order.reduce_only))
+            reduce_only=order.reduce_only), self.name)
 
     async def _confirm(self, order: TrackedOrder) -> None:
         found = await self.client.fetch_order(self.symbol, client_order_id=order.client_order_id)

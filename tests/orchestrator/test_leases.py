@@ -1,0 +1,125 @@
+"""One owner per bot, on one controllable clock: two desks on one database and one simulator.
+
+Desk A runs the grid; desk B wants the grid and the DCA bot, runs the DCA bot and waits. A freezes
+longer than the lease timeout; B's heartbeat takes the grid over and recovers its orders by
+orderLinkId. When A thaws, it sends nothing for the grid (before its own heartbeat runs), and its
+heartbeat fences the bot and alerts. No order is duplicated."""
+
+from __future__ import annotations
+
+from collections import Counter
+from decimal import Decimal
+
+from traderagent.orchestrator.events import EventType
+from traderagent.orchestrator.gate import SendGate, SendsStopped
+from traderagent.orchestrator.lease import Leases
+from traderagent.strategies.types import OrderIntent
+
+from .helpers import DCA, GRID, SIM_KEY, Clock, assert_db_matches_sim, build_desk, run_ticks
+
+
+def resting_tags(sim) -> Counter:
+    return Counter((o["symbol"], o["side"], o["price"]) for o in sim.orders(SIM_KEY))
+
+
+async def test_a_frozen_desk_is_fenced_and_the_other_desk_takes_the_bot_over(sim, tmp_path):
+    clock = Clock()
+    db_path = tmp_path / "desk.db"
+    a = await build_desk(sim.base_url, db_path, [GRID], clock=clock, lease_owner="desk-A")
+    b = await build_desk(sim.base_url, db_path, [GRID, DCA], clock=clock, lease_owner="desk-B")
+    try:
+        assert list(a.desk.bots) == ["xrp-grid"]
+        assert list(b.desk.bots) == ["sol-dca"] and list(b.desk.standby) == ["xrp-grid"]
+        for _ in range(3):
+            await run_ticks(a, sim, 1)
+            await run_ticks(b, sim, 1)
+            clock.advance(seconds=4)
+            await a.desk.check_leases()
+            await b.desk.check_leases()
+        assert list(b.desk.bots) == ["sol-dca"]  # A renews: B waits
+        grid_orders = {o["orderLinkId"] for o in sim.orders(SIM_KEY, symbol="XRPUSDT")}
+        assert grid_orders, "the grid rests orders"
+
+        clock.advance(seconds=21)  # A is frozen: no heartbeat for longer than the timeout
+        await b.desk.check_leases()
+        assert sorted(b.desk.bots) == ["sol-dca", "xrp-grid"] and not b.desk.standby
+        taken = b.desk.bots["xrp-grid"].bot
+        assert {o.client_order_id for o in taken.open_orders} == grid_orders  # recovered by orderLinkId
+
+        # A thaws: its grid neither ticks nor sends before its heartbeat runs
+        grid = a.desk.bots["xrp-grid"].bot
+        ticks = grid.ticks
+        await a.desk._ticker(grid)()
+        assert grid.ticks == ticks
+        before = len(sim.orders(SIM_KEY, open_only=False))
+        assert await grid._place_many([OrderIntent("probe", "buy", "limit", Decimal("10"), Decimal("0.5"))]) == [None]
+        assert len(sim.orders(SIM_KEY, open_only=False)) == before
+        await a.desk.check_leases()
+        await a.desk.event_bus.drain(5)
+        assert not a.desk.bots and list(a.desk.standby) == ["xrp-grid"]
+        [alert] = a.of(EventType.ERROR, "xrp-grid")
+        assert "lease lost: desk-B runs xrp-grid" in alert.data.summary()
+
+        await run_ticks(b, sim, 5)
+        await assert_db_matches_sim(b, sim)
+        assert max(resting_tags(sim).values()) == 1  # no price level rests twice
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_the_gate_refuses_a_send_whose_lease_lapsed_while_it_waited_for_the_rate_limiter():
+    clock = Clock()
+    leases = Leases(_Store(), heartbeat=5, timeout=20, owner="me", clock=clock)
+    await leases.acquire(["bot"])
+    gate = SendGate()
+    gate.holds = leases.holds
+    wired: list[str] = []
+    waits = [16, 1]  # seconds the rate limiter holds each send: past the fenced window, then not
+
+    async def send_after_waiting() -> str:
+        clock.advance(seconds=waits.pop(0))
+        gate.on_wire()
+        wired.append("sent")
+        return "sent"
+
+    assert gate.admits("bot")
+    try:
+        await gate.send(send_after_waiting, "bot")
+    except SendsStopped as exc:
+        assert "no longer owns bot" in str(exc)
+    else:
+        raise AssertionError("the send went out")
+    assert wired == [] and gate.sent == 0 and not gate.admits("bot")
+    await leases.beat()  # renewed (nobody took it): the bot may send again
+    assert gate.admits("bot")
+    assert await gate.send(send_after_waiting, "bot") == "sent"
+
+
+class _Store:
+    """The lease table in memory, for the gate test (the real one is tested in tests/database)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, object] = {}
+
+    async def acquire_leases(self, bots, owner, now, expires_at):
+        from types import SimpleNamespace
+
+        for bot in bots:
+            row = self.rows.get(bot)
+            if row is None or row.owner == owner or row.expires_at < now:
+                self.rows[bot] = SimpleNamespace(bot_name=bot, owner=owner, expires_at=expires_at)
+        return [self.rows[b] for b in bots]
+
+    async def renew_leases(self, owner, expires_at):
+        mine = [r for r in self.rows.values() if r.owner == owner]
+        for row in mine:
+            row.expires_at = expires_at
+        return [r.bot_name for r in mine]
+
+    async def lease_holders(self, bots):
+        return [self.rows[b] for b in bots if b in self.rows]
+
+    async def release_leases(self, owner, bots=None):
+        self.rows = {b: r for b, r in self.rows.items() if r.owner != owner or (bots is not None and b not in bots)}
+

@@ -1,0 +1,139 @@
+"""One owner per bot: a running desk holds a lease on each bot it runs.
+
+A lease is a row per bot in the database (``bot_leases``: bot name, owner, expiry), the same
+mechanism on SQLite and PostgreSQL. The owner is the desk process (``host:pid:random``):
+
+* **acquire**: one atomic conditional upsert per bot takes a lease that is free, expired or already
+  ours; a bot whose lease another desk holds and renews is not run here (``elsewhere``);
+* **heartbeat** (every ``heartbeat`` s, an APScheduler job of the desk): renew every lease still
+  ours, find the ones another desk took over, and try again the ones held elsewhere -- a lease
+  whose owner died (kill -9, a lost host) expires ``timeout`` s after its last renewal and is
+  taken over then;
+* **release** on a clean stop: the bots are free at once.
+
+Fencing: ``holds(bot)`` is true only until one heartbeat before the lease can expire, by the
+desk's own clock, counted from the moment the last renewal was started. A desk frozen longer than
+that (or cut off from its database) stops sending that bot's orders before any other desk can take
+the bot over; the send gate asks ``holds`` right before an order is written to the exchange.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from traderagent.ports import LeaseRow, LeaseStorePort
+
+log = logging.getLogger(__name__)
+
+
+def new_owner_id() -> str:
+    """This process, unique even when a pid is reused: ``host:pid:random``."""
+    return f"{socket.gethostname()[:80]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a bot's lease, and until when (unless renewed)."""
+
+    owner: str
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, row: LeaseRow) -> Holder:
+        return cls(row.owner, row.expires_at)
+
+
+NOBODY = Holder("nobody (its lease was deleted)", datetime.min.replace(tzinfo=UTC))
+
+
+@dataclass(frozen=True)
+class LeaseChanges:
+    """What one heartbeat found: leases lost to another desk, leases taken over from a dead one."""
+
+    lost: Mapping[str, Holder]
+    gained: Mapping[str, Holder]  # the previous holder
+
+
+def held_elsewhere(holders: Mapping[str, Holder]) -> str:
+    """One line: ``xrp-grid, sol-dca run by another desk (host:123:ab12cd34, lease until 12:00:20 UTC)``."""
+    by_owner: dict[Holder, list[str]] = {}
+    for bot, holder in sorted(holders.items()):
+        by_owner.setdefault(holder, []).append(bot)
+    return "; ".join(f"{', '.join(bots)} run by another desk ({h.owner}, lease until {h.expires_at:%H:%M:%S} UTC)"
+                     for h, bots in by_owner.items())
+
+
+class Leases:
+    """This desk's leases; see the module docstring."""
+
+    def __init__(self, store: LeaseStorePort, *, heartbeat: float = 5.0, timeout: float = 20.0,
+                 owner: str | None = None, clock: Callable[[], datetime] | None = None) -> None:
+        if heartbeat <= 0 or timeout < 3 * heartbeat:
+            raise ValueError("the lease timeout must be at least three heartbeats")
+        self.store = store
+        self.heartbeat = heartbeat
+        self.timeout = timedelta(seconds=timeout)
+        self.owner = owner or new_owner_id()
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self._sends_until: dict[str, datetime] = {}  # bots held -> end of their fenced window
+        self.elsewhere: dict[str, Holder] = {}  # bots wanted here that another desk holds
+
+    @property
+    def held(self) -> list[str]:
+        return sorted(self._sends_until)
+
+    def holds(self, bot: str) -> bool:
+        """May this desk send ``bot``'s orders now? (Its lease is ours and cannot have expired yet.)"""
+        until = self._sends_until.get(bot)
+        return until is not None and self.clock() < until
+
+    def _window(self, started: datetime) -> datetime:
+        return started + self.timeout - timedelta(seconds=self.heartbeat)
+
+    async def acquire(self, bots: Iterable[str]) -> dict[str, Holder]:
+        """Take the lease of every bot in ``bots`` no other live desk holds; returns, for each bot
+        it holds, its previous holder (NOBODY for a free one), and keeps the others in ``elsewhere``."""
+        now = self.clock()
+        names = list(bots)
+        before = {n: self.elsewhere.get(n, NOBODY) for n in names}
+        taken: dict[str, Holder] = {}
+        for row in await self.store.acquire_leases(names, self.owner, now, now + self.timeout):
+            if row.owner == self.owner:
+                self._sends_until[row.bot_name] = self._window(now)
+                self.elsewhere.pop(row.bot_name, None)
+                taken[row.bot_name] = before[row.bot_name]
+            else:
+                self.elsewhere[row.bot_name] = Holder.of(row)
+        return taken
+
+    async def beat(self) -> LeaseChanges:
+        """One heartbeat: renew what is ours, notice what was taken over, take over what expired."""
+        now = self.clock()
+        kept = set(await self.store.renew_leases(self.owner, now + self.timeout))
+        lost_names = [b for b in self._sends_until if b not in kept]
+        for bot in kept & self._sends_until.keys():
+            self._sends_until[bot] = self._window(now)
+        lost: dict[str, Holder] = {}
+        if lost_names:
+            for bot in lost_names:
+                del self._sends_until[bot]
+            holders = {row.bot_name: Holder.of(row) for row in await self.store.lease_holders(lost_names)}
+            lost = {b: holders.get(b, NOBODY) for b in lost_names}
+            self.elsewhere.update(lost)
+        gained = await self.acquire(list(self.elsewhere)) if self.elsewhere else {}
+        return LeaseChanges(lost, gained)
+
+    async def release(self, bots: Iterable[str] | None = None) -> None:
+        """Give up the leases of ``bots`` (default: every one): another desk may run them at once."""
+        names = None if bots is None else [b for b in bots if b in self._sends_until]
+        if names == []:
+            return
+        for bot in names if names is not None else list(self._sends_until):
+            del self._sends_until[bot]
+        await self.store.release_leases(self.owner, names)
