@@ -104,11 +104,16 @@ class SimProcess:
             self.proc.kill()
 
 
-def desk_env(sim_url: str, db_path: Path, bots: Path, **extra: str) -> dict[str, str]:
+def db_url(db: Path | str) -> str:
+    """A database URL: an SQLite file's path, or a URL as is (PostgreSQL)."""
+    return db if isinstance(db, str) else f"sqlite+aiosqlite:///{db}"
+
+
+def desk_env(sim_url: str, db_path: Path | str, bots: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADERAGENT_", "BYBIT_", "TELEGRAM_"))}
     env.update({
         "TRADERAGENT_MODE": "paper", "BYBIT_BASE_URL": sim_url, "BYBIT_API_KEY": KEY, "BYBIT_API_SECRET": SECRET,
-        "DATABASE_URL": f"sqlite+aiosqlite:///{db_path}", "TRADERAGENT_BOTS_FILE": str(bots),
+        "DATABASE_URL": db_url(db_path), "TRADERAGENT_BOTS_FILE": str(bots),
         "TRADERAGENT_TOTAL_CAPITAL": "20000", "LOG_LEVEL": "warning", "PYTHONPATH": str(REPO),
     })
     env.update(extra)
@@ -139,12 +144,12 @@ def run_desk(env: dict[str, str], cwd: Path, ticks: int, log_path: Path, *, kill
     return -999 if hung.is_set() else code
 
 
-async def consistency_report(sim_url: str, db_path: Path, key: str = KEY, secret: str = SECRET) -> dict:
+async def consistency_report(sim_url: str, db_path: Path | str, key: str = KEY, secret: str = SECRET) -> dict:
     """Compare the desk's database with the simulator after a final reconciliation; returns counts
     and raises AssertionError naming the first inconsistency."""
     client = ByBitDirectClient(key, secret, base_url=sim_url)
     await client.initialize()
-    db = DatabaseManager(f"sqlite+aiosqlite:///{db_path}")
+    db = DatabaseManager(db_url(db_path))
     await db.initialize()
     try:
         rows = await db.list_orders(limit=1_000_000)
@@ -170,7 +175,7 @@ async def consistency_report(sim_url: str, db_path: Path, key: str = KEY, secret
             assert not dup, f"{bot}: two resting orders for the same intent {dup}"
 
         executed: dict[str, Decimal] = defaultdict(Decimal)
-        for sym in SYMBOLS:
+        for sym in sorted(set(SYMBOLS) | {r.symbol for r in rows}):  # every symbol a bot traded
             for e in await client.fetch_my_trades(sym, limit=100_000):
                 if e["client_order_id"]:  # a stop the exchange executed is booked as the trade's close
                     executed[e["client_order_id"]] += e["amount"]

@@ -1,0 +1,176 @@
+"""One owner per bot, with real desk processes on one database (an SQLite file, and PostgreSQL)
+and the simulator as its own process:
+
+1. desk 1 runs three bots;
+2. desk 2 with the same bots file refuses in one line naming the bots and desk 1, exit code 2;
+3. desk 3, whose bots file adds a fourth bot, runs that one and says in one line which bots desk 1 runs;
+4. desk 1 is SIGKILLed: after the lease timeout desk 3 takes its bots over, recovering their orders;
+5. desk 3 stops cleanly and releases every lease; a last run reconciles: no duplicate order,
+   nothing unknown on the exchange.
+
+Every wait polls the database or a desk's output against a deadline; none is a sleep standing in
+for an event."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.conftest import skip_server_absent
+from tests.database.conftest import _find_postgres, _plain_dsn
+from traderagent.database.manager import DatabaseManager
+
+from .desk_procs import BOTS_TOML, PY, SimProcess, consistency_report, db_url, desk_env, run_desk
+from .test_startup_errors import GITIGNORE, _one_line
+
+pytestmark = pytest.mark.timeout(600)
+
+THREE = ("btc-trend", "sol-dca", "xrp-grid")
+ETH_DCA = """
+[[bots]]
+name = "eth-dca"
+strategy = "dca"
+symbol = "ETHUSDT"
+timeframe = "1m"
+share = "0.2"
+tick_seconds = {tick}
+[bots.params]
+base_order = "60"
+safety_order = "60"
+max_safety_orders = 1
+price_deviation = "0.002"
+step_scale = "1.2"
+volume_scale = "1.2"
+take_profit = "0.005"
+"""
+# shares that leave room for the fourth bot; the three common bots get the same ones on every desk
+SHARED = BOTS_TOML.replace('share = "0.3"', 'share = "0.25"').replace('share = "0.4"', 'share = "0.3"')
+LEASE = {"TRADERAGENT_LEASE_HEARTBEAT": "1", "TRADERAGENT_LEASE_TIMEOUT": "5"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path | str]:
+    """An SQLite file, or a fresh PostgreSQL database (dropped afterwards)."""
+    if request.param == "sqlite":
+        yield tmp_path / "desk.db"
+        return
+    url, reason = _find_postgres()
+    if url is None:
+        skip_server_absent(f"PostgreSQL not reachable ({reason}); set TEST_POSTGRES_URL")
+    name = f"leases_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(url, f'CREATE DATABASE "{name}"'))
+    yield f"{url.rsplit('/', 1)[0]}/{name}"
+    asyncio.run(_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _admin(url: str, sql: str) -> None:
+    conn = await asyncpg.connect(_plain_dsn(url), timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def holders(database: Path | str) -> dict[str, str]:
+    """bot -> owner of its lease, as the database says."""
+    async def read() -> dict[str, str]:
+        db = DatabaseManager(db_url(database))
+        try:
+            await db.initialize()
+            return {r.bot_name: r.owner for r in await db.lease_holders([*THREE, "eth-dca"])}
+        finally:
+            await db.close()
+
+    return asyncio.run(read())
+
+
+def order_count(database: Path | str) -> int:
+    async def read() -> int:
+        db = DatabaseManager(db_url(database))
+        try:
+            await db.initialize()
+            return len(await db.list_orders(limit=100_000))
+        finally:
+            await db.close()
+
+    return asyncio.run(read())
+
+
+def wait_for(what: str, check: Callable[[], object], proc: subprocess.Popen, log: Path, limit: float = 120):
+    """Poll ``check`` until it returns something true; a desk that exits meanwhile fails the test."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        assert proc.poll() is None, f"desk exited ({proc.returncode}) waiting for {what}: {log.read_text()[-3000:]}"
+        time.sleep(0.2)  # a polling interval, not a synchronisation
+    raise AssertionError(f"no {what} within {limit} s: {log.read_text()[-3000:]}")
+
+
+def start_desk(env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        return subprocess.Popen([PY, "-m", "traderagent", "run"], env=env, cwd=cwd, stdout=out,
+                                stderr=subprocess.STDOUT)
+
+
+def test_one_owner_per_bot_refusal_takeover_and_release(tmp_path, database):
+    (tmp_path / ".gitignore").write_text(GITIGNORE)
+    three, four = tmp_path / "three.toml", tmp_path / "four.toml"
+    three.write_text(SHARED.format(tick=0.2))
+    four.write_text((SHARED + ETH_DCA).format(tick=0.2))
+    log1, log3 = tmp_path / "desk1.log", tmp_path / "desk3.log"
+    sim = SimProcess("--speed", "20", "--seed", "3")
+    desk1 = desk3 = None
+    try:
+        desk1 = start_desk(desk_env(sim.url, database, three, **LEASE), tmp_path, log1)
+        owners = wait_for("desk 1's leases", lambda: (h := holders(database)) and len(h) == 3 and h, desk1, log1)
+        (owner1,) = set(owners.values())
+        wait_for("desk 1's orders", lambda: order_count(database) > 0, desk1, log1)
+
+        refused = subprocess.run([PY, "-m", "traderagent", "run", "--ticks", "1"], cwd=tmp_path, text=True,
+                                 capture_output=True, timeout=120,
+                                 env=desk_env(sim.url, database, three, LOG_LEVEL="info", **LEASE))
+        line = _one_line(refused)
+        assert line.startswith("traderagent: btc-trend, sol-dca, xrp-grid run by another desk") and owner1 in line, line
+        assert holders(database) == dict.fromkeys(THREE, owner1)  # the refused desk took nothing
+
+        desk3 = start_desk(desk_env(sim.url, database, four, **LEASE), tmp_path, log3)
+        notes = wait_for("desk 3's note", lambda: [ln for ln in log3.read_text().splitlines()
+                                                   if "run by another desk" in ln], desk3, log3)
+        assert holders(database)["eth-dca"] != owner1
+        assert len(notes) == 1 and "btc-trend, sol-dca, xrp-grid" in notes[0] and owner1 in notes[0], notes
+
+        desk1.kill()  # SIGKILL: no release, no cleanup; its leases expire after the timeout
+        desk1.wait()
+        owner3 = holders(database)["eth-dca"]
+        wait_for("the takeover", lambda: holders(database) == dict.fromkeys([*THREE, "eth-dca"], owner3),
+                 desk3, log3, limit=60)
+        wait_for("the recovered bots' log lines", lambda: log3.read_text().count(f"from {owner1}") == 3, desk3, log3)
+        orders = order_count(database)
+        wait_for("desk 3 trading on", lambda: order_count(database) > orders, desk3, log3)
+
+        desk3.send_signal(signal.SIGTERM)
+        assert desk3.wait(60) == 0, log3.read_text()[-3000:]
+        assert holders(database) == {}  # a clean stop frees every bot at once
+
+        sim.freeze()
+        final = tmp_path / "final.log"
+        assert run_desk(desk_env(sim.url, database, four), tmp_path, 4, final) == 0, final.read_text()[-3000:]
+        report = asyncio.run(consistency_report(sim.url, database))
+        assert report["orders"] > 0 and report["bots"] == sorted([*THREE, "eth-dca"]), report
+        for log in (log1, log3, final):
+            assert "Traceback" not in log.read_text(errors="replace"), log.read_text()[-3000:]
+    finally:
+        for proc in (desk1, desk3):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        sim.stop()
