@@ -227,12 +227,13 @@ class StorePort(Protocol):
 class LeaseRow(Protocol):
     bot_name: str
     owner: str
+    process_space: str | None
     expires_at: dt.datetime
 
 
 class LeaseStorePort(Protocol):
-    async def acquire_leases(self, bots: Sequence[str], owner: str, now: dt.datetime,
-                             expires_at: dt.datetime) -> Sequence[LeaseRow]: ...
+    async def acquire_leases(self, bots: Sequence[str], owner: str, now: dt.datetime, expires_at: dt.datetime,
+                             *, process_space: str | None = None, dead: Sequence[str] = ()) -> Sequence[LeaseRow]: ...
 
     async def renew_leases(self, owner: str, expires_at: dt.datetime) -> Sequence[str]: ...
 

@@ -64,3 +64,12 @@ async def test_two_desks_racing_for_the_same_bots_split_them_without_overlap(
     for rows, me in ((one, "desk-1"), (two, "desk-2")):
         mine = {b for b, o in owners(rows).items() if o == me}
         assert mine == {b for b, o in final.items() if o == me}
+
+
+async def test_the_lease_of_an_owner_known_dead_is_taken_before_it_expires(db: DatabaseManager) -> None:
+    await db.acquire_leases(["a", "b"], "crashed", T0, T0 + 20 * S, process_space="here")
+    await db.acquire_leases(["c"], "alive", T0, T0 + 20 * S)
+    rows = await db.acquire_leases(["a", "c"], "restarted", T0 + S, T0 + 21 * S, process_space="here", dead=["crashed"])
+    assert owners(rows) == {"a": "restarted", "c": "alive"}
+    assert [r.process_space for r in rows] == ["here", None]
+    assert owners(await db.lease_holders(["b"])) == {"b": "crashed"}  # not asked for: untouched

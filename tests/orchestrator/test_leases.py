@@ -7,12 +7,15 @@ heartbeat fences the bot and alerts. No order is duplicated."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from collections import Counter
 from decimal import Decimal
 
 from traderagent.orchestrator.events import EventType
 from traderagent.orchestrator.gate import SendGate, SendsStopped
-from traderagent.orchestrator.lease import Leases
+from traderagent.orchestrator.lease import Leases, process_space
 from traderagent.strategies.types import OrderIntent
 
 from .helpers import DCA, GRID, SIM_KEY, Clock, assert_db_matches_sim, build_desk, run_ticks
@@ -96,19 +99,36 @@ async def test_the_gate_refuses_a_send_whose_lease_lapsed_while_it_waited_for_th
     assert await gate.send(send_after_waiting, "bot") == "sent"
 
 
+async def test_a_restarted_desk_takes_at_once_the_bots_of_a_process_gone_from_this_machine():
+    clock = Clock()
+    store = _Store()
+    child = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await child.wait()  # gone: its pid names no process now
+    here, elsewhere = process_space(), "another-host"
+    for bot, owner, space in (("crashed", f"host:{child.pid}:aa", here), ("alive", f"host:{os.getppid()}:bb", here),
+                              ("remote", f"other:{child.pid}:cc", elsewhere)):
+        await Leases(store, owner=owner, space=space, clock=clock).acquire([bot])
+    restarted = Leases(store, clock=clock)
+    assert list(await restarted.acquire(["crashed", "alive", "remote"])) == ["crashed"]
+    assert sorted(restarted.elsewhere) == ["alive", "remote"]  # these wait for their lease to expire
+    clock.advance(seconds=21)
+    assert sorted((await restarted.beat()).gained) == ["alive", "remote"]
+
+
 class _Store:
     """The lease table in memory, for the gate test (the real one is tested in tests/database)."""
 
     def __init__(self) -> None:
         self.rows: dict[str, object] = {}
 
-    async def acquire_leases(self, bots, owner, now, expires_at):
+    async def acquire_leases(self, bots, owner, now, expires_at, *, process_space=None, dead=()):
         from types import SimpleNamespace
 
         for bot in bots:
             row = self.rows.get(bot)
-            if row is None or row.owner == owner or row.expires_at < now:
-                self.rows[bot] = SimpleNamespace(bot_name=bot, owner=owner, expires_at=expires_at)
+            if row is None or row.owner == owner or row.expires_at < now or row.owner in dead:
+                self.rows[bot] = SimpleNamespace(bot_name=bot, owner=owner, expires_at=expires_at,
+                                                 process_space=process_space)
         return [self.rows[b] for b in bots]
 
     async def renew_leases(self, owner, expires_at):

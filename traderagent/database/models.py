@@ -306,6 +306,7 @@ class BotLease(Base):
 
     bot_name: Mapped[str] = mapped_column(String(64), primary_key=True)
     owner: Mapped[str] = mapped_column(String(128), index=True)  # host:pid:random of the desk process
+    process_space: Mapped[str | None] = mapped_column(String(32))  # where that pid means that process
     acquired_at: Mapped[dt.datetime]
     expires_at: Mapped[dt.datetime]
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import CursorResult, Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -592,23 +592,24 @@ class LeasesRepository(Store):
     """Bot leases: which running desk owns which bot (orchestrator/lease.py). Times come from the
     caller's clock; each statement is one atomic conditional write, the same SQL on both backends."""
 
-    async def acquire_leases(self, bots: Sequence[str], owner: str, now: dt.datetime,
-                             expires_at: dt.datetime) -> list[BotLease]:
+    async def acquire_leases(self, bots: Sequence[str], owner: str, now: dt.datetime, expires_at: dt.datetime,
+                             *, process_space: str | None = None, dead: Sequence[str] = ()) -> list[BotLease]:
         """Take each bot's lease unless another owner's is still valid at ``now`` (an upsert whose
-        update applies only to a free, expired or own lease); returns every bot's lease after it,
-        whoever holds it."""
+        update applies only to a free, expired or own lease, or one of an owner known ``dead``);
+        returns every bot's lease after it, whoever holds it."""
         if not bots:
             return []
         table = _table(BotLease)
         stmt = self._upsert(table)
+        takeable = (table.c.owner == stmt.excluded.owner) | (table.c.expires_at < stmt.excluded.acquired_at)
         stmt = stmt.on_conflict_do_update(
             index_elements=["bot_name"],
-            set_={"owner": stmt.excluded.owner, "acquired_at": stmt.excluded.acquired_at,
-                  "expires_at": stmt.excluded.expires_at},
-            where=(table.c.owner == stmt.excluded.owner) | (table.c.expires_at < stmt.excluded.acquired_at))
+            set_={"owner": stmt.excluded.owner, "process_space": stmt.excluded.process_space,
+                  "acquired_at": stmt.excluded.acquired_at, "expires_at": stmt.excluded.expires_at},
+            where=or_(takeable, *(table.c.owner == d for d in dead)))  # not in_(): executemany refuses it
         async with self._write() as session:
-            await session.execute(stmt, [{"bot_name": b, "owner": owner, "acquired_at": now, "expires_at": expires_at}
-                                         for b in bots])
+            await session.execute(stmt, [{"bot_name": b, "owner": owner, "process_space": process_space,
+                                          "acquired_at": now, "expires_at": expires_at} for b in bots])
             q = select(BotLease).where(BotLease.bot_name.in_(list(bots))).order_by(BotLease.bot_name)
             return list((await session.execute(q)).scalars())
 

@@ -11,6 +11,10 @@ mechanism on SQLite and PostgreSQL. The owner is the desk process (``host:pid:ra
   taken over then;
 * **release** on a clean stop: the bots are free at once.
 
+A desk restarted after a crash need not wait for the timeout: a lease whose owner was a process of
+the same process space (this boot of this machine, this pid namespace) that no longer runs is taken
+over at once. Anywhere else (another host, another container) only the timeout can tell.
+
 Fencing: ``holds(bot)`` is true only until one heartbeat before the lease can expire, by the
 desk's own clock, counted from the moment the last renewal was started. A desk frozen longer than
 that (or cut off from its database) stops sending that bot's orders before any other desk can take
@@ -19,6 +23,7 @@ the bot over; the send gate asks ``holds`` right before an order is written to t
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import secrets
@@ -26,6 +31,7 @@ import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from traderagent.ports import LeaseRow, LeaseStorePort
 
@@ -35,6 +41,37 @@ log = logging.getLogger(__name__)
 def new_owner_id() -> str:
     """This process, unique even when a pid is reused: ``host:pid:random``."""
     return f"{socket.gethostname()[:80]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def process_space() -> str | None:
+    """Where a pid names one process: this boot of this machine and this pid namespace (Linux);
+    None where that cannot be told."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+    return hashlib.sha256(f"{boot}/{namespace}".encode()).hexdigest()[:16]
+
+
+def gone(row: LeaseRow, space: str | None) -> bool:
+    """Is the lease's owner a process of our process space that no longer runs? (A pid reused since
+    looks alive: then the lease only expires.)"""
+    if space is None or row.process_space != space:
+        return False
+    try:
+        pid = int(row.owner.split(":")[-2])
+    except (IndexError, ValueError):
+        return False
+    if pid == os.getpid():
+        return True  # an earlier process with this pid (another random part): not this one
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # e.g. another user's process: it runs
+        return False
+    return False
 
 
 @dataclass(frozen=True)
@@ -73,13 +110,15 @@ class Leases:
     """This desk's leases; see the module docstring."""
 
     def __init__(self, store: LeaseStorePort, *, heartbeat: float = 5.0, timeout: float = 20.0,
-                 owner: str | None = None, clock: Callable[[], datetime] | None = None) -> None:
+                 owner: str | None = None, clock: Callable[[], datetime] | None = None,
+                 space: str | None = None) -> None:
         if heartbeat <= 0 or timeout < 3 * heartbeat:
             raise ValueError("the lease timeout must be at least three heartbeats")
         self.store = store
         self.heartbeat = heartbeat
         self.timeout = timedelta(seconds=timeout)
         self.owner = owner or new_owner_id()
+        self.space = space if space is not None else process_space()
         self.clock = clock or (lambda: datetime.now(UTC))
         self._sends_until: dict[str, datetime] = {}  # bots held -> end of their fenced window
         self.elsewhere: dict[str, Holder] = {}  # bots wanted here that another desk holds
@@ -102,8 +141,16 @@ class Leases:
         now = self.clock()
         names = list(bots)
         before = {n: self.elsewhere.get(n, NOBODY) for n in names}
+        rows = {r.bot_name: r for r in await self.store.acquire_leases(names, self.owner, now, now + self.timeout,
+                                                                         process_space=self.space)}
+        dead = sorted({r.owner for r in rows.values() if r.owner != self.owner and gone(r, self.space)})
+        if dead:
+            log.warning("taking over at once the bots of %s: that process no longer runs", ", ".join(dead))
+            orphans = [n for n, r in rows.items() if r.owner in dead]
+            rows.update((r.bot_name, r) for r in await self.store.acquire_leases(
+                orphans, self.owner, now, now + self.timeout, process_space=self.space, dead=dead))
         taken: dict[str, Holder] = {}
-        for row in await self.store.acquire_leases(names, self.owner, now, now + self.timeout):
+        for row in rows.values():
             if row.owner == self.owner:
                 self._sends_until[row.bot_name] = self._window(now)
                 self.elsewhere.pop(row.bot_name, None)

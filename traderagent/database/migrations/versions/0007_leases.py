@@ -23,6 +23,7 @@ def upgrade() -> None:
         "bot_leases",
         sa.Column("bot_name", sa.String(64), nullable=False),
         sa.Column("owner", sa.String(128), nullable=False),
+        sa.Column("process_space", sa.String(32), nullable=True),
         sa.Column("acquired_at", TS, nullable=False),
         sa.Column("expires_at", TS, nullable=False),
         sa.PrimaryKeyConstraint("bot_name", name="pk_bot_leases"),
