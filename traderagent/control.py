@@ -413,8 +413,7 @@ class Desk:
         self.standby[name] = handle.spec
         text = (f"lease lost: {holder.owner} runs {name} now (this desk missed its lease renewals); "
                 "this desk sends none of its orders any more")
-        log.error("%s", text)
-        self.event_bus.publish(TradingEvent.of(name, ErrorRaised(text, handle.bot.state)))
+        self.event_bus.publish(TradingEvent.of(name, ErrorRaised(text, handle.bot.state)))  # the alert
 
     async def _take_over(self, name: str, previous: Holder) -> None:
         """The lease of ``name`` expired and is ours now: build it afresh, recover its orders by
@@ -429,7 +428,7 @@ class Desk:
         report = await self._recover(self.bots[name], (await self._prepare_perp()).get(name))
         if self.capital is not None and self.capital.halted and bot.state is BotState.RUNNING:
             await bot.pause("halt", by="desk")
-        log.warning("took over %s from %s (its lease expired at %s): %s", name, previous.owner,
+        log.warning("took over %s from %s (lease until %s UTC): %s", name, previous.owner,
                     f"{previous.expires_at:%H:%M:%S}", dict(report))
         if self._started and self.scheduler is not None:
             self._schedule_bot(bot, offset=0.0)

@@ -4,8 +4,12 @@ and the simulator as its own process:
 1. desk 1 runs three bots;
 2. desk 2 with the same bots file refuses in one line naming the bots and desk 1, exit code 2;
 3. desk 3, whose bots file adds a fourth bot, runs that one and says in one line which bots desk 1 runs;
-4. desk 1 is SIGKILLed: after the lease timeout desk 3 takes its bots over, recovering their orders;
-5. desk 3 stops cleanly and releases every lease; a last run reconciles: no duplicate order,
+4. desk 1 is frozen (SIGSTOP) longer than the lease timeout: desk 3 takes its bots over, recovering
+   their orders by orderLinkId; thawed (SIGCONT), desk 1's heartbeat finds them taken, stops them
+   and alerts;
+5. desk 3 is SIGKILLed; desk 4, started at once on the same machine, sees that process gone and
+   takes every bot without waiting for the timeout;
+6. desk 4 stops cleanly and releases every lease; a last run reconciles: no duplicate order,
    nothing unknown on the exchange.
 
 Every wait polls the database or a desk's output against a deadline; none is a sleep standing in
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 import subprocess
 import time
 import uuid
@@ -115,20 +120,56 @@ def wait_for(what: str, check: Callable[[], object], proc: subprocess.Popen, log
     raise AssertionError(f"no {what} within {limit} s: {log.read_text()[-3000:]}")
 
 
+def freeze_outside_transactions(proc: subprocess.Popen, database: Path | str) -> None:
+    """SIGSTOP ``proc`` at a moment no write transaction is open (frozen inside one, an SQLite desk
+    would lock every other desk out, a PostgreSQL one its rows, until it thaws): thawed and
+    stopped again until the database shows none open. Another desk's transaction seen at that
+    moment only costs one more try."""
+    for _ in range(200):
+        proc.send_signal(signal.SIGSTOP)
+        if not transaction_open(database):
+            return
+        proc.send_signal(signal.SIGCONT)
+    raise AssertionError("the desk was always inside a transaction")
+
+
+def transaction_open(database: Path | str) -> bool:
+    if isinstance(database, str):
+        return asyncio.run(_pg_transaction_open(database))
+    con = sqlite3.connect(database, timeout=0)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        con.rollback()
+        return False
+    except sqlite3.OperationalError:
+        return True
+    finally:
+        con.close()
+
+
+async def _pg_transaction_open(url: str) -> bool:
+    conn = await asyncpg.connect(_plain_dsn(url), timeout=5)
+    try:
+        return bool(await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                        "AND pid <> pg_backend_pid() AND xact_start IS NOT NULL"))
+    finally:
+        await conn.close()
+
+
 def start_desk(env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
         return subprocess.Popen([PY, "-m", "traderagent", "run"], env=env, cwd=cwd, stdout=out,
                                 stderr=subprocess.STDOUT)
 
 
-def test_one_owner_per_bot_refusal_takeover_and_release(tmp_path, database):
+def test_one_owner_per_bot_refusal_fencing_takeover_and_release(tmp_path, database):
     (tmp_path / ".gitignore").write_text(GITIGNORE)
     three, four = tmp_path / "three.toml", tmp_path / "four.toml"
     three.write_text(SHARED.format(tick=0.2))
     four.write_text((SHARED + ETH_DCA).format(tick=0.2))
-    log1, log3 = tmp_path / "desk1.log", tmp_path / "desk3.log"
+    log1, log3, log4 = tmp_path / "desk1.log", tmp_path / "desk3.log", tmp_path / "desk4.log"
     sim = SimProcess("--speed", "20", "--seed", "3")
-    desk1 = desk3 = None
+    desk1 = desk3 = desk4 = None
     try:
         desk1 = start_desk(desk_env(sim.url, database, three, **LEASE), tmp_path, log1)
         owners = wait_for("desk 1's leases", lambda: (h := holders(database)) and len(h) == 3 and h, desk1, log1)
@@ -148,17 +189,33 @@ def test_one_owner_per_bot_refusal_takeover_and_release(tmp_path, database):
         assert holders(database)["eth-dca"] != owner1
         assert len(notes) == 1 and "btc-trend, sol-dca, xrp-grid" in notes[0] and owner1 in notes[0], notes
 
-        desk1.kill()  # SIGKILL: no release, no cleanup; its leases expire after the timeout
-        desk1.wait()
+        freeze_outside_transactions(desk1, database)  # alive, but renewing nothing
         owner3 = holders(database)["eth-dca"]
-        wait_for("the takeover", lambda: holders(database) == dict.fromkeys([*THREE, "eth-dca"], owner3),
-                 desk3, log3, limit=60)
+        every = [*THREE, "eth-dca"]
+        wait_for("the takeover", lambda: holders(database) == dict.fromkeys(every, owner3), desk3, log3, limit=60)
         wait_for("the recovered bots' log lines", lambda: log3.read_text().count(f"from {owner1}") == 3, desk3, log3)
+        desk1.send_signal(signal.SIGCONT)
+        alerts = wait_for("desk 1's alerts", lambda: [ln for ln in log1.read_text().splitlines()
+                                                      if "ERROR lease lost" in ln], desk1, log1)
+        wait_for("every alert", lambda: len([ln for ln in log1.read_text().splitlines()
+                                             if "ERROR lease lost" in ln]) == 3, desk1, log1)
+        assert all(owner3 in ln for ln in alerts), alerts
         orders = order_count(database)
         wait_for("desk 3 trading on", lambda: order_count(database) > orders, desk3, log3)
+        desk1.send_signal(signal.SIGTERM)  # it runs no bot: its stop releases nothing of desk 3's
+        assert desk1.wait(60) == 0, log1.read_text()[-3000:]
+        assert holders(database) == dict.fromkeys(every, owner3)
 
-        desk3.send_signal(signal.SIGTERM)
-        assert desk3.wait(60) == 0, log3.read_text()[-3000:]
+        desk3.kill()  # SIGKILL: no release, no cleanup
+        desk3.wait()
+        desk4 = start_desk(desk_env(sim.url, database, four, **LEASE), tmp_path, log4)
+        wait_for("desk 4's leases", lambda: (h := holders(database)) and set(h.values()) - {owner3} and len(h) == 4,
+                 desk4, log4, limit=4)  # well within the lease timeout: nothing waited for it
+        assert "run by another desk" not in log4.read_text()
+        orders = order_count(database)
+        wait_for("desk 4 trading", lambda: order_count(database) > orders, desk4, log4)
+        desk4.send_signal(signal.SIGTERM)
+        assert desk4.wait(60) == 0, log4.read_text()[-3000:]
         assert holders(database) == {}  # a clean stop frees every bot at once
 
         sim.freeze()
@@ -166,11 +223,12 @@ def test_one_owner_per_bot_refusal_takeover_and_release(tmp_path, database):
         assert run_desk(desk_env(sim.url, database, four), tmp_path, 4, final) == 0, final.read_text()[-3000:]
         report = asyncio.run(consistency_report(sim.url, database))
         assert report["orders"] > 0 and report["bots"] == sorted([*THREE, "eth-dca"]), report
-        for log in (log1, log3, final):
+        for log in (log1, log3, log4, final):
             assert "Traceback" not in log.read_text(errors="replace"), log.read_text()[-3000:]
     finally:
-        for proc in (desk1, desk3):
+        for proc in (desk1, desk3, desk4):
             if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
                 proc.kill()
                 proc.wait()
         sim.stop()

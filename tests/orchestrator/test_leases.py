@@ -16,6 +16,7 @@ from decimal import Decimal
 from traderagent.orchestrator.events import EventType
 from traderagent.orchestrator.gate import SendGate, SendsStopped
 from traderagent.orchestrator.lease import Leases, process_space
+from traderagent.orchestrator.state import BotState
 from traderagent.strategies.types import OrderIntent
 
 from .helpers import DCA, GRID, SIM_KEY, Clock, assert_db_matches_sim, build_desk, run_ticks
@@ -57,6 +58,8 @@ async def test_a_frozen_desk_is_fenced_and_the_other_desk_takes_the_bot_over(sim
         before = len(sim.orders(SIM_KEY, open_only=False))
         assert await grid._place_many([OrderIntent("probe", "buy", "limit", Decimal("10"), Decimal("0.5"))]) == [None]
         assert len(sim.orders(SIM_KEY, open_only=False)) == before
+        await grid.tick()  # even run directly, its tick writes nothing: B's state of the bot stands
+        assert grid.state is not BotState.ERROR and (await b.db.get_bot("xrp-grid")).state == taken.state.value
         await a.desk.check_leases()
         await a.desk.event_bus.drain(5)
         assert not a.desk.bots and list(a.desk.standby) == ["xrp-grid"]

@@ -55,7 +55,7 @@ from traderagent.orchestrator.events import (
     TradeOpened,
     TradingEvent,
 )
-from traderagent.orchestrator.gate import SendGate
+from traderagent.orchestrator.gate import LeaseLapsed, SendGate
 from traderagent.orchestrator.market_data import MarketData, RangeMark, traded_since
 from traderagent.orchestrator.orders import (
     OrderLifecycle,
@@ -199,6 +199,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
 
     # ------------------------------------------------------------------ state machine
     async def _set_state(self, target: BotState, reason: str = "", by: str = "desk") -> None:
+        self.gate.check_owner(self.name)
         check_transition(self.state, target, self.name)
         previous, self.state = self.state, target
         if target is not BotState.PAUSED:
@@ -284,6 +285,8 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
             try:
                 await self._tick()
                 self._transient_failures = 0
+            except LeaseLapsed as exc:  # another desk may run the bot now: its state is not ours to change
+                log.warning("%s: %s", self.name, exc)
             except OrderRefused as exc:
                 await self.fail(str(exc))
             except (NetworkError, RateLimitError) as exc:
@@ -725,7 +728,9 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         decision is durable no later than the orders it sends. The snapshot is due when something
         that matters changed (fills, orders, positions, state); candle bookkeeping alone is saved
         at most every SOFT_SAVE_S. ``announce``: the event of this change, published once it is
-        durable and before the trade events it caused."""
+        durable and before the trade events it caused. Nothing is written by a desk unsure it
+        still owns the bot (LeaseLapsed)."""
+        self.gate.check_owner(self.name)
         before = (dict(self._trade_ids), self._closed_seen, self._realized, self._dirty, self._soft_dirty)
         opened, closed, new_trades, closes = self._book_trades()
         snapshot = None

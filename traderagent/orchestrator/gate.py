@@ -14,7 +14,8 @@ the next start resolves it by its orderLinkId (found: adopted, not found: FAILED
 
 Fencing (one owner per bot, orchestrator/lease.py): ``holds(bot)`` is asked by ``admits`` and
 again right before a bot's order is written; a bot whose lease this desk cannot be sure of any
-more sends nothing, while the desk's other bots trade on.
+more sends nothing, and writes nothing to the database (``check_owner``, raising ``LeaseLapsed``),
+while the desk's other bots trade on.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ T = TypeVar("T")
 
 class SendsStopped(Exception):
     """The desk is stopping: this order was not sent (its write-ahead row stays PENDING)."""
+
+
+class LeaseLapsed(Exception):
+    """This desk cannot be sure it still owns the bot: nothing of it is written (or sent)."""
 
 
 def _always(bot: str) -> bool:
@@ -82,6 +87,11 @@ class SendGate:
             self._waiting.discard(task)
             self._wired.add(task)
         self.sent += 1
+
+    def check_owner(self, bot: str) -> None:
+        """Before a bot's database write: raise LeaseLapsed unless this desk owns the bot."""
+        if not self.holds(bot):
+            raise LeaseLapsed(f"this desk cannot be sure it still owns {bot}: nothing written")
 
     def _refusal(self, bot: str | None) -> SendsStopped:
         self.refused += 1
