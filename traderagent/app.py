@@ -255,9 +255,14 @@ async def build(settings: Settings, bots_arg: str | None, rt: Runtime) -> Any:
 async def claim_bots(settings: Settings, db: DatabaseManager, bots_file: BotsFile) -> Leases:
     """One owner per bot: take the lease of every bot of the bots file. The bots another live desk
     runs are named in one line; with none left to run here the desk refuses to start."""
+    from traderagent.api.bybit_direct_client import RECV_WINDOW
     from traderagent.orchestrator.lease import Leases, held_elsewhere
 
-    leases = Leases(db, heartbeat=settings.lease_heartbeat, timeout=settings.lease_timeout)
+    try:  # sends stop this long before the lease may expire: a delayed request is stale by then
+        leases = Leases(db, heartbeat=settings.lease_heartbeat, timeout=settings.lease_timeout,
+                        fence=RECV_WINDOW / 1000 + 1)
+    except ValueError as exc:
+        raise StartupError(f"TRADERAGENT_LEASE_TIMEOUT / TRADERAGENT_LEASE_HEARTBEAT: {exc}") from None
     await leases.acquire(spec.name for spec in bots_file.bots)
     if leases.elsewhere:
         line = held_elsewhere(leases.elsewhere)

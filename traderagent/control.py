@@ -205,6 +205,7 @@ class Desk:
         self.standby: dict[str, BotSpec] = {}  # bots another desk runs; taken over when their lease expires
         if leases is not None:
             self.gate.holds = leases.holds
+        self._lease_beat = asyncio.Lock()  # one heartbeat at a time; a stop waits for the one in flight
         self._started = False
         self.event_bus.subscribe(self._log_events, name="db-log", types=LOGGED_EVENTS, batch=True)
 
@@ -396,11 +397,12 @@ class Desk:
         """The lease heartbeat (every ``leases.heartbeat`` s): renew this desk's leases, stop at once
         the bots another desk took over, take over the bots whose owner died."""
         assert self.leases is not None
-        changes = await self.leases.beat()
-        for name, holder in changes.lost.items():
-            self._fence(name, holder)
-        for name, holder in changes.gained.items():
-            await self._take_over(name, holder)
+        async with self._lease_beat:
+            changes = await self.leases.beat()
+            for name, holder in changes.lost.items():
+                self._fence(name, holder)
+            for name, holder in changes.gained.items():
+                await self._take_over(name, holder)
 
     def _fence(self, name: str, holder: Holder) -> None:
         """Another desk runs ``name`` now: no tick, no order from here (the gate already refuses its
@@ -457,13 +459,14 @@ class Desk:
                     log.error("stop: a bot could not be saved: %s", result)
         except TimeoutError:  # a tick still hangs (e.g. on an exchange timeout): its last step is durable
             log.error("stop: ticks still running after %.0f s; their last committed step stands", STOP_SECONDS)
+        if self.leases is not None:  # after every save, the next owner starts from them; after the
+            async with self._lease_beat:  # heartbeat in flight, which the scheduler would cut short
+                await self.leases.release()
         if self.scheduler is not None:
             self.scheduler.shutdown()
         if self.capital_persister is not None:
             await self.capital_persister.flush()
         await self.event_bus.stop(timeout=5.0)
-        if self.leases is not None:  # after every save: the next owner starts from them
-            await self.leases.release()
         self._started = False
 
     async def tick_all(self) -> None:

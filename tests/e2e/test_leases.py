@@ -58,7 +58,9 @@ take_profit = "0.005"
 """
 # shares that leave room for the fourth bot; the three common bots get the same ones on every desk
 SHARED = BOTS_TOML.replace('share = "0.3"', 'share = "0.25"').replace('share = "0.4"', 'share = "0.3"')
-LEASE = {"TRADERAGENT_LEASE_HEARTBEAT": "1", "TRADERAGENT_LEASE_TIMEOUT": "5"}
+LEASE = {"TRADERAGENT_LEASE_HEARTBEAT": "1", "TRADERAGENT_LEASE_TIMEOUT": "16"}  # sends stop 11 s before expiry
+# desks 3 and 4 hold their leases for long: desk 4 can only get desk 3's bots by seeing its process gone
+LONG_LEASE = {"TRADERAGENT_LEASE_HEARTBEAT": "1", "TRADERAGENT_LEASE_TIMEOUT": "600"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -183,7 +185,7 @@ def test_one_owner_per_bot_refusal_fencing_takeover_and_release(tmp_path, databa
         assert line.startswith("traderagent: btc-trend, sol-dca, xrp-grid run by another desk") and owner1 in line, line
         assert holders(database) == dict.fromkeys(THREE, owner1)  # the refused desk took nothing
 
-        desk3 = start_desk(desk_env(sim.url, database, four, **LEASE), tmp_path, log3)
+        desk3 = start_desk(desk_env(sim.url, database, four, **LONG_LEASE), tmp_path, log3)
         notes = wait_for("desk 3's note", lambda: [ln for ln in log3.read_text().splitlines()
                                                    if "run by another desk" in ln], desk3, log3)
         assert holders(database)["eth-dca"] != owner1
@@ -208,10 +210,12 @@ def test_one_owner_per_bot_refusal_fencing_takeover_and_release(tmp_path, databa
 
         desk3.kill()  # SIGKILL: no release, no cleanup
         desk3.wait()
-        desk4 = start_desk(desk_env(sim.url, database, four, **LEASE), tmp_path, log4)
+        desk4 = start_desk(desk_env(sim.url, database, four, **LONG_LEASE), tmp_path, log4)
         wait_for("desk 4's leases", lambda: (h := holders(database)) and set(h.values()) - {owner3} and len(h) == 4,
-                 desk4, log4, limit=4)  # well within the lease timeout: nothing waited for it
-        assert "run by another desk" not in log4.read_text()
+                 desk4, log4)
+        text = log4.read_text()  # it did not wait for the timeout: it saw desk 3's process gone
+        assert f"taking over at once the bots of {owner3}: that process no longer runs" in text, text[-3000:]
+        assert "run by another desk" not in text
         orders = order_count(database)
         wait_for("desk 4 trading", lambda: order_count(database) > orders, desk4, log4)
         desk4.send_signal(signal.SIGTERM)

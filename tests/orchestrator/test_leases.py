@@ -114,8 +114,47 @@ async def test_a_restarted_desk_takes_at_once_the_bots_of_a_process_gone_from_th
     restarted = Leases(store, clock=clock)
     assert list(await restarted.acquire(["crashed", "alive", "remote"])) == ["crashed"]
     assert sorted(restarted.elsewhere) == ["alive", "remote"]  # these wait for their lease to expire
-    clock.advance(seconds=21)
+    clock.advance(seconds=26)  # the default timeout
     assert sorted((await restarted.beat()).gained) == ["alive", "remote"]
+
+
+async def test_a_request_signed_in_time_but_delayed_past_the_exchange_window_is_not_placed(sim, sim_url,
+                                                                                         monkeypatch):
+    """A desk frozen right after the gate let its signed request through: the exchange finds the
+    timestamp stale and refuses it (10002); the client's resend is signed anew and asked again, and
+    the gate, past the fence by then, refuses it: the order is never placed."""
+    import traderagent.sim.server as sim_server
+    from traderagent.api.bybit_direct_client import RECV_WINDOW, ByBitDirectClient
+
+    clock = Clock()
+    leases = Leases(_Store(), heartbeat=5, timeout=25, fence=RECV_WINDOW / 1000 + 1, owner="me", clock=clock)
+    await leases.acquire(["bot"])
+    gate = SendGate()
+    gate.holds = leases.holds
+    client = ByBitDirectClient(SIM_KEY, "test-secret", base_url=sim_url, backoff_base=0.01, backoff_max=0.05)
+    await client.initialize()
+    real_now = sim_server.now_ms
+
+    def frozen_after_the_check() -> None:
+        gate.on_wire()
+        if not leases.holds("bot"):
+            raise AssertionError("the gate let a send through past the fence")
+        clock.advance(seconds=15)  # the desk sleeps past its fence (14 s after the renewal) ...
+        monkeypatch.setattr(sim_server, "now_ms", lambda: real_now() + 15_000)  # ... and the request with it
+
+    client.before_order = frozen_after_the_check
+    try:
+        try:
+            await gate.send(lambda: client.create_limit_order("XRPUSDT", "buy", Decimal("10"), Decimal("0.5"),
+                                                              client_order_id="late-1"), "bot")
+        except SendsStopped as exc:
+            assert "no longer owns bot" in str(exc)
+        else:
+            raise AssertionError("the late request was placed")
+        assert "late-1" not in {o["orderLinkId"] for o in sim.orders(SIM_KEY, open_only=False)}
+        assert client.get_statistics()["errors"]["InvalidTimestampError"] == 1  # the exchange refused the stale one
+    finally:
+        await client.close()
 
 
 class _Store:

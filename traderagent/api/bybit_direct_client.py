@@ -199,8 +199,8 @@ class ByBitDirectClient:
         self._banned_until = 0.0
         self._markets: dict[str, Market] = {}
         self._stats = _Stats()
-        # called right before each order-create request is written (after the rate limiter); it may
-        # raise to refuse the send: the desk's stop gate (orchestrator/gate.py)
+        # called right before each order-create request is written (after the rate limiter and the
+        # signature); it may raise to refuse the send: the desk's send gate (orchestrator/gate.py)
         self.before_order: Callable[[], None] | None = None
 
     def __repr__(self) -> str:  # never shows the key or secret
@@ -286,8 +286,6 @@ class ByBitDirectClient:
     async def _send_once(self, method: str, path: str, params: Mapping[str, Any], signed: bool) -> dict[str, Any]:
         """One HTTP exchange: throttle, sign the exact bytes, send them, parse the envelope."""
         await self._throttle(path)
-        if self.before_order is not None and path == "/v5/order/create":
-            self.before_order()
         if self._banned_until > time.monotonic():
             raise IPBannedError(f"{path}: IP banned by ByBit (HTTP 403), waiting out the ban", endpoint=path)
         session = self._ensure_session()
@@ -304,6 +302,10 @@ class ByBitDirectClient:
             headers = self._signed_headers(payload)
         else:
             headers = {"Content-Type": "application/json"} if body is not None else {}
+        if self.before_order is not None and path == "/v5/order/create":
+            # after signing: a request let through here carries a timestamp from before the check, so
+            # one delayed past recv_window (a process frozen right after) is refused by the exchange
+            self.before_order()
         started = time.perf_counter()
         try:
             async with session.request(method, yarl.URL(url, encoded=True), data=body, headers=headers) as resp:

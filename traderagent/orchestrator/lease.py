@@ -15,10 +15,13 @@ A desk restarted after a crash need not wait for the timeout: a lease whose owne
 the same process space (this boot of this machine, this pid namespace) that no longer runs is taken
 over at once. Anywhere else (another host, another container) only the timeout can tell.
 
-Fencing: ``holds(bot)`` is true only until one heartbeat before the lease can expire, by the
+Fencing: ``holds(bot)`` is true only until ``fence`` seconds before the lease can expire, by the
 desk's own clock, counted from the moment the last renewal was started. A desk frozen longer than
-that (or cut off from its database) stops sending that bot's orders before any other desk can take
-the bot over; the send gate asks ``holds`` right before an order is written to the exchange.
+that (or cut off from its database) stops sending that bot's orders, and writing its state, before
+any other desk can take the bot over; the send gate asks ``holds`` after an order request is
+signed, right before it is written. ``fence`` covers the exchange's request window (recvWindow,
+plus clock skew): a request signed in time but delayed by a freeze is refused by the exchange
+once the lease has expired, so the next owner can reconcile the bot's orders at once.
 """
 
 from __future__ import annotations
@@ -109,14 +112,17 @@ def held_elsewhere(holders: Mapping[str, Holder]) -> str:
 class Leases:
     """This desk's leases; see the module docstring."""
 
-    def __init__(self, store: LeaseStorePort, *, heartbeat: float = 5.0, timeout: float = 20.0,
-                 owner: str | None = None, clock: Callable[[], datetime] | None = None,
-                 space: str | None = None) -> None:
-        if heartbeat <= 0 or timeout < 3 * heartbeat:
-            raise ValueError("the lease timeout must be at least three heartbeats")
+    def __init__(self, store: LeaseStorePort, *, heartbeat: float = 5.0, timeout: float = 25.0,
+                 fence: float | None = None, owner: str | None = None,
+                 clock: Callable[[], datetime] | None = None, space: str | None = None) -> None:
+        fence = max(heartbeat, fence or 0.0)
+        if heartbeat <= 0 or timeout < fence + 2 * heartbeat:
+            raise ValueError(f"the lease timeout ({timeout:g} s) must cover two heartbeats ({heartbeat:g} s) and "
+                             f"the fence before it ({fence:g} s: the exchange's request window and clock skew)")
         self.store = store
         self.heartbeat = heartbeat
         self.timeout = timedelta(seconds=timeout)
+        self.fence = timedelta(seconds=fence)
         self.owner = owner or new_owner_id()
         self.space = space if space is not None else process_space()
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -133,7 +139,7 @@ class Leases:
         return until is not None and self.clock() < until
 
     def _window(self, started: datetime) -> datetime:
-        return started + self.timeout - timedelta(seconds=self.heartbeat)
+        return started + self.timeout - self.fence
 
     async def acquire(self, bots: Iterable[str]) -> dict[str, Holder]:
         """Take the lease of every bot in ``bots`` no other live desk holds; returns, for each bot
