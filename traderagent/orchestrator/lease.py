@@ -66,8 +66,6 @@ def gone(row: LeaseRow, space: str | None) -> bool:
         pid = int(row.owner.split(":")[-2])
     except (IndexError, ValueError):
         return False
-    if pid == os.getpid():
-        return True  # an earlier process with this pid (another random part): not this one
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -179,8 +177,17 @@ class Leases:
             holders = {row.bot_name: Holder.of(row) for row in await self.store.lease_holders(lost_names)}
             lost = {b: holders.get(b, NOBODY) for b in lost_names}
             self.elsewhere.update(lost)
-        gained = await self.acquire(list(self.elsewhere)) if self.elsewhere else {}
-        return LeaseChanges(lost, gained)
+        return LeaseChanges(lost, await self._take_free(now))
+
+    async def _take_free(self, now: datetime) -> dict[str, Holder]:
+        """Acquire the bots held elsewhere whose lease is gone, expired or its owner's process gone
+        (one read of them first: a conditional write per bot costs more)."""
+        if not self.elsewhere:
+            return {}
+        rows = {r.bot_name: r for r in await self.store.lease_holders(list(self.elsewhere))}
+        self.elsewhere.update((b, Holder.of(r)) for b, r in rows.items())
+        free = [b for b in self.elsewhere if (r := rows.get(b)) is None or r.expires_at < now or gone(r, self.space)]
+        return await self.acquire(free) if free else {}
 
     async def release(self, bots: Iterable[str] | None = None) -> None:
         """Give up the leases of ``bots`` (default: every one): another desk may run them at once."""
