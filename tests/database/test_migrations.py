@@ -18,7 +18,7 @@ from traderagent.database.exceptions import DatabaseError
 from traderagent.database.manager import DatabaseManager
 from traderagent.database.models import Base, BotModel, Order, Trade
 
-HEAD = "0006_outbox"  # the newest revision (the outbox, after the audit trail)
+HEAD = "0007_leases"  # the newest revision (the bot leases, after the outbox)
 OPENED = dt.datetime(2024, 5, 1, 8, 0, tzinfo=dt.UTC)
 
 
