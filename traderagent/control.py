@@ -453,15 +453,18 @@ class Desk:
                  self.gate.sent, self.gate.refused, unanswered)
         saves = asyncio.gather(*(h.bot.save() for h in self.bots.values()), return_exceptions=True)
         left = STOP_SECONDS - (asyncio.get_running_loop().time() - started)
+        settled = unanswered == 0
         try:
             for result in await asyncio.wait_for(saves, max(left, 0.5)):
                 if isinstance(result, Exception):
                     log.error("stop: a bot could not be saved: %s", result)
         except TimeoutError:  # a tick still hangs (e.g. on an exchange timeout): its last step is durable
+            settled = False
             log.error("stop: ticks still running after %.0f s; their last committed step stands", STOP_SECONDS)
-        if self.leases is not None:  # after every save, the next owner starts from them; after the
-            async with self._lease_beat:  # heartbeat in flight, which the scheduler would cut short
+        if self.leases is not None and settled:  # after every save, the next owner starts from them; after
+            async with self._lease_beat:  # the heartbeat in flight, which the scheduler would cut short
                 await self.leases.release()
+        # not settled: a request may still reach the exchange; the leases expire after the fence instead
         if self.scheduler is not None:
             self.scheduler.shutdown()
         if self.capital_persister is not None:
