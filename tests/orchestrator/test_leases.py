@@ -13,6 +13,8 @@ import sys
 from collections import Counter
 from decimal import Decimal
 
+import pytest
+
 from traderagent.orchestrator.events import EventType
 from traderagent.orchestrator.gate import SendGate, SendsStopped
 from traderagent.orchestrator.lease import Leases, process_space
@@ -74,28 +76,26 @@ async def test_a_frozen_desk_is_fenced_and_the_other_desk_takes_the_bot_over(sim
         await b.close()
 
 
-async def test_a_stop_releases_the_leases_only_once_no_send_is_left_unanswered(sim, tmp_path):
-    clock = Clock()
-    for unanswered, kept in ((True, ["desk-A"]), (False, [])):
-        h = await build_desk(sim.base_url, tmp_path / "desk.db", [GRID], clock=clock, lease_owner="desk-A")
-        wired, answer = asyncio.Event(), asyncio.Event()
+@pytest.mark.parametrize(("unanswered", "kept"), [(True, ["desk-A"]), (False, [])])
+async def test_a_stop_releases_the_leases_only_once_no_send_is_left_unanswered(sim, tmp_path, unanswered, kept):
+    h = await build_desk(sim.base_url, tmp_path / "desk.db", [GRID], clock=Clock(), lease_owner="desk-A")
+    wired, answer = asyncio.Event(), asyncio.Event()
 
-        async def on_the_wire() -> None:
-            h.desk.gate.on_wire()
-            wired.set()
-            await answer.wait()  # the exchange never answers before the stop gives up on it
+    async def on_the_wire() -> None:
+        h.desk.gate.on_wire()
+        wired.set()
+        await answer.wait()  # the exchange does not answer before the stop gives up on it
 
-        send = asyncio.create_task(h.desk.gate.send(on_the_wire, "xrp-grid")) if unanswered else None
-        if send is not None:
-            await wired.wait()
-        await h.desk.stop()
-        assert [r.owner for r in await h.db.lease_holders(["xrp-grid"])] == kept
-        answer.set()
-        if send is not None:
-            await send
-        await h.db.release_leases("desk-A")
-        await h.client.close()
-        await h.db.close()
+    send = asyncio.create_task(h.desk.gate.send(on_the_wire, "xrp-grid")) if unanswered else None
+    if send is not None:
+        await wired.wait()
+    await h.desk.stop()
+    assert [r.owner for r in await h.db.lease_holders(["xrp-grid"])] == kept
+    answer.set()
+    if send is not None:
+        await send
+    await h.client.close()
+    await h.db.close()
 
 
 async def test_the_gate_refuses_a_send_whose_lease_lapsed_while_it_waited_for_the_rate_limiter():
