@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+from pybit.unified_trading import HTTP
 from yarl import URL
 
 
@@ -80,3 +81,11 @@ async def _body(r: aiohttp.ClientResponse) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def pybit_session(sim_url: str) -> HTTP:
+    """pybit's HTTP client (an oracle: not ours) pointed at the simulator with the test account."""
+    session = HTTP(testnet=False, api_key="test-key", api_secret="test-secret", max_retries=1, retry_delay=0,
+                   timeout=5)
+    session.endpoint = sim_url  # pybit has no base-URL argument
+    return session

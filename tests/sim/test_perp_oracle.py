@@ -7,18 +7,12 @@ from decimal import Decimal as D
 
 import pytest
 from pybit.exceptions import InvalidRequestError
-from pybit.unified_trading import HTTP
 
-
-def _pybit(sim_url: str) -> HTTP:
-    session = HTTP(testnet=False, api_key="test-key", api_secret="test-secret", max_retries=1, retry_delay=0,
-                   timeout=5)
-    session.endpoint = sim_url  # pybit has no base-URL argument
-    return session
+from tests.sim.helpers import pybit_session
 
 
 async def test_pybit_set_leverage_switch_mode_and_position_list(sim_url, sim):
-    s = _pybit(sim_url)
+    s = pybit_session(sim_url)
     sim.set_price("BTCUSDT", D("50000"))
     ok = await asyncio.to_thread(s.set_leverage, category="linear", symbol="BTCUSDT", buyLeverage="4",
                                  sellLeverage="4")

@@ -546,7 +546,8 @@ class Engine:
             return acct.by_id.get(oid) if oid else None
         return None
 
-    def cancel(self, acct: Account, p: dict) -> Order:
+    def target(self, acct: Account, p: dict) -> tuple[_LinearRules | _SpotRules, SymbolSpec, Order | None]:
+        """The order a cancel or amend names (``orderId`` wins over ``orderLinkId``), with its category's rules."""
         category = p.get("category")
         if category not in ("linear", "spot"):
             raise ApiError(10001, "Illegal category")
@@ -557,15 +558,26 @@ class Engine:
             raise ApiError(10001 if category == "linear" else 170105,
                            "params error: OrderId or orderLinkId is required")
         o = self.find(acct, category, order_id, link_id)
-        if o is not None and o.order_id in acct.conditionals and o.symbol == spec.symbol:
+        return v, spec, (o if o is not None and o.symbol == spec.symbol else None)
+
+    def cancel(self, acct: Account, p: dict) -> Order:
+        category = p.get("category")
+        o = self.target(acct, p)[2]
+        if o is not None and o.order_id in acct.conditionals:
             return protection.cancel(self, acct, o)
-        if o is None or o.symbol != spec.symbol or not o.is_open:
+        if o is None or not o.is_open:
             if category == "spot":
                 raise ApiError(170213, "Order does not exist.")
             raise ApiError(110001, "Order does not exist" if o is None else
                            "order not exists or too late to cancel")
         self._close(acct, o, "Cancelled", cancel_type="CancelByUser")
         return o
+
+    def reprice(self, acct: Account, o: Order, qty: Decimal, price: Decimal | None) -> None:
+        """Amend an open order in place: off the book, new qty/price, then rest or fill as a new one would."""
+        self._close(acct, o, o.status)
+        o.qty, o.price = qty, price
+        self._on_new(acct, o, self.price(o.symbol))
 
     def cancel_all(self, acct: Account, p: dict) -> list[Order]:
         category = p.get("category")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from traderagent.sim import perp, persist, protection, wire
+from traderagent.sim import batch, perp, persist, protection, wire
 from traderagent.sim.auth import DEFAULT_RECV_WINDOW, check_signature, check_timestamp
 from traderagent.sim.config import ApiKeySettings, Faults, SimConfig
 from traderagent.sim.market import PriceSeries, SymbolSpec
@@ -252,7 +252,7 @@ class ExchangeSimulator:
             "/v5/order/create": wire.create, "/v5/order/cancel": wire.cancel,
             "/v5/order/cancel-all": wire.cancel_all, "/v5/position/set-leverage": wire.set_leverage,
             "/v5/position/switch-mode": wire.switch_mode,
-            "/v5/position/trading-stop": protection.trading_stop,
+            "/v5/position/trading-stop": protection.trading_stop, "/v5/order/amend": batch.amend,
         }
         for path, fn in public.items():
             app.router.add_get(path, self._wrap(fn, private=False), allow_head=False)
@@ -260,8 +260,10 @@ class ExchangeSimulator:
             app.router.add_get(path, self._wrap(fn, private=True), allow_head=False)
         for path, fn in private_post.items():
             app.router.add_post(path, self._wrap(fn, private=True))
+        for path, batch_fn in BATCHES.items():
+            app.router.add_post(path, self._wrap(batch_fn, private=True))
 
-    def _wrap(self, fn: Callable[..., dict], *, private: bool) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    def _wrap(self, fn: Callable[..., dict | batch.Reply], *, private: bool) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handler(request: web.Request) -> web.StreamResponse:
             return await self._handle(request, fn, private)
         return handler
@@ -269,7 +271,7 @@ class ExchangeSimulator:
     def _chance(self, rate: float) -> bool:
         return rate > 0 and self._rng.random() < rate
 
-    async def _handle(self, request: web.Request, fn: Callable[..., dict], private: bool) -> web.StreamResponse:
+    async def _handle(self, request: web.Request, fn: Callable[..., dict | batch.Reply], private: bool) -> web.StreamResponse:
         path = request.path
         self.request_counts[path] += 1
         faults = self.faults
@@ -285,15 +287,21 @@ class ExchangeSimulator:
                 if private:
                     headers = self._limit_headers(self._limit_for(path, params), 0, now_ms() + 1000)
                 raise ApiError(10006, "Too many visits. Exceeded the API Rate Limit.")
+            granted = 1
             if acct is not None:
                 self._check_key(acct.api_key, request)
-                headers = self._rate_limit(acct.api_key, path, params)
-            result = fn(self, acct, params)
+                cost = batch.cost(params) if path in BATCHES else 1
+                headers, granted = self._rate_limit(acct.api_key, path, params, cost)
+            result = fn(self, acct, params, granted) if path in BATCHES else fn(self, acct, params)
             if request.method == "POST":  # durable before the answer: the desk may act on it at once
                 self.save_state()
             if path == "/v5/user/query-api":
                 msg = ""
-            body = wire.envelope(0, msg, result)
+            if isinstance(result, batch.Reply):
+                body = wire.envelope(0, msg, result.result)
+                body["retExtInfo"] = {"list": result.ext}
+            else:
+                body = wire.envelope(0, msg, result)
         except ApiError as e:
             if isinstance(e, _RateLimited):
                 headers = e.headers
@@ -356,19 +364,27 @@ class ExchangeSimulator:
         return {"X-Bapi-Limit": str(limit), "X-Bapi-Limit-Status": str(max(0, remaining)),
                 "X-Bapi-Limit-Reset-Timestamp": str(reset)}
 
-    def _rate_limit(self, api_key: str, path: str, params: dict) -> dict[str, str]:
-        """Rolling 1 s window per (key, endpoint, spot-or-not); over the limit -> 10006 (HTTP 200)."""
+    def _rate_limit(self, api_key: str, path: str, params: dict, cost: int = 1) -> tuple[dict[str, str], int]:
+        """Rolling 1 s window per (key, endpoint, spot-or-not); over the limit -> 10006 (HTTP 200). A batch
+        costs one unit per order: it is granted what is left (its later items fail), nothing left -> 10006."""
         limit = self._limit_for(path, params)
         bucket = "spot" if params.get("category") == "spot" and path in self.config.spot_rate_limits else ""
         win = self._windows.setdefault((api_key, path, bucket), deque())
         now = now_ms()
         while win and win[0] <= now - 1000:
             win.popleft()
-        if len(win) >= limit:
+        granted = min(cost, limit - len(win))
+        if granted <= 0:
             headers = self._limit_headers(limit, 0, win[0] + 1000)
             raise _RateLimited(headers)
-        win.append(now)
-        return self._limit_headers(limit, limit - len(win), now)
+        win.extend([now] * granted)
+        return self._limit_headers(limit, limit - len(win), now), granted
+
+
+BATCHES: dict[str, Callable[..., batch.Reply]] = {
+    "/v5/order/create-batch": batch.create_batch, "/v5/order/amend-batch": batch.amend_batch,
+    "/v5/order/cancel-batch": batch.cancel_batch,
+}
 
 
 class _RateLimited(ApiError):
