@@ -26,6 +26,25 @@ from typing import Any, Protocol, runtime_checkable
 
 
 # ---------------------------------------------------------------------- exchange
+@dataclass(frozen=True)
+class LimitOrder:
+    """One resting order of a batch: what ``create_limit_order`` takes, as a value."""
+
+    side: str
+    amount: Decimal
+    price: Decimal
+    client_order_id: str
+    reduce_only: bool = False
+
+
+@dataclass(frozen=True)
+class OrderKey:
+    """An order named by the exchange's id (wins when both are given) or by our orderLinkId."""
+
+    order_id: str | None
+    client_order_id: str
+
+
 class InstrumentRules(Protocol):
     """The rounding steps of one symbol."""
 
@@ -63,6 +82,15 @@ class ExchangePort(Protocol):
 
     async def cancel_order(self, order_id: str | None, symbol: str, *,
                            client_order_id: str | None = None) -> dict[str, Any]: ...
+
+    # batches (one request for many orders; per item: the order dict or the exception that item got)
+    async def place_orders_batch(self, symbol: str, orders: Sequence[LimitOrder]) -> list[dict[str, Any] | Exception]: ...
+
+    async def cancel_orders_batch(self, symbol: str,
+                                  refs: Sequence[OrderKey]) -> list[dict[str, Any] | Exception]: ...
+
+    async def amend_order(self, symbol: str, ref: OrderKey, *, amount: Decimal | None = None,
+                          price: Decimal | None = None) -> dict[str, Any]: ...
 
     # perpetuals (linear); a spot client answers "one-way" and empty lists
     async def position_mode(self, symbol: str) -> str: ...  # "one-way" | "hedge"

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import pytest
 
 from tests.api.canned import CannedServer
@@ -24,3 +27,28 @@ async def canned_client(canned):
     await client.initialize()
     yield client
     await client.close()
+
+
+
+@asynccontextmanager
+async def sim_client(sim_url: str, market_type: str) -> AsyncIterator[ByBitDirectClient]:
+    """Our client over HTTP against the simulator (fixture ``sim``), initialised, closed after."""
+    client = ByBitDirectClient("test-key", "test-secret", base_url=sim_url, market_type=market_type,
+                               backoff_base=0.01, backoff_max=0.05)
+    await client.initialize()
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+async def linear(sim_url):
+    async with sim_client(sim_url, "linear") as client:
+        yield client
+
+
+@pytest.fixture
+async def spot(sim_url):
+    async with sim_client(sim_url, "spot") as client:
+        yield client

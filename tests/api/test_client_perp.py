@@ -5,21 +5,9 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
-import pytest
-
 from tests.sim.helpers import SignedClient
-from traderagent.api.bybit_direct_client import ByBitDirectClient
 
 KEY, SECRET = "test-key", "test-secret"
-
-
-@pytest.fixture
-async def linear(sim_url):
-    client = ByBitDirectClient(KEY, SECRET, base_url=sim_url, market_type="linear", backoff_base=0.01,
-                               backoff_max=0.05)
-    await client.initialize()
-    yield client
-    await client.close()
 
 
 async def test_position_mode_one_way_then_hedge(sim_url, linear):

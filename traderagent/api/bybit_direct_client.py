@@ -26,7 +26,7 @@ from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from ..numbers import ZERO, decimal_or, to_decimal
-from ..ports import HeldStops
+from ..ports import HeldStops, LimitOrder, OrderKey
 from ..timeframes import bybit_interval
 from .exceptions import (
     AccessDeniedError,
@@ -50,6 +50,7 @@ from .markets import (
     parse_spot,
     round_down,
 )
+from .ratelimit import RollingLimiter
 from .signing import build_query, format_value, sign
 
 __all__ = ["ByBitDirectClient", "klines_to_frame", "MAINNET_URL", "DEMO_URL", "RECV_WINDOW"]
@@ -78,6 +79,10 @@ _ORDER_LIMITS: dict[str, dict[str, float]] = {
     "linear": {"/v5/order/create": 10, "/v5/order/amend": 10, "/v5/order/cancel": 10, "/v5/order/cancel-all": 10},
     "spot": {"/v5/order/create": 20, "/v5/order/amend": 10, "/v5/order/cancel": 20, "/v5/order/cancel-all": 20},
 }
+# the batch endpoints: their own bucket per path, charged per ORDER (orders per rolling second)
+_BATCH_LIMITS: dict[str, float] = {"linear": 10, "spot": 20}
+_BATCH_PATHS = ("/v5/order/create-batch", "/v5/order/amend-batch", "/v5/order/cancel-batch")
+BATCH_MAX_ITEMS = {"linear": 20, "spot": 10}  # ByBit's cap on orders per batch request
 
 _ORDER_STATUS = {
     "New": "open",
@@ -246,11 +251,18 @@ class ByBitDirectClient:
     # ------------------------------------------------------------------ rate limiting
     def _build_limiters(
         self, overrides: Mapping[str, float | None] | None, enabled: bool
-    ) -> dict[str, AsyncLimiter]:
+    ) -> dict[str, AsyncLimiter | RollingLimiter]:
         if not enabled:
             return {}
-        rates: dict[str, float | None] = {**_COMMON_LIMITS, **_ORDER_LIMITS[self.market_type], **(overrides or {})}
-        return {key: self._limiter(rate) for key, rate in rates.items() if rate}
+        batch = dict.fromkeys(_BATCH_PATHS, _BATCH_LIMITS[self.market_type])
+        rates: dict[str, float | None] = {**_COMMON_LIMITS, **_ORDER_LIMITS[self.market_type], **batch,
+                                          **(overrides or {})}
+        return {key: self._batch_limiter(rate) if key in _BATCH_PATHS else self._limiter(rate)
+                for key, rate in rates.items() if rate}
+
+    @staticmethod
+    def _batch_limiter(rate: float) -> RollingLimiter:
+        return RollingLimiter(max(1, int(0.9 * rate)))  # charged per order; 10% margin for arrival jitter
 
     @staticmethod
     def _limiter(rate: float) -> AsyncLimiter:
@@ -261,13 +273,13 @@ class ByBitDirectClient:
         drain = max(budget - burst, 0.5)
         return AsyncLimiter(burst, burst / drain)
 
-    async def _throttle(self, path: str) -> None:
+    async def _throttle(self, path: str, cost: int = 1) -> None:
         limiter = self._limiters.get(PUBLIC_GROUP if path.startswith("/v5/market/") else path)
         if limiter is None:
             return
-        if not limiter.has_capacity():
+        if not limiter.has_capacity(cost):
             self._stats.rate_limit_waits += 1
-        await limiter.acquire()
+        await limiter.acquire(cost)
 
     # ------------------------------------------------------------------ transport
     def _now_ms(self) -> int:
@@ -283,9 +295,10 @@ class ByBitDirectClient:
             "Content-Type": "application/json",
         }
 
-    async def _send_once(self, method: str, path: str, params: Mapping[str, Any], signed: bool) -> dict[str, Any]:
+    async def _send_once(self, method: str, path: str, params: Mapping[str, Any], signed: bool,
+                         cost: int = 1) -> dict[str, Any]:
         """One HTTP exchange: throttle, sign the exact bytes, send them, parse the envelope."""
-        await self._throttle(path)
+        await self._throttle(path, cost)
         if self._banned_until > time.monotonic():
             raise IPBannedError(f"{path}: IP banned by ByBit (HTTP 403), waiting out the ban", endpoint=path)
         session = self._ensure_session()
@@ -302,7 +315,7 @@ class ByBitDirectClient:
             headers = self._signed_headers(payload)
         else:
             headers = {"Content-Type": "application/json"} if body is not None else {}
-        if self.before_order is not None and path == "/v5/order/create":
+        if self.before_order is not None and path in ("/v5/order/create", "/v5/order/create-batch"):
             # after signing: a request let through here carries a timestamp from before the check, so
             # one delayed past recv_window (a process frozen right after) is refused by the exchange
             self.before_order()
@@ -365,15 +378,16 @@ class ByBitDirectClient:
             raise IPBannedError(f"{path}: HTTP 403 IP rate limit breached; ByBit bans ~10 min", endpoint=path)
         raise AccessDeniedError(f"{path}: HTTP 403 access denied (IP region blocked or forbidden)", endpoint=path)
 
-    async def _send(self, method: str, path: str, params: Mapping[str, Any], signed: bool) -> dict[str, Any]:
+    async def _send(self, method: str, path: str, params: Mapping[str, Any], signed: bool,
+                    cost: int = 1) -> dict[str, Any]:
         """One logical attempt; a 10002 (clock) re-syncs the offset and resends once."""
         try:
-            return await self._send_once(method, path, params, signed)
+            return await self._send_once(method, path, params, signed, cost)
         except InvalidTimestampError:
             if not signed:
                 raise
             await self._resync_time()
-            return await self._send_once(method, path, params, signed)
+            return await self._send_once(method, path, params, signed, cost)
 
     async def _retry(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Run `attempt`; on NetworkError / RateLimitError retry with tenacity (exponential backoff
@@ -990,6 +1004,108 @@ class ByBitDirectClient:
             if kind in _STOP_TYPES and decimal_or(o.get("cumExecQty"), ZERO) > 0:
                 out.append(self._parse_order(o) | {"stop_order_type": kind})
         return sorted(out, key=lambda o: o["updated_at"])
+
+    # ------------------------------------------------------------------ batches and amend
+    @property
+    def batch_size(self) -> int:
+        """Orders per batch request: ByBit's cap, and no more than the batch bucket holds."""
+        cap = BATCH_MAX_ITEMS[self.market_type]
+        limiter = self._limiters.get("/v5/order/create-batch")
+        return min(cap, int(limiter.max_rate)) if limiter is not None else cap
+
+    async def place_orders_batch(self, symbol: str, orders: Sequence[LimitOrder]) -> list[dict[str, Any] | Exception]:
+        """Limit orders through /v5/order/create-batch; per order (in order) the order dict or its error.
+        A batch whose answer is lost is uncertain: its items answer NetworkError (look them up by orderLinkId)."""
+        market = await self._market(symbol)
+        bodies: list[dict[str, Any] | Exception] = []
+        for o in orders:
+            try:
+                bodies.append(self._limit_body(market, o))
+            except InvalidOrderError as exc:
+                bodies.append(exc)
+        return await self._batch("/v5/order/create-batch", bodies, self._order_from_ack)
+
+    def _limit_body(self, market: Market, o: LimitOrder) -> dict[str, Any]:
+        qty = round_down(to_decimal(o.amount), market.qty_step)
+        px = round_down(to_decimal(o.price), market.tick_size)
+        check_order(market, qty, px, is_market=False)
+        body: dict[str, Any] = {"symbol": market.symbol, "side": self._side(o.side), "orderType": "Limit",
+                                "qty": qty, "price": px, "timeInForce": "GTC",
+                                "orderLinkId": self._link_id(o.client_order_id)}
+        self._add_position_fields(body, o.reduce_only)
+        return body
+
+    async def cancel_orders_batch(self, symbol: str, refs: Sequence[OrderKey]) -> list[dict[str, Any] | Exception]:
+        """Cancel through /v5/order/cancel-batch; per order the ack (status "cancelled", fills unknown) or its error."""
+        bodies: list[dict[str, Any] | Exception] = []
+        for ref in refs:
+            params = self._id_params(symbol, ref.order_id, ref.client_order_id)
+            del params["category"]
+            bodies.append(params)
+        return await self._batch("/v5/order/cancel-batch", bodies, self._cancel_ack)
+
+    def _cancel_ack(self, body: Mapping[str, Any], ack: Mapping[str, Any]) -> dict[str, Any]:
+        now = self._now_ms()
+        return {"id": ack.get("orderId", ""), "client_order_id": ack.get("orderLinkId") or body.get("orderLinkId", ""),
+                "symbol": body["symbol"], "side": "", "type": "", "price": None, "amount": ZERO, "filled": ZERO,
+                "avg_price": None, "status": "cancelled", "fee": ZERO, "reduce_only": False,
+                "created_at": now, "updated_at": now}
+
+    async def amend_order(self, symbol: str, ref: OrderKey, *, amount: Decimal | None = None,
+                          price: Decimal | None = None) -> dict[str, Any]:
+        """Change a resting order's qty and/or price in place (same ids, keeps its place if only qty falls);
+        returns ``{id, client_order_id}``. A lost answer is retried: an amend to the same values is harmless."""
+        market = await self._market(symbol)
+        body = self._id_params(symbol, ref.order_id, ref.client_order_id)
+        if amount is not None:
+            body["qty"] = round_down(to_decimal(amount), market.qty_step)
+        if price is not None:
+            body["price"] = round_down(to_decimal(price), market.tick_size)
+        ack = await self._request("POST", "/v5/order/amend", body)
+        return {"id": ack.get("orderId", ""), "client_order_id": ack.get("orderLinkId", ref.client_order_id)}
+
+    async def _batch(self, path: str, items: Sequence[dict[str, Any] | Exception],
+                     parse: Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any]],
+                     ) -> list[dict[str, Any] | Exception]:
+        """Send the items that are requests in chunks of ``batch_size``; map each answer back to its slot."""
+        out: list[dict[str, Any] | Exception] = list(items)
+        todo = {i: item for i, item in enumerate(items) if isinstance(item, dict)}
+        slots = list(todo)
+        chunks = [slots[k:k + self.batch_size] for k in range(0, len(slots), self.batch_size)]
+        sent = await asyncio.gather(*(self._send_chunk(path, [todo[i] for i in c]) for c in chunks),
+                                    return_exceptions=True)
+        for chunk, answer in zip(chunks, sent, strict=True):
+            for n, i in enumerate(chunk):
+                body = todo[i]
+                if isinstance(answer, BaseException):
+                    if not isinstance(answer, Exception):
+                        raise answer
+                    out[i] = answer
+                    continue
+                row, ext = answer[n]
+                out[i] = parse(body, row) if ext.get("code") == 0 else exception_for_retcode(
+                    int(ext.get("code") or -1), str(ext.get("msg", "")), path, secrets=self._secrets)
+        return out
+
+    async def _send_chunk(self, path: str, bodies: list[dict[str, Any]]) -> list[tuple[dict, dict]]:
+        """One batch request (retried only when refused whole by the rate limit: nothing was done)."""
+        params = {"category": self.category, "request": [_wire(b) for b in bodies]}
+
+        async def attempt() -> tuple[dict[str, Any] | None, NetworkError | None]:
+            try:
+                return await self._send("POST", path, params, True, cost=len(bodies)), None
+            except NetworkError as exc:  # maybe done: never resent blind; the caller looks them up
+                return None, exc
+
+        data, lost = await self._retry(attempt)
+        if lost is not None:
+            raise lost
+        assert data is not None
+        rows = (data.get("result") or {}).get("list") or []
+        ext = (data.get("retExtInfo") or {}).get("list") or []
+        if len(rows) != len(bodies) or len(ext) != len(bodies):
+            raise ExchangeAPIError(f"{path}: {len(rows)} results for {len(bodies)} orders", endpoint=path)
+        return list(zip(rows, ext, strict=True))
 
     # ------------------------------------------------------------------ stats
     def get_statistics(self) -> dict[str, Any]:

@@ -1,0 +1,64 @@
+"""The client's batch and amend methods over HTTP against the simulator: per-item outcomes in order,
+chunking by the category's cap, the batch bucket charged per order, errors mapped per item."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import pytest
+
+from traderagent.api import exceptions as ex
+from traderagent.ports import LimitOrder, OrderKey
+
+KEY, SECRET = "test-key", "test-secret"
+
+
+def ladder(n: int, prefix: str, start: int = 49000) -> list[LimitOrder]:
+    return [LimitOrder("buy", D("0.01"), D(start - 100 * i), f"{prefix}{i}") for i in range(n)]
+
+
+async def test_place_batch_books_each_item_and_maps_each_failure(linear, sim):
+    sim.set_price("BTCUSDT", D("50000"))
+    orders = [*ladder(2, "ok"), LimitOrder("buy", D("0.01"), D("49000"), "ok0"),  # duplicate link
+              LimitOrder("buy", D("0.0001"), D("49000"), "tiny")]  # refused locally, never sent
+    out = await linear.place_orders_batch("BTCUSDT", orders)
+    assert [o["client_order_id"] for o in out[:2]] == ["ok0", "ok1"]  # type: ignore[index]
+    assert all(o["status"] == "open" and o["id"] for o in out[:2])  # type: ignore[index]
+    assert isinstance(out[2], ex.DuplicateOrderError) and isinstance(out[3], ex.InvalidOrderError)
+    assert sim.request_counts["/v5/order/create-batch"] == 1
+    assert sorted(o["orderLinkId"] for o in sim.orders(KEY)) == ["ok0", "ok1"]
+
+
+async def test_a_spot_ladder_goes_in_chunks_of_the_category_cap(spot, sim):
+    sim.set_price("BTCUSDT", D("50000"))
+    out = await spot.place_orders_batch("BTCUSDT", ladder(15, "s"))
+    assert all(isinstance(o, dict) for o in out) and spot.batch_size == 10
+    assert sim.request_counts["/v5/order/create-batch"] == 2 and len(sim.orders(KEY)) == 15
+
+
+async def test_linear_batches_stay_inside_the_per_order_bucket(linear, sim):
+    """10 orders/s per UID on the linear batch bucket: 25 orders go as chunks of 9, none answers 10006."""
+    sim.set_price("BTCUSDT", D("50000"))
+    out = await linear.place_orders_batch("BTCUSDT", ladder(25, "l", 49900))
+    assert all(isinstance(o, dict) for o in out), [o for o in out if not isinstance(o, dict)]
+    assert linear.batch_size == 9 and sim.request_counts["/v5/order/create-batch"] == 3
+
+
+async def test_cancel_batch_and_amend(linear, sim):
+    sim.set_price("BTCUSDT", D("50000"))
+    placed = await linear.place_orders_batch("BTCUSDT", ladder(3, "c"))
+    first = placed[0]
+    assert isinstance(first, dict)
+    amended = await linear.amend_order("BTCUSDT", OrderKey(first["id"], "c0"), price=D("48555.55"),
+                                       amount=D("0.02"))
+    assert amended == {"id": first["id"], "client_order_id": "c0"}
+    o = next(o for o in sim.orders(KEY) if o["orderLinkId"] == "c0")
+    assert (D(o["price"]), D(o["qty"])) == (D("48555.5"), D("0.02"))  # rounded down to the tick
+    sim.fill(KEY, "c1")
+    out = await linear.cancel_orders_batch("BTCUSDT", [OrderKey(None, "c0"), OrderKey(None, "c1"),
+                                                       OrderKey(None, "c2")])
+    assert out[0]["status"] == "cancelled" and out[2]["client_order_id"] == "c2"  # type: ignore[index]
+    assert isinstance(out[1], ex.OrderNotFoundError)  # filled meanwhile: the orchestrator looks it up
+    assert sim.orders(KEY) == []
+    with pytest.raises(ex.InvalidOrderError):
+        await linear.amend_order("BTCUSDT", OrderKey(None, "c0"), price=D("48000"))
