@@ -131,6 +131,11 @@ STATUS_FROM_SIM = {"New": "OPEN", "PartiallyFilled": "PARTIALLY_FILLED", "Filled
                    "Deactivated": "CANCELLED"}
 
 
+def creates(sim: Any) -> int:
+    """Create requests that reached the simulator, single or batch."""
+    return sim.request_counts["/v5/order/create"] + sim.request_counts["/v5/order/create-batch"]
+
+
 def sim_orders_by_link(sim: Any) -> dict[str, dict]:
     """The bots' own orders (the stops the exchange holds for positions have no orderLinkId)."""
     return {o["orderLinkId"]: o for o in sim.orders(SIM_KEY, open_only=False) if o["orderLinkId"]}

@@ -73,21 +73,21 @@ async def test_one_ticks_orders_are_written_ahead_in_one_batch(sim, tmp_path, mo
     try:
         bot = h.desk.bots[GRID.name].bot
         seen_at_send: list[dict[str, str]] = []
-        real_send = h.client.create_limit_order
+        real_send = h.client.place_orders_batch  # the ladder goes in batch requests
 
         async def spy(*args: Any, **kw: Any) -> dict:
             rows = await h.db.list_orders(GRID.name, limit=1000)
             seen_at_send.append({r.client_order_id: r.status for r in rows})
             return await real_send(*args, **kw)
 
-        monkeypatch.setattr(h.client, "create_limit_order", spy)
+        monkeypatch.setattr(h.client, "place_orders_batch", spy)
         counter = WriteCounter(h.db)
         try:
             await h.desk.tick_all()
         finally:
             counter.close()
         placed = {o.client_order_id for o in bot.open_orders}
-        assert len(placed) >= 4 and len(seen_at_send) == len(placed)
+        assert len(placed) >= 4 and seen_at_send
         for snapshot in seen_at_send:  # every send found ALL of the tick's rows already durable
             assert placed <= set(snapshot)
         inserts = [s for s in counter.statements if s.startswith("INSERT INTO orders")]

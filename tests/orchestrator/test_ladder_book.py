@@ -49,18 +49,25 @@ class LadderBook(RuleBasedStateMachine):
 
     async def open_desk(self) -> None:
         self.h = await build_desk(self.sim.base_url, self.db_path, [self.SPEC])
-        cancel = self.h.client.cancel_order
+        cancel, cancel_batch = self.h.client.cancel_order, self.h.client.cancel_orders_batch
 
         async def cancel_after_a_fill(order_id: Any, symbol: str, **kw: Any) -> Any:
-            """The order fills (in part) between the bot's decision to cancel it and the cancel's arrival."""
-            link = kw["client_order_id"]
-            order = next((o for o in self.sim.orders(SIM_KEY) if o["orderLinkId"] == link), None)
-            if self.race is not None and order is not None:
-                self.sim.fill(SIM_KEY, link, self.part(order, self.race))
-                self.race = None
+            self.race_fill(kw["client_order_id"])
             return await cancel(order_id, symbol, **kw)
 
+        async def batch_after_a_fill(symbol: str, keys: Any) -> Any:
+            self.race_fill(keys[0].client_order_id)  # the first of a batch cancel loses its race
+            return await cancel_batch(symbol, keys)
+
         self.h.client.cancel_order = cancel_after_a_fill  # type: ignore[method-assign]
+        self.h.client.cancel_orders_batch = batch_after_a_fill  # type: ignore[method-assign]
+
+    def race_fill(self, link: str) -> None:
+        """The order fills (in part) between the bot's decision to cancel it and the cancel's arrival."""
+        order = next((o for o in self.sim.orders(SIM_KEY) if o["orderLinkId"] == link), None)
+        if self.race is not None and order is not None:
+            self.sim.fill(SIM_KEY, link, self.part(order, self.race))
+            self.race = None
 
     def part(self, order: dict, fraction: Decimal) -> Decimal:
         step = self.spec.qty_step

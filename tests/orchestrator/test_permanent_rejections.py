@@ -8,7 +8,7 @@ from decimal import Decimal
 from traderagent.orchestrator.events import EventType
 from traderagent.orchestrator.state import BotState
 
-from .helpers import DCA, GRID, build_desk, run_ticks
+from .helpers import DCA, GRID, build_desk, creates, run_ticks
 
 CREATE = "/v5/order/create"
 
@@ -48,17 +48,17 @@ async def test_refused_entries_are_paused_until_the_operator_starts_the_bot(sim,
     bot = h.desk.bots["xrp-grid"].bot
     try:
         await run_ticks(h, sim, 1, step=0)
-        sent = sim.request_counts[CREATE]
+        sent = creates(sim)
         assert sent > 0
         await run_ticks(h, sim, 4, step=0)
-        assert sim.request_counts[CREATE] == sent
+        assert creates(sim) == sent
         assert bot.state is BotState.RUNNING
         (alert,) = h.of(EventType.ERROR, "xrp-grid")
         assert "110094" in alert.data.error and "grid:0:buy" in alert.data.error
 
         await bot.start("operator")
         await run_ticks(h, sim, 1, step=0)
-        assert sim.request_counts[CREATE] == 2 * sent
+        assert creates(sim) == 2 * sent
         assert len(h.of(EventType.ERROR, "xrp-grid")) == 2
     finally:
         await h.close()

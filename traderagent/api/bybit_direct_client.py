@@ -100,6 +100,8 @@ _STOP_TYPES = frozenset({"TakeProfit", "StopLoss", "TrailingStop", "PartialTakeP
                          "tpslOrder", "OcoOrder", "BidirectionalTpslOrder"})
 _LINK_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
 T = TypeVar("T")
+_Parse = Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any]]  # (sent item, its answer) -> order
+_Single = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]  # one item through the single endpoint
 
 
 def _level(price: Decimal | None) -> str:
@@ -109,6 +111,10 @@ def _level(price: Decimal | None) -> str:
 
 def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, NetworkError | RateLimitError) and not isinstance(exc, IPBannedError)
+
+
+def _reraise(exc: BaseException) -> Exception:
+    raise exc  # a cancellation is not an item's outcome
 
 
 def _failure(state: RetryCallState) -> BaseException | None:
@@ -745,10 +751,9 @@ class ByBitDirectClient:
         elif reduce_only:
             raise InvalidOrderError("reduce_only applies to linear contracts only")
 
-    async def _place(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def _place(self, body: dict[str, Any], *, uncertain: bool = False) -> dict[str, Any]:
         """Create idempotently: after an uncertain failure, look the orderLinkId up before resending."""
         link, symbol = body["orderLinkId"], body["symbol"]
-        uncertain = False
 
         async def attempt() -> dict[str, Any]:
             nonlocal uncertain
@@ -1023,7 +1028,8 @@ class ByBitDirectClient:
                 bodies.append(self._limit_body(market, o))
             except InvalidOrderError as exc:
                 bodies.append(exc)
-        return await self._batch("/v5/order/create-batch", bodies, self._order_from_ack)
+        return await self._batch("/v5/order/create-batch", bodies, self._order_from_ack,
+                                 lambda body: self._place({"category": self.category, **body}, uncertain=True))
 
     def _limit_body(self, market: Market, o: LimitOrder) -> dict[str, Any]:
         qty = round_down(to_decimal(o.amount), market.qty_step)
@@ -1042,7 +1048,9 @@ class ByBitDirectClient:
             params = self._id_params(symbol, ref.order_id, ref.client_order_id)
             del params["category"]
             bodies.append(params)
-        return await self._batch("/v5/order/cancel-batch", bodies, self._cancel_ack)
+        return await self._batch("/v5/order/cancel-batch", bodies, self._cancel_ack,
+                                 lambda body: self.cancel_order(body.get("orderId"), body["symbol"], confirm=False,
+                                                                client_order_id=body.get("orderLinkId")))
 
     def _cancel_ack(self, body: Mapping[str, Any], ack: Mapping[str, Any]) -> dict[str, Any]:
         now = self._now_ms()
@@ -1064,48 +1072,46 @@ class ByBitDirectClient:
         ack = await self._request("POST", "/v5/order/amend", body)
         return {"id": ack.get("orderId", ""), "client_order_id": ack.get("orderLinkId", ref.client_order_id)}
 
-    async def _batch(self, path: str, items: Sequence[dict[str, Any] | Exception],
-                     parse: Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any]],
-                     ) -> list[dict[str, Any] | Exception]:
-        """Send the items that are requests in chunks of ``batch_size``; map each answer back to its slot."""
+    async def _batch(self, path: str, items: Sequence[dict[str, Any] | Exception], parse: _Parse,
+                     one: _Single) -> list[dict[str, Any] | Exception]:
+        """Send the items that are requests in chunks of ``batch_size``; each answer goes back to its slot."""
         out: list[dict[str, Any] | Exception] = list(items)
         todo = {i: item for i, item in enumerate(items) if isinstance(item, dict)}
         slots = list(todo)
         chunks = [slots[k:k + self.batch_size] for k in range(0, len(slots), self.batch_size)]
-        sent = await asyncio.gather(*(self._send_chunk(path, [todo[i] for i in c]) for c in chunks),
-                                    return_exceptions=True)
-        for chunk, answer in zip(chunks, sent, strict=True):
-            for n, i in enumerate(chunk):
-                body = todo[i]
-                if isinstance(answer, BaseException):
-                    if not isinstance(answer, Exception):
-                        raise answer
-                    out[i] = answer
-                    continue
-                row, ext = answer[n]
-                out[i] = parse(body, row) if ext.get("code") == 0 else exception_for_retcode(
-                    int(ext.get("code") or -1), str(ext.get("msg", "")), path, secrets=self._secrets)
+        answers = await asyncio.gather(*(self._send_chunk(path, [todo[i] for i in c], parse, one) for c in chunks))
+        for chunk, answer in zip(chunks, answers, strict=True):
+            for i, result in zip(chunk, answer, strict=True):
+                out[i] = result
         return out
 
-    async def _send_chunk(self, path: str, bodies: list[dict[str, Any]]) -> list[tuple[dict, dict]]:
-        """One batch request (retried only when refused whole by the rate limit: nothing was done)."""
+    async def _send_chunk(self, path: str, bodies: list[dict[str, Any]], parse: _Parse,
+                          one: _Single) -> list[dict[str, Any] | Exception]:
+        """One batch request, retried whole only when the rate limit refused it (nothing was done). A lost
+        answer (maybe done) is settled item by item through ``one``, the single request's idempotent path
+        (a create looks its orderLinkId up before sending again)."""
         params = {"category": self.category, "request": [_wire(b) for b in bodies]}
 
-        async def attempt() -> tuple[dict[str, Any] | None, NetworkError | None]:
+        async def attempt() -> dict[str, Any] | None:
             try:
-                return await self._send("POST", path, params, True, cost=len(bodies)), None
-            except NetworkError as exc:  # maybe done: never resent blind; the caller looks them up
-                return None, exc
+                return await self._send("POST", path, params, True, cost=len(bodies))
+            except NetworkError:
+                return None
 
-        data, lost = await self._retry(attempt)
-        if lost is not None:
-            raise lost
-        assert data is not None
+        try:
+            data = await self._retry(attempt)
+        except ExchangeAPIError as exc:  # refused whole (rate limit past the retries, auth, ...)
+            return [exc] * len(bodies)
+        if data is None:
+            singles = await asyncio.gather(*(one(b) for b in bodies), return_exceptions=True)
+            return [r if isinstance(r, dict | Exception) else _reraise(r) for r in singles]
         rows = (data.get("result") or {}).get("list") or []
         ext = (data.get("retExtInfo") or {}).get("list") or []
         if len(rows) != len(bodies) or len(ext) != len(bodies):
-            raise ExchangeAPIError(f"{path}: {len(rows)} results for {len(bodies)} orders", endpoint=path)
-        return list(zip(rows, ext, strict=True))
+            return [ExchangeAPIError(f"{path}: {len(rows)} results for {len(bodies)} orders", endpoint=path)] * len(bodies)
+        return [parse(b, row) if e.get("code") == 0 else exception_for_retcode(
+                    int(e.get("code") or -1), str(e.get("msg", "")), path, secrets=self._secrets)
+                for b, row, e in zip(bodies, rows, ext, strict=True)]
 
     # ------------------------------------------------------------------ stats
     def get_statistics(self) -> dict[str, Any]:

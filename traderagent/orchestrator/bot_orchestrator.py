@@ -446,17 +446,19 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
     async def _apply_intents(self, intents: list[OrderIntent], price: Decimal, high: Decimal, low: Decimal) -> None:
         wanted = {i.tag: i for i in intents}
         resting = {o.tag: o for o in self._orders.values()}
-        # cancel what is no longer wanted, or wanted differently
+        # reprice in place what is wanted at another price or size; cancel the rest of what changed
+        stale = []
         for tag, order in list(resting.items()):
             intent = wanted.get(tag)
             if not self.gate.admits(self.name):
                 return  # stopping, or fenced: the replacement could not be sent; the next start re-diffs
-            if order.order_type != "limit":
+            if order.order_type != "limit" or (intent is not None and intent.order_type == "limit"
+                                               and (_same(order, intent) or await self._amend(order, intent))):
                 continue
-            if intent is None or intent.order_type != "limit" or not _same(order, intent):
-                await self._cancel(order, "replaced" if intent is not None else "not desired")
-                resting.pop(tag, None)
-                wanted.pop(tag, None)  # a replacement goes out next tick, after the fill (if any) is booked
+            stale.append(order)
+            resting.pop(tag, None)
+            wanted.pop(tag, None)  # a replacement goes out next tick, after the fill (if any) is booked
+        await self._cancel_many(stale, "replaced or not desired")
         self._armed_stops = {t: i for t, i in wanted.items() if i.order_type == "stop"}
         net = self._net_position()
         to_place = []

@@ -16,13 +16,21 @@ Fencing (one owner per bot, orchestrator/lease.py): ``holds(bot)`` is asked by `
 again right before a bot's order is written; a bot whose lease this desk cannot be sure of any
 more sends nothing, and writes nothing to the database (``check_owner``, raising ``LeaseLapsed``),
 while the desk's other bots trade on.
+
+The account's per-second order limit is shared by all its bots (``OrderBudget``, one per market
+type): only a few sends wait at the client's FIFO rate limiter at a time; the others wait here, exits
+and protective orders first, entries in fair turns between the bots, so one bot's ladder cannot
+hold the limiter while another bot's stop waits behind it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import TypeVar
 
 log = logging.getLogger(__name__)
@@ -41,10 +49,59 @@ def _always(bot: str) -> bool:
     return True
 
 
+class OrderBudget:
+    """Turns at one account's rate limiter: at most ``in_flight`` sends hold a turn at once. The waiting
+    ones go urgent first (exits, protective orders), then by weighted fair queueing: each bot's order
+    finishes, on a virtual clock, ``cost`` after the later of now and its own previous one, so a bot with
+    a long ladder does not delay a bot with one order by more than one order."""
+
+    def __init__(self, in_flight: int = 4) -> None:
+        self._free = in_flight
+        self._waiting: list[tuple[int, float, int, asyncio.Future[None]]] = []
+        self._finish: dict[str, float] = {}  # per bot, the virtual finish of its latest order
+        self._now = 0.0  # the virtual finish of the latest order admitted
+        self._seq = itertools.count()
+
+    @asynccontextmanager
+    async def turn(self, bot: str, cost: int = 1, urgent: bool = False) -> AsyncIterator[None]:
+        finish = max(self._now, self._finish.get(bot, 0.0)) + cost
+        self._finish[bot] = finish
+        if self._free and not self._waiting:
+            self._free -= 1
+            self._now = finish
+        else:
+            turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._waiting, (0 if urgent else 1, finish, next(self._seq), turn))
+            try:
+                await turn
+            except asyncio.CancelledError:
+                if turn.done() and not turn.cancelled():  # granted, then abandoned: pass it on
+                    self._release()
+                raise
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        while self._waiting:
+            _, finish, _, turn = heapq.heappop(self._waiting)
+            if not turn.done():  # a cancelled waiter left its entry behind
+                self._now = finish
+                turn.set_result(None)
+                return
+        self._free += 1
+
+    @property
+    def queued(self) -> int:
+        return sum(not t.done() for *_, t in self._waiting)
+
+
 class SendGate:
     def __init__(self) -> None:
         self.closed = False
         self.holds: Callable[[str], bool] = _always  # may this desk send this bot's orders (its lease)?
+        self.budgets: dict[str, OrderBudget] = {}  # per market type (its own client and limits)
         self.sent = 0  # create requests written to the exchange
         self.refused = 0  # sends refused or abandoned because the gate was closed
         self._bots: dict[asyncio.Task[object], str] = {}  # every admitted send -> its bot
@@ -56,8 +113,10 @@ class SendGate:
         """May ``bot`` decide and send orders now (the desk runs, and owns the bot)?"""
         return not self.closed and self.holds(bot)
 
-    async def send(self, call: Callable[[], Awaitable[T]], bot: str = "") -> T:
-        """Run one order send (``call``) of ``bot`` as long as the gate admits it."""
+    async def send(self, call: Callable[[], Awaitable[T]], *, lane: str = "", bot: str = "", cost: int = 1,
+                   urgent: bool = False) -> T:
+        """Run one order send (``call``, ``cost`` orders) of ``bot`` as long as the gate admits it, in its
+        turn at ``lane``'s budget (``urgent``: an exit or a protective order)."""
         if not self.admits(bot):
             raise self._refusal(bot)
         task = asyncio.current_task()
@@ -65,7 +124,8 @@ class SendGate:
         self._waiting.add(task)
         self._bots[task] = bot
         try:
-            return await call()
+            async with self.budgets.setdefault(lane, OrderBudget()).turn(bot, cost, urgent):
+                return await call()
         except asyncio.CancelledError:
             if task not in self._abandoned:
                 raise

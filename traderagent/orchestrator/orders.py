@@ -22,9 +22,10 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from traderagent.api.exceptions import (
     AuthenticationError,
@@ -49,11 +50,12 @@ from traderagent.orchestrator.events import (
 from traderagent.orchestrator.gate import SendGate, SendsStopped
 from traderagent.orchestrator.market_data import MarketData
 from traderagent.orchestrator.state import TICKING_STATES, BotState
-from traderagent.ports import ExchangePort, OrderRow, StorePort
+from traderagent.ports import ExchangePort, LimitOrder, OrderKey, OrderRow, StorePort
 from traderagent.strategies.base import BaseStrategy
 from traderagent.strategies.types import OrderIntent
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ZERO = Decimal(0)
 REJECT_COOLDOWN_S = 30.0  # a tag refused for a transient reason (rate limit) is not retried before this
@@ -180,7 +182,7 @@ class OrderLifecycle:
         sent = time.monotonic()
         for order in orders:
             order.sent_at = sent
-        results = await asyncio.gather(*(self._send(o) for o in orders), return_exceptions=True)
+        results = await self._send_all(orders)
         out: list[TrackedOrder | None] = []
         acked: list[TrackedOrder] = []
         refused: list[tuple[TrackedOrder, ExchangeAPIError]] = []
@@ -251,16 +253,41 @@ class OrderLifecycle:
         return TrackedOrder(self.new_client_order_id(), intent.tag, intent.side, order_type, intent.qty,
                             intent.price if order_type == "limit" else None, intent.reduce_only)
 
+    async def _send_all(self, orders: list[TrackedOrder]) -> list[Any]:
+        """Per order its answer or exception: a ladder's resting orders in batch requests (one per
+        ``batch_size`` orders, each item with its own outcome), the others one by one, all concurrently."""
+        limits = [o for o in orders if o.order_type == "limit"] if len(orders) > 1 else []
+        singles = [o for o in orders if o not in limits]
+        batch, *single = await asyncio.gather(self._send_batch(limits), *(self._send(o) for o in singles),
+                                              return_exceptions=True)
+        answers = dict(zip((o.client_order_id for o in singles), single, strict=True))
+        per_item = batch if isinstance(batch, list) else [batch] * len(limits)  # a batch refused whole
+        answers.update(zip((o.client_order_id for o in limits), per_item, strict=True))
+        return [answers[o.client_order_id] for o in orders]
+
+    async def _send_batch(self, orders: list[TrackedOrder]) -> list[dict[str, Any] | Exception]:
+        if not orders:
+            return []
+        items = [LimitOrder(o.side, o.qty, o.price, o.client_order_id, o.reduce_only)  # type: ignore[arg-type]
+                 for o in orders]
+        return await self._through_gate(lambda: self.client.place_orders_batch(self.symbol, items), orders)
+
+    def _through_gate(self, call: Callable[[], Awaitable[T]], orders: list[TrackedOrder]) -> Awaitable[T]:
+        """The send in its turn at the account's order budget: exits first, entries in fair turns."""
+        net = self._net_position()
+        urgent = any(not is_entry(intent_of(o), net) for o in orders)
+        return self.gate.send(call, lane=self.market_type, bot=self.name, cost=len(orders), urgent=urgent)
+
     async def _send(self, order: TrackedOrder) -> dict[str, Any]:
         if order.order_type == "limit":
             assert order.price is not None, "a limit order is built with its price"
             price = order.price
-            return await self.gate.send(lambda: self.client.create_limit_order(
+            return await self._through_gate(lambda: self.client.create_limit_order(
                 self.symbol, order.side, order.qty, price, client_order_id=order.client_order_id,
-                reduce_only=order.reduce_only), self.name)
-        return await self.gate.send(lambda: self.client.create_market_order(
+                reduce_only=order.reduce_only), [order])
+        return await self._through_gate(lambda: self.client.create_market_order(
             self.symbol, order.side, order.qty, client_order_id=order.client_order_id,
-            reduce_only=order.reduce_only), self.name)
+            reduce_only=order.reduce_only), [order])
 
     async def _confirm(self, order: TrackedOrder) -> None:
         found = await self.client.fetch_order(self.symbol, client_order_id=order.client_order_id)
@@ -268,16 +295,40 @@ class OrderLifecycle:
             await self._apply(order, found)
 
     async def _cancel(self, order: TrackedOrder, why: str) -> None:
+        result: dict[str, Any] | ExchangeAPIError
         try:
             result = await self.client.cancel_order(order.exchange_order_id, self.symbol,
                                                     client_order_id=order.client_order_id)
-        except (InvalidOrderError, ExchangeAPIError) as exc:
+        except ExchangeAPIError as exc:
             if isinstance(exc, NetworkError):
                 raise
-            # gone already (filled or cancelled): learn what happened
+            result = exc
+        await self._cancelled(order, result, why)
+
+    async def _cancel_many(self, orders: list[TrackedOrder], why: str) -> None:
+        """Cancel resting orders, several in batch requests; each books its own outcome. An uncertain
+        answer (NetworkError) is raised after the others are booked: the next tick's sync settles it."""
+        if len(orders) < 2:
+            for order in orders:
+                await self._cancel(order, why)
+            return
+        keys = [OrderKey(o.exchange_order_id, o.client_order_id) for o in orders]
+        results = await self.client.cancel_orders_batch(self.symbol, keys)
+        lost: Exception | None = None
+        for order, result in zip(orders, results, strict=True):
+            if isinstance(result, dict | ExchangeAPIError) and not isinstance(result, NetworkError):
+                await self._cancelled(order, result, why)
+            else:
+                lost = lost or result
+        if lost is not None:
+            raise lost
+
+    async def _cancelled(self, order: TrackedOrder, result: dict[str, Any] | ExchangeAPIError, why: str) -> None:
+        """Book a cancel's answer: the order's final state as the exchange tells it."""
+        if isinstance(result, ExchangeAPIError):  # gone already (filled or cancelled): learn what happened
             found = await self.client.fetch_order(self.symbol, client_order_id=order.client_order_id)
             if found is None:
-                await self._finish(order, "FAILED", error=f"cancel: {exc}")
+                await self._finish(order, "FAILED", error=f"cancel: {result}")
             else:
                 await self._apply(order, found)
             return
@@ -290,9 +341,29 @@ class OrderLifecycle:
 
     async def _cancel_entry_orders(self) -> None:
         net = self._net_position()
-        for order in list(self._orders.values()):
-            if order.order_type == "limit" and is_entry(intent_of(order), net):
-                await self._cancel(order, "bot stopped")
+        await self._cancel_many([o for o in self._orders.values()
+                                 if o.order_type == "limit" and is_entry(intent_of(o), net)], "bot stopped")
+
+    async def _amend(self, order: TrackedOrder, intent: OrderIntent) -> bool:
+        """Reprice or resize an unfilled resting limit in place (same ids, one request); False: not
+        amendable (partly filled, gone, refused, or its new price would fill at once, which must wait for
+        this tick's fills to be booked): the caller cancels it instead."""
+        last = self.last_price
+        if (order.filled or intent.price is None or order.exchange_order_id is None or last is None
+                or (order.side, order.reduce_only) != (intent.side, intent.reduce_only)
+                or (intent.price >= last if intent.side == "buy" else intent.price <= last)):
+            return False
+        key = OrderKey(order.exchange_order_id, order.client_order_id)
+        amount = intent.qty if intent.qty != order.qty else None
+        price = intent.price if intent.price != order.price else None
+        try:
+            await self.client.amend_order(self.symbol, key, amount=amount, price=price)
+        except ExchangeAPIError as exc:
+            log.info("%s: amend of %s refused (%s); cancelling instead", self.name, order.client_order_id, exc)
+            return False
+        order.qty, order.price = intent.qty, intent.price
+        await self._record(order, qty=intent.qty, price=intent.price)
+        return True
 
     async def _sync_orders(self) -> None:
         """Adopt the exchange's view of every resting order; book fills of those that ended."""
