@@ -8,6 +8,7 @@ from decimal import Decimal as D
 import pytest
 
 from traderagent.api import exceptions as ex
+from traderagent.api.bybit_direct_client import ByBitDirectClient
 from traderagent.ports import LimitOrder, OrderKey
 
 KEY, SECRET = "test-key", "test-secret"
@@ -62,3 +63,15 @@ async def test_cancel_batch_and_amend(linear, sim):
     assert sim.orders(KEY) == []
     with pytest.raises(ex.InvalidOrderError):
         await linear.amend_order("BTCUSDT", OrderKey(None, "c0"), price=D("48000"))
+
+
+async def test_demo_spot_has_no_batches_so_each_order_goes_alone(sim_url, sim):
+    sim.set_price("BTCUSDT", D("50000"))
+    client = ByBitDirectClient(KEY, SECRET, testnet=True, base_url=sim_url, market_type="spot")
+    await client.initialize()
+    try:
+        out = await client.place_orders_batch("BTCUSDT", ladder(3, "d"))
+    finally:
+        await client.close()
+    assert all(isinstance(o, dict) for o in out)
+    assert sim.request_counts["/v5/order/create-batch"] == 0 and sim.request_counts["/v5/order/create"] == 3

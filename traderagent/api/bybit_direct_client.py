@@ -101,7 +101,7 @@ _STOP_TYPES = frozenset({"TakeProfit", "StopLoss", "TrailingStop", "PartialTakeP
 _LINK_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
 T = TypeVar("T")
 _Parse = Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any]]  # (sent item, its answer) -> order
-_Single = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]  # one item through the single endpoint
+_Single = Callable[[dict[str, Any], bool], Awaitable[dict[str, Any]]]  # (item, maybe done) -> single endpoint
 
 
 def _level(price: Decimal | None) -> str:
@@ -1029,7 +1029,7 @@ class ByBitDirectClient:
             except InvalidOrderError as exc:
                 bodies.append(exc)
         return await self._batch("/v5/order/create-batch", bodies, self._order_from_ack,
-                                 lambda body: self._place({"category": self.category, **body}, uncertain=True))
+                                 lambda body, lost: self._place({"category": self.category, **body}, uncertain=lost))
 
     def _limit_body(self, market: Market, o: LimitOrder) -> dict[str, Any]:
         qty = round_down(to_decimal(o.amount), market.qty_step)
@@ -1049,7 +1049,7 @@ class ByBitDirectClient:
             del params["category"]
             bodies.append(params)
         return await self._batch("/v5/order/cancel-batch", bodies, self._cancel_ack,
-                                 lambda body: self.cancel_order(body.get("orderId"), body["symbol"], confirm=False,
+                                 lambda body, _: self.cancel_order(body.get("orderId"), body["symbol"], confirm=False,
                                                                 client_order_id=body.get("orderLinkId")))
 
     def _cancel_ack(self, body: Mapping[str, Any], ack: Mapping[str, Any]) -> dict[str, Any]:
@@ -1085,11 +1085,18 @@ class ByBitDirectClient:
                 out[i] = result
         return out
 
+    @staticmethod
+    async def _singles(bodies: list[dict[str, Any]], one: _Single, *, lost: bool) -> list[dict[str, Any] | Exception]:
+        singles = await asyncio.gather(*(one(b, lost) for b in bodies), return_exceptions=True)
+        return [r if isinstance(r, dict | Exception) else _reraise(r) for r in singles]
+
     async def _send_chunk(self, path: str, bodies: list[dict[str, Any]], parse: _Parse,
                           one: _Single) -> list[dict[str, Any] | Exception]:
         """One batch request, retried whole only when the rate limit refused it (nothing was done). A lost
         answer (maybe done) is settled item by item through ``one``, the single request's idempotent path
         (a create looks its orderLinkId up before sending again)."""
+        if self.testnet and self.market_type == "spot":  # demo trading has batches on linear only
+            return await self._singles(bodies, one, lost=False)
         params = {"category": self.category, "request": [_wire(b) for b in bodies]}
 
         async def attempt() -> dict[str, Any] | None:
@@ -1103,8 +1110,7 @@ class ByBitDirectClient:
         except ExchangeAPIError as exc:  # refused whole (rate limit past the retries, auth, ...)
             return [exc] * len(bodies)
         if data is None:
-            singles = await asyncio.gather(*(one(b) for b in bodies), return_exceptions=True)
-            return [r if isinstance(r, dict | Exception) else _reraise(r) for r in singles]
+            return await self._singles(bodies, one, lost=True)
         rows = (data.get("result") or {}).get("list") or []
         ext = (data.get("retExtInfo") or {}).get("list") or []
         if len(rows) != len(bodies) or len(ext) != len(bodies):
