@@ -76,13 +76,14 @@ async def _drop_schema(schema: str) -> None:
 
 
 # ---------------------------------------------------------------------- the simulator process
-def serve_sim(accounts: int, speed: float) -> None:
+def serve_sim(accounts: int, speed: float, bybit_limits: bool = False) -> None:
     from traderagent.sim import ExchangeSimulator, SimConfig
 
     async def run() -> None:
         cfg = SimConfig(seed=7, speed=speed)
         for path in ("/v5/order/create", "/v5/order/cancel", "/v5/order/amend", "/v5/order/cancel-all"):
-            cfg.rate_limits[path] = ORDER_LIMIT
+            if not bybit_limits:  # --bybit-limits: ByBit's defaults (10/s linear single + 10/s batch)
+                cfg.rate_limits[path] = ORDER_LIMIT
         sim = ExchangeSimulator(cfg)
         for i in range(accounts):
             sim.add_account(f"bench-{i}", f"bench-secret-{i}", {"USDT": Decimal("100000")})
@@ -96,8 +97,9 @@ def serve_sim(accounts: int, speed: float) -> None:
         pass
 
 
-def start_sim(accounts: int, speed: float) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, __file__, "--serve-sim", str(accounts), "--speed", str(speed)],
+def start_sim(accounts: int, speed: float, bybit_limits: bool = False) -> tuple[subprocess.Popen, str]:
+    extra = ["--bybit-limits"] if bybit_limits else []
+    proc = subprocess.Popen([sys.executable, __file__, "--serve-sim", str(accounts), "--speed", str(speed), *extra],
                             stdout=subprocess.PIPE, text=True, cwd=REPO)
     line = proc.stdout.readline()
     if "listening on" not in line:
@@ -119,6 +121,8 @@ def bot_specs(n: int, tick: float, mix: str = "all", grid_range: str = "0.02") -
     ]
     if mix == "signal":
         kinds = kinds[2:]
+    elif mix == "ladders":  # the order-heavy ones
+        kinds = kinds[:2]
     symbols = ["XRPUSDT", "SOLUSDT", "BTCUSDT", "ETHUSDT"]
     specs = []
     for i in range(n):
@@ -163,7 +167,7 @@ class BenchDesk:
 
 
 async def build(n: int, url: str, tick: float, per_account: int, workdir: Path, *, mix: str = "all",
-                db_backend: str = "sqlite", grid_range: str = "0.02") -> BenchDesk:
+                db_backend: str = "sqlite", grid_range: str = "0.02", bybit_limits: bool = False) -> BenchDesk:
     """``n`` bots (``bot_specs``), ``per_account`` per simulator account, recovered and ticking."""
     from traderagent.api.bybit_direct_client import ByBitDirectClient
     from traderagent.control import Desk
@@ -174,7 +178,8 @@ async def build(n: int, url: str, tick: float, per_account: int, workdir: Path, 
     from traderagent.orchestrator.risk import RiskRails
     from traderagent.orchestrator.scheduler import DeskScheduler
 
-    limits = {p: ORDER_LIMIT for p in ("/v5/order/create", "/v5/order/cancel", "/v5/order/amend")}
+    limits = {} if bybit_limits else {p: ORDER_LIMIT for p in ("/v5/order/create", "/v5/order/cancel",
+                                                                  "/v5/order/amend")}
     accounts = math.ceil(n / per_account)
     clients = []
     for i in range(accounts):
@@ -228,7 +233,8 @@ def _load_code() -> None:
 
 async def run_desk(n: int, url: str, duration: float, tick: float, per_account: int, workdir: Path,
                    warmup_max: float = 60.0, mix: str = "all", db_backend: str = "sqlite",
-                   profile: str | None = None, sim_pid: int | None = None, grid_range: str = "0.02") -> dict:
+                   profile: str | None = None, sim_pid: int | None = None, grid_range: str = "0.02",
+                   bybit_limits: bool = False) -> dict:
     import psutil
 
     from traderagent.orchestrator.state import BotState
@@ -236,7 +242,8 @@ async def run_desk(n: int, url: str, duration: float, tick: float, per_account: 
     _load_code()
     proc = psutil.Process()
     base_rss = proc.memory_info().rss  # the code loaded, before any client, database or bot
-    bench = await build(n, url, tick, per_account, workdir, mix=mix, db_backend=db_backend, grid_range=grid_range)
+    bench = await build(n, url, tick, per_account, workdir, mix=mix, db_backend=db_backend, grid_range=grid_range,
+                        bybit_limits=bybit_limits)
     desk, db, scheduler = bench.desk, bench.db, bench.scheduler
     warmup = await bench.warm_up(warmup_max)
     from traderagent.orchestrator.scheduler import TickStats
@@ -322,7 +329,9 @@ def main() -> None:
     p.add_argument("--per-account", type=int, default=4,
                    help="bots per simulator account (default 4: one per symbol, as bots sharing a symbol in one "
                         "account would share its one-way position)")
-    p.add_argument("--mix", choices=["all", "signal"], default="all",
+    p.add_argument("--bybit-limits", action="store_true",
+                   help="keep ByBit's default per-UID order limits (10/s linear) in the simulator and the client")
+    p.add_argument("--mix", choices=["all", "signal", "ladders"], default="all",
                    help="all: grid/DCA/trend/SMC rotation; signal: trend/SMC only (few orders)")
     p.add_argument("--warmup-max", type=float, default=60.0, help="longest warm-up before measuring (s)")
     p.add_argument("--grid-range", default=None,
@@ -331,7 +340,7 @@ def main() -> None:
     p.add_argument("--serve-sim", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.serve_sim is not None:
-        serve_sim(args.serve_sim, args.speed or 0.0)
+        serve_sim(args.serve_sim, args.speed or 0.0, args.bybit_limits)
         return
     import logging
 
@@ -361,6 +370,10 @@ def main() -> None:
                 f"(start-up {res['startup_s']}s, warm-up {res['warmup_s']}s not measured)",
                 flush=True,
             )
+            per_account = res["orders_measured"] / res["duration_s"] / res["accounts"]
+            limit = "10/s single + 10/s batch" if args.bybit_limits else f"raised to {ORDER_LIMIT}/s"
+            print(f"  orders sent per account: {per_account:.2f}/s (ByBit's per-UID linear limit: {limit}); "
+                  f"orders during warm-up {res['orders'] - res['orders_measured']} in {res['warmup_s']}s", flush=True)
             target = TARGETS.get(label)
             if target is not None and res["bots"] >= target:
                 ok = (res["p99_s"] <= 1.0 and res["missed"] == 0 and res["bot_errors"] == 0
@@ -379,12 +392,12 @@ def grid_range_for(speed: float) -> str:
 
 
 def run_one(n: int, speed: float, args: argparse.Namespace) -> dict:
-    sim, url = start_sim(math.ceil(n / args.per_account), speed)
+    sim, url = start_sim(math.ceil(n / args.per_account), speed, args.bybit_limits)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             return asyncio.run(run_desk(n, url, args.duration, args.tick, args.per_account, Path(tmp),
                                         args.warmup_max, args.mix, args.db, args.profile, sim.pid,
-                                        args.grid_range or grid_range_for(speed)))
+                                        args.grid_range or grid_range_for(speed), args.bybit_limits))
     finally:
         sim.terminate()
         sim.wait(10)
