@@ -86,7 +86,7 @@ async def test_a_stop_releases_the_leases_only_once_no_send_is_left_unanswered(s
         wired.set()
         await answer.wait()  # the exchange does not answer before the stop gives up on it
 
-    send = asyncio.create_task(h.desk.gate.send(on_the_wire, "xrp-grid")) if unanswered else None
+    send = asyncio.create_task(h.desk.gate.send(on_the_wire, bot="xrp-grid")) if unanswered else None
     if send is not None:
         await wired.wait()
     await h.desk.stop()
@@ -115,7 +115,7 @@ async def test_the_gate_refuses_a_send_whose_lease_lapsed_while_it_waited_for_th
 
     assert gate.admits("bot")
     try:
-        await gate.send(send_after_waiting, "bot")
+        await gate.send(send_after_waiting, bot="bot")
     except SendsStopped as exc:
         assert "no longer owns bot" in str(exc)
     else:
@@ -123,7 +123,7 @@ async def test_the_gate_refuses_a_send_whose_lease_lapsed_while_it_waited_for_th
     assert wired == [] and gate.sent == 0 and not gate.admits("bot")
     await leases.beat()  # renewed (nobody took it): the bot may send again
     assert gate.admits("bot")
-    assert await gate.send(send_after_waiting, "bot") == "sent"
+    assert await gate.send(send_after_waiting, bot="bot") == "sent"
 
 
 async def test_a_restarted_desk_takes_at_once_the_bots_of_a_process_gone_from_this_machine():
@@ -170,7 +170,7 @@ async def test_a_request_signed_in_time_but_delayed_past_the_exchange_window_is_
     try:
         try:
             await gate.send(lambda: client.create_limit_order("XRPUSDT", "buy", Decimal("10"), Decimal("0.5"),
-                                                              client_order_id="late-1"), "bot")
+                                                              client_order_id="late-1"), bot="bot")
         except SendsStopped as exc:
             assert "no longer owns bot" in str(exc)
         else:
