@@ -286,6 +286,8 @@ class Engine:
         self._rng = random.Random(seed)
         self._seq = 0
         self._spot_id = 1_900_000_000_000_000_000
+        # told of every order change, with the execution when it filled (the WebSocket pushes)
+        self.on_change: Callable[[Account, Order, Execution | None], None] = lambda acct, o, ex: None
 
     # --- ids ---------------------------------------------------------------------------------------
     def _next_seq(self) -> int:
@@ -419,6 +421,7 @@ class Engine:
         else:
             acct.open_orders[o.order_id] = o
             self.books.setdefault((o.category, o.symbol), Book()).add(o)
+            self.on_change(acct, o, None)
 
     # --- fills -------------------------------------------------------------------------------------
     def _close(self, acct: Account, o: Order, status: str, *, cancel_type: str = "UNKNOWN",
@@ -432,6 +435,8 @@ class Engine:
             status = "PartiallyFilledCanceled"
         o.status, o.cancel_type, o.reject_reason = status, cancel_type, reason
         o.updated = self.now_ms()
+        if status != "Filled":  # a fill is told with its execution
+            self.on_change(acct, o, None)
 
     def _fill(self, acct: Account, o: Order, price: Decimal, *, maker: bool, part: Decimal | None = None) -> None:
         spec = self.specs[o.symbol]
@@ -465,8 +470,10 @@ class Engine:
                 o.qty = o.cum_qty
             self._close(acct, o, "Filled")
         o.updated = now
-        acct.executions.append(Execution(self._uuid(), o, price, qty, fee, rate, coin, maker, now,
-                                         self._next_seq(), self.price(o.symbol), closed, o.leaves))
+        execution = Execution(self._uuid(), o, price, qty, fee, rate, coin, maker, now,
+                              self._next_seq(), self.price(o.symbol), closed, o.leaves)
+        acct.executions.append(execution)
+        self.on_change(acct, o, execution)
 
     def _apply_linear(self, acct: Account, o: Order, price: Decimal, qty: Decimal, fee: Decimal) -> Decimal:
         """One-way position update; returns the closed size. Realised PnL and the fee hit the USDT wallet."""

@@ -23,6 +23,7 @@ from traderagent.sim.auth import DEFAULT_RECV_WINDOW, check_signature, check_tim
 from traderagent.sim.config import ApiKeySettings, Faults, SimConfig
 from traderagent.sim.market import PriceSeries, SymbolSpec
 from traderagent.sim.matching import ApiError, Engine, Fees
+from traderagent.sim.streams import StreamServer
 
 GATEWAY_BODY = {
     502: "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1>"
@@ -73,6 +74,7 @@ class ExchangeSimulator:
         self.state_path: Path | None = None
         # per symbol, the next funding time on the replay's candle clock
         self.next_funding: dict[str, int] = {s: perp.next_funding_ms(series.live.ts) for s, series in self.series.items()}
+        self.streams = StreamServer(self, now_ms)  # the V5 WebSocket endpoints; ``streams.drop_all()`` cuts them
 
     # --- persistence (see persist.py) --------------------------------------------------------------
     def keep_state(self, path: Path) -> int | None:
@@ -111,7 +113,9 @@ class ExchangeSimulator:
         """Move the market to ``price`` now; resting orders it touches fill. Returns the number filled."""
         series = self.series[symbol]
         series.set_price(Decimal(price))
-        return self.engine.match(symbol, series.price, series.price)
+        filled = self.engine.match(symbol, series.price, series.price)
+        self.streams.on_price(symbol)
+        return filled
 
     def step(self, symbol: str, n: int = 1) -> int:
         """Advance ``symbol``'s replay by n 1m candles, filling what each candle's range touches."""
@@ -120,6 +124,7 @@ class ExchangeSimulator:
             lo, hi = series.step()
             filled += self.engine.match(symbol, tick * lo, tick * hi)
             self._settle_funding(symbol)
+            self.streams.on_price(symbol, closed=True)
         return filled
 
     def _settle_funding(self, symbol: str) -> None:
@@ -210,6 +215,7 @@ class ExchangeSimulator:
             self._replay_task = None
             self.save_state()
         if self._runner is not None:
+            await self.streams.drop_all()
             await self._runner.cleanup()
             self._runner = None
 
@@ -262,6 +268,7 @@ class ExchangeSimulator:
             app.router.add_post(path, self._wrap(fn, private=True))
         for path, batch_fn in BATCHES.items():
             app.router.add_post(path, self._wrap(batch_fn, private=True))
+        self.streams.add_routes(app)
 
     def _wrap(self, fn: Callable[..., dict | batch.Reply], *, private: bool) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handler(request: web.Request) -> web.StreamResponse:

@@ -1,0 +1,155 @@
+"""The simulator's V5 WebSocket endpoints, spoken to with raw frames (no traderagent.api) and by pybit."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import queue
+import time
+from decimal import Decimal
+
+import aiohttp
+import pytest
+
+from tests.conftest import SIM_KEY, SIM_SECRET
+from tests.sim.helpers import SignedClient
+
+
+def auth_args(secret: str = SIM_SECRET, expires: int | str | None = None) -> list:
+    expires = expires if expires is not None else int(time.time() * 1000) + 10_000
+    return [SIM_KEY, expires, hmac.new(secret.encode(), f"GET/realtime{expires}".encode(), hashlib.sha256).hexdigest()]
+
+
+class Raw:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+
+    async def ask(self, msg: dict) -> dict:
+        await self.ws.send_str(json.dumps(msg))
+        return await self.next()
+
+    async def next(self, topic: str | None = None) -> dict:
+        while True:
+            data = json.loads((await self.ws.receive(timeout=5)).data)
+            if topic is None or data.get("topic") == topic:
+                return data
+
+
+@pytest.fixture
+async def connect(sim_url):
+    session = aiohttp.ClientSession()
+    ws_base = sim_url.replace("http", "ws")
+
+    async def open_(path: str) -> Raw:
+        return Raw(await session.ws_connect(ws_base + path))
+    yield open_
+    await session.close()
+
+
+async def test_private_auth_ping_subscribe_shapes(connect):
+    ws = await connect("/v5/private")
+    ok = await ws.ask({"req_id": "a1", "op": "auth", "args": auth_args()})
+    assert ok["success"] is True and ok["op"] == "auth" and ok["ret_msg"] == "" and ok["req_id"] == "a1"
+    assert ok["conn_id"]
+    pong = await ws.ask({"req_id": "p", "op": "ping"})
+    assert pong["op"] == "pong" and pong["req_id"] == "p" and pong["args"][0].isdigit()
+    sub = await ws.ask({"req_id": "s", "op": "subscribe", "args": ["order", "execution", "position", "wallet"]})
+    assert sub == {"success": True, "ret_msg": "", "op": "subscribe", "conn_id": ok["conn_id"], "req_id": "s"}
+    bad = await ws.ask({"req_id": "dcp.future", "op": "subscribe", "args": ["dcp.future"]})
+    assert bad["success"] is False and bad["ret_msg"] == "error:handler not found,topic:dcp.future"
+
+
+@pytest.mark.parametrize("args", [
+    auth_args(secret="wrong"),  # bad signature
+    auth_args(expires=int(time.time() * 1000) - 1000),  # expires already past (a lagging clock)
+    ["nobody", 9999999999999, "00"],
+])
+async def test_private_auth_failure_is_params_error(connect, args):
+    ws = await connect("/v5/private")
+    reply = await ws.ask({"op": "auth", "args": args})
+    assert reply["success"] is False and reply["ret_msg"] == "Params Error" and reply["op"] == "auth"
+    refused = await ws.ask({"op": "subscribe", "args": ["execution"]})
+    assert refused["success"] is False
+
+
+async def test_auth_accepts_expires_as_string_like_ccxt(connect):
+    ws = await connect("/v5/private")
+    expires = str(int(time.time() * 1000) + 10_000)
+    assert (await ws.ask({"op": "auth", "args": auth_args(expires=expires)}))["success"] is True
+
+
+async def test_public_pong_and_subscribe_shapes(connect):
+    linear, spot = await connect("/v5/public/linear"), await connect("/v5/public/spot")
+    pong = await linear.ask({"req_id": "1", "op": "ping"})
+    assert pong["ret_msg"] == "pong" and pong["op"] == "ping" and pong["req_id"] == "1"
+    assert "req_id" not in await spot.ask({"op": "ping"})
+    sub = await spot.ask({"op": "subscribe", "args": ["kline.1.BTCUSDT"]})
+    assert sub["success"] is True and sub["ret_msg"] == "subscribe"
+
+
+async def test_fill_pushes_order_execution_position_wallet(connect, sim):
+    ws = await connect("/v5/private")
+    await ws.ask({"op": "auth", "args": auth_args()})
+    await ws.ask({"op": "subscribe", "args": ["order", "execution", "position", "wallet"]})
+    async with SignedClient(sim.base_url) as http:
+        await http.post("/v5/order/create", {"category": "linear", "symbol": "BTCUSDT", "side": "Buy",
+                                             "orderType": "Limit", "qty": "0.01", "price": "1000",
+                                             "orderLinkId": "ws-1"})
+    new = await ws.next("order")
+    assert new["data"][0]["orderStatus"] == "New" and isinstance(new["creationTime"], int)
+    sim.fill(SIM_KEY, "ws-1")
+    execution = (await ws.next("execution"))["data"][0]
+    assert execution["orderLinkId"] == "ws-1" and Decimal(execution["execQty"]) == Decimal("0.01") and execution["leavesQty"] == "0"
+    assert execution["execType"] == "Trade" and isinstance(execution["seq"], int)
+    assert (await ws.next("position"))["data"][0]["size"] == "0.010"
+    assert (await ws.next("wallet"))["data"][0]["accountType"] == "UNIFIED"
+
+
+async def test_public_ticker_snapshot_and_closed_kline(connect, sim):
+    ws = await connect("/v5/public/linear")
+    await ws.ask({"op": "subscribe", "args": ["tickers.BTCUSDT", "kline.1.BTCUSDT"]})
+    first = await ws.next("tickers.BTCUSDT")
+    assert first["type"] == "snapshot" and isinstance(first["data"], dict) and "cs" in first
+    sim.set_price("BTCUSDT", Decimal("20000"))
+    assert (await ws.next("tickers.BTCUSDT"))["data"]["lastPrice"] == "20000.00"
+    assert (await ws.next("kline.1.BTCUSDT"))["data"][0]["confirm"] is False
+    sim.step("BTCUSDT")
+    closed = (await ws.next("kline.1.BTCUSDT"))["data"][0]
+    assert closed["confirm"] is True and closed["end"] - closed["start"] == 59_999
+
+
+async def test_drop_all_closes_every_socket(connect, sim):
+    sockets = [await connect("/v5/private"), await connect("/v5/public/linear")]
+    await sockets[0].ask({"op": "ping"})
+    await sockets[1].ask({"op": "ping"})
+    assert await sim.streams.drop_all() == 2
+    for s in sockets:
+        assert (await s.ws.receive(timeout=5)).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+
+
+async def test_pybit_websocket_hears_a_fill(sim, monkeypatch):
+    """Oracle: pybit's own WebSocket (auth, subscribe, callbacks), pointed at the simulator through the URL
+    template it formats its host into (it has no base-URL argument)."""
+    from pybit import unified_trading
+
+    ws_base = sim.base_url.replace("http", "ws")
+    monkeypatch.setattr(unified_trading, "PRIVATE_WSS", ws_base + "/v5/private")
+    got: queue.Queue[dict] = queue.Queue()
+    ws = await asyncio.to_thread(unified_trading.WebSocket, channel_type="private", testnet=False,
+                                 api_key=SIM_KEY, api_secret=SIM_SECRET, retries=3, trace_logging=False)
+    try:
+        await asyncio.to_thread(ws.execution_stream, callback=got.put)
+        async with SignedClient(sim.base_url) as http:
+            _, body, _ = await http.post("/v5/order/create", {"category": "linear", "symbol": "BTCUSDT",
+                                                              "side": "Buy", "orderType": "Limit", "qty": "0.01",
+                                                              "price": "1000", "orderLinkId": "pybit-ws"})
+        assert body["retCode"] == 0
+        await asyncio.wait_for(sim.streams.subscribed("execution"), 5)
+        sim.fill(SIM_KEY, "pybit-ws")
+        msg = await asyncio.to_thread(got.get, timeout=5)
+        assert msg["topic"] == "execution" and msg["data"][0]["orderLinkId"] == "pybit-ws"
+    finally:
+        await asyncio.to_thread(ws.exit)
+

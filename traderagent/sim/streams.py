@@ -1,0 +1,218 @@
+"""The simulator's V5 WebSocket side: /v5/public/{linear,spot} (tickers, kline) and /v5/private (auth, order,
+execution, position, wallet), with ByBit's acknowledgement and pong shapes (shared docs,
+bybit-v5-streams-and-protection.md section 1). ``drop_all`` is the test hook that cuts every socket at once.
+
+Pushes are queued per socket and written by that socket's own writer, so the matching engine (synchronous)
+can publish without waiting and every socket sees its messages in the order they happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSMsgType, web
+
+from traderagent.sim import wire
+
+if TYPE_CHECKING:
+    from traderagent.sim.matching import Account, Execution, Order
+    from traderagent.sim.server import ExchangeSimulator
+
+log = logging.getLogger(__name__)
+
+PRIVATE_TOPICS = frozenset({"order", "execution", "position", "wallet"})
+PUBLIC_PREFIXES = ("tickers.", "kline.")
+
+
+@dataclass(eq=False)
+class _Socket:
+    ws: web.WebSocketResponse
+    category: str  # "linear", "spot" or "private"
+    conn_id: str = field(default_factory=lambda: secrets.token_hex(10))
+    topics: set[str] = field(default_factory=set)
+    account: Account | None = None
+    queue: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+
+    def push(self, message: dict) -> None:
+        self.queue.put_nowait(json.dumps(message, separators=(",", ":")))
+
+
+class StreamServer:
+    """Every open stream socket of one simulator, and the pushes the engine and the replay cause."""
+
+    def __init__(self, sim: ExchangeSimulator, now_ms: Callable[[], int]) -> None:
+        self.sim = sim
+        self.now_ms = now_ms
+        self.sockets: set[_Socket] = set()
+        self.pushed = 0  # execution rows pushed (tests: the stream did carry fills)
+        self._subscribed = asyncio.Event()  # set at every subscribe (tests wait on it, never sleep)
+        sim.engine.on_change = self.on_order_change
+
+    def add_routes(self, app: web.Application) -> None:
+        for category in ("linear", "spot"):
+            app.router.add_get(f"/v5/public/{category}", self._handler(category))
+        app.router.add_get("/v5/private", self._handler("private"))
+
+    def _handler(self, category: str) -> Callable[[web.Request], Any]:
+        async def handle(request: web.Request) -> web.WebSocketResponse:
+            ws = web.WebSocketResponse()
+            await ws.prepare(request)
+            sock = _Socket(ws, category)
+            self.sockets.add(sock)
+            writer = asyncio.create_task(self._write(sock))
+            try:
+                async for msg in ws:
+                    if msg.type == WSMsgType.TEXT:
+                        self._on_request(sock, msg.data)
+            finally:
+                self.sockets.discard(sock)
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
+            return ws
+        return handle
+
+    @staticmethod
+    async def _write(sock: _Socket) -> None:
+        while True:
+            text = await sock.queue.get()
+            await sock.ws.send_str(text)
+
+    async def drop_all(self) -> int:
+        """Close every socket without notice, as a maintenance restart does; returns how many."""
+        dropped = list(self.sockets)
+        for sock in dropped:
+            await sock.ws.close()
+        return len(dropped)
+
+    async def subscribed(self, topic: str) -> None:
+        """Return once some socket is subscribed to ``topic``."""
+        while not any(topic in s.topics for s in self.sockets):
+            self._subscribed.clear()
+            await self._subscribed.wait()
+
+    # --- requests ----------------------------------------------------------------------------------
+    def _on_request(self, sock: _Socket, text: str) -> None:
+        try:
+            req = json.loads(text)
+            op = req["op"]
+        except (ValueError, KeyError, TypeError):
+            sock.push({"success": False, "ret_msg": "Params Error", "conn_id": sock.conn_id})
+            return
+        req_id = req.get("req_id")
+        if op == "ping":
+            sock.push(self._pong(sock, req_id))
+        elif op == "auth" and sock.category == "private":
+            sock.push(self._auth(sock, req.get("args") or [], req_id))
+        elif op in ("subscribe", "unsubscribe"):
+            reply = self._subscribe(sock, op, req.get("args") or [], req_id)
+            if reply is not None:
+                sock.push(reply)
+        else:
+            sock.push(self._ack(sock, op, False, f"error:handler not found,op:{op}", req_id))
+
+    def _pong(self, sock: _Socket, req_id: Any) -> dict:
+        if sock.category == "private":
+            return {"req_id": req_id or "", "op": "pong", "args": [str(self.now_ms())], "conn_id": sock.conn_id}
+        out = {"success": True, "ret_msg": "pong", "conn_id": sock.conn_id, "op": "ping"}
+        if sock.category == "linear":
+            out["req_id"] = req_id or ""
+        return out
+
+    def _auth(self, sock: _Socket, args: list, req_id: Any) -> dict:
+        """args = [apiKey, expires (int or str, epoch ms in the future), hex HMAC of "GET/realtime" + expires]."""
+        acct = None
+        if len(args) == 3:
+            key, expires, given = (str(a) for a in args)
+            acct = self.sim.engine.accounts.get(key)
+            if acct is not None:
+                wanted = hmac.new(acct.api_secret.encode(), f"GET/realtime{expires}".encode(), hashlib.sha256)
+                fresh = expires.isdigit() and int(expires) > self.now_ms()
+                if not (fresh and hmac.compare_digest(wanted.hexdigest(), given.lower())):
+                    acct = None
+        sock.account = acct
+        return self._ack(sock, "auth", acct is not None, "" if acct is not None else "Params Error", req_id)
+
+    def _subscribe(self, sock: _Socket, op: str, args: list, req_id: Any) -> dict | None:
+        topics = [str(a) for a in args]
+        if sock.category == "private":
+            if sock.account is None:
+                return self._ack(sock, op, False, "Request not authorized", req_id)
+            bad = [t for t in topics if t not in PRIVATE_TOPICS]
+        else:
+            bad = [t for t in topics if not (t.startswith(PUBLIC_PREFIXES) and t.rsplit(".", 1)[-1] in self.sim.specs)]
+        if bad:
+            return self._ack(sock, op, False, f"error:handler not found,topic:{bad[0]}", req_id)
+        if op == "unsubscribe":
+            sock.topics.difference_update(topics)
+            return self._ack(sock, op, True, "", req_id)
+        sock.topics.update(topics)
+        self._subscribed.set()
+        sock.push(self._ack(sock, op, True, "subscribe" if sock.category == "spot" else "", req_id))
+        for t in topics:  # a ticker's snapshot follows the acknowledgement
+            if t.startswith("tickers."):
+                sock.push(self._ticker_push(t.split(".", 1)[1], sock.category))
+        return None
+
+    @staticmethod
+    def _ack(sock: _Socket, op: str, ok: bool, msg: str, req_id: Any) -> dict:
+        out: dict[str, Any] = {"success": ok, "ret_msg": msg, "op": op, "conn_id": sock.conn_id}
+        if req_id is not None:
+            out["req_id"] = req_id
+        return out
+
+    # --- pushes ------------------------------------------------------------------------------------
+    def _private(self, acct: Account, topic: str, data: list[dict]) -> None:
+        for sock in self.sockets:
+            if sock.account is acct and topic in sock.topics:
+                sock.push({"id": secrets.token_hex(8), "topic": topic, "creationTime": self.now_ms(), "data": data})
+
+    def on_order_change(self, acct: Account, order: Order, execution: Execution | None) -> None:
+        """The engine's hook: an order changed (and, with ``execution``, filled)."""
+        if not any(s.account is acct for s in self.sockets):
+            return  # nobody listens: ByBit replays nothing on reconnect either
+        spec = self.sim.specs[order.symbol]
+        self._private(acct, "order", [{**order.to_wire(spec), "category": order.category}])
+        if execution is None:
+            return
+        self.pushed += 1
+        self._private(acct, "execution", [{**execution.to_wire(), "category": order.category}])
+        if order.category == "linear":
+            pos = self.sim.engine.position(acct, order.symbol, order.position_idx)
+            self._private(acct, "position", [{**wire.position(self.sim, acct, pos), "category": "linear"}])
+        balance = wire.wallet_balance(self.sim, acct, {"accountType": "UNIFIED"})
+        self._private(acct, "wallet", balance["list"])
+
+    def on_price(self, symbol: str, *, closed: bool = False) -> None:
+        """Push the symbol's ticker, and its 1m kline (``confirm`` true for the candle that just closed)."""
+        for sock in self.sockets:
+            if sock.category == "private":
+                continue
+            if f"tickers.{symbol}" in sock.topics:
+                sock.push(self._ticker_push(symbol, sock.category))
+            if f"kline.1.{symbol}" in sock.topics:
+                sock.push(self._kline_push(symbol, closed))
+
+    def _ticker_push(self, symbol: str, category: str) -> dict:
+        data = wire.tickers(self.sim, None, {"category": category, "symbol": symbol})["list"][0]
+        return {"topic": f"tickers.{symbol}", "type": "snapshot", "data": data, "cs": self.now_ms(),
+                "ts": self.now_ms()}
+
+    def _kline_push(self, symbol: str, closed: bool) -> dict:
+        rows = self.sim.series[symbol].klines(1, None, None, 2)
+        row = rows[1] if closed and len(rows) > 1 else rows[0]
+        start = int(row[0])
+        ts = self.now_ms()
+        bar = {"start": start, "end": start + 59_999, "interval": "1", "open": row[1], "high": row[2],
+               "low": row[3], "close": row[4], "volume": row[5], "turnover": row[6], "confirm": closed,
+               "timestamp": ts}
+        return {"topic": f"kline.1.{symbol}", "type": "snapshot", "ts": ts, "data": [bar]}
