@@ -51,7 +51,7 @@ from .markets import (
     round_down,
 )
 from .ratelimit import RollingLimiter
-from .signing import build_query, format_value, sign
+from .signing import build_query, format_value, sign, sign_ws_auth
 
 __all__ = ["ByBitDirectClient", "klines_to_frame", "MAINNET_URL", "DEMO_URL", "RECV_WINDOW"]
 
@@ -290,6 +290,11 @@ class ByBitDirectClient:
     # ------------------------------------------------------------------ transport
     def _now_ms(self) -> int:
         return int(time.time() * 1000) + self._offset_ms
+
+    def ws_auth_args(self, valid_ms: int = 10_000) -> list[Any]:
+        """``args`` of a private WebSocket's auth request; ``expires`` leaves ``valid_ms`` for a lagging clock."""
+        expires = self._now_ms() + valid_ms
+        return [self._api_key, expires, sign_ws_auth(self._secret, expires)]
 
     def _signed_headers(self, payload: bytes) -> dict[str, str]:
         ts = self._now_ms()
@@ -787,7 +792,7 @@ class ByBitDirectClient:
             data = await self._send("GET", path, params, True)
             items = (data.get("result") or {}).get("list") or []
             if items:
-                return self._parse_order(items[0])
+                return self.parse_order(items[0])
         return None
 
     def _order_from_ack(self, body: Mapping[str, Any], ack: Mapping[str, Any]) -> dict[str, Any]:
@@ -811,7 +816,7 @@ class ByBitDirectClient:
         }
 
     @staticmethod
-    def _parse_order(o: Mapping[str, Any]) -> dict[str, Any]:
+    def parse_order(o: Mapping[str, Any]) -> dict[str, Any]:
         fee_detail = o.get("cumFeeDetail")
         if isinstance(fee_detail, dict) and fee_detail:
             fee = sum((decimal_or(v, ZERO) for v in fee_detail.values()), ZERO)
@@ -856,7 +861,7 @@ class ByBitDirectClient:
             result = await self._request("GET", path, params)
             items = result.get("list") or []
             if items:
-                return self._parse_order(items[0])
+                return self.parse_order(items[0])
         return None
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
@@ -866,7 +871,7 @@ class ByBitDirectClient:
         elif self.market_type == "linear":
             params["settleCoin"] = "USDT"  # linear needs symbol | baseCoin | settleCoin
         params["limit"] = 50
-        return [self._parse_order(o) for o in await self._paged("/v5/order/realtime", params)]
+        return [self.parse_order(o) for o in await self._paged("/v5/order/realtime", params)]
 
     async def cancel_order(
         self, order_id: str | None, symbol: str, *, client_order_id: str | None = None, confirm: bool = True

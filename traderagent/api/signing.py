@@ -42,3 +42,8 @@ def sign(secret: bytes, timestamp: int, api_key: str, recv_window: int, payload:
     """Lowercase hex HMAC-SHA256 of `timestamp + api_key + recv_window + payload`."""
     prefix = f"{timestamp}{api_key}{recv_window}".encode()
     return hmac.new(secret, prefix + payload, hashlib.sha256).hexdigest()
+
+
+def sign_ws_auth(secret: bytes, expires_ms: int) -> str:
+    """The WebSocket auth signature: hex HMAC-SHA256 of ``"GET/realtime" + expires``."""
+    return hmac.new(secret, f"GET/realtime{expires_ms}".encode(), hashlib.sha256).hexdigest()
