@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 import orjson
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential, wait_random
 
 from ..numbers import ZERO, decimal_or, to_decimal
 from .bybit_direct_client import ByBitDirectClient
@@ -107,7 +107,7 @@ class StreamConnection:
             while True:
                 async for attempt in AsyncRetrying(retry=retry_if_exception_type((aiohttp.ClientError, OSError,
                                                                                    TimeoutError, _Dropped)),
-                                                   wait=wait_exponential_jitter(initial=0.05, max=15),
+                                                   wait=wait_exponential(multiplier=0.05, max=15) + wait_random(0, 0.05),
                                                    before_sleep=self._note_retry):
                     with attempt:
                         await self._session_once()

@@ -94,6 +94,12 @@ class StreamServer:
             await sock.ws.close()
         return len(dropped)
 
+    def inject(self, text: str, category: str = "private") -> None:
+        """Test hook: send ``text`` as is (malformed, unknown, out of order...) to every ``category`` socket."""
+        for sock in self.sockets:
+            if sock.category == category:
+                sock.queue.put_nowait(text)
+
     async def subscribed(self, topic: str) -> None:
         """Return once some socket is subscribed to ``topic``."""
         while not any(topic in s.topics for s in self.sockets):
