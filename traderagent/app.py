@@ -36,6 +36,7 @@ import copy
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -88,6 +89,7 @@ class Runtime:
     started: bool = False  # the desk announced its start: it announces its stop too
     stop_reason: str = "start-up failed"
     leases: Leases | None = None
+    stream_session: Any = None  # the aiohttp session of the private streams
 
 
 def _audit(settings: Settings) -> None:
@@ -241,7 +243,8 @@ async def build(settings: Settings, bots_arg: str | None, rt: Runtime) -> Any:
     desk = Desk(rt.db, rt.clients, event_bus=bus, capital_manager=capital, capital_persister=persister,
                 rails=RiskRails.from_settings(settings, bots_file.risk), scheduler=DeskScheduler(),
                 market_data=public, scaling_approvals_required=settings.scaling_approvals_required,
-                offers=offers, stall_ticks=settings.stall_ticks, leases=rt.leases)
+                offers=offers, stall_ticks=settings.stall_ticks, leases=rt.leases,
+                open_fill_stream=_fill_streams(rt) if settings.streams else None)
     desk.refused.extend(bots_file.refused)
     await desk.add_bots(bots_file.bots)
     await refuse_untradable(desk)
@@ -271,6 +274,20 @@ async def claim_bots(settings: Settings, db: DatabaseManager, bots_file: BotsFil
                                "its bots when its lease expires, TRADERAGENT_LEASE_TIMEOUT)")
         log.warning("%s: not run here (taken over if that desk stops renewing its leases)", line)
     return leases
+
+
+def _fill_streams(rt: Runtime) -> Callable[[Any, Any], Any]:
+    """The desk's factory of private streams: one per account, on one aiohttp session."""
+    import aiohttp
+
+    from traderagent.api.bybit_streams import PrivateStream
+
+    def open_stream(client: Any, fills: Any) -> PrivateStream:
+        if rt.stream_session is None:
+            rt.stream_session = aiohttp.ClientSession()
+        return PrivateStream(rt.stream_session, client, on_fill=fills.on_fill, on_order=fills.on_order,
+                             on_connected=fills.reconcile, on_auth_failed=fills.on_auth_failed)
+    return open_stream
 
 
 async def refuse_untradable(desk: Any) -> None:
@@ -493,6 +510,8 @@ async def _shutdown(rt: Runtime) -> None:
         steps.append(("telegram", rt.frontend.stop))
     if rt.desk is not None:
         steps.append(("desk", rt.desk.stop))
+    if rt.stream_session is not None:
+        steps.append(("streams", rt.stream_session.close))
     for name, client in rt.clients.items():
         steps.append((f"client {name}", client.close))
     if rt.desk is None and rt.leases is not None:  # a desk releases its own leases when it stops

@@ -210,6 +210,7 @@ class Settings:
     stall_ticks: int = 3  # alert when no tick completed for this many of the shortest tick interval
     lease_heartbeat: float = 5.0  # seconds between renewals of the desk's bot leases (orchestrator/lease.py)
     lease_timeout: float = 25.0  # a lease not renewed for this long may be taken over by another desk
+    streams: bool = True  # fills heard on ByBit's private WebSocket; off: each bot polls its open orders
     log_level: str = "INFO"
     debug: bool = False
 
@@ -258,6 +259,7 @@ class Settings:
             stall_ticks=_int("TRADERAGENT_STALL_TICKS", source, 3, 1, 1000),
             lease_heartbeat=_float("TRADERAGENT_LEASE_HEARTBEAT", source, "5"),
             lease_timeout=_float("TRADERAGENT_LEASE_TIMEOUT", source, "25"),
+            streams=_bool("TRADERAGENT_STREAMS", source, True),
             log_level=_choice("LOG_LEVEL", source, "info", ("debug", "info", "warning", "error")).upper(),
             debug=_bool("DEBUG", source, False),
         )

@@ -73,6 +73,7 @@ from traderagent.orchestrator.events import (
     TicksStalled,
     TradingEvent,
 )
+from traderagent.orchestrator.fill_stream import RECONCILE_SECONDS, AccountFills
 from traderagent.orchestrator.gate import SendGate
 from traderagent.orchestrator.lease import Holder, Leases
 from traderagent.orchestrator.market_data import MarketData
@@ -87,7 +88,7 @@ from traderagent.orchestrator.perp import (
 from traderagent.orchestrator.risk import DeskRisk, RiskRails
 from traderagent.orchestrator.scheduler import DeskScheduler
 from traderagent.orchestrator.state import BotState, IllegalTransition
-from traderagent.ports import ExchangePort, OrderRow, StorePort, TradeRow
+from traderagent.ports import ExchangePort, FillStream, OrderRow, StorePort, TradeRow
 from traderagent.results import (
     AuditLine,
     BotDay,
@@ -172,6 +173,7 @@ class Desk:
         stall_ticks: int = 3,
         analysis_cache: AnalysisCache | None = None,
         leases: Leases | None = None,
+        open_fill_stream: Callable[[ExchangePort, AccountFills], FillStream] | None = None,
     ) -> None:
         self.db = db
         self.clients = clients  # market_type -> exchange client
@@ -208,6 +210,9 @@ class Desk:
         self._lease_beat = asyncio.Lock()  # one heartbeat at a time; a stop waits for the one in flight
         self._started = False
         self.event_bus.subscribe(self._log_events, name="db-log", types=LOGGED_EVENTS, batch=True)
+        # an account's private stream, opened at start (None: the bots poll their open orders each tick)
+        self.open_fill_stream = open_fill_stream
+        self.fill_streams: list[tuple[AccountFills, FillStream]] = []
 
     async def _log_events(self, events: list[TradingEvent]) -> None:
         """The DB log writer: every event worth reading later becomes a bot_logs row (the events
@@ -329,6 +334,7 @@ class Desk:
             for handle in self.bots.values():
                 if handle.bot.state is BotState.RUNNING:
                     await handle.bot.pause("halt", by="desk")
+        self._open_fill_streams()
         if schedule and self.scheduler is not None:
             self._schedule()
             self.scheduler.start()
@@ -373,6 +379,8 @@ class Desk:
         if self.leases is not None:
             self.scheduler.add_job("desk:leases", self.check_leases, self.leases.heartbeat,
                                    offset=self.leases.heartbeat)
+        for i, (fills, _) in enumerate(self.fill_streams):  # the backstop: the stream may miss what REST has
+            self.scheduler.add_job(f"fills:{i}", fills.reconcile, RECONCILE_SECONDS, offset=RECONCILE_SECONDS)
 
     def _schedule_bot(self, bot: BotOrchestrator, offset: float) -> None:
         """The bot's tick job; ``offset`` spreads the first ticks of many bots over one interval."""
@@ -448,6 +456,8 @@ class Desk:
         finished, every bot saved (orders stay on the exchange; states stay in the DB)."""
         started = asyncio.get_running_loop().time()
         self.stop_sending()
+        await asyncio.gather(*(stream.close() for _, stream in self.fill_streams), return_exceptions=True)
+        self.fill_streams.clear()
         unanswered = await self.gate.drain(STOP_SECONDS / 2)
         log.info("stop: no new order will be sent (%d sent, %d refused or abandoned, %d unanswered)",
                  self.gate.sent, self.gate.refused, unanswered)
@@ -505,6 +515,23 @@ class Desk:
                 for bot in running:
                     self.risk.paused_by_risk.add(bot.name)
                     await bot.pause("risk", by="risk rail")
+
+    # ================================================================== fill streams (orchestrator/fill_stream.py)
+    def _open_fill_streams(self) -> None:
+        """One private stream per account (its clients of every market type share it)."""
+        if self.open_fill_stream is None or self.fill_streams:
+            return
+        accounts: dict[object, tuple[ExchangePort, list[BotOrchestrator]]] = {}
+        for h in self.bots.values():
+            client = h.bot.client
+            accounts.setdefault(getattr(client, "account_id", id(client)), (client, []))[1].append(h.bot)
+        for client, bots in accounts.values():
+            fills = AccountFills(bots)
+            stream = self.open_fill_stream(client, fills)
+            for bot in bots:
+                bot.fill_stream = stream
+            self.fill_streams.append((fills, stream))
+            stream.start()
 
     # ================================================================== perpetuals (orchestrator/perp.py)
     def _linear_accounts(self) -> list[tuple[ExchangePort, list[BotHandle]]]:

@@ -45,6 +45,41 @@ class OrderKey:
     client_order_id: str
 
 
+@dataclass(frozen=True)
+class StreamFill:
+    """One fill heard on an account's private stream (an execution row, parsed). The order's cumulative
+    filled quantity is ``order_qty - leaves``."""
+
+    exec_id: str
+    client_order_id: str
+    order_id: str
+    symbol: str
+    side: str
+    price: Decimal
+    qty: Decimal
+    fee: Decimal
+    order_qty: Decimal
+    leaves: Decimal
+    exec_time: int
+    seq: int
+
+    @property
+    def cum_filled(self) -> Decimal:
+        return self.order_qty - self.leaves
+
+
+class FillStream(Protocol):
+    """An account's private stream (``api.bybit_streams.PrivateStream``): while ``healthy``, its fills are
+    booked as they are heard and the bots stop polling their open orders."""
+
+    @property
+    def healthy(self) -> bool: ...
+
+    def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 class InstrumentRules(Protocol):
     """The rounding steps of one symbol."""
 

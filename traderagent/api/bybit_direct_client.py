@@ -8,6 +8,7 @@ an orderLinkId so a create retried after an uncertain outcome never makes a seco
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 import re
@@ -290,6 +291,11 @@ class ByBitDirectClient:
     # ------------------------------------------------------------------ transport
     def _now_ms(self) -> int:
         return int(time.time() * 1000) + self._offset_ms
+
+    @property
+    def account_id(self) -> str:
+        """The same for every client of one account and host (a hash: the key itself is never shown)."""
+        return hashlib.sha256(f"{self.base_url} {self._api_key}".encode()).hexdigest()[:16]
 
     def ws_auth_args(self, valid_ms: int = 10_000) -> list[Any]:
         """``args`` of a private WebSocket's auth request; ``expires`` leaves ``valid_ms`` for a lagging clock."""

@@ -15,8 +15,6 @@ import inspect
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -24,6 +22,7 @@ import orjson
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential, wait_random
 
 from ..numbers import ZERO, decimal_or, to_decimal
+from ..ports import StreamFill
 from .bybit_direct_client import ByBitDirectClient
 
 log = logging.getLogger("traderagent.api.streams")
@@ -200,28 +199,6 @@ class StreamConnection:
 
 
 # --- private: fills and order changes of one account ----------------------------------------------
-@dataclass(frozen=True)
-class StreamFill:
-    """One execution row, parsed: the order's cumulative filled quantity is ``order_qty - leaves``."""
-
-    exec_id: str
-    client_order_id: str
-    order_id: str
-    symbol: str
-    side: str
-    price: Decimal
-    qty: Decimal
-    fee: Decimal
-    order_qty: Decimal
-    leaves: Decimal
-    exec_time: int
-    seq: int
-
-    @property
-    def cum_filled(self) -> Decimal:
-        return self.order_qty - self.leaves
-
-
 def parse_fill(row: dict[str, Any]) -> StreamFill | None:
     """A fill of an order, or None for the execution types that are not (funding, settlement...)."""
     if row.get("execType", "Trade") not in FILL_TYPES:

@@ -68,7 +68,7 @@ from traderagent.orchestrator.orders import (
 from traderagent.orchestrator.protection import ExchangeProtection
 from traderagent.orchestrator.risk import DeskRisk
 from traderagent.orchestrator.state import TICKING_STATES, BotState, IllegalTransition, check_transition
-from traderagent.ports import CapitalPort, ExchangePort, StorePort
+from traderagent.ports import CapitalPort, ExchangePort, FillStream, StorePort
 from traderagent.strategies.base import BaseStrategy
 from traderagent.strategies.frames import last_open_ms
 from traderagent.strategies.types import (
@@ -175,6 +175,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         self._reconciled_at = 0.0
         self._orphan_told = False
         self._lock = asyncio.Lock()
+        self.fill_stream: FillStream | None = None  # the account's private stream (orchestrator/fill_stream.py)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -315,7 +316,8 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         frames = await self.market.frames(self.symbol, tuple(strategy.timeframes), candles)
         price = to_decimal(ticker["last"])
         self.last_price = price
-        await self._sync_orders()
+        if self.fill_stream is None or not self.fill_stream.healthy:  # else fills are heard as they happen
+            await self._sync_orders()
         if not self.gate.admits(self.name):  # stopping, or fenced: no decision can be sent any more
             return
         if strategy.is_ladder:

@@ -55,6 +55,8 @@ class StreamServer:
         self.sockets: set[_Socket] = set()
         self.pushed = 0  # execution rows pushed (tests: the stream did carry fills)
         self._subscribed = asyncio.Event()  # set at every subscribe (tests wait on it, never sleep)
+        self._open = asyncio.Event()  # cleared by ``hold``: new sockets wait (a gap a test controls)
+        self._open.set()
         sim.engine.on_change = self.on_order_change
 
     def add_routes(self, app: web.Application) -> None:
@@ -64,6 +66,7 @@ class StreamServer:
 
     def _handler(self, category: str) -> Callable[[web.Request], Any]:
         async def handle(request: web.Request) -> web.WebSocketResponse:
+            await self._open.wait()
             ws = web.WebSocketResponse()
             await ws.prepare(request)
             sock = _Socket(ws, category)
@@ -93,6 +96,13 @@ class StreamServer:
         for sock in dropped:
             await sock.ws.close()
         return len(dropped)
+
+    def hold(self) -> None:
+        """Test hook: new connections wait until ``release`` (with ``drop_all``: a disconnection gap)."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
 
     def inject(self, text: str, category: str = "private") -> None:
         """Test hook: send ``text`` as is (malformed, unknown, out of order...) to every ``category`` socket."""

@@ -1,0 +1,137 @@
+"""A desk hearing fills on the simulator's private stream: booked once across a dropped socket, no per-tick
+poll while the stream is healthy, and a refused key stops the account's bots naming the cause."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from typing import Any
+
+import aiohttp
+
+from traderagent.api.bybit_direct_client import ByBitDirectClient
+from traderagent.api.bybit_streams import PrivateStream
+from traderagent.orchestrator.events import EventType
+from traderagent.orchestrator.fill_stream import AccountFills
+from traderagent.orchestrator.state import BotState
+
+from .helpers import GRID, SIM_KEY, SIM_SECRET, Harness, assert_db_matches_sim, build_desk
+
+
+class Streamed:
+    """The desk's stream factory, with queues a test awaits: reconnects reconciled, fills booked, refusals."""
+
+    def __init__(self, session: aiohttp.ClientSession, secret: str = SIM_SECRET) -> None:
+        self.session, self.secret = session, secret
+        self.reconciled: asyncio.Queue[int] = asyncio.Queue()
+        self.booked: asyncio.Queue[str] = asyncio.Queue()
+        self.refused: asyncio.Queue[str] = asyncio.Queue()
+        self.fills: AccountFills | None = None
+        self.stream: PrivateStream | None = None
+
+    def __call__(self, client: Any, fills: AccountFills) -> PrivateStream:
+        self.fills = fills
+        fills.on_booked = lambda f: self.booked.put_nowait(f.client_order_id)
+        if self.secret != SIM_SECRET:
+            client = ByBitDirectClient(SIM_KEY, self.secret, base_url=client.base_url)
+
+        async def connected() -> None:
+            await fills.reconcile()
+            self.reconciled.put_nowait(1)
+
+        async def refused(cause: str) -> None:
+            await fills.on_auth_failed(cause)
+            self.refused.put_nowait(cause)
+
+        self.stream = PrivateStream(self.session, client, on_fill=fills.on_fill, on_order=fills.on_order,
+                                    on_connected=connected, on_auth_failed=refused)
+        return self.stream
+
+
+async def streamed_desk(sim, tmp_path, streamed: Streamed) -> Harness:
+    h = await build_desk(sim.base_url, tmp_path / "desk.db", [GRID], start=False)
+    h.desk.open_fill_stream = streamed
+    await h.desk.start(schedule=False)
+    return h
+
+
+async def wait(q: asyncio.Queue, n: int = 1) -> list:
+    return [await asyncio.wait_for(q.get(), 10) for _ in range(n)]
+
+
+def filled_per_order(h: Harness) -> Counter[str]:
+    return Counter(e.data.order.client_order_id for e in h.of(EventType.ORDER_FILLED))
+
+
+async def test_fills_in_a_dropped_socket_gap_are_booked_exactly_once(sim, tmp_path):
+    async with aiohttp.ClientSession() as session:
+        streamed = Streamed(session)
+        h = await streamed_desk(sim, tmp_path, streamed)
+        try:
+            await wait(streamed.reconciled)
+            grid = h.desk.bots["xrp-grid"].bot
+            await h.desk.tick_all()
+            resting = [o.client_order_id for o in grid.open_orders]
+            assert len(resting) >= 3
+            sim.fill(SIM_KEY, resting[0])  # heard on the stream
+            assert await wait(streamed.booked) == [resting[0]]
+
+            sim.streams.hold()  # the socket drops and cannot come back yet: fills now go unheard
+            assert await sim.streams.drop_all() == 1
+            sim.fill(SIM_KEY, resting[1])
+            assert streamed.booked.empty()
+            row = next(e for e in sim.executions(SIM_KEY) if e["orderLinkId"] == resting[1])
+            sim.streams.release()
+            await wait(streamed.reconciled)  # reconnected; the REST reconcile booked the gap's fill
+            assert resting[1] not in {o.client_order_id for o in grid.open_orders}
+
+            sim.streams.inject(json.dumps({"topic": "execution", "id": "x", "creationTime": 1, "data": [row]}))
+            sim.fill(SIM_KEY, resting[2])  # heard on the new socket, after the replayed row
+            booked = [resting[0]]
+            while resting[2] not in booked:  # grid counter orders that fill at once are heard too
+                booked += await wait(streamed.booked)
+            assert len(booked) == len(set(booked)) and resting[1] not in booked
+            await h.desk.tick_all()
+            await h.desk.event_bus.drain(5)
+            counts = filled_per_order(h)
+            assert all(counts[link] == 1 for link in resting[:3]), counts
+            assert max(counts.values()) == 1
+            await assert_db_matches_sim(h, sim)
+        finally:
+            await h.close()
+
+
+async def test_healthy_stream_replaces_the_per_tick_poll(sim, tmp_path):
+    async with aiohttp.ClientSession() as session:
+        streamed = Streamed(session)
+        h = await streamed_desk(sim, tmp_path, streamed)
+        try:
+            await wait(streamed.reconciled)
+            await h.desk.tick_all()
+            before = sim.request_counts["/v5/order/realtime"]
+            for _ in range(3):
+                await h.desk.tick_all()
+            assert sim.request_counts["/v5/order/realtime"] == before
+            sim.streams.hold()
+            await sim.streams.drop_all()
+            await h.desk.tick_all()  # the stream is down: the tick polls again
+            assert sim.request_counts["/v5/order/realtime"] > before
+            sim.streams.release()
+        finally:
+            await h.close()
+
+
+async def test_refused_stream_key_stops_the_accounts_bots_naming_the_cause(sim, tmp_path):
+    async with aiohttp.ClientSession() as session:
+        streamed = Streamed(session, secret="not-the-secret")
+        h = await streamed_desk(sim, tmp_path, streamed)
+        try:
+            assert await wait(streamed.refused) == ["Params Error"]
+            grid = h.desk.bots["xrp-grid"].bot
+            assert grid.state is BotState.ERROR and grid.fill_stream is None
+            await h.desk.event_bus.drain(5)
+            errors = [e.data.error for e in h.of(EventType.ERROR, "xrp-grid")]
+            assert any("private stream" in text and "Params Error" in text for text in errors), errors
+        finally:
+            await h.close()

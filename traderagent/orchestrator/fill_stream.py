@@ -1,0 +1,107 @@
+"""Fills heard on an account's private stream, booked into the bot whose orderLinkId they carry.
+
+While the stream is healthy the bots skip their per-tick poll of open orders (``BotOrchestrator._tick``);
+``reconcile`` (the same REST sync the poll does) runs after every (re)connect, since ByBit replays nothing,
+and every ``RECONCILE_SECONDS`` as the backstop. Booking is idempotent: a fill counts only when it raises
+the order's cumulative filled quantity, a final order is booked once (``_book_fill``), and an order the bot no
+longer tracks is already final. A refused auth stops every bot of the account with an ERROR naming the cause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from traderagent.orchestrator.orders import FINAL, TrackedOrder
+from traderagent.orchestrator.state import BotState
+from traderagent.ports import StreamFill
+
+if TYPE_CHECKING:
+    from traderagent.orchestrator.bot_orchestrator import BotOrchestrator
+
+log = logging.getLogger(__name__)
+
+RECONCILE_SECONDS = 60.0
+_UNFILLED_ENDS = frozenset({"cancelled", "rejected"})  # told on the order topic; fills come as executions
+
+
+class AccountFills:
+    """The bots trading through one account, fed from its private stream."""
+
+    def __init__(self, bots: list[BotOrchestrator], on_booked: Callable[[StreamFill], None] | None = None) -> None:
+        self.bots = bots
+        self.booked = 0  # fills booked from the stream
+        self.on_booked = on_booked  # benchmarks: the instant a fill reached its strategy
+
+    def _bot(self, client_order_id: str) -> BotOrchestrator | None:
+        for bot in self.bots:  # an account holds a handful of bots; a prefix is at most 16 chars
+            if client_order_id.startswith(bot.prefix):
+                return bot
+        return None
+
+    async def on_fill(self, fill: StreamFill) -> None:
+        bot = self._bot(fill.client_order_id)
+        if bot is None:
+            return  # not this desk's order (a manual trade, another program on the account)
+        # a booking is a few writes: closing the stream must not cut it in half (save() waits on the lock)
+        await asyncio.shield(self._on_fill(bot, fill))
+
+    async def _on_fill(self, bot: BotOrchestrator, fill: StreamFill) -> None:
+        async with bot._lock:
+            order = bot._orders.get(fill.client_order_id)
+            if order is None or fill.cum_filled <= order.filled:
+                return  # already final, or already counted (the REST reconcile got there first)
+            await self._book(bot, order, fill)
+
+    async def _book(self, bot: BotOrchestrator, order: TrackedOrder, fill: StreamFill) -> None:
+        if order.filled == 0 and fill.leaves == 0:  # the whole order in one fill: the row says it all
+            seen: dict[str, Any] | None = {"id": fill.order_id, "status": "filled", "filled": fill.qty,
+                                           "avg_price": fill.price, "fee": fill.fee}
+        else:  # a part, or rows missed in a gap: the order's cumulative figures come from REST
+            seen = await bot.client.fetch_order(bot.symbol, client_order_id=order.client_order_id)
+        if seen is not None:
+            await bot._apply(order, seen)
+            self.booked += 1
+            if self.on_booked is not None:
+                self.on_booked(fill)
+
+    async def on_order(self, seen: dict[str, Any]) -> None:
+        """A cancel or reject (with any part filled before it) ends the order here."""
+        if seen.get("status") not in _UNFILLED_ENDS:
+            return
+        bot = self._bot(str(seen.get("client_order_id") or ""))
+        if bot is None:
+            return
+        await asyncio.shield(self._on_order(bot, seen))
+
+    @staticmethod
+    async def _on_order(bot: BotOrchestrator, seen: dict[str, Any]) -> None:
+        async with bot._lock:
+            order = bot._orders.get(seen["client_order_id"])
+            if order is not None and order.status not in FINAL:
+                await bot._apply(order, seen)
+
+    async def reconcile(self) -> None:
+        """Sync every bot's resting orders over REST (the poll a tick does without a stream)."""
+        for bot in self.bots:
+            await asyncio.shield(self._sync(bot))
+
+    @staticmethod
+    async def _sync(bot: BotOrchestrator) -> None:
+        async with bot._lock:
+            if not bot._orders:
+                return
+            bot.market.invalidate("orders", bot.symbol)
+            try:
+                await bot._sync_orders()
+            except Exception as exc:  # the next reconcile, or the tick's poll, tries again
+                log.warning("%s: reconcile after the stream failed: %s", bot.name, exc)
+
+    async def on_auth_failed(self, cause: str) -> None:
+        for bot in self.bots:
+            bot.fill_stream = None  # polling again, for whatever the operator does next
+            if bot.state is not BotState.ERROR:
+                await bot.fail(f"ByBit refused the private stream's API key ({cause}): check the key and "
+                               f"the host clock; trading on this account stopped")
