@@ -457,6 +457,7 @@ class Desk:
         started = asyncio.get_running_loop().time()
         self.stop_sending()
         await asyncio.gather(*(stream.close() for _, stream in self.fill_streams), return_exceptions=True)
+        await asyncio.gather(*(fills.drain() for fills, _ in self.fill_streams))
         self.fill_streams.clear()
         unanswered = await self.gate.drain(STOP_SECONDS / 2)
         log.info("stop: no new order will be sent (%d sent, %d refused or abandoned, %d unanswered)",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from traderagent.orchestrator.orders import FINAL, TrackedOrder
@@ -34,6 +34,7 @@ class AccountFills:
         self.bots = bots
         self.booked = 0  # fills booked from the stream
         self.on_booked = on_booked  # benchmarks: the instant a fill reached its strategy
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def _bot(self, client_order_id: str) -> BotOrchestrator | None:
         for bot in self.bots:  # an account holds a handful of bots; a prefix is at most 16 chars
@@ -45,8 +46,19 @@ class AccountFills:
         bot = self._bot(fill.client_order_id)
         if bot is None:
             return  # not this desk's order (a manual trade, another program on the account)
-        # a booking is a few writes: closing the stream must not cut it in half (save() waits on the lock)
-        await asyncio.shield(self._on_fill(bot, fill))
+        self._spawn(self._on_fill(bot, fill))
+
+    def _spawn(self, booking: Coroutine[Any, Any, None]) -> None:
+        """Book without holding up the stream's reader: one bot busy (a tick, follow-up orders) must not
+        delay the fills of the others. The bot's lock is FIFO, so its bookings keep the stream's order."""
+        task = asyncio.create_task(booking)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Let the bookings under way finish (a stop: none is cut in half)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _on_fill(self, bot: BotOrchestrator, fill: StreamFill) -> None:
         async with bot._lock:
@@ -74,7 +86,7 @@ class AccountFills:
         bot = self._bot(str(seen.get("client_order_id") or ""))
         if bot is None:
             return
-        await asyncio.shield(self._on_order(bot, seen))
+        self._spawn(self._on_order(bot, seen))
 
     @staticmethod
     async def _on_order(bot: BotOrchestrator, seen: dict[str, Any]) -> None:
