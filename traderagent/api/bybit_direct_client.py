@@ -1018,7 +1018,7 @@ class ByBitDirectClient:
         for o in items:
             kind = str(o.get("stopOrderType") or "")
             if kind in _STOP_TYPES and decimal_or(o.get("cumExecQty"), ZERO) > 0:
-                out.append(self._parse_order(o) | {"stop_order_type": kind})
+                out.append(self.parse_order(o) | {"stop_order_type": kind})
         return sorted(out, key=lambda o: o["updated_at"])
 
     # ------------------------------------------------------------------ batches and amend
