@@ -420,6 +420,9 @@ class Desk:
             return
         if self.scheduler is not None:
             self.scheduler.remove_tick(name)
+        for fills, _ in self.fill_streams:
+            if handle.bot in fills.bots:
+                fills.bots.remove(handle.bot)
         self.standby[name] = handle.spec
         text = (f"lease lost: {holder.owner} runs {name} now (this desk missed its lease renewals); "
                 "this desk sends none of its orders any more")

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from traderagent.orchestrator.gate import LeaseLapsed
 from traderagent.orchestrator.orders import FINAL, TrackedOrder
 from traderagent.orchestrator.state import BotState
 from traderagent.ports import StreamFill
@@ -39,7 +40,7 @@ class AccountFills:
     def _bot(self, client_order_id: str) -> BotOrchestrator | None:
         for bot in self.bots:  # an account holds a handful of bots; a prefix is at most 16 chars
             if client_order_id.startswith(bot.prefix):
-                return bot
+                return bot if bot.gate.holds(bot.name) else None  # fenced: its new owner books it
         return None
 
     async def on_fill(self, fill: StreamFill) -> None:
@@ -65,7 +66,10 @@ class AccountFills:
             order = bot._orders.get(fill.client_order_id)
             if order is None or fill.cum_filled <= order.filled:
                 return  # already final, or already counted (the REST reconcile got there first)
-            await self._book(bot, order, fill)
+            try:
+                await self._book(bot, order, fill)
+            except LeaseLapsed as exc:  # fenced while booking: the bot's new owner books it from REST
+                log.warning("%s: fill %s not booked here: %s", bot.name, fill.exec_id, exc)
 
     async def _book(self, bot: BotOrchestrator, order: TrackedOrder, fill: StreamFill) -> None:
         if order.filled == 0 and fill.leaves == 0:  # the whole order in one fill: the row says it all
@@ -98,7 +102,8 @@ class AccountFills:
     async def reconcile(self) -> None:
         """Sync every bot's resting orders over REST (the poll a tick does without a stream)."""
         for bot in self.bots:
-            await asyncio.shield(self._sync(bot))
+            if bot.gate.holds(bot.name):
+                await asyncio.shield(self._sync(bot))
 
     @staticmethod
     async def _sync(bot: BotOrchestrator) -> None:
