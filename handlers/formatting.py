@@ -36,6 +36,8 @@ EMOJI = {
     EventType.DAILY_DIGEST: "🗓",
     EventType.TICKS_STALLED: "🧊",
     EventType.PROTECTION_RESTORED: "🛡️",
+    EventType.STORAGE_LOST: "💾",
+    EventType.STORAGE_RESTORED: "💽",
 }
 
 STATE_EMOJI = {"RUNNING": "🟢", "PAUSED": "🟡", "STOPPED": "⚫", "ERROR": "🔴", "INITIALIZING": "⚪"}

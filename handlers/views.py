@@ -75,6 +75,9 @@ def desk_header(status: DeskStatus) -> str:
     lines = [f"📋 <b>Desk</b> · {len(bots)} bot{'s' if len(bots) != 1 else ''}" + (f": {counts}" if counts else "")]
     if status.halted:
         lines.append(f"🛑 <b>TRADING HALTED</b>: {esc(status.halt_reason or '')} · /resume_trading")
+    if status.storage_lost:
+        lines.append(f"💾 <b>DATABASE LOST</b>: {esc(short(status.storage_lost, 160))} · no new entries, "
+                     "positions still protected")
     if status.phase:
         lines.append(f"{esc(phase_name(status.phase))} · deployed {fmt_num(status.allocated_capital, 2)}")
     lines.append(f"PnL {fmt_pnl(realized)} · unrealised {fmt_pnl(unrealized)} · today {fmt_pnl(status.day_pnl)}")

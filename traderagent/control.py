@@ -45,7 +45,9 @@ Use-cases (names are the contract for handlers/):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -53,6 +55,7 @@ from decimal import Decimal
 from typing import Any
 
 from traderagent.bots import BotSpec
+from traderagent.database.exceptions import DatabaseUnavailableError
 from traderagent.orchestrator.analysis import AnalysisCache
 from traderagent.orchestrator.bot_orchestrator import BotOrchestrator
 from traderagent.orchestrator.budget import AnalysisBudget
@@ -77,6 +80,7 @@ from traderagent.orchestrator.fill_stream import RECONCILE_SECONDS, AccountFills
 from traderagent.orchestrator.gate import SendGate
 from traderagent.orchestrator.lease import Holder, Leases
 from traderagent.orchestrator.market_data import MarketData
+from traderagent.orchestrator.orders import unknown_on_symbol
 from traderagent.orchestrator.perp import (
     FUNDING_TAG,
     LiquidationWatch,
@@ -88,7 +92,8 @@ from traderagent.orchestrator.perp import (
 from traderagent.orchestrator.risk import DeskRisk, RiskRails
 from traderagent.orchestrator.scheduler import DeskScheduler
 from traderagent.orchestrator.state import BotState, IllegalTransition
-from traderagent.ports import ExchangePort, FillStream, OrderRow, StorePort, TradeRow
+from traderagent.orchestrator.storage import STORAGE_CHECK_S, StorageWatch
+from traderagent.ports import ExchangePort, FillStream, LogLineSpec, OrderRow, StorePort, TradeRow
 from traderagent.results import (
     AuditLine,
     BotDay,
@@ -139,6 +144,7 @@ LOGGED_EVENTS = frozenset(EventType) - {EventType.ORDER_PLACED}
 AUDIT_ARGS_CHARS = 300  # an audited argument longer than this is shortened
 PERP_CHECK_SECONDS = 30.0  # funding booked and liquidation distance checked this often
 BotOp = Callable[[str, str], Awaitable[BotStatus]]  # start_bot / pause_bot / stop_bot (name, by)
+UNLOGGED_KEEP = 10_000  # event log lines kept while storage is lost
 
 
 class ControlError(Exception):
@@ -178,6 +184,7 @@ class Desk:
         self.db = db
         self.clients = clients  # market_type -> exchange client
         self.gate = SendGate()  # closed by stop_sending(): no order leaves the desk after it
+        self.storage = StorageWatch(db, self._publish)  # database lost: no entries until it is back
         for client in clients.values():
             self._guard(client)
         self.event_bus = event_bus or EventBus()
@@ -209,6 +216,9 @@ class Desk:
             self.gate.holds = leases.holds
         self._lease_beat = asyncio.Lock()  # one heartbeat at a time; a stop waits for the one in flight
         self._started = False
+        self._unlogged: deque[LogLineSpec] = deque(maxlen=UNLOGGED_KEEP)  # log lines storage could not take yet
+        self._log_lock = asyncio.Lock()
+        self._unrecovered: list[BotHandle] = []  # bots whose recovery at start waits for the database
         self.event_bus.subscribe(self._log_events, name="db-log", types=LOGGED_EVENTS, batch=True)
         # an account's private stream, opened at start (None: the bots poll their open orders each tick)
         self.open_fill_stream = open_fill_stream
@@ -217,9 +227,21 @@ class Desk:
     async def _log_events(self, events: list[TradingEvent]) -> None:
         """The DB log writer: every event worth reading later becomes a bot_logs row (the events
         queued meanwhile are written together)."""
-        await self.db.add_logs(
-            (None if e.bot_name == DESK else e.bot_name, _log_level(e.event_type), e.event_type.value,
-             e.data.to_dict()) for e in events)
+        await self._log_lines([(None if e.bot_name == DESK else e.bot_name, _log_level(e.event_type),
+                                e.event_type.value, e.data.to_dict()) for e in events])
+
+    async def _log_lines(self, lines: list[LogLineSpec]) -> None:
+        """Write log lines, after those storage could not take yet (kept, bounded, while it is lost:
+        STORAGE_LOST among them)."""
+        async with self._log_lock:
+            self._unlogged.extend(lines)
+            kept = list(self._unlogged)
+            try:
+                await self.db.add_logs(kept)
+            except DatabaseUnavailableError as exc:
+                self.storage.trip(exc)
+                return
+            self._unlogged.clear()
 
     # ================================================================== assembly
     async def add_bot(self, spec: BotSpec, *, client: ExchangePort | None = None,
@@ -253,6 +275,7 @@ class Desk:
             market_type=spec.market_type, capital_manager=self.capital, risk=self.risk,
             market_data=market_data or self.market[spec.market_type], tick_seconds=spec.tick_seconds, clock=self.clock,
             analysis_budget=self.analysis_budget, analysis_cache=self.analysis_cache, gate=self.gate,
+            storage=self.storage,
         )
         self.bots[spec.name] = BotHandle(spec, bot)
         return bot
@@ -330,6 +353,7 @@ class Desk:
         await self.offers.load()
         refused = await self._prepare_perp()
         report = {name: await self._recover(handle, refused.get(name)) for name, handle in list(self.bots.items())}
+        await self._refuse_unknown()
         if self.capital is not None and self.capital.halted:
             for handle in self.bots.values():
                 if handle.bot.state is BotState.RUNNING:
@@ -342,27 +366,73 @@ class Desk:
         self._started = True
         return report
 
-    async def _recover(self, handle: BotHandle, refused: str | None = None) -> Mapping[str, int | str]:
-        """The bot's row (created or updated from its spec), then its recovery (``BotOrchestrator.recover``);
-        ``refused``: why the bot cannot trade (position mode, leverage): it goes to ERROR instead."""
-        spec, bot = handle.spec, handle.bot
+    async def _recover(self, handle: BotHandle, refusal: str | None = None) -> Mapping[str, int | str]:
+        """The bot's row (created, or updated from the bots file), then its recovery (``refusal``: why
+        it may not trade, e.g. its perpetual set-up failed: ERROR instead). A lost database postpones
+        it: the bot waits (INITIALIZING, not in ERROR) and is recovered by ``check_storage`` once
+        storage is back."""
+        name = handle.spec.name
         try:
-            row = await self.db.get_bot(spec.name)
+            row = await self.db.get_bot(name)
             if row is None:
-                await self.db.create_bot(spec.name, spec.strategy, spec.symbol, spec.market_type, spec.to_config(),
-                                         bot.allocated_capital)
+                await self.db.create_bot(name, handle.spec.strategy, handle.spec.symbol, handle.spec.market_type,
+                                         handle.spec.to_config(), handle.bot.allocated_capital)
                 saved = None
             else:
-                await self.db.update_bot(spec.name, config=spec.to_config(), allocated_capital=bot.allocated_capital)
+                await self.db.update_bot(name, config=handle.spec.to_config(),
+                                         allocated_capital=handle.bot.allocated_capital)
                 saved = row.state
-            if refused:  # told, not a bug: the operator changes a setting
-                await bot.fail(refused)
-                return {"error": refused}
-            return await bot.recover(saved)
+            if refusal is not None:  # told, not a bug: the operator changes a setting
+                await handle.bot.fail(refusal)
+                return {"error": refusal}
+            return await handle.bot.recover(saved)
+        except DatabaseUnavailableError as exc:
+            self.storage.trip(exc)
+            self._unrecovered.append(handle)
+            return {"error": f"waiting for the database: {exc}"}
         except Exception as exc:
-            log.exception("recovery of %s failed", spec.name)
-            await bot.fail(exc)
+            log.exception("recovery of %s failed", name)
+            await handle.bot.fail(exc)
             return {"error": str(exc)}
+
+    async def _refuse_unknown(self, symbols: set[str] | None = None) -> None:
+        """Start-up: on a symbol where the exchange holds orders under a bot's id prefix that the
+        database does not know (an empty or foreign database), no bot trades (ERROR until its
+        operator's start, which cancels and records them); a position the bots' books do not hold
+        is reported with them, and refuses the symbol too when such orders are there. ONE message
+        says what was found on every symbol."""
+        by_symbol: dict[tuple[int, str], list[BotOrchestrator]] = {}
+        for handle in self.bots.values():
+            if symbols is not None and handle.bot.symbol not in symbols:
+                continue
+            by_symbol.setdefault((id(handle.bot.client), handle.bot.symbol), []).append(handle.bot)
+        positions = await self._account_positions()
+        refusing: list[str] = []
+        noticed: list[str] = []
+        refused: list[BotOrchestrator] = []
+        for (account, symbol), bots in by_symbol.items():
+            held = None
+            if bots[0].market_type == "linear":
+                if account in positions:
+                    held = sum((r["size"] if r["side"] == "long" else -r["size"]
+                                for r in positions[account] if r["symbol"] == symbol), ZERO)
+                else:
+                    noticed.append(f"{symbol}: positions unread (the exchange did not answer)")
+            found = unknown_on_symbol(list(bots), held)
+            if found is not None:
+                (refusing if found[1] else noticed).append(found[0])
+                refused += [b for b in bots if found[1] and b.state is not BotState.STOPPED]
+        if not (refusing or noticed):
+            return
+        parts = [f"refusing to trade {'; '.join(refusing)}. An empty or foreign database? Restore it, or /start "
+                 "each bot: its unknown orders are cancelled and recorded, a position stays yours to close"] if refusing else []
+        parts += [f"trading on, but the books do not match the exchange on {'; '.join(noticed)} (a position of "
+                  "yours, or closed by hand?)"] if noticed else []
+        text = ". ".join(parts)
+        log.error("%s", text)
+        self._publish(ErrorRaised(text))
+        for bot in refused:
+            await bot.refuse(text)
 
     def _schedule(self) -> None:
         """Every bot's tick in the scheduler's loop, first ticks spread over one interval. The bots
@@ -381,6 +451,7 @@ class Desk:
                                    offset=self.leases.heartbeat)
         for i, (fills, _) in enumerate(self.fill_streams):  # the backstop: the stream may miss what REST has
             self.scheduler.add_job(f"fills:{i}", fills.reconcile, RECONCILE_SECONDS, offset=RECONCILE_SECONDS)
+        self.scheduler.add_job("desk:storage", self.check_storage, STORAGE_CHECK_S, offset=STORAGE_CHECK_S)
 
     def _schedule_bot(self, bot: BotOrchestrator, offset: float) -> None:
         """The bot's tick job; ``offset`` spreads the first ticks of many bots over one interval."""
@@ -465,6 +536,12 @@ class Desk:
         unanswered = await self.gate.drain(STOP_SECONDS / 2)
         log.info("stop: no new order will be sent (%d sent, %d refused or abandoned, %d unanswered)",
                  self.gate.sent, self.gate.refused, unanswered)
+        if self.storage.lost:  # a last try: what the bots kept in memory is gone at exit
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.check_storage(), STOP_SECONDS / 4)
+            if self.storage.lost:
+                log.error("stop: the database is still lost (%s); what the bots kept in memory is not saved, "
+                          "the next start reports the orders it does not know", self.storage.lost)
         saves = asyncio.gather(*(h.bot.save() for h in self.bots.values()), return_exceptions=True)
         left = STOP_SECONDS - (asyncio.get_running_loop().time() - started)
         settled = unanswered == 0
@@ -490,6 +567,20 @@ class Desk:
         """One tick of every bot, concurrently (tests and ``--ticks``)."""
         await asyncio.gather(*(h.bot.tick() for h in self.bots.values()))
         await self.check_desk_risk()
+        await self.check_storage()
+
+    async def check_storage(self) -> None:
+        """Is the database still there; when it was lost, is it back (orchestrator/storage.py)?"""
+        waiting = self._unrecovered
+        if not await self.storage.check(h.bot for h in self.bots.values() if h not in waiting):
+            return  # once back, STORAGE_RESTORED's log line writes the kept ones
+        if self.capital_persister is not None:
+            await self.capital_persister.flush()
+        if waiting:  # their recovery at start met the lost database: now
+            self._unrecovered = []
+            for handle in waiting:
+                await self._recover(handle)
+            await self._refuse_unknown({h.bot.symbol for h in waiting})
 
     async def _restore_daily_pnl(self) -> None:
         self.risk.roll_day()
@@ -580,17 +671,21 @@ class Desk:
             for handle, charges in zip(handles, share_funding(rows, sizes), strict=True):
                 await handle.bot.book_funding(charges)
 
-    async def _exchange_risk(self) -> dict[tuple[int, str], PositionRisk]:
-        """The accounts' perpetual positions by (account, symbol); none when ByBit cannot be asked now."""
-        out: dict[tuple[int, str], PositionRisk] = {}
+    async def _account_positions(self) -> dict[int, list[dict[str, Any]]]:
+        """Each linear account's open positions (``fetch_positions`` rows) by account id; an account
+        that cannot be asked now is absent. One request per account, whatever its symbols."""
+        out: dict[int, list[dict[str, Any]]] = {}
         for client, _ in self._linear_accounts():
             try:
-                rows = await client.fetch_positions()
+                out[id(client)] = await client.fetch_positions()
             except Exception as exc:
                 log.warning("positions from the exchange unavailable: %s", exc)
-                continue
-            out.update({(id(client), r["symbol"]): position_risk(r) for r in rows})
         return out
+
+    async def _exchange_risk(self) -> dict[tuple[int, str], PositionRisk]:
+        """The accounts' perpetual positions by (account, symbol); none when ByBit cannot be asked now."""
+        return {(account, r["symbol"]): position_risk(r)
+                for account, rows in (await self._account_positions()).items() for r in rows}
 
     def _publish(self, payload: Payload) -> None:
         self.event_bus.publish(TradingEvent.of(DESK, payload))
@@ -643,6 +738,7 @@ class Desk:
             exposure=self.risk.total_exposure(),
             exposure_limit=self.risk.exposure_limit(cm.allocated_capital) if cm else None,
             day_pnl=self.risk.desk_day_pnl(),
+            storage_lost=self.storage.lost,
             exchange_positions=tuple((await self._exchange_risk()).values()),
         )
 
@@ -668,6 +764,8 @@ class Desk:
 
     async def start_bot(self, name: str, by: str = "operator") -> BotStatus:
         bot = self._bot(name)
+        if any(h.bot is bot for h in self._unrecovered):
+            raise ControlError(f"{bot.name} waits for the database to recover it; it starts by itself then.")
         if self.capital is not None and self.capital.halted:
             raise ControlError(f"Trading is halted ({self.capital.halt_reason}); resume trading first.")
         self.risk.paused_by_risk.discard(bot.name)
@@ -872,7 +970,7 @@ class Desk:
                 paused.append(handle.bot.name)
         if self.capital_persister is not None:
             await self.capital_persister.flush()
-        await self.db.add_log(None, "WARNING", f"trading halted by {by}: {text}", {"paused": paused})
+        await self._log_lines([(None, "WARNING", f"trading halted by {by}: {text}", {"paused": paused})])
         self._publish(Halted(text, str(by), tuple(paused)))
         return HaltOutcome(text, tuple(paused))  # the reason as given: the view says who halted
 
@@ -889,7 +987,7 @@ class Desk:
                 resumed.append(handle.bot.name)
         if self.capital_persister is not None:
             await self.capital_persister.flush()
-        await self.db.add_log(None, "INFO", f"trading resumed by {by}", {"resumed": resumed})
+        await self._log_lines([(None, "INFO", f"trading resumed by {by}", {"resumed": resumed})])
         self._publish(Resumed(str(by), tuple(resumed)))
         return ResumeOutcome(tuple(resumed))
 
@@ -899,8 +997,12 @@ class Desk:
                             args: str = "", outcome: str = "ok", detail: str = "") -> None:
         """Write one operator action to the audit trail; arguments and detail are masked (no
         registered secret is ever stored) and shortened."""
-        await self.db.add_audit(user_id=user_id, user_name=user_name, chat_id=chat_id, role=role, action=action,
-                                args=_short(mask(args)), outcome=outcome, detail=_short(mask(detail)))
+        try:
+            await self.db.add_audit(user_id=user_id, user_name=user_name, chat_id=chat_id, role=role, action=action,
+                                    args=_short(mask(args)), outcome=outcome, detail=_short(mask(detail)))
+        except DatabaseUnavailableError as exc:  # the action itself was done (or refused): say so, not an error
+            self.storage.trip(exc)
+            log.warning("audit line not written (storage lost): %s by %s: %s", action, user_name, outcome)
 
     async def audit_log(self, n: int = 20) -> list[AuditLine]:
         rows = await self.db.list_audit(max(1, min(n, 500)))
@@ -1025,7 +1127,7 @@ def _utc(value: datetime) -> datetime:
 
 
 def _log_level(event_type: EventType) -> str:
-    if event_type in (EventType.ERROR, EventType.ORDER_FAILED):
+    if event_type in (EventType.ERROR, EventType.ORDER_FAILED, EventType.STORAGE_LOST):
         return "ERROR"
     warnings = (EventType.RISK_LIMIT, EventType.HALTED, EventType.LIQUIDATION_RISK, EventType.TICKS_STALLED)
     return "WARNING" if event_type in warnings else "INFO"

@@ -285,6 +285,11 @@ class StorePort(Protocol):
 
     async def load_capital_state(self) -> dict[str, Any] | None: ...
 
+    # health (orchestrator/storage.py)
+    async def check_storage(self) -> None: ...
+
+    async def restore_storage(self) -> str | None: ...
+
 
 # ---------------------------------------------------------------------- leases
 class LeaseRow(Protocol):

@@ -107,6 +107,7 @@ class DeskStatus:
     exposure: Decimal
     exposure_limit: Decimal | None
     day_pnl: Decimal
+    storage_lost: str | None  # why the database takes no writes (no entries until it does); None: fine
     exchange_positions: tuple[PositionRisk, ...] = ()  # perpetual positions of the desk's accounts
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sqlite3
 import time
 from pathlib import Path
 
+import asyncpg.exceptions
 import pytest
+from sqlalchemy import event
 
 from tests.database.writes import create_order
 from traderagent.database.exceptions import DatabaseUnavailableError, NotADatabaseError
@@ -90,3 +93,26 @@ async def test_in_memory_sqlite_serialises_tasks() -> None:
         assert len(await db.list_orders("m", limit=1000)) == 100
     finally:
         await db.close()
+
+
+async def test_a_database_that_takes_no_writes_is_unavailable(db: DatabaseManager, bot: str) -> None:
+    """Disk full (SQLite's error, PostgreSQL's SQLSTATE 53100): DatabaseUnavailableError, which the
+    desk treats as storage lost; reads still work. Only a deleted SQLite file needs restoring."""
+    full = (sqlite3.OperationalError("database or disk is full") if db.backend == "sqlite"
+            else asyncpg.exceptions.DiskFullError("could not extend file: No space left on device"))
+
+    def refuse(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE")):
+            raise full
+
+    event.listen(db._engine.sync_engine, "before_cursor_execute", refuse)
+    try:
+        with pytest.raises(DatabaseUnavailableError, match="full|takes no writes"):
+            await db.save_bot_progress(bot, runtime={"x": 1})
+        assert (await db.get_bot(bot)) is not None
+    finally:
+        event.remove(db._engine.sync_engine, "before_cursor_execute", refuse)
+    await db.check_storage()
+    assert await db.restore_storage() is None
+    await db.save_bot_progress(bot, runtime={"x": 2})
+    assert await db.load_bot_runtime(bot) == {"x": 2}

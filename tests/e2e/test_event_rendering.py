@@ -138,6 +138,9 @@ async def test_every_event_type_shows_every_field_on_console_chat_and_db_log(sim
         await desk.check_desk_risk()
         await _perpetual_risk_by_hand(sim)
         await desk.check_perp()  # the XRPUSDT funding is the grid's; the 50x ETHUSDT long is near liquidation
+        (tmp_path / "events.db").unlink()
+        await desk.check_storage()  # storage lost
+        await desk.check_storage()  # the file written back
         watch = DeskWatch(desk, DigestTime(dt.time(0, 0), "UTC", clock()))
         desk.started_at = clock()
         clock.advance(days=1)

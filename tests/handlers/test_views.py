@@ -52,7 +52,8 @@ def _bot(i: int, state: str = "RUNNING") -> BotSummary:
 def _desk(bots: list[BotSummary]) -> DeskStatus:
     return DeskStatus(bots=tuple(bots), states={"RUNNING": len(bots) - 1, "ERROR": 1}, refused=(), halted=True,
                       halt_reason="manual <halt>", phase="phase_1_5pct", allocated_capital=Decimal("50000"),
-                      exposure=Decimal("10"), exposure_limit=Decimal("25000"), day_pnl=Decimal("3"))
+                      exposure=Decimal("10"), exposure_limit=Decimal("25000"), day_pnl=Decimal("3"),
+                      storage_lost="SQLite database /x/<desk>.db is full")
 
 
 def test_desk_pages_hold_every_bot_under_the_limit() -> None:
@@ -62,6 +63,7 @@ def test_desk_pages_hold_every_bot_under_the_limit() -> None:
     text = "\n".join(pages)
     assert all(f"bot-{i:03d}" in text for i in range(100))
     assert "manual &lt;halt&gt;" in pages[0] and "TRADING HALTED" in pages[-1]  # the header repeats on each page
+    assert "DATABASE LOST</b>: SQLite database /x/&lt;desk&gt;.db is full" in pages[0]
     assert "PnL +150.00 · unrealised -25.00" in pages[0]
     assert "timeout &lt;x&gt;" in bot_line(status.bots[7])
 

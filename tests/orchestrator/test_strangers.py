@@ -34,7 +34,7 @@ async def test_unknown_orders_refuse_the_symbol_until_the_operator_takes_them_ov
         assert report["xrp-grid"]["strangers"] >= len(resting)
         assert bot2.state is BotState.ERROR
         await h2.desk.event_bus.drain(5)
-        [refusal] = [e for e in h2.of(EventType.ERROR, "xrp-grid") if "refusing to trade XRPUSDT" in e.data.error]
+        [refusal] = [e for e in h2.of(EventType.ERROR, "desk") if "refusing to trade XRPUSDT" in e.data.error]
         assert racer.client_order_id in refusal.data.error or "..." in refusal.data.error
         creates = sim.request_counts["/v5/order/create"]
         await h2.desk.tick_all()

@@ -9,7 +9,13 @@
   (`_write(durable=True)`: the orders' write-ahead rows) which runs with `synchronous=FULL`, so
   its commit is on disk (WAL fsynced) before the order is sent. PostgreSQL commits are durable
   by default (`synchronous_commit=on`).
-- Driver failures become the specific DatabaseErrors of exceptions.py, never showing a password.
+- Driver failures become the specific DatabaseErrors of exceptions.py, never showing a password;
+  a database that cannot take writes any more (disk full, I/O error, read-only, its tables gone)
+  is DatabaseUnavailableError, which the desk treats as storage lost (orchestrator/storage.py).
+- A deleted SQLite file (docs/architecture.md, "Storage faults"): open connections go on writing
+  to the unlinked file without an error, so `check_storage()` compares the path's inode with the
+  one opened, and `restore_storage()` writes the file back at its path from a connection that
+  still holds it (the "keeper", opened with the file): nothing written before the loss is lost.
 - Returned ORM objects are detached snapshots (expire_on_commit=False): read them, don't mutate.
 """
 
@@ -17,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Self
@@ -51,9 +59,18 @@ from traderagent.database.types import (
 )
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-# PostgreSQL SQLSTATE classes meaning "could not get a usable connection".
+# PostgreSQL SQLSTATEs meaning "could not get a usable connection", and those of a server that takes
+# no writes: insufficient resources (53100 disk full, 53200 out of memory), a read-only transaction
 _PG_UNAVAILABLE_STATES = ("08", "28", "3D000", "53300", "57P01", "57P02", "57P03")
+_PG_NO_WRITES_STATES = ("53100", "53200", "25006")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# SQLite errors meaning the database cannot take writes any more (-> DatabaseUnavailableError)
+_SQLITE_LOST = {
+    "database or disk is full": "is full (no space left on its disk?)",
+    "disk i/o error": "had a disk I/O error",
+    "readonly database": "is read-only",
+    "no such table": "has lost its tables (file deleted or replaced?)",
+}
 
 
 def normalise_url(database_url: str) -> URL:
@@ -97,6 +114,8 @@ class Store:
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.backend == "sqlite" else None
         self._bot_ids: dict[str, int] = {}
         self._bot_id_lookups: dict[str, asyncio.Future[int]] = {}
+        self._keeper: sqlite3.Connection | None = None  # holds the SQLite file open (check_storage)
+        self._inode: tuple[int, int] | None = None
 
     # --- engine and sessions -------------------------------------------------------------------
 
@@ -189,11 +208,16 @@ class Store:
                 return DatabaseUnavailableError(
                     f"cannot open {self._where()} (does the folder exist and is it writable?)"
                 )
+            for needle, what in _SQLITE_LOST.items():
+                if needle in text:
+                    return DatabaseUnavailableError(f"{self._where()} {what}")
             return None
         for err in chain:
             state = getattr(err, "sqlstate", None) or getattr(err, "pgcode", None)
             if isinstance(state, str) and state.startswith(_PG_UNAVAILABLE_STATES):
                 return DatabaseUnavailableError(f"{self._where()} refused the connection: {self._reason(err)}")
+            if isinstance(state, str) and state.startswith(_PG_NO_WRITES_STATES):
+                return DatabaseUnavailableError(f"{self._where()} takes no writes: {self._reason(err)}")
             if isinstance(err, OSError | TimeoutError | asyncio.TimeoutError) or type(err).__name__ in (
                 "ConnectionDoesNotExistError",
                 "ConnectionFailureError",
@@ -226,9 +250,59 @@ class Store:
     async def initialize(self) -> None:
         """Connect and bring the schema to the latest migration (fresh or existing database)."""
         await self.upgrade("head")
+        self._open_keeper()
 
     async def close(self) -> None:
+        self._close_keeper()
         await self._engine.dispose()
+
+    # --- storage health (a deleted SQLite file) --------------------------------------------------
+
+    def _file(self) -> Path | None:
+        return None if self.backend != "sqlite" or self._memory else Path(str(self.url.database))
+
+    def _open_keeper(self) -> None:
+        path = self._file()
+        if path is None or self._keeper is not None:
+            return
+        keeper = sqlite3.connect(path, check_same_thread=False)
+        keeper.execute("SELECT count(*) FROM sqlite_master").fetchall()  # opens the file: it holds this inode
+        self._keeper, self._inode = keeper, _inode(path)
+
+    def _close_keeper(self) -> None:
+        if self._keeper is not None:
+            self._keeper.close()
+            self._keeper = self._inode = None
+
+    async def check_storage(self) -> None:
+        """Raise DatabaseUnavailableError when the SQLite file at the path is not the one opened
+        (deleted, or replaced): a cheap stat, run every second by the desk."""
+        path = self._file()
+        if path is not None and self._keeper is not None and _inode(path) != self._inode:
+            raise DatabaseUnavailableError(f"{self._where()} was deleted or replaced while the desk ran")
+
+    async def restore_storage(self) -> str | None:
+        """Put a deleted (or replaced) SQLite file back at its path, copied from the keeper
+        connection that still holds it, with every row written before; the path when it did. Raises
+        DatabaseUnavailableError when the copy cannot be written (the desk tries again later)."""
+        path = self._file()
+        keeper = self._keeper
+        if path is None or keeper is None or _inode(path) == self._inode:
+            return None
+        copy = path.with_name(path.name + ".restoring")
+        async with self._write_lock or contextlib.nullcontext():
+            try:
+                await asyncio.to_thread(_copy_database, keeper, copy)
+            except (OSError, sqlite3.Error) as exc:
+                raise DatabaseUnavailableError(f"{self._where()} was deleted and could not be written back "
+                                               f"({type(exc).__name__}: {exc})") from None
+            await self._engine.dispose()  # the pooled connections hold the deleted file
+            self._close_keeper()
+            for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):  # the deleted file's journal, or a stranger
+                stale.unlink(missing_ok=True)
+            os.replace(copy, path)
+            self._open_keeper()
+        return str(path)
 
     async def __aenter__(self) -> Self:
         await self.initialize()
@@ -307,3 +381,22 @@ class Store:
 
     def _upsert(self, table: Any) -> Any:
         return (pg_insert if self.backend == "postgresql" else sqlite_insert)(table)
+
+
+def _inode(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _copy_database(source: sqlite3.Connection, target: Path) -> None:
+    """A consistent copy of ``source``'s database (its journal included) as one plain file."""
+    target.unlink(missing_ok=True)
+    out = sqlite3.connect(target)
+    try:
+        source.backup(out)
+        out.execute("PRAGMA journal_mode = DELETE")  # all in the file: nothing left in a -wal beside it
+    finally:
+        out.close()

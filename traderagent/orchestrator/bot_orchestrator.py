@@ -40,6 +40,7 @@ from traderagent.api.exceptions import (
     NetworkError,
     RateLimitError,
 )
+from traderagent.database.exceptions import DatabaseUnavailableError
 from traderagent.numbers import to_decimal
 from traderagent.orchestrator.analysis import AnalysisCache
 from traderagent.orchestrator.budget import AnalysisBudget
@@ -68,6 +69,7 @@ from traderagent.orchestrator.orders import (
 from traderagent.orchestrator.protection import ExchangeProtection
 from traderagent.orchestrator.risk import DeskRisk
 from traderagent.orchestrator.state import TICKING_STATES, BotState, IllegalTransition, check_transition
+from traderagent.orchestrator.storage import StorageWatch, UnsavedRows
 from traderagent.ports import CapitalPort, ExchangePort, FillStream, StorePort
 from traderagent.strategies.base import BaseStrategy
 from traderagent.strategies.frames import last_open_ms
@@ -120,9 +122,11 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         analysis_budget: AnalysisBudget | None = None,
         analysis_cache: AnalysisCache | None = None,
         gate: SendGate | None = None,
+        storage: StorageWatch | None = None,
     ) -> None:
         self.name = name
         self.gate = gate or SendGate()  # the desk's: closed at stop, no order is sent after it
+        self.storage = storage or StorageWatch()  # the desk's: while its database is lost, no entries
         self.analysis_budget = analysis_budget
         self.analysis_cache = analysis_cache  # the desk's: one preparation per combination and candle
         self.strategy = strategy
@@ -174,6 +178,8 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         self._spot_held: dict[str, tuple[str, Decimal]] = {}
         self._reconciled_at = 0.0
         self._orphan_told = False
+        self._unsaved = UnsavedRows()  # order rows kept in memory while storage is lost
+        self._loaded = False  # its saved state was read (recover): before that it has nothing to write
         self._lock = asyncio.Lock()
         self.fill_stream: FillStream | None = None  # the account's private stream (orchestrator/fill_stream.py)
 
@@ -185,7 +191,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
     @property
     def entries_allowed(self) -> bool:
         """New entries: RUNNING, and the capital manager (if any) deploys and is not halted."""
-        if self.state is not BotState.RUNNING or not self.gate.admits(self.name):
+        if self.state is not BotState.RUNNING or not self.gate.admits(self.name) or self.storage.lost:
             return False
         return self.capital_manager is None or bool(self.capital_manager.can_open_positions)
 
@@ -205,7 +211,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         previous, self.state = self.state, target
         if target is not BotState.PAUSED:
             self.paused_by = None
-        await self.db.set_bot_state(self.name, target.value)
+        await self._save_state()
         await self._persist(force=True)
         self._emit(StatusChanged(previous, target, reason, by))
         log.debug("%s: %s -> %s %s (by %s)", self.name, previous.value, target.value, reason, by)  # the event prints it
@@ -290,6 +296,8 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
                 log.warning("%s: %s", self.name, exc)
             except OrderRefused as exc:
                 await self.fail(str(exc))
+            except DatabaseUnavailableError as exc:  # not the bot's fault: the desk stops entries, it waits
+                self.storage.trip(exc)
             except (NetworkError, RateLimitError) as exc:
                 self._transient_failures += 1
                 log.warning("%s: exchange unreachable this tick (%s)", self.name, exc)
@@ -725,7 +733,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
 
     async def _persist(self, *, new_orders: list[dict[str, Any]] | None = None,
                        order_updates: list[tuple[str, dict[str, Any]]] | None = None,
-                       force: bool = False, announce: Payload | None = None) -> None:
+                       force: bool = False, announce: Payload | None = None, flush: bool = False) -> bool:
         """Write this step's order rows and order changes together with everything that changed
         with them, in ONE transaction: the runtime snapshot, the grid table, and the trade rows of
         positions opened or closed. So a fill, its booking and its trade are never apart, and a
@@ -733,8 +741,13 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         that matters changed (fills, orders, positions, state); candle bookkeeping alone is saved
         at most every SOFT_SAVE_S. ``announce``: the event of this change, published once it is
         durable and before the trade events it caused. Nothing is written by a desk unsure it
-        still owns the bot (LeaseLapsed)."""
+        still owns the bot (LeaseLapsed).
+        While storage is lost (orchestrator/storage.py) the order rows wait in memory, the rest is
+        written with them when it is back (``flush``: that write), and False is returned; the
+        event is published anyway: the exchange did what it says."""
         self.gate.check_owner(self.name)
+        if self.storage.lost and not flush:
+            return self._kept_unsaved(new_orders, order_updates, announce)
         before = (dict(self._trade_ids), self._closed_seen, self._realized, self._dirty, self._soft_dirty)
         opened, closed, new_trades, closes = self._book_trades()
         snapshot = None
@@ -747,19 +760,52 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         if grid == self._grid_saved:  # the table only changes with fills and placements
             grid = None
         new_ids: list[int] = []
-        if snapshot is not None or grid is not None or new_orders or order_updates:
+        if snapshot is not None or grid is not None or new_orders or order_updates or self._unsaved:
+            queued, queued_updates = self._unsaved.take()  # what storage could not take before goes first
             try:
                 new_ids = await self.db.save_bot_progress(
-                    self.name, new_orders=new_orders or (), order_updates=order_updates or (), runtime=snapshot,
+                    self.name, new_orders=[*queued, *(new_orders or ())],
+                    order_updates=[*queued_updates, *(order_updates or ())], runtime=snapshot,
                     grid=grid, new_trades=new_trades, trade_closes=closes)
-            except BaseException:
+            except BaseException as exc:
                 self._trade_ids, self._closed_seen, self._realized, self._dirty, self._soft_dirty = before
-                raise
+                self._unsaved.add(queued, queued_updates)
+                if not isinstance(exc, DatabaseUnavailableError):
+                    raise
+                self.storage.trip(exc)
+                return self._kept_unsaved(new_orders, order_updates, announce)
             if grid is not None:
                 self._grid_saved = grid
         if announce is not None:
             self._emit(announce)
         self._trades_recorded(opened, closed, new_ids)
+        return True
+
+    def _kept_unsaved(self, new_orders: list[dict[str, Any]] | None,
+                      order_updates: list[tuple[str, dict[str, Any]]] | None, announce: Payload | None) -> bool:
+        self._unsaved.add(new_orders or (), order_updates or ())
+        self._dirty = True  # the snapshot goes with them
+        if announce is not None:
+            self._emit(announce)
+        return False
+
+    async def _save_state(self) -> None:
+        """The bots table's state column (while storage is lost: written by ``resync_storage``)."""
+        if self.storage.lost:
+            return
+        try:
+            await self.db.set_bot_state(self.name, self.state.value)
+        except DatabaseUnavailableError as exc:
+            self.storage.trip(exc)
+
+    async def resync_storage(self) -> bool:
+        """Storage may be back: write the bot's state and everything it kept in memory meanwhile, in
+        one go. False (or DatabaseUnavailableError) when it is still lost; nothing is lost then."""
+        if not self._loaded:  # never recovered: writing would overwrite its saved state with nothing
+            return True
+        async with self._lock:
+            await self.db.set_bot_state(self.name, self.state.value)
+            return await self._persist(force=True, flush=True)
 
     def _grid_rows(self) -> list[dict[str, Any]] | None:
         """Grid strategies: the level table with the client id of each level's resting order."""
@@ -806,6 +852,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
             snap = await self.db.load_bot_runtime(self.name)
             if snap:
                 self._load_runtime(snap)
+            self._loaded = True
             if self._funding_since is None:  # funding settled before the bot first ran is not its own
                 self._funding_since = int(self.clock().timestamp() * 1000)
             await self._adopt_open_trades()  # before anything is written: a known trade is never inserted twice
@@ -820,9 +867,8 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
             self._strangers = await self._find_strangers()
             if not self._strangers:
                 await self._reconcile_protection()
-        if self._strangers:
+        if self._strangers:  # the desk refuses the symbol (``unknown_on_symbol``, ``refuse``)
             counts["strangers"] = len(self._strangers)
-            await self._refuse_strangers()
             return counts
         target = BotState(saved_state) if saved_state else BotState.RUNNING
         if target is BotState.INITIALIZING:

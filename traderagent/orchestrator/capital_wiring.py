@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from traderagent.database.exceptions import DatabaseUnavailableError
 from traderagent.ports import StorePort
 from traderagent.utils.capital_manager import CapitalManager, CapitalManagerError, ScalingDecision
 
@@ -44,6 +45,9 @@ class CapitalPersister:
             try:
                 await self.db.save_capital_state(state)
                 self.saves += 1
+            except DatabaseUnavailableError:  # storage lost: kept for the desk's flush once it is back
+                self._latest = self._latest or state
+                return
             except Exception:
                 log.exception("could not save the capital manager state")
                 self._latest = self._latest or state

@@ -57,11 +57,15 @@ class EventType(StrEnum):
     DAILY_DIGEST = "DAILY_DIGEST"
     TICKS_STALLED = "TICKS_STALLED"
     PROTECTION_RESTORED = "PROTECTION_RESTORED"
+    # the desk's database
+    STORAGE_LOST = "STORAGE_LOST"
+    STORAGE_RESTORED = "STORAGE_RESTORED"
 
 
 # Events an operator can never mute: they mean money is at risk or trading stopped.
 UNMUTABLE_EVENTS = frozenset({EventType.ERROR, EventType.HALTED, EventType.RISK_LIMIT, EventType.LIQUIDATION_RISK,
-                              EventType.TICKS_STALLED, EventType.PROTECTION_RESTORED})
+                              EventType.TICKS_STALLED, EventType.PROTECTION_RESTORED,
+                              EventType.STORAGE_LOST})
 
 
 def _num(value: Decimal | None, places: int | None = None) -> str:
@@ -514,6 +518,30 @@ class ProtectionRestored(Payload):
 
 
 @dataclass(frozen=True)
+class StorageLost(Payload):
+    EVENT = EventType.STORAGE_LOST
+    error: str  # DatabaseUnavailableError's text: which database, and what happened to it
+
+    def _text(self) -> str:
+        return (f"database lost: {self.error}. No new entries; open positions stay protected (exits and "
+                "stops are still sent, their records kept in memory) until it takes writes again")
+
+
+@dataclass(frozen=True)
+class StorageRestored(Payload):
+    EVENT = EventType.STORAGE_RESTORED
+    lost_seconds: Decimal
+    bots: int  # bots whose state and kept records were written
+    file_restored: str | None = None  # the deleted SQLite file written back from the connection still holding it
+
+    def _text(self) -> str:
+        restored = (f" · the deleted database file {self.file_restored} was written back from the desk's open "
+                    "connection, history intact" if self.file_restored else "")
+        return (f"database writable again after {_num(self.lost_seconds)} s: {self.bots} bot(s) saved what they "
+                f"kept in memory; entries allowed again{restored}")
+
+
+@dataclass(frozen=True)
 class Details(Payload):
     """A plain mapping given as ``data`` by code outside the desk (the spec's own example passes a
     dict). The desk's emitters always build the typed payload; this keeps such an event renderable
@@ -535,7 +563,8 @@ class Details(Payload):
 PAYLOADS: dict[EventType, type[Payload]] = {cls.EVENT: cls for cls in (
     OrderPlaced, OrderFilled, OrderCancelled, OrderFailed, TradeOpened, TradeClosed, SignalGenerated, ErrorRaised,
     StatusChanged, PhaseChanged, ScalingDecisionMade, Halted, Resumed, RiskLimitHit, LiquidationNear, FundingBooked,
-    DeskStarted, DeskStopping, ScalingOffered, DailyDigest, TicksStalled, ProtectionRestored)}
+    DeskStarted, DeskStopping, ScalingOffered, DailyDigest, TicksStalled, ProtectionRestored,
+    StorageLost, StorageRestored)}
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ from traderagent.orchestrator.events import (
 from traderagent.orchestrator.gate import SendGate, SendsStopped
 from traderagent.orchestrator.market_data import MarketData
 from traderagent.orchestrator.state import TICKING_STATES, BotState
+from traderagent.orchestrator.storage import UnsavedRows
 from traderagent.ports import ExchangePort, LimitOrder, OrderKey, OrderRow, StorePort
 from traderagent.strategies.base import BaseStrategy
 from traderagent.strategies.types import OrderIntent
@@ -131,6 +132,7 @@ class OrderLifecycle:
     _pending_entries: dict[str, dict[str, Any]]
     _pending_exits: dict[str, dict[str, Any]]
     _strangers: list[str]
+    _unsaved: UnsavedRows
     _dirty: bool
     _lock: asyncio.Lock
 
@@ -145,7 +147,7 @@ class OrderLifecycle:
         async def _set_state(self, target: BotState, reason: str = "", by: str = "desk") -> None: ...
         async def _persist(self, *, new_orders: list[dict[str, Any]] | None = None,
                            order_updates: list[tuple[str, dict[str, Any]]] | None = None,
-                           force: bool = False, announce: Payload | None = None) -> None: ...
+                           force: bool = False, announce: Payload | None = None, flush: bool = False) -> bool: ...
 
     # ------------------------------------------------------------------ order path
     def new_client_order_id(self) -> str:
@@ -166,28 +168,36 @@ class OrderLifecycle:
         if not self.gate.admits(self.name):  # stopping, or fenced: nothing is written or sent
             self.gate.refused += len(intents)
             return [None] * len(intents)
-        orders = [self._new_order(intent) for intent in intents]
-        for order in orders:
+        live = [self._new_order(intent) for intent in intents]
+        orders: list[TrackedOrder | None] = list(live)  # None: an entry not sent (storage lost)
+        for order in live:
             self._orders[order.client_order_id] = order
         try:
-            await self._persist(new_orders=[
+            durable = await self._persist(new_orders=[
                 {"client_order_id": o.client_order_id, "symbol": self.symbol, "side": o.side,
                  "order_type": o.order_type, "qty": o.qty, "price": o.price, "status": "PENDING",
-                 "reduce_only": o.reduce_only, "tag": o.tag} for o in orders])
+                 "reduce_only": o.reduce_only, "tag": o.tag} for o in live])
         except BaseException:
-            for order in orders:
+            for order in live:
                 self._orders.pop(order.client_order_id, None)
             raise
+        if not durable:
+            orders = self._exits_only(live)
+            live = [o for o in orders if o is not None]
         crash_point("after_write_ahead")
         sent = time.monotonic()
-        for order in orders:
+        for order in live:
             order.sent_at = sent
-        results = await self._send_all(orders)
+        results = iter(await self._send_all(live))
         out: list[TrackedOrder | None] = []
         acked: list[TrackedOrder] = []
         refused: list[tuple[TrackedOrder, ExchangeAPIError]] = []
         unexpected: BaseException | None = None
-        for order, result in zip(orders, results, strict=True):
+        for slot in orders:
+            if slot is None:  # an entry while storage is lost: not sent
+                out.append(None)
+                continue
+            order, result = slot, next(results)
             if isinstance(result, dict):
                 acked.append(order)
                 order.exchange_order_id = result.get("id") or None
@@ -226,6 +236,20 @@ class OrderLifecycle:
         if refused:
             self._on_refused(refused)
         return out
+
+    def _exits_only(self, orders: list[TrackedOrder]) -> list[TrackedOrder | None]:
+        """Storage is lost (their rows could not be written): the orders that protect a position
+        are sent all the same, their rows kept in memory; an entry is forgotten unsent (None)."""
+        net = self._net_position()
+        kept: list[TrackedOrder | None] = []
+        for order in orders:
+            if is_entry(intent_of(order), net):
+                self._orders.pop(order.client_order_id, None)
+                self._unsaved.drop([order.client_order_id])
+                kept.append(None)
+            else:
+                kept.append(order)
+        return kept
 
     def _on_refused(self, refused: list[tuple[TrackedOrder, ExchangeAPIError]]) -> None:
         """Permanent rejections, told once. A refused exit (or refused keys) leaves positions the bot
@@ -477,17 +501,12 @@ class OrderLifecycle:
         ours = sorted(cid for cid in links if cid.startswith(self.prefix) and cid not in self._orders)
         return [cid for cid in ours if await self.db.get_order(cid) is None]
 
-    async def _refuse_strangers(self) -> None:
-        """Never trade over orders we cannot account for: ERROR, saying what was found."""
-        shown = ", ".join(self._strangers[:5]) + (" ..." if len(self._strangers) > 5 else "")
-        text = (f"refusing to trade {self.symbol}: the exchange holds {len(self._strangers)} order(s) under this "
-                f"bot's id prefix that the database does not know (an empty or foreign database?): {shown}. "
-                "Restore the database, or start the bot to cancel the resting ones and record them all.")
+    async def refuse(self, text: str) -> None:
+        """Start-up found on this bot's symbol what the database does not know (``unknown_on_symbol``):
+        ERROR until the operator's start; the desk reported it, for every symbol, in one message."""
         self.last_error = text
-        log.error("%s: %s", self.name, text)
         async with self._lock:
-            await self._set_state(BotState.ERROR, "unknown orders on the exchange")
-        self._emit(ErrorRaised(text, self.state))
+            await self._set_state(BotState.ERROR, "unknown orders or position on the exchange")
 
     async def _adopt_strangers(self) -> None:
         """Cancel the resting strangers and record every stranger with what it became; one that
@@ -518,6 +537,29 @@ class OrderLifecycle:
                                    f"{'; '.join(filled[:5])}); their position on {self.symbol} is not in the "
                                    "bot's book", self.state))
 
+
+
+def unknown_on_symbol(bots: list[OrderLifecycle], held: Decimal | None) -> tuple[str, bool] | None:
+    """What the exchange holds on the symbol these bots trade (one account) that the database does
+    not account for, and whether it is theirs: orders under their id prefixes it does not know (found
+    by ``recover``), and a position (``held``: the account's net position there; None: not known, or
+    spot, which has no positions) their books do not hold. A position has no order id: it counts as
+    theirs when such orders are there too (an empty or foreign database); alone, it is reported but
+    may be the operator's own. None when there is nothing."""
+    names = ", ".join(b.name for b in bots)
+    found = []
+    strangers = [cid for bot in bots for cid in bot._strangers]
+    if strangers:
+        shown = ", ".join(strangers[:5]) + (" ..." if len(strangers) > 5 else "")
+        found.append(f"{len(strangers)} order(s) under the id prefix of {names} that the database does not know "
+                     f"({shown})")
+    books = sum((bot._net_position() for bot in bots), ZERO)
+    if held is not None and held != books:
+        side = "long" if held > 0 else "short" if held < 0 else "no"
+        found.append(f"{side} position{f' of {abs(held)}' if held else ''} where the books of {names} hold {books}")
+    if not found:
+        return None
+    return f"{bots[0].symbol}: " + " and ".join(found), bool(strangers)
 
 
 def intent_of(order: TrackedOrder) -> OrderIntent:
