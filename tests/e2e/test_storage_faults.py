@@ -57,13 +57,13 @@ def record_sends(h: Harness) -> list[tuple[OrderIntent, Decimal]]:
     """Every order the bot sends, with its net position at that moment."""
     bot = h.desk.bots["xrp-grid"].bot
     sends: list[tuple[OrderIntent, Decimal]] = []
-    real = bot._send
+    real = bot._send_all
 
-    async def send(order: Any) -> dict[str, Any]:
-        sends.append((intent_of(order), bot._net_position()))
-        return await real(order)
+    async def send_all(orders: list[Any]) -> list[Any]:
+        sends.extend((intent_of(order), bot._net_position()) for order in orders)
+        return await real(orders)
 
-    bot._send = send  # type: ignore[method-assign]
+    bot._send_all = send_all  # type: ignore[method-assign]
     return sends
 
 
