@@ -32,7 +32,9 @@ async def test_concurrent_writers_share_few_transactions(db: DatabaseManager, bo
     await asyncio.gather(*(db.save_bot_progress(b, runtime={"seq": i, "avg": Decimal("1.25")}) for i, b in enumerate(bots)),
                          *(db.save_bot_progress(b, new_orders=[_order(f"{b}-a"), _order(f"{b}-b")]) for b in bots),
                          *(db.add_log(b, "INFO", "placed") for b in bots))
-    assert db._group.transactions - before <= 3  # 120 writes, not 120 transactions
+    # 120 writes in a handful of transactions (how many depends on when each joins a batch and on the
+    # durable/plain split of write-ahead rows), never one each
+    assert db._group.transactions - before <= 8
     for i, b in enumerate(bots):  # every caller returned after its rows were committed
         assert await db.load_bot_runtime(b) == {"seq": i, "avg": "1.25"}
         assert {o.client_order_id for o in await db.list_orders(b)} == {f"{b}-a", f"{b}-b"}
@@ -127,7 +129,7 @@ async def test_concurrent_trades_share_a_transaction_and_each_gets_its_own_row(d
     before = db._group.transactions
     trades = await asyncio.gather(*(open_trade(db, b, "BTCUSDT", "long", "0.01", 100 + i, tag=f"p{i}")
                                     for i, b in enumerate(bots)))
-    assert db._group.transactions - before <= 5  # 40 inserts (the bots' ids are looked up concurrently)
+    assert db._group.transactions - before <= 10  # 40 inserts in a few transactions (ids are looked up concurrently)
     assert len({t.id for t in trades}) == len(bots)
     for i, (b, trade) in enumerate(zip(bots, trades, strict=True)):
         [stored] = await db.list_trades(b)
