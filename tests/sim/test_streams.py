@@ -32,7 +32,7 @@ class Raw:
 
     async def next(self, topic: str | None = None) -> dict:
         while True:
-            data = json.loads((await self.ws.receive(timeout=5)).data)
+            data = json.loads((await self.ws.receive(timeout=30)).data)
             if topic is None or data.get("topic") == topic:
                 return data
 
@@ -126,7 +126,7 @@ async def test_drop_all_closes_every_socket(connect, sim):
     await sockets[1].ask({"op": "ping"})
     assert await sim.streams.drop_all() == 2
     for s in sockets:
-        assert (await s.ws.receive(timeout=5)).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert (await s.ws.receive(timeout=30)).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
 
 
 async def test_pybit_websocket_hears_a_fill(sim, monkeypatch):
@@ -146,9 +146,9 @@ async def test_pybit_websocket_hears_a_fill(sim, monkeypatch):
                                                               "side": "Buy", "orderType": "Limit", "qty": "0.01",
                                                               "price": "1000", "orderLinkId": "pybit-ws"})
         assert body["retCode"] == 0
-        await asyncio.wait_for(sim.streams.subscribed("execution"), 5)
+        await asyncio.wait_for(sim.streams.subscribed("execution"), 30)
         sim.fill(SIM_KEY, "pybit-ws")
-        msg = await asyncio.to_thread(got.get, timeout=5)
+        msg = await asyncio.to_thread(got.get, timeout=30)  # a bound, not a wait: it returns at the message
         assert msg["topic"] == "execution" and msg["data"][0]["orderLinkId"] == "pybit-ws"
     finally:
         await asyncio.to_thread(ws.exit)
