@@ -665,7 +665,8 @@ class Desk:
                 log.exception("perpetual risk check failed")
 
     async def _book_funding(self, client: ExchangePort, handles: list[BotHandle]) -> None:
-        rows = await client.fetch_funding(handles[0].spec.symbol)
+        since = min((s for h in handles if (s := h.bot.funding_since) is not None), default=None)
+        rows = await client.fetch_funding(handles[0].spec.symbol, since)
         if rows:
             sizes = [sum((p.size for p in h.bot.strategy.get_active_positions()), ZERO) for h in handles]
             for handle, charges in zip(handles, share_funding(rows, sizes), strict=True):

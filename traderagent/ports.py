@@ -62,6 +62,7 @@ class StreamFill:
     leaves: Decimal
     exec_time: int
     seq: int
+    exec_type: str = "Trade"  # "BustTrade" / "AdlTrade": the exchange closed the position (no order of ours)
 
     @property
     def cum_filled(self) -> Decimal:
@@ -134,7 +135,9 @@ class ExchangePort(Protocol):
 
     async def fetch_positions(self, symbol: str | None = None) -> list[dict[str, Any]]: ...
 
-    async def fetch_funding(self, symbol: str, limit: int = 50) -> list[dict[str, Any]]: ...
+    async def fetch_funding(self, symbol: str, since_ms: int | None = None) -> list[dict[str, Any]]: ...
+
+    async def fetch_liquidations(self, symbol: str, since_ms: int | None = None) -> list[dict[str, Any]]: ...
     # exchange-held protection (orchestrator/protection.py)
     async def set_trading_stop(self, symbol: str, *, stop_loss: Decimal | None, take_profit: Decimal | None,
                                trigger_by: str = "LastPrice") -> None: ...

@@ -1,5 +1,5 @@
 """The client's perpetual-futures calls over HTTP against the simulator: position mode, risk fields of a
-position, funding apart from trades."""
+position, funding apart from trades (from the transaction log), liquidations."""
 
 from __future__ import annotations
 
@@ -41,3 +41,24 @@ async def test_funding_apart_from_trades(sim, linear):
     funding = await linear.fetch_funding("BTCUSDT")
     assert len(funding) == 2 and len({f["id"] for f in funding}) == 2
     assert all(f["fee"] == D("0.5") and f["rate"] == D("0.0001") for f in funding)  # 0.1 x 50000 x 0.0001
+    log = (await linear._request("GET", "/v5/account/transaction-log", {"type": "SETTLEMENT"}))["list"]
+    assert {f["id"] for f in funding} == {r["id"] for r in log}  # the transaction log's ids: one source
+    later = max(f["timestamp"] for f in funding)
+    assert await linear.fetch_funding("BTCUSDT", later) == [f for f in funding if f["timestamp"] >= later]
+    assert await linear.fetch_funding("ETHUSDT") == []
+
+
+async def test_liquidations_one_per_order_with_price_and_side(sim, linear):
+    sim.set_price("BTCUSDT", D("50000"))
+    await linear.set_leverage("BTCUSDT", 10)
+    await linear.create_market_order("BTCUSDT", "buy", D("0.1"))
+    assert await linear.fetch_liquidations("BTCUSDT") == []
+    (pos,) = await linear.fetch_positions("BTCUSDT")
+    sim.set_price("BTCUSDT", pos["liq_price"] - 10)
+    (liq,) = await linear.fetch_liquidations("BTC/USDT")
+    (bust,) = [x for x in sim.executions(KEY) if x["execType"] == "BustTrade"]
+    assert liq == {"id": bust["orderId"], "exec_type": "BustTrade", "side": "sell", "qty": D("0.1"), "fee": D(0),
+                   "timestamp": int(bust["execTime"]), "avg_price": D(bust["execPrice"])}
+    assert await linear.fetch_liquidations("BTCUSDT", liq["timestamp"] + 1) == []
+    assert await linear.fetch_my_trades("BTCUSDT") and all(t["id"] != bust["execId"]
+                                                           for t in await linear.fetch_my_trades("BTCUSDT"))

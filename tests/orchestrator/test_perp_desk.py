@@ -109,6 +109,26 @@ async def test_funding_is_booked_once_into_every_pnl(sim, tmp_path):
         await h.close()
 
 
+async def test_funding_charged_while_the_desk_was_down_is_booked_after_restart(sim, tmp_path):
+    sim.set_price("BTCUSDT", D("50000"))
+    h = await build_desk(sim.base_url, tmp_path / "down.db", [TREND])
+    await h.close()  # the desk is down from here
+    await _open_by_hand(sim.base_url)
+    sim.charge_funding("BTCUSDT")
+    sim.charge_funding("BTCUSDT")
+    h = await build_desk(sim.base_url, tmp_path / "down.db", [TREND])
+    try:
+        await h.desk.check_perp()
+        await h.desk.check_perp()
+        bot = h.desk.bots["btc-trend"].bot
+        rows = [t for t in await h.db.list_trades("btc-trend", limit=50) if (t.tag or "").startswith("funding:")]
+        assert len(rows) == 2 and bot._realized == D("-1.0")
+        log = {x["execTime"] for x in sim.executions(SIM_KEY) if x["execType"] == "Funding"}
+        assert bot.funding_since == max(int(t) for t in log)  # the next look starts at the last one booked
+    finally:
+        await h.close()
+
+
 async def test_funding_before_the_bot_first_ran_is_not_its_own(sim, tmp_path):
     await _open_by_hand(sim.base_url)
     sim.charge_funding("BTCUSDT")

@@ -97,6 +97,8 @@ _ORDER_STATUS = {
     "Rejected": "rejected",
 }
 # stopOrderType of orders executed on a trigger (v5/enum#stopordertype)
+LIQUIDATION_TYPES = ("BustTrade", "AdlTrade")  # the exchange closed the position (takeover, auto-deleveraging)
+WINDOW_MS = 7 * 86_400_000  # the longest time range execution/list and transaction-log answer
 _STOP_TYPES = frozenset({"TakeProfit", "StopLoss", "TrailingStop", "PartialTakeProfit", "PartialStopLoss", "Stop",
                          "tpslOrder", "OcoOrder", "BidirectionalTpslOrder"})
 _LINK_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
@@ -639,18 +641,49 @@ class ByBitDirectClient:
         hedged = any(int(p.get("positionIdx") or 0) in (1, 2) for p in result.get("list") or [])
         return "hedge" if hedged else "one-way"
 
-    async def fetch_funding(self, symbol: str, limit: int = 50) -> list[dict[str, Any]]:
-        """Funding settlements of ``symbol``, newest first; ``fee`` > 0 paid, < 0 received (ByBit's execFee)."""
+    async def fetch_funding(self, symbol: str, since_ms: int | None = None) -> list[dict[str, Any]]:
+        """Funding settlements of ``symbol`` since ``since_ms`` (None: the last 7 days), from the transaction
+        log (``type=SETTLEMENT``), newest first; ``id`` is the log row's, ``fee`` > 0 paid (the log's
+        ``funding`` has the opposite sign)."""
         if self.market_type != "linear":
             return []
-        params = {"category": "linear", "symbol": normalize_symbol(symbol), "execType": "Funding",
-                  "limit": min(max(limit, 1), 100)}
-        items = await self._paged("/v5/execution/list", params, max_items=limit)
-        return [{"id": e.get("execId", ""), "symbol": e.get("symbol", ""), "side": e.get("side", ""),
-                 "size": decimal_or(e.get("execQty"), ZERO), "mark": decimal_or(e.get("execPrice"), ZERO),
-                 "fee": decimal_or(e.get("execFee"), ZERO), "rate": decimal_or(e.get("feeRate"), ZERO),
-                 "timestamp": int(e.get("execTime") or 0)}
-                for e in items if e.get("execType") == "Funding"]
+        market = await self._market(symbol)
+        rows = []
+        for start, end in _windows(since_ms):
+            params = {"accountType": "UNIFIED", "category": "linear", "baseCoin": market.base, "type": "SETTLEMENT",
+                      "startTime": start, "endTime": end, "limit": 50}
+            rows += await self._paged("/v5/account/transaction-log", params)
+        return [{"id": r.get("id", ""), "symbol": r.get("symbol", ""), "side": r.get("side", ""),
+                 "size": abs(decimal_or(r.get("size"), ZERO)), "mark": decimal_or(r.get("tradePrice"), ZERO),
+                 "fee": -decimal_or(r.get("funding"), ZERO), "rate": decimal_or(r.get("feeRate"), ZERO),
+                 "timestamp": int(r.get("transactionTime") or 0)}
+                for r in rows if r.get("type") == "SETTLEMENT" and r.get("symbol") == market.symbol]
+
+    async def fetch_liquidations(self, symbol: str, since_ms: int | None = None) -> list[dict[str, Any]]:
+        """The exchange's liquidations (``BustTrade``) and auto-deleveragings (``AdlTrade``) of the linear
+        position in ``symbol`` since ``since_ms`` (None: the last 7 days), one per order, oldest first:
+        ``id`` (the order's), ``exec_type``, ``side`` (of the closing order), ``qty``, ``avg_price``, ``fee``."""
+        if self.market_type != "linear":
+            return []
+        sym = normalize_symbol(symbol)
+        rows = []
+        for exec_type in LIQUIDATION_TYPES:
+            for start, end in _windows(since_ms):
+                params = {"category": "linear", "symbol": sym, "execType": exec_type, "startTime": start,
+                          "endTime": end, "limit": 100}
+                rows += await self._paged("/v5/execution/list", params)
+        orders: dict[str, dict[str, Any]] = {}
+        for r in sorted(rows, key=lambda r: int(r.get("execTime") or 0)):
+            qty, price = decimal_or(r.get("execQty"), ZERO), decimal_or(r.get("execPrice"), ZERO)
+            o = orders.setdefault(r.get("orderId", ""), {"id": r.get("orderId", ""), "exec_type": r.get("execType"),
+                                                        "side": str(r.get("side", "")).lower(), "qty": ZERO,
+                                                        "value": ZERO, "fee": ZERO, "timestamp": 0})
+            o["qty"] += qty
+            o["value"] += qty * price
+            o["fee"] += decimal_or(r.get("execFee"), ZERO)
+            o["timestamp"] = int(r.get("execTime") or 0)
+        return [{k: v for k, v in o.items() if k != "value"} | {"avg_price": o["value"] / o["qty"]}
+                for o in orders.values() if o["qty"]]
 
     async def set_leverage(self, symbol: str, leverage: Any) -> Decimal:
         """Set buy and sell leverage (one-way mode); "not modified" (110043) counts as success."""
@@ -1133,3 +1166,11 @@ class ByBitDirectClient:
     # ------------------------------------------------------------------ stats
     def get_statistics(self) -> dict[str, Any]:
         return self._stats.snapshot()
+
+
+def _windows(since_ms: int | None) -> list[tuple[int, int]]:
+    """``[since_ms, now]`` (None: the last 7 days) cut in ByBit's 7-day windows; a minute past now, for clocks
+    that differ."""
+    end = int(time.time() * 1000) + 60_000
+    start = end - WINDOW_MS if since_ms is None else min(since_ms, end)
+    return [(t, min(t + WINDOW_MS, end)) for t in range(start, end, WINDOW_MS)] or [(start, end)]

@@ -207,7 +207,7 @@ def parse_fill(row: dict[str, Any]) -> StreamFill | None:
                       str(row["symbol"]), str(row["side"]).lower(), to_decimal(row["execPrice"]),
                       to_decimal(row["execQty"]), decimal_or(row.get("execFee"), ZERO),
                       to_decimal(row["orderQty"]), to_decimal(row["leavesQty"]), int(row["execTime"]),
-                      int(row.get("seq") or 0))
+                      int(row.get("seq") or 0), str(row.get("execType", "Trade")))
 
 
 class PrivateStream:

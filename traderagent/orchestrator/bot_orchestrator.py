@@ -612,6 +612,11 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
                 self._trade_ids[trade.tag] = [trade.id, str(trade.fees)]
 
     # ------------------------------------------------------------------ funding (perpetuals: perp.py)
+    @property
+    def funding_since(self) -> int | None:
+        """Epoch ms from which funding settlements may still be the bot's to book (None: not recovered yet)."""
+        return self._funding_since
+
     async def book_funding(self, charges: Sequence[FundingCharge]) -> int:
         """Book the funding charges not booked yet (nor older than the bot), each a closed trade row in the
         same transaction as the snapshot that remembers it; returns how many were new."""
@@ -621,14 +626,16 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
                    and c.time.timestamp() * 1000 >= since]
             if not new:
                 return 0
-            before = (deque(self._funding_seen, maxlen=BOOKED_KEEP), self._realized)
+            before = (deque(self._funding_seen, maxlen=BOOKED_KEEP), self._realized, self._funding_since)
             self._funding_seen.extend(c.exec_id for c in new)
             self._realized += sum((c.pnl for c in new), ZERO)
+            # the next look starts at the last settlement booked: all before it are booked
+            self._funding_since = max(since, *(int(c.time.timestamp() * 1000) for c in new))
             try:
                 await self.db.save_bot_progress(self.name, runtime=self.runtime_snapshot(),
                                                 new_trades=[c.trade_row() for c in new])
             except BaseException:
-                self._funding_seen, self._realized = before
+                self._funding_seen, self._realized, self._funding_since = before
                 raise
             for c in new:
                 self.risk.add_realized(self.name, c.pnl)

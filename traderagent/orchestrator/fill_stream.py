@@ -4,7 +4,9 @@ While the stream is healthy the bots skip their per-tick poll of open orders (``
 ``reconcile`` (the same REST sync the poll does) runs after every (re)connect, since ByBit replays nothing,
 and every ``RECONCILE_SECONDS`` as the backstop. Booking is idempotent: a fill counts only when it raises
 the order's cumulative filled quantity, a final order is booked once (``_book_fill``), and an order the bot no
-longer tracks is already final. A refused auth stops every bot of the account with an ERROR naming the cause.
+longer tracks is already final. A liquidation (no order of ours) has the symbol's bots book it at once
+(``ExchangeProtection.book_exchange_close``). A refused auth stops every bot of the account with an ERROR
+naming the cause.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from traderagent.api.bybit_direct_client import LIQUIDATION_TYPES
 from traderagent.orchestrator.gate import LeaseLapsed
 from traderagent.orchestrator.orders import FINAL, TrackedOrder
 from traderagent.orchestrator.state import BotState
@@ -44,6 +47,11 @@ class AccountFills:
         return None
 
     async def on_fill(self, fill: StreamFill) -> None:
+        if fill.exec_type in LIQUIDATION_TYPES:  # no order of ours: the position of the symbol's bots is gone
+            for each in self.bots:
+                if each.symbol == fill.symbol and each.gate.holds(each.name):
+                    self._spawn(each.book_exchange_close())
+            return
         bot = self._bot(fill.client_order_id)
         if bot is None:
             return  # not this desk's order (a manual trade, another program on the account)

@@ -15,6 +15,12 @@
   is booked ONCE as the close of the positions it closed (reason stop/target): the executed order's
   id joins the booked ids, saved in the same transaction as the trade close, so a crash or a second
   look never books it twice. The operator hears of it through the trade-close alert.
+* Liquidations: a position the exchange took over (``execType`` BustTrade, or AdlTrade for an
+  auto-deleveraging) is booked the same way, once, as the close of the bot's positions at the
+  liquidation's price (reason ``liquidation``, its fee in the PnL): from the execution stream at once
+  (``book_exchange_close``), else from the tick's or the reconcile's look at the exchange (after a restart
+  too). The strategy is then flat: no stop to hold, no exit to send; the loss counts towards the daily-loss
+  rail like any other, which pauses the bot or not. The trade-close alert tells the operator the loss.
 * ``_exits_left_to_desk``: before the desk exits a protected position (its own check saw the stop
   reached, or a reversal), it looks at the exchange: a stop the exchange executed meanwhile is booked;
   only if the position is still open does the desk send its market exit, as before.
@@ -25,6 +31,7 @@ One-way mode: a symbol's positions of one bot share one exchange position, so th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -67,6 +74,7 @@ class ExchangeProtection:
     _spot_held: dict[str, tuple[str, Decimal]]  # spot: "s"/"t" -> (orderLinkId, trigger) of our conditionals
     _reconciled_at: float
     _orphan_told: bool  # the bot's position missing on the exchange was told (once)
+    _lock: asyncio.Lock
 
     if TYPE_CHECKING:
         def _emit(self, payload: Payload) -> None: ...
@@ -228,10 +236,25 @@ class ExchangeProtection:
             mine = [ex for ex in mine if ex["client_order_id"].startswith(self._protect_prefix)]
         return mine
 
+    async def _liquidations(self) -> list[dict[str, Any]]:
+        """The exchange's liquidations of the account's position not booked yet (linear only)."""
+        positions = self.strategy.get_active_positions()
+        since = min((int(p.metadata.get("held_since_ms", 0)) for p in positions), default=0)
+        found = await self.client.fetch_liquidations(self.symbol, since or None)
+        return [ex for ex in found if f"x:{ex['id']}" not in self._booked]
+
+    async def book_exchange_close(self) -> None:
+        """The stream heard the exchange close the account's position itself (a liquidation): book it now
+        rather than at the next reconcile; once, whichever comes first."""
+        async with self._lock:
+            if self.protected and self.strategy.get_active_positions():
+                await self._book_exchange_closes()
+
     async def _book_exchange_closes(self) -> None:
-        """Book, once, every stop/target execution of the exchange that closed the bot's positions."""
-        executions = await self._stop_executions()
-        for ex in executions:
+        """Book, once, every stop/target execution and liquidation of the exchange that closed the bot's
+        positions."""
+        executions = await self._stop_executions() + await self._liquidations()
+        for ex in sorted(executions, key=lambda ex: ex.get("updated_at") or ex.get("timestamp") or 0):
             closing_long = ex["side"] == "sell"
             positions = [p for p in self.strategy.get_active_positions() if p.is_long == closing_long]
             size = sum((p.size for p in positions), ZERO)
@@ -241,8 +264,9 @@ class ExchangeProtection:
                 self.strategy.close_position(pos.position_id, price, reason, fee=fee * pos.size / size)
             self._booked.append(f"x:{ex['id']}")
             self._dirty = True
-            log.info("%s: the exchange executed %s at %s: %d position(s) closed", self.name,
-                     ex["stop_order_type"], price, len(positions))
+            log.log(logging.WARNING if "exec_type" in ex else logging.INFO,
+                    "%s: the exchange executed %s at %s: %d position(s) closed", self.name,
+                    ex.get("stop_order_type") or ex.get("exec_type"), price, len(positions))
         if self.market_type == "spot":
             for link, _ in list(self._spot_held.values()):
                 await self._cancel_spot(link)
@@ -253,9 +277,11 @@ class ExchangeProtection:
         elif self.strategy.get_active_positions() and not self._orphan_told:
             self._orphan_told = True
             self._emit(ErrorRaised(f"the exchange holds no {self.symbol} position but the bot does, and no stop or "
-                                   "target of the exchange closed it (closed by hand, or liquidated?)", self.state))
+                                   "target or liquidation of the exchange closed it (closed by hand?)", self.state))
 
     def _reason(self, ex: dict[str, Any], pos: PositionInfo) -> ExitReason:
+        if "exec_type" in ex:  # BustTrade, AdlTrade
+            return ExitReason.LIQUIDATION
         kind = ex["stop_order_type"]
         target = kind in TARGET_TYPES or (kind not in ("StopLoss", "TrailingStop", "PartialStopLoss")
                                           and ex["client_order_id"].startswith(self._protect_prefix + "t"))

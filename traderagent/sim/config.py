@@ -14,6 +14,7 @@ DEFAULT_RATE_LIMITS: dict[str, int] = {
     "/v5/position/list": 50, "/v5/position/set-leverage": 10, "/v5/position/switch-mode": 10,
     "/v5/position/trading-stop": 10,
     "/v5/account/wallet-balance": 50, "/v5/account/info": 50, "/v5/account/fee-rate": 5,
+    "/v5/account/transaction-log": 25,
     "/v5/user/query-api": 10, "/v5/asset/coin/query-info": 5,
     # the batch endpoints share their own bucket per path, charged per order (orders per rolling second)
     "/v5/order/create-batch": 10, "/v5/order/amend-batch": 10, "/v5/order/cancel-batch": 10,

@@ -153,6 +153,10 @@ class Execution:
     closed_size: Decimal
     leaves_after: Decimal
     exec_type: str = "Trade"  # "BustTrade": a liquidation's fill
+    # linear, for the transaction log (perp.log_row): PnL settled, position and wallet after the fill
+    cash_flow: Decimal | None = None
+    size_after: Decimal | None = None
+    balance_after: Decimal | None = None
 
     @property
     def category(self) -> str:
@@ -453,6 +457,7 @@ class Engine:
             qty = min(qty, room)
         rate = self.fees.maker if maker else self.fees.taker
         value = price * qty
+        before = acct.wallet.get(spec.quote_coin, ZERO)
         if o.category == "linear":
             fee, coin = value * rate, spec.quote_coin
             closed = self._apply_linear(acct, o, price, qty, fee)
@@ -472,6 +477,8 @@ class Engine:
         o.updated = now
         execution = Execution(self._uuid(), o, price, qty, fee, rate, coin, maker, now,
                               self._next_seq(), self.price(o.symbol), closed, o.leaves)
+        if o.category == "linear":
+            perp.stamp(acct, execution, before)
         acct.executions.append(execution)
         self.on_change(acct, o, execution)
 

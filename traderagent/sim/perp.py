@@ -8,7 +8,11 @@
   wallet and listed by ``/v5/execution/list`` as an ``execType=Funding`` row (``execFee`` > 0 = paid).
 - **Liquidation**: a position whose price range reaches its liquidation price (the isolated-style
   estimate ``/v5/position/list`` shows as ``liqPrice``) is taken over at its bankruptcy price: its whole
-  margin is lost, and the fill is an ``execType=BustTrade`` row of a ``CreateByLiq`` market order.
+  margin is lost, and the fill is an ``execType=BustTrade`` row of a ``CreateByLiq`` market order, pushed on
+  the order and execution streams; what is left of the position's TP/SL is cancelled.
+- **Transaction log** (``/v5/account/transaction-log``, UTA): the linear fills (``TRADE``), liquidations
+  (``LIQUIDATION``) and funding settlements (``SETTLEMENT``, ``funding`` > 0 received) with ByBit's
+  ``change = cashFlow + funding - fee`` and the wallet after each; spot rows and transfers are not modelled.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from traderagent.sim import matching as m
+from traderagent.sim import protection
 
 if TYPE_CHECKING:
-    from traderagent.sim.matching import Account, Engine, Position
+    from traderagent.sim.matching import Account, Engine, Execution, Position
 
 ONE_WAY, HEDGE = 0, 3
 FUNDING_INTERVAL_MS = 8 * 3_600_000
@@ -120,11 +125,25 @@ def _take_over(engine: Engine, acct: Account, pos: Position) -> None:
                 create_type="CreateByLiq")
     acct.orders.append(o)
     acct.by_id[o.order_id] = o
+    before = acct.wallet.get(spec.quote_coin, m.ZERO)
     closed = engine._apply_linear(acct, o, bust, qty, m.ZERO)  # the loss is the margin; no fee on top
     o.cum_qty, o.cum_value, o.fee_coin, o.status = qty, bust * qty, spec.quote_coin, "Filled"
-    acct.executions.append(m.Execution(engine._uuid(), o, bust, qty, m.ZERO, m.ZERO, spec.quote_coin, False, now,
-                                       engine._next_seq(), engine.price(pos.symbol), closed, m.ZERO,
-                                       exec_type="BustTrade"))
+    execution = m.Execution(engine._uuid(), o, bust, qty, m.ZERO, m.ZERO, spec.quote_coin, False, now,
+                            engine._next_seq(), engine.price(pos.symbol), closed, m.ZERO, exec_type="BustTrade")
+    stamp(acct, execution, before)
+    acct.executions.append(execution)
+    protection.position_changed(engine, acct, pos.symbol)  # what is left of its TP/SL goes
+    engine.on_change(acct, o, execution)  # pushed on the order and execution streams like any fill
+
+
+def stamp(acct: Account, execution: Execution, balance_before: Decimal) -> None:
+    """Note on a linear fill what the transaction log shows of it: the PnL it settled (fee excluded),
+    the position and the wallet after it."""
+    coin = execution.fee_coin
+    pos = acct.positions.get(m.pos_key(execution.symbol, execution.order.position_idx))
+    execution.balance_after = acct.wallet.get(coin, m.ZERO)
+    execution.cash_flow = execution.balance_after - balance_before + execution.fee
+    execution.size_after = pos.size if pos is not None else m.ZERO
 
 
 # ------------------------------------------------------------------ funding
@@ -144,6 +163,7 @@ class Funding:
     category: str = "linear"
     order_id: str = ""
     link_id: str = ""
+    balance_after: Decimal | None = None  # the wallet after it (the transaction log's cashBalance)
 
     def to_wire(self) -> dict:
         value = self.size * self.mark
@@ -173,7 +193,8 @@ def charge_funding(engine: Engine, symbol: str, rate: Decimal) -> int:
             pos.cum_realised -= fee
             pos.cur_realised -= fee
             acct.executions.append(Funding(engine._uuid(), symbol, "Buy" if pos.size > 0 else "Sell",
-                                           abs(pos.size), mark, rate, fee, now, engine._next_seq()))
+                                           abs(pos.size), mark, rate, fee, now, engine._next_seq(),
+                                           balance_after=acct.wallet[coin]))
             n += 1
     return n
 
@@ -181,3 +202,34 @@ def charge_funding(engine: Engine, symbol: str, rate: Decimal) -> int:
 def next_funding_ms(t_ms: int) -> int:
     """The first funding time after ``t_ms`` (00:00, 08:00, 16:00 UTC)."""
     return (t_ms // FUNDING_INTERVAL_MS + 1) * FUNDING_INTERVAL_MS
+
+
+# ------------------------------------------------------------------ transaction log
+LOG_TYPES = {"Trade": "TRADE", "BustTrade": "LIQUIDATION", "AdlTrade": "ADL", "Funding": "SETTLEMENT"}
+
+
+def log_type(x: Execution | Funding) -> str:
+    """The transaction-log ``type`` of an execution or funding row."""
+    return LOG_TYPES["Funding" if isinstance(x, Funding) else x.exec_type]
+
+
+def log_row(engine: Engine, x: Execution | Funding) -> dict:
+    """One ``/v5/account/transaction-log`` row (UTA): ``change = cashFlow + funding - fee``; ``funding`` > 0
+    received (the opposite sign of the execution row's ``execFee``)."""
+    spec = engine.specs[x.symbol]
+    if isinstance(x, Funding):
+        size = x.size if x.side == "Buy" else -x.size
+        qty, price, fee, funding, flow = x.size, x.mark, m.ZERO, -x.fee, m.ZERO
+        rate, trade_id, order_id, link, side = x.rate, x.exec_id, "", "", x.side
+    else:
+        size = x.size_after if x.size_after is not None else m.ZERO
+        qty, price, fee, funding, flow = x.qty, x.price, x.fee, m.ZERO, x.cash_flow or m.ZERO
+        rate, trade_id, order_id, link, side = x.fee_rate, x.exec_id, x.order_id, x.link_id, x.order.side
+    return {
+        "id": f"{x.seq}_{x.symbol}_{x.time}", "symbol": x.symbol, "category": "linear", "side": side,
+        "transactionTime": str(x.time), "type": log_type(x), "transSubType": "", "qty": m.fmt(qty),
+        "size": m.fmt_n(size), "currency": spec.quote_coin, "tradePrice": m.fmt(price), "funding": m.fmt_n(funding),
+        "fee": m.fmt_n(fee), "cashFlow": m.fmt_n(flow), "change": m.fmt_n(flow + funding - fee),
+        "cashBalance": m.fmt_n(x.balance_after) if x.balance_after is not None else "", "feeRate": m.fmt_n(rate),
+        "bonusChange": "", "tradeId": trade_id, "orderId": order_id, "orderLinkId": link, "extraFees": "",
+    }

@@ -252,7 +252,7 @@ class ExchangeSimulator:
             "/v5/account/fee-rate": wire.fee_rate, "/v5/user/query-api": wire.query_api,
             "/v5/asset/coin/query-info": wire.coin_info, "/v5/order/realtime": wire.realtime,
             "/v5/order/history": wire.history, "/v5/execution/list": wire.executions,
-            "/v5/position/list": wire.position_list,
+            "/v5/position/list": wire.position_list, "/v5/account/transaction-log": wire.transaction_log,
         }
         private_post = {
             "/v5/order/create": wire.create, "/v5/order/cancel": wire.cancel,

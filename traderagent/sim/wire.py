@@ -436,6 +436,34 @@ def executions(sim: ExchangeSimulator, acct: Account, p: dict) -> dict:
     return {"category": category, "list": [x.to_wire() for x in page], "nextPageCursor": cursor}
 
 
+def transaction_log(sim: ExchangeSimulator, acct: Account, p: dict) -> dict:
+    """``GET /v5/account/transaction-log`` (UTA): the linear fills, liquidations and funding settlements,
+    newest first. A window of 24 h by default (from ``startTime``, or up to ``endTime``), at most 7 days."""
+    if p.get("accountType") not in (None, "", "UNIFIED"):
+        raise ApiError(10001, "params error: accountType only support UNIFIED")
+    category = p.get("category")
+    if category not in (None, "", "linear"):
+        return {"list": [], "nextPageCursor": ""}  # spot and the rest: not modelled
+    start, end = _int(p, "startTime", None, lo=0), _int(p, "endTime", None, lo=0)
+    if start is None:
+        end = _now() if end is None else end
+        start = end - DAY_MS
+    elif end is None:
+        end = start + DAY_MS
+    if end - start > WEEK_MS:
+        raise ApiError(10001, "params error: the time range cannot exceed 7 days")
+    if end < start:
+        raise ApiError(10001, "params error: endTime must be after startTime")
+    limit = _int(p, "limit", 20, hi=50) or 20
+    kind, currency, base = p.get("type"), p.get("currency"), p.get("baseCoin")
+    items = (x for x in _newest_first(acct.executions, _cursor_seq(p))
+             if x.category == "linear" and start <= x.time <= end and (not kind or perp.log_type(x) == kind)
+             and (not currency or sim.specs[x.symbol].quote_coin == currency)
+             and (not base or sim.specs[x.symbol].base_coin == base))
+    page, cursor = _page(items, limit)
+    return {"list": [perp.log_row(sim.engine, x) for x in page], "nextPageCursor": cursor}
+
+
 def _exec_type(x: Any) -> str:
     return "Funding" if isinstance(x, perp.Funding) else x.exec_type
 

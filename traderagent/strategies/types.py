@@ -36,6 +36,7 @@ class ExitReason(str, Enum):
     RISK_LIMIT = "risk_limit"
     TIMEOUT = "timeout"
     GRID_PAIR = "grid_pair"  # the counter order of a grid lot filled
+    LIQUIDATION = "liquidation"  # the exchange took the position over (or auto-deleveraged it)
 
 
 def _parse_ts(value: str | None) -> datetime | None:
