@@ -25,6 +25,13 @@
   reached, or a reversal), it looks at the exchange: a stop the exchange executed meanwhile is booked;
   only if the position is still open does the desk send its market exit, as before.
 
+Trailing stops stay the desk's to move, as a new ``stopLoss``: the trend follower trails at
+``close -/+ trailing_atr_mult x ATR`` decided at each candle close, a distance that changes with the ATR
+every candle and ratchets on closes only. ByBit's ``trailingStop`` keeps one fixed price distance from the
+best last price traded, intrabar, so it would exit at other prices than the strategy and its backtest
+decide. The exchange still holds the current level between ticks and across a crash of the desk. (The
+simulator implements ByBit's ``trailingStop`` for a strategy with those semantics: sim/protection.py.)
+
 One-way mode: a symbol's positions of one bot share one exchange position, so they share one stop
 (the tightest of theirs) and one target (the nearest).
 """

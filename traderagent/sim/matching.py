@@ -90,6 +90,10 @@ class Order:
     trigger_price: Decimal | None = None
     trigger_by: str = "UNKNOWN"
     trigger_direction: int = 0
+    # a position's trailing stop: its distance, and the best price since it armed (None: waiting for its
+    # activation price, held in trigger_price; once armed trigger_price is the stop, peak -/+ distance)
+    trail: Decimal | None = None
+    trail_peak: Decimal | None = None
 
     @property
     def leaves(self) -> Decimal:
@@ -207,6 +211,7 @@ class Position:
     stop_loss: Decimal = ZERO
     tp_trigger_by: str = "LastPrice"
     sl_trigger_by: str = "LastPrice"
+    trailing_stop: Decimal = ZERO  # the trailing stop's distance in price
     idx: int = 0  # positionIdx: 0 one-way, 1 hedge long side, 2 hedge short side
 
 

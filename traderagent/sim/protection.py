@@ -17,10 +17,17 @@ What ByBit does (docs/exchange.md section 6a), as the simulator does it:
   This is the backtest's rule too (``PositionBook.check_exits``: the level, or the open on a gap; stop
   and target slip and pay the taker fee as market orders do).
 
+* ``trailingStop`` (a distance in price; ``"0"`` cancels) with an optional ``activePrice`` (a long's above
+  the last price, a short's below): a ``TrailingStop`` order (``CreateByTrailingStop`` on trigger) that arms
+  when the last price reaches ``activePrice`` (at once without one), then follows the best last price since:
+  a long's stop is that peak minus the distance, and it executes when the price falls to it. Its
+  ``triggerPrice`` shows the activation price until it arms, the stop afterwards; the position shows the
+  distance as ``trailingStop``. Within one traversed range the stop is checked before the range's extreme
+  moves it (the range's low may have come before its high), as the backtest orders stop and target.
+
 The simulator's mark price is its last price, so ``triggerBy`` ``MarkPrice`` and ``LastPrice`` trigger
-alike (``IndexPrice`` is accepted and does the same); the value is kept and shown as sent.
-Not modelled: ``tpslMode=Partial``, limit TP/SL, ``trailingStop`` (the desk moves its own trailing stop
-with a new ``stopLoss``), hedge mode.
+alike (``IndexPrice`` is accepted and does the same); the value is kept and shown as sent. A trailing stop
+follows the last price, as ByBit's does. Not modelled: ``tpslMode=Partial``, limit TP/SL, hedge mode.
 """
 
 from __future__ import annotations
@@ -36,7 +43,8 @@ if TYPE_CHECKING:
     from traderagent.sim.server import ExchangeSimulator
 
 TRIGGER_BY = ("LastPrice", "MarkPrice", "IndexPrice")
-POSITION_STOPS = {"TakeProfit": "CreateByTakeProfit", "StopLoss": "CreateByStopLoss"}
+POSITION_STOPS = {"TakeProfit": "CreateByTakeProfit", "StopLoss": "CreateByStopLoss",
+                  "TrailingStop": "CreateByTrailingStop"}
 SPOT_FILTERS = {"StopOrder": "Stop", "tpslOrder": "tpslOrder"}  # orderFilter -> stopOrderType
 
 
@@ -53,12 +61,13 @@ def trading_stop(sim: ExchangeSimulator, acct: Account, p: dict) -> dict:
         raise m.ApiError(10001, "params error: tpslMode Partial is not supported by the simulator")
     if str(p.get("positionIdx", "")) != "0":
         raise m.ApiError(10001, "position idx not match position mode")
-    if m._dec(p.get("trailingStop")) not in (None, m.ZERO):
-        raise m.ApiError(10001, "params error: trailingStop is not supported by the simulator")
     pos = acct.positions.get(spec.symbol)
     if pos is None or not pos.size:
         raise m.ApiError(10001, "can not set tp/sl/ts for zero position")
     changed = False
+    if p.get("trailingStop") not in (None, ""):
+        active = _level(p.get("activePrice"), "activePrice", spec) if p.get("activePrice") not in (None, "") else None
+        changed |= _set_trailing(engine, acct, pos, _level(p.get("trailingStop"), "trailingStop", spec), active)
     for kind, key in (("TakeProfit", "takeProfit"), ("StopLoss", "stopLoss")):
         if p.get(key) in (None, ""):
             continue
@@ -109,8 +118,8 @@ def trigger(engine: Engine, symbol: str, low: Decimal, high: Decimal) -> int:
     """Execute the conditional orders of ``symbol`` the traversed range [low, high] reached; returns
     how many filled."""
     # a range that reaches both stop and target has no path: the stop goes first, as the backtest assumes
-    hit = sorted((o for acct in engine.accounts.values() for o in acct.conditionals.values()
-                  if o.symbol == symbol and _reached(o, low, high)),
+    waiting = [o for acct in engine.accounts.values() for o in acct.conditionals.values() if o.symbol == symbol]
+    hit = sorted((o for o in waiting if (_trail(o, low, high) if o.trail else _reached(o, low, high))),
                  key=lambda o: (o.stop_order_type == "TakeProfit", o.seq))
     n = 0
     for o in hit:
@@ -144,7 +153,7 @@ def position_changed(engine: Engine, acct: Account, symbol: str) -> None:
         del acct.conditionals[o.order_id]
         o.status, o.cancel_type, o.updated = "Deactivated", "CancelByTpSlTsClear", engine.now_ms()
     if pos is not None:
-        pos.take_profit = pos.stop_loss = m.ZERO
+        pos.take_profit = pos.stop_loss = pos.trailing_stop = m.ZERO
 
 
 def reserved(acct: Account, coin: str, specs: dict[str, SymbolSpec]) -> Decimal:
@@ -239,9 +248,48 @@ def _set_level(engine: Engine, acct: Account, pos: Position, kind: str, level: D
     return True
 
 
+def _set_trailing(engine: Engine, acct: Account, pos: Position, distance: Decimal, active: Decimal | None) -> bool:
+    """Set (or with 0 cancel) the position's trailing stop; False when it is already so."""
+    if distance == pos.trailing_stop and active is None:
+        return False
+    last, long = engine.price(pos.symbol), pos.size > 0
+    if active is not None and distance and (active <= last if long else active >= last):
+        raise m.ApiError(10001, f"activePrice:{m.fmt(active)} set for {'Buy' if long else 'Sell'} position should be "
+                                f"{'higher' if long else 'lower'} than base_price:{m.fmt(last)}??LastPrice")
+    for o in [o for o in acct.conditionals.values() if o.symbol == pos.symbol and o.stop_order_type == "TrailingStop"]:
+        del acct.conditionals[o.order_id]
+        o.status, o.cancel_type, o.updated = "Deactivated", "CancelByUser", engine.now_ms()
+    pos.trailing_stop = distance
+    if distance:
+        armed = active is None
+        start = active if active is not None else last - distance if long else last + distance
+        o = _untriggered(engine, acct, engine.specs[pos.symbol], "Sell" if long else "Buy", abs(pos.size),
+                         start, 2 if long else 1, "TrailingStop", POSITION_STOPS["TrailingStop"],
+                         "LastPrice", "linear", reduce_only=True)
+        o.trail, o.trail_peak = distance, last if armed else None
+    return True
+
+
+def _trail(o: Order, low: Decimal, high: Decimal) -> bool:
+    """A trailing stop over the traversed range: arm it, or check its stop, then let the range's best price
+    move it (checked first: the range's worst price may have come before its best)."""
+    assert o.trail is not None and o.trigger_price is not None
+    closes_long = o.side == "Sell"
+    if o.trail_peak is None:  # waiting for the activation price
+        if not (high >= o.trigger_price if closes_long else low <= o.trigger_price):
+            return False
+    elif low <= o.trigger_price if closes_long else high >= o.trigger_price:
+        return True
+    o.trail_peak = max(o.trail_peak or high, high) if closes_long else min(o.trail_peak or low, low)
+    o.trigger_price = o.trail_peak - o.trail if closes_long else o.trail_peak + o.trail
+    return False
+
+
 def _forget(pos: Position, kind: str) -> None:
     if kind == "TakeProfit":
         pos.take_profit = m.ZERO
+    elif kind == "TrailingStop":
+        pos.trailing_stop = m.ZERO
     else:
         pos.stop_loss = m.ZERO
 

@@ -497,7 +497,7 @@ def position(sim: ExchangeSimulator, acct: Account, pos: Position) -> dict:
         "markPrice": fmt(mark), "liqPrice": liq, "bustPrice": "", "positionMM": fmt_n(value * MMR),
         "positionMMByMp": fmt_n(value * MMR), "positionIM": fmt_n(value / lev), "positionIMByMp": fmt_n(value / lev),
         "tpslMode": "Full", "takeProfit": fmt(pos.take_profit) if pos.take_profit else "0.00",
-        "stopLoss": fmt(pos.stop_loss) if pos.stop_loss else "0.00", "trailingStop": "0.00", "sessionAvgPrice": "",
+        "stopLoss": fmt(pos.stop_loss) if pos.stop_loss else "0.00", "trailingStop": fmt(pos.trailing_stop) if pos.trailing_stop else "0.00", "sessionAvgPrice": "",
         "unrealisedPnl": fmt_n(e.upl(pos)), "curRealisedPnl": fmt_n(pos.cur_realised),
         "cumRealisedPnl": fmt_n(pos.cum_realised), "seq": pos.seq, "isReduceOnly": False,
         "mmrSysUpdatedTime": "", "leverageSysUpdatedTime": "",
