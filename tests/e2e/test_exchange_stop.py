@@ -39,6 +39,26 @@ async def _wait_for_protected_position(url: str, desk: subprocess.Popen, limit: 
         await asyncio.sleep(0.2)  # polling the exchange for a state, not timing anything
 
 
+def open_protected_then_kill(sim: SimProcess, env: dict[str, str], cwd: Path, log: Path) -> HeldStops | None:
+    """Run the desk until the exchange holds a stop for its BTCUSDT position, freeze the market, kill -9 the
+    desk; returns what the exchange holds then (None: the desk closed it itself, three times over)."""
+    for _attempt in range(3):  # the desk may close its position itself between our look and the kill
+        with open(log, "ab") as out:
+            desk = subprocess.Popen([PY, "-m", "traderagent", "run", "--ticks", "1000000"], env=env, cwd=cwd,
+                                    stdout=out, stderr=subprocess.STDOUT)
+            try:
+                asyncio.run(_wait_for_protected_position(sim.url, desk, 120))
+                assert sim.command("speed 0") == "ok"  # the market holds still: only the test's move
+            finally:
+                desk.kill()  # kill -9
+                assert desk.wait() == -9
+        held = asyncio.run(_held(sim.url))
+        if held is not None:
+            return held
+        assert sim.command("speed 20") == "ok"
+    return None
+
+
 async def _stop_fills(url: str) -> list[dict]:
     async with ByBitDirectClient(KEY, SECRET, base_url=url) as client:
         return await client.fetch_stop_executions("BTCUSDT")
@@ -62,20 +82,7 @@ def test_a_stop_the_exchange_executes_while_the_desk_is_dead_is_booked_once_afte
     sim = SimProcess("--speed", "20", "--seed", "3")
     try:
         env = desk_env(sim.url, db_path, bots)
-        for _attempt in range(3):  # the desk may close its position itself between our look and the kill
-            with open(log, "ab") as out:
-                desk = subprocess.Popen([PY, "-m", "traderagent", "run", "--ticks", "1000000"], env=env, cwd=tmp_path,
-                                        stdout=out, stderr=subprocess.STDOUT)
-                try:
-                    asyncio.run(_wait_for_protected_position(sim.url, desk, 120))
-                    assert sim.command("speed 0") == "ok"  # the market holds still: only our move below
-                finally:
-                    desk.kill()  # kill -9
-                    assert desk.wait() == -9
-            held = asyncio.run(_held(sim.url))
-            if held is not None:
-                break
-            assert sim.command("speed 20") == "ok"
+        held = open_protected_then_kill(sim, env, tmp_path, log)
         assert held is not None and held.stop_loss is not None, log.read_text(errors="replace")[-3000:]
         trades_before, _ = _booked_sync(db_path)
         (open_trade,) = [t for t in trades_before if t.closed_at is None]

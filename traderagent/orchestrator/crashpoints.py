@@ -1,7 +1,7 @@
 """Test-only crash points in the order path (for the crash-recovery tests).
 
 `TRADERAGENT_CRASH_AT` arms points, comma-separated, each ``NAME`` or ``NAME@N`` (``after_write_ahead``,
-``after_send``, ``after_fill_booked``): the N-th pass (default the first) of an armed point writes
+``after_send``, ``after_fill_booked``, ``before_liquidation_booked``): the N-th pass (default the first) of an armed point writes
 ``CRASHPOINT NAME`` to stderr and kills the process with ``os._exit(137)`` -- exactly what a SIGKILL
 leaves behind: no cleanup, no flush. A count, not a probability or a timer, so the test knows the
 process dies there however slow the machine. With `TRADERAGENT_CRASH_ACTION=mark` the N-th pass

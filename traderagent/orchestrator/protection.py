@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from traderagent.api.exceptions import InvalidOrderError, OrderNotFoundError
 from traderagent.numbers import ZERO, to_decimal
+from traderagent.orchestrator.crashpoints import crash_point
 from traderagent.orchestrator.events import ErrorRaised, Payload, ProtectionRestored
 from traderagent.orchestrator.market_data import MarketData
 from traderagent.orchestrator.state import BotState
@@ -280,6 +281,8 @@ class ExchangeProtection:
             self._spot_held.clear()
         if executions:
             self._held = None
+            if any("exec_type" in ex for ex in executions):
+                crash_point("before_liquidation_booked")  # the e2e test's kill -9 midway through the booking
             await self._persist()
         elif self.strategy.get_active_positions() and not self._orphan_told:
             self._orphan_told = True
