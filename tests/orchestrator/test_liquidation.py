@@ -15,6 +15,7 @@ from traderagent.orchestrator import protection
 from traderagent.orchestrator.events import EventType
 from traderagent.orchestrator.risk import RiskRails
 from traderagent.orchestrator.state import BotState
+from traderagent.ports import StreamFill
 
 from .helpers import SIM_KEY, TREND, build_desk
 from .test_fill_stream import Streamed
@@ -102,9 +103,20 @@ async def test_the_private_stream_books_a_liquidation_at_once(sim, tmp_path, mon
             await asyncio.wait_for(streamed.reconciled.get(), 30)
             bot = await open_trend(h, sim)
             (pos,) = bot.strategy.get_active_positions()
+            # a part of the position auto-deleveraged (the position still open): no close of the bot's
+            adl = StreamFill("adl-1", "", "o-1", "BTCUSDT", "sell" if pos.is_long else "buy", sim.price("BTCUSDT"),
+                             pos.size / 2, Decimal(0), pos.size / 2, Decimal(0), 0, 0, "AdlTrade")
+            assert streamed.fills is not None
+            await streamed.fills.on_fill(adl)
+            await streamed.fills.drain()
+            assert bot.strategy.get_active_positions() == [pos] and not h.of(EventType.TRADE_CLOSED)
             closed = asyncio.Event()
-            h.desk.event_bus.subscribe(lambda e: closed.set() if e.event_type == EventType.TRADE_CLOSED else None,
-                                       name="closed")
+
+            async def on_event(event) -> None:
+                if event.event_type == EventType.TRADE_CLOSED:
+                    closed.set()
+
+            h.desk.event_bus.subscribe(on_event, name="closed")
             bust = liquidate(sim, pos)
             await asyncio.wait_for(closed.wait(), 30)  # no tick ran: the stream's liquidation booked it
             await booked_once(h, bot, pos, bust)

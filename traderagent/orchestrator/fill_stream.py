@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from traderagent.api.bybit_direct_client import LIQUIDATION_TYPES
+from traderagent.api.markets import normalize_symbol
 from traderagent.orchestrator.gate import LeaseLapsed
 from traderagent.orchestrator.orders import FINAL, TrackedOrder
 from traderagent.orchestrator.state import BotState
@@ -49,7 +50,7 @@ class AccountFills:
     async def on_fill(self, fill: StreamFill) -> None:
         if fill.exec_type in LIQUIDATION_TYPES:  # no order of ours: the position of the symbol's bots is gone
             for each in self.bots:
-                if each.symbol == fill.symbol and each.gate.holds(each.name):
+                if normalize_symbol(each.symbol) == fill.symbol and each.gate.holds(each.name):
                     self._spawn(each.book_exchange_close())
             return
         bot = self._bot(fill.client_order_id)

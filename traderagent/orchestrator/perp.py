@@ -8,8 +8,10 @@ and the alert when a position's mark price nears its liquidation price.
   checks run once per account and symbol, however many bots trade it.
 - **Funding.** ByBit settles funding on the account's position of a symbol, which the bots trading that
   symbol share (one-way: one net position). Each settlement is split between them by the size of their
-  open positions (equally when none is open) and booked as a closed trade row tagged
-  ``funding:<execId>``, so every PnL read from the trades (per bot, per day, equity) includes it.
+  open positions (equally when none is open) and booked as a closed trade row tagged ``funding:<id>`` (the
+  transaction log row's id), so every PnL read from the trades (per bot, per day, equity) includes it. The
+  log is read from the last settlement booked: what was charged while the desk was down is booked too.
+- **Liquidation** (booked as a trade close): orchestrator/protection.py.
 - **Liquidation alert.** Each exchange position whose mark price is within ``liquidation_alert`` (a risk
   rail) of its liquidation price raises one LIQUIDATION_RISK event; the alert re-arms once the distance is
   back above the rail.
@@ -95,7 +97,7 @@ class LiquidationWatch:
 class FundingCharge:
     """One bot's share of one funding settlement."""
 
-    exec_id: str
+    exec_id: str  # the settlement's id in the transaction log
     symbol: str
     side: str  # "long" | "short": the position's
     qty: Decimal

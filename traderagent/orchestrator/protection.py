@@ -255,8 +255,12 @@ class ExchangeProtection:
         """The stream heard the exchange close the account's position itself (a liquidation): book it now
         rather than at the next reconcile; once, whichever comes first."""
         async with self._lock:
-            if self.protected and self.strategy.get_active_positions():
-                await self._book_exchange_closes()
+            if not self.protected or not self.strategy.get_active_positions():
+                return
+            if await self._exchange_position_open():  # a partial auto-deleveraging: not a close of ours
+                log.warning("%s: the exchange reduced the %s position; it is still open", self.name, self.symbol)
+                return
+            await self._book_exchange_closes()
 
     async def _book_exchange_closes(self) -> None:
         """Book, once, every stop/target execution and liquidation of the exchange that closed the bot's
