@@ -19,7 +19,14 @@ from enum import StrEnum
 from handlers.formatting import format_event, format_event_line
 from handlers.outbox import Alert, Outbox
 from handlers.reports import OWN_MESSAGES
-from traderagent.orchestrator.events import UNMUTABLE_EVENTS, EventBus, EventType, Subscription, TradingEvent
+from traderagent.orchestrator.events import (
+    UNMUTABLE_EVENTS,
+    EventBus,
+    EventType,
+    Subscription,
+    TradingEvent,
+    never_muted,
+)
 from traderagent.ports import OutboxStore
 
 log = logging.getLogger(__name__)
@@ -80,7 +87,7 @@ class Notifier:
         await self.outbox.add_alerts([alert_of(e) for e in wanted])
 
     def wants(self, event: TradingEvent) -> bool:
-        if event.event_type in UNMUTABLE_EVENTS:
+        if never_muted(event):
             return True
         return event.event_type not in self.muted and heard(event.event_type, self.verbosity(event.bot_name))
 

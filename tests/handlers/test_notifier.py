@@ -87,6 +87,18 @@ async def test_muted_types_are_skipped_but_errors_never(fake: FakeTelegram, bot:
     assert notifier.stats.muted == 1
 
 
+async def test_a_liquidation_is_told_however_trade_closes_are_muted(fake: FakeTelegram, bot: Bot) -> None:
+    notifier, bus = await start(bot)
+    assert notifier.set_muted(EventType.TRADE_CLOSED, True)
+    for reason in ("stop_loss", "liquidation"):
+        bus.publish(TradingEvent.of("b", TradeClosed(4, "p", "BTCUSDT", "long", Decimal("0.1"), Decimal("60000"),
+                                                     Decimal("54300"), Decimal("-573.3"), reason, "USDT")))
+    (call,) = await fake.wait_for("sendMessage")
+    await stop(notifier, bus)
+    assert "PnL -573.30 USDT (-9.56 %) · liquidation" in call.params["text"]
+    assert fake.sent_texts() == [call.params["text"]] and notifier.stats.muted == 1
+
+
 async def test_network_errors_are_retried(fake: FakeTelegram, bot: Bot) -> None:
     fake.faults["sendMessage"] = [(502, "Bad Gateway", None)]
     notifier, bus = await start(bot)

@@ -567,6 +567,13 @@ PAYLOADS: dict[EventType, type[Payload]] = {cls.EVENT: cls for cls in (
     StorageLost, StorageRestored)}
 
 
+def never_muted(event: TradingEvent) -> bool:
+    """The operator hears it whatever was muted: an UNMUTABLE_EVENTS type, or a trade the exchange
+    closed by liquidating it (money lost)."""
+    return event.event_type in UNMUTABLE_EVENTS or (isinstance(event.data, TradeClosed)
+                                                    and event.data.reason == "liquidation")
+
+
 @dataclass(frozen=True)
 class TradingEvent:
     """``data`` is the payload type of ``event_type`` (PAYLOADS); a plain mapping becomes `Details`;
