@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -143,6 +144,7 @@ STOP_SECONDS = 8.0  # a stop waits this long at most for sends on the wire and t
 LOGGED_EVENTS = frozenset(EventType) - {EventType.ORDER_PLACED}
 AUDIT_ARGS_CHARS = 300  # an audited argument longer than this is shortened
 PERP_CHECK_SECONDS = 30.0  # funding booked and liquidation distance checked this often
+FUNDING_LAG_MS = 3_600_000  # a settlement older than this is in the transaction log when we look
 BotOp = Callable[[str, str], Awaitable[BotStatus]]  # start_bot / pause_bot / stop_bot (name, by)
 UNLOGGED_KEEP = 10_000  # event log lines kept while storage is lost
 
@@ -666,11 +668,11 @@ class Desk:
 
     async def _book_funding(self, client: ExchangePort, handles: list[BotHandle]) -> None:
         since = min((s for h in handles if (s := h.bot.funding_since) is not None), default=None)
+        asked_at = int(time.time() * 1000)  # the exchange's clock, as its rows are
         rows = await client.fetch_funding(handles[0].spec.symbol, since)
-        if rows:
-            sizes = [sum((p.size for p in h.bot.strategy.get_active_positions()), ZERO) for h in handles]
-            for handle, charges in zip(handles, share_funding(rows, sizes), strict=True):
-                await handle.bot.book_funding(charges)
+        sizes = [sum((p.size for p in h.bot.strategy.get_active_positions()), ZERO) for h in handles]
+        for handle, charges in zip(handles, share_funding(rows, sizes), strict=True):
+            await handle.bot.book_funding(charges, looked_until=asked_at - FUNDING_LAG_MS)
 
     async def _account_positions(self) -> dict[int, list[dict[str, Any]]]:
         """Each linear account's open positions (``fetch_positions`` rows) by account id; an account

@@ -3,14 +3,16 @@ start, funding booked once into every PnL, the liquidation-distance alert, ByBit
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
 from tests.sim.helpers import SignedClient
 from traderagent.orchestrator.events import EventType
 from traderagent.orchestrator.state import BotState
 
-from .helpers import SIM_KEY, TREND, build_desk
+from .helpers import SIM_KEY, TREND, Clock, build_desk
 
 
 async def _manual(sim_url: str, path: str, body: dict) -> None:
@@ -125,6 +127,26 @@ async def test_funding_charged_while_the_desk_was_down_is_booked_after_restart(s
         assert len(rows) == 2 and bot._realized == D("-1.0")
         log = {x["execTime"] for x in sim.executions(SIM_KEY) if x["execType"] == "Funding"}
         assert bot.funding_since == max(int(t) for t in log)  # the next look starts at the last one booked
+    finally:
+        await h.close()
+
+
+async def test_the_funding_lookup_moves_on_to_the_last_hour_once_nothing_older_is_due(sim, tmp_path):
+    months_ago = Clock(datetime.now(UTC) - timedelta(days=90))  # a bot that first ran 90 days ago
+    h = await build_desk(sim.base_url, tmp_path / "since.db", [TREND], clock=months_ago)
+    try:
+        bot = h.desk.bots["btc-trend"].bot
+        asked = sim.request_counts["/v5/account/transaction-log"]
+        await h.desk.check_perp()  # the 90 days, window by window (ByBit answers at most 7 days a request)
+        assert sim.request_counts["/v5/account/transaction-log"] - asked == 13
+        hour_ago = time.time() * 1000 - 3_600_000
+        assert hour_ago - 60_000 < bot.funding_since <= hour_ago
+        asked = sim.request_counts["/v5/account/transaction-log"]
+        await _open_by_hand(sim.base_url)
+        sim.charge_funding("BTCUSDT")
+        await h.desk.check_perp()  # from an hour ago: one request, and the new settlement is booked
+        assert sim.request_counts["/v5/account/transaction-log"] - asked == 1
+        assert bot._realized < 0
     finally:
         await h.close()
 

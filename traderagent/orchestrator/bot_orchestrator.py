@@ -617,14 +617,17 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         """Epoch ms from which funding settlements may still be the bot's to book (None: not recovered yet)."""
         return self._funding_since
 
-    async def book_funding(self, charges: Sequence[FundingCharge]) -> int:
+    async def book_funding(self, charges: Sequence[FundingCharge], looked_until: int | None = None) -> int:
         """Book the funding charges not booked yet (nor older than the bot), each a closed trade row in the
-        same transaction as the snapshot that remembers it; returns how many were new."""
+        same transaction as the snapshot that remembers it; returns how many were new. ``looked_until``
+        (epoch ms): every settlement up to then is among ``charges``, so the next look may start there."""
         async with self._lock:
             since = self._funding_since or 0
             new = [c for c in charges if c.exec_id not in self._funding_seen
                    and c.time.timestamp() * 1000 >= since]
             if not new:
+                if looked_until is not None and self._funding_since is not None:  # saved with the next snapshot
+                    self._funding_since = max(since, looked_until)
                 return 0
             before = (deque(self._funding_seen, maxlen=BOOKED_KEEP), self._realized, self._funding_since)
             self._funding_seen.extend(c.exec_id for c in new)
