@@ -1,5 +1,6 @@
 """The simulator's transaction log (/v5/account/transaction-log, UTA) read by pybit (an oracle: not our
-client), and a liquidation as ByBit tells it: its TP/SL cleared, its fill pushed on the private stream."""
+client), and a liquidation as ByBit makes it: the symbol's active orders cancelled first, its TP/SL cleared,
+its fill pushed on the private stream."""
 
 from __future__ import annotations
 
@@ -65,9 +66,13 @@ async def test_a_liquidation_clears_the_positions_stop_and_is_pushed_as_a_fill(s
         (pos,) = (await c.ok("GET", "/v5/position/list", {"category": "linear", "symbol": "BTCUSDT"}))["list"]
         await c.ok("POST", "/v5/position/trading-stop", {"category": "linear", "symbol": "BTCUSDT", "tpslMode": "Full",
                                                          "positionIdx": 0, "stopLoss": str(D(pos["liqPrice"]) - 100)})
+        await c.ok("POST", CREATE, market("Sell", "0.05") | {"orderType": "Limit", "price": str(D(pos["avgPrice"]) * 2),
+                                                             "orderLinkId": "resting"})
         sim.set_price("BTCUSDT", D(pos["liqPrice"]) - 200)  # past both: the liquidation comes first
         orders = (await c.ok("GET", "/v5/order/history", {"category": "linear", "symbol": "BTCUSDT"}))["list"]
     stop = next(o for o in orders if o["stopOrderType"] == "StopLoss")
     assert (stop["orderStatus"], stop["cancelType"]) == ("Deactivated", "CancelByTpSlTsClear")
+    resting = next(o for o in orders if o["orderLinkId"] == "resting")  # active orders go first, as ByBit does
+    assert (resting["orderStatus"], resting["cancelType"]) == ("Cancelled", "CancelAllBeforeLiq")
     assert pushed[-1] == ("CreateByLiq", "BustTrade")
     assert sim.positions(SIM_KEY) == []

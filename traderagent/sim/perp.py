@@ -7,7 +7,8 @@
   value-at-mark x rate when the rate is positive and it is long (receives when short), booked in the
   wallet and listed by ``/v5/execution/list`` as an ``execType=Funding`` row (``execFee`` > 0 = paid).
 - **Liquidation**: a position whose price range reaches its liquidation price (the isolated-style
-  estimate ``/v5/position/list`` shows as ``liqPrice``) is taken over at its bankruptcy price: its whole
+  estimate ``/v5/position/list`` shows as ``liqPrice``) has the account's active orders on the symbol
+  cancelled (``CancelAllBeforeLiq``) and is taken over at its bankruptcy price: its whole
   margin is lost, and the fill is an ``execType=BustTrade`` row of a ``CreateByLiq`` market order, pushed on
   the order and execution streams; what is left of the position's TP/SL is cancelled.
 - **Transaction log** (``/v5/account/transaction-log``, UTA): the linear fills (``TRADE``), liquidations
@@ -114,6 +115,8 @@ def liquidate_crossed(engine: Engine, symbol: str, low: Decimal, high: Decimal) 
 
 
 def _take_over(engine: Engine, acct: Account, pos: Position) -> None:
+    for o in [o for o in acct.open_orders.values() if o.symbol == pos.symbol and o.category == "linear"]:
+        engine._close(acct, o, "Cancelled", cancel_type="CancelAllBeforeLiq")  # ByBit's first step
     spec = engine.specs[pos.symbol]
     tick = spec.tick_size
     bust = (bust_price(engine, acct, pos) / tick).to_integral_value() * tick
