@@ -7,7 +7,7 @@ import asyncio
 from decimal import Decimal as D
 
 from tests.conftest import SIM_KEY
-from tests.sim.helpers import pybit_session
+from tests.sim.helpers import SignedClient, pybit_session
 from tests.sim.test_protection import STOP, client, long_btc, position, stop_orders, tpsl  # noqa: F401
 
 
@@ -73,3 +73,27 @@ async def test_pybit_sets_a_trailing_stop(sim_url, sim, client):  # noqa: F811
     assert (o["stopOrderType"], o["triggerPrice"]) == ("TrailingStop", "60100")
     pos = (await asyncio.to_thread(s.get_positions, category="linear", symbol="BTCUSDT"))["result"]["list"][0]
     assert pos["trailingStop"] == "300"
+
+
+async def test_a_trailing_stop_and_the_transaction_log_survive_a_simulator_restart(tmp_path, sim, client):  # noqa: F811
+    from traderagent.sim import ExchangeSimulator, SimConfig
+
+    await long_btc(client, sim)
+    await client.ok("POST", STOP, tpsl(trailingStop="500"))
+    sim.set_price("BTCUSDT", D("61000"))
+    log = (await client.ok("GET", "/v5/account/transaction-log", {}))["list"]
+    sim.keep_state(tmp_path / "state.json")
+    sim.save_state()
+    again = ExchangeSimulator(SimConfig(seed=1, speed=0.0))
+    again.add_account(SIM_KEY, "test-secret")
+    again.keep_state(tmp_path / "state.json")
+    assert again.positions(SIM_KEY)[0]["trailingStop"] == "500"
+    url = await again.start()
+    try:
+        async with SignedClient(url) as c:
+            assert (await c.ok("GET", "/v5/account/transaction-log", {}))["list"] == log
+            assert stop_at(await stop_orders(c)) == 60500  # the peak it had reached
+        assert again.set_price("BTCUSDT", D("60400")) == 1
+        assert again.positions(SIM_KEY) == []
+    finally:
+        await again.stop()
