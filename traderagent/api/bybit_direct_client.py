@@ -73,6 +73,7 @@ _COMMON_LIMITS: dict[str, float] = {
     "/v5/account/wallet-balance": 50,
     "/v5/position/set-leverage": 10,
     "/v5/position/trading-stop": 10,
+    "/v5/account/transaction-log": 25,
     # public market data: stay well inside the 600 / 5 s IP limit
     PUBLIC_GROUP: 100,
 }
