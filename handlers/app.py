@@ -1,8 +1,9 @@
 """The Telegram frontend: a python-telegram-bot Application running beside the trading engine.
 
 It shares the service's event loop (initialize / start / start_polling, never run_polling),
-registers its command list with setMyCommands, and talks only to `traderagent.control.Desk`
-and the event bus. Built only when a bot token is configured: the desk runs without it.
+registers its command list with setMyCommands, and talks only to the desk's use-cases
+(`traderagent.ports.DeskPort`: `control.Desk`, or `fleet.console.ConsoleDesk` in front of a fleet) and
+the event bus. Built only when a bot token is configured: the desk runs without it.
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ from handlers.outbox import Limits, Outbox
 from handlers.reports import Reports
 from handlers.tokens import TokenStore
 from traderagent.config import Settings
-from traderagent.control import Desk
 from traderagent.orchestrator.events import EventBus, Subscription
-from traderagent.ports import OutboxStore
+from traderagent.ports import DeskPort, OutboxStore
 from traderagent.results import Check
 
 log = logging.getLogger(__name__)
@@ -39,12 +39,12 @@ DELIVERY_LIMIT = 120.0  # seconds an alert may wait for Telegram before the heal
 class TelegramFrontend:
     """Owns the PTB Application, the outbox, the notifier and the button tokens."""
 
-    def __init__(self, application: Application, desk: Desk, notifier: Notifier, guard: ChatGuard,
-                 tokens: TokenStore, *, poll_timeout: int = 10) -> None:
+    def __init__(self, application: Application, desk: DeskPort, notifier: Notifier, outbox: Outbox,
+                 guard: ChatGuard, tokens: TokenStore, *, poll_timeout: int = 10) -> None:
         self.application = application
         self.desk = desk
         self.notifier = notifier
-        self.outbox = notifier.outbox
+        self.outbox = outbox
         self.guard = guard
         self.tokens = tokens
         self.poll_timeout = poll_timeout
@@ -123,7 +123,7 @@ class TelegramFrontend:
         await self.application.shutdown()
 
 
-def build_application(settings: Settings, desk: Desk, event_bus: EventBus, *,
+def build_application(settings: Settings, desk: DeskPort, event_bus: EventBus, *,
                       limits: Limits | None = None, poll_timeout: int = 10) -> TelegramFrontend:
     """Build the frontend from settings (token, chat ids, optional Bot API base URL); `limits` is
     Telegram's pace (tests run it faster). The desk's database, when it can, keeps the outbox."""
@@ -157,9 +157,8 @@ def build_application(settings: Settings, desk: Desk, event_bus: EventBus, *,
     store = desk.db if isinstance(desk.db, OutboxStore) else None
     outbox = Outbox(application.bot, settings.telegram_chat_ids, store=store, limits=limits, emoji=emoji,
                     max_age=timedelta(hours=settings.telegram_outbox_max_age_hours))
-    notifier = Notifier(outbox, strategy_of=lambda bot: desk.bots[bot].spec.strategy if bot in desk.bots else None,
-                        store=store)
-    frontend = TelegramFrontend(application, desk, notifier, guard, tokens, poll_timeout=poll_timeout)
+    notifier = Notifier(outbox, strategy_of=desk.strategy_of, store=store)
+    frontend = TelegramFrontend(application, desk, notifier, outbox, guard, tokens, poll_timeout=poll_timeout)
     frontend.timezone = settings.timezone
     frontend.subscriptions += [(event_bus, notifier.attach(event_bus)), (event_bus, Reports(frontend).attach(event_bus))]
     application.add_handler(guard.handler(), group=-1)

@@ -25,7 +25,8 @@ from telegram.ext import ContextTypes
 
 from handlers.auth import Actor, Role, audit
 from handlers.tokens import ButtonAction
-from traderagent.control import ControlError, Desk
+from traderagent.control import ControlError
+from traderagent.ports import DeskPort
 from traderagent.utils.secrets_filter import mask
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ class Interaction:
         return frontend_of(self.context)
 
     @property
-    def desk(self) -> Desk:
+    def desk(self) -> DeskPort:
         return self.frontend.desk
 
     @property

@@ -449,7 +449,7 @@ async def cmd_verbosity(c: Cmd) -> None:
         scope = (f"strategy:{target.lower()}" if target.lower() in STRATEGY_TYPES
                  else f"bot:{c.desk.resolve_bot(target[:MAX_BOT_NAME])}")
         await notifier.set_verbosity(scope, level)
-    await c.reply(views.verbosity_view({name: notifier.verbosity(name) for name in c.desk.bots}, notifier.levels))
+    await c.reply(views.verbosity_view({name: notifier.verbosity(name) for name in c.desk.bot_names()}, notifier.levels))
 
 
 @command("/audit [n], n between 1 and 50", Role.ADMIN)

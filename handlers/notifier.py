@@ -2,7 +2,8 @@
 
 The event-bus callback takes every event queued since its last call, drops what the chat does not
 want to hear (muted types, and each bot's verbosity), renders the rest once and hands it to the
-outbox (handlers/outbox.py), which stores, paces, merges and delivers it.
+outbox (handlers/outbox.py), which stores, paces, merges and delivers it. In a desk worker of a fleet
+the sink is `StoredAlerts`: the alerts go to the outbox table only, and the console delivers them.
 
 Verbosity is set per bot or per strategy (`/verbosity`), kept in the database; a bot's own setting
 wins over its strategy's, which wins over `DEFAULT_VERBOSITY` (a grid places and cancels orders all
@@ -12,12 +13,13 @@ day: by default the chat hears its fills and closes only).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from handlers.formatting import format_event, format_event_line
-from handlers.outbox import Alert, Outbox
+from handlers.outbox import Alert
 from handlers.reports import OWN_MESSAGES
 from traderagent.orchestrator.events import (
     UNMUTABLE_EVENTS,
@@ -51,6 +53,12 @@ def heard(event_type: EventType, level: Verbosity) -> bool:
     return event_type in ALARMS
 
 
+class AlertSink(Protocol):
+    """Where alerts go: the chat's `Outbox`, or (a fleet worker) `StoredAlerts`."""
+
+    async def add_alerts(self, alerts: Sequence[Alert], chat_ids: Iterable[int] | None = None) -> None: ...
+
+
 @dataclass
 class NotifierStats:
     received: int = 0
@@ -60,7 +68,7 @@ class NotifierStats:
 class Notifier:
     """Event-bus subscriber that turns TradingEvents into alerts in every chat's outbox."""
 
-    def __init__(self, outbox: Outbox, *, strategy_of: Callable[[str], str | None] = lambda bot: None,
+    def __init__(self, outbox: AlertSink, *, strategy_of: Callable[[str], str | None] = lambda bot: None,
                  store: OutboxStore | None = None) -> None:
         self.outbox = outbox
         self.strategy_of = strategy_of

@@ -12,6 +12,10 @@ within those limits (`Limits`) instead of finding them out:
 - alerts stay in the database (`OutboxStore`) until sent, so those produced during an outage or
   while the desk restarts are delivered afterwards, oldest first, each with its original time.
   A send cut short by a stop may be repeated after the restart: at least once, never lost.
+
+In a fleet (traderagent/fleet) the desk workers send nothing: `StoredAlerts` writes their alerts to the
+outbox table and tells the console, whose `Outbox.pick_up` takes up the new rows (each once, in
+order) and delivers them like its own.
 """
 
 from __future__ import annotations
@@ -301,6 +305,8 @@ class Outbox:
         self.chat_ids = tuple(chat_ids)
         self._chats: dict[int, _Chat] = {}
         self._running = False
+        self._rows = asyncio.Lock()  # a pick-up reads the table while no delivered row is being deleted
+        self._leaving: set[int] = set()  # rows delivered (or given up) whose deletion is not yet done
 
     def chat(self, chat_id: int) -> _Chat:
         chat = self._chats.get(chat_id)
@@ -315,7 +321,7 @@ class Outbox:
         """Take up the alerts an earlier run left undelivered, then start sending."""
         if self.store is not None:
             try:
-                await self._restore()
+                await self.pick_up()
             except Exception:
                 log.exception("could not read the undelivered alerts; they stay in the database")
         self._running = True
@@ -323,16 +329,23 @@ class Outbox:
             if chat.task is None:
                 chat.task = asyncio.create_task(chat.run(), name=f"outbox:{chat.chat_id}")
 
-    async def _restore(self) -> None:
+    async def pick_up(self) -> int:
+        """Queue the stored alerts not queued yet: those an earlier run left, and those other processes
+        (a fleet's workers) wrote. Each row once, oldest first; returns how many were new."""
         assert self.store is not None
-        rows = await self.store.pending_outbox(self.chat_ids)
-        for chat_id in {row.chat_id for row in rows}:
-            chat = self.chat(chat_id)
-            known = {a.id for a in chat.alerts}  # queued by this run already
-            chat.alerts += [Alert(row.kind, row.bot_name, row.text, row.line, row.created_at, id=row.id)
-                            for row in rows if row.chat_id == chat_id and row.id not in known]
-            chat.alerts.sort(key=lambda a: (a.created_at, a.id or 0))
-            chat.poke()
+        new = 0
+        async with self._rows:
+            rows = await self.store.pending_outbox(self.chat_ids)
+            for chat_id in {row.chat_id for row in rows}:
+                chat = self.chat(chat_id)
+                known = {a.id for a in chat.alerts} | self._leaving  # queued by this run already, or sent
+                fresh = [Alert(row.kind, row.bot_name, row.text, row.line, row.created_at, id=row.id)
+                         for row in rows if row.chat_id == chat_id and row.id not in known]
+                if fresh:
+                    chat.alerts = sorted(chat.alerts + fresh, key=lambda a: (a.created_at, a.id or 0))
+                    chat.poke()
+                    new += len(fresh)
+        return new
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Give the queues `timeout` seconds, then stop; undelivered alerts stay in the database."""
@@ -428,10 +441,36 @@ class Outbox:
     async def forget(self, alerts: Iterable[Alert]) -> None:
         ids = [a.id for a in alerts if a.id is not None]
         if self.store is not None and ids:
-            try:
-                await self.store.delete_outbox(ids)
-            except Exception:
-                log.exception("could not remove %d delivered alert(s) from the database", len(ids))
+            self._leaving.update(ids)  # at once: a pick-up must not queue them again
+            async with self._rows:
+                try:
+                    await self.store.delete_outbox(ids)
+                except Exception:  # kept in _leaving: this run does not send them again
+                    log.exception("could not remove %d delivered alert(s) from the database", len(ids))
+                    return
+                self._leaving.difference_update(ids)
+
+
+class StoredAlerts:
+    """A fleet worker's alerts: written to the outbox table for every chat, ``notify`` told in the same
+    transaction; the console's `Outbox` delivers them. Nothing is sent from here."""
+
+    def __init__(self, store: OutboxStore, chat_ids: Iterable[int], *, notify: str | None = None) -> None:
+        self.store = store
+        self.chat_ids = tuple(chat_ids)
+        self.notify = notify
+        self.stored = 0
+
+    async def add_alerts(self, alerts: Sequence[Alert], chat_ids: Iterable[int] | None = None) -> None:
+        rows = [alert.row(chat) for chat in (self.chat_ids if chat_ids is None else chat_ids) for alert in alerts]
+        if not rows:
+            return
+        try:
+            await self.store.add_outbox(rows, notify=self.notify)
+        except Exception:  # the database is the only way to the chat: the desk's own log keeps the events
+            log.exception("could not store %d alert(s) for the console; they are lost to the chat", len(rows))
+            return
+        self.stored += len(rows)
 
 
 def _sender(chat_id: int, text: str, markup: InlineKeyboardMarkup | None) -> Callable[[Bot], Awaitable[Any]]:

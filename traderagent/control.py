@@ -717,6 +717,13 @@ class Desk:
             raise ControlError(f"{text!r} matches several bots: {', '.join(matches)}. Type more of the name.")
         return matches[0]
 
+    def bot_names(self) -> list[str]:
+        return list(self.bots)
+
+    def strategy_of(self, name: str) -> str | None:
+        handle = self.bots.get(name)
+        return handle.spec.strategy if handle else None
+
     def _bot(self, name: str) -> BotOrchestrator:
         return self.bots[self.resolve_bot(name)].bot
 

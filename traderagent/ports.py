@@ -10,6 +10,8 @@ Four ports, each listing exactly the members its users call:
 * ``CapitalPort``: the capital deployment state (``CapitalManager``) as the orchestrator sees it.
 * ``OutboxStore``: where the Telegram outbox keeps undelivered alerts and the alert verbosity
   (``DatabaseManager`` too; handlers/outbox.py).
+* ``DeskPort``: the operator use-cases as handlers/ call them: ``control.Desk`` in one process,
+  ``fleet.console.ConsoleDesk`` in front of a fleet of desk workers.
 
 A core module (layer 0): it imports no adapter, so a backtest, the paper desk and the live desk
 each plug in their own implementation. mypy checks that the real adapters fit where the
@@ -19,10 +21,36 @@ composition root (``traderagent/app.py``) hands them over.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from traderagent.results import (
+        AuditLine,
+        BotStatus,
+        BotSummary,
+        CapitalReport,
+        DailyPnl,
+        DeskStatus,
+        Digest,
+        EquityPoint,
+        HaltOutcome,
+        LogLine,
+        OrderView,
+        PauseAllOutcome,
+        PositionView,
+        ResumeOutcome,
+        ScalingApproved,
+        ScalingCheck,
+        ScalingPending,
+        ScalingRejected,
+        StartAllOutcome,
+        StopAllOutcome,
+        TradeView,
+        Wallet,
+    )
 
 
 # ---------------------------------------------------------------------- exchange
@@ -346,7 +374,7 @@ class OutboxRow(Protocol):
 
 @runtime_checkable
 class OutboxStore(Protocol):
-    async def add_outbox(self, rows: Iterable[Mapping[str, Any]]) -> list[int]: ...
+    async def add_outbox(self, rows: Iterable[Mapping[str, Any]], *, notify: str | None = None) -> list[int]: ...
 
     async def pending_outbox(self, chat_ids: Iterable[int]) -> Sequence[OutboxRow]: ...
 
@@ -355,3 +383,73 @@ class OutboxStore(Protocol):
     async def save_verbosity(self, scope: str, level: str) -> None: ...
 
     async def load_verbosity(self) -> dict[str, str]: ...
+
+
+# ---------------------------------------------------------------------- the desk, as the frontends see it
+class DeskPort(Protocol):
+    """Exactly what handlers/ call (see control.py for what each use-case does). A ``ControlError``
+    raised by any of them is the operator's answer."""
+
+    @property
+    def db(self) -> StorePort: ...
+
+    @property
+    def clock(self) -> Callable[[], dt.datetime]: ...
+
+    def bot_names(self) -> Sequence[str]: ...
+
+    def strategy_of(self, name: str) -> str | None: ...
+
+    def resolve_bot(self, prefix: str) -> str: ...
+
+    async def list_bots(self) -> list[BotSummary]: ...
+
+    async def desk_status(self) -> DeskStatus: ...
+
+    async def bot_status(self, name: str) -> BotStatus: ...
+
+    async def start_bot(self, name: str, by: str = "operator") -> BotStatus: ...
+
+    async def pause_bot(self, name: str, by: str = "operator") -> BotStatus: ...
+
+    async def stop_bot(self, name: str, by: str = "operator") -> BotStatus: ...
+
+    async def start_all(self, by: str = "operator") -> StartAllOutcome: ...
+
+    async def pause_all(self, by: str = "operator") -> PauseAllOutcome: ...
+
+    async def stop_all(self, by: str = "operator") -> StopAllOutcome: ...
+
+    async def balances(self) -> list[Wallet]: ...
+
+    async def positions(self) -> list[PositionView]: ...
+
+    async def open_orders(self, name: str | None = None) -> list[OrderView]: ...
+
+    async def recent_trades(self, n: int = 10) -> list[TradeView]: ...
+
+    async def daily_pnl(self, days: int = 7) -> list[DailyPnl]: ...
+
+    async def logs(self, n: int = 20) -> list[LogLine]: ...
+
+    async def equity_curve(self, name: str | None = None) -> list[EquityPoint]: ...
+
+    async def capital_report(self) -> CapitalReport: ...
+
+    async def evaluate_scaling(self) -> ScalingCheck: ...
+
+    async def approve_scaling(self, approved_by: str, *,
+                              approver: str | None = None) -> ScalingApproved | ScalingPending: ...
+
+    async def reject_scaling(self, by: str) -> ScalingRejected: ...
+
+    async def halt(self, reason: str, by: str) -> HaltOutcome: ...
+
+    async def resume_trading(self, by: str) -> ResumeOutcome: ...
+
+    async def digest(self, day_end: dt.datetime) -> Digest: ...
+
+    async def record_action(self, *, user_id: int | None, user_name: str, chat_id: int, role: str, action: str,
+                            args: str = "", outcome: str = "ok", detail: str = "") -> None: ...
+
+    async def audit_log(self, n: int = 20) -> list[AuditLine]: ...

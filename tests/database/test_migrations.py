@@ -18,7 +18,7 @@ from traderagent.database.exceptions import DatabaseError
 from traderagent.database.manager import DatabaseManager
 from traderagent.database.models import Base, BotModel, Order, Trade
 
-HEAD = "0007_leases"  # the newest revision (the bot leases, after the outbox)
+HEAD = "0009_commands"  # the newest revision (desk commands, after the leases)
 OPENED = dt.datetime(2024, 5, 1, 8, 0, tzinfo=dt.UTC)
 
 

@@ -37,6 +37,7 @@ from traderagent.database.repositories import (
     AuditRepository,
     BotsRepository,
     CapitalRepository,
+    CommandsRepository,
     CredentialsRepository,
     GridRepository,
     LeasesRepository,
@@ -51,7 +52,8 @@ from traderagent.database.repositories import (
 
 
 class DatabaseManager(CredentialsRepository, BotsRepository, OrdersRepository, TradesRepository, GridRepository,
-                      LogsRepository, CapitalRepository, AuditRepository, OutboxRepository, LeasesRepository):
+                      LogsRepository, CapitalRepository, AuditRepository, OutboxRepository, LeasesRepository,
+                      CommandsRepository):
     """Async database access for the whole service; see the module docstring."""
 
     def __init__(

@@ -314,6 +314,29 @@ class BotLease(Base):
         return f"BotLease({self.bot_name!r} by {self.owner} until {self.expires_at:%H:%M:%S})"
 
 
+# --- revision 0009_commands ---------------------------------------------------------------------
+
+
+class DeskCommand(Base):
+    """An operator's command for the worker that holds ``target``'s lease (traderagent/fleet/bus.py):
+    pending -> running (claimed by one worker) -> done / refused / failed; or expired, unclaimed."""
+
+    __tablename__ = "desk_commands"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    target: Mapped[str] = mapped_column(String(64))  # a bot name, or "@desk" (the leader worker)
+    operation: Mapped[str] = mapped_column(String(40))  # the Desk use-case
+    arguments: Mapped[dict[str, Any]]
+    by: Mapped[str] = mapped_column(String(80))  # the operator
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    result: Mapped[dict[str, Any] | None]  # the use-case's result (fleet/bus.py codec) or its refusal
+    claimed_by: Mapped[str | None] = mapped_column(String(128))  # the worker's lease owner id
+    created_at: Mapped[dt.datetime]
+    deadline: Mapped[dt.datetime]  # unclaimed by then: never run
+    claimed_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+
+
 __all__ = [
     "FINAL_ORDER_STATUSES",
     "NON_FINAL_ORDER_STATUSES",
@@ -328,6 +351,7 @@ __all__ = [
     "BotRuntime",
     "CapitalState",
     "Credential",
+    "DeskCommand",
     "GridLevel",
     "Order",
     "OutboxRow",

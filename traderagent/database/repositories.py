@@ -40,6 +40,7 @@ from traderagent.database.models import (
     BotRuntime,
     CapitalState,
     Credential,
+    DeskCommand,
     GridLevel,
     Order,
     OutboxRow,
@@ -129,6 +130,12 @@ def grid_rows(bot_id: int, levels: Iterable[Mapping[str, Any]]) -> list[dict[str
             "status": str(extra.get("status", "EMPTY")), "client_order_id": extra.get("client_order_id"),
             "updated_at": now})
     return rows
+
+
+async def _notify(session: AsyncSession, channel: str, payload: str) -> None:
+    """NOTIFY on PostgreSQL, delivered when the transaction commits; elsewhere the readers poll."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(select(func.pg_notify(channel, payload)))
 
 
 class CredentialsRepository(Store):
@@ -555,13 +562,16 @@ class AuditRepository(Store):
 class OutboxRepository(Store):
     """Alerts waiting for a chat (handlers/outbox.py) and the operator's alert verbosity."""
 
-    async def add_outbox(self, rows: Iterable[Mapping[str, Any]]) -> list[int]:
-        """Queue alerts (chat_id, kind, bot_name, text, line, created_at) in one write; their ids, in order."""
+    async def add_outbox(self, rows: Iterable[Mapping[str, Any]], *, notify: str | None = None) -> list[int]:
+        """Queue alerts (chat_id, kind, bot_name, text, line, created_at) in one write; their ids, in order.
+        ``notify``: a channel told so in the same transaction (another process delivers them)."""
         items = [OutboxRow(**dict(row)) for row in rows]
         if items:
             async with self._write() as session:
                 session.add_all(items)
                 await session.flush()
+                if notify:
+                    await _notify(session, notify, "")
         return [item.id for item in items]
 
     async def pending_outbox(self, chat_ids: Iterable[int]) -> list[OutboxRow]:
@@ -635,3 +645,47 @@ class LeasesRepository(Store):
             stmt = stmt.where(table.c.bot_name.in_(list(bots)))
         async with self._write() as session:
             await session.execute(stmt)
+
+
+class CommandsRepository(Store):
+    """Commands from the console to the desk workers (traderagent/fleet/bus.py). Every change tells its
+    channel in its own transaction, so a listener woken by it finds the row committed."""
+
+    async def add_command(self, target: str, operation: str, arguments: Mapping[str, Any], by: str,
+                          deadline: dt.datetime, *, notify: str) -> int:
+        row = DeskCommand(target=target, operation=operation, arguments=dict(arguments), by=by, status="pending",
+                          created_at=utcnow(), deadline=deadline)
+        async with self._write() as session:
+            session.add(row)
+            await session.flush()
+            await _notify(session, notify, str(row.id))
+        return row.id
+
+    async def claim_commands(self, owner: str, now: dt.datetime) -> list[DeskCommand]:
+        """Take every pending command, not past its deadline, whose target's lease ``owner`` holds. One
+        conditional UPDATE: of two claimants, the second finds the row no longer pending."""
+        held = select(BotLease.bot_name).where(BotLease.owner == owner).scalar_subquery()
+        stmt = (update(DeskCommand)
+                .where(DeskCommand.status == "pending", DeskCommand.deadline > now, DeskCommand.target.in_(held))
+                .values(status="running", claimed_by=owner, claimed_at=now)
+                .returning(DeskCommand).execution_options(synchronize_session=False))
+        async with self._write() as session:
+            return sorted((await session.scalars(stmt)).all(), key=lambda c: c.id)
+
+    async def finish_command(self, command_id: int, status: str, result: Mapping[str, Any], *, notify: str) -> None:
+        async with self._write() as session:
+            await session.execute(update(DeskCommand).where(DeskCommand.id == command_id)
+                                  .values(status=status, result=dict(result), finished_at=utcnow()))
+            await _notify(session, notify, str(command_id))
+
+    async def expire_command(self, command_id: int) -> bool:
+        """Mark an unclaimed command expired (it never runs then); False when a worker claimed it first."""
+        async with self._write() as session:
+            done = await session.execute(update(DeskCommand).where(DeskCommand.id == command_id,
+                                                                   DeskCommand.status == "pending")
+                                         .values(status="expired", finished_at=utcnow()))
+            return cast(CursorResult[Any], done).rowcount == 1
+
+    async def get_command(self, command_id: int) -> DeskCommand | None:
+        async with self._read() as session:
+            return await session.get(DeskCommand, command_id)

@@ -1,0 +1,45 @@
+"""Desk commands: what the console asks of the desk workers (traderagent/fleet/bus.py).
+
+Revision ID: 0009_commands
+Revises: 0007_leases
+Create Date: 2026-12-07
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision = "0009_commands"
+down_revision = "0007_leases"  # the lead re-chains it after the revisions merged meanwhile
+branch_labels = None
+depends_on = None
+
+TS = sa.DateTime(timezone=True)
+JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "desk_commands",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("target", sa.String(64), nullable=False),
+        sa.Column("operation", sa.String(40), nullable=False),
+        sa.Column("arguments", JSON, nullable=False),
+        sa.Column("by", sa.String(80), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("result", JSON, nullable=True),
+        sa.Column("claimed_by", sa.String(128), nullable=True),
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("deadline", TS, nullable=False),
+        sa.Column("claimed_at", TS, nullable=True),
+        sa.Column("finished_at", TS, nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_desk_commands"),
+    )
+    op.create_index("ix_desk_commands_status", "desk_commands", ["status"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_desk_commands_status", table_name="desk_commands")
+    op.drop_table("desk_commands")
