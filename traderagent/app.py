@@ -90,6 +90,7 @@ class Runtime:
     stop_reason: str = "start-up failed"
     leases: Leases | None = None
     stream_session: Any = None  # the aiohttp session of the private streams
+    link: Any = None  # a fleet worker's link to the console (TRADERAGENT_CONSOLE=external)
 
 
 def _audit(settings: Settings) -> None:
@@ -405,7 +406,14 @@ async def run_desk(settings: Settings, *, bots_arg: str | None = None, ticks: in
         await asyncio.to_thread(_audit, settings)
         desk = await build(settings, bots_arg, rt)
         print(banner(settings, rt), flush=True)
-        rt.frontend = _build_telegram(settings, desk)
+        if settings.console == "external":  # a fleet worker: the console serves Telegram (traderagent/fleet)
+            from traderagent.fleet.link import ConsoleLink
+
+            assert rt.db is not None, "build() opened the database"
+            rt.link = ConsoleLink(settings, desk, rt.db)
+            await rt.link.attach()
+        else:
+            rt.frontend = _build_telegram(settings, desk)
         report = await desk.start(schedule=True)
         for name, counts in report.items():
             if any(v for k, v in counts.items() if k != "open"):
@@ -414,6 +422,8 @@ async def run_desk(settings: Settings, *, bots_arg: str | None = None, ticks: in
         rt.started, rt.stop_reason = True, "stopped"
         await _start_reports(settings, rt)  # listening before the chat hears of the start
         rt.frontend = await _start_telegram(rt.frontend)
+        if rt.link is not None:
+            await rt.link.serve()
         if ticks > 0:
             waiter = asyncio.create_task(_wait_ticks(desk, ticks))
             stopper = asyncio.create_task(stop_event.wait())
@@ -508,6 +518,8 @@ async def _shutdown(rt: Runtime) -> None:
             steps.append((name, part.stop))
     if rt.frontend is not None:
         steps.append(("telegram", rt.frontend.stop))
+    if rt.link is not None:
+        steps.append(("console link", rt.link.stop))
     if rt.desk is not None:
         steps.append(("desk", rt.desk.stop))
     if rt.stream_session is not None:

@@ -171,6 +171,10 @@ def _check_database_url(url: str) -> None:
                             "or postgresql+asyncpg://user:password@host:5432/dbname") from None
 
 
+FLEET_NEEDS_POSTGRESQL = ("a fleet's console and workers share one PostgreSQL database: set DATABASE_URL to "
+                          "postgresql+asyncpg://user:password@host:5432/dbname")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Typed settings. Build with `Settings.load()`; tests may pass an explicit environment."""
@@ -211,6 +215,7 @@ class Settings:
     lease_heartbeat: float = 5.0  # seconds between renewals of the desk's bot leases (orchestrator/lease.py)
     lease_timeout: float = 25.0  # a lease not renewed for this long may be taken over by another desk
     streams: bool = True  # fills heard on ByBit's private WebSocket; off: each bot polls its open orders
+    console: str = "telegram"  # "external": a fleet worker; `traderagent console` runs Telegram (fleet/)
     log_level: str = "INFO"
     debug: bool = False
 
@@ -260,6 +265,7 @@ class Settings:
             lease_heartbeat=_float("TRADERAGENT_LEASE_HEARTBEAT", source, "5"),
             lease_timeout=_float("TRADERAGENT_LEASE_TIMEOUT", source, "25"),
             streams=_bool("TRADERAGENT_STREAMS", source, True),
+            console=_choice("TRADERAGENT_CONSOLE", source, "telegram", ("telegram", "external")),
             log_level=_choice("LOG_LEVEL", source, "info", ("debug", "info", "warning", "error")).upper(),
             debug=_bool("DEBUG", source, False),
         )
@@ -284,9 +290,15 @@ class Settings:
         if self.lease_heartbeat <= 0:
             raise SettingsError("TRADERAGENT_LEASE_HEARTBEAT must be greater than 0 (seconds)")
         _check_database_url(self.database_url)
+        if self.console == "external" and not self.on_postgresql:
+            raise SettingsError(f"TRADERAGENT_CONSOLE=external: {FLEET_NEEDS_POSTGRESQL}")
         if self.scaling_approvals_required > 1 and self.scaling_approvals_required > len(self.possible_admins):
             raise SettingsError(f"SCALING_APPROVALS_REQUIRED={self.scaling_approvals_required} needs as many admins; "
                                 f"there are {len(self.possible_admins)} (TELEGRAM_ADMINS)")
+
+    @property
+    def on_postgresql(self) -> bool:
+        return self.database_url.strip().startswith(("postgresql", "postgres:"))
 
     @property
     def possible_admins(self) -> tuple[int, ...]:

@@ -153,13 +153,94 @@ class ControlError(Exception):
     """A use-case refused; the message is for the operator."""
 
 
+class Records:
+    """The use-cases that only read (or append to) the database: the same for one desk and for the
+    console of a fleet (fleet/console.py). A subclass gives ``db``, ``resolve_bot`` and the equity
+    a curve starts from."""
+
+    db: StorePort
+
+    def resolve_bot(self, prefix: str) -> str:
+        raise NotImplementedError
+
+    async def _equity_start(self, bot_name: str | None) -> Decimal:
+        raise NotImplementedError
+
+    def _storage_lost(self, exc: DatabaseUnavailableError) -> None:
+        """A write failed because the database is lost (the desk's storage watch hears of it)."""
+
+    async def open_orders(self, name: str | None = None) -> list[OrderView]:
+        bot_name = self.resolve_bot(name) if name else None
+        rows = await self.db.list_non_final_orders(bot_name)
+        return [_order(r) for r in rows]
+
+    async def recent_trades(self, n: int = 10) -> list[TradeView]:
+        return [_trade(t) for t in await self.db.list_trades(None, limit=max(1, min(n, 200)))]
+
+    async def daily_pnl(self, days: int = 7) -> list[DailyPnl]:
+        return [DailyPnl(d, p) for d, p in await self.db.daily_pnl(days=max(1, min(days, 366)))]
+
+    async def logs(self, n: int = 20) -> list[LogLine]:
+        rows = await self.db.get_logs(None, limit=max(1, min(n, 500)))
+        return [LogLine(r.bot_name, r.level, r.message, r.context, r.created_at) for r in rows]
+
+    async def equity_curve(self, name: str | None = None) -> list[EquityPoint]:
+        """Equity after each closed trade, oldest first, starting at the deployed capital."""
+        bot_name = self.resolve_bot(name) if name else None
+        equity = await self._equity_start(bot_name)
+        trades = await self.db.list_trades(bot_name, limit=10_000, closed_only=True)
+        closed = sorted(((t.closed_at, t) for t in trades if t.closed_at is not None), key=lambda ct: (ct[0], ct[1].id))
+        out = []
+        for closed_at, t in closed:
+            pnl = t.pnl or ZERO
+            equity += pnl
+            out.append(EquityPoint(closed_at, equity, pnl, t.bot_name))
+        return out
+
+    async def record_action(self, *, user_id: int | None, user_name: str, chat_id: int, role: str, action: str,
+                            args: str = "", outcome: str = "ok", detail: str = "") -> None:
+        """Write one operator action to the audit trail; arguments and detail are masked (no
+        registered secret is ever stored) and shortened."""
+        try:
+            await self.db.add_audit(user_id=user_id, user_name=user_name, chat_id=chat_id, role=role, action=action,
+                                    args=_short(mask(args)), outcome=outcome, detail=_short(mask(detail)))
+        except DatabaseUnavailableError as exc:  # the action itself was done (or refused): say so, not an error
+            self._storage_lost(exc)
+            log.warning("audit line not written (storage lost): %s by %s: %s", action, user_name, outcome)
+
+    async def audit_log(self, n: int = 20) -> list[AuditLine]:
+        rows = await self.db.list_audit(max(1, min(n, 500)))
+        return [AuditLine(r.created_at, r.user_id, r.user_name, r.chat_id, r.role, r.action, r.args, r.outcome,
+                          r.detail) for r in rows]
+
+
+def resolve_name(prefix: str, names: Iterable[str]) -> str:
+    """The name that is ``prefix`` or uniquely starts with it (case-insensitive); else ControlError."""
+    known = list(names)
+    text = (prefix or "").strip()
+    if not text:
+        raise ControlError("Which bot? Give its name (a unique prefix is enough).")
+    if text in known:
+        return text
+    lowered = text.lower()
+    exact = [n for n in known if n.lower() == lowered]
+    if len(exact) == 1:
+        return exact[0]
+    matches = sorted(n for n in known if n.lower().startswith(lowered))
+    if not matches:
+        raise ControlError(f"No bot named {text!r}. Bots: {', '.join(sorted(known)) or 'none'}.")
+    if len(matches) > 1:
+        raise ControlError(f"{text!r} matches several bots: {', '.join(matches)}. Type more of the name.")
+    return matches[0]
+
+
 @dataclass
 class BotHandle:
     spec: BotSpec
     bot: BotOrchestrator
 
 
-class Desk:
+class Desk(Records):
     """The running desk; build it with ``Desk(...)`` then ``await add_bot(spec)`` and ``await start()``."""
 
     def __init__(
@@ -700,22 +781,7 @@ class Desk:
     # ================================================================== lookup
     def resolve_bot(self, prefix: str) -> str:
         """The bot whose name is ``prefix`` or uniquely starts with it (case-insensitive)."""
-        text = (prefix or "").strip()
-        if not text:
-            raise ControlError("Which bot? Give its name (a unique prefix is enough).")
-        if text in self.bots:
-            return text
-        lowered = text.lower()
-        exact = [n for n in self.bots if n.lower() == lowered]
-        if len(exact) == 1:
-            return exact[0]
-        matches = sorted(n for n in self.bots if n.lower().startswith(lowered))
-        if not matches:
-            known = ", ".join(sorted(self.bots)) or "none"
-            raise ControlError(f"No bot named {text!r}. Bots: {known}.")
-        if len(matches) > 1:
-            raise ControlError(f"{text!r} matches several bots: {', '.join(matches)}. Type more of the name.")
-        return matches[0]
+        return resolve_name(prefix, self.bots)
 
     def bot_names(self) -> list[str]:
         return list(self.bots)
@@ -845,36 +911,13 @@ class Desk:
         return [_position(h.bot.name, p, h.bot.last_price, risk.get((id(h.bot.client), h.spec.symbol)))
                 for h in self.bots.values() for p in h.bot.strategy.get_active_positions()]
 
-    async def open_orders(self, name: str | None = None) -> list[OrderView]:
-        bot_name = self.resolve_bot(name) if name else None
-        rows = await self.db.list_non_final_orders(bot_name)
-        return [_order(r) for r in rows]
+    def _storage_lost(self, exc: DatabaseUnavailableError) -> None:
+        self.storage.trip(exc)
 
-    async def recent_trades(self, n: int = 10) -> list[TradeView]:
-        return [_trade(t) for t in await self.db.list_trades(None, limit=max(1, min(n, 200)))]
-
-    async def daily_pnl(self, days: int = 7) -> list[DailyPnl]:
-        return [DailyPnl(d, p) for d, p in await self.db.daily_pnl(days=max(1, min(days, 366)))]
-
-    async def logs(self, n: int = 20) -> list[LogLine]:
-        rows = await self.db.get_logs(None, limit=max(1, min(n, 500)))
-        return [LogLine(r.bot_name, r.level, r.message, r.context, r.created_at) for r in rows]
-
-    async def equity_curve(self, name: str | None = None) -> list[EquityPoint]:
-        """Equity after each closed trade, oldest first, starting at the deployed capital."""
-        bot_name = self.resolve_bot(name) if name else None
+    async def _equity_start(self, bot_name: str | None) -> Decimal:
         if bot_name:
-            start = self.bots[bot_name].bot.allocated_capital
-        else:
-            start = self.capital.allocated_capital if self.capital else ZERO
-        trades = await self.db.list_trades(bot_name, limit=10_000, closed_only=True)
-        closed = sorted(((t.closed_at, t) for t in trades if t.closed_at is not None), key=lambda ct: (ct[0], ct[1].id))
-        equity, out = start, []
-        for closed_at, t in closed:
-            pnl = t.pnl or ZERO
-            equity += pnl
-            out.append(EquityPoint(closed_at, equity, pnl, t.bot_name))
-        return out
+            return self.bots[bot_name].bot.allocated_capital
+        return self.capital.allocated_capital if self.capital else ZERO
 
     # ================================================================== capital
     def _cm(self) -> CapitalManager:
@@ -1001,23 +1044,6 @@ class Desk:
         self._publish(Resumed(str(by), tuple(resumed)))
         return ResumeOutcome(tuple(resumed))
 
-
-    # ================================================================== operators
-    async def record_action(self, *, user_id: int | None, user_name: str, chat_id: int, role: str, action: str,
-                            args: str = "", outcome: str = "ok", detail: str = "") -> None:
-        """Write one operator action to the audit trail; arguments and detail are masked (no
-        registered secret is ever stored) and shortened."""
-        try:
-            await self.db.add_audit(user_id=user_id, user_name=user_name, chat_id=chat_id, role=role, action=action,
-                                    args=_short(mask(args)), outcome=outcome, detail=_short(mask(detail)))
-        except DatabaseUnavailableError as exc:  # the action itself was done (or refused): say so, not an error
-            self.storage.trip(exc)
-            log.warning("audit line not written (storage lost): %s by %s: %s", action, user_name, outcome)
-
-    async def audit_log(self, n: int = 20) -> list[AuditLine]:
-        rows = await self.db.list_audit(max(1, min(n, 500)))
-        return [AuditLine(r.created_at, r.user_id, r.user_name, r.chat_id, r.role, r.action, r.args, r.outcome,
-                          r.detail) for r in rows]
 
     # ================================================================== reports
     def announce_started(self, mode: str, report: Mapping[str, Mapping[str, int | str]]) -> None:
