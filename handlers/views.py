@@ -6,6 +6,7 @@ renamed or missing field is a type error and an AttributeError, never a "?" on t
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -83,6 +84,10 @@ def desk_header(status: DeskStatus) -> str:
     lines.append(f"PnL {fmt_pnl(realized)} · unrealised {fmt_pnl(unrealized)} · today {fmt_pnl(status.day_pnl)}")
     limit = status.exposure_limit
     lines.append(f"Exposure {fmt_num(status.exposure, 2)}" + (f" / {fmt_num(limit, 2)}" if limit is not None else ""))
+    if status.workers:  # a fleet: which worker runs how many bots
+        per = Counter(status.workers.values())
+        lines.append(f"🖥 {len(per)} worker{'s' if len(per) != 1 else ''}: "
+                     + esc(", ".join(f"{short(w, 40)} ({n})" for w, n in sorted(per.items()))))
     for refused in status.refused[:5]:
         lines.append(f"⚠️ refused {esc(refused.name)}: {esc(short(refused.reason, 80))}")
     lines += [f"⚡ {exchange_risk_line(r)}" for r in status.exchange_positions[:10]]

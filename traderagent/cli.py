@@ -19,6 +19,7 @@ from collections.abc import Callable
 # subcommand -> "module:function"; the function takes the parsed namespace and returns an exit code.
 COMMANDS = {
     "run": "traderagent.app:main_run",
+    "console": "traderagent.fleet.console:main_console",
     "sim": "traderagent.commands.sim:main_sim",
     "backtest": "traderagent.backtest.cli:main_backtest",
     "db": "traderagent.commands.db:main_db",
@@ -57,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the trading desk (paper mode with no keys)")
     run.add_argument("--bots", help="bots file (default: TRADERAGENT_BOTS_FILE or bots.toml; paper demo set if absent)")
     run.add_argument("--ticks", type=_COUNT, default=0, help="stop after this many ticks per bot (0: run until Ctrl-C)")
+
+    sub.add_parser("console", help="one Telegram console for a fleet of desk workers (PostgreSQL DATABASE_URL)")
 
     sim = sub.add_parser("sim", help="run the ByBit V5-compatible exchange simulator")
     sim.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -109,6 +109,7 @@ class DeskStatus:
     day_pnl: Decimal
     storage_lost: str | None  # why the database takes no writes (no entries until it does); None: fine
     exchange_positions: tuple[PositionRisk, ...] = ()  # perpetual positions of the desk's accounts
+    workers: Mapping[str, str] = field(default_factory=dict)  # a fleet's console: bot -> the worker running it
 
 
 # ---------------------------------------------------------------------- account and history

@@ -73,13 +73,14 @@ async def build_desk(
     start: bool = True,
     client_kwargs: dict[str, Any] | None = None,
     lease_owner: str | None = None,
+    db: DatabaseManager | None = None,
 ) -> Harness:
     """A desk like `traderagent run` builds, with zero market-data TTL so every tick sees the
     market the test just stepped to. With ``lease_owner`` it holds leases (heartbeat 5 s, timeout
     20 s on ``clock``) and runs only the bots no other desk holds."""
     client = ByBitDirectClient(SIM_KEY, SIM_SECRET, base_url=sim_url, **(client_kwargs or {}))
     await client.initialize()
-    db = DatabaseManager(f"sqlite+aiosqlite:///{db_path}")
+    db = db or DatabaseManager(f"sqlite+aiosqlite:///{db_path}")  # ``db``: another database (PostgreSQL)
     await db.initialize()
     capital, persister = await load_capital_manager(db, total_capital, clock=clock)
     leases = None

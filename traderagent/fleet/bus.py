@@ -159,7 +159,7 @@ class Listener:
             self._conn = None
 
 
-async def _poll(listener: Listener, wake: asyncio.Event, work: Callable[[], Awaitable[None]],
+async def poll(listener: Listener, wake: asyncio.Event, work: Callable[[], Awaitable[object]],
                 every: float) -> None:
     """Run ``work`` whenever a notification sets ``wake``, and every ``every`` s regardless."""
     while True:
@@ -180,6 +180,7 @@ class CommandBus:
     def __init__(self, db: DatabaseManager, listener: Listener, *, timeout: float = 30.0,
                  poll: float = POLL_SECONDS) -> None:
         self.db = db
+        self.listener = listener
         self.timeout = timeout
         self.poll = poll
         self.commands = channel(db, "commands")
@@ -271,7 +272,7 @@ class CommandServer:
 
     async def start(self) -> None:
         await self.listener.ensure()
-        self._loop = asyncio.create_task(_poll(self.listener, self._wake, self._claim, self.poll),
+        self._loop = asyncio.create_task(poll(self.listener, self._wake, self._claim, self.poll),
                                          name="fleet-commands")
 
     async def _claim(self) -> None:

@@ -1,0 +1,153 @@
+"""One console for two desk workers on one PostgreSQL schema, end to end: the real Telegram frontend
+(handlers/) on the fake Bot API in front of a `ConsoleDesk`; two real desks (orchestrators on the
+simulator, each with its leases, its command server and its alerts stored for the console) trading the
+bots each holds. The desks run in this process, as two workers would in two."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.handlers.harness import (
+    BTC_TREND,
+    CHAT,
+    ETH_GRID,
+    FAST,
+    SCALE,
+    XRP_GRID,
+    Operator,
+    settings_for,
+    until,
+)
+from tests.orchestrator.helpers import Harness, build_desk
+from traderagent.fleet.bus import DESK_TARGET
+from traderagent.fleet.console import Console
+from traderagent.fleet.link import ConsoleLink
+from traderagent.orchestrator.events import ErrorRaised, TradingEvent
+
+from .conftest import MakeDb
+
+pytestmark = [pytest.mark.postgres, pytest.mark.timeout(300)]
+WAIT = 30.0  # generous on a loaded machine; each wait returns as soon as its condition holds
+WORKERS = {"worker-1": [XRP_GRID], "worker-2": [ETH_GRID, BTC_TREND]}
+
+
+@dataclass
+class Worker:
+    harness: Harness
+    link: ConsoleLink
+    beat: asyncio.Task[None]
+
+    @property
+    def desk(self):
+        return self.harness.desk
+
+
+async def _heartbeat(worker_desk) -> None:
+    """What the desk's scheduler does: renew the leases (a console counts a worker live by them)."""
+    while True:
+        await worker_desk.check_leases()
+        await asyncio.sleep(1.0)
+
+
+@pytest.fixture
+async def fleet(sim, fake, make_db: MakeDb, tmp_path) -> AsyncIterator[tuple[Console, dict[str, Worker]]]:
+    settings = settings_for(fake)
+    workers: dict[str, Worker] = {}
+    for owner, specs in WORKERS.items():
+        harness = await build_desk(sim.base_url, tmp_path / f"{owner}.db", specs, start=False, lease_owner=owner,
+                                   db=make_db())
+        assert harness.desk.leases is not None
+        if owner == "worker-1":
+            await harness.desk.leases.acquire([DESK_TARGET])  # the leader
+        link = ConsoleLink(settings, harness.desk, harness.db)
+        await link.attach()  # before the start: its start-up events reach the chat too
+        await harness.desk.start(schedule=False)
+        await link.serve()
+        workers[owner] = Worker(harness, link, asyncio.create_task(_heartbeat(harness.desk)))
+    console_db = make_db()
+    await console_db.initialize()
+    fake.enforce(SCALE)
+    console = Console(settings, console_db, limits=FAST, poll_timeout=1)
+    await console.start()
+    yield console, workers
+    await console.stop()
+    for worker in workers.values():
+        worker.beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker.beat
+        await worker.link.stop()
+        await worker.harness.close()
+    assert fake.violations == [], "the console exceeded Telegram's limits"
+
+
+def _alert_texts(fake, since: int = 0) -> list[str]:
+    return [str(c.params.get("text", "")) for c in fake.calls[since:]
+            if c.method == "sendMessage" and c.status == 200 and c.params.get("chat_id") == CHAT]
+
+
+async def test_status_lists_every_workers_bots_and_pause_reaches_the_owner_once(fleet, fake):
+    console, workers = fleet
+    op = Operator(fake)
+    status = await op.command("/status", match="Desk")
+    text = status.params["text"]
+    for name in ("grid-xrp", "grid-eth", "trend-btc"):
+        assert name in text
+    assert "2 workers" in text and "refused" not in text
+
+    since = len(fake.calls)
+    reply = await op.command("/pause grid-xrp", match="grid-xrp</b> is")
+    assert "paused" in reply.params["text"]
+    assert workers["worker-1"].desk.bots["grid-xrp"].bot.state.value == "PAUSED"  # its owner paused it
+    assert workers["worker-2"].desk.bots.keys() == {"grid-eth", "trend-btc"}
+    change = re.compile(r"grid-xrp.*running → paused", re.S)
+    await until(lambda: any(change.search(t) for t in _alert_texts(fake, since)), WAIT)
+    # the worker stored it once; the console delivered it once, whatever its polls and wake-ups
+    await console.frontend.outbox.pick_up()
+    await asyncio.wait_for(console.frontend.outbox.flush(), WAIT)
+    assert sum(len(change.findall(t)) for t in _alert_texts(fake, since)) == 1
+    assert await console.db.pending_outbox([CHAT]) == []
+
+    bot = await op.command("/status trend", match="trend-btc")  # the detail comes from worker-2
+    assert "trend-btc" in bot.params["text"]
+
+
+async def test_a_bot_no_worker_runs_is_refused_in_one_line(fleet, fake):
+    console, workers = fleet
+    op = Operator(fake)
+    worker = workers["worker-2"]
+    worker.beat.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await worker.beat
+    await worker.link.stop()
+    await worker.harness.desk.stop()  # releases its leases: nobody runs grid-eth now
+    reply = await op.command("/pause grid-eth", match="grid-eth")
+    assert "No desk worker runs grid-eth" in reply.params["text"]
+    status = await op.command("/status", match="Desk")
+    assert "refused grid-eth: no desk worker runs it" in status.params["text"]
+
+
+async def test_events_of_both_workers_arrive_once_in_order_per_bot(fleet, fake):
+    console, workers = fleet
+    since = len(fake.calls)
+    bots = {"grid-xrp": workers["worker-1"], "grid-eth": workers["worker-2"], "trend-btc": workers["worker-2"]}
+    for i in range(6):  # interleaved across the two workers
+        for name, worker in bots.items():
+            worker.desk.event_bus.publish(TradingEvent.of(name, ErrorRaised(f"probe {name} #{i}")))
+    probe = re.compile(r"probe ([a-z-]+) #(\d)")
+
+    def seen() -> list[tuple[str, int]]:
+        return [(m[0], int(m[1])) for t in _alert_texts(fake, since) for m in probe.findall(t)]
+
+    await until(lambda: len(seen()) >= 18, WAIT)
+    await console.frontend.outbox.pick_up()
+    await asyncio.wait_for(console.frontend.outbox.flush(), WAIT)
+    got = seen()
+    assert len(got) == 18 and len(set(got)) == 18  # each once
+    for name in bots:
+        assert [i for n, i in got if n == name] == list(range(6))  # in order per bot

@@ -1,0 +1,325 @@
+"""One Telegram console for a fleet of desk workers on one PostgreSQL database (`traderagent console`).
+
+`ConsoleDesk` is what the handlers call (``ports.DeskPort``), as `control.Desk` is in a single desk:
+
+* reads come from the database: the bots and their states as the workers persist them, orders,
+  trades, logs, daily PnL, the audit trail, the capital state, and the leases (which worker runs
+  which bot; a bot no worker holds is listed as refused);
+* a command for a bot (start, pause, stop, its detailed status) goes to the worker holding its lease;
+  a desk-wide one (capital, scaling, balances, digest) to the leader, the worker holding ``@desk``;
+  what concerns every bot (halt, resume, start/pause/stop all, positions) to every worker, each for
+  its own bots, the answers merged (fleet/bus.py).
+
+`Console` runs the real Telegram frontend (handlers/) on a `ConsoleDesk`; its outbox delivers the
+alerts every worker stored, woken by NOTIFY, with a slow poll as backstop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import signal
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from traderagent.config import FLEET_NEEDS_POSTGRESQL, Settings, SettingsError
+from traderagent.control import ZERO, ControlError, Desk, Records, resolve_name
+from traderagent.database.manager import DatabaseManager
+from traderagent.database.models import BotModel
+from traderagent.fleet.bus import DESK_TARGET, CommandBus, Listener, channel, decode_as, decode_list, poll
+from traderagent.orchestrator.events import EventBus
+from traderagent.results import (
+    BotStatus,
+    BotSummary,
+    CapitalReport,
+    DeskStatus,
+    Digest,
+    HaltOutcome,
+    PauseAllOutcome,
+    PositionView,
+    RefusedBot,
+    ResumeOutcome,
+    ScalingApproved,
+    ScalingCheck,
+    ScalingPending,
+    ScalingRejected,
+    StartAllOutcome,
+    StopAllOutcome,
+    Wallet,
+)
+from traderagent.utils.capital_manager import CapitalManager
+
+if TYPE_CHECKING:
+    from handlers.app import TelegramFrontend
+    from traderagent.ports import DeskPort
+
+log = logging.getLogger(__name__)
+
+OUTBOX_POLL = 5.0  # seconds: the console looks for stored alerts this often even without a NOTIFY
+NO_WORKER = "no desk worker runs it (none holds its lease)"
+T = TypeVar("T")
+
+
+class ConsoleDesk(Records):
+    """The fleet's use-cases for the handlers; see the module docstring."""
+
+    db: DatabaseManager
+
+    def __init__(self, db: DatabaseManager, bus: CommandBus, *,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.db = db
+        self.bus = bus
+        self.clock = clock
+        self._bots: dict[str, BotModel] = {}  # the last read of the bots table (names resolve against it)
+        self._workers: dict[str, str] = {}  # bot (or @desk) -> the worker holding its valid lease
+
+    # ------------------------------------------------------------------ what the fleet runs
+    async def refresh(self) -> None:
+        """Read the bots and who runs them (every read use-case does; names resolve against the last read)."""
+        self._bots = {b.name: b for b in await self.db.list_bots()}
+        now = datetime.now(UTC)
+        leases = await self.db.lease_holders([*self._bots, DESK_TARGET])
+        self._workers = {r.bot_name: r.owner for r in leases if r.expires_at > now}
+
+    def bot_names(self) -> list[str]:
+        return list(self._bots)
+
+    def strategy_of(self, name: str) -> str | None:
+        row = self._bots.get(name)
+        return row.strategy if row else None
+
+    def resolve_bot(self, prefix: str) -> str:
+        return resolve_name(prefix, self._bots)
+
+    def _worker_targets(self) -> list[str]:
+        """One lease per live worker (a bot it runs, or @desk), to address each worker once."""
+        targets: dict[str, str] = {}
+        for name, owner in sorted(self._workers.items(), key=lambda item: item[0] == DESK_TARGET):
+            targets.setdefault(owner, name)
+        return list(targets.values())
+
+    # ------------------------------------------------------------------ reads from the database
+    async def list_bots(self) -> list[BotSummary]:
+        await self.refresh()
+        orders = Counter(o.bot_name for o in await self.db.list_non_final_orders())
+        positions = Counter(t.bot_name for t in await self.db.list_open_trades())
+        return [BotSummary(
+            name=b.name, strategy=b.strategy, symbol=b.symbol, market_type=b.market_type, state=b.state,
+            paused_by=None, allocated_capital=b.allocated_capital, realized_pnl=await self.db.realized_pnl(b.name),
+            unrealized_pnl=ZERO, open_positions=positions.get(b.name, 0), open_orders=orders.get(b.name, 0),
+            last_price=None, last_error=None) for b in self._bots.values()]
+
+    async def desk_status(self) -> DeskStatus:
+        bots = await self.list_bots()
+        states = dict(Counter(b.state for b in bots))
+        cm = await self._capital()
+        midnight = self.clock().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        return DeskStatus(
+            bots=tuple(bots), states=states,
+            refused=tuple(RefusedBot(b.name, NO_WORKER) for b in bots if b.name not in self._workers),
+            halted=bool(cm and cm.halted), halt_reason=cm.halt_reason if cm else None,
+            phase=cm.phase.value if cm else None, allocated_capital=cm.allocated_capital if cm else None,
+            exposure=ZERO, exposure_limit=None, day_pnl=await self.db.realized_pnl(since=midnight),
+            storage_lost=None, workers={n: o for n, o in self._workers.items() if n != DESK_TARGET})
+
+    async def _capital(self) -> CapitalManager | None:
+        state = await self.db.load_capital_state()
+        return CapitalManager.from_state(state) if state else None
+
+    async def _equity_start(self, bot_name: str | None) -> Decimal:
+        if bot_name:
+            return self._bots[bot_name].allocated_capital
+        cm = await self._capital()
+        return cm.allocated_capital if cm else ZERO
+
+    # ------------------------------------------------------------------ one bot: its worker
+    async def _bot_call(self, operation: str, name: str, by: str) -> BotStatus:
+        await self.refresh()
+        bot = self.resolve_bot(name)
+        arguments = {"by": by} if operation != "bot_status" else {}
+        return decode_as(await self.bus.call(bot, operation, arguments, by=by), BotStatus)
+
+    async def bot_status(self, name: str) -> BotStatus:
+        return await self._bot_call("bot_status", name, "")
+
+    async def start_bot(self, name: str, by: str = "operator") -> BotStatus:
+        return await self._bot_call("start_bot", name, by)
+
+    async def pause_bot(self, name: str, by: str = "operator") -> BotStatus:
+        return await self._bot_call("pause_bot", name, by)
+
+    async def stop_bot(self, name: str, by: str = "operator") -> BotStatus:
+        return await self._bot_call("stop_bot", name, by)
+
+    # ------------------------------------------------------------------ the desk: the leader
+    async def _leader(self, operation: str, kind: type[T], arguments: Mapping[str, Any] | None = None, *,
+                      by: str = "") -> T:
+        return decode_as(await self.bus.call(DESK_TARGET, operation, arguments, by=by), kind)
+
+    async def balances(self) -> list[Wallet]:
+        return decode_list(await self.bus.call(DESK_TARGET, "balances"), Wallet)
+
+    async def capital_report(self) -> CapitalReport:
+        return await self._leader("capital_report", CapitalReport)
+
+    async def evaluate_scaling(self) -> ScalingCheck:
+        return await self._leader("evaluate_scaling", ScalingCheck)
+
+    async def approve_scaling(self, approved_by: str, *,
+                              approver: str | None = None) -> ScalingApproved | ScalingPending:
+        result = await self.bus.call(DESK_TARGET, "approve_scaling", {"approved_by": approved_by,
+                                                                      "approver": approver}, by=approved_by)
+        if not isinstance(result, ScalingApproved | ScalingPending):
+            raise TypeError(f"approve_scaling answered {type(result).__name__}")
+        return result
+
+    async def reject_scaling(self, by: str) -> ScalingRejected:
+        return await self._leader("reject_scaling", ScalingRejected, {"by": by}, by=by)
+
+    async def digest(self, day_end: dt.datetime) -> Digest:
+        return await self._leader("digest", Digest, {"day_end": day_end})
+
+    # ------------------------------------------------------------------ every bot: every worker
+    async def _each_worker(self, operation: str, arguments: Mapping[str, Any], by: str) -> list[Any]:
+        """``operation`` on every live worker (for its own bots); the answers, or the first refusal when
+        none answered."""
+        await self.refresh()
+        targets = self._worker_targets()
+        if not targets:
+            raise ControlError("No desk worker is running: start one (traderagent worker).")
+        answers = await asyncio.gather(*(self.bus.call(t, operation, arguments, by=by) for t in targets),
+                                       return_exceptions=True)
+        done = [a for a in answers if not isinstance(a, BaseException)]
+        errors = [a for a in answers if isinstance(a, BaseException)]
+        if not done and errors:
+            raise errors[0]
+        for error in errors:
+            if not isinstance(error, ControlError):
+                raise error
+            log.warning("%s: a worker refused: %s", operation, error)
+        return done
+
+    async def positions(self) -> list[PositionView]:
+        answers = await self._each_worker("positions", {}, "")
+        return [p for answer in answers for p in decode_list(answer, PositionView)]
+
+    async def start_all(self, by: str = "operator") -> StartAllOutcome:
+        answers = [decode_as(a, StartAllOutcome) for a in await self._each_worker("start_all", {"by": by}, by)]
+        return StartAllOutcome(_joined(a.started for a in answers), _distinct(a.errors for a in answers))
+
+    async def pause_all(self, by: str = "operator") -> PauseAllOutcome:
+        answers = [decode_as(a, PauseAllOutcome) for a in await self._each_worker("pause_all", {"by": by}, by)]
+        return PauseAllOutcome(_joined(a.paused for a in answers), _distinct(a.errors for a in answers))
+
+    async def stop_all(self, by: str = "operator") -> StopAllOutcome:
+        answers = [decode_as(a, StopAllOutcome) for a in await self._each_worker("stop_all", {"by": by}, by)]
+        return StopAllOutcome(_joined(a.stopped for a in answers), _distinct(a.errors for a in answers))
+
+    async def halt(self, reason: str, by: str) -> HaltOutcome:
+        answers = [decode_as(a, HaltOutcome)
+                   for a in await self._each_worker("halt", {"reason": reason, "by": by}, by)]
+        return HaltOutcome(answers[0].reason, _joined(a.paused for a in answers))
+
+    async def resume_trading(self, by: str) -> ResumeOutcome:
+        answers = [decode_as(a, ResumeOutcome) for a in await self._each_worker("resume_trading", {"by": by}, by)]
+        return ResumeOutcome(_joined(a.resumed for a in answers))
+
+
+def _joined(parts: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
+    return tuple(sorted(name for part in parts for name in part))
+
+
+def _distinct(parts: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(text for part in parts for text in part))
+
+
+if TYPE_CHECKING:  # mypy checks that both desks are what the handlers call
+    def _fits(desk: Desk, console: ConsoleDesk) -> tuple[DeskPort, DeskPort]:
+        return desk, console
+
+
+# ---------------------------------------------------------------------- the console process
+class Console:
+    """The Telegram frontend on a `ConsoleDesk`, its outbox fed with the alerts the workers store."""
+
+    def __init__(self, settings: Settings, db: DatabaseManager, *, command_timeout: float = 30.0,
+                 outbox_poll: float = OUTBOX_POLL, **frontend: Any) -> None:
+        self.settings = settings
+        self.db = db
+        self.listener = Listener(db)
+        self.desk = ConsoleDesk(db, CommandBus(db, self.listener, timeout=command_timeout))
+        self.outbox_poll = outbox_poll
+        self.frontend_options = frontend  # limits, poll_timeout: the tests' pace
+        self.frontend: TelegramFrontend | None = None
+        self._alerts = asyncio.Event()
+        self.listener.on(channel(db, "outbox"), lambda _payload: self._alerts.set())
+        self._pickup: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        from handlers.app import build_application
+
+        await self.desk.refresh()
+        await self.listener.ensure()  # before the first read: no alert stored meanwhile is missed
+        self.frontend = build_application(self.settings, self.desk, EventBus(), **self.frontend_options)
+        await self.frontend.start()
+        self._pickup = asyncio.create_task(poll(self.listener, self._alerts, self.frontend.outbox.pick_up,
+                                                self.outbox_poll), name="console-alerts")
+
+    async def stop(self) -> None:
+        if self._pickup is not None:
+            self._pickup.cancel()
+            await asyncio.gather(self._pickup, return_exceptions=True)
+        if self.frontend is not None:
+            await self.frontend.stop()
+        await self.listener.close()
+
+
+async def run_console(settings: Settings, stop_event: asyncio.Event | None = None) -> int:
+    """`traderagent console`: until Ctrl-C / SIGTERM (or ``stop_event``)."""
+    if not settings.on_postgresql:
+        print(f"traderagent: the console: {FLEET_NEEDS_POSTGRESQL}", file=sys.stderr, flush=True)
+        return 2
+    if not settings.telegram_bot_token:
+        print("traderagent: the console needs TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_IDS", file=sys.stderr, flush=True)
+        return 2
+    stop_event = stop_event or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop_event.set)
+    db = DatabaseManager(settings.database_url, master_key=settings.master_key)
+    console: Console | None = None
+    try:
+        await db.initialize()
+        console = Console(settings, db)
+        await console.start()
+        print(f"TraderAgent console: {len(console.desk.bot_names())} bot(s) on "
+              f"{db.url.render_as_string(hide_password=True)}. Ctrl-C to stop.", flush=True)
+        await stop_event.wait()
+        return 0
+    finally:
+        if console is not None:
+            await console.stop()
+        await db.close()
+
+
+def main_console(args: Any) -> int:
+    """`traderagent console`."""
+    try:
+        settings = Settings.load()
+    except SettingsError as exc:
+        print(f"traderagent: {exc}", file=sys.stderr)
+        return 2
+    from traderagent.utils.logging_setup import configure_logging
+
+    configure_logging(settings)
+    try:
+        return asyncio.run(run_console(settings))
+    except KeyboardInterrupt:
+        return 130
