@@ -36,7 +36,7 @@ import copy
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -543,6 +543,12 @@ async def _shutdown(rt: Runtime) -> None:
 
 def main_run(args: Any) -> int:
     """`traderagent run [--bots FILE] [--ticks N]`."""
+    return run_main(lambda settings: run_desk(settings, bots_arg=getattr(args, "bots", None),
+                                              ticks=int(getattr(args, "ticks", 0) or 0)))
+
+
+def run_main(run: Callable[[Settings], Coroutine[Any, Any, int]]) -> int:
+    """A long-running command (`run`, `console`): settings, logging, then ``run(settings)`` until stopped."""
     try:
         settings = Settings.load()
     except SettingsError as exc:
@@ -555,10 +561,9 @@ def main_run(args: Any) -> int:
     except ImportError:  # pragma: no cover - logging_setup ships with the package
         logging.basicConfig(level=settings.log_level)
     try:
-        return asyncio.run(run_desk(settings, bots_arg=getattr(args, "bots", None),
-                                    ticks=int(getattr(args, "ticks", 0) or 0)))
+        return asyncio.run(run(settings))
     except KeyboardInterrupt:
         return 130
 
 
-__all__ = ["StartupError", "console_subscriber", "format_event", "main_run", "run_desk"]
+__all__ = ["StartupError", "console_subscriber", "format_event", "main_run", "run_desk", "run_main"]

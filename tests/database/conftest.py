@@ -79,6 +79,10 @@ async def target(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator
     url = request.getfixturevalue("postgres_url")
     schema = f"t_{uuid.uuid4().hex[:16]}"
     yield Target("postgresql", url, schema)
+    await drop_schema(url, schema)
+
+
+async def drop_schema(url: str, schema: str) -> None:
     conn = await asyncpg.connect(_plain_dsn(url), timeout=5)
     try:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -6,43 +6,30 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable
 
-import asyncpg
 import pytest
 
-from tests.conftest import skip_server_absent
-from tests.database.conftest import _find_postgres, _plain_dsn
+from tests.database.conftest import drop_schema, postgres_url  # noqa: F401 - the fixture
 from traderagent.database.manager import DatabaseManager
 
 MakeDb = Callable[[], DatabaseManager]
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> str:
-    url, reason = _find_postgres()
-    if url is None:
-        skip_server_absent(f"PostgreSQL not reachable ({reason}); set TEST_POSTGRES_URL")
-    return url
-
-
 @pytest.fixture
-async def make_db(pg_url: str) -> AsyncIterator[MakeDb]:
+async def make_db(request: pytest.FixtureRequest) -> AsyncIterator[MakeDb]:
     """Managers on one fresh schema, as separate processes would open them (each its own pool)."""
+    url = request.getfixturevalue("postgres_url")
     schema = f"f_{uuid.uuid4().hex[:16]}"
     made: list[DatabaseManager] = []
 
     def factory() -> DatabaseManager:
-        manager = DatabaseManager(pg_url, schema=schema)
+        manager = DatabaseManager(url, schema=schema)
         made.append(manager)
         return manager
 
     yield factory
     for manager in made:
         await manager.close()
-    conn = await asyncpg.connect(_plain_dsn(pg_url), timeout=5)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
+    await drop_schema(url, schema)
 
 
 @pytest.fixture

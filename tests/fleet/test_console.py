@@ -151,3 +151,18 @@ async def test_events_of_both_workers_arrive_once_in_order_per_bot(fleet, fake):
     assert len(got) == 18 and len(set(got)) == 18  # each once
     for name in bots:
         assert [i for n, i in got if n == name] == list(range(6))  # in order per bot
+
+
+def test_the_console_needs_postgresql_in_one_line(monkeypatch, tmp_path, capsys):
+    from traderagent.cli import main
+    from traderagent.config import Settings, SettingsError
+
+    monkeypatch.chdir(tmp_path)  # no .env of the checkout
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'desk.db'}")
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "1:token")
+    assert main(["console"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "PostgreSQL" in err and "DATABASE_URL" in err
+    monkeypatch.setenv("TRADERAGENT_CONSOLE", "external")  # a worker too
+    with pytest.raises(SettingsError, match="TRADERAGENT_CONSOLE=external: .*PostgreSQL"):
+        Settings.load(env_file=None)

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from traderagent.config import FLEET_NEEDS_POSTGRESQL, Settings, SettingsError
+from traderagent.config import FLEET_NEEDS_POSTGRESQL, Settings
 from traderagent.control import ZERO, ControlError, Desk, Records, resolve_name
 from traderagent.database.manager import DatabaseManager
 from traderagent.database.models import BotModel
@@ -311,15 +311,6 @@ async def run_console(settings: Settings, stop_event: asyncio.Event | None = Non
 
 def main_console(args: Any) -> int:
     """`traderagent console`."""
-    try:
-        settings = Settings.load()
-    except SettingsError as exc:
-        print(f"traderagent: {exc}", file=sys.stderr)
-        return 2
-    from traderagent.utils.logging_setup import configure_logging
+    from traderagent.app import run_main
 
-    configure_logging(settings)
-    try:
-        return asyncio.run(run_console(settings))
-    except KeyboardInterrupt:
-        return 130
+    return run_main(run_console)
