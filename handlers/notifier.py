@@ -95,9 +95,21 @@ class Notifier:
         await self.outbox.add_alerts([alert_of(e) for e in wanted])
 
     def wants(self, event: TradingEvent) -> bool:
-        if never_muted(event):
+        return never_muted(event) or self.hears(event.event_type, event.bot_name)
+
+    def hears(self, event_type: EventType, bot: str) -> bool:
+        if event_type in UNMUTABLE_EVENTS:
             return True
-        return event.event_type not in self.muted and heard(event.event_type, self.verbosity(event.bot_name))
+        return event_type not in self.muted and heard(event_type, self.verbosity(bot))
+
+    def admits(self, alert: Alert) -> bool:
+        """An alert another process (a fleet worker) stored: does the chat want it now? (Mutes and
+        verbosity set on the console apply to the workers' alerts too.)"""
+        try:
+            event_type = EventType(alert.kind)
+        except ValueError:  # not an event's alert: nothing to filter it by
+            return True
+        return self.hears(event_type, alert.bot)
 
     def set_muted(self, event_type: EventType, muted: bool) -> bool:
         """Mute or unmute a type; returns False for the types that can never be muted."""

@@ -305,6 +305,7 @@ class Outbox:
         self.chat_ids = tuple(chat_ids)
         self._chats: dict[int, _Chat] = {}
         self._running = False
+        self.admits: Callable[[Alert], bool] = lambda alert: True  # a stored alert still wanted (pick_up)
         self._rows = asyncio.Lock()  # a pick-up reads the table while no delivered row is being deleted
         self._leaving: set[int] = set()  # rows delivered (or given up) whose deletion is not yet done
 
@@ -333,18 +334,21 @@ class Outbox:
         """Queue the stored alerts not queued yet: those an earlier run left, and those other processes
         (a fleet's workers) wrote. Each row once, oldest first; returns how many were new."""
         assert self.store is not None
-        new = 0
+        new, unwanted = 0, []
         async with self._rows:
             rows = await self.store.pending_outbox(self.chat_ids)
             for chat_id in {row.chat_id for row in rows}:
                 chat = self.chat(chat_id)
                 known = {a.id for a in chat.alerts} | self._leaving  # queued by this run already, or sent
-                fresh = [Alert(row.kind, row.bot_name, row.text, row.line, row.created_at, id=row.id)
-                         for row in rows if row.chat_id == chat_id and row.id not in known]
+                stored = [Alert(row.kind, row.bot_name, row.text, row.line, row.created_at, id=row.id)
+                          for row in rows if row.chat_id == chat_id and row.id not in known]
+                fresh = [a for a in stored if self.admits(a)]
+                unwanted += [a for a in stored if not self.admits(a)]
                 if fresh:
                     chat.alerts = sorted(chat.alerts + fresh, key=lambda a: (a.created_at, a.id or 0))
                     chat.poke()
                     new += len(fresh)
+        await self.forget(unwanted)
         return new
 
     async def stop(self, timeout: float = 5.0) -> None:

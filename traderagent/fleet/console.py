@@ -267,6 +267,7 @@ class Console:
         await self.desk.refresh()
         await self.listener.ensure()  # before the first read: no alert stored meanwhile is missed
         self.frontend = build_application(self.settings, self.desk, EventBus(), **self.frontend_options)
+        self.frontend.outbox.admits = self.frontend.notifier.admits  # the chat's mutes and verbosity, now
         await self.frontend.start()
         self._pickup = asyncio.create_task(poll(self.listener, self._alerts, self.frontend.outbox.pick_up,
                                                 self.outbox_poll), name="console-alerts")
