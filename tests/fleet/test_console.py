@@ -94,7 +94,7 @@ def _alert_texts(fake, since: int = 0) -> list[str]:
 async def test_status_lists_every_workers_bots_and_pause_reaches_the_owner_once(fleet, fake):
     console, workers = fleet
     op = Operator(fake)
-    status = await op.command("/status", match="Desk")
+    status = await op.command("/status", match="📋 <b>Desk</b>")
     text = status.params["text"]
     for name in ("grid-xrp", "grid-eth", "trend-btc"):
         assert name in text
@@ -128,7 +128,7 @@ async def test_a_bot_no_worker_runs_is_refused_in_one_line(fleet, fake):
     await worker.harness.desk.stop()  # releases its leases: nobody runs grid-eth now
     reply = await op.command("/pause grid-eth", match="grid-eth")
     assert "No desk worker runs grid-eth" in reply.params["text"]
-    status = await op.command("/status", match="Desk")
+    status = await op.command("/status", match="📋 <b>Desk</b>")
     assert "refused grid-eth: no desk worker runs it" in status.params["text"]
 
 
