@@ -69,10 +69,15 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path | 
     if request.param == "sqlite":
         yield tmp_path / "desk.db"
         return
+    yield from fresh_postgres("leases")
+
+
+def fresh_postgres(prefix: str) -> Iterator[str]:
+    """A new PostgreSQL database's URL, dropped afterwards (a fixture's body: ``yield from``)."""
     url, reason = _find_postgres()
     if url is None:
         skip_server_absent(f"PostgreSQL not reachable ({reason}); set TEST_POSTGRES_URL")
-    name = f"leases_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     asyncio.run(_admin(url, f'CREATE DATABASE "{name}"'))
     yield f"{url.rsplit('/', 1)[0]}/{name}"
     asyncio.run(_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -8,16 +8,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import skip_server_absent
-from tests.database.conftest import _find_postgres
 from tests.e2e.desk_procs import BOTS_TOML, SimProcess, desk_env
-from tests.e2e.test_leases import _admin, start_desk
+from tests.e2e.test_leases import fresh_postgres, start_desk
 from tests.e2e.test_startup_errors import GITIGNORE
 from tests.handlers.harness import CHAT, FAST, SCALE, Operator, settings_for
 from traderagent.database.manager import DatabaseManager
@@ -33,13 +30,7 @@ WORKER_ENV = {"TRADERAGENT_CONSOLE": "external", "TELEGRAM_CHAT_IDS": str(CHAT),
 
 @pytest.fixture
 def database() -> Iterator[str]:
-    url, reason = _find_postgres()
-    if url is None:
-        skip_server_absent(f"PostgreSQL not reachable ({reason}); set TEST_POSTGRES_URL")
-    name = f"fleet_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(url, f'CREATE DATABASE "{name}"'))
-    yield f"{url.rsplit('/', 1)[0]}/{name}"
-    asyncio.run(_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    yield from fresh_postgres("fleet")
 
 
 async def _eventually(what: str, check, procs: list[subprocess.Popen], logs: list[Path]):
