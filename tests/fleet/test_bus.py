@@ -117,6 +117,10 @@ class FakeDesk:
         await self.hold.wait()
         return dataclasses.replace(sample(results.BotStatus), name=name, state="PAUSED")
 
+    async def start_bot(self, name: str, by: str) -> results.BotStatus:
+        self.calls.append(("start_bot", name))
+        return dataclasses.replace(sample(results.BotStatus), name=name, state="RUNNING")
+
     async def halt(self, reason: str, by: str) -> results.HaltOutcome:
         raise ControlError("Capital deployment is not configured on this desk.")
 
@@ -175,3 +179,50 @@ async def test_a_claimed_command_that_outlives_the_timeout_is_said_so(make_db: M
 def test_channels_are_per_schema():
     assert channel(DatabaseManager("postgresql+asyncpg://u@h/d", schema="s1"), "commands") == "ta_commands_s1"
     assert channel(DatabaseManager("postgresql+asyncpg://u@h/d"), "outbox") == "ta_outbox_public"
+
+
+async def test_commands_for_one_bot_run_in_order(make_db: MakeDb, db):
+    """A pause still running when a start for the same bot is claimed: the start waits for it."""
+    await _lease(db, ["bot-a"], "worker-1")
+    desk = FakeDesk(["bot-a"])
+    desk.hold.clear()
+    bus = CommandBus(db, Listener(db), timeout=WAIT, poll=0.2)
+    assert await bus.listener.ensure()
+    async with CommandServer(desk, make_db(), owner="worker-1", poll=0.2):  # type: ignore[arg-type]
+        pause = asyncio.create_task(bus.call("bot-a", "pause_bot", {"by": "@op"}))
+        await _until(lambda: desk.calls == [("pause_bot", "bot-a")])
+        start = asyncio.create_task(bus.call("bot-a", "start_bot", {"by": "@op"}))
+
+        async def both_claimed() -> bool:
+            rows = [await db.get_command(i) for i in (1, 2)]
+            return all(r is not None and r.status == "running" for r in rows)
+
+        await _until_async(both_claimed)
+        assert desk.calls == [("pause_bot", "bot-a")]  # claimed, but waiting its turn
+        desk.hold.set()
+        assert [r.state for r in await asyncio.gather(pause, start)] == ["PAUSED", "RUNNING"]
+    assert desk.calls == [("pause_bot", "bot-a"), ("start_bot", "bot-a")]
+    await bus.listener.close()
+
+
+async def test_finished_commands_are_pruned(db):
+    now = datetime.now(UTC)
+    old = [await db.add_command("bot-a", "bot_status", {}, "op", now, notify="x") for _ in range(3)]
+    await db.finish_command(old[0], "done", {"value": None}, notify="x")
+    await db.expire_command(old[1])  # old[2] stays pending: never pruned
+    assert await db.prune_commands(datetime.now(UTC) + timedelta(seconds=1)) == 2
+    assert [await db.get_command(i) is not None for i in old] == [False, False, True]
+
+
+async def _until(check, limit: float = WAIT) -> None:
+    async def wrapped() -> bool:
+        return bool(check())
+
+    await _until_async(wrapped, limit)
+
+
+async def _until_async(check, limit: float = WAIT) -> None:
+    deadline = asyncio.get_running_loop().time() + limit
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.02)

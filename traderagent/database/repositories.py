@@ -686,6 +686,13 @@ class CommandsRepository(Store):
                                          .values(status="expired", finished_at=utcnow()))
             return cast(CursorResult[Any], done).rowcount == 1
 
+    async def prune_commands(self, before: dt.datetime) -> int:
+        """Delete the commands created before ``before`` that are over (done, refused, failed, expired)."""
+        async with self._write() as session:
+            done = await session.execute(delete(DeskCommand).where(DeskCommand.created_at < before,
+                                                                   DeskCommand.status.not_in(("pending", "running"))))
+            return cast(CursorResult[Any], done).rowcount
+
     async def get_command(self, command_id: int) -> DeskCommand | None:
         async with self._read() as session:
             return await session.get(DeskCommand, command_id)

@@ -269,6 +269,7 @@ class CommandServer:
         self.listener.on(channel(db, "commands"), lambda _payload: self._wake.set())
         self._loop: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
+        self._turns: dict[str, asyncio.Lock] = {}  # one command at a time per target, in id order (FIFO locks)
 
     async def start(self) -> None:
         await self.listener.ensure()
@@ -282,6 +283,10 @@ class CommandServer:
             task.add_done_callback(self._running.discard)
 
     async def _run(self, command: DeskCommand) -> None:
+        async with self._turns.setdefault(command.target, asyncio.Lock()):  # a pause, then a start: in order
+            await self._answer(command)
+
+    async def _answer(self, command: DeskCommand) -> None:
         try:
             value = await self._call(command)
             status, result = "done", {"value": encode(value)}

@@ -62,6 +62,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OUTBOX_POLL = 5.0  # seconds: the console looks for stored alerts this often even without a NOTIFY
+REFRESH_SECONDS = 30.0  # the bot names the handlers resolve are read again this often (and by every read)
+KEEP_COMMANDS = dt.timedelta(days=7)  # finished commands are deleted after this
 NO_WORKER = "no desk worker runs it (none holds its lease)"
 T = TypeVar("T")
 
@@ -259,7 +261,7 @@ class Console:
         self.frontend: TelegramFrontend | None = None
         self._alerts = asyncio.Event()
         self.listener.on(channel(db, "outbox"), lambda _payload: self._alerts.set())
-        self._pickup: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         from handlers.app import build_application
@@ -269,13 +271,26 @@ class Console:
         self.frontend = build_application(self.settings, self.desk, EventBus(), **self.frontend_options)
         self.frontend.outbox.admits = self.frontend.notifier.admits  # the chat's mutes and verbosity, now
         await self.frontend.start()
-        self._pickup = asyncio.create_task(poll(self.listener, self._alerts, self.frontend.outbox.pick_up,
-                                                self.outbox_poll), name="console-alerts")
+        self._tasks = [asyncio.create_task(poll(self.listener, self._alerts, self.frontend.outbox.pick_up,
+                                                self.outbox_poll), name="console-alerts"),
+                       asyncio.create_task(self._housekeeping(), name="console-housekeeping")]
+
+    async def _housekeeping(self) -> None:
+        """The bots the workers run (new ones resolve without a read first), and old commands pruned."""
+        while True:
+            try:
+                await self.db.prune_commands(datetime.now(UTC) - KEEP_COMMANDS)
+                for _ in range(int(3600 / REFRESH_SECONDS)):
+                    await asyncio.sleep(REFRESH_SECONDS)
+                    await self.desk.refresh()
+            except Exception:  # the database may be away: the next round tries again
+                log.exception("console housekeeping failed")
+                await asyncio.sleep(REFRESH_SECONDS)
 
     async def stop(self) -> None:
-        if self._pickup is not None:
-            self._pickup.cancel()
-            await asyncio.gather(self._pickup, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.frontend is not None:
             await self.frontend.stop()
         await self.listener.close()

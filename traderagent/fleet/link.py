@@ -5,12 +5,19 @@ table, which the console delivers. The worker itself sends nothing to Telegram.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+
 from handlers.notifier import Notifier
 from handlers.outbox import StoredAlerts
 from traderagent.config import Settings
 from traderagent.control import Desk
 from traderagent.database.manager import DatabaseManager
 from traderagent.fleet.bus import CommandServer, channel
+
+log = logging.getLogger(__name__)
+VERBOSITY_SECONDS = 10.0  # a verbosity the operator widened on the console reaches the worker within this
 
 
 class ConsoleLink:
@@ -23,13 +30,29 @@ class ConsoleLink:
         self.alerts = StoredAlerts(db, settings.telegram_chat_ids, notify=channel(db, "outbox"))
         self.notifier = Notifier(self.alerts, strategy_of=desk.strategy_of, store=db)
         self.commands = CommandServer(desk, db)
+        self._reload: asyncio.Task[None] | None = None
 
     async def attach(self) -> None:
         await self.notifier.load()
         self.subscription = self.notifier.attach(self.desk.event_bus)
+        self._reload = asyncio.create_task(self._reload_verbosity(), name="console-verbosity")
+
+    async def _reload_verbosity(self) -> None:
+        """The console saves the verbosity the operator sets; a narrower one it applies itself at once
+        (it filters what it delivers), a wider one reaches this notifier here."""
+        while True:
+            await asyncio.sleep(VERBOSITY_SECONDS)
+            try:
+                await self.notifier.load()
+            except Exception:  # the database may be away: the next round tries again
+                log.exception("could not read the alert verbosity")
 
     async def serve(self) -> None:
         await self.commands.start()
 
     async def stop(self) -> None:
+        if self._reload is not None:
+            self._reload.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reload
         await self.commands.stop()
