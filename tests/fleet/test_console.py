@@ -21,6 +21,7 @@ from tests.handlers.harness import (
     SCALE,
     XRP_GRID,
     Operator,
+    button,
     settings_for,
     until,
 )
@@ -181,3 +182,24 @@ async def test_a_type_muted_on_the_console_is_not_heard_from_the_workers(fleet, 
     assert workers["worker-2"].link.alerts.stored == stored + 2  # the worker stored the change and the probe
     assert not any("running → paused" in t for t in _alert_texts(fake, since))  # the console dropped the change
     assert await console.db.pending_outbox([CHAT]) == []
+
+
+async def test_halt_and_resume_reach_every_worker(fleet, fake):
+    console, workers = fleet
+    op = Operator(fake)
+    call = await op.command("/halt flash crash", match="Halt all trading")  # asked of the leader
+    _, edit = await op.press(call, button(call, "Halt trading"))
+    assert "Trading halted" in edit.params["text"]
+    for name in ("grid-xrp", "grid-eth", "trend-btc"):  # every worker paused its own bots
+        assert name in edit.params["text"]
+    for worker in workers.values():
+        assert worker.desk.capital.halted and "flash crash" in worker.desk.capital.halt_reason
+        assert {h.bot.state.value for h in worker.desk.bots.values()} == {"PAUSED"}
+    call = await op.command("/start grid-eth", match="⚠️")  # worker-2 refuses: it is halted too
+    assert "halted" in call.params["text"]
+    call = await op.command("/resume_trading", match="Lift the halt")
+    _, edit = await op.press(call, button(call, "Resume trading"))
+    assert "grid-eth" in edit.params["text"] and "grid-xrp" in edit.params["text"]
+    for worker in workers.values():
+        assert not worker.desk.capital.halted
+        assert {h.bot.state.value for h in worker.desk.bots.values()} == {"RUNNING"}
