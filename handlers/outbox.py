@@ -334,16 +334,17 @@ class Outbox:
         """Queue the stored alerts not queued yet: those an earlier run left, and those other processes
         (a fleet's workers) wrote. Each row once, oldest first; returns how many were new."""
         assert self.store is not None
-        new, unwanted = 0, []
+        new, unwanted = 0, list[Alert]()
         async with self._rows:
             rows = await self.store.pending_outbox(self.chat_ids)
             for chat_id in {row.chat_id for row in rows}:
                 chat = self.chat(chat_id)
                 known = {a.id for a in chat.alerts} | self._leaving  # queued by this run already, or sent
-                stored = [Alert(row.kind, row.bot_name, row.text, row.line, row.created_at, id=row.id)
-                          for row in rows if row.chat_id == chat_id and row.id not in known]
-                fresh = [a for a in stored if self.admits(a)]
-                unwanted += [a for a in stored if not self.admits(a)]
+                fresh: list[Alert] = []
+                for row in rows:
+                    if row.chat_id == chat_id and row.id not in known:
+                        alert = Alert(row.kind, row.bot_name, row.text, row.line, row.created_at, id=row.id)
+                        (fresh if self.admits(alert) else unwanted).append(alert)
                 if fresh:
                     chat.alerts = sorted(chat.alerts + fresh, key=lambda a: (a.created_at, a.id or 0))
                     chat.poke()

@@ -40,6 +40,9 @@ Use-cases (names are the contract for handlers/):
     health() -> Health                            do the ticks run, does the exchange answer
     check_stall() -> bool                         TICKS_STALLED once when no tick completed for stall_ticks intervals
     announce_started(mode, report) / announce_stopping(reason)   DESK_STARTED / DESK_STOPPING
+
+`Records` holds the use-cases that only read (or append to) the database; the console of a fleet
+(fleet/console.py) shares them. handlers/ reach either through `ports.DeskPort`.
 """
 
 from __future__ import annotations
@@ -1043,7 +1046,6 @@ class Desk(Records):
         await self._log_lines([(None, "INFO", f"trading resumed by {by}", {"resumed": resumed})])
         self._publish(Resumed(str(by), tuple(resumed)))
         return ResumeOutcome(tuple(resumed))
-
 
     # ================================================================== reports
     def announce_started(self, mode: str, report: Mapping[str, Mapping[str, int | str]]) -> None:
