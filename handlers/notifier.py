@@ -104,7 +104,9 @@ class Notifier:
 
     def admits(self, alert: Alert) -> bool:
         """An alert another process (a fleet worker) stored: does the chat want it now? (Mutes and
-        verbosity set on the console apply to the workers' alerts too.)"""
+        verbosity set on the console apply to the workers' alerts too; an urgent one is always heard.)"""
+        if alert.urgent:
+            return True
         try:
             event_type = EventType(alert.kind)
         except ValueError:  # not an event's alert: nothing to filter it by
@@ -133,4 +135,4 @@ class Notifier:
 
 def alert_of(event: TradingEvent) -> Alert:
     return Alert(event.event_type.value, event.bot_name, format_event(event), format_event_line(event),
-                 event.timestamp)
+                 event.timestamp, urgent=never_muted(event))

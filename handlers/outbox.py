@@ -127,10 +127,11 @@ class Alert:
     line: str
     created_at: datetime
     id: int | None = None  # its outbox row
+    urgent: bool = False  # heard whatever is muted (events.never_muted): a fleet's console keeps it too
 
     def row(self, chat_id: int) -> dict[str, Any]:
         return {"chat_id": chat_id, "kind": self.kind, "bot_name": self.bot, "text": self.text,
-                "line": self.line, "created_at": self.created_at}
+                "line": self.line, "created_at": self.created_at, "urgent": self.urgent}
 
 
 @dataclass
@@ -343,7 +344,8 @@ class Outbox:
                 fresh: list[Alert] = []
                 for row in rows:
                     if row.chat_id == chat_id and row.id not in known:
-                        alert = Alert(row.kind, row.bot_name, row.text, row.line, row.created_at, id=row.id)
+                        alert = Alert(row.kind, row.bot_name, row.text, row.line, row.created_at, id=row.id,
+                                      urgent=row.urgent)
                         (fresh if self.admits(alert) else unwanted).append(alert)
                 if fresh:
                     chat.alerts = sorted(chat.alerts + fresh, key=lambda a: (a.created_at, a.id or 0))

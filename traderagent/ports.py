@@ -370,6 +370,7 @@ class OutboxRow(Protocol):
     text: str
     line: str
     created_at: dt.datetime
+    urgent: bool
 
 
 @runtime_checkable

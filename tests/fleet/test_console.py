@@ -10,6 +10,7 @@ import contextlib
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from decimal import Decimal
 
 import pytest
 
@@ -29,7 +30,7 @@ from tests.orchestrator.helpers import Harness, build_desk
 from traderagent.fleet.bus import DESK_TARGET
 from traderagent.fleet.console import Console
 from traderagent.fleet.link import ConsoleLink
-from traderagent.orchestrator.events import ErrorRaised, TradingEvent
+from traderagent.orchestrator.events import ErrorRaised, TradeClosed, TradingEvent
 
 from .conftest import MakeDb
 
@@ -182,6 +183,19 @@ async def test_a_type_muted_on_the_console_is_not_heard_from_the_workers(fleet, 
     assert workers["worker-2"].link.alerts.stored == stored + 2  # the worker stored the change and the probe
     assert not any("running → paused" in t for t in _alert_texts(fake, since))  # the console dropped the change
     assert await console.db.pending_outbox([CHAT]) == []
+
+    await op.command("/alerts mute trade_closed", match="Alerts")
+    since = len(fake.calls)
+    for reason in ("take_profit", "liquidation"):  # a liquidation is heard whatever is muted
+        workers["worker-2"].desk.event_bus.publish(TradingEvent.of("grid-eth", TradeClosed(
+            7, "p", "ETHUSDT", "long", Decimal("0.1"), Decimal("2000"), Decimal("1900"), Decimal("-10"), reason,
+            "USDT")))
+    workers["worker-2"].desk.event_bus.publish(TradingEvent.of("grid-eth", ErrorRaised("probe after the closes")))
+    await until(lambda: any("probe after the closes" in t for t in _alert_texts(fake, since)), WAIT)
+    await console.frontend.outbox.pick_up()
+    await asyncio.wait_for(console.frontend.outbox.flush(), WAIT)
+    texts = " ".join(_alert_texts(fake, since))
+    assert "liquidation" in texts and "take profit" not in texts
 
 
 async def test_halt_and_resume_reach_every_worker(fleet, fake):

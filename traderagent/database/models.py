@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
@@ -283,6 +284,8 @@ class OutboxRow(Base):
     text: Mapped[str] = mapped_column(Text)  # HTML, as a message of its own
     line: Mapped[str] = mapped_column(Text)  # HTML, as one line of a merged burst (without emoji and time)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # revision 0009: heard whatever the chat muted (a fleet's console filters the workers' rows again)
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class AlertVerbosity(Base):

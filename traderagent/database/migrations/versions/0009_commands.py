@@ -1,4 +1,4 @@
-"""Desk commands: what the console asks of the desk workers (traderagent/fleet/bus.py).
+"""Desk commands: what the console asks of the desk workers (traderagent/fleet/bus.py); outbox.urgent.
 
 Revision ID: 0009_commands
 Revises: 0007_leases
@@ -38,8 +38,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_desk_commands"),
     )
     op.create_index("ix_desk_commands_status", "desk_commands", ["status"])
+    # an alert heard whatever the chat muted: the console filters the rows its workers store again
+    op.add_column("outbox", sa.Column("urgent", sa.Boolean(), nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
+    op.drop_column("outbox", "urgent")
     op.drop_index("ix_desk_commands_status", table_name="desk_commands")
     op.drop_table("desk_commands")
