@@ -5,7 +5,8 @@
 Inserts orders and trades through the desk's write path, DatabaseManager.save_bot_progress (one
 group-committed transaction per batch), then times daily PnL, realised PnL and the order listings (median of 5 runs),
 and what a durable write-ahead costs: one order's write-ahead transaction (SQLite synchronous=FULL)
-against a runtime snapshot write of the same step (NORMAL), one at a time. SQLite uses a temp file; PostgreSQL uses a
+against a runtime snapshot write of the same step (NORMAL), one at a time; and what lease fencing
+costs a write (the lease row checked, and on PostgreSQL locked, in the write's transaction). SQLite uses a temp file; PostgreSQL uses a
 throw-away schema (dropped afterwards) at --pg-url / TEST_POSTGRES_URL / postgres@127.0.0.1:5432/test.
 """
 
@@ -124,6 +125,7 @@ async def bench(label: str, db: DatabaseManager, n_orders: int, n_trades: int) -
         size = f"{len(result)} rows" if isinstance(result, list) else f"= {result}"
         print(f"[{label}] {title:32s} {ms:8.2f} ms  ({size})")
     await _write_ahead_cost(label, db)
+    await _fence_cost(label, db)
     await db.close()
 
 
@@ -157,6 +159,33 @@ async def _write_ahead_cost(label: str, db: DatabaseManager, n: int = 300) -> No
         return
     cost = medians["durable (FULL)"] - medians["not durable (NORMAL)"]
     print(f"[{label}] a durable write-ahead costs {cost:+.2f} ms per order batch")
+
+async def _fence_cost(label: str, db: DatabaseManager, bots: int = 200, rounds: int = 7, n: int = 50) -> None:
+    """What lease fencing (orchestrator/lease.py) adds to the write path: a runtime snapshot of one bot at
+    a time, and every bot's snapshot at once (one group-committed batch: one fence check for all),
+    unfenced and fenced in alternating rounds; medians."""
+    names = [f"fence-{i:03d}" for i in range(bots)]
+    for name in names:
+        await db.create_bot(name, "grid", "BTCUSDT", "linear", {}, Decimal("100"))
+    now = dt.datetime.now(dt.UTC)
+    tokens = {r.bot_name: r.token for r in await db.acquire_leases(names, "bench", now, now + dt.timedelta(hours=1))}
+    times: dict[tuple[str, bool], list[float]] = {}
+    for r in range(rounds):
+        for fenced in (False, True):
+            db._token_of = tokens.get if fenced else None  # what fence_writes sets
+            for i in range(n):
+                start = time.perf_counter()
+                await db.save_bot_progress(names[0], runtime={"round": r, "i": i})
+                times.setdefault(("one", fenced), []).append((time.perf_counter() - start) * 1000)
+            start = time.perf_counter()
+            await asyncio.gather(*(db.save_bot_progress(name, runtime={"round": r}) for name in names))
+            times.setdefault(("batch", fenced), []).append((time.perf_counter() - start) * 1000)
+    db._token_of = None
+    for kind, title in (("one", "one bot's snapshot, one at a time"), ("batch", f"{bots} bots' snapshots at once")):
+        plain, fenced = (statistics.median(times[(kind, f)]) for f in (False, True))
+        print(f"[{label}] {title:36s} unfenced {plain:7.2f} ms, fenced {fenced:7.2f} ms "
+              f"({fenced - plain:+.2f} ms, x{fenced / plain:.2f}; medians, {rounds} alternating rounds)")
+
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -59,7 +59,7 @@ from decimal import Decimal
 from typing import Any
 
 from traderagent.bots import BotSpec
-from traderagent.database.exceptions import DatabaseUnavailableError
+from traderagent.database.exceptions import DatabaseUnavailableError, LeaseLapsed
 from traderagent.orchestrator.analysis import AnalysisCache
 from traderagent.orchestrator.bot_orchestrator import BotOrchestrator
 from traderagent.orchestrator.budget import AnalysisBudget
@@ -300,6 +300,7 @@ class Desk(Records):
         self.standby: dict[str, BotSpec] = {}  # bots another desk runs; taken over when their lease expires
         if leases is not None:
             self.gate.holds = leases.holds
+            db.fence_writes(leases.token)  # and each bot's write commits only under its lease (lease.py)
         self._lease_beat = asyncio.Lock()  # one heartbeat at a time; a stop waits for the one in flight
         self._started = False
         self._unlogged: deque[LogLineSpec] = deque(maxlen=UNLOGGED_KEEP)  # log lines storage could not take yet
@@ -756,7 +757,10 @@ class Desk(Records):
         rows = await client.fetch_funding(handles[0].spec.symbol, since)
         sizes = [sum((p.size for p in h.bot.strategy.get_active_positions()), ZERO) for h in handles]
         for handle, charges in zip(handles, share_funding(rows, sizes), strict=True):
-            await handle.bot.book_funding(charges, looked_until=asked_at - FUNDING_LAG_MS)
+            try:
+                await handle.bot.book_funding(charges, looked_until=asked_at - FUNDING_LAG_MS)
+            except LeaseLapsed as exc:  # taken over meanwhile: its new owner books the funding
+                log.warning("%s: funding not booked here: %s", handle.spec.name, exc)
 
     async def _account_positions(self) -> dict[int, list[dict[str, Any]]]:
         """Each linear account's open positions (``fetch_positions`` rows) by account id; an account
@@ -975,7 +979,8 @@ class Desk(Records):
         self.offers.answered(before.value, self.clock())
         self.apply_allocations()
         for handle in self.bots.values():
-            await self.db.update_bot(handle.spec.name, allocated_capital=handle.bot.allocated_capital)
+            with contextlib.suppress(LeaseLapsed):  # taken over meanwhile: its new owner sets its own
+                await self.db.update_bot(handle.spec.name, allocated_capital=handle.bot.allocated_capital)
         if self.capital_persister is not None:
             await self.capital_persister.flush()
         self._publish(self._phase_changed(before, str(approved_by)))

@@ -272,6 +272,8 @@ class StorePort(Protocol):
 
     async def load_bot_runtime(self, name: str) -> dict[str, Any] | None: ...
 
+    def fence_writes(self, token_of: Callable[[str], str | None]) -> None: ...
+
     async def save_bot_progress(self, name: str, *, new_orders: Iterable[Mapping[str, Any]] = (),
                                 order_updates: Iterable[tuple[str, Mapping[str, Any]]] = (),
                                 runtime: dict[str, Any] | None = None,
@@ -328,6 +330,7 @@ class LeaseRow(Protocol):
     owner: str
     process_space: str | None
     expires_at: dt.datetime
+    token: str  # the fencing token, new at every acquisition by another owner
 
 
 class LeaseStorePort(Protocol):

@@ -73,3 +73,18 @@ async def test_the_lease_of_an_owner_known_dead_is_taken_before_it_expires(db: D
     assert owners(rows) == {"a": "restarted", "c": "alive"}
     assert [r.process_space for r in rows] == ["here", None]
     assert owners(await db.lease_holders(["b"])) == {"b": "crashed"}  # not asked for: untouched
+
+
+async def test_the_fencing_token_changes_with_every_owner_and_only_then(db: DatabaseManager) -> None:
+    def token(rows) -> str:
+        [row] = rows
+        return row.token
+
+    first = token(await db.acquire_leases(["a"], "desk-1", T0, T0 + 20 * S))
+    assert first and token(await db.acquire_leases(["a"], "desk-1", T0 + S, T0 + 21 * S)) == first  # its own again
+    await db.renew_leases("desk-1", T0 + 22 * S)
+    assert token(await db.lease_holders(["a"])) == first
+    second = token(await db.acquire_leases(["a"], "desk-2", T0 + 23 * S, T0 + 43 * S))  # expired: taken over
+    await db.release_leases("desk-2")
+    third = token(await db.acquire_leases(["a"], "desk-1", T0 + 24 * S, T0 + 44 * S))  # free again: back to desk-1
+    assert len({first, second, third}) == 3

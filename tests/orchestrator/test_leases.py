@@ -76,6 +76,48 @@ async def test_a_frozen_desk_is_fenced_and_the_other_desk_takes_the_bot_over(sim
         await b.close()
 
 
+async def test_a_write_made_before_a_freeze_is_refused_by_the_database_after_a_takeover(sim, tmp_path, caplog):
+    """A's grid decides its ladder and makes the write-ahead rows (its local lease check passed);
+    the desk freezes before the write is queued; B takes the bot over. Thawed, the write is
+    refused inside its transaction (the lease row names B's lease now): none of its rows lands, no
+    order is sent, the tick logs one line and the bot is not failed; A's heartbeat then drops it."""
+    clock = Clock()
+    db_path = tmp_path / "desk.db"
+    a = await build_desk(sim.base_url, db_path, [GRID], clock=clock, lease_owner="desk-A")
+    b = await build_desk(sim.base_url, db_path, [GRID], clock=clock, lease_owner="desk-B")
+    group, real_write = a.db._group, a.db._group.write
+    made, thaw = asyncio.Event(), asyncio.Event()
+
+    async def frozen_after_the_write_is_made(*parts):
+        if ("fence", ("xrp-grid", a.desk.leases.token("xrp-grid"))) in parts and not thaw.is_set():
+            made.set()
+            await thaw.wait()
+        return await real_write(*parts)
+
+    group.write = frozen_after_the_write_is_made
+    try:
+        grid = a.desk.bots["xrp-grid"].bot
+        tick = asyncio.create_task(grid.tick())
+        await made.wait()
+        clock.advance(seconds=21)  # A stays frozen past the lease timeout
+        await b.desk.check_leases()
+        assert list(b.desk.bots) == ["xrp-grid"]
+        thaw.set()
+        await tick
+        assert grid.state is not BotState.ERROR and (await b.db.get_bot("xrp-grid")).state != BotState.ERROR.value
+        assert await b.db.list_orders("xrp-grid") == [] and sim.orders(SIM_KEY, symbol="XRPUSDT") == []
+        lines = [r.getMessage() for r in caplog.records if "xrp-grid is gone" in r.getMessage()]
+        assert len(lines) == 1 and not any(r.exc_info for r in caplog.records), lines
+        await a.desk.check_leases()
+        assert not a.desk.bots and list(a.desk.standby) == ["xrp-grid"]
+        await run_ticks(b, sim, 2)  # the new owner trades from the database as it found it
+        await assert_db_matches_sim(b, sim)
+    finally:
+        group.write = real_write
+        await a.close()
+        await b.close()
+
+
 @pytest.mark.parametrize(("unanswered", "kept"), [(True, ["desk-A"]), (False, [])])
 async def test_a_stop_releases_the_leases_only_once_no_send_is_left_unanswered(sim, tmp_path, unanswered, kept):
     h = await build_desk(sim.base_url, tmp_path / "desk.db", [GRID], clock=Clock(), lease_owner="desk-A")
@@ -194,7 +236,7 @@ class _Store:
             row = self.rows.get(bot)
             if row is None or row.owner == owner or row.expires_at < now or row.owner in dead:
                 self.rows[bot] = SimpleNamespace(bot_name=bot, owner=owner, expires_at=expires_at,
-                                                 process_space=process_space)
+                                                 process_space=process_space, token=f"{owner}@{now}")
         return [self.rows[b] for b in bots]
 
     async def renew_leases(self, owner, expires_at):

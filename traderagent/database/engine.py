@@ -16,6 +16,12 @@
   to the unlinked file without an error, so `check_storage()` compares the path's inode with the
   one opened, and `restore_storage()` writes the file back at its path from a connection that
   still holds it (the "keeper", opened with the file): nothing written before the loss is lost.
+- Lease fencing (orchestrator/lease.py, Fencing): once a desk calls `fence_writes`, every write
+  of a bot's rows checks, first in its own transaction, that the bot's lease row still carries the
+  token of the lease the write was made under (`_check_fences`), or rolls back with LeaseLapsed.
+  On PostgreSQL that read locks the rows (FOR SHARE) until the commit, and a connection idle inside
+  a transaction longer than PG_IDLE_IN_TRANSACTION_MS is closed by the server, so a frozen desk
+  cannot hold such a lock for longer than that.
 - Returned ORM objects are detached snapshots (expire_on_commit=False): read them, don't mutate.
 """
 
@@ -26,7 +32,7 @@ import contextlib
 import os
 import re
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any, Self
 
@@ -47,10 +53,12 @@ from traderagent.database.exceptions import (
     BotNotFoundError,
     DatabaseError,
     DatabaseUnavailableError,
+    LeaseLapsed,
     NotADatabaseError,
 )
 from traderagent.database.group_commit import GroupCommit
 from traderagent.database.models import (
+    BotLease,
     BotModel,
 )
 from traderagent.database.types import (
@@ -63,6 +71,10 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # no writes: insufficient resources (53100 disk full, 53200 out of memory), a read-only transaction
 _PG_UNAVAILABLE_STATES = ("08", "28", "3D000", "53300", "57P01", "57P02", "57P03")
 _PG_NO_WRITES_STATES = ("53100", "53200", "25006")
+# a desk frozen inside a transaction (SIGSTOP, a stalled VM) loses it, and the lease rows it locked,
+# after this: well within the lease fence (orchestrator/lease.py; 11 s by default), so another desk's
+# takeover of its bots waits for it at most this long
+PG_IDLE_IN_TRANSACTION_MS = 5_000
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 # SQLite errors meaning the database cannot take writes any more (-> DatabaseUnavailableError)
 _SQLITE_LOST = {
@@ -116,13 +128,15 @@ class Store:
         self._bot_id_lookups: dict[str, asyncio.Future[int]] = {}
         self._keeper: sqlite3.Connection | None = None  # holds the SQLite file open (check_storage)
         self._inode: tuple[int, int] | None = None
+        self._token_of: Callable[[str], str | None] | None = None  # see fence_writes
 
     # --- engine and sessions -------------------------------------------------------------------
 
     def _make_engine(self, connect_timeout: float, busy_timeout_ms: int, echo: bool) -> AsyncEngine:
         common: dict[str, Any] = {"echo": echo, "json_serializer": json_dumps}
         if self.backend == "postgresql":
-            server_settings = {"application_name": "traderagent"}
+            server_settings = {"application_name": "traderagent",
+                               "idle_in_transaction_session_timeout": str(PG_IDLE_IN_TRANSACTION_MS)}
             if self.schema:
                 server_settings["search_path"] = self.schema
             return create_async_engine(
@@ -221,7 +235,7 @@ class Store:
             if isinstance(err, OSError | TimeoutError | asyncio.TimeoutError) or type(err).__name__ in (
                 "ConnectionDoesNotExistError",
                 "ConnectionFailureError",
-            ):
+            ) or str(err) == "connection is closed":  # e.g. by the server: idle in a transaction too long
                 return DatabaseUnavailableError(f"{self._where()} is unreachable ({self._reason(err)})")
         return None
 
@@ -244,6 +258,48 @@ class Store:
         async with self._guard(), self._write_lock or contextlib.nullcontext():
             async with sessions() as session, session.begin():
                 yield session
+
+    # --- lease fencing (orchestrator/lease.py) ---------------------------------------------------
+
+    def fence_writes(self, token_of: Callable[[str], str | None]) -> None:
+        """From now on a write of a bot's rows commits only while the bot's lease row carries the
+        token ``token_of(bot)`` gave when the write was made (None: no lease held, LeaseLapsed at once)."""
+        self._token_of = token_of
+
+    def _fence(self, bot: str) -> tuple[str, str] | None:
+        """What a write of ``bot`` must find in its lease row: (bot, token); None when not fenced."""
+        if self._token_of is None:
+            return None
+        token = self._token_of(bot)
+        if token is None:
+            raise LeaseLapsed(f"this desk holds no lease of {bot}: nothing written")
+        return bot, token
+
+    async def _check_fences(self, session: AsyncSession, fences: Iterable[tuple[str, str]]) -> None:
+        """First in a write transaction: LeaseLapsed (so it all rolls back) unless every (bot, token)
+        is still in the lease table. SQLite serialises writers, so nothing comes between this read and
+        the commit; PostgreSQL locks the rows read (FOR SHARE, in name order as every lease write
+        does: no deadlock), so a takeover, an UPDATE of the row, waits for the commit, and a write
+        after a takeover reads the new token."""
+        wanted = sorted(set(fences))
+        if not wanted:
+            return
+        q = (select(BotLease.bot_name, BotLease.token).where(BotLease.bot_name.in_({b for b, _ in wanted}))
+             .order_by(BotLease.bot_name).with_for_update(read=True))
+        held = {(row.bot_name, row.token) for row in await session.execute(q)}
+        lapsed = sorted({bot for bot, token in wanted if (bot, token) not in held})
+        if lapsed:
+            raise LeaseLapsed(f"this desk's lease of {', '.join(lapsed)} is gone (another desk took it over): "
+                              "nothing written")
+
+    @contextlib.asynccontextmanager
+    async def _bot_write(self, bot: str) -> AsyncIterator[AsyncSession]:
+        """A write transaction of ``bot``'s rows, fenced by its lease (``_check_fences``)."""
+        fence = self._fence(bot)
+        async with self._write() as session:
+            if fence is not None:
+                await self._check_fences(session, [fence])
+            yield session
 
     # --- lifecycle and migrations -------------------------------------------------------------
 

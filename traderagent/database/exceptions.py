@@ -58,6 +58,11 @@ class TradeAlreadyClosedError(DatabaseError):
         self.trade_id = trade_id
 
 
+class LeaseLapsed(DatabaseError):
+    """This desk cannot be sure it still owns the bot (orchestrator/lease.py, Fencing): nothing of
+    the write (or send) is made."""
+
+
 class DatabaseUnavailableError(DatabaseError):
     """The database server cannot be reached or refused us (message names host:port, never a password)."""
 

@@ -10,7 +10,9 @@ write-ahead order lifecycle keeps its guarantee. One write may carry parts of se
 fill's order status and the strategy snapshot that booked it): they always commit together. A
 batch that fails is retried write by write, so an error reaches only the caller whose write caused
 it, and the others are not lost. A batch holding a *durable* kind (the orders' write-ahead rows)
-commits durably (SQLite `synchronous=FULL`): on disk before any of its writers is woken.
+commits durably (SQLite `synchronous=FULL`): on disk before any of its writers is woken. A bot's
+write carries a *fence* part (its lease token, engine.py) whose writer runs first: one check of
+every bot in the batch; a write whose lease is gone fails alone, with LeaseLapsed, none of it written.
 """
 
 from __future__ import annotations

@@ -77,6 +77,7 @@ class DatabaseManager(CredentialsRepository, BotsRepository, OrdersRepository, T
         super().__init__(database_url, schema=schema, connect_timeout=connect_timeout,
                          busy_timeout_ms=busy_timeout_ms, echo=echo)
         self._group = GroupCommit(self._write, {
+            "fence": self._check_fences,  # first: a bot's lease checked (and locked) before its writes
             "orders": self._insert_orders, "order_updates": self._apply_order_updates,
             "trades": self._insert_trades, "trade_closes": self._close_trades,
             "runtime": self._upsert_runtimes, "grid": self._replace_grids, "logs": self._insert_logs,
@@ -96,9 +97,11 @@ class DatabaseManager(CredentialsRepository, BotsRepository, OrdersRepository, T
         tag), its runtime snapshot, its grid table (index, price, side, optional qty, status,
         client_order_id), new trades (as record_trade takes them, exit and pnl optional) and trade
         closes ((trade id, {exit_price, pnl, fees, closed_at})), whichever are given. All or nothing:
-        DuplicateOrderError, OrderNotFoundError, TradeNotFoundError, TradeAlreadyClosedError with none
+        DuplicateOrderError, OrderNotFoundError, TradeNotFoundError, TradeAlreadyClosedError, or
+        LeaseLapsed (fenced: the bot's lease is not the one this desk held when called), with none
         of it written.
         Returns, once it is durable, the new trades' ids."""
+        fence = self._fence(name)
         bot_id = await self._bot_id(name)
         rows = [self._order_row(bot_id, spec) for spec in new_orders]
         cleaned = clean_order_updates(order_updates)
@@ -117,6 +120,8 @@ class DatabaseManager(CredentialsRepository, BotsRepository, OrdersRepository, T
         parts += [("trade_closes", (int(tid), trade_close(**close))) for tid, close in trade_closes]
         if not parts:
             return []
+        if fence is not None:
+            parts.append(("fence", fence))
         try:
             results = await self._group.write(*parts)
         except IntegrityError:

@@ -312,6 +312,9 @@ class BotLease(Base):
     process_space: Mapped[str | None] = mapped_column(String(32))  # where that pid means that process
     acquired_at: Mapped[dt.datetime]
     expires_at: Mapped[dt.datetime]
+    # revision 0008_fence: new at every acquisition by another owner; a bot's writes carry the token
+    # of the lease they were made under and commit only while the row still holds it (lease.py)
+    token: Mapped[str] = mapped_column(String(32), server_default="")
 
     def __repr__(self) -> str:
         return f"BotLease({self.bot_name!r} by {self.owner} until {self.expires_at:%H:%M:%S})"

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import secrets
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import CursorResult, Table, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -195,7 +196,7 @@ class BotsRepository(Store):
         bot = BotModel(name=name, strategy=strategy, symbol=symbol, market_type=market_type, config=dict(config or {}),
                        state=str(state), allocated_capital=to_decimal(allocated_capital, field="allocated_capital"))
         try:
-            async with self._write() as session:
+            async with self._bot_write(name) as session:
                 session.add(bot)
         except IntegrityError:
             raise DuplicateBotError(name) from None
@@ -215,7 +216,7 @@ class BotsRepository(Store):
         if "allocated_capital" in values and values["allocated_capital"] is None:
             raise ValueError("allocated_capital must not be None")
         try:
-            async with self._write() as session:
+            async with self._bot_write(name) as session:
                 bot = await self._bot(session, name)
                 for key, value in values.items():
                     setattr(bot, key, dict(value) if key == "config" else value)
@@ -600,26 +601,42 @@ class OutboxRepository(Store):
 
 class LeasesRepository(Store):
     """Bot leases: which running desk owns which bot (orchestrator/lease.py). Times come from the
-    caller's clock; each statement is one atomic conditional write, the same SQL on both backends."""
+    caller's clock; each statement is one atomic conditional write, the same SQL on both backends.
+    Every statement takes its rows in bot name order, as the fenced writes do (engine.py): on
+    PostgreSQL two transactions never wait for each other's rows both ways (no deadlock)."""
+
+    @staticmethod
+    def _owned(owner: str, bots: Sequence[str] | None = None) -> Any:
+        """The names of ``owner``'s leases (of ``bots``), locked in name order on PostgreSQL."""
+        table = _table(BotLease)
+        q = select(table.c.bot_name).where(table.c.owner == owner)
+        if bots is not None:
+            q = q.where(table.c.bot_name.in_(list(bots)))
+        return q.order_by(table.c.bot_name).with_for_update()
 
     async def acquire_leases(self, bots: Sequence[str], owner: str, now: dt.datetime, expires_at: dt.datetime,
                              *, process_space: str | None = None, dead: Sequence[str] = ()) -> list[BotLease]:
         """Take each bot's lease unless another owner's is still valid at ``now`` (an upsert whose
         update applies only to a free, expired or own lease, or one of an owner known ``dead``);
-        returns every bot's lease after it, whoever holds it."""
+        returns every bot's lease after it, whoever holds it. A lease that changes hands (or is
+        new) gets a new fencing token; one the owner already held keeps its own."""
         if not bots:
             return []
         table = _table(BotLease)
         stmt = self._upsert(table)
-        takeable = (table.c.owner == stmt.excluded.owner) | (table.c.expires_at < stmt.excluded.acquired_at)
+        same_owner = table.c.owner == stmt.excluded.owner
+        takeable = same_owner | (table.c.expires_at < stmt.excluded.acquired_at)
         stmt = stmt.on_conflict_do_update(
             index_elements=["bot_name"],
             set_={"owner": stmt.excluded.owner, "process_space": stmt.excluded.process_space,
-                  "acquired_at": stmt.excluded.acquired_at, "expires_at": stmt.excluded.expires_at},
+                  "acquired_at": stmt.excluded.acquired_at, "expires_at": stmt.excluded.expires_at,
+                  "token": case((same_owner, table.c.token), else_=stmt.excluded.token)},
             where=or_(takeable, *(table.c.owner == d for d in dead)))  # not in_(): executemany refuses it
+        token = secrets.token_hex(8)
         async with self._write() as session:
             await session.execute(stmt, [{"bot_name": b, "owner": owner, "process_space": process_space,
-                                          "acquired_at": now, "expires_at": expires_at} for b in bots])
+                                          "acquired_at": now, "expires_at": expires_at, "token": token}
+                                         for b in sorted(set(bots))])
             q = select(BotLease).where(BotLease.bot_name.in_(list(bots))).order_by(BotLease.bot_name)
             return list((await session.execute(q)).scalars())
 
@@ -628,7 +645,8 @@ class LeasesRepository(Store):
         returns the names of those bots."""
         table = _table(BotLease)
         async with self._write() as session:
-            await session.execute(update(table).where(table.c.owner == owner).values(expires_at=expires_at))
+            await session.execute(update(table).where(table.c.bot_name.in_(self._owned(owner)))
+                                  .values(expires_at=expires_at))
             q = select(table.c.bot_name).where(table.c.owner == owner).order_by(table.c.bot_name)
             return list((await session.execute(q)).scalars())
 
@@ -640,11 +658,8 @@ class LeasesRepository(Store):
     async def release_leases(self, owner: str, bots: Sequence[str] | None = None) -> None:
         """Give up ``owner``'s leases (of ``bots``, default all): another desk may take them at once."""
         table = _table(BotLease)
-        stmt = delete(table).where(table.c.owner == owner)
-        if bots is not None:
-            stmt = stmt.where(table.c.bot_name.in_(list(bots)))
         async with self._write() as session:
-            await session.execute(stmt)
+            await session.execute(delete(table).where(table.c.bot_name.in_(self._owned(owner, bots))))
 
 
 class CommandsRepository(Store):

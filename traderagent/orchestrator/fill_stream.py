@@ -106,7 +106,10 @@ class AccountFills:
         async with bot._lock:
             order = bot._orders.get(seen["client_order_id"])
             if order is not None and order.status not in FINAL:
-                await bot._apply(order, seen)
+                try:
+                    await bot._apply(order, seen)
+                except LeaseLapsed as exc:  # fenced meanwhile: the bot's new owner books it from REST
+                    log.warning("%s: order %s not booked here: %s", bot.name, seen["client_order_id"], exc)
 
     async def reconcile(self) -> None:
         """Sync every bot's resting orders over REST (the poll a tick does without a stream)."""

@@ -33,16 +33,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
+from traderagent.database.exceptions import LeaseLapsed
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+__all__ = ["LeaseLapsed", "OrderBudget", "SendGate", "SendsStopped"]
 
 
 class SendsStopped(Exception):
     """The desk is stopping: this order was not sent (its write-ahead row stays PENDING)."""
-
-
-class LeaseLapsed(Exception):
-    """This desk cannot be sure it still owns the bot: nothing of it is written (or sent)."""
 
 
 def _always(bot: str) -> bool:

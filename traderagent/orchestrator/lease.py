@@ -15,13 +15,33 @@ A desk restarted after a crash need not wait for the timeout: a lease whose owne
 the same process space (this boot of this machine, this pid namespace) that no longer runs is taken
 over at once. Anywhere else (another host, another container) only the timeout can tell.
 
-Fencing: ``holds(bot)`` is true only until ``fence`` seconds before the lease can expire, by the
-desk's own clock, counted from the moment the last renewal was started. A desk frozen longer than
-that (or cut off from its database) stops sending that bot's orders, and writing its state, before
-any other desk can take the bot over; the send gate asks ``holds`` after an order request is
-signed, right before it is written. ``fence`` covers the exchange's request window (recvWindow,
-plus clock skew): a request signed in time but delayed by a freeze is refused by the exchange
-once the lease has expired, so the next owner can reconcile the bot's orders at once.
+Fencing, on two levels:
+
+* the desk's clock: ``holds(bot)`` is true only until ``fence`` seconds before the lease can
+  expire, counted from the moment the last renewal was started. A desk frozen longer than that (or
+  cut off from its database) stops sending that bot's orders, and writing its state, before any
+  other desk can take the bot over; the send gate asks ``holds`` after an order request is signed,
+  right before it is written. ``fence`` covers the exchange's request window (recvWindow, plus
+  clock skew): a request signed in time but delayed by a freeze is refused by the exchange once
+  the lease has expired, so the next owner can reconcile the bot's orders at once.
+* the database, for what that check cannot see (a write already under way when the desk froze):
+  every acquisition by another owner, or of a free bot, writes a new random ``token`` into the
+  lease row (an owner acquiring or renewing its own lease keeps it). The desk hands ``token`` to its
+  store (``fence_writes``), and every write of a bot's rows (orders, order updates, trades, grid
+  levels and runtime snapshot: ``save_bot_progress``; the bots row: ``create_bot``, ``update_bot``)
+  carries the token this desk held when the write was made, and commits only if, first in its own
+  transaction, the lease row still carries it; else nothing of it is written and it raises
+  ``LeaseLapsed``, as the clock check does (a tick logs one line; the heartbeat drops the bot).
+  So once another desk's takeover has committed, no write this desk made before can commit, however
+  long it was frozen, even if the bot has come back to this desk since (the token changed each
+  time). SQLite serialises writers: the check and the write are one transaction under the write
+  lock. PostgreSQL: the check locks the lease row (FOR SHARE) until the commit, so a takeover waits
+  for that commit; and the server ends a transaction left idle for ``PG_IDLE_IN_TRANSACTION_MS``
+  (database/engine.py, 5 s: less than the fence), so a desk frozen inside one holds a takeover off
+  no longer than that. Not fenced: log lines, the audit trail and the desk-wide rows (capital
+  state, approvals, outbox). Not covered: the token is looked up when the write is made, so a bot
+  object of an earlier lease whose tick is still under way when this desk takes the bot back
+  writes under the new lease (the tick would have to outlast a takeover and a lease expiry).
 """
 
 from __future__ import annotations
@@ -125,6 +145,7 @@ class Leases:
         self.space = space if space is not None else process_space()
         self.clock = clock or (lambda: datetime.now(UTC))
         self._sends_until: dict[str, datetime] = {}  # bots held -> end of their fenced window
+        self._tokens: dict[str, str] = {}  # bots held -> the fencing token of the lease (see token)
         self.elsewhere: dict[str, Holder] = {}  # bots wanted here that another desk holds
 
     @property
@@ -135,6 +156,11 @@ class Leases:
         """May this desk send ``bot``'s orders now? (Its lease is ours and cannot have expired yet.)"""
         until = self._sends_until.get(bot)
         return until is not None and self.clock() < until
+
+    def token(self, bot: str) -> str | None:
+        """The fencing token of this desk's lease of ``bot`` (None: it holds none): its writes
+        commit only while the lease row still carries it (the database checks, see Fencing)."""
+        return self._tokens.get(bot)
 
     def _window(self, started: datetime) -> datetime:
         return started + self.timeout - self.fence
@@ -157,6 +183,7 @@ class Leases:
         for row in rows.values():
             if row.owner == self.owner:
                 self._sends_until[row.bot_name] = self._window(now)
+                self._tokens[row.bot_name] = row.token
                 self.elsewhere.pop(row.bot_name, None)
                 taken[row.bot_name] = before[row.bot_name]
             else:
@@ -173,7 +200,7 @@ class Leases:
         lost: dict[str, Holder] = {}
         if lost_names:
             for bot in lost_names:
-                del self._sends_until[bot]
+                del self._sends_until[bot], self._tokens[bot]
             holders = {row.bot_name: Holder.of(row) for row in await self.store.lease_holders(lost_names)}
             lost = {b: holders.get(b, NOBODY) for b in lost_names}
             self.elsewhere.update(lost)
@@ -195,5 +222,5 @@ class Leases:
         if names == []:
             return
         for bot in names if names is not None else list(self._sends_until):
-            del self._sends_until[bot]
+            del self._sends_until[bot], self._tokens[bot]
         await self.store.release_leases(self.owner, names)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-from traderagent.database.exceptions import DatabaseUnavailableError
+from traderagent.database.exceptions import DatabaseUnavailableError, LeaseLapsed
 from traderagent.orchestrator.events import Payload, StorageLost, StorageRestored
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class StorageWatch:
         except DatabaseUnavailableError as exc:
             log.info("storage still lost: %s", exc)
             return False
-        failed = [r for r in results if r is not True]
+        failed = [r for r in results if r is not True and not isinstance(r, LeaseLapsed)]  # fenced: not ours
         if failed:
             log.info("storage still lost: %s", next((r for r in failed if r is not False), "a write failed"))
             return False

@@ -1,7 +1,7 @@
 """Desk commands: what the console asks of the desk workers (traderagent/fleet/bus.py); outbox.urgent.
 
 Revision ID: 0009_commands
-Revises: 0007_leases
+Revises: 0008_fence
 Create Date: 2026-12-07
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0009_commands"
-down_revision = "0007_leases"  # the lead re-chains it after the revisions merged meanwhile
+down_revision = "0008_fence"  # re-chained after the fencing tokens (0008_fence)
 branch_labels = None
 depends_on = None
 
