@@ -477,6 +477,9 @@ class Desk(Records):
             self.storage.trip(exc)
             self._unrecovered.append(handle)
             return {"error": f"waiting for the database: {exc}"}
+        except LeaseLapsed as exc:  # taken over meanwhile (e.g. while storage was lost): the heartbeat drops it
+            log.warning("%s not recovered here: %s", name, exc)
+            return {"error": str(exc)}
         except Exception as exc:
             log.exception("recovery of %s failed", name)
             await handle.bot.fail(exc)

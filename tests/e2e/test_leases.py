@@ -128,21 +128,21 @@ def wait_for(what: str, check: Callable[[], object], proc: subprocess.Popen, log
 
 
 def freeze_outside_transactions(proc: subprocess.Popen, database: Path | str) -> None:
-    """SIGSTOP ``proc`` at a moment no write transaction is open (frozen inside one, an SQLite desk
-    would lock every other desk out, a PostgreSQL one its rows, until it thaws): thawed and
-    stopped again until the database shows none open. Another desk's transaction seen at that
-    moment only costs one more try."""
+    """SIGSTOP ``proc`` at a moment it has no write transaction open (frozen inside one, an SQLite
+    desk would lock every other desk out until it thaws; a PostgreSQL one would hold its rows for
+    the server's idle-in-transaction timeout): thawed and stopped again until the database shows
+    none open. On SQLite another desk's transaction seen at that moment costs one more try."""
     for _ in range(200):
         proc.send_signal(signal.SIGSTOP)
-        if not transaction_open(database):
+        if not transaction_open(database, proc.pid):
             return
         proc.send_signal(signal.SIGCONT)
     raise AssertionError("the desk was always inside a transaction")
 
 
-def transaction_open(database: Path | str) -> bool:
+def transaction_open(database: Path | str, pid: int) -> bool:
     if isinstance(database, str):
-        return asyncio.run(_pg_transaction_open(database))
+        return asyncio.run(_pg_transaction_open(database, pid))
     con = sqlite3.connect(database, timeout=0)
     try:
         con.execute("BEGIN IMMEDIATE")
@@ -154,11 +154,12 @@ def transaction_open(database: Path | str) -> bool:
         con.close()
 
 
-async def _pg_transaction_open(url: str) -> bool:
+async def _pg_transaction_open(url: str, pid: int) -> bool:
+    """Has desk process ``pid`` a transaction open (its connections are named ``traderagent:<pid>``)?"""
     conn = await asyncpg.connect(_plain_dsn(url), timeout=5)
     try:
         return bool(await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                        "AND pid <> pg_backend_pid() AND xact_start IS NOT NULL"))
+                                        "AND application_name = $1 AND xact_start IS NOT NULL", f"traderagent:{pid}"))
     finally:
         await conn.close()
 

@@ -135,7 +135,7 @@ class Store:
     def _make_engine(self, connect_timeout: float, busy_timeout_ms: int, echo: bool) -> AsyncEngine:
         common: dict[str, Any] = {"echo": echo, "json_serializer": json_dumps}
         if self.backend == "postgresql":
-            server_settings = {"application_name": "traderagent",
+            server_settings = {"application_name": f"traderagent:{os.getpid()}",  # whose connection it is
                                "idle_in_transaction_session_timeout": str(PG_IDLE_IN_TRANSACTION_MS)}
             if self.schema:
                 server_settings["search_path"] = self.schema
