@@ -61,9 +61,16 @@ class AccountFills:
     def _spawn(self, booking: Coroutine[Any, Any, None]) -> None:
         """Book without holding up the stream's reader: one bot busy (a tick, follow-up orders) must not
         delay the fills of the others. The bot's lock is FIFO, so its bookings keep the stream's order."""
-        task = asyncio.create_task(booking)
+        task = asyncio.create_task(self._fenced(booking))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _fenced(booking: Coroutine[Any, Any, None]) -> None:
+        try:
+            await booking
+        except LeaseLapsed as exc:  # taken over meanwhile: the bot's new owner books it from REST
+            log.warning("not booked here: %s", exc)
 
     async def drain(self) -> None:
         """Let the bookings under way finish (a stop: none is cut in half)."""
@@ -106,10 +113,7 @@ class AccountFills:
         async with bot._lock:
             order = bot._orders.get(seen["client_order_id"])
             if order is not None and order.status not in FINAL:
-                try:
-                    await bot._apply(order, seen)
-                except LeaseLapsed as exc:  # fenced meanwhile: the bot's new owner books it from REST
-                    log.warning("%s: order %s not booked here: %s", bot.name, seen["client_order_id"], exc)
+                await bot._apply(order, seen)
 
     async def reconcile(self) -> None:
         """Sync every bot's resting orders over REST (the poll a tick does without a stream)."""
