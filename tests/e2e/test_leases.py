@@ -131,7 +131,7 @@ def freeze_outside_transactions(proc: subprocess.Popen, database: Path | str) ->
     """SIGSTOP ``proc`` at a moment it has no write transaction open (frozen inside one, an SQLite
     desk would lock every other desk out until it thaws; a PostgreSQL one would hold its rows for
     the server's idle-in-transaction timeout): thawed and stopped again until the database shows
-    none open. On SQLite another desk's transaction seen at that moment costs one more try."""
+    none open."""
     for _ in range(200):
         proc.send_signal(signal.SIGSTOP)
         if not transaction_open(database, proc.pid):
@@ -141,8 +141,20 @@ def freeze_outside_transactions(proc: subprocess.Popen, database: Path | str) ->
 
 
 def transaction_open(database: Path | str, pid: int) -> bool:
+    """Has the stopped desk process ``pid`` a write transaction open? On SQLite the write lock is the
+    file's: found free at any moment of a second while the desk is stopped, the desk does not hold it
+    (another desk's transactions end meanwhile)."""
     if isinstance(database, str):
         return asyncio.run(_pg_transaction_open(database, pid))
+    deadline = time.monotonic() + 1
+    while time.monotonic() < deadline:
+        if not _sqlite_write_locked(database):
+            return False
+        time.sleep(0.01)  # a polling interval, not a synchronisation
+    return True
+
+
+def _sqlite_write_locked(database: Path) -> bool:
     con = sqlite3.connect(database, timeout=0)
     try:
         con.execute("BEGIN IMMEDIATE")
