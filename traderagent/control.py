@@ -1034,8 +1034,7 @@ class Desk(Records):
                 paused.append(handle.bot.name)
         if self.capital_persister is not None:
             await self.capital_persister.flush()
-        await self._log_lines([(None, "WARNING", f"trading halted by {by}: {text}", {"paused": paused})])
-        self._publish(Halted(text, str(by), tuple(paused)))
+        self._publish(Halted(text, str(by), tuple(paused)))  # the db-log writer records it, once
         return HaltOutcome(text, tuple(paused))  # the reason as given: the view says who halted
 
     async def resume_trading(self, by: str) -> ResumeOutcome:
@@ -1051,7 +1050,6 @@ class Desk(Records):
                 resumed.append(handle.bot.name)
         if self.capital_persister is not None:
             await self.capital_persister.flush()
-        await self._log_lines([(None, "INFO", f"trading resumed by {by}", {"resumed": resumed})])
         self._publish(Resumed(str(by), tuple(resumed)))
         return ResumeOutcome(tuple(resumed))
 

@@ -81,6 +81,8 @@ async def test_capital_state_survives_restart(sim, tmp_path):
     h = await build_desk(sim.base_url, db, [GRID])
     h.desk.capital.record_trade(False, Decimal("-3"))
     await h.desk.halt("maintenance", "ops")
+    await h.desk.event_bus.drain(5)
+    assert [line.message for line in await h.desk.logs(100) if "halt" in line.message.lower()] == ["HALTED"]  # once
     await h.close()
 
     h2 = await build_desk(sim.base_url, db, [GRID])
@@ -93,6 +95,8 @@ async def test_capital_state_survives_restart(sim, tmp_path):
         assert grid.state is BotState.PAUSED and grid.paused_by == "halt"
         await h2.desk.resume_trading("ops")
         assert grid.state is BotState.RUNNING
+        await h2.desk.event_bus.drain(5)
+        assert [line.message for line in await h2.desk.logs(100) if "resum" in line.message.lower()] == ["RESUMED"]
     finally:
         await h2.close()
 
