@@ -71,6 +71,11 @@ class Roles:
     def configured(self) -> bool:
         return bool(self.admins or self.traders or self.viewers)
 
+    def holders(self) -> dict[int, Role]:
+        """Every listed user with the highest role they are listed for."""
+        return {user: role for role, ids in ((Role.VIEWER, self.viewers), (Role.TRADER, self.traders),
+                                             (Role.ADMIN, self.admins)) for user in ids}
+
     def of(self, user_id: int | None, *, private_chat: bool) -> Role:
         if not self.configured:
             return Role.ADMIN if private_chat else Role.NONE

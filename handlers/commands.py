@@ -12,7 +12,7 @@ nothing happens. Every call, allowed or not, is written to the audit trail with 
 Buttons declare theirs in `@action(name, role)` (handlers/callbacks.py).
 
 `COMMANDS` is the single list of (name, description, callback) used both for registration and
-for setMyCommands; `register(application, frontend)` wires it all. A command the bot does not know
+for the menus (setMyCommands per role and scope, `menu_scopes`); `register(application, frontend)` wires it all. A command the bot does not know
 gets a one-line pointer to /help.
 """
 
@@ -27,7 +27,15 @@ from functools import wraps
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from telegram import InlineKeyboardMarkup, Update
+from telegram import (
+    BotCommand,
+    BotCommandScope,
+    BotCommandScopeChat,
+    BotCommandScopeChatMember,
+    BotCommandScopeDefault,
+    InlineKeyboardMarkup,
+    Update,
+)
 from telegram.error import NetworkError, TimedOut
 from telegram.ext import (
     Application,
@@ -39,7 +47,7 @@ from telegram.ext import (
 )
 
 from handlers import views
-from handlers.auth import Role, audit, command_of
+from handlers.auth import Role, Roles, audit, command_of
 from handlers.callbacks import Button, Interaction, Press, action, frontend_of, keyboard, on_button
 from handlers.charts import render_equity_png
 from handlers.formatting import esc, split_message
@@ -615,6 +623,27 @@ COMMANDS: list[tuple[str, str, Handler]] = [
     ("audit", "Last n operator actions: who did what, when, with what outcome (default 10)", cmd_audit),
     ("help", "This list", cmd_help),
 ]
+
+
+def menu(role: Role) -> list[BotCommand]:
+    """The command menu of ``role``: only what it may use."""
+    return [BotCommand(name, description) for name, description, callback in COMMANDS
+            if ACCESS[callback].usage_for(role)]
+
+
+def menu_scopes(chat_ids: Iterable[int], roles: Roles) -> list[tuple[BotCommandScope, Role]]:
+    """Whose menu shows which role's commands (setMyCommands per Bot API scope): by default (a user
+    nothing narrower names, e.g. a new group member) the viewer's; in an allowed private chat (its id
+    is its user's) that user's role; in an allowed group each listed user's (BotCommandScopeChatMember)."""
+    scopes: list[tuple[BotCommandScope, Role]] = [(BotCommandScopeDefault(), Role.VIEWER)]
+    for chat_id in chat_ids:
+        if chat_id > 0:
+            role = roles.of(chat_id, private_chat=True)
+            if role is not Role.NONE:
+                scopes.append((BotCommandScopeChat(chat_id), role))
+        else:
+            scopes += [(BotCommandScopeChatMember(chat_id, user), role) for user, role in roles.holders().items()]
+    return scopes
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -42,6 +42,19 @@ NOT_MODIFIED = (
 )
 
 
+SCOPE_FIELDS = {"default": (), "all_private_chats": (), "all_group_chats": (), "all_chat_administrators": (),
+                "chat": ("chat_id",), "chat_administrators": ("chat_id",), "chat_member": ("chat_id", "user_id")}
+
+
+def scope_key(scope: dict[str, Any]) -> tuple[Any, ...]:
+    """A BotCommandScope as a key: ("default",), ("chat", chat_id), ("chat_member", chat_id, user_id), ...;
+    an unknown type or a missing field is Telegram's 400."""
+    fields = SCOPE_FIELDS.get(scope.get("type", ""))
+    if fields is None or any(f not in scope for f in fields):
+        raise ApiError(400, f"Bad Request: can't parse BotCommandScope: {scope}")
+    return (scope["type"], *(int(scope[f]) for f in fields))
+
+
 def chat_of(chat_id: int) -> dict[str, Any]:
     """A private chat has the user's (positive) id; a group's id is negative."""
     if chat_id > 0:
@@ -102,7 +115,8 @@ class FakeTelegram:
                          "username": bot_username}
         self.calls: list[Call] = []
         self.faults: dict[str, list[tuple[int, str, dict[str, Any] | None]]] = {}
-        self.commands: list[dict[str, Any]] = []
+        self.commands: list[dict[str, Any]] = []  # the default scope's menu
+        self.menus: dict[tuple[Any, ...], list[dict[str, Any]]] = {}  # scope key (see scope_key) -> menu
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
         self.callback_answers: dict[str, dict[str, Any]] = {}
         self.url = ""
@@ -308,8 +322,22 @@ class FakeTelegram:
                 raise ApiError(400, "Bad Request: BOT_COMMAND_INVALID")
             if not 1 <= len(desc) <= 256:
                 raise ApiError(400, "Bad Request: BOT_COMMAND_DESCRIPTION_INVALID")
-        self.commands = commands
+        key = scope_key(params.get("scope") or {"type": "default"})
+        self.menus[key] = commands
+        if key == ("default",):
+            self.commands = commands
         return True
+
+    def menu(self, chat_id: int, user_id: int | None = None) -> list[str]:
+        """The command names a user sees in a chat's menu, by Telegram's resolution order (the first scope
+        with a list wins; no language codes; chat administrators are not modelled). Private chat ids are
+        positive (the user's id), groups negative."""
+        if chat_id > 0:
+            order = [("chat", chat_id), ("all_private_chats",)]
+        else:
+            order = [("chat_member", chat_id, user_id), ("chat", chat_id), ("all_group_chats",)]
+        found = next((self.menus[k] for k in [*order, ("default",)] if k in self.menus), [])
+        return [c["command"] for c in found]
 
     async def _m_getupdates(self, params: dict[str, Any], files: dict[str, bytes]) -> list[dict[str, Any]]:
         offset = int(params.get("offset") or 0)

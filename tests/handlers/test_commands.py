@@ -17,9 +17,13 @@ ORDER = OrderRef("x-1", "grid:5:buy", "XRPUSDT", "buy", "limit", Decimal("1"), D
 
 
 async def test_commands_registered_with_telegram(fake, op) -> None:
-    names = [c["command"] for c in fake.commands]
+    """No roles configured: the user of the allowed private chat is admin and sees every command; anyone
+    else (the default scope) the viewer's read-only ones."""
+    names = fake.menu(CHAT)
     assert names == [name for name, _, _ in COMMANDS]
     assert {"status", "start", "pause", "stop", "halt", "resume_trading", "scale", "chart", "alerts"} <= set(names)
+    default = [c["command"] for c in fake.commands]
+    assert "status" in default and not {"start", "pause", "halt", "scale", "audit"} & set(default)
 
 
 async def test_status_summary_lists_every_bot_with_buttons(op: Operator) -> None:

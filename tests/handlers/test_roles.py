@@ -12,7 +12,7 @@ import pytest
 from handlers.auth import Role, command_of
 from handlers.commands import COMMANDS
 from tests.fakes.telegram_server import FakeTelegram
-from tests.handlers.harness import CHAT, Operator, button, buttons, start_frontend
+from tests.handlers.harness import CHAT, Operator, button, buttons, start_frontend, until
 from traderagent.config import Settings, SettingsError
 from traderagent.orchestrator.state import BotState
 from traderagent.utils import secrets_filter
@@ -64,13 +64,6 @@ async def audit_rows(db: Any, n: int, timeout: float = 10.0) -> list:
     return rows
 
 
-async def until(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline
-        await asyncio.sleep(0.01)
-
-
 def answer_text(fake: FakeTelegram, answer: Any) -> str:
     return fake.callback_answers[answer.params["callback_query_id"]]["text"]
 
@@ -78,6 +71,31 @@ def answer_text(fake: FakeTelegram, answer: Any) -> str:
 # ---------------------------------------------------------------------- the role matrix
 def test_the_matrix_covers_every_command() -> None:
     assert {text.split()[0][1:] for text, _ in MATRIX} == {name for name, _, _ in COMMANDS}
+
+
+def may_use(role: Role) -> list[str]:
+    """The commands ``role`` may use in some form, in the menu's order."""
+    allowed = {text.split()[0][1:] for text, needed in MATRIX if needed <= role}
+    return [name for name, _, _ in COMMANDS if name in allowed]
+
+
+async def test_each_user_s_menu_lists_what_their_role_may_do(fake, group) -> None:
+    for user, role in ((ADMIN, Role.ADMIN), (ADMIN2, Role.ADMIN), (TRADER, Role.TRADER), (VIEWER, Role.VIEWER)):
+        assert fake.menu(GROUP, user) == may_use(role), role  # BotCommandScopeChatMember
+    for user, role in ((ADMIN, Role.ADMIN), (TRADER, Role.TRADER), (VIEWER, Role.VIEWER)):
+        assert fake.menu(user) == may_use(role), role  # their private chats: BotCommandScopeChat
+    assert fake.menu(GROUP, NOBODY) == may_use(Role.VIEWER)  # the default scope
+    assert "halt" in may_use(Role.ADMIN) and "pause" in may_use(Role.TRADER) and "pause" not in may_use(Role.VIEWER)
+
+
+async def test_a_menu_telegram_refuses_leaves_the_others(fake, desk_h, caplog) -> None:
+    fake.faults["setMyCommands"] = [(400, "Bad Request: user not found", None)]  # the first call: the default
+    front = await start_frontend(fake, desk_h.desk, chats=(GROUP,), **ROLES)
+    try:
+        assert 'command menu for {"type": "default"} not set: User not found' in caplog.text
+        assert fake.menu(GROUP, TRADER) == may_use(Role.TRADER)
+    finally:
+        await front.stop()
 
 
 @pytest.mark.parametrize("role", [Role.VIEWER, Role.TRADER, Role.ADMIN])
