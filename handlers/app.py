@@ -1,9 +1,9 @@
 """The Telegram frontend: a python-telegram-bot Application running beside the trading engine.
 
 It shares the service's event loop (initialize / start / start_polling, never run_polling),
-registers its command list with setMyCommands, and talks only to the desk's use-cases
-(`traderagent.ports.DeskPort`: `control.Desk`, or `fleet.console.ConsoleDesk` in front of a fleet) and
-the event bus. Built only when a bot token is configured: the desk runs without it.
+sets each user's command menu (setMyCommands per role and scope), and talks only to the desk's
+use-cases (`traderagent.ports.DeskPort`: `control.Desk`, or `fleet.console.ConsoleDesk` in front of a
+fleet) and the event bus. Built only when a bot token is configured: the desk runs without it.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from datetime import UTC, datetime, timedelta
 
 from telegram import Update
 from telegram.constants import ParseMode
-from telegram.error import NetworkError, TimedOut
+from telegram.error import BadRequest, NetworkError, TimedOut
 from telegram.ext import Application, ApplicationBuilder, Defaults
 from telegram.request import HTTPXRequest
 
 from handlers.auth import ChatGuard, Roles
-from handlers.commands import COMMANDS, register
+from handlers.commands import menu, menu_scopes, register
 from handlers.formatting import emoji
 from handlers.notifier import Notifier
 from handlers.outbox import Limits, Outbox
@@ -27,7 +27,7 @@ from handlers.reports import Reports
 from handlers.tokens import TokenStore
 from traderagent.config import Settings
 from traderagent.orchestrator.events import EventBus, Subscription
-from traderagent.ports import DeskPort, OutboxStore
+from traderagent.ports import DeskPort, OutboxStore, TokenStorePort
 from traderagent.results import Check
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,10 @@ class TelegramFrontend:
         except Exception:
             log.exception("could not read the alert verbosity; the defaults apply")
         try:
+            await self.tokens.load()
+        except Exception:
+            log.exception("could not read the button tokens; buttons sent before the restart answer \"expired\"")
+        try:
             await self._connect()
         except (NetworkError, TimedOut) as exc:
             log.warning("Telegram unreachable (%s); retrying in the background, alerts are queued", exc)
@@ -86,7 +90,7 @@ class TelegramFrontend:
 
     async def _connect(self) -> None:
         await self.application.initialize()
-        await self.application.bot.set_my_commands([(name, help_text) for name, help_text, _ in COMMANDS])
+        await self._set_menus()
         await self.application.start()
         assert self.application.updater is not None, "build_application builds with an updater"
         await self.application.updater.start_polling(
@@ -96,6 +100,15 @@ class TelegramFrontend:
         await self.outbox.start()
         self.connected = True
         log.info("Telegram frontend running for %d chat(s)", len(self.guard.allowed))
+
+    async def _set_menus(self) -> None:
+        """Each user's command menu lists what their role may do. A scope Telegram refuses (e.g. a listed
+        user who is not a member of the group) is logged; the others still apply."""
+        for scope, role in menu_scopes(self.guard.allowed, self.guard.roles):
+            try:
+                await self.application.bot.set_my_commands(menu(role), scope=scope)
+            except BadRequest as exc:
+                log.warning("command menu for %s not set: %s", scope.to_json(), exc.message)
 
     async def _connect_later(self) -> None:
         delay = self.retry_delay
@@ -121,6 +134,7 @@ class TelegramFrontend:
         if self.application.running:
             await self.application.stop()
         await self.application.shutdown()
+        await self.tokens.flush()  # the buttons pressed until now are used up after a restart too
 
 
 def build_application(settings: Settings, desk: DeskPort, event_bus: EventBus, *,
@@ -152,7 +166,7 @@ def build_application(settings: Settings, desk: DeskPort, event_bus: EventBus, *
         log.warning("TELEGRAM_CHAT_IDS lists group chat(s) %s but no operator has a role: group members can do "
                     "nothing until TELEGRAM_ADMINS / TELEGRAM_TRADERS / TELEGRAM_VIEWERS name them", groups)
     guard = ChatGuard(settings.telegram_chat_ids, roles)
-    tokens = TokenStore()
+    tokens = TokenStore(clock=desk.clock, store=desk.db if isinstance(desk.db, TokenStorePort) else None)
 
     store = desk.db if isinstance(desk.db, OutboxStore) else None
     outbox = Outbox(application.bot, settings.telegram_chat_ids, store=store, limits=limits, emoji=emoji,

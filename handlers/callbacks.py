@@ -17,6 +17,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, cast
 
 from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Update
@@ -64,8 +65,9 @@ def frontend_of(context: ContextTypes.DEFAULT_TYPE) -> TelegramFrontend:
 
 
 def keyboard(frontend: TelegramFrontend, chat_id: int, rows: Sequence[Sequence[Button]], *,
-             ttl: float | None = None) -> InlineKeyboardMarkup | None:
-    """Inline keyboard whose buttons carry one-time tokens of one group (``ttl`` seconds: the store's default)."""
+             expires_at: datetime | None = None) -> InlineKeyboardMarkup | None:
+    """Inline keyboard whose buttons carry one-time tokens of one group (until ``expires_at``, default the
+    store's TTL)."""
     rows = [row for row in rows if row]
     if not rows:
         return None
@@ -75,7 +77,8 @@ def keyboard(frontend: TelegramFrontend, chat_id: int, rows: Sequence[Sequence[B
 
     def token(name: str, arg: str) -> str:
         role = ACTION_ROLES[name]
-        return frontend.tokens.issue(name, arg, chat_id, group=group, role=highest if role is None else role, ttl=ttl)
+        return frontend.tokens.issue(name, arg, chat_id, group=group, role=highest if role is None else role,
+                                     expires_at=expires_at)
 
     return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=token(name, arg))
                                   for label, name, arg in row] for row in rows])

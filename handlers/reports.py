@@ -45,16 +45,16 @@ class Reports:
 
     async def on_event(self, event: TradingEvent) -> None:
         """Into each chat's outbox, paced and retried like a reply (kept in memory, not in the database:
-        an offer lost to a restart comes again the next day; /scale and /digest ask any time)."""
+        an offer lost to a restart comes again the next day; /scale and /digest ask any time). An offer's
+        buttons are kept in the database: pressed after a restart, they still act."""
         for chat_id in self.frontend.outbox.chat_ids:
             for text, markup in self.render(event.data, chat_id):
                 self.frontend.outbox.reply(chat_id, mask(text), markup)
 
     def render(self, payload: object, chat_id: int) -> list[Message]:
         if isinstance(payload, ScalingOffered):
-            ttl = (payload.expires_at - self.frontend.desk.clock()).total_seconds()
             rows = [[("✅ Approve", "approve", payload.next_phase.value), ("✖️ Reject", "reject", "")]]
-            return [(views.offer_view(payload), keyboard(self.frontend, chat_id, rows, ttl=max(ttl, 1.0)))]
+            return [(views.offer_view(payload), keyboard(self.frontend, chat_id, rows, expires_at=payload.expires_at))]
         if isinstance(payload, DailyDigest):
             return [(page, None) for page in views.digest_pages(payload.digest)]
         return []

@@ -2,20 +2,32 @@
 
 Each button's callback_data is `<token>` (12 url-safe characters, far below Telegram's 64-byte
 limit); the token maps to the action, its argument and the chat it was issued to. A token is
-consumed by the first press: a second tap, a press after the TTL, a press from another chat or a
-token this process never issued (e.g. from before a restart) all come back as None: "expired".
-A button may live longer than the default TTL (a pushed scaling offer: a day); `lapsed` tells a
-press that came too late from one that was never valid, so the answer can say so.
+consumed by the first press: a second tap, a press after its expiry, a press from another chat or a
+token never issued all come back as None: "expired". A button may live longer than the default TTL
+(a pushed scaling offer: a day); `lapsed` tells a press that came too late from one that was never
+valid, so the answer can say so.
+
+With a `TokenStorePort` (the desk's database) the tokens outlive a restart: issued and used ones are
+written behind by one writer task, in order, so a press never waits for the database; `load()` at
+start brings back the previous run's. Times are the desk's clock (UTC datetimes).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 
-DEFAULT_TTL = 15 * 60
+from traderagent.ports import TokenStorePort
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TTL = timedelta(minutes=15)
+KEEP_LAPSED = timedelta(days=1)  # a lapsed token is remembered this long: its press says "too late"
+PRUNE_ABOVE = 1000  # tokens in memory before the long-lapsed ones are forgotten
 
 
 @dataclass(frozen=True)
@@ -25,24 +37,45 @@ class ButtonAction:
     chat_id: int
     group: str = ""  # tokens of one message share a group: using one voids its siblings
     role: int = 0  # the least role (handlers.auth.Role) a press needs
-    expires_at: float = field(default=0.0, compare=False)
+    expires_at: datetime = datetime.max.replace(tzinfo=UTC)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 class TokenStore:
-    def __init__(self, ttl: float = DEFAULT_TTL, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, ttl: timedelta = DEFAULT_TTL, clock: Callable[[], datetime] = _utcnow,
+                 store: TokenStorePort | None = None) -> None:
         self.ttl = ttl
         self.clock = clock
+        self.store = store
         self._tokens: dict[str, ButtonAction] = {}
+        self._unsaved: dict[str, ButtonAction] = {}  # issued, not yet in the database
+        self._undeleted: set[str] = set()  # used or forgotten, still in the database
+        self._writer: asyncio.Task[None] | None = None
+
+    async def load(self) -> None:
+        """The tokens of the previous run (those lapsed long ago are deleted instead)."""
+        if self.store is None:
+            return
+        await self.store.delete_tokens(expired_before=self.clock() - KEEP_LAPSED)
+        for row in await self.store.load_tokens():
+            self._tokens[row.token] = ButtonAction(row.action, row.arg, row.chat_id, row.token_group, row.role,
+                                                   row.expires_at)
 
     def issue(self, action: str, arg: str, chat_id: int, *, group: str = "", role: int = 0,
-              ttl: float | None = None) -> str:
-        self._expire()
+              expires_at: datetime | None = None) -> str:
+        """A fresh token for one button, valid until ``expires_at`` (default: the store's TTL from now)."""
+        self._prune()
         token = secrets.token_urlsafe(9)  # 12 characters
-        self._tokens[token] = ButtonAction(action, arg, chat_id, group, role, self.clock() + (ttl or self.ttl))
+        entry = ButtonAction(action, arg, chat_id, group, role, expires_at or self.clock() + self.ttl)
+        self._tokens[token] = self._unsaved[token] = entry
+        self._write()
         return token
 
     def lapsed(self, token: str, chat_id: int) -> ButtonAction | None:
-        """The action behind a button of this chat pressed after its TTL (not yet forgotten), else None."""
+        """The action behind a button of this chat pressed after its expiry (not yet forgotten), else None."""
         entry = self._tokens.get(token)
         return entry if entry is not None and entry.chat_id == chat_id and entry.expires_at < self.clock() else None
 
@@ -50,12 +83,9 @@ class TokenStore:
         return secrets.token_hex(4)
 
     def peek(self, token: str, chat_id: int) -> ButtonAction | None:
-        """The action behind a button without using it up (a press refused for its role leaves it)."""
+        """The action behind a valid button without using it up (a press refused for its role leaves it)."""
         entry = self._tokens.get(token)
-        if entry is None or entry.chat_id != chat_id:
-            return None
-        if entry.expires_at < self.clock():
-            self._tokens.pop(token, None)
+        if entry is None or entry.chat_id != chat_id or entry.expires_at < self.clock():
             return None
         return entry
 
@@ -64,16 +94,49 @@ class TokenStore:
         entry = self.peek(token, chat_id)
         if entry is None:
             return None
-        if entry.group:
-            self._tokens = {t: e for t, e in self._tokens.items() if e.group != entry.group}
-        else:
-            del self._tokens[token]
+        self._forget([t for t, e in self._tokens.items() if e.group == entry.group] if entry.group else [token])
         return entry
+
+    async def flush(self) -> None:
+        """Wait until every token issued or used so far is written."""
+        if self._writer is not None:
+            await asyncio.shield(self._writer)
 
     def __len__(self) -> int:
         return len(self._tokens)
 
-    def _expire(self) -> None:
-        now = self.clock()
-        if len(self._tokens) > 1000:
-            self._tokens = {t: e for t, e in self._tokens.items() if e.expires_at >= now}
+    def _forget(self, tokens: Iterable[str]) -> None:
+        for token in tokens:
+            del self._tokens[token]
+            if self._unsaved.pop(token, None) is None:
+                self._undeleted.add(token)
+        self._write()
+
+    def _prune(self) -> None:
+        if len(self._tokens) > PRUNE_ABOVE:
+            long_ago = self.clock() - KEEP_LAPSED
+            self._forget([t for t, e in self._tokens.items() if e.expires_at < long_ago])
+
+    def _write(self) -> None:
+        if self.store is not None and (self._writer is None or self._writer.done()) and (self._unsaved or self._undeleted):
+            self._writer = asyncio.get_running_loop().create_task(self._write_all(self.store), name="button-tokens")
+
+    async def _write_all(self, store: TokenStorePort) -> None:
+        """Write what changed until nothing is left; a failed write is logged (those buttons then answer
+        only until the desk restarts)."""
+        while self._unsaved or self._undeleted:
+            saved, self._unsaved = self._unsaved, {}
+            deleted, self._undeleted = self._undeleted, set()
+            try:
+                await store.save_tokens([_row(token, entry) for token, entry in saved.items()])
+                if deleted:
+                    await store.delete_tokens(deleted)
+            except Exception:
+                log.exception("could not write %d button token(s): they answer until the desk restarts",
+                              len(saved) + len(deleted))
+
+
+def _row(token: str, entry: ButtonAction) -> dict[str, object]:
+    row = asdict(entry)
+    row["token_group"] = row.pop("group")
+    return {"token": token, **row}

@@ -1,6 +1,6 @@
 """What the orchestrator and `control.Desk` need from their collaborators, as Protocols.
 
-Four ports, each listing exactly the members its users call:
+The ports, each listing exactly the members its users call:
 
 * ``ExchangePort``: one exchange account of one market type (``ByBitDirectClient`` live or
   against the simulator); prices and sizes are ``Decimal``, orders are dicts in the client's
@@ -12,6 +12,8 @@ Four ports, each listing exactly the members its users call:
   (``DatabaseManager`` too; handlers/outbox.py).
 * ``DeskPort``: the operator use-cases as handlers/ call them: ``control.Desk`` in one process,
   ``fleet.console.ConsoleDesk`` in front of a fleet of desk workers.
+* ``TokenStorePort``: where the inline buttons' one-time tokens outlive a restart (``DatabaseManager``;
+  handlers/tokens.py).
 
 A core module (layer 0): it imports no adapter, so a backtest, the paper desk and the live desk
 each plug in their own implementation. mypy checks that the real adapters fit where the
@@ -457,3 +459,23 @@ class DeskPort(Protocol):
                             args: str = "", outcome: str = "ok", detail: str = "") -> None: ...
 
     async def audit_log(self, n: int = 20) -> list[AuditLine]: ...
+
+
+# ---------------------------------------------------------------------- button tokens
+class ButtonTokenRow(Protocol):
+    token: str
+    action: str
+    arg: str
+    chat_id: int
+    token_group: str
+    role: int
+    expires_at: dt.datetime
+
+
+@runtime_checkable
+class TokenStorePort(Protocol):
+    async def save_tokens(self, rows: Iterable[Mapping[str, Any]]) -> None: ...
+
+    async def delete_tokens(self, tokens: Iterable[str] = (), *, expired_before: dt.datetime | None = None) -> None: ...
+
+    async def load_tokens(self) -> Sequence[ButtonTokenRow]: ...

@@ -18,7 +18,7 @@ from traderagent.database.exceptions import DatabaseError
 from traderagent.database.manager import DatabaseManager
 from traderagent.database.models import Base, BotModel, Order, Trade
 
-HEAD = "0009_commands"  # the newest revision (desk commands, after the leases' fencing tokens)
+HEAD = "0010_tokens"  # the newest revision (the button tokens, after the desk commands)
 OPENED = dt.datetime(2024, 5, 1, 8, 0, tzinfo=dt.UTC)
 
 

@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
 from decimal import Decimal
 
 import aiohttp
 
-from handlers.callbacks import LATE
-from tests.handlers.harness import Operator, button, buttons
+from handlers.callbacks import EXPIRED, LATE
+from tests.handlers.harness import Operator, button, buttons, start_desk, start_frontend
 from tests.orchestrator.test_reports import pass_the_gates
 from traderagent.health import HealthServer
 from traderagent.orchestrator.events import ErrorRaised, EventType, TradingEvent
 from traderagent.reports import DeskWatch, DigestTime
-
-DAY = 24 * 3600
 
 
 def texts_with(fake, needle: str) -> list[str]:
@@ -74,13 +71,59 @@ async def test_an_offer_pressed_after_it_expired_says_so(op: Operator, fake, des
     await DeskWatch(desk_h.desk, None).check()
     offer = await op.next("sendMessage", since, "Ready to scale")
     assert "These buttons expire" in offer.params["text"]
-    frontend.tokens.clock = lambda: time.monotonic() + DAY - 60  # still valid a minute before the day is out
+    clock.advance(hours=23, minutes=59)  # still valid a minute before the day is out
     assert frontend.tokens.lapsed(button(offer, "Approve"), op.chat_id) is None
-    frontend.tokens.clock = lambda: time.monotonic() + DAY + 1
+    clock.advance(minutes=2)
     answer, _ = await op.press(offer, button(offer, "Approve"), method=None)
     reply = fake.callback_answers[answer.params["callback_query_id"]]
     assert reply["text"] == LATE["approve"] and reply["show_alert"]
     assert desk_h.desk.capital.phase.value == "phase_1_5pct"
+
+
+async def offer_then_restart(fake, sim, tmp_path, clock, hours: float) -> tuple[Operator, object, object, object]:
+    """A desk and its frontend push an offer, stop, and start again ``hours`` later on the same database:
+    (operator, the offer message, the new desk harness, the new frontend)."""
+    h = await start_desk(sim, tmp_path, clock=clock)
+    front = await start_frontend(fake, h.desk)
+    op = Operator(fake)
+    pass_the_gates(h, clock)
+    since = len(fake.calls)
+    await DeskWatch(h.desk, None).check()
+    offer = await op.next("sendMessage", since, "Ready to scale")
+    await front.stop()
+    await h.close()
+    clock.advance(hours=hours)
+    h = await start_desk(sim, tmp_path, clock=clock)
+    return op, offer, h, await start_frontend(fake, h.desk)
+
+
+async def test_an_offer_s_buttons_act_after_a_restart_once(fake, sim, tmp_path, clock) -> None:
+    op, offer, h, front = await offer_then_restart(fake, sim, tmp_path, clock, hours=2)
+    try:
+        answer, edit = await op.press(offer, button(offer, "Approve"), match="Scaling approved")
+        assert "Phase 1 → <b>Phase 2</b>" in edit.params["text"] and h.desk.capital.phase.value == "phase_2_25pct"
+        answer, _ = await op.press(offer, button(offer, "Reject"), method=None)  # its sibling went with it
+        assert fake.callback_answers[answer.params["callback_query_id"]]["text"] == EXPIRED
+        since = len(fake.calls)
+        clock.advance(days=1)
+        await DeskWatch(h.desk, None).check()  # answered: the daily re-offer does not come
+        await h.desk.event_bus.drain(5)
+        assert not [c for c in fake.calls[since:] if "Ready to scale" in c.params.get("text", "")]
+    finally:
+        await front.stop()
+        await h.close()
+
+
+async def test_an_offer_pressed_after_a_restart_and_its_expiry_says_so(fake, sim, tmp_path, clock) -> None:
+    op, offer, h, front = await offer_then_restart(fake, sim, tmp_path, clock, hours=25)
+    try:
+        answer, _ = await op.press(offer, button(offer, "Approve"), method=None)
+        reply = fake.callback_answers[answer.params["callback_query_id"]]
+        assert reply["text"] == LATE["approve"] and reply["show_alert"]
+        assert h.desk.capital.phase.value == "phase_1_5pct"
+    finally:
+        await front.stop()
+        await h.close()
 
 
 async def test_digest_arrives_at_the_local_time_and_on_demand(op: Operator, fake, desk_h, clock) -> None:

@@ -44,6 +44,7 @@ from traderagent.database.repositories import (
     LogsRepository,
     OrdersRepository,
     OutboxRepository,
+    TokensRepository,
     TradesRepository,
     clean_order_updates,
     grid_rows,
@@ -53,7 +54,7 @@ from traderagent.database.repositories import (
 
 class DatabaseManager(CredentialsRepository, BotsRepository, OrdersRepository, TradesRepository, GridRepository,
                       LogsRepository, CapitalRepository, AuditRepository, OutboxRepository, LeasesRepository,
-                      CommandsRepository):
+                      CommandsRepository, TokensRepository):
     """Async database access for the whole service; see the module docstring."""
 
     def __init__(

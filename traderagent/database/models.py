@@ -18,6 +18,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -343,6 +344,24 @@ class DeskCommand(Base):
     finished_at: Mapped[dt.datetime | None]
 
 
+# --- revision 0010_tokens -----------------------------------------------------------------------
+
+
+class ButtonToken(Base):
+    """One inline button's one-time token (handlers/tokens.py): what a press does, where, and until
+    when; deleted when used. Kept so that a restarted desk still answers its offers' buttons."""
+
+    __tablename__ = "button_tokens"
+
+    token: Mapped[str] = mapped_column(String(16), primary_key=True)
+    action: Mapped[str] = mapped_column(String(32))
+    arg: Mapped[str] = mapped_column(Text)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    token_group: Mapped[str] = mapped_column(String(16))  # the message's buttons: one press voids them all
+    role: Mapped[int] = mapped_column(SmallInteger)  # the least handlers.auth.Role a press needs
+    expires_at: Mapped[dt.datetime]
+
+
 __all__ = [
     "FINAL_ORDER_STATUSES",
     "NON_FINAL_ORDER_STATUSES",
@@ -352,6 +371,7 @@ __all__ = [
     "AuditEntry",
     "Base",
     "BotLease",
+    "ButtonToken",
     "BotLog",
     "BotModel",
     "BotRuntime",

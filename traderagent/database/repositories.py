@@ -39,6 +39,7 @@ from traderagent.database.models import (
     BotLog,
     BotModel,
     BotRuntime,
+    ButtonToken,
     CapitalState,
     Credential,
     DeskCommand,
@@ -597,6 +598,31 @@ class OutboxRepository(Store):
     async def load_verbosity(self) -> dict[str, str]:
         async with self._read() as session:
             return {row.scope: row.level for row in (await session.execute(select(AlertVerbosity))).scalars()}
+
+
+class TokensRepository(Store):
+    """The inline buttons' one-time tokens (handlers/tokens.py): written as issued, deleted as used."""
+
+    async def save_tokens(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Add tokens (token, action, arg, chat_id, token_group, role, expires_at) in one write."""
+        wanted = [dict(row) for row in rows]
+        if wanted:
+            async with self._write() as session:
+                await session.execute(insert(_table(ButtonToken)), wanted)
+
+    async def delete_tokens(self, tokens: Iterable[str] = (), *, expired_before: dt.datetime | None = None) -> None:
+        """Forget these tokens, and (``expired_before``) every token that expired before then."""
+        table = _table(ButtonToken)
+        wanted = list(tokens)
+        async with self._write() as session:
+            if wanted:
+                await session.execute(delete(table).where(table.c.token.in_(wanted)))
+            if expired_before is not None:
+                await session.execute(delete(table).where(table.c.expires_at < expired_before))
+
+    async def load_tokens(self) -> list[ButtonToken]:
+        async with self._read() as session:
+            return list((await session.execute(select(ButtonToken))).scalars())
 
 
 class LeasesRepository(Store):
