@@ -11,7 +11,8 @@ within those limits (`Limits`) instead of finding them out:
   saying why; a text Telegram refuses (400) is logged with Telegram's reason;
 - alerts stay in the database (`OutboxStore`) until sent, so those produced during an outage or
   while the desk restarts are delivered afterwards, oldest first, each with its original time.
-  A send cut short by a stop may be repeated after the restart: at least once, never lost.
+  A send cut short by a stop may be repeated after the restart: at least once, never lost. A sent
+  alert's row is deleted behind (`WriteBehind`): the chat's next message never waits for the disk.
 
 In a fleet (traderagent/fleet) the desk workers send nothing: `StoredAlerts` writes their alerts to the
 outbox table and tells the console, whose `Outbox.pick_up` takes up the new rows (each once, in
@@ -34,6 +35,7 @@ from telegram import Bot, InlineKeyboardMarkup
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
 from handlers.formatting import MAX_MESSAGE, esc, fit, split_message, tg_len
+from handlers.write_behind import WriteBehind
 from traderagent.ports import OutboxStore
 
 log = logging.getLogger(__name__)
@@ -202,7 +204,7 @@ class _Chat:
                 self.wakeup.clear()
                 await self.wakeup.wait()
                 continue
-            await self._expire()
+            self._expire()
             if self.requests or self.alerts:
                 wait = await self._attempt()
                 if wait:
@@ -228,7 +230,7 @@ class _Chat:
         except BadRequest as err:
             if request is not None and request.what == "edit" and "not modified" in err.message.lower():
                 return self._done(request, None)
-            await self._refused(request, err.message, batch)
+            self._refused(request, err.message, batch)
             return 0.0
         except TelegramError as err:  # network, outage, 5xx, Forbidden (blocked bot): keep trying
             self.outbox.stats.retries += 1
@@ -243,7 +245,7 @@ class _Chat:
         self.backoff = 0.0
         if request is not None:
             return self._done(request, result)
-        await self._delivered(batch)
+        self._delivered(batch)
         return 0.0
 
     def _done(self, request: Request, result: Any) -> float:
@@ -256,12 +258,12 @@ class _Chat:
         gone = set(map(id, alerts))
         self.alerts = [a for a in self.alerts if id(a) not in gone]
 
-    async def _delivered(self, alerts: list[Alert]) -> None:
+    def _delivered(self, alerts: list[Alert]) -> None:
         self._remove(alerts)
         self.outbox.stats.delivered += len(alerts)
-        await self.outbox.forget(alerts)
+        self.outbox.forget(alerts)
 
-    async def _refused(self, request: Request | None, reason: str, alerts: list[Alert]) -> None:
+    def _refused(self, request: Request | None, reason: str, alerts: list[Alert]) -> None:
         self.outbox.stats.dropped += 1
         if request is not None:
             log.error("Telegram refused a %s to chat %s (%s); it is dropped", request.what, self.chat_id, reason)
@@ -270,9 +272,9 @@ class _Chat:
         log.error("Telegram refused %d alert(s) to chat %s (%s); dropped: %s", len(alerts), self.chat_id, reason,
                   "; ".join(a.line for a in alerts)[:500])
         self._remove(alerts)
-        await self.outbox.forget(alerts)
+        self.outbox.forget(alerts)
 
-    async def _expire(self) -> None:
+    def _expire(self) -> None:
         """Give up, loudly, what waited longer than max_age."""
         oldest = datetime.now(UTC) - self.outbox.max_age
         while self.requests and self.requests[0].created_at < oldest:
@@ -287,7 +289,7 @@ class _Chat:
             log.error("%d alert(s) to chat %s undeliverable for %s (%s); given up: %s", len(stale), self.chat_id,
                       self.outbox.max_age, self.last_error or "no answer", "; ".join(a.line for a in stale)[:500])
             self._remove(stale)
-            await self.outbox.forget(stale)
+            self.outbox.forget(stale)
 
 
 class Outbox:
@@ -309,6 +311,7 @@ class Outbox:
         self.admits: Callable[[Alert], bool] = lambda alert: True  # a stored alert still wanted (pick_up)
         self._rows = asyncio.Lock()  # a pick-up reads the table while no delivered row is being deleted
         self._leaving: set[int] = set()  # rows delivered (or given up) whose deletion is not yet done
+        self._deletes = WriteBehind(self._delete, "delivered alert(s)") if store is not None else None
 
     def chat(self, chat_id: int) -> _Chat:
         chat = self._chats.get(chat_id)
@@ -351,7 +354,7 @@ class Outbox:
                     chat.alerts = sorted(chat.alerts + fresh, key=lambda a: (a.created_at, a.id or 0))
                     chat.poke()
                     new += len(fresh)
-        await self.forget(unwanted)
+        self.forget(unwanted)
         return new
 
     async def stop(self, timeout: float = 5.0) -> None:
@@ -374,6 +377,8 @@ class Outbox:
             for request in chat.requests:
                 request.done.cancel()
             chat.requests.clear()
+        if self._deletes is not None:
+            await self._deletes.flush()
 
     async def flush(self) -> None:
         """Wait until every queue is empty."""
@@ -445,17 +450,20 @@ class Outbox:
                 chat.poke()
         self.stats.alerts += len(queued)
 
-    async def forget(self, alerts: Iterable[Alert]) -> None:
+    def forget(self, alerts: Iterable[Alert]) -> None:
+        """Delete these alerts from the database, behind: the chat's next message does not wait for it."""
         ids = [a.id for a in alerts if a.id is not None]
-        if self.store is not None and ids:
+        if self._deletes is not None and ids:
             self._leaving.update(ids)  # at once: a pick-up must not queue them again
-            async with self._rows:
-                try:
-                    await self.store.delete_outbox(ids)
-                except Exception:  # kept in _leaving: this run does not send them again
-                    log.exception("could not remove %d delivered alert(s) from the database", len(ids))
-                    return
-                self._leaving.difference_update(ids)
+            self._deletes.add(ids)
+
+    async def _delete(self, ids: list[int]) -> None:
+        """The writer's delete (a pick-up waits meanwhile); a failure is logged by the writer and leaves
+        the ids in ``_leaving``: this run does not send them again."""
+        assert self.store is not None, "deletes are queued only with a store"
+        async with self._rows:
+            await self.store.delete_outbox(ids)
+        self._leaving.difference_update(ids)
 
 
 class StoredAlerts:

@@ -8,22 +8,19 @@ token never issued all come back as None: "expired". A button may live longer th
 valid, so the answer can say so.
 
 With a `TokenStorePort` (the desk's database) the tokens outlive a restart: issued and used ones are
-written behind by one writer task, in order, so a press never waits for the database; `load()` at
+written behind (`WriteBehind`), in order, so a press never waits for the database; `load()` at
 start brings back the previous run's. Times are the desk's clock (UTC datetimes).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
+from handlers.write_behind import WriteBehind
 from traderagent.ports import TokenStorePort
-
-log = logging.getLogger(__name__)
 
 DEFAULT_TTL = timedelta(minutes=15)
 KEEP_LAPSED = timedelta(days=1)  # a lapsed token is remembered this long: its press says "too late"
@@ -51,9 +48,9 @@ class TokenStore:
         self.clock = clock
         self.store = store
         self._tokens: dict[str, ButtonAction] = {}
-        self._unsaved: dict[str, ButtonAction] = {}  # issued, not yet in the database
-        self._undeleted: set[str] = set()  # used or forgotten, still in the database
-        self._writer: asyncio.Task[None] | None = None
+        # (token, its action) issued, (token, None) used or forgotten: in order
+        self._changes: WriteBehind[tuple[str, ButtonAction | None]] | None = (
+            WriteBehind(self._write, "button token change(s)") if store is not None else None)
 
     async def load(self) -> None:
         """The tokens of the previous run (those lapsed long ago are deleted instead)."""
@@ -70,8 +67,9 @@ class TokenStore:
         self._prune()
         token = secrets.token_urlsafe(9)  # 12 characters
         entry = ButtonAction(action, arg, chat_id, group, role, expires_at or self.clock() + self.ttl)
-        self._tokens[token] = self._unsaved[token] = entry
-        self._write()
+        self._tokens[token] = entry
+        if self._changes is not None:
+            self._changes.add([(token, entry)])
         return token
 
     def lapsed(self, token: str, chat_id: int) -> ButtonAction | None:
@@ -99,41 +97,32 @@ class TokenStore:
 
     async def flush(self) -> None:
         """Wait until every token issued or used so far is written."""
-        if self._writer is not None:
-            await asyncio.shield(self._writer)
+        if self._changes is not None:
+            await self._changes.flush()
 
     def __len__(self) -> int:
         return len(self._tokens)
 
-    def _forget(self, tokens: Iterable[str]) -> None:
+    def _forget(self, tokens: list[str]) -> None:
         for token in tokens:
             del self._tokens[token]
-            if self._unsaved.pop(token, None) is None:
-                self._undeleted.add(token)
-        self._write()
+        if self._changes is not None:
+            self._changes.add((token, None) for token in tokens)
 
     def _prune(self) -> None:
         if len(self._tokens) > PRUNE_ABOVE:
             long_ago = self.clock() - KEEP_LAPSED
             self._forget([t for t, e in self._tokens.items() if e.expires_at < long_ago])
 
-    def _write(self) -> None:
-        if self.store is not None and (self._writer is None or self._writer.done()) and (self._unsaved or self._undeleted):
-            self._writer = asyncio.get_running_loop().create_task(self._write_all(self.store), name="button-tokens")
-
-    async def _write_all(self, store: TokenStorePort) -> None:
-        """Write what changed until nothing is left; a failed write is logged (those buttons then answer
-        only until the desk restarts)."""
-        while self._unsaved or self._undeleted:
-            saved, self._unsaved = self._unsaved, {}
-            deleted, self._undeleted = self._undeleted, set()
-            try:
-                await store.save_tokens([_row(token, entry) for token, entry in saved.items()])
-                if deleted:
-                    await store.delete_tokens(deleted)
-            except Exception:
-                log.exception("could not write %d button token(s): they answer until the desk restarts",
-                              len(saved) + len(deleted))
+    async def _write(self, changes: list[tuple[str, ButtonAction | None]]) -> None:
+        """Rows for the tokens issued, deletes for those used; one issued and used since the last write
+        is never written."""
+        assert self.store is not None, "changes are queued only with a store"
+        issued = {token: entry for token, entry in changes if entry is not None}
+        used = [token for token, entry in changes if entry is None and issued.pop(token, None) is None]
+        await self.store.save_tokens([_row(token, entry) for token, entry in issued.items()])
+        if used:
+            await self.store.delete_tokens(used)
 
 
 def _row(token: str, entry: ButtonAction) -> dict[str, object]:

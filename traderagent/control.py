@@ -296,6 +296,9 @@ class Desk(Records):
         self._stall_alerted = False
         self.refused: list[tuple[str, str]] = []
         self.liquidation_watch = LiquidationWatch()
+        # each linear account's positions as last read (check_perp, every PERP_CHECK_SECONDS): /status shows
+        # these instead of asking every account while the operator waits
+        self.positions_seen: dict[int, list[dict[str, Any]]] = {}
         self.leases = leases  # one owner per bot: this desk runs only the bots it holds the lease of
         self.standby: dict[str, BotSpec] = {}  # bots another desk runs; taken over when their lease expires
         if leases is not None:
@@ -746,7 +749,8 @@ class Desk(Records):
         """Per account: the liquidation alert, then funding booked to the bots of each symbol."""
         for client, handles in self._linear_accounts():
             try:
-                risks = [position_risk(r) for r in await client.fetch_positions()]
+                rows = self.positions_seen[id(client)] = await client.fetch_positions()
+                risks = [position_risk(r) for r in rows]
                 for alert in self.liquidation_watch.check(id(client), risks, self.risk.rails.liquidation_alert):
                     self._publish(alert)
                 for symbol in sorted({h.spec.symbol for h in handles}):
@@ -765,21 +769,24 @@ class Desk(Records):
             except LeaseLapsed as exc:  # taken over meanwhile: its new owner books the funding
                 log.warning("%s: funding not booked here: %s", handle.spec.name, exc)
 
-    async def _account_positions(self) -> dict[int, list[dict[str, Any]]]:
-        """Each linear account's open positions (``fetch_positions`` rows) by account id; an account
-        that cannot be asked now is absent. One request per account, whatever its symbols."""
+    async def _account_positions(self, only: ExchangePort | None = None) -> dict[int, list[dict[str, Any]]]:
+        """Each linear account's (``only``: that one's) open positions (``fetch_positions`` rows) by account
+        id; an account that cannot be asked now is absent. One request per account, whatever its symbols."""
         out: dict[int, list[dict[str, Any]]] = {}
         for client, _ in self._linear_accounts():
+            if only is not None and client is not only:
+                continue
             try:
-                out[id(client)] = await client.fetch_positions()
+                out[id(client)] = self.positions_seen[id(client)] = await client.fetch_positions()
             except Exception as exc:
                 log.warning("positions from the exchange unavailable: %s", exc)
         return out
 
-    async def _exchange_risk(self) -> dict[tuple[int, str], PositionRisk]:
-        """The accounts' perpetual positions by (account, symbol); none when ByBit cannot be asked now."""
+    async def _exchange_risk(self, only: ExchangePort | None = None) -> dict[tuple[int, str], PositionRisk]:
+        """The accounts' (``only``: one account's) perpetual positions by (account, symbol); none when ByBit
+        cannot be asked now."""
         return {(account, r["symbol"]): position_risk(r)
-                for account, rows in (await self._account_positions()).items() for r in rows}
+                for account, rows in (await self._account_positions(only)).items() for r in rows}
 
     def _publish(self, payload: Payload) -> None:
         self.event_bus.publish(TradingEvent.of(DESK, payload))
@@ -808,7 +815,8 @@ class Desk(Records):
         return [_summary(h.bot) for h in self.bots.values()]
 
     async def desk_status(self) -> DeskStatus:
-        """The desk: state counts, capital, every bot's summary."""
+        """The desk: state counts, capital, every bot's summary; from memory, no request (the perpetual
+        positions as the last check read them)."""
         states: dict[str, int] = {}
         for h in self.bots.values():
             states[h.bot.state.value] = states.get(h.bot.state.value, 0) + 1
@@ -825,14 +833,14 @@ class Desk(Records):
             exposure_limit=self.risk.exposure_limit(cm.allocated_capital) if cm else None,
             day_pnl=self.risk.desk_day_pnl(),
             storage_lost=self.storage.lost,
-            exchange_positions=tuple((await self._exchange_risk()).values()),
+            exchange_positions=tuple(position_risk(r) for rows in self.positions_seen.values() for r in rows),
         )
 
     async def bot_status(self, name: str) -> BotStatus:
         """One bot's details (``name``: a unique prefix is enough)."""
         bot = self._bot(name)
         performance = bot.strategy.get_performance()
-        risk = await self._exchange_risk() if bot.market_type == "linear" else {}
+        risk = await self._exchange_risk(bot.client) if bot.market_type == "linear" else {}
         return BotStatus(
             **vars(_summary(bot)),
             ticks=bot.ticks,

@@ -108,7 +108,7 @@ class DeskStatus:
     exposure_limit: Decimal | None
     day_pnl: Decimal
     storage_lost: str | None  # why the database takes no writes (no entries until it does); None: fine
-    exchange_positions: tuple[PositionRisk, ...] = ()  # perpetual positions of the desk's accounts
+    exchange_positions: tuple[PositionRisk, ...] = ()  # the accounts' perpetual positions, as last checked
     workers: Mapping[str, str] = field(default_factory=dict)  # a fleet's console: bot -> the worker running it
 
 

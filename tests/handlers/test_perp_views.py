@@ -17,15 +17,15 @@ async def test_status_shows_the_perpetual_position_and_the_alert_reaches_the_cha
         await raw.ok("POST", "/v5/order/create", {"category": "linear", "symbol": "BTCUSDT", "side": "Buy",
                                                   "orderType": "Market", "qty": "0.1"})
     call = await op.command("/status", match="Desk")
+    assert "⚡" not in call.params["text"]  # /status asks no exchange: it shows what the last check read
+    since = len(op.fake.calls)
+    await desk_h.desk.check_perp()  # liquidation near 45260: under 10 % away at 50000
+    alert = await op.next("sendMessage", since, match="from liquidation")
+    assert "BTCUSDT" in alert.params["text"] and "mark 50000" in alert.params["text"]
+    call = await op.command("/status", match="Desk")
     text = call.params["text"]
     assert "⚡ BTCUSDT long 0.1 @ " in text and "mark 50000 · liq 45" in text and "margin 500." in text
     assert "10x" in text and "% away)" in text
-    sim.set_price("BTCUSDT", Decimal("47000"))  # liquidation near 45260: under 10% away
-    since = len(op.fake.calls)
-    await desk_h.desk.check_perp()
-    alert = await op.next("sendMessage", since, match="from liquidation")
-    assert "BTCUSDT" in alert.params["text"] and "mark 47000" in alert.params["text"]
-
 
 def test_position_line_shows_bybit_view_under_the_strategy_view() -> None:
     risk = PositionRisk(symbol="BTCUSDT", side="long", size=Decimal("0.1"), entry_price=Decimal("50000"),
