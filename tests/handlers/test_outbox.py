@@ -150,6 +150,27 @@ async def test_alerts_queued_during_an_outage_arrive_after_a_restart(fake: FakeT
     assert await desk_h.db.pending_outbox([CHAT]) == []
 
 
+async def test_a_reply_never_waits_for_the_database(op: Operator, fake: FakeTelegram, desk_h, frontend,
+                                                    monkeypatch) -> None:
+    """A delivered alert's row is deleted behind: a database slow to take the delete holds up no reply."""
+    deleting, release = asyncio.Event(), asyncio.Event()
+    delete = desk_h.db.delete_outbox
+
+    async def slow_delete(ids: list[int]) -> None:
+        deleting.set()
+        await release.wait()
+        await delete(ids)
+
+    monkeypatch.setattr(desk_h.db, "delete_outbox", slow_delete)
+    desk_h.desk.event_bus.publish(TradingEvent(EventType.ERROR, "grid-xrp", ErrorRaised("disk is slow")))
+    await asyncio.wait_for(deleting.wait(), 30)  # the alert went out; its row's delete hangs
+    await op.command("/status", match="Desk")
+    assert len(await desk_h.db.pending_outbox([CHAT])) == 1
+    release.set()
+    await frontend.stop()  # a stop waits for the deletes queued
+    assert await desk_h.db.pending_outbox([CHAT]) == []
+
+
 async def test_an_overlong_argument_gets_a_sane_reply(op: Operator) -> None:
     call = await op.command("/pause " + "x" * 4089)
     text = call.params["text"]
