@@ -235,7 +235,7 @@ async def test_operator_acts_while_the_disk_is_full_and_it_is_all_saved_after(si
         assert (await h.db.load_capital_state())["halt"]["reason"].startswith("database trouble")
         await h.desk.event_bus.drain(5)
         logged = [line.message for line in await h.db.get_logs(None, limit=1000)]
-        assert "STORAGE_LOST" in logged and "HALTED" in logged and any("trading halted" in m for m in logged)
+        assert "STORAGE_LOST" in logged and logged.count("HALTED") == 1  # kept while the disk was full, once
         await settle_and_compare(h, sim)
     finally:
         await h.close()
