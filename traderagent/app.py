@@ -503,6 +503,9 @@ async def _wait_ticks(desk: Any, ticks: int) -> None:
     while min((desk.tick_counts.get(n, 0) for n in desk.bots), default=ticks) < ticks:
         desk.ticked.clear()
         await desk.ticked.wait()
+    if desk.scheduler is not None and desk.scheduler.scheduler.running:
+        desk.scheduler.scheduler.pause()  # no tick past the N-th (the stop follows) ...
+    await desk.gate.settled()  # ... and the orders they queued are answered and booked first
 
 
 async def _shutdown(rt: Runtime) -> None:

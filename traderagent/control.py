@@ -657,8 +657,10 @@ class Desk(Records):
         self._started = False
 
     async def tick_all(self) -> None:
-        """One tick of every bot, concurrently (tests and ``--ticks``)."""
+        """One tick of every bot, concurrently, and the entries they queued answered and booked (tests and
+        ``--ticks``: each step ends settled)."""
         await asyncio.gather(*(h.bot.tick() for h in self.bots.values()))
+        await self.gate.settled()
         await self.check_desk_risk()
         await self.check_storage()
 

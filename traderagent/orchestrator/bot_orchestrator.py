@@ -28,7 +28,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -253,6 +253,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
             if self.state is BotState.STOPPED:
                 return
             check_transition(self.state, BotState.STOPPED, self.name)
+            self.gate.abandon(self.name)  # its entries still queued never leave (one answered later is cancelled)
             if cancel_entries:
                 await self._cancel_entry_orders()
             await self._set_state(BotState.STOPPED, reason, by)
@@ -290,25 +291,33 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
             if self.state not in TICKING_STATES:
                 return False
             try:
-                await self._tick()
-                self._transient_failures = 0
-            except LeaseLapsed as exc:  # another desk may run the bot now: its state is not ours to change
-                log.warning("%s: %s", self.name, exc)
-            except OrderRefused as exc:
-                await self.fail(str(exc))
-            except DatabaseUnavailableError as exc:  # not the bot's fault: the desk stops entries, it waits
-                self.storage.trip(exc)
-            except (NetworkError, RateLimitError) as exc:
-                self._transient_failures += 1
-                log.warning("%s: exchange unreachable this tick (%s)", self.name, exc)
-                if self._transient_failures >= TRANSIENT_LIMIT:
-                    await self.fail(exc)
-            except Exception as exc:
-                await self.fail(exc)
+                if await self._guarded(self._tick()):
+                    self._transient_failures = 0
             finally:
                 self.ticks += 1
                 self.last_tick_at = self.clock()
         return True
+
+    async def _guarded(self, step: Awaitable[None]) -> bool:
+        """Run a step of the bot (a tick, the booking of a queued send's answer; the caller holds the lock); a
+        failure is handled as the bot's, never raised. False when it failed."""
+        try:
+            await step
+            return True
+        except LeaseLapsed as exc:  # another desk may run the bot now: its state is not ours to change
+            log.warning("%s: %s", self.name, exc)
+        except OrderRefused as exc:
+            await self.fail(str(exc))
+        except DatabaseUnavailableError as exc:  # not the bot's fault: the desk stops entries, it waits
+            self.storage.trip(exc)
+        except (NetworkError, RateLimitError) as exc:
+            self._transient_failures += 1
+            log.warning("%s: exchange unreachable this tick (%s)", self.name, exc)
+            if self._transient_failures >= TRANSIENT_LIMIT:
+                await self.fail(exc)
+        except Exception as exc:
+            await self.fail(exc)
+        return False
 
     async def _tick(self) -> None:
         self.risk.roll_day()
@@ -462,7 +471,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
             intent = wanted.get(tag)
             if not self.gate.admits(self.name):
                 return  # stopping, or fenced: the replacement could not be sent; the next start re-diffs
-            if order.order_type != "limit" or (intent is not None and intent.order_type == "limit"
+            if order.in_flight or order.order_type != "limit" or (intent is not None and intent.order_type == "limit"
                                                and (_same(order, intent) or await self._amend(order, intent))):
                 continue
             stale.append(order)
@@ -653,7 +662,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         own = self.strategy.allocated_capital + self._realized
         free = await self.market.free_balance(self.quote_coin)
         # our own resting orders already hold part of the wallet: they are ours, not a shortage
-        mine = sum((o.qty * o.price for o in self._orders.values() if o.price is not None), ZERO)
+        mine = sum((o.qty * o.price for o in self._orders.values() if o.price is not None and not o.in_flight), ZERO)
         return max(min(own, free + mine), ZERO)
 
     def _exposure_ok(self, notional: Decimal) -> bool:
@@ -822,14 +831,17 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         table = getattr(self.strategy, "level_table", None)
         if not callable(table):
             return None
-        by_tag = {o.tag: o.client_order_id for o in self._orders.values()}
+        by_tag = {o.tag: o for o in self._orders.values()}
         price = self.last_price
         rows = []
         for row in table():
             tag = row.pop("tag", None)
             if row.get("side") is None:  # an idle level: the side it would trade from here
                 row["side"] = "buy" if price is None or Decimal(row["price"]) < price else "sell"
-            row["client_order_id"] = by_tag.get(tag) if tag else None
+            order = by_tag.get(tag) if tag else None
+            row["client_order_id"] = order.client_order_id if order is not None else None
+            if order is not None and order.in_flight:
+                row["status"] = "placing"  # queued: its level is taken, its order not on the exchange yet
             rows.append(row)
         return rows
 

@@ -21,6 +21,13 @@ The account's per-second order limit is shared by all its bots (``OrderBudget``,
 type): only a few sends wait at the client's FIFO rate limiter at a time; the others wait here, exits
 and protective orders first, entries in fair turns between the bots, so one bot's ladder cannot
 hold the limiter while another bot's stop waits behind it.
+
+Sends queue without blocking ticks: a tick writes its orders' write-ahead rows and hands their sends
+to ``queue`` (a task that waits for its turn at the account's budget, exits before entries, then
+books the answers under the bot's lock), so a bot's next tick is never late because its ladder waits
+for the rate limiter. ``abandon(bot)`` (the bot stops) cancels that bot's entries still waiting (its
+exits still go); ``drain`` waits for the queued sends too, and ``settled`` (tests, ``--ticks``) until
+every queued send is answered and booked.
 """
 
 from __future__ import annotations
@@ -29,9 +36,9 @@ import asyncio
 import heapq
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from traderagent.database.exceptions import LeaseLapsed
 
@@ -105,8 +112,10 @@ class SendGate:
         self.refused = 0  # sends refused or abandoned because the gate was closed
         self._bots: dict[asyncio.Task[object], str] = {}  # every admitted send -> its bot
         self._waiting: set[asyncio.Task[object]] = set()  # admitted, not yet on the wire
+        self._urgent: set[asyncio.Task[object]] = set()  # of those, the exits and protective orders
         self._wired: set[asyncio.Task[object]] = set()
         self._abandoned: set[asyncio.Task[object]] = set()
+        self._queued: set[asyncio.Task[None]] = set()  # sends handed over by ticks, until booked
 
     def admits(self, bot: str) -> bool:
         """May ``bot`` decide and send orders now (the desk runs, and owns the bot)?"""
@@ -122,6 +131,8 @@ class SendGate:
         assert task is not None
         self._waiting.add(task)
         self._bots[task] = bot
+        if urgent:
+            self._urgent.add(task)
         try:
             async with self.budgets.setdefault(lane, OrderBudget()).turn(bot, cost, urgent):
                 return await call()
@@ -129,9 +140,10 @@ class SendGate:
             if task not in self._abandoned:
                 raise
             task.uncancel()
-            raise SendsStopped("the desk is stopping: send abandoned before it reached the exchange") from None
+            raise SendsStopped("send abandoned before it reached the exchange (stopping)") from None
         finally:
             self._waiting.discard(task)
+            self._urgent.discard(task)
             self._bots.pop(task, None)
             self._wired.discard(task)
             self._abandoned.discard(task)
@@ -156,24 +168,50 @@ class SendGate:
         self.refused += 1
         return SendsStopped("the desk is stopping" if self.closed else f"this desk no longer owns {bot}")
 
+    def queue(self, job: Coroutine[Any, Any, None]) -> None:
+        """Run ``job`` (an entry send through ``send``, then the booking of its answer) beside the tick
+        that decided it: it waits for its turn at the budget, the tick goes on."""
+        task = asyncio.create_task(job)
+        self._queued.add(task)
+        task.add_done_callback(self._queued.discard)
+
+    @property
+    def queued(self) -> int:
+        """Sends handed over by ticks and not booked yet."""
+        return len(self._queued)
+
+    async def settled(self) -> None:
+        """Until every queued send is answered and booked (tests and ``--ticks``: a tick, then its orders)."""
+        while self._queued:
+            for result in await asyncio.gather(*self._queued, return_exceptions=True):
+                if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                    raise result  # a bot's failures are booked as its own: what is left must stop the caller
+
+    def abandon(self, bot: str | None = None) -> None:
+        """Cancel sends still waiting for the rate limiter, every one (None: the desk stops) or ``bot``'s
+        entries (the bot stops; its exits still go): they never reach the exchange (SendsStopped)."""
+        waiting = [t for t in self._waiting
+                   if bot is None or (self._bots.get(t) == bot and t not in self._urgent)]
+        for task in waiting:
+            self._abandoned.add(task)
+            task.cancel()
+        self.refused += len(waiting)
+
     def close(self) -> None:
         """No new send from now on; the sends waiting for the rate limiter are abandoned."""
         if self.closed:
             return
         self.closed = True
-        for task in self._waiting:
-            self._abandoned.add(task)
-            task.cancel()
-        self.refused += len(self._waiting)
+        self.abandon()
 
     def reopen(self) -> None:
         """Sends allowed again (after a stop-all: every bot is STOPPED, an operator's start may follow)."""
         self.closed = False
 
     async def drain(self, timeout: float) -> int:
-        """Wait (at most ``timeout`` s) for the sends already on the wire; returns how many are
-        still unanswered (their rows stay PENDING for the next start)."""
-        pending = set(self._wired) | set(self._waiting)
+        """Wait (at most ``timeout`` s) for the sends already on the wire and the queued ones' bookings;
+        returns how many are still unanswered (their rows stay PENDING for the next start)."""
+        pending: set[asyncio.Task[Any]] = self._wired | self._waiting | self._queued
         if not pending:
             return 0
         _, left = await asyncio.wait(pending, timeout=timeout)

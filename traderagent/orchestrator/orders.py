@@ -101,6 +101,7 @@ class TrackedOrder:
     misses: int = 0
     avg_price: Decimal | None = None  # of ``filled``; with ``fee``: the part a ladder has booked
     fee: Decimal = ZERO
+    in_flight: bool = False  # in the account's queue: written, its answer not booked yet
 
     @classmethod
     def from_row(cls, row: OrderRow) -> TrackedOrder:
@@ -144,6 +145,8 @@ class OrderLifecycle:
         async def _book_fill(self, order: TrackedOrder, filled: Decimal, avg: Decimal,
                              fee: Decimal) -> list[OrderIntent]: ...
         async def _apply_follow_ups(self, follow: list[OrderIntent]) -> None: ...
+        async def _guarded(self, step: Awaitable[None]) -> bool: ...
+        async def _protect(self) -> None: ...
         async def _set_state(self, target: BotState, reason: str = "", by: str = "desk") -> None: ...
         async def _persist(self, *, new_orders: list[dict[str, Any]] | None = None,
                            order_updates: list[tuple[str, dict[str, Any]]] | None = None,
@@ -158,11 +161,12 @@ class OrderLifecycle:
         return (await self._place_many([intent]))[0]
 
     async def _place_many(self, intents: list[OrderIntent]) -> list[TrackedOrder | None]:
-        """The crash-safe order path for every order one tick decides, batched: all PENDING rows
-        (with the decision that made them) in ONE transaction, then every send concurrently (the
-        client rate-limits per endpoint), then every acknowledgement in ONE transaction. Nothing is
-        sent before its row is durable. Returns, per intent, the tracked order (None: refused by
-        the exchange)."""
+        """The crash-safe order path for every order one tick decides: all PENDING rows (with the
+        decision that made them) in ONE transaction, then the sends handed to the account's queue
+        (gate.py), exits and entries apart (exits go first), each group's answers booked in ONE
+        transaction when they come (``_send_queued``). Nothing is sent before its row is durable, and
+        the tick never waits for the rate limiter. Returns, per intent, the order in flight (None: not
+        sent: the gate refused it, or an entry while storage is lost)."""
         if not intents:
             return []
         if not self.gate.admits(self.name):  # stopping, or fenced: nothing is written or sent
@@ -171,6 +175,7 @@ class OrderLifecycle:
         live = [self._new_order(intent) for intent in intents]
         orders: list[TrackedOrder | None] = list(live)  # None: an entry not sent (storage lost)
         for order in live:
+            order.in_flight = True  # until its answer is booked: neither sent again nor taken for resting
             self._orders[order.client_order_id] = order
         try:
             durable = await self._persist(new_orders=[
@@ -185,57 +190,73 @@ class OrderLifecycle:
             orders = self._exits_only(live)
             live = [o for o in orders if o is not None]
         crash_point("after_write_ahead")
-        sent = time.monotonic()
-        for order in live:
-            order.sent_at = sent
-        results = iter(await self._send_all(live))
-        out: list[TrackedOrder | None] = []
+        net = self._net_position()
+        entries = [o for o in live if is_entry(intent_of(o), net)]
+        for group in ([o for o in live if o not in entries], entries):
+            if group:
+                self.gate.queue(self._send_queued(group))
+        return orders
+
+    async def _send_queued(self, orders: list[TrackedOrder]) -> None:
+        """Send in the account's queue (``_through_gate``), then book the answers under the bot's lock."""
+        results = await self._send_all(orders)
+        async with self._lock:
+            answered = time.monotonic()  # an uncertain one gets its grace from its answer, not its queueing
+            for order in orders:
+                order.in_flight, order.sent_at = False, answered
+            if not await self._guarded(self._settle(orders, results)):
+                return
+            if self.state is BotState.STOPPED:  # queued before the bot stopped, answered after: not wanted
+                await self._guarded(self._cancel_entry_orders())
+            elif self.state in TICKING_STATES:
+                await self._guarded(self._protect())  # a market entry filled: its stop is held at once
+
+    async def _settle(self, orders: list[TrackedOrder], results: list[Any]) -> None:
+        """Book each send's answer: accepted -> OPEN with the exchange's id (a market order confirmed at
+        once); refused -> REJECTED (FAILED for a rate limit, retried after a pause), the refusal told;
+        SendsStopped or uncertain -> PENDING, settled by the order sync or the next start's reconcile."""
         acked: list[TrackedOrder] = []
         refused: list[tuple[TrackedOrder, ExchangeAPIError]] = []
         unexpected: BaseException | None = None
-        for slot in orders:
-            if slot is None:  # an entry while storage is lost: not sent
-                out.append(None)
-                continue
-            order, result = slot, next(results)
+        for order, result in zip(orders, results, strict=True):
+            if order.client_order_id not in self._orders:
+                continue  # already final: the fill stream booked it before its answer was applied
             if isinstance(result, dict):
                 acked.append(order)
-                order.exchange_order_id = result.get("id") or None
-                out.append(order)
+                order.exchange_order_id = order.exchange_order_id or result.get("id") or None
             elif isinstance(result, SendsStopped):
-                out.append(order)  # not sent, or its answer abandoned: PENDING, reconciled at the next start
+                pass  # not sent, or its answer abandoned: PENDING, reconciled at the next start
             elif isinstance(result, NetworkError | DuplicateOrderError):
                 # uncertain: it may exist. Keep it PENDING; the order sync resolves it by orderLinkId.
                 log.warning("%s: send of %s uncertain (%s); will reconcile", self.name, order.client_order_id, result)
-                out.append(order)
             elif isinstance(result, RateLimitError):  # transient, and not placed: again after a pause
                 await self._finish(order, "FAILED", error=str(result))
                 self._rejected_until[order.tag] = time.monotonic() + REJECT_COOLDOWN_S
-                out.append(None)
             elif isinstance(result, ExchangeAPIError):  # permanent: sending it again cannot help
                 await self._finish(order, "REJECTED", error=str(result))
                 refused.append((order, result))
-                out.append(None)
             else:  # a bug or a cancellation: leave the order PENDING (reconciled later), fail the tick
                 unexpected = unexpected or result
-                out.append(order)
         if acked:
-            crash_point("after_send")
-            for order in acked:
-                order.status = "OPEN"
-            await self._persist(order_updates=[(o.client_order_id, {"exchange_order_id": o.exchange_order_id,
-                                                                     "status": "OPEN"}) for o in acked])
-            for order in acked:
-                self._emit(OrderPlaced(self._order_ref(order)))
-            self.market.invalidate("orders", self.symbol)
-            for order in acked:
-                if order.order_type == "market" and order.client_order_id in self._orders:
-                    await self._confirm(order)  # fills at once: book it in this tick
+            await self._acked(acked)
         if unexpected is not None:
             raise unexpected
         if refused:
             self._on_refused(refused)
-        return out
+
+    async def _acked(self, acked: list[TrackedOrder]) -> None:
+        crash_point("after_send")
+        for order in acked:
+            if order.status == "PENDING":  # the fill stream may have told more already
+                order.status = "OPEN"
+        await self._persist(order_updates=[(o.client_order_id, {"exchange_order_id": o.exchange_order_id,
+                                                                 "status": o.status}) for o in acked])
+        for order in acked:
+            self._emit(OrderPlaced(self._order_ref(order)))
+        self.market.invalidate("orders", self.symbol)
+        for order in acked:
+            if order.order_type == "market" and order.client_order_id in self._orders:
+                await self._confirm(order)  # fills at once: book it now
 
     def _exits_only(self, orders: list[TrackedOrder]) -> list[TrackedOrder | None]:
         """Storage is lost (their rows could not be written): the orders that protect a position
@@ -365,8 +386,8 @@ class OrderLifecycle:
 
     async def _cancel_entry_orders(self) -> None:
         net = self._net_position()
-        await self._cancel_many([o for o in self._orders.values()
-                                 if o.order_type == "limit" and is_entry(intent_of(o), net)], "bot stopped")
+        await self._cancel_many([o for o in self._orders.values() if o.order_type == "limit" and not o.in_flight
+                                 and is_entry(intent_of(o), net)], "bot stopped")
 
     async def _amend(self, order: TrackedOrder, intent: OrderIntent) -> bool:
         """Reprice or resize an unfilled resting limit in place (same ids, one request); False: not
@@ -395,7 +416,7 @@ class OrderLifecycle:
             return
         listed, listed_at = await self.market.open_orders(self.symbol)
         by_id = {o["client_order_id"]: o for o in listed}
-        for order in list(self._orders.values()):
+        for order in [o for o in self._orders.values() if not o.in_flight]:
             seen = by_id.get(order.client_order_id)
             if seen is not None:
                 if seen["filled"] != order.filled or _STATUS.get(seen["status"]) != order.status:
