@@ -177,3 +177,25 @@ async def test_a_bot_stopped_while_its_entries_wait_sends_none_of_them(sim, tmp_
         assert {r.status for r in await h.db.list_orders(limit=100)} == {"FAILED"}
     finally:
         await h.close()
+
+
+async def test_a_bot_stopped_while_its_exit_waits_still_sends_the_exit(sim, tmp_path):
+    h, gate, bot, budget = await one_grid(sim, tmp_path / "e.db")
+    try:
+        assert await bot.tick()
+        await asyncio.wait_for(gate.settled(), WAIT)
+        buy = max((o for o in bot.open_orders if o.side == "buy"), key=lambda o: o.price or 0)
+        sim.fill(SIM_KEY, buy.client_order_id)
+        async with limiter_held(budget) as release:
+            assert await asyncio.wait_for(bot.tick(), WAIT)  # books the fill, queues its counter sell
+            [exit_order] = [o for o in bot.open_orders if o.side == "sell"]
+            assert exit_order.in_flight
+            await asyncio.wait_for(bot.stop("operator"), WAIT)
+            release.set()
+            await asyncio.wait_for(gate.settled(), WAIT)
+        sent = {o["orderLinkId"]: o["orderStatus"] for o in sim.orders(SIM_KEY, open_only=False)}
+        assert sent[exit_order.client_order_id] in ("New", "Filled")  # the lot's exit reached the exchange
+        assert [o for o in sim.orders(SIM_KEY) if o["side"] == "Buy"] == []  # no entry rests after the stop
+        assert exit_order.status == "OPEN" and bot.state is BotState.STOPPED
+    finally:
+        await h.close()

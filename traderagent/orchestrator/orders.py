@@ -3,7 +3,8 @@
 ``OrderLifecycle`` is the part of ``BotOrchestrator`` that talks orders with the exchange: a PENDING
 row with a fresh orderLinkId is written first, then the order is sent, then the exchange's id and
 status are recorded; the orders one tick decides go as a batch (``_place_many``): every PENDING row
-in one transaction, the sends concurrently, every acknowledgement in one transaction. Resting orders
+in one transaction, the sends handed to the account's queue (the tick goes on), every acknowledgement
+in one transaction when the answers come (``_send_queued``). Resting orders
 are synced with the exchange's open list each tick (``_sync_orders``); a final one is booked through
 the orchestrator's ``_book_fill``. At start-up ``_reconcile_orders`` adopts or fails every non-final
 order by orderLinkId, and orders under the bot's prefix the database does not know ("strangers")
