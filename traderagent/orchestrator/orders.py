@@ -236,7 +236,7 @@ class OrderLifecycle:
             elif isinstance(result, ExchangeAPIError):  # permanent: sending it again cannot help
                 await self._finish(order, "REJECTED", error=str(result))
                 refused.append((order, result))
-            else:  # a bug or a cancellation: leave the order PENDING (reconciled later), fail the tick
+            else:  # a bug or a cancellation: leave the order PENDING (reconciled later), fail the step
                 unexpected = unexpected or result
         if acked:
             await self._acked(acked)
