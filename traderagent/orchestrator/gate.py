@@ -169,8 +169,8 @@ class SendGate:
         return SendsStopped("the desk is stopping" if self.closed else f"this desk no longer owns {bot}")
 
     def queue(self, job: Coroutine[Any, Any, None]) -> None:
-        """Run ``job`` (an entry send through ``send``, then the booking of its answer) beside the tick
-        that decided it: it waits for its turn at the budget, the tick goes on."""
+        """Run ``job`` (sends through ``send``, then the booking of their answers) beside the tick that
+        decided them: it waits for its turn at the budget, the tick goes on."""
         task = asyncio.create_task(job)
         self._queued.add(task)
         task.add_done_callback(self._queued.discard)
