@@ -153,3 +153,95 @@ async def test_pybit_websocket_hears_a_fill(sim, monkeypatch):
     finally:
         await asyncio.to_thread(ws.exit)
 
+
+
+async def test_kline_of_every_interval_closes_with_its_own_candle(connect, sim, sim_url):
+    """kline.5 confirms a candle only when its 5 minutes end, and it is the candle REST then lists."""
+    series = sim.series["BTCUSDT"]
+    while (series.live.ts // 60_000 + 1) % 5:  # up to the last minute of a 5m candle
+        sim.step("BTCUSDT")
+    ws = await connect("/v5/public/linear")
+    await ws.ask({"op": "subscribe", "args": ["kline.1.BTCUSDT", "kline.5.BTCUSDT", "kline.60.BTCUSDT"]})
+    sim.set_price("BTCUSDT", sim.price("BTCUSDT"))  # a move: every interval pushes its forming candle
+    assert (await ws.next("kline.1.BTCUSDT"))["data"][0]["confirm"] is False
+    forming5 = (await ws.next("kline.5.BTCUSDT"))["data"][0]
+    assert forming5["confirm"] is False and forming5["interval"] == "5"
+    assert (forming5["start"] % 300_000, forming5["end"] - forming5["start"]) == (0, 299_999)
+    assert (await ws.next("kline.60.BTCUSDT"))["data"][0]["confirm"] is False
+    sim.step("BTCUSDT")  # the 5m candle ends with this minute
+    assert [(await ws.next("kline.1.BTCUSDT"))["data"][0]["confirm"] for _ in range(2)] == [True, False]
+    closed, nxt = [(await ws.next("kline.5.BTCUSDT"))["data"][0] for _ in range(2)]
+    assert (closed["confirm"], closed["start"], nxt["confirm"], nxt["start"]) == (
+        True, forming5["start"], False, forming5["start"] + 300_000)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{sim_url}/v5/market/kline", params={"category": "linear", "symbol": "BTCUSDT",
+                                                                  "interval": "5", "limit": "2"}) as r:
+            rest = (await r.json())["result"]["list"][1]  # newest first: the one after the forming one
+    assert rest == [str(closed["start"]), closed["open"], closed["high"], closed["low"], closed["close"],
+                    closed["volume"], closed["turnover"]]
+    assert (await ws.next("kline.60.BTCUSDT"))["data"][0]["confirm"] is False  # its hour goes on
+    refused = await ws.ask({"op": "subscribe", "args": ["kline.7.BTCUSDT"]})
+    assert refused["success"] is False and refused["ret_msg"] == "error:handler not found,topic:kline.7.BTCUSDT"
+
+
+async def test_linear_ticker_deltas_carry_the_changed_fields_spot_snapshots(connect, sim):
+    linear, spot = await connect("/v5/public/linear"), await connect("/v5/public/spot")
+    await linear.ask({"op": "subscribe", "args": ["tickers.BTCUSDT"]})
+    await spot.ask({"op": "subscribe", "args": ["tickers.BTCUSDT"]})
+    snapshot = await linear.next("tickers.BTCUSDT")
+    assert snapshot["type"] == "snapshot" and {"lastPrice", "markPrice", "fundingRate"} <= set(snapshot["data"])
+    assert (await spot.next("tickers.BTCUSDT"))["type"] == "snapshot"
+    sim.set_price("BTCUSDT", Decimal("20000"))
+    delta = await linear.next("tickers.BTCUSDT")
+    assert delta["type"] == "delta" and delta["data"]["lastPrice"] == "20000.00"
+    assert delta["data"]["symbol"] == "BTCUSDT" and "fundingRate" not in delta["data"]  # unchanged: not sent
+    spot_push = await spot.next("tickers.BTCUSDT")
+    assert spot_push["type"] == "snapshot" and spot_push["data"]["lastPrice"] == "20000.00"
+
+
+async def test_position_after_every_order_change_and_wallet_after_fills_and_funding(connect, sim):
+    ws = await connect("/v5/private")
+    await ws.ask({"op": "auth", "args": auth_args()})
+    await ws.ask({"op": "subscribe", "args": ["position", "wallet"]})
+    async with SignedClient(sim.base_url) as http:
+        await http.post("/v5/order/create", {"category": "linear", "symbol": "BTCUSDT", "side": "Buy",
+                                             "orderType": "Limit", "qty": "0.01", "price": "1000",
+                                             "orderLinkId": "pos-1"})
+        flat = (await ws.next("position"))["data"][0]  # pushed though nothing changed, as ByBit does
+        assert (flat["size"], flat["side"], flat["category"]) == ("0.000", "", "linear")
+        await http.post("/v5/order/create", {"category": "linear", "symbol": "BTCUSDT", "side": "Buy",
+                                             "orderType": "Market", "qty": "0.01"})
+    held = (await ws.next("position"))["data"][0]
+    assert held["size"] == "0.010" and held["side"] == "Buy" and "avgPrice" not in held
+    assert Decimal(held["entryPrice"]) > 0 and Decimal(held["liqPrice"]) > 0 and isinstance(held["seq"], int)
+    wallet = (await ws.next("wallet"))["data"][0]
+    assert wallet["accountType"] == "UNIFIED" and Decimal(wallet["coin"][0]["totalPositionIM"]) > 0
+    assert sim.charge_funding("BTCUSDT") == 1
+    funded = (await ws.next("position"))["data"][0]
+    assert funded["seq"] > held["seq"] and Decimal(funded["cumRealisedPnl"]) < Decimal(held["cumRealisedPnl"])
+    after = (await ws.next("wallet"))["data"][0]["coin"][0]
+    assert Decimal(after["walletBalance"]) < Decimal(wallet["coin"][0]["walletBalance"])  # longs paid
+
+
+async def test_pybit_public_websocket_merges_ticker_deltas_and_hears_klines(sim, monkeypatch):
+    """Oracle: pybit's public WebSocket, its ticker cache merging the simulator's deltas into the snapshot."""
+    from pybit import unified_trading
+
+    monkeypatch.setattr(unified_trading, "PUBLIC_WSS", sim.base_url.replace("http", "ws") + "/v5/public/{CHANNEL_TYPE}")
+    tickers: queue.Queue[dict] = queue.Queue()
+    klines: queue.Queue[dict] = queue.Queue()
+    ws = await asyncio.to_thread(unified_trading.WebSocket, channel_type="linear", testnet=False, retries=3,
+                                 trace_logging=False)
+    try:
+        await asyncio.to_thread(ws.ticker_stream, symbol="BTCUSDT", callback=tickers.put)
+        await asyncio.to_thread(ws.kline_stream, interval=5, symbol="BTCUSDT", callback=klines.put)
+        await asyncio.wait_for(sim.streams.subscribed("kline.5.BTCUSDT"), 30)
+        snapshot = await asyncio.to_thread(tickers.get, timeout=30)
+        sim.set_price("BTCUSDT", Decimal("20000"))
+        merged = await asyncio.to_thread(tickers.get, timeout=30)
+        assert merged["data"]["lastPrice"] == "20000.00"
+        assert merged["data"]["fundingRate"] == snapshot["data"]["fundingRate"]  # kept from the snapshot
+        bar = (await asyncio.to_thread(klines.get, timeout=30))["data"][0]
+        assert bar["interval"] == "5" and bar["confirm"] is False and bar["close"] == "20000.00"
+    finally:
+        await asyncio.to_thread(ws.exit)

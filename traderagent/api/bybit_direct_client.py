@@ -532,18 +532,22 @@ class ByBitDirectClient:
         items = (data.get("result") or {}).get("list") or []
         if not items:
             raise InvalidOrderError(f"/v5/market/tickers: no ticker for {sym}", endpoint="/v5/market/tickers")
-        t = items[0]
+        return self.parse_ticker({"symbol": sym, **items[0]}, self.market_type, int(data.get("time") or self._now_ms()))
+
+    @staticmethod
+    def parse_ticker(t: Mapping[str, Any], market_type: str, timestamp: int) -> dict[str, Any]:
+        """A /v5/market/tickers item, or a ``tickers`` stream message's merged data, in the desk's shape."""
         ticker = {
-            "symbol": t.get("symbol", sym),
+            "symbol": t.get("symbol", ""),
             "last": decimal_or(t.get("lastPrice"), ZERO),
             "bid": decimal_or(t.get("bid1Price"), ZERO),
             "ask": decimal_or(t.get("ask1Price"), ZERO),
             "high": decimal_or(t.get("highPrice24h"), ZERO),
             "low": decimal_or(t.get("lowPrice24h"), ZERO),
             "volume": decimal_or(t.get("volume24h"), ZERO),
-            "timestamp": int(data.get("time") or self._now_ms()),
+            "timestamp": timestamp,
         }
-        if self.market_type == "linear":
+        if market_type == "linear":
             ticker["mark"] = decimal_or(t.get("markPrice"), ZERO)
         return ticker
 
@@ -586,10 +590,15 @@ class ByBitDirectClient:
     async def fetch_balance(self) -> dict[str, dict[str, Decimal]]:
         """UNIFIED wallet: free = wallet - locked - order IM - position IM (never below 0)."""
         result = await self._request("GET", "/v5/account/wallet-balance", {"accountType": "UNIFIED"})
+        return self.parse_balance(result.get("list") or [])
+
+    @staticmethod
+    def parse_balance(accounts: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Decimal]]:
+        """wallet-balance ``list`` (or a ``wallet`` stream message's data): free, used, total per coin."""
         free: dict[str, Decimal] = {}
         used: dict[str, Decimal] = {}
         total: dict[str, Decimal] = {}
-        for account in result.get("list") or []:
+        for account in accounts:
             for c in account.get("coin") or []:
                 coin = c["coin"]
                 wallet = decimal_or(c.get("walletBalance"), ZERO)
@@ -610,27 +619,30 @@ class ByBitDirectClient:
         else:
             params["settleCoin"] = "USDT"
         params["limit"] = 200
-        items = await self._paged("/v5/position/list", params)
-        out = []
-        for p in items:
-            size = decimal_or(p.get("size"), ZERO)
-            if size == 0 or p.get("side") not in ("Buy", "Sell"):
-                continue
-            out.append({
-                "symbol": p["symbol"],
-                "side": "long" if p["side"] == "Buy" else "short",
-                "size": size,
-                "entry_price": decimal_or(p.get("avgPrice"), ZERO),
-                "mark_price": decimal_or(p.get("markPrice"), ZERO),
-                "unrealized_pnl": decimal_or(p.get("unrealisedPnl"), ZERO),
-                "realized_pnl": decimal_or(p.get("cumRealisedPnl"), ZERO),
-                "leverage": nonzero_or_none(p.get("leverage")),
-                "liq_price": nonzero_or_none(p.get("liqPrice")),  # "" beyond the price limits
-                "margin": decimal_or(p.get("positionIM"), ZERO),
-                "maintenance_margin": decimal_or(p.get("positionMM"), ZERO),
-                "position_idx": int(p.get("positionIdx") or 0),
-            })
-        return out
+        rows = [self.parse_position(p) for p in await self._paged("/v5/position/list", params)]
+        return [r for r in rows if r["size"]]
+
+    @staticmethod
+    def parse_position(p: Mapping[str, Any]) -> dict[str, Any]:
+        """A position/list row, or a ``position`` stream row (``entryPrice`` there): size 0 when flat."""
+        size = decimal_or(p.get("size"), ZERO)
+        if p.get("side") not in ("Buy", "Sell"):
+            size = ZERO
+        return {
+            "symbol": p["symbol"],
+            "side": "long" if p.get("side") == "Buy" else "short",
+            "size": size,
+            "entry_price": decimal_or(p.get("avgPrice") or p.get("entryPrice"), ZERO),
+            "mark_price": decimal_or(p.get("markPrice"), ZERO),
+            "unrealized_pnl": decimal_or(p.get("unrealisedPnl"), ZERO),
+            "realized_pnl": decimal_or(p.get("cumRealisedPnl"), ZERO),
+            "leverage": nonzero_or_none(p.get("leverage")),
+            "liq_price": nonzero_or_none(p.get("liqPrice")),  # "" beyond the price limits
+            "margin": decimal_or(p.get("positionIM"), ZERO),
+            "maintenance_margin": decimal_or(p.get("positionMM"), ZERO),
+            "position_idx": int(p.get("positionIdx") or 0),
+            "seq": int(p.get("seq") or 0),
+        }
 
     # ------------------------------------------------------------------ perpetual risk
     async def position_mode(self, symbol: str) -> str:

@@ -195,6 +195,7 @@ def charge_funding(engine: Engine, symbol: str, rate: Decimal) -> int:
             acct.cum_realised[coin] = acct.cum_realised.get(coin, m.ZERO) - fee
             pos.cum_realised -= fee
             pos.cur_realised -= fee
+            pos.updated, pos.seq = now, engine._next_seq()
             acct.executions.append(Funding(engine._uuid(), symbol, "Buy" if pos.size > 0 else "Sell",
                                            abs(pos.size), mark, rate, fee, now, engine._next_seq(),
                                            balance_after=acct.wallet[coin]))

@@ -136,7 +136,10 @@ class ExchangeSimulator:
 
     def charge_funding(self, symbol: str) -> int:
         """Settle ``symbol``'s funding now at ``config.funding_rate``; returns the positions charged."""
-        return perp.charge_funding(self.engine, symbol, self.config.funding_rate)
+        charged = perp.charge_funding(self.engine, symbol, self.config.funding_rate)
+        if charged:
+            self.streams.on_funding(symbol)
+        return charged
 
     def step_all(self, n: int = 1) -> int:
         return sum(self.step(s, n) for s in self.series)
@@ -149,6 +152,7 @@ class ExchangeSimulator:
             if moved is not None:
                 tick = self.specs[symbol].tick_size
                 filled += self.engine.match(symbol, tick * moved[0], tick * moved[1])
+                self.streams.on_price(symbol)
         return filled
 
     def fill(self, api_key: str, link_id: str, qty: Decimal | None = None) -> dict:

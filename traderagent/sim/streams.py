@@ -2,6 +2,12 @@
 execution, position, wallet), with ByBit's acknowledgement and pong shapes (shared docs,
 bybit-v5-streams-and-protection.md section 1). ``drop_all`` is the test hook that cuts every socket at once.
 
+As ByBit pushes them: a linear ticker as one snapshot after the subscribe, then deltas of the changed fields
+(spot: snapshots only); a kline of every interval the REST endpoint serves, the forming candle at every move and,
+when a candle of that interval closes, that candle with ``confirm`` true first; a position (``entryPrice`` where
+REST says ``avgPrice``) after every change of a linear order and at every funding, and the wallet after every fill
+and funding (no snapshot of either on subscribe).
+
 Pushes are queued per socket and written by that socket's own writer, so the matching engine (synchronous)
 can publish without waiting and every socket sees its messages in the order they happened.
 """
@@ -22,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from traderagent.sim import wire
+from traderagent.sim.market import INTERVALS
 
 if TYPE_CHECKING:
     from traderagent.sim.matching import Account, Execution, Order
@@ -30,7 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PRIVATE_TOPICS = frozenset({"order", "execution", "position", "wallet"})
-PUBLIC_PREFIXES = ("tickers.", "kline.")
 
 
 @dataclass(eq=False)
@@ -41,6 +47,7 @@ class _Socket:
     topics: set[str] = field(default_factory=set)
     account: Account | None = None
     queue: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+    tickers: dict[str, dict] = field(default_factory=dict)  # topic -> the ticker last sent (deltas follow it)
 
     def push(self, message: dict) -> None:
         self.queue.put_nowait(json.dumps(message, separators=(",", ":")))
@@ -165,7 +172,7 @@ class StreamServer:
                 return self._ack(sock, op, False, "Request not authorized", req_id)
             bad = [t for t in topics if t not in PRIVATE_TOPICS]
         else:
-            bad = [t for t in topics if not (t.startswith(PUBLIC_PREFIXES) and t.rsplit(".", 1)[-1] in self.sim.specs)]
+            bad = [t for t in topics if not _public_topic(t, self.sim.specs)]
         if bad:
             return self._ack(sock, op, False, f"error:handler not found,topic:{bad[0]}", req_id)
         if op == "unsubscribe":
@@ -176,7 +183,8 @@ class StreamServer:
         sock.push(self._ack(sock, op, True, "subscribe" if sock.category == "spot" else "", req_id))
         for t in topics:  # a ticker's snapshot follows the acknowledgement
             if t.startswith("tickers."):
-                sock.push(self._ticker_push(t.split(".", 1)[1], sock.category))
+                sock.tickers.pop(t, None)
+                self._push_ticker(sock, t.split(".", 1)[1])
         return None
 
     @staticmethod
@@ -198,37 +206,77 @@ class StreamServer:
             return  # nobody listens: ByBit replays nothing on reconnect either
         spec = self.sim.specs[order.symbol]
         self._private(acct, "order", [{**order.to_wire(spec), "category": order.category}])
-        if execution is None:
-            return
-        self.pushed += 1
-        self._private(acct, "execution", [{**execution.to_wire(), "category": order.category}])
-        if order.category == "linear":
-            pos = self.sim.engine.position(acct, order.symbol, order.position_idx)
-            self._private(acct, "position", [{**wire.position(self.sim, acct, pos), "category": "linear"}])
-        balance = wire.wallet_balance(self.sim, acct, {"accountType": "UNIFIED"})
-        self._private(acct, "wallet", balance["list"])
+        if execution is not None:
+            self.pushed += 1
+            self._private(acct, "execution", [{**execution.to_wire(), "category": order.category}])
+        if order.category == "linear":  # ByBit pushes the position after every order change, changed or not
+            self._push_position(acct, order.symbol, order.position_idx)
+        if execution is not None:
+            self._push_wallet(acct)
+
+    def on_funding(self, symbol: str) -> None:
+        """Funding was settled on ``symbol``: its positions and the wallets changed."""
+        for acct in {id(s.account): s.account for s in self.sockets if s.account is not None}.values():
+            for pos in [p for p in acct.positions.values() if p.symbol == symbol and p.size]:
+                self._push_position(acct, symbol, pos.idx)
+            self._push_wallet(acct)
+
+    def _push_position(self, acct: Account, symbol: str, idx: int) -> None:
+        row = wire.position(self.sim, acct, self.sim.engine.position(acct, symbol, idx))
+        ws_row = {("entryPrice" if k == "avgPrice" else k): v for k, v in row.items()}  # the stream's name
+        self._private(acct, "position", [{**ws_row, "category": "linear"}])
+
+    def _push_wallet(self, acct: Account) -> None:
+        self._private(acct, "wallet", wire.wallet_balance(self.sim, acct, {"accountType": "UNIFIED"})["list"])
 
     def on_price(self, symbol: str, *, closed: bool = False) -> None:
-        """Push the symbol's ticker, and its 1m kline (``confirm`` true for the candle that just closed)."""
+        """Push the symbol's ticker and its klines of every subscribed interval; ``closed``: a 1m candle just
+        closed, and with it the candle of each interval whose bucket ended."""
         for sock in self.sockets:
             if sock.category == "private":
                 continue
-            if f"tickers.{symbol}" in sock.topics:
-                sock.push(self._ticker_push(symbol, sock.category))
-            if f"kline.1.{symbol}" in sock.topics:
-                sock.push(self._kline_push(symbol, closed))
+            if f"tickers.{symbol}" in sock.topics:  # the ticker first: one order, every time
+                self._push_ticker(sock, symbol)
+            for topic in sorted(t for t in sock.topics if t.startswith("kline.") and t.endswith(f".{symbol}")):
+                for push in self._kline_pushes(topic, topic.split(".")[1], symbol, closed):
+                    sock.push(push)
 
-    def _ticker_push(self, symbol: str, category: str) -> dict:
-        data = wire.tickers(self.sim, None, {"category": category, "symbol": symbol})["list"][0]
-        return {"topic": f"tickers.{symbol}", "type": "snapshot", "data": data, "cs": self.now_ms(),
-                "ts": self.now_ms()}
+    def _push_ticker(self, sock: _Socket, symbol: str) -> None:
+        """A snapshot the first time (and always on spot), then only the fields that changed (linear)."""
+        topic = f"tickers.{symbol}"
+        data = wire.tickers(self.sim, None, {"category": sock.category, "symbol": symbol})["list"][0]
+        last = sock.tickers.get(topic)
+        kind = "snapshot"
+        if last is not None and sock.category == "linear":
+            kind, delta = "delta", {k: v for k, v in data.items() if last.get(k) != v}
+            if not delta:
+                return
+            data = {"symbol": symbol, **delta}
+        sock.tickers[topic] = {**(last or {}), **data}
+        sock.push({"topic": topic, "type": kind, "data": data, "cs": self.now_ms(), "ts": self.now_ms()})
 
-    def _kline_push(self, symbol: str, closed: bool) -> dict:
-        rows = self.sim.series[symbol].klines(1, None, None, 2)
-        row = rows[1] if closed and len(rows) > 1 else rows[0]
-        start = int(row[0])
+    def _kline_pushes(self, topic: str, code: str, symbol: str, closed: bool) -> list[dict]:
+        series = self.sim.series[symbol]
+        minutes = INTERVALS[code]
+        rows = series.klines(minutes, None, None, 2)
         ts = self.now_ms()
-        bar = {"start": start, "end": start + 59_999, "interval": "1", "open": row[1], "high": row[2],
-               "low": row[3], "close": row[4], "volume": row[5], "turnover": row[6], "confirm": closed,
-               "timestamp": ts}
-        return {"topic": f"kline.1.{symbol}", "type": "snapshot", "ts": ts, "data": [bar]}
+        bars = []
+        if closed and len(rows) > 1 and int(rows[0][0]) == series.live.ts:  # the live minute opened a new bucket
+            bars.append((rows[1], True))
+        bars.append((rows[0], False))
+        out = []
+        for row, confirm in bars:
+            start = int(row[0])
+            bar = {"start": start, "end": start + minutes * 60_000 - 1, "interval": code, "open": row[1],
+                   "close": row[4], "high": row[2], "low": row[3], "volume": row[5], "turnover": row[6],
+                   "confirm": confirm, "timestamp": ts}
+            out.append({"topic": topic, "type": "snapshot", "ts": ts, "data": [bar]})
+        return out
+
+
+def _public_topic(topic: str, specs: dict) -> bool:
+    """``tickers.<symbol>`` or ``kline.<interval>.<symbol>`` of a listed symbol and a served interval."""
+    parts = topic.split(".")
+    if parts[0] == "tickers" and len(parts) == 2:
+        return parts[1] in specs
+    return parts[0] == "kline" and len(parts) == 3 and parts[1] in INTERVALS and parts[2] in specs
