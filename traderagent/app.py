@@ -89,7 +89,8 @@ class Runtime:
     started: bool = False  # the desk announced its start: it announces its stop too
     stop_reason: str = "start-up failed"
     leases: Leases | None = None
-    stream_session: Any = None  # the aiohttp session of the private streams
+    stream_session: Any = None  # the aiohttp session of the streams
+    public_streams: Any = None  # tickers and klines for every bot (api/bybit_streams.py PublicStreams)
     link: Any = None  # a fleet worker's link to the console (TRADERAGENT_CONSOLE=external)
 
 
@@ -239,7 +240,10 @@ async def build(settings: Settings, bots_arg: str | None, rt: Runtime) -> Any:
     capital, persister = await load_capital_manager(rt.db, settings.total_capital)
     bus = EventBus()
     bus.subscribe(console_subscriber, name="console")
-    public = {mt: MarketData(c) for mt, c in rt.clients.items()}
+    if settings.streams:
+        from traderagent.api.bybit_streams import PublicStreams
+        rt.public_streams = PublicStreams(_stream_session(rt), rt.clients[market_types[0]].base_url)
+    public = {mt: MarketData(c, streams=rt.public_streams) for mt, c in rt.clients.items()}
     offers = ScalingOffers(rt.db, ttl=timedelta(hours=settings.offer_ttl_hours))
     desk = Desk(rt.db, rt.clients, event_bus=bus, capital_manager=capital, capital_persister=persister,
                 rails=RiskRails.from_settings(settings, bots_file.risk), scheduler=DeskScheduler(),
@@ -277,16 +281,22 @@ async def claim_bots(settings: Settings, db: DatabaseManager, bots_file: BotsFil
     return leases
 
 
-def _fill_streams(rt: Runtime) -> Callable[[Any, Any], Any]:
-    """The desk's factory of private streams: one per account, on one aiohttp session."""
+def _stream_session(rt: Runtime) -> Any:
+    """The one aiohttp session of every stream."""
     import aiohttp
 
+    if rt.stream_session is None:
+        rt.stream_session = aiohttp.ClientSession()
+    return rt.stream_session
+
+
+def _fill_streams(rt: Runtime) -> Callable[[Any, Any], Any]:
+    """The desk's factory of private streams: one per account, on one aiohttp session."""
     from traderagent.api.bybit_streams import PrivateStream
 
     def open_stream(client: Any, fills: Any) -> PrivateStream:
-        if rt.stream_session is None:
-            rt.stream_session = aiohttp.ClientSession()
-        return PrivateStream(rt.stream_session, client, on_fill=fills.on_fill, on_order=fills.on_order,
+        return PrivateStream(_stream_session(rt), client, on_fill=fills.on_fill, on_order=fills.on_order,
+                             on_position=fills.on_positions, on_wallet=fills.on_wallet,
                              on_connected=fills.reconcile, on_auth_failed=fills.on_auth_failed)
     return open_stream
 
@@ -525,6 +535,8 @@ async def _shutdown(rt: Runtime) -> None:
         steps.append(("console link", rt.link.stop))
     if rt.desk is not None:
         steps.append(("desk", rt.desk.stop))
+    if rt.public_streams is not None:
+        steps.append(("public streams", rt.public_streams.close))
     if rt.stream_session is not None:
         steps.append(("streams", rt.stream_session.close))
     for name, client in rt.clients.items():

@@ -720,6 +720,7 @@ class Desk(Records):
             stream = self.open_fill_stream(client, fills)
             for bot in bots:
                 bot.fill_stream = stream
+                bot.market.account_stream = stream  # positions and wallet pushed: read without REST
             self.fill_streams.append((fills, stream))
             stream.start()
 
@@ -751,7 +752,7 @@ class Desk(Records):
         """Per account: the liquidation alert, then funding booked to the bots of each symbol."""
         for client, handles in self._linear_accounts():
             try:
-                rows = self.positions_seen[id(client)] = await client.fetch_positions()
+                rows = self.positions_seen[id(client)] = await self._positions_of(client, handles)
                 risks = [position_risk(r) for r in rows]
                 for alert in self.liquidation_watch.check(id(client), risks, self.risk.rails.liquidation_alert):
                     self._publish(alert)
@@ -775,14 +776,20 @@ class Desk(Records):
         """Each linear account's (``only``: that one's) open positions (``fetch_positions`` rows) by account
         id; an account that cannot be asked now is absent. One request per account, whatever its symbols."""
         out: dict[int, list[dict[str, Any]]] = {}
-        for client, _ in self._linear_accounts():
+        for client, handles in self._linear_accounts():
             if only is not None and client is not only:
                 continue
             try:
-                out[id(client)] = self.positions_seen[id(client)] = await client.fetch_positions()
+                out[id(client)] = self.positions_seen[id(client)] = await self._positions_of(client, handles)
             except Exception as exc:
                 log.warning("positions from the exchange unavailable: %s", exc)
         return out
+
+    @staticmethod
+    async def _positions_of(client: ExchangePort, handles: list[BotHandle]) -> list[dict[str, Any]]:
+        """The account's positions, as its bots' market data keeps them (pushed on its private stream)."""
+        market = handles[0].bot.market
+        return await (market.positions() if market.client is client else client.fetch_positions())
 
     async def _exchange_risk(self, only: ExchangePort | None = None) -> dict[tuple[int, str], PositionRisk]:
         """The accounts' (``only``: one account's) perpetual positions by (account, symbol); none when ByBit

@@ -138,7 +138,8 @@ async def test_pybit_websocket_hears_a_fill(sim, monkeypatch):
     monkeypatch.setattr(unified_trading, "PRIVATE_WSS", ws_base + "/v5/private")
     got: queue.Queue[dict] = queue.Queue()
     ws = await asyncio.to_thread(unified_trading.WebSocket, channel_type="private", testnet=False,
-                                 api_key=SIM_KEY, api_secret=SIM_SECRET, retries=3, trace_logging=False)
+                                 api_key=SIM_KEY, api_secret=SIM_SECRET, retries=3, trace_logging=False,
+                                 private_auth_expire=10)  # pybit's 1 s default expires on a loaded machine
     try:
         await asyncio.to_thread(ws.execution_stream, callback=got.put)
         async with SignedClient(sim.base_url) as http:
@@ -158,28 +159,27 @@ async def test_pybit_websocket_hears_a_fill(sim, monkeypatch):
 async def test_kline_of_every_interval_closes_with_its_own_candle(connect, sim, sim_url):
     """kline.5 confirms a candle only when its 5 minutes end, and it is the candle REST then lists."""
     series = sim.series["BTCUSDT"]
-    while (series.live.ts // 60_000 + 1) % 5:  # up to the last minute of a 5m candle
-        sim.step("BTCUSDT")
+    while (series.live.ts // 60_000 + 1) % 5 or (series.live.ts // 60_000 + 1) % 60 == 0:
+        sim.step("BTCUSDT")  # up to the last minute of a 5m candle that does not end an hour
     ws = await connect("/v5/public/linear")
     await ws.ask({"op": "subscribe", "args": ["kline.1.BTCUSDT", "kline.5.BTCUSDT", "kline.60.BTCUSDT"]})
     sim.set_price("BTCUSDT", sim.price("BTCUSDT"))  # a move: every interval pushes its forming candle
-    assert (await ws.next("kline.1.BTCUSDT"))["data"][0]["confirm"] is False
-    forming5 = (await ws.next("kline.5.BTCUSDT"))["data"][0]
-    assert forming5["confirm"] is False and forming5["interval"] == "5"
+    pushed = [(await ws.next())["data"][0] for _ in range(3)]  # the longest interval first, 1m (the clock) last
+    assert [(b["interval"], b["confirm"]) for b in pushed] == [("60", False), ("5", False), ("1", False)]
+    forming5 = pushed[1]
     assert (forming5["start"] % 300_000, forming5["end"] - forming5["start"]) == (0, 299_999)
-    assert (await ws.next("kline.60.BTCUSDT"))["data"][0]["confirm"] is False
-    sim.step("BTCUSDT")  # the 5m candle ends with this minute
-    assert [(await ws.next("kline.1.BTCUSDT"))["data"][0]["confirm"] for _ in range(2)] == [True, False]
-    closed, nxt = [(await ws.next("kline.5.BTCUSDT"))["data"][0] for _ in range(2)]
-    assert (closed["confirm"], closed["start"], nxt["confirm"], nxt["start"]) == (
-        True, forming5["start"], False, forming5["start"] + 300_000)
+    sim.step("BTCUSDT")  # the 5m candle ends with this minute; the hour goes on
+    pushed = [(await ws.next())["data"][0] for _ in range(5)]
+    assert [(b["interval"], b["confirm"]) for b in pushed] == [("60", False), ("5", True), ("5", False),
+                                                                ("1", True), ("1", False)]
+    closed, nxt = pushed[1:3]
+    assert (closed["start"], nxt["start"]) == (forming5["start"], forming5["start"] + 300_000)
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{sim_url}/v5/market/kline", params={"category": "linear", "symbol": "BTCUSDT",
                                                                   "interval": "5", "limit": "2"}) as r:
             rest = (await r.json())["result"]["list"][1]  # newest first: the one after the forming one
     assert rest == [str(closed["start"]), closed["open"], closed["high"], closed["low"], closed["close"],
                     closed["volume"], closed["turnover"]]
-    assert (await ws.next("kline.60.BTCUSDT"))["data"][0]["confirm"] is False  # its hour goes on
     refused = await ws.ask({"op": "subscribe", "args": ["kline.7.BTCUSDT"]})
     assert refused["success"] is False and refused["ret_msg"] == "error:handler not found,topic:kline.7.BTCUSDT"
 

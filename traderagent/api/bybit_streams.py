@@ -29,7 +29,7 @@ log = logging.getLogger("traderagent.api.streams")
 
 PING_INTERVAL_S = 20.0  # ByBit's recommendation
 HANDSHAKE_TIMEOUT_S = 10.0
-PRIVATE_TOPICS = ("order", "execution")
+PRIVATE_TOPICS = ("order", "execution", "position", "wallet")
 FILL_TYPES = frozenset({"Trade", "BustTrade", "AdlTrade"})  # not Funding, Settle...: those are no order's fill
 
 Handler = Callable[[dict[str, Any]], Awaitable[None] | None]
@@ -81,6 +81,7 @@ class StreamConnection:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._task: asyncio.Task[None] | None = None
         self._req_ids = itertools.count(1)
+        self._changed = asyncio.Event()  # set whenever ``healthy`` flips
 
     def start(self) -> None:
         if self._task is None:
@@ -93,6 +94,12 @@ class StreamConnection:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.healthy = False
+
+    async def wait_until(self, condition: Callable[[], bool]) -> None:
+        """Return once ``condition`` holds, checked whenever the connection comes up or drops."""
+        while not condition():
+            self._changed.clear()
+            await self._changed.wait()
 
     async def subscribe(self, topics: Iterable[str]) -> None:
         new = [t for t in topics if t not in self.topics]
@@ -127,6 +134,7 @@ class StreamConnection:
                 await self._handshake(ws)
                 self.healthy = True
                 self.connects += 1
+                self._changed.set()
                 await _call(self.on_connected)
                 pinger = asyncio.create_task(self._ping(ws))
                 try:
@@ -136,6 +144,7 @@ class StreamConnection:
             finally:
                 self._ws = None
                 was_healthy, self.healthy = self.healthy, False
+                self._changed.set()
         if not was_healthy:
             raise _Dropped(self.url)
         log.warning("stream %s: dropped; reconnecting", self.url)
@@ -211,20 +220,25 @@ def parse_fill(row: dict[str, Any]) -> StreamFill | None:
 
 
 class PrivateStream:
-    """The ``order`` and ``execution`` topics of the account ``client`` trades for.
+    """The ``order``, ``execution``, ``position`` and ``wallet`` topics of the account ``client`` trades for.
 
     ``on_fill(StreamFill)`` for each new fill (a repeated execId or an execution older than the last seen
-    of its symbol is logged and skipped); ``on_order(order)`` with the order in the REST client's shape.
+    of its symbol is logged and skipped); ``on_order(order)``, ``on_position(rows)`` (linear, flat ones with
+    size 0) and ``on_wallet(balance)`` in the REST client's shapes (``fetch_positions``, ``fetch_balance``).
     """
 
     def __init__(self, session: aiohttp.ClientSession, client: ByBitDirectClient, *,
                  on_fill: Callable[[StreamFill], Awaitable[None]],
                  on_order: Callable[[dict[str, Any]], Awaitable[None]],
+                 on_position: Callable[[list[dict[str, Any]]], Awaitable[None] | None] | None = None,
+                 on_wallet: Callable[[dict[str, dict[str, Any]]], Awaitable[None] | None] | None = None,
                  on_connected: Hook | None = None,
                  on_auth_failed: Callable[[str], Awaitable[None] | None] | None = None,
                  ping_interval: float = PING_INTERVAL_S) -> None:
         self.on_fill = on_fill
         self.on_order = on_order
+        self.on_position = on_position
+        self.on_wallet = on_wallet
         self._seen: dict[str, None] = {}  # execIds, insertion-ordered for trimming
         self._last_seq: dict[str, int] = {}
         self.conn = StreamConnection(session, ws_base(client.base_url) + "/v5/private", self._on_message,
@@ -235,6 +249,11 @@ class PrivateStream:
     @property
     def healthy(self) -> bool:
         return self.conn.healthy
+
+    @property
+    def connects(self) -> int:
+        """(Re)connects so far: state heard before the latest one may have missed pushes."""
+        return self.conn.connects
 
     def start(self) -> None:
         self.conn.start()
@@ -252,6 +271,11 @@ class PrivateStream:
         elif topic in ("order", "order.linear", "order.spot"):
             for row in rows:
                 await self.on_order(ByBitDirectClient.parse_order(row))
+        elif topic in ("position", "position.linear"):
+            linear = [ByBitDirectClient.parse_position(r) for r in rows if r.get("category", "linear") == "linear"]
+            await _call(self.on_position, linear)
+        elif topic == "wallet":
+            await _call(self.on_wallet, ByBitDirectClient.parse_balance(rows))
         else:
             log.info("stream: unknown topic %r skipped", topic)
 

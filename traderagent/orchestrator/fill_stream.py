@@ -2,7 +2,8 @@
 
 While the stream is healthy the bots skip their per-tick poll of open orders (``BotOrchestrator._tick``);
 ``reconcile`` (the same REST sync the poll does) runs after every (re)connect, since ByBit replays nothing,
-and every ``RECONCILE_SECONDS`` as the backstop. Booking is idempotent: a fill counts only when it raises
+and every ``RECONCILE_SECONDS`` as the backstop. The account's position and wallet pushes go to its bots'
+market data (``MarketData.positions``, ``free_balance``). Booking is idempotent: a fill counts only when it raises
 the order's cumulative filled quantity, a final order is booked once (``_book_fill``), and an order the bot no
 longer tracks is already final. A liquidation (no order of ours) has the symbol's bots book it at once
 (``ExchangeProtection.book_exchange_close``). A refused auth stops every bot of the account with an ERROR
@@ -25,6 +26,7 @@ from traderagent.ports import StreamFill
 
 if TYPE_CHECKING:
     from traderagent.orchestrator.bot_orchestrator import BotOrchestrator
+    from traderagent.orchestrator.market_data import MarketData
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,18 @@ class AccountFills:
             self.booked += 1
             if self.on_booked is not None:
                 self.on_booked(fill)
+
+    def _markets(self) -> list[MarketData]:
+        return list({id(bot.market): bot.market for bot in self.bots}.values())
+
+    def on_positions(self, rows: list[dict[str, Any]]) -> None:
+        """The account's positions as the stream pushes them, kept by its bots' market data."""
+        for market in self._markets():
+            market.on_positions(rows)
+
+    def on_wallet(self, balance: dict[str, dict[str, Any]]) -> None:
+        for market in self._markets():
+            market.on_wallet(balance)
 
     async def on_order(self, seen: dict[str, Any]) -> None:
         """A cancel or reject (with any part filled before it) ends the order here."""

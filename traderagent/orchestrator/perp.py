@@ -14,7 +14,8 @@ and the alert when a position's mark price nears its liquidation price.
 - **Liquidation** (booked as a trade close): orchestrator/protection.py.
 - **Liquidation alert.** Each exchange position whose mark price is within ``liquidation_alert`` (a risk
   rail) of its liquidation price raises one LIQUIDATION_RISK event; the alert re-arms once the distance is
-  back above the rail.
+  back above the rail. The positions are those the account's private stream pushes, with the mark price of
+  the public ticker stream (``MarketData.positions``; REST when a stream is down).
 """
 
 from __future__ import annotations

@@ -235,9 +235,11 @@ class StreamServer:
         for sock in self.sockets:
             if sock.category == "private":
                 continue
-            if f"tickers.{symbol}" in sock.topics:  # the ticker first: one order, every time
+            if f"tickers.{symbol}" in sock.topics:
                 self._push_ticker(sock, symbol)
-            for topic in sorted(t for t in sock.topics if t.startswith("kline.") and t.endswith(f".{symbol}")):
+            # one order every time: the ticker, then the klines longest first, the 1m candle (the clock) last
+            klines = [t for t in sock.topics if t.startswith("kline.") and t.endswith(f".{symbol}")]
+            for topic in sorted(klines, key=lambda t: -INTERVALS[t.split(".")[1]]):
                 for push in self._kline_pushes(topic, topic.split(".")[1], symbol, closed):
                     sock.push(push)
 
