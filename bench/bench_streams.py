@@ -1,6 +1,16 @@
-"""How fast a fill reaches the strategy over the private WebSocket stream, on loopback.
+"""How fast a fill reaches the strategy over the private WebSocket stream, on loopback; and how many REST
+requests the streams save a 1,000-bot tick round.
 
 Run: .venv/bin/python bench/bench_streams.py [--fills 300] [--bots 1]
+     .venv/bin/python bench/bench_streams.py --rounds 20 [--bots 1000]     # REST requests per tick round
+
+``--rounds``: ``--bots`` bots (4 per account, the bench_desk mix of symbols and timeframes: 1m, and 1h/15m/5m
+for every fourth) read each second what a tick reads of the market (ticker, closed candles of each timeframe,
+the forming 1m candle and the last minutes, the free balance, and the open orders unless the account's private
+stream is up), the simulator in its own process replaying one 1m candle a second (60x a real market, so candles
+close in every round). Once over REST only, once with the public and private streams; prints the REST requests
+the desk sent per round (medians over the rounds, the first two rounds of each left out as warm-up) and the
+market-data reads per second.
 
 A paper desk (SQLite) with ``--bots`` grid bots on one account trades against the simulator running in its
 own process. Each sample: the simulator fills one resting order of a bot and notes the instant
@@ -21,6 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
@@ -29,21 +40,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 KEY, SECRET = "bench-key", "bench-secret"
 
 
-def serve_sim(conn) -> None:
-    """The simulator's process: answers ("fill", link) with the monotonic ns of the fill."""
+def serve_sim(conn, accounts: int = 0, speed: float = 0.0) -> None:
+    """The simulator's process: answers ("fill", link) with the monotonic ns of the fill, ("requests", None)
+    with its count of REST requests. ``accounts`` more accounts bench-<i>."""
     logging.disable(logging.WARNING)
 
     async def main() -> None:
         from traderagent.sim import ExchangeSimulator, SimConfig
 
-        sim = ExchangeSimulator(SimConfig(seed=1, speed=0.0))
+        sim = ExchangeSimulator(SimConfig(seed=1, speed=speed))
         sim.add_account(KEY, SECRET, balances={"USDT": Decimal("1000000")})
+        for i in range(accounts):
+            sim.add_account(f"{KEY}-{i}", f"{SECRET}-{i}", balances={"USDT": Decimal("100000")})
         conn.send(await sim.start(host="127.0.0.1", port=0))
         loop = asyncio.get_running_loop()
         while True:
             cmd, arg = await loop.run_in_executor(None, conn.recv)
             if cmd == "stop":
                 break
+            if cmd == "requests":
+                conn.send(dict(sim.request_counts))
+                continue
             if cmd == "nudge":  # a quarter of a grid step: no counter order is then born marketable
                 sim.set_price(arg, sim.price(arg) * Decimal("1.00125"))
                 conn.send(None)
@@ -146,12 +163,113 @@ async def run(url: str, conn, fills: int, n_bots: int, workdir: Path) -> list[fl
     return latencies
 
 
+async def tick_round(url: str, conn, n_bots: int, rounds: int,
+                     streamed: bool) -> tuple[list[int], list[int], float, str]:
+    """(REST requests the desk sent per round, the simulator's count per round, market reads per second,
+    the paths most requested)."""
+    import aiohttp
+
+    from traderagent.api.bybit_direct_client import ByBitDirectClient
+    from traderagent.api.bybit_streams import PrivateStream, PublicStreams
+    from traderagent.orchestrator.market_data import MarketData
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_desk import bot_specs
+
+    session = aiohttp.ClientSession()
+    public_streams = PublicStreams(session, url) if streamed else None
+    specs = bot_specs(n_bots, 1.0)
+    accounts = (n_bots + 3) // 4
+    clients = [ByBitDirectClient(f"{KEY}-{i}", f"{SECRET}-{i}", base_url=url, connection_limit=20)
+               for i in range(accounts)]
+    public = MarketData(clients[0], streams=public_streams)
+    markets = [MarketData(c, public=public) for c in clients]
+    private: list[PrivateStream] = []
+    if streamed:
+        async def nothing(_: object) -> None:
+            return None
+        for md, client in zip(markets, clients, strict=True):
+            stream = PrivateStream(session, client, on_fill=nothing, on_order=nothing,
+                                   on_position=md.on_positions, on_wallet=md.on_wallet)
+            md.account_stream = stream
+            private.append(stream)
+            stream.start()
+        await asyncio.wait_for(asyncio.gather(*(s.conn.wait_until(lambda s=s: s.healthy) for s in private)), 120)
+
+    async def tick(i: int) -> None:
+        md, spec = markets[i // 4], specs[i]
+        await md.ticker(spec.symbol)
+        await md.frames(spec.symbol, tuple(spec.timeframes), 200)
+        await md.forming_minute(spec.symbol)
+        await md.minutes(spec.symbol, 3)
+        await md.free_balance("USDT")
+        if md.account_stream is None or not md.account_stream.healthy:
+            await md.open_orders(spec.symbol)
+
+    loop = asyncio.get_running_loop()
+    sent, seen, busy = [], [], 0.0
+    paths: Counter[str] = Counter()
+    try:
+        for r in range(rounds + 2):
+            started = loop.time()
+            desk0 = public.requests + sum(m.requests for m in markets)
+            conn.send(("requests", None))
+            sim0 = await loop.run_in_executor(None, conn.recv)
+            t0 = loop.time()
+            await asyncio.gather(*(tick(i) for i in range(n_bots)))
+            reads = loop.time() - t0
+            desk1 = public.requests + sum(m.requests for m in markets)
+            conn.send(("requests", None))
+            sim1 = await loop.run_in_executor(None, conn.recv)
+            if r >= 2:  # warm-up: the first reads, the streams connecting
+                sent.append(desk1 - desk0)
+                seen.append(sum(sim1.values()) - sum(sim0.values()))
+                paths.update({p: n - sim0.get(p, 0) for p, n in sim1.items()})
+                busy += reads
+            await asyncio.sleep(max(0.0, 1.0 - (loop.time() - started)))
+    finally:
+        if public_streams is not None:
+            await public_streams.close()
+        await asyncio.gather(*(s.close() for s in private))
+        await asyncio.gather(*(c.close() for c in clients))
+        await session.close()
+    busiest = ", ".join(f"{p} {n / rounds:.0f}" for p, n in paths.most_common(3) if n)
+    return sent, seen, n_bots * rounds / busy, busiest or "none"
+
+
+def rest_rounds(n_bots: int, rounds: int) -> None:
+    print(f"REST requests per tick round, {n_bots} bots ({(n_bots + 3) // 4} accounts), {rounds} rounds, "
+          f"sim in its own process at one 1m candle a second")
+    figures = {}
+    for streamed in (False, True):
+        parent, child = mp.Pipe()
+        proc = mp.get_context("spawn").Process(target=serve_sim, args=(child, (n_bots + 3) // 4, 1.0), daemon=True)
+        proc.start()
+        try:
+            url = parent.recv()
+            figures[streamed] = asyncio.run(tick_round(url, parent, n_bots, rounds, streamed))
+        finally:
+            parent.send(("stop", None))
+            proc.join(10)
+        sent, seen, rate, busiest = figures[streamed]
+        label = "streams  " if streamed else "REST only"
+        print(f"  {label}: desk sent median {statistics.median(sent):.0f}/round (max {max(sent)}), simulator "
+              f"counted median {statistics.median(seen):.0f}/round ({busiest} per round); "
+              f"{rate:,.0f} bot market reads/s")
+    saved = statistics.median(figures[False][0]) - statistics.median(figures[True][0])
+    print(f"  saved: {saved:.0f} REST requests per {n_bots}-bot tick round (median)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fills", type=int, default=300)
     ap.add_argument("--bots", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=0, help="measure REST requests per tick round instead")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
+    if args.rounds:
+        rest_rounds(args.bots if args.bots > 1 else 1000, args.rounds)
+        return
     parent, child = mp.Pipe()
     proc = mp.get_context("spawn").Process(target=serve_sim, args=(child,), daemon=True)
     proc.start()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -14,6 +15,7 @@ from traderagent.api.bybit_direct_client import ByBitDirectClient
 from traderagent.api.bybit_streams import PrivateStream
 from traderagent.orchestrator.events import EventType
 from traderagent.orchestrator.fill_stream import AccountFills
+from traderagent.orchestrator.risk import RiskRails
 from traderagent.orchestrator.state import BotState
 
 from .helpers import GRID, SIM_KEY, SIM_SECRET, Harness, assert_db_matches_sim, build_desk
@@ -27,6 +29,8 @@ class Streamed:
         self.reconciled: asyncio.Queue[int] = asyncio.Queue()
         self.booked: asyncio.Queue[str] = asyncio.Queue()
         self.refused: asyncio.Queue[str] = asyncio.Queue()
+        self.positions: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
+        self.wallets: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.fills: AccountFills | None = None
         self.stream: PrivateStream | None = None
 
@@ -44,13 +48,22 @@ class Streamed:
             await fills.on_auth_failed(cause)
             self.refused.put_nowait(cause)
 
+        def positions(rows: list[dict[str, Any]]) -> None:
+            fills.on_positions(rows)
+            self.positions.put_nowait(rows)
+
+        def wallet(balance: dict[str, Any]) -> None:
+            fills.on_wallet(balance)
+            self.wallets.put_nowait(balance)
+
         self.stream = PrivateStream(self.session, client, on_fill=fills.on_fill, on_order=fills.on_order,
+                                    on_position=positions, on_wallet=wallet,
                                     on_connected=connected, on_auth_failed=refused)
         return self.stream
 
 
-async def streamed_desk(sim, tmp_path, streamed: Streamed) -> Harness:
-    h = await build_desk(sim.base_url, tmp_path / "desk.db", [GRID], start=False)
+async def streamed_desk(sim, tmp_path, streamed: Streamed, **kwargs: Any) -> Harness:
+    h = await build_desk(sim.base_url, tmp_path / "desk.db", [GRID], start=False, **kwargs)
     h.desk.open_fill_stream = streamed
     await h.desk.start(schedule=False)
     return h
@@ -149,3 +162,40 @@ async def test_refused_stream_key_stops_the_accounts_bots_naming_the_cause(sim, 
             assert any("private stream" in text and "Params Error" in text for text in errors), errors
         finally:
             await h.close()
+
+
+async def test_position_and_wallet_pushes_reach_positions_balance_and_the_liquidation_check(sim, tmp_path):
+    """/status's exchange positions, the free balance and LIQUIDATION_RISK read what the private stream pushed:
+    one REST read of each when the stream comes up, none after."""
+    async with aiohttp.ClientSession() as session:
+        streamed = Streamed(session)
+        rails = RiskRails(Decimal("0.01"), Decimal("5"), Decimal("0.5"), liquidation_alert=Decimal("0.99"))
+        h = await streamed_desk(sim, tmp_path, streamed, rails=rails)
+        try:
+            await wait(streamed.reconciled)
+            market = h.desk.bots["xrp-grid"].bot.market
+            assert (await h.desk.desk_status()).exchange_positions == ()  # read over REST once
+            before = await market.free_balance("USDT")  # the same
+            assert before == sim.available(SIM_KEY)
+            rest = Counter({p: sim.request_counts[p] for p in ("/v5/position/list", "/v5/account/wallet-balance")})
+
+            await h.client.create_market_order("BTCUSDT", "buy", Decimal("0.01"))
+            rows: list[dict[str, Any]] = []
+            while not any(r["size"] for r in rows):
+                rows = (await wait(streamed.positions))[0]
+            await wait(streamed.wallets)
+            (held,) = (await h.desk.desk_status()).exchange_positions
+            wire = sim.positions(SIM_KEY)[0]
+            assert (held.symbol, held.side, held.size) == ("BTCUSDT", "long", Decimal("0.01"))
+            assert (held.entry_price, held.liq_price, held.margin) == (
+                Decimal(wire["avgPrice"]), Decimal(wire["liqPrice"]), Decimal(wire["positionIM"]))
+            free = await market.free_balance("USDT")
+            await h.desk.check_perp()
+            await h.desk.event_bus.drain(5)
+            (alert,) = h.of(EventType.LIQUIDATION_RISK)
+            assert alert.data.symbol == "BTCUSDT"
+            assert {p: sim.request_counts[p] for p in rest} == rest  # not one more REST read of either
+            assert free == (await h.client.fetch_balance())["free"]["USDT"] < before  # the margin and fee it took
+        finally:
+            await h.close()
+            await session.close()

@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from decimal import Decimal
+from types import SimpleNamespace
 
 import aiohttp
 import pytest
@@ -164,3 +165,17 @@ async def test_repeated_and_older_candles_never_overwrite_a_gap_reads_again(fed,
     await fed.read()
     assert sim.request_counts["/v5/market/kline"] == klines + 1  # out of step: that book alone read again
     assert fed.md.forming_open_ms(SYMBOL, "1m") == sim.series[SYMBOL].live.ts  # read again: the true candle
+
+
+async def test_positions_take_the_mark_of_the_ticker_stream(fed, sim):
+    """Position pushes follow orders, not the mark: the liquidation distance needs the ticker's mark price."""
+    await fed.start()
+    await fed.client.create_market_order(SYMBOL, "buy", Decimal("0.01"))
+    fed.md.account_stream = SimpleNamespace(healthy=True, connects=1)  # a private stream that is up
+    (row,) = await fed.md.positions()  # read over REST once
+    lists = sim.request_counts["/v5/position/list"]
+    await fed.set_price(row["entry_price"] - 1000)
+    (moved,) = await fed.md.positions()
+    assert moved["mark_price"] == sim.price(SYMBOL) == row["entry_price"] - 1000
+    assert moved["unrealized_pnl"] == Decimal("-10") and moved["liq_price"] == row["liq_price"]
+    assert sim.request_counts["/v5/position/list"] == lists
