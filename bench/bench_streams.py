@@ -176,7 +176,7 @@ async def tick_round(url: str, conn, n_bots: int, rounds: int,
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_desk import bot_specs
 
-    session = aiohttp.ClientSession()
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))  # a socket per account, held
     public_streams = PublicStreams(session, url) if streamed else None
     specs = bot_specs(n_bots, 1.0)
     accounts = (n_bots + 3) // 4

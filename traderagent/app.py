@@ -282,11 +282,11 @@ async def claim_bots(settings: Settings, db: DatabaseManager, bots_file: BotsFil
 
 
 def _stream_session(rt: Runtime) -> Any:
-    """The one aiohttp session of every stream."""
+    """The one aiohttp session of every stream (each holds its socket for good: no pool limit)."""
     import aiohttp
 
     if rt.stream_session is None:
-        rt.stream_session = aiohttp.ClientSession()
+        rt.stream_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     return rt.stream_session
 
 

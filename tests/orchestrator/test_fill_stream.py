@@ -179,11 +179,13 @@ async def test_position_and_wallet_pushes_reach_positions_balance_and_the_liquid
             assert before == sim.available(SIM_KEY)
             rest = Counter({p: sim.request_counts[p] for p in ("/v5/position/list", "/v5/account/wallet-balance")})
 
+            wallet = sim.balance(SIM_KEY)["USDT"]
             await h.client.create_market_order("BTCUSDT", "buy", Decimal("0.01"))
             rows: list[dict[str, Any]] = []
             while not any(r["size"] for r in rows):
                 rows = (await wait(streamed.positions))[0]
-            await wait(streamed.wallets)
+            while (await wait(streamed.wallets))[0]["total"]["USDT"] == wallet:  # until the fill's fee is in
+                pass
             (held,) = (await h.desk.desk_status()).exchange_positions
             wire = sim.positions(SIM_KEY)[0]
             assert (held.symbol, held.side, held.size) == ("BTCUSDT", "long", Decimal("0.01"))

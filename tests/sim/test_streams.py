@@ -199,7 +199,7 @@ async def test_linear_ticker_deltas_carry_the_changed_fields_spot_snapshots(conn
     assert spot_push["type"] == "snapshot" and spot_push["data"]["lastPrice"] == "20000.00"
 
 
-async def test_position_after_every_order_change_and_wallet_after_fills_and_funding(connect, sim):
+async def test_position_and_wallet_after_every_order_change_and_funding(connect, sim):
     ws = await connect("/v5/private")
     await ws.ask({"op": "auth", "args": auth_args()})
     await ws.ask({"op": "subscribe", "args": ["position", "wallet"]})
@@ -209,6 +209,8 @@ async def test_position_after_every_order_change_and_wallet_after_fills_and_fund
                                              "orderLinkId": "pos-1"})
         flat = (await ws.next("position"))["data"][0]  # pushed though nothing changed, as ByBit does
         assert (flat["size"], flat["side"], flat["category"]) == ("0.000", "", "linear")
+        placed = (await ws.next("wallet"))["data"][0]["coin"][0]
+        assert Decimal(placed["totalOrderIM"]) > 0 and Decimal(placed["totalPositionIM"]) == 0  # its margin
         await http.post("/v5/order/create", {"category": "linear", "symbol": "BTCUSDT", "side": "Buy",
                                              "orderType": "Market", "qty": "0.01"})
     held = (await ws.next("position"))["data"][0]

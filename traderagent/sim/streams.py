@@ -5,8 +5,8 @@ bybit-v5-streams-and-protection.md section 1). ``drop_all`` is the test hook tha
 As ByBit pushes them: a linear ticker as one snapshot after the subscribe, then deltas of the changed fields
 (spot: snapshots only); a kline of every interval the REST endpoint serves, the forming candle at every move and,
 when a candle of that interval closes, that candle with ``confirm`` true first; a position (``entryPrice`` where
-REST says ``avgPrice``) after every change of a linear order and at every funding, and the wallet after every fill
-and funding (no snapshot of either on subscribe).
+REST says ``avgPrice``) after every change of a linear order and at every funding, and the wallet after every
+order change (margin or coins locked, fills) and funding (no snapshot of either on subscribe).
 
 Pushes are queued per socket and written by that socket's own writer, so the matching engine (synchronous)
 can publish without waiting and every socket sees its messages in the order they happened.
@@ -211,8 +211,7 @@ class StreamServer:
             self._private(acct, "execution", [{**execution.to_wire(), "category": order.category}])
         if order.category == "linear":  # ByBit pushes the position after every order change, changed or not
             self._push_position(acct, order.symbol, order.position_idx)
-        if execution is not None:
-            self._push_wallet(acct)
+        self._push_wallet(acct)  # the order's margin or locked coin moved, if nothing else
 
     def on_funding(self, symbol: str) -> None:
         """Funding was settled on ``symbol``: its positions and the wallets changed."""
