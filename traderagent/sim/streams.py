@@ -95,7 +95,10 @@ class StreamServer:
     async def _write(sock: _Socket) -> None:
         while True:
             text = await sock.queue.get()
-            await sock.ws.send_str(text)
+            try:
+                await sock.ws.send_str(text)
+            except ConnectionResetError:  # the peer went away mid-push (a desk killed): its handler ends
+                return
 
     async def drop_all(self) -> int:
         """Close every socket without notice, as a maintenance restart does; returns how many."""
