@@ -165,8 +165,8 @@ async def test_refused_stream_key_stops_the_accounts_bots_naming_the_cause(sim, 
 
 
 async def test_position_and_wallet_pushes_reach_positions_balance_and_the_liquidation_check(sim, tmp_path):
-    """/status's exchange positions, the free balance and LIQUIDATION_RISK read what the private stream pushed:
-    one REST read of each when the stream comes up, none after."""
+    """The liquidation check (and /status after it), the free balance read what the private stream pushed: one
+    REST read of each when the stream comes up, none after."""
     async with aiohttp.ClientSession() as session:
         streamed = Streamed(session)
         rails = RiskRails(Decimal("0.01"), Decimal("5"), Decimal("0.5"), liquidation_alert=Decimal("0.99"))
@@ -174,7 +174,8 @@ async def test_position_and_wallet_pushes_reach_positions_balance_and_the_liquid
         try:
             await wait(streamed.reconciled)
             market = h.desk.bots["xrp-grid"].bot.market
-            assert (await h.desk.desk_status()).exchange_positions == ()  # read over REST once
+            await h.desk.check_perp()  # the positions read over REST once
+            assert (await h.desk.desk_status()).exchange_positions == ()
             before = await market.free_balance("USDT")  # the same
             assert before == sim.available(SIM_KEY)
             rest = Counter({p: sim.request_counts[p] for p in ("/v5/position/list", "/v5/account/wallet-balance")})
@@ -186,13 +187,13 @@ async def test_position_and_wallet_pushes_reach_positions_balance_and_the_liquid
                 rows = (await wait(streamed.positions))[0]
             while (await wait(streamed.wallets))[0]["total"]["USDT"] == wallet:  # until the fill's fee is in
                 pass
-            (held,) = (await h.desk.desk_status()).exchange_positions
+            await h.desk.check_perp()
+            (held,) = (await h.desk.desk_status()).exchange_positions  # as that check read them
             wire = sim.positions(SIM_KEY)[0]
             assert (held.symbol, held.side, held.size) == ("BTCUSDT", "long", Decimal("0.01"))
             assert (held.entry_price, held.liq_price, held.margin) == (
                 Decimal(wire["avgPrice"]), Decimal(wire["liqPrice"]), Decimal(wire["positionIM"]))
             free = await market.free_balance("USDT")
-            await h.desk.check_perp()
             await h.desk.event_bus.drain(5)
             (alert,) = h.of(EventType.LIQUIDATION_RISK)
             assert alert.data.symbol == "BTCUSDT"
