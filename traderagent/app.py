@@ -40,7 +40,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from traderagent.config import Settings, SettingsError
 from traderagent.orchestrator.events import EventBus, TradingEvent
@@ -49,7 +49,10 @@ if TYPE_CHECKING:
     from traderagent.api.bybit_direct_client import ByBitDirectClient
     from traderagent.bots import BotsFile
     from traderagent.database.manager import DatabaseManager
+    from traderagent.fleet.workers import Worker
     from traderagent.orchestrator.lease import Leases
+
+L = TypeVar("L", bound="Leases")
 
 log = logging.getLogger("traderagent.app")
 
@@ -92,6 +95,7 @@ class Runtime:
     stream_session: Any = None  # the aiohttp session of the streams
     public_streams: Any = None  # tickers and klines for every bot (api/bybit_streams.py PublicStreams)
     link: Any = None  # a fleet worker's link to the console (TRADERAGENT_CONSOLE=external)
+    worker: Worker | None = None  # one worker of a fleet (fleet/workers.py): its slot of the bots
 
 
 def _audit(settings: Settings) -> None:
@@ -225,7 +229,13 @@ async def build(settings: Settings, bots_arg: str | None, rt: Runtime) -> Any:
 
     rt.db = DatabaseManager(settings.database_url, master_key=settings.master_key or None)
     await rt.db.initialize()  # first: the paper simulator keeps its state beside the database
-    rt.leases = await claim_bots(settings, rt.db, bots_file)  # before the simulator: a refused desk leaves it alone
+    fleet = None
+    if rt.worker is not None:  # its slot and its share of the bots
+        from traderagent.fleet.workers import join_fleet
+
+        rt.leases = fleet = await join_fleet(settings, rt.db, bots_file, rt.worker)
+    else:  # before the simulator: a refused desk leaves it alone
+        rt.leases = await claim_bots(settings, rt.db, bots_file)
     base_url, key, secret, testnet = await _connection(settings, rt)
     rt.base_url = base_url
     market_types = sorted({b.market_type for b in bots_file.bots})
@@ -254,7 +264,9 @@ async def build(settings: Settings, bots_arg: str | None, rt: Runtime) -> Any:
     await desk.add_bots(bots_file.bots)
     await refuse_untradable(desk)
     await rt.leases.release(n for n in rt.leases.held if n not in desk.bots)  # refused here: free for others
-    if not desk.bots:
+    if fleet is not None:  # a worker takes no bot it refused (its share may be empty for now)
+        fleet.runnable = lambda name: name in desk.bots or name in desk.standby
+    elif not desk.bots:
         raise StartupError("no bot could be built: " + "; ".join(f"{n}: {r}" for n, r in desk.refused))
     rt.desk = desk
     return desk
@@ -263,14 +275,9 @@ async def build(settings: Settings, bots_arg: str | None, rt: Runtime) -> Any:
 async def claim_bots(settings: Settings, db: DatabaseManager, bots_file: BotsFile) -> Leases:
     """One owner per bot: take the lease of every bot of the bots file. The bots another live desk
     runs are named in one line; with none left to run here the desk refuses to start."""
-    from traderagent.api.bybit_direct_client import RECV_WINDOW
     from traderagent.orchestrator.lease import Leases, held_elsewhere
 
-    try:  # sends stop this long before the lease may expire: a delayed request is stale by then
-        leases = Leases(db, heartbeat=settings.lease_heartbeat, timeout=settings.lease_timeout,
-                        fence=RECV_WINDOW / 1000 + 1)
-    except ValueError as exc:
-        raise StartupError(f"TRADERAGENT_LEASE_TIMEOUT / TRADERAGENT_LEASE_HEARTBEAT: {exc}") from None
+    leases = new_leases(settings, db, Leases)
     await leases.acquire(spec.name for spec in bots_file.bots)
     if leases.elsewhere:
         line = held_elsewhere(leases.elsewhere)
@@ -279,6 +286,17 @@ async def claim_bots(settings: Settings, db: DatabaseManager, bots_file: BotsFil
                                "its bots when its lease expires, TRADERAGENT_LEASE_TIMEOUT)")
         log.warning("%s: not run here (taken over if that desk stops renewing its leases)", line)
     return leases
+
+
+def new_leases(settings: Settings, db: DatabaseManager, cls: type[L], **kwargs: Any) -> L:
+    """The desk's leases (``cls``: Leases, or a worker's), timed by the settings."""
+    from traderagent.api.bybit_direct_client import RECV_WINDOW
+
+    try:  # sends stop this long before the lease may expire: a delayed request is stale by then
+        return cls(db, heartbeat=settings.lease_heartbeat, timeout=settings.lease_timeout,
+                   fence=RECV_WINDOW / 1000 + 1, **kwargs)
+    except ValueError as exc:
+        raise StartupError(f"TRADERAGENT_LEASE_TIMEOUT / TRADERAGENT_LEASE_HEARTBEAT: {exc}") from None
 
 
 def _stream_session(rt: Runtime) -> Any:
@@ -398,8 +416,10 @@ async def _start_reports(settings: Settings, rt: Runtime) -> None:
 
 
 async def run_desk(settings: Settings, *, bots_arg: str | None = None, ticks: int = 0,
-                   stop_event: asyncio.Event | None = None) -> int:
-    rt = Runtime(settings)
+                   stop_event: asyncio.Event | None = None, worker: Worker | None = None) -> int:
+    """Run the desk until stopped; ``worker``: as one worker of a fleet (fleet/workers.py), which
+    has no Telegram frontend (the console process has it)."""
+    rt = Runtime(settings, worker=worker)
     stop_event = stop_event or asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -416,7 +436,7 @@ async def run_desk(settings: Settings, *, bots_arg: str | None = None, ticks: in
         await asyncio.to_thread(_audit, settings)
         desk = await build(settings, bots_arg, rt)
         print(banner(settings, rt), flush=True)
-        if settings.console == "external":  # a fleet worker: the console serves Telegram (traderagent/fleet)
+        if settings.console == "external" or worker is not None:  # a fleet worker: the console serves Telegram
             from traderagent.fleet.link import ConsoleLink
 
             assert rt.db is not None, "build() opened the database"
@@ -505,6 +525,13 @@ def banner(settings: Settings, rt: Runtime) -> str:
     if desk.refused:
         lines.append(f"  refused   {len(desk.refused)} bot(s): "
                      + "; ".join(f"{name}: {reason}" for name, reason in desk.refused))
+    if rt.worker is not None:
+        from traderagent.fleet.workers import WorkerLeases
+
+        assert isinstance(rt.leases, WorkerLeases)
+        lead = ", leads the desk" if rt.leases.is_leader else ""
+        lines.append(f"  worker    {rt.leases.slot} of {rt.worker.workers}{lead} ({rt.leases.owner}); "
+                     f"{len(desk.standby)} bot(s) on other workers")
     lines.append("Ctrl-C to stop.")
     return "\n".join(lines)
 
@@ -556,10 +583,15 @@ async def _shutdown(rt: Runtime) -> None:
         print("desk stopped", flush=True)
 
 
-def main_run(args: Any) -> int:
-    """`traderagent run [--bots FILE] [--ticks N]`."""
+def main_run(args: Any, worker: Worker | None = None) -> int:
+    """`traderagent run [--bots FILE] [--ticks N] [--workers N]` (and `traderagent worker`, with ``worker``)."""
+    workers = int(getattr(args, "workers", 1) or 1)
+    if worker is None and workers > 1:
+        from traderagent.fleet.supervisor import supervise
+
+        return run_main(lambda settings: supervise(settings, args, workers))
     return run_main(lambda settings: run_desk(settings, bots_arg=getattr(args, "bots", None),
-                                              ticks=int(getattr(args, "ticks", 0) or 0)))
+                                              ticks=int(getattr(args, "ticks", 0) or 0), worker=worker))
 
 
 def run_main(run: Callable[[Settings], Coroutine[Any, Any, int]]) -> int:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 COMMANDS = {
     "run": "traderagent.app:main_run",
     "console": "traderagent.fleet.console:main_console",
+    "worker": "traderagent.fleet.workers:main_worker",
     "sim": "traderagent.commands.sim:main_sim",
     "backtest": "traderagent.backtest.cli:main_backtest",
     "db": "traderagent.commands.db:main_db",
@@ -46,6 +47,7 @@ def _checked(convert: Callable[[str], float], ok: Callable[[float], bool], rule:
 
 _POSITIVE = _checked(float, lambda v: math.isfinite(v) and v > 0, "a number > 0")
 _COUNT = _checked(int, lambda v: v >= 0, "a whole number >= 0")
+_WORKERS = _checked(int, lambda v: v >= 1, "a whole number >= 1")
 _RATE = _checked(float, lambda v: 0 <= v <= 1, "a probability from 0 to 1")
 
 
@@ -58,6 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the trading desk (paper mode with no keys)")
     run.add_argument("--bots", help="bots file (default: TRADERAGENT_BOTS_FILE or bots.toml; paper demo set if absent)")
     run.add_argument("--ticks", type=_COUNT, default=0, help="stop after this many ticks per bot (0: run until Ctrl-C)")
+    run.add_argument("--workers", type=_WORKERS, default=1,
+                     help="run N worker processes on one PostgreSQL database (and the Telegram console), "
+                          "restarting any that dies (default 1: one process)")
+
+    worker = sub.add_parser("worker", help="run one worker of a multi-process desk (PostgreSQL; no Telegram)")
+    worker.add_argument("--bots", help="bots file (default: TRADERAGENT_BOTS_FILE or bots.toml); the same for every worker")
+    worker.add_argument("--slot", type=int, default=None,
+                        help="this worker's slot, 0 to N-1 (default: the first one no live worker holds)")
+    worker.add_argument("--workers", type=_WORKERS, default=1, help="how many workers the fleet has (default 1)")
 
     sub.add_parser("console", help="one Telegram console for a fleet of desk workers (PostgreSQL DATABASE_URL)")
 

@@ -374,7 +374,7 @@ class Desk(Records):
         """``add_bot`` each spec; with leases (acquired first), a bot another desk runs waits in
         ``standby`` instead, and is taken over when that desk stops renewing its lease."""
         for spec in specs:
-            if self.leases is not None and spec.name in self.leases.elsewhere:
+            if self.leases is not None and not self.leases.holds(spec.name):  # another desk's, or worker's
                 self.standby[spec.name] = spec
             else:
                 await self.add_bot(spec)
@@ -575,19 +575,49 @@ class Desk(Records):
                 self._fence(name, holder)
             for name, holder in changes.gained.items():
                 await self._take_over(name, holder)
+            for name in changes.handed_back:
+                await self._hand_back(name)
 
-    def _fence(self, name: str, holder: Holder) -> None:
-        """Another desk runs ``name`` now: no tick, no order from here (the gate already refuses its
-        sends); its in-memory state is dropped, a later takeover starts from the database."""
+    @property
+    def leader(self) -> bool:
+        """Does this desk run the desk-wide duties (scaling offers, digest)? Alone, yes; in a fleet of
+        workers, the one holding the desk lease (orchestrator/lease.py)."""
+        return self.leases is None or self.leases.is_leader
+
+    def _drop(self, name: str) -> BotHandle | None:
+        """No tick and no fill of ``name`` here any more; its spec waits in ``standby``."""
         handle = self.bots.pop(name, None)
         if handle is None:
-            return
+            return None
         if self.scheduler is not None:
             self.scheduler.remove_tick(name)
         for fills, _ in self.fill_streams:
             if handle.bot in fills.bots:
                 fills.bots.remove(handle.bot)
         self.standby[name] = handle.spec
+        return handle
+
+    async def _hand_back(self, name: str) -> None:
+        """A worker came back and ``name`` is its bot again (fleet/workers.py): no tick from here, its
+        state saved after the tick in flight, its lease freed; the worker reconciles its orders by
+        orderLinkId when it takes it."""
+        assert self.leases is not None
+        handle = self._drop(name)
+        if handle is None:
+            return
+        try:
+            await handle.bot.save()
+        except Exception as exc:  # its orders were written before they were sent: the next owner finds them
+            log.error("hand-back of %s: its state could not be saved (%s)", name, exc)
+        await self.leases.release([name])
+        log.warning("handed %s back: another worker runs it now", name)
+
+    def _fence(self, name: str, holder: Holder) -> None:
+        """Another desk runs ``name`` now: no tick, no order from here (the gate already refuses its
+        sends); its in-memory state is dropped, a later takeover starts from the database."""
+        handle = self._drop(name)
+        if handle is None:
+            return
         text = (f"lease lost: {holder.owner} runs {name} now (this desk missed its lease renewals); "
                 "this desk sends none of its orders any more")
         self.event_bus.publish(TradingEvent.of(name, ErrorRaised(text, handle.bot.state)))  # the alert

@@ -56,6 +56,8 @@ class DeskWatch:
 
     async def check(self) -> None:
         self.desk.check_stall()
+        if not self.desk.leader:  # the desk-wide reports go out once in a fleet of workers: from its leader
+            return
         await self.desk.offer_scaling()
         end = self.digest_time.due(self.desk.clock()) if self.digest_time else None
         if end is not None:

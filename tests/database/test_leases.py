@@ -88,3 +88,10 @@ async def test_the_fencing_token_changes_with_every_owner_and_only_then(db: Data
     await db.release_leases("desk-2")
     third = token(await db.acquire_leases(["a"], "desk-1", T0 + 24 * S, T0 + 44 * S))  # free again: back to desk-1
     assert len({first, second, third}) == 3
+
+
+async def test_leases_named_by_prefix(db: DatabaseManager) -> None:
+    """The workers' slots are read by their prefix; ``_`` and ``%`` in it are not wildcards."""
+    await db.acquire_leases(["@worker/0", "@worker/1", "@desk", "a_worker/2", "bot"], "w", T0, T0 + 20 * S)
+    assert [r.bot_name for r in await db.leases_named("@worker/")] == ["@worker/0", "@worker/1"]
+    assert await db.leases_named("a%") == []

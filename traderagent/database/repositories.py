@@ -681,6 +681,12 @@ class LeasesRepository(Store):
             q = select(BotLease).where(BotLease.bot_name.in_(list(bots))).order_by(BotLease.bot_name)
             return list((await session.execute(q)).scalars())
 
+    async def leases_named(self, prefix: str) -> list[BotLease]:
+        """Every lease whose name starts with ``prefix`` (the workers' slots, ``@worker/``)."""
+        async with self._read() as session:
+            q = select(BotLease).where(BotLease.bot_name.startswith(prefix, autoescape=True)).order_by(BotLease.bot_name)
+            return list((await session.execute(q)).scalars())
+
     async def release_leases(self, owner: str, bots: Sequence[str] | None = None) -> None:
         """Give up ``owner``'s leases (of ``bots``, default all): another desk may take them at once."""
         table = _table(BotLease)

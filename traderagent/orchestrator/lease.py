@@ -42,6 +42,18 @@ Fencing, on two levels:
   state, approvals, outbox). Not covered: the token is looked up when the write is made, so a bot
   object of an earlier lease whose tick is still under way when this desk takes the bot back
   writes under the new lease (the tick would have to outlast a takeover and a lease expiry).
+
+Names starting with ``@`` are not bots but desk-wide leases held the same way: a worker's slot
+(``@worker/<i>``, traderagent/fleet/workers.py) and ``@desk``, the fleet's leader (``is_leader``),
+which runs the desk-wide duties once in the fleet. A heartbeat's changes list bots only.
+
+Fencing: ``holds(bot)`` is true only until ``fence`` seconds before the lease can expire, by the
+desk's own clock, counted from the moment the last renewal was started. A desk frozen longer than
+that (or cut off from its database) stops sending that bot's orders, and writing its state, before
+any other desk can take the bot over; the send gate asks ``holds`` after an order request is
+signed, right before it is written. ``fence`` covers the exchange's request window (recvWindow,
+plus clock skew): a request signed in time but delayed by a freeze is refused by the exchange
+once the lease has expired, so the next owner can reconcile the bot's orders at once.
 """
 
 from __future__ import annotations
@@ -107,6 +119,10 @@ class Holder:
         return cls(row.owner, row.expires_at)
 
 
+RESERVED = "@"  # lease names that are not bots (bot names are letters, digits, _ and -)
+DESK_LEASE = "@desk"  # held by one live worker of a fleet: its leader
+
+
 NOBODY = Holder("nobody (its lease was deleted)", datetime.min.replace(tzinfo=UTC))
 
 
@@ -116,6 +132,11 @@ class LeaseChanges:
 
     lost: Mapping[str, Holder]
     gained: Mapping[str, Holder]  # the previous holder
+    handed_back: tuple[str, ...] = ()  # bots this worker gives back to a returning one (fleet/workers.py)
+
+
+def _bots(holders: Mapping[str, Holder]) -> dict[str, Holder]:
+    return {name: h for name, h in holders.items() if not name.startswith(RESERVED)}
 
 
 def held_elsewhere(holders: Mapping[str, Holder]) -> str:
@@ -147,10 +168,12 @@ class Leases:
         self._sends_until: dict[str, datetime] = {}  # bots held -> end of their fenced window
         self._tokens: dict[str, str] = {}  # bots held -> the fencing token of the lease (see token)
         self.elsewhere: dict[str, Holder] = {}  # bots wanted here that another desk holds
+        self.fleet = False  # one of several workers: leads only while it holds DESK_LEASE
 
     @property
     def held(self) -> list[str]:
-        return sorted(self._sends_until)
+        """The bots held (not the desk-wide leases)."""
+        return sorted(n for n in self._sends_until if not n.startswith(RESERVED))
 
     def holds(self, bot: str) -> bool:
         """May this desk send ``bot``'s orders now? (Its lease is ours and cannot have expired yet.)"""
@@ -161,6 +184,23 @@ class Leases:
         """The fencing token of this desk's lease of ``bot`` (None: it holds none): its writes
         commit only while the lease row still carries it (the database checks, see Fencing)."""
         return self._tokens.get(bot)
+
+    @property
+    def is_leader(self) -> bool:
+        """Does this desk run the desk-wide duties? A lone desk always; a fleet's worker while it holds
+        DESK_LEASE."""
+        return not self.fleet or self.holds(DESK_LEASE)
+
+    def want(self, names: Iterable[str]) -> None:
+        """Take these leases too, at the next heartbeat that finds them free."""
+        for name in names:
+            if name not in self._sends_until:
+                self.elsewhere.setdefault(name, NOBODY)
+
+    def unwant(self, names: Iterable[str]) -> None:
+        """Stop waiting for these leases (another worker is to run those bots)."""
+        for name in names:
+            self.elsewhere.pop(name, None)
 
     def _window(self, started: datetime) -> datetime:
         return started + self.timeout - self.fence
@@ -204,7 +244,10 @@ class Leases:
             holders = {row.bot_name: Holder.of(row) for row in await self.store.lease_holders(lost_names)}
             lost = {b: holders.get(b, NOBODY) for b in lost_names}
             self.elsewhere.update(lost)
-        return LeaseChanges(lost, await self._take_free(now))
+        gained = await self._take_free(now)
+        if DESK_LEASE in gained:
+            log.warning("this worker (%s) leads the desk now: it runs the desk-wide duties", self.owner)
+        return LeaseChanges(_bots(lost), _bots(gained))
 
     async def _take_free(self, now: datetime) -> dict[str, Holder]:
         """Acquire the bots held elsewhere whose lease is gone, expired or its owner's process gone
