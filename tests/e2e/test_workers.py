@@ -21,83 +21,39 @@ import re
 import signal
 import subprocess
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import skip_server_absent
-from tests.database.conftest import _find_postgres
 from traderagent.api.bybit_direct_client import ByBitDirectClient
 from traderagent.database.manager import DatabaseManager
 from traderagent.fleet.workers import assign, slot_name
 
 from .desk_procs import KEY, PY, SECRET, SimProcess, consistency_report, desk_env, run_desk
-from .test_leases import _admin, wait_for
+from .test_leases import fresh_postgres, wait_for
 from .test_startup_errors import GITIGNORE
 
 pytestmark = pytest.mark.timeout(600)
 
-BOTS = """
-[risk]
-max_exposure = "0.5"
-
+BOT = """
 [[bots]]
-name = "xrp-grid"
-strategy = "grid"
-symbol = "XRPUSDT"
+name = "{name}"
+strategy = "{strategy}"
+symbol = "{symbol}"
 timeframe = "1m"
 share = "0.25"
 tick_seconds = 0.5
 [bots.params]
-num_levels = 9
-range_pct = "0.015"
-
-[[bots]]
-name = "btc-grid-2"
-strategy = "grid"
-symbol = "BTCUSDT"
-timeframe = "1m"
-share = "0.25"
-tick_seconds = 0.5
-[bots.params]
-num_levels = 7
-range_pct = "0.015"
-
-[[bots]]
-name = "sol-dca"
-strategy = "dca"
-symbol = "SOLUSDT"
-timeframe = "1m"
-share = "0.25"
-tick_seconds = 0.5
-[bots.params]
-base_order = "60"
-safety_order = "60"
-max_safety_orders = 3
-price_deviation = "0.002"
-step_scale = "1.2"
-volume_scale = "1.2"
-take_profit = "0.005"
-
-[[bots]]
-name = "eth-dca"
-strategy = "dca"
-symbol = "ETHUSDT"
-timeframe = "1m"
-share = "0.25"
-tick_seconds = 0.5
-[bots.params]
-base_order = "60"
-safety_order = "60"
-max_safety_orders = 3
-price_deviation = "0.002"
-step_scale = "1.2"
-volume_scale = "1.2"
-take_profit = "0.005"
 """
+GRID = 'num_levels = {levels}\nrange_pct = "0.015"\n'
+DCA = ('base_order = "60"\nsafety_order = "60"\nmax_safety_orders = 3\nprice_deviation = "0.002"\nstep_scale = "1.2"\n'
+       'volume_scale = "1.2"\ntake_profit = "0.005"\n')
+BOTS = '[risk]\nmax_exposure = "0.5"\n' + "".join(
+    BOT.format(name=name, strategy=strategy, symbol=symbol) + params for name, strategy, symbol, params in (
+        ("xrp-grid", "grid", "XRPUSDT", GRID.format(levels=9)), ("btc-grid-2", "grid", "BTCUSDT", GRID.format(levels=7)),
+        ("sol-dca", "dca", "SOLUSDT", DCA), ("eth-dca", "dca", "ETHUSDT", DCA)))
 NAMES = sorted(["xrp-grid", "btc-grid-2", "sol-dca", "eth-dca"])
 SPLIT = assign(NAMES, [slot_name(0), slot_name(1)])
 ZERO, ONE = sorted(SPLIT[slot_name(0)]), sorted(SPLIT[slot_name(1)])
@@ -107,13 +63,7 @@ EVENT = re.compile(r"^(\d\d:\d\d:\d\d) \[([\w-]+)\] ORDER_(?:PLACED|FILLED|CANCE
 
 @pytest.fixture
 def database() -> Iterator[str]:
-    url, reason = _find_postgres()
-    if url is None:
-        skip_server_absent(f"PostgreSQL not reachable ({reason}); set TEST_POSTGRES_URL")
-    name = f"workers_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(url, f'CREATE DATABASE "{name}"'))
-    yield f"{url.rsplit('/', 1)[0]}/{name}"
-    asyncio.run(_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    yield from fresh_postgres("workers")
 
 
 def read(database: str) -> tuple[dict[str, str], Counter]:
