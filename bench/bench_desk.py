@@ -167,8 +167,11 @@ class BenchDesk:
 
 
 async def build(n: int, url: str, tick: float, per_account: int, workdir: Path, *, mix: str = "all",
-                db_backend: str = "sqlite", grid_range: str = "0.02", bybit_limits: bool = False) -> BenchDesk:
-    """``n`` bots (``bot_specs``), ``per_account`` per simulator account, recovered and ticking."""
+                db_backend: str = "sqlite", grid_range: str = "0.02", bybit_limits: bool = False,
+                schema: str | None = None, claim: Any = None) -> BenchDesk:
+    """``n`` bots (``bot_specs``), ``per_account`` per simulator account, recovered and ticking.
+    ``schema``: a PostgreSQL schema shared with other desks (kept); ``claim(db, names)``: the desk's
+    leases (bench_fleet.py's workers), which say which of the bots it runs."""
     from traderagent.api.bybit_direct_client import ByBitDirectClient
     from traderagent.control import Desk
     from traderagent.database.manager import DatabaseManager
@@ -186,10 +189,10 @@ async def build(n: int, url: str, tick: float, per_account: int, workdir: Path, 
         c = ByBitDirectClient(f"bench-{i}", f"bench-secret-{i}", base_url=url, rate_limits=limits, connection_limit=20)
         await c.initialize()
         clients.append(c)
-    schema = None
+    own = None
     if db_backend == "postgresql":
-        schema = f"bench_{uuid.uuid4().hex[:12]}"  # a fresh schema, dropped afterwards
-        db = DatabaseManager(PG_URL, schema=schema)
+        own = None if schema else f"bench_{uuid.uuid4().hex[:12]}"  # a fresh schema, dropped afterwards
+        db = DatabaseManager(PG_URL, schema=schema or own)
     else:
         db = DatabaseManager(f"sqlite+aiosqlite:///{workdir / f'bench-{n}.db'}")
     await db.initialize()
@@ -197,19 +200,22 @@ async def build(n: int, url: str, tick: float, per_account: int, workdir: Path, 
     capital, persister = await load_capital_manager(db, Decimal(10_000 * n))
     public = MarketData(clients[0])
     scheduler = DeskScheduler()
+    specs = bot_specs(n, tick, mix, grid_range)
+    leases = await claim(db, [s.name for s in specs]) if claim else None
     desk = Desk(db, {"linear": clients[0]}, event_bus=EventBus(), capital_manager=capital, capital_persister=persister,
                 rails=RiskRails(Decimal("0.01"), Decimal("10"), Decimal("0.5")), scheduler=scheduler,
-                market_data={"linear": public})
+                market_data={"linear": public}, leases=leases)
     account_data = [MarketData(c, public=public) for c in clients]
-    for i, spec in enumerate(bot_specs(n, tick, mix, grid_range)):
-        await desk.add_bot(spec, client=clients[i // per_account], market_data=account_data[i // per_account])
+    for i, spec in enumerate(specs):
+        if leases is None or leases.owns(spec.name):
+            await desk.add_bot(spec, client=clients[i // per_account], market_data=account_data[i // per_account])
     assert not desk.refused, desk.refused[:3]
     t0 = time.perf_counter()
     await desk.start(schedule=False)
     startup = time.perf_counter() - t0
     desk._schedule()
     scheduler.start()
-    return BenchDesk(desk, db, clients, scheduler, schema, startup, accounts)
+    return BenchDesk(desk, db, clients, scheduler, own, startup, accounts)
 
 
 def _thread_cpu(proc: Any) -> float:
@@ -234,7 +240,7 @@ def _load_code() -> None:
 async def run_desk(n: int, url: str, duration: float, tick: float, per_account: int, workdir: Path,
                    warmup_max: float = 60.0, mix: str = "all", db_backend: str = "sqlite",
                    profile: str | None = None, sim_pid: int | None = None, grid_range: str = "0.02",
-                   bybit_limits: bool = False) -> dict:
+                   bybit_limits: bool = False, schema: str | None = None, claim: Any = None) -> dict:
     import psutil
 
     from traderagent.orchestrator.state import BotState
@@ -243,7 +249,7 @@ async def run_desk(n: int, url: str, duration: float, tick: float, per_account: 
     proc = psutil.Process()
     base_rss = proc.memory_info().rss  # the code loaded, before any client, database or bot
     bench = await build(n, url, tick, per_account, workdir, mix=mix, db_backend=db_backend, grid_range=grid_range,
-                        bybit_limits=bybit_limits)
+                        bybit_limits=bybit_limits, schema=schema, claim=claim)
     desk, db, scheduler = bench.desk, bench.db, bench.scheduler
     warmup = await bench.warm_up(warmup_max)
     from traderagent.orchestrator.scheduler import TickStats
@@ -293,6 +299,7 @@ async def run_desk(n: int, url: str, duration: float, tick: float, per_account: 
               f" {len(slow)} in all", flush=True)
     orders = (await db.counts())["orders"]
     errors = sum(1 for h in desk.bots.values() if h.bot.state is BotState.ERROR)
+    ran = len(desk.bots)
     ticks = sum(desk.tick_counts.values()) - sum(ticks0.values())
     await bench.close()
     startup, accounts = bench.startup_s, bench.accounts
@@ -301,7 +308,7 @@ async def run_desk(n: int, url: str, duration: float, tick: float, per_account: 
         return lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")
 
     return {
-        "bots": n, "accounts": accounts, "duration_s": round(wall, 1), "startup_s": round(startup, 1),
+        "bots": n, "ran": ran, "accounts": accounts, "duration_s": round(wall, 1), "startup_s": round(startup, 1),
         "ticks": ticks, "expected_ticks": int(n * duration / tick),
         "p50_s": round(pct(0.50), 4), "p99_s": round(pct(0.99), 4), "max_s": round(lat[-1], 4) if lat else None,
         "mean_s": round(statistics.fmean(lat), 4) if lat else None,

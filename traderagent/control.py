@@ -374,7 +374,7 @@ class Desk(Records):
         """``add_bot`` each spec; with leases (acquired first), a bot another desk runs waits in
         ``standby`` instead, and is taken over when that desk stops renewing its lease."""
         for spec in specs:
-            if self.leases is not None and not self.leases.holds(spec.name):  # another desk's, or worker's
+            if self.leases is not None and not self.leases.owns(spec.name):  # another desk's, or worker's
                 self.standby[spec.name] = spec
             else:
                 await self.add_bot(spec)

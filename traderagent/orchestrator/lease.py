@@ -185,6 +185,10 @@ class Leases:
         commit only while the lease row still carries it (the database checks, see Fencing)."""
         return self._tokens.get(bot)
 
+    def owns(self, bot: str) -> bool:
+        """Is ``bot``'s lease ours (renewed or not yet: a desk starting many bots has not beaten yet)?"""
+        return bot in self._sends_until
+
     @property
     def is_leader(self) -> bool:
         """Does this desk run the desk-wide duties? A lone desk always; a fleet's worker while it holds
