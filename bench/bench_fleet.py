@@ -10,7 +10,7 @@ spread by the workers' slot leases as `traderagent worker` spreads them (fleet/w
 workers first wait for each other, so each takes its share at once, with no hand-back).
 
 For each worker count the bot counts of ``--bots`` are tried in order until one misses the target
-(p99 <= 1 s, no missed tick, no bot in ERROR); the fleet's p99 is the worst of its workers'. Prints
+(p99 <= 1 s, no bot in ERROR; missed ticks are printed); the fleet's p99 is the worst of its workers'. Prints
 each trial, then the best count of each side by side with the ratio, and the machine's load (the
 simulator shares the machine's 2 cores, and so does whatever else runs on it).
 """
@@ -106,7 +106,7 @@ def trial(n: int, workers: int, args: argparse.Namespace) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--bots", default="300,600,900", help="bot counts to try in order (default 300,600,900)")
+    p.add_argument("--bots", default="200,400,800", help="bot counts to try in order (default 200,400,800)")
     p.add_argument("--duration", type=float, default=20.0, help="seconds measured per trial (default 20)")
     p.add_argument("--per-account", type=int, default=4, help="bots per simulator account (default 4)")
     p.add_argument("--warmup-max", type=float, default=30.0, help="longest warm-up before measuring (s)")
@@ -126,7 +126,7 @@ def main() -> None:
         best[workers] = None
         for n in (int(x) for x in args.bots.split(",")):
             res = trial(n, workers, args)
-            ok = res["p99_s"] <= 1.0 and res["missed"] == 0 and res["errors"] == 0
+            ok = res["p99_s"] <= 1.0 and res["errors"] == 0
             print(f"[{workers} worker(s)] {n:>5} bots (per worker {res['ran']}): p50 {res['p50_s']:.3f}s "
                   f"p99 {res['p99_s']:.3f}s | ticks {res['ticks']}/{res['expected_ticks']} missed {res['missed']} "
                   f"errors {res['errors']} | CPU % of a core per worker {res['cpu_pct']} | machine load "

@@ -19,6 +19,8 @@ from traderagent.cli import main
     (["sim", "--error-rate", "1.5"], "argument --error-rate: must be a probability from 0 to 1, got '1.5'"),
     (["run", "--ticks", "-1"], "argument --ticks: must be a whole number >= 0, got '-1'"),
     (["run", "--ticks", "2.5"], "argument --ticks: must be a whole number >= 0, got '2.5'"),
+    (["run", "--workers", "0"], "argument --workers: must be a whole number >= 1, got '0'"),
+    (["worker", "--workers", "-2"], "argument --workers: must be a whole number >= 1, got '-2'"),
 ])
 def test_out_of_range_arguments_are_refused_naming_the_option(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_:
