@@ -517,7 +517,8 @@ def banner(settings: Settings, rt: Runtime) -> str:
         exchange = f"built-in simulator {rt.base_url}, {rt.sim.balance(PAPER_KEY).get('USDT')} USDT, {state}"
     else:
         exchange = rt.base_url or ("ByBit demo" if settings.mode == "demo" else "ByBit")
-    telegram = ("on" if settings.telegram_bot_token else
+    telegram = ("in the console process (a worker has none)" if rt.worker is not None else
+                "on" if settings.telegram_bot_token else
                 "off (set TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_IDS to run the desk from Telegram)")
     source = "demo set (no bots file)" if rt.bots_file.source is None else f"bots file {rt.bots_file.source}"
     lines = [f"TraderAgent {settings.mode} desk: {len(desk.bots)} bot(s) from the {source}: {', '.join(desk.bots)}",

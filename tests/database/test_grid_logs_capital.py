@@ -65,3 +65,17 @@ async def test_capital_state_and_approvals(db: DatabaseManager) -> None:
         ("reject", "alice", "phase_3_100pct"), ("approve", "123456789", "phase_2_25pct")]
     assert approvals[1].decision == {"can_scale": True, "reasons": ["win rate 61%"]}
     assert approvals[1].created_at == first.created_at and first.created_at.tzinfo is not None
+
+
+async def test_workers_saving_the_first_capital_state_together_both_succeed(
+        make_db: Callable[..., DatabaseManager]) -> None:
+    """Several workers start on one database and each saves the capital state: the first row is upserted."""
+    import asyncio
+
+    desks = [make_db() for _ in range(3)]
+    for desk in desks:
+        await desk.initialize()
+    await asyncio.gather(*(desk.save_capital_state({"phase": f"p{i}"}) for i, desk in enumerate(desks)))
+    assert (await desks[0].load_capital_state())["phase"] in {"p0", "p1", "p2"}
+    await desks[1].save_capital_state({"phase": "later"})
+    assert await desks[0].load_capital_state() == {"phase": "later"}

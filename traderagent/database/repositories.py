@@ -510,12 +510,12 @@ class CapitalRepository(Store):
     """The capital manager state and the operator approvals."""
 
     async def save_capital_state(self, state: dict[str, Any]) -> None:
+        """The one row (id 1), upserted: several workers starting together may all write the first."""
+        stmt = self._upsert(_table(CapitalState))
+        stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={"state": stmt.excluded.state,
+                                                                        "updated_at": stmt.excluded.updated_at})
         async with self._write() as session:
-            row = await session.get(CapitalState, 1)
-            if row is None:
-                session.add(CapitalState(id=1, state=dict(state)))
-            else:
-                row.state, row.updated_at = dict(state), utcnow()
+            await session.execute(stmt, {"id": 1, "state": dict(state), "updated_at": utcnow()})
 
     async def load_capital_state(self) -> dict[str, Any] | None:
         async with self._read() as session:
