@@ -313,6 +313,7 @@ class Desk(Records):
         # an account's private stream, opened at start (None: the bots poll their open orders each tick)
         self.open_fill_stream = open_fill_stream
         self.fill_streams: list[tuple[AccountFills, FillStream]] = []
+        self._account_streams: dict[object, tuple[AccountFills, FillStream]] = {}  # account -> its stream
 
     async def _log_events(self, events: list[TradingEvent]) -> None:
         """The DB log writer: every event worth reading later becomes a bot_logs row (the events
@@ -542,9 +543,14 @@ class Desk(Records):
         if self.leases is not None:
             self.scheduler.add_job("desk:leases", self.check_leases, self.leases.heartbeat,
                                    offset=self.leases.heartbeat)
-        for i, (fills, _) in enumerate(self.fill_streams):  # the backstop: the stream may miss what REST has
-            self.scheduler.add_job(f"fills:{i}", fills.reconcile, RECONCILE_SECONDS, offset=RECONCILE_SECONDS)
+        for i, (fills, _) in enumerate(self.fill_streams):
+            self._schedule_reconcile(i, fills)
         self.scheduler.add_job("desk:storage", self.check_storage, STORAGE_CHECK_S, offset=STORAGE_CHECK_S)
+
+    def _schedule_reconcile(self, i: int, fills: AccountFills) -> None:
+        """The backstop of stream ``i``: it may miss what REST has."""
+        assert self.scheduler is not None
+        self.scheduler.add_job(f"fills:{i}", fills.reconcile, RECONCILE_SECONDS, offset=RECONCILE_SECONDS)
 
     def _schedule_bot(self, bot: BotOrchestrator, offset: float) -> None:
         """The bot's tick job; ``offset`` spreads the first ticks of many bots over one interval."""
@@ -574,6 +580,8 @@ class Desk(Records):
             for name, holder in changes.lost.items():
                 self._fence(name, holder)
             for name, holder in changes.gained.items():
+                if self.gate.closed:  # stopping: the stop frees what the heartbeat just took
+                    break
                 await self._take_over(name, holder)
             for name in changes.handed_back:
                 await self._hand_back(name)
@@ -637,6 +645,7 @@ class Desk(Records):
             await bot.pause("halt", by="desk")
         log.warning("took over %s from %s (lease until %s UTC): %s", name, previous.owner,
                     f"{previous.expires_at:%H:%M:%S}", dict(report))
+        self._open_fill_streams([self.bots[name]])
         if self._started and self.scheduler is not None:
             self._schedule_bot(bot, offset=0.0)
 
@@ -656,6 +665,7 @@ class Desk(Records):
         await asyncio.gather(*(stream.close() for _, stream in self.fill_streams), return_exceptions=True)
         await asyncio.gather(*(fills.drain() for fills, _ in self.fill_streams))
         self.fill_streams.clear()
+        self._account_streams.clear()
         unanswered = await self.gate.drain(STOP_SECONDS / 2)
         log.info("stop: no new order will be sent (%d sent, %d refused or abandoned, %d unanswered)",
                  self.gate.sent, self.gate.refused, unanswered)
@@ -737,22 +747,30 @@ class Desk(Records):
                     await bot.pause("risk", by="risk rail")
 
     # ================================================================== fill streams (orchestrator/fill_stream.py)
-    def _open_fill_streams(self) -> None:
-        """One private stream per account (its clients of every market type share it)."""
-        if self.open_fill_stream is None or self.fill_streams:
+    def _open_fill_streams(self, handles: Iterable[BotHandle] | None = None) -> None:
+        """One private stream per account (its clients of every market type share it). A bot taken
+        over later (from another desk, or worker) joins its account's stream, opened then if this
+        desk had none for that account."""
+        if self.open_fill_stream is None or self.gate.closed:  # stopping: its streams are closed
             return
-        accounts: dict[object, tuple[ExchangePort, list[BotOrchestrator]]] = {}
-        for h in self.bots.values():
+        opened = []
+        for h in list(self.bots.values()) if handles is None else handles:
             client = h.bot.client
-            accounts.setdefault(getattr(client, "account_id", id(client)), (client, []))[1].append(h.bot)
-        for client, bots in accounts.values():
-            fills = AccountFills(bots)
-            stream = self.open_fill_stream(client, fills)
-            for bot in bots:
-                bot.fill_stream = stream
-                bot.market.account_stream = stream  # positions and wallet pushed: read without REST
-            self.fill_streams.append((fills, stream))
+            account = getattr(client, "account_id", id(client))
+            if account not in self._account_streams:
+                fills = AccountFills([])
+                self._account_streams[account] = fills, self.open_fill_stream(client, fills)
+                self.fill_streams.append(self._account_streams[account])
+                opened.append(self._account_streams[account])
+            fills, stream = self._account_streams[account]
+            if h.bot not in fills.bots:
+                fills.bots.append(h.bot)
+            h.bot.fill_stream = stream
+            h.bot.market.account_stream = stream  # positions and wallet pushed: read without REST
+        for fills, stream in opened:
             stream.start()
+            if self.scheduler is not None and self.started_at is not None:  # a takeover: ticking already
+                self._schedule_reconcile(self.fill_streams.index((fills, stream)), fills)
 
     # ================================================================== perpetuals (orchestrator/perp.py)
     def _linear_accounts(self) -> list[tuple[ExchangePort, list[BotHandle]]]:

@@ -18,7 +18,7 @@ from traderagent.orchestrator.fill_stream import AccountFills
 from traderagent.orchestrator.risk import RiskRails
 from traderagent.orchestrator.state import BotState
 
-from .helpers import GRID, SIM_KEY, SIM_SECRET, Harness, assert_db_matches_sim, build_desk
+from .helpers import GRID, SIM_KEY, SIM_SECRET, Clock, Harness, assert_db_matches_sim, build_desk, run_ticks
 
 
 class Streamed:
@@ -147,6 +147,33 @@ async def test_healthy_stream_replaces_the_per_tick_poll(sim, tmp_path):
             sim.streams.release()
         finally:
             await h.close()
+
+
+async def test_a_bot_taken_over_hears_its_fills_on_a_stream_opened_for_it(sim, tmp_path):
+    """Desk B starts with nothing to run (desk A holds the grid): no stream. When A stops renewing,
+    B takes the grid over and opens the account's stream for it (a worker's usual path)."""
+    clock = Clock()
+    a = await build_desk(sim.base_url, tmp_path / "desk.db", [GRID], clock=clock, lease_owner="desk-A")
+    async with aiohttp.ClientSession() as session:
+        streamed = Streamed(session)
+        b = await build_desk(sim.base_url, tmp_path / "desk.db", [GRID], clock=clock, lease_owner="desk-B",
+                             start=False)
+        b.desk.open_fill_stream = streamed
+        try:
+            await b.desk.start(schedule=False)
+            assert not b.desk.bots and not b.desk.fill_streams
+            await run_ticks(a, sim, 2)
+            clock.advance(seconds=21)  # A froze: its lease expires
+            await b.desk.check_leases()
+            grid = b.desk.bots["xrp-grid"].bot
+            assert b.desk.fill_streams == [(streamed.fills, streamed.stream)] and streamed.fills.bots == [grid]
+            await wait(streamed.reconciled)
+            resting = [o.client_order_id for o in grid.open_orders]  # placed by A, recovered by orderLinkId
+            sim.fill(SIM_KEY, resting[0])
+            assert await wait(streamed.booked) == [resting[0]]
+        finally:
+            await b.close()
+            await a.close()
 
 
 async def test_refused_stream_key_stops_the_accounts_bots_naming_the_cause(sim, tmp_path):
