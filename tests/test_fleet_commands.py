@@ -45,8 +45,9 @@ def _sqlite_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def test_several_workers_on_sqlite_are_refused_naming_database_url(monkeypatch, tmp_path, capsys, argv):
     _sqlite_env(monkeypatch, tmp_path)
     assert main(argv) == 2
-    (line,) = capsys.readouterr().err.splitlines()
-    assert line.startswith(f"traderagent: --workers {argv[-1]} needs PostgreSQL: set DATABASE_URL"), line
+    line = capsys.readouterr().err.splitlines()[-1]
+    assert line.startswith(f"traderagent: --workers {argv[-1]}: a fleet's console and workers share one PostgreSQL "
+                           "database: set DATABASE_URL"), line
 
 
 def test_a_slot_outside_the_fleet_is_refused(capsys):

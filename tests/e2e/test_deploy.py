@@ -32,7 +32,7 @@ def test_procfile_runs_without_an_activated_virtualenv(tmp_path):
     env["PATH"] = os.pathsep.join([str(bin_dir), "/usr/bin", "/bin"])
     worker = _procfile()["worker0"]  # on SQLite: refused in one line, having run through the package
     out = subprocess.run(worker, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 2 and "needs PostgreSQL" in out.stderr and "DATABASE_URL" in out.stderr, out.stderr
+    assert out.returncode == 2 and "PostgreSQL database: set DATABASE_URL" in out.stderr, out.stderr
     desk = [*worker[:worker.index("worker")], "run", "--ticks", "1"]  # the one-process desk of the README
     out = subprocess.run(desk, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]

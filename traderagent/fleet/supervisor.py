@@ -17,7 +17,10 @@ import asyncio
 import contextlib
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from traderagent.config import Settings
 
 FIRST_DELAY, LAST_DELAY = 1.0, 30.0
 YOUNG = 60.0  # a child that ran shorter than this before dying waits twice as long before the next start
@@ -31,8 +34,8 @@ def commands(args: Any, workers: int, telegram: bool) -> dict[str, list[str]]:
     bots = ["--bots", args.bots] if getattr(args, "bots", None) else []
     children = {f"worker {i}": [*base, "worker", "--slot", str(i), "--workers", str(workers), *bots]
                 for i in range(workers)}
-    if telegram and "console" in COMMANDS:  # the console's own command (it may not exist in this build)
-        children["console"] = [*base, "console", *bots]
+    if telegram and "console" in COMMANDS:  # the console's own command (fleet/console.py)
+        children["console"] = [*base, "console"]
     return children
 
 
@@ -83,8 +86,13 @@ class Supervisor:
             delay = min(2 * delay, LAST_DELAY)
 
 
-def supervise(args: Any, workers: int, *, telegram: bool) -> int:
+async def supervise(settings: Settings, args: Any, workers: int) -> int:
     """Run the fleet until it stops; the exit code is the highest of its children's."""
-    children = commands(args, workers, telegram)
+    from traderagent.fleet.workers import sqlite_refusal
+
+    if refusal := sqlite_refusal(settings, workers):
+        print(f"traderagent: {refusal}", file=sys.stderr, flush=True)
+        return 2
+    children = commands(args, workers, telegram=bool(settings.telegram_bot_token))
     print(f"traderagent: supervising {', '.join(children)}; Ctrl-C to stop", flush=True)
-    return asyncio.run(Supervisor(children).run())
+    return await Supervisor(children).run()

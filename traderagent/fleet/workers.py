@@ -134,6 +134,8 @@ async def join_fleet(settings: Settings, db: DatabaseManager, bots_file: BotsFil
     """This worker's leases, its slot and share of the bots taken (app.build calls it for a worker)."""
     from traderagent.app import StartupError, new_leases
 
+    if refusal := sqlite_refusal(settings, worker.workers):
+        raise StartupError(refusal)
     if settings.mode == "paper" and not settings.bybit_base_url:
         raise StartupError("a worker trades on a shared exchange: in paper mode start one `traderagent sim` for "
                            "the fleet and set BYBIT_BASE_URL to it")
@@ -149,13 +151,12 @@ async def join_fleet(settings: Settings, db: DatabaseManager, bots_file: BotsFil
 
 
 def sqlite_refusal(settings: Settings, workers: int) -> str | None:
-    """The one line refusing several workers on SQLite (None: fine)."""
-    from traderagent.app import _sqlite_file
+    """The one line refusing workers on SQLite, which serves one desk process (None: fine)."""
+    from traderagent.config import FLEET_NEEDS_POSTGRESQL
 
-    if workers > 1 and _sqlite_file(settings.database_url)[0] == "sqlite":
-        return (f"--workers {workers} needs PostgreSQL: set DATABASE_URL to a postgresql+asyncpg:// URL "
-                "(SQLite serves one desk process; move it with `traderagent db copy`)")
-    return None
+    if settings.on_postgresql:
+        return None
+    return f"--workers {workers}: {FLEET_NEEDS_POSTGRESQL} (move an SQLite desk with `traderagent db copy`)"
 
 
 def main_worker(args: Any) -> int:
