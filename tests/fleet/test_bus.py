@@ -19,7 +19,7 @@ from traderagent import results
 from traderagent.control import ControlError
 from traderagent.database.manager import DatabaseManager
 from traderagent.fleet.bus import (
-    DESK_TARGET,
+    DESK_LEASE,
     RESULT_TYPES,
     CommandBus,
     CommandServer,
@@ -81,7 +81,7 @@ async def _lease(db: DatabaseManager, names: list[str], owner: str) -> None:
 async def test_a_result_crosses_the_database_unchanged(db):
     status = sample(results.DeskStatus)
     deadline = datetime.now(UTC) + timedelta(seconds=WAIT)
-    command_id = await db.add_command(DESK_TARGET, "desk_status", {}, "op", deadline, notify="x")
+    command_id = await db.add_command(DESK_LEASE, "desk_status", {}, "op", deadline, notify="x")
     await db.finish_command(command_id, "done", {"value": encode(status)}, notify="x")
     row = await db.get_command(command_id)
     assert row is not None and row.status == "done"
@@ -130,16 +130,16 @@ class FakeDesk:
 
 async def test_a_command_reaches_its_owner_and_its_answer_comes_back(make_db: MakeDb, db):
     worker_db = make_db()
-    await _lease(db, ["bot-a", DESK_TARGET], "worker-1")
+    await _lease(db, ["bot-a", DESK_LEASE], "worker-1")
     desk = FakeDesk(["bot-a"])
     bus = CommandBus(db, Listener(db), timeout=WAIT)
     assert await bus.listener.ensure()
     async with CommandServer(desk, worker_db, owner="worker-1"):  # type: ignore[arg-type]
         status = decode_as(await bus.call("bot-a", "pause_bot", {"by": "@op"}, by="@op"), results.BotStatus)
         assert (status.name, status.state) == ("bot-a", "PAUSED")
-        assert await bus.call(DESK_TARGET, "balances") == [sample(results.Wallet)]
+        assert await bus.call(DESK_LEASE, "balances") == [sample(results.Wallet)]
         with pytest.raises(ControlError, match="not configured"):  # the worker's refusal, as is
-            await bus.call(DESK_TARGET, "halt", {"reason": "x", "by": "@op"})
+            await bus.call(DESK_LEASE, "halt", {"reason": "x", "by": "@op"})
         with pytest.raises(ControlError, match="Unknown command"):
             await bus.call("bot-a", "drop_tables")
     assert desk.calls == [("pause_bot", "bot-a")]

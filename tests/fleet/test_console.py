@@ -27,7 +27,7 @@ from tests.handlers.harness import (
     until,
 )
 from tests.orchestrator.helpers import Harness, build_desk
-from traderagent.fleet.bus import DESK_TARGET
+from traderagent.fleet.bus import DESK_LEASE
 from traderagent.fleet.console import Console
 from traderagent.fleet.link import ConsoleLink
 from traderagent.orchestrator.events import ErrorRaised, TradeClosed, TradingEvent
@@ -66,7 +66,7 @@ async def fleet(sim, fake, make_db: MakeDb, tmp_path) -> AsyncIterator[tuple[Con
                                    db=make_db())
         assert harness.desk.leases is not None
         if owner == "worker-1":
-            await harness.desk.leases.acquire([DESK_TARGET])  # the leader
+            await harness.desk.leases.acquire([DESK_LEASE])  # the leader
         link = ConsoleLink(settings, harness.desk, harness.db)
         await link.attach()  # before the start: its start-up events reach the chat too
         await harness.desk.start(schedule=False)

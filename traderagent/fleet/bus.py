@@ -38,11 +38,11 @@ from traderagent.control import ControlError, Desk
 from traderagent.database.manager import DatabaseManager
 from traderagent.database.models import DeskCommand
 from traderagent.database.types import utcnow
+from traderagent.orchestrator.lease import DESK_LEASE  # the leader worker's lease: desk-wide commands
 from traderagent.utils.capital_manager import PhaseGates
 
 log = logging.getLogger(__name__)
 
-DESK_TARGET = "@desk"  # the leader worker's lease: desk-wide commands
 POLL_SECONDS = 2.0  # the backstop when a NOTIFY is missed (a listener reconnecting)
 STOP_SECONDS = 10.0  # a stopping worker lets the commands it runs finish for this long
 
@@ -231,7 +231,7 @@ class CommandBus:
 
 
 def _nobody(target: str) -> str:
-    if target == DESK_TARGET:
+    if target == DESK_LEASE:
         return "No desk worker leads the fleet now (none holds the @desk lease): try again in a moment."
     return f"No desk worker runs {target} (none holds its lease): is a worker with it in its bots file running?"
 
@@ -304,7 +304,7 @@ class CommandServer:
 
     async def _call(self, command: DeskCommand) -> Any:
         arguments = decode(command.arguments)
-        if command.operation in BOT_OPERATIONS and command.target != DESK_TARGET:
+        if command.operation in BOT_OPERATIONS and command.target != DESK_LEASE:
             if command.target not in self.desk.bots:
                 raise ControlError(f"{command.target} is not running on this worker yet (taking it over); "
                                    "try again in a moment.")

@@ -32,7 +32,7 @@ from traderagent.config import FLEET_NEEDS_POSTGRESQL, Settings
 from traderagent.control import ZERO, ControlError, Desk, Records, resolve_name
 from traderagent.database.manager import DatabaseManager
 from traderagent.database.models import BotModel
-from traderagent.fleet.bus import DESK_TARGET, CommandBus, Listener, channel, decode_as, decode_list, poll
+from traderagent.fleet.bus import DESK_LEASE, CommandBus, Listener, channel, decode_as, decode_list, poll
 from traderagent.orchestrator.events import EventBus
 from traderagent.results import (
     BotStatus,
@@ -86,7 +86,7 @@ class ConsoleDesk(Records):
         """Read the bots and who runs them (every read use-case does; names resolve against the last read)."""
         self._bots = {b.name: b for b in await self.db.list_bots()}
         now = datetime.now(UTC)
-        leases = await self.db.lease_holders([*self._bots, DESK_TARGET])
+        leases = await self.db.lease_holders([*self._bots, DESK_LEASE])
         self._workers = {r.bot_name: r.owner for r in leases if r.expires_at > now}
 
     def bot_names(self) -> list[str]:
@@ -102,7 +102,7 @@ class ConsoleDesk(Records):
     def _worker_targets(self) -> list[str]:
         """One lease per live worker (a bot it runs, or @desk), to address each worker once."""
         targets: dict[str, str] = {}
-        for name, owner in sorted(self._workers.items(), key=lambda item: item[0] == DESK_TARGET):
+        for name, owner in sorted(self._workers.items(), key=lambda item: item[0] == DESK_LEASE):
             targets.setdefault(owner, name)
         return list(targets.values())
 
@@ -128,7 +128,7 @@ class ConsoleDesk(Records):
             halted=bool(cm and cm.halted), halt_reason=cm.halt_reason if cm else None,
             phase=cm.phase.value if cm else None, allocated_capital=cm.allocated_capital if cm else None,
             exposure=ZERO, exposure_limit=None, day_pnl=await self.db.realized_pnl(since=midnight),
-            storage_lost=None, workers={n: o for n, o in self._workers.items() if n != DESK_TARGET})
+            storage_lost=None, workers={n: o for n, o in self._workers.items() if n != DESK_LEASE})
 
     async def _capital(self) -> CapitalManager | None:
         state = await self.db.load_capital_state()
@@ -162,10 +162,10 @@ class ConsoleDesk(Records):
     # ------------------------------------------------------------------ the desk: the leader
     async def _leader(self, operation: str, kind: type[T], arguments: Mapping[str, Any] | None = None, *,
                       by: str = "") -> T:
-        return decode_as(await self.bus.call(DESK_TARGET, operation, arguments, by=by), kind)
+        return decode_as(await self.bus.call(DESK_LEASE, operation, arguments, by=by), kind)
 
     async def balances(self) -> list[Wallet]:
-        return decode_list(await self.bus.call(DESK_TARGET, "balances"), Wallet)
+        return decode_list(await self.bus.call(DESK_LEASE, "balances"), Wallet)
 
     async def capital_report(self) -> CapitalReport:
         return await self._leader("capital_report", CapitalReport)
@@ -175,7 +175,7 @@ class ConsoleDesk(Records):
 
     async def approve_scaling(self, approved_by: str, *,
                               approver: str | None = None) -> ScalingApproved | ScalingPending:
-        result = await self.bus.call(DESK_TARGET, "approve_scaling", {"approved_by": approved_by,
+        result = await self.bus.call(DESK_LEASE, "approve_scaling", {"approved_by": approved_by,
                                                                       "approver": approver}, by=approved_by)
         if not isinstance(result, ScalingApproved | ScalingPending):
             raise TypeError(f"approve_scaling answered {type(result).__name__}")
