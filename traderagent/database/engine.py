@@ -235,6 +235,7 @@ class Store:
             if isinstance(err, OSError | TimeoutError | asyncio.TimeoutError) or type(err).__name__ in (
                 "ConnectionDoesNotExistError",
                 "ConnectionFailureError",
+                "InternalClientError",  # asyncpg's protocol broken mid-operation, e.g. the session ended under it
             ) or str(err) == "connection is closed":  # e.g. by the server: idle in a transaction too long
                 return DatabaseUnavailableError(f"{self._where()} is unreachable ({self._reason(err)})")
         return None
