@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import queue
+import threading
 import time
 from decimal import Decimal
 
@@ -15,6 +16,29 @@ import pytest
 
 from tests.conftest import SIM_KEY, SIM_SECRET
 from tests.sim.helpers import SignedClient
+
+
+async def off_loop(call, *args, **kwargs):
+    """A blocking pybit call on a daemon thread, bounded: pybit's subscribe waits for its socket with no
+    end, and a thread stuck in the loop's default executor (asyncio.to_thread) hangs the test run at
+    teardown instead of failing the test."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def settle(set_outcome, value) -> None:
+        if not done.done():
+            set_outcome(value)
+
+    def run() -> None:
+        try:
+            result = call(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 -- handed to the awaiting test
+            loop.call_soon_threadsafe(settle, done.set_exception, exc)
+        else:
+            loop.call_soon_threadsafe(settle, done.set_result, result)
+
+    threading.Thread(target=run, daemon=True).start()
+    return await asyncio.wait_for(done, 60)
 
 
 def auth_args(secret: str = SIM_SECRET, expires: int | str | None = None) -> list:
@@ -137,11 +161,11 @@ async def test_pybit_websocket_hears_a_fill(sim, monkeypatch):
     ws_base = sim.base_url.replace("http", "ws")
     monkeypatch.setattr(unified_trading, "PRIVATE_WSS", ws_base + "/v5/private")
     got: queue.Queue[dict] = queue.Queue()
-    ws = await asyncio.to_thread(unified_trading.WebSocket, channel_type="private", testnet=False,
+    ws = await off_loop(unified_trading.WebSocket, channel_type="private", testnet=False,
                                  api_key=SIM_KEY, api_secret=SIM_SECRET, retries=3, trace_logging=False,
                                  private_auth_expire=10)  # pybit's 1 s default expires on a loaded machine
     try:
-        await asyncio.to_thread(ws.execution_stream, callback=got.put)
+        await off_loop(ws.execution_stream, callback=got.put)
         async with SignedClient(sim.base_url) as http:
             _, body, _ = await http.post("/v5/order/create", {"category": "linear", "symbol": "BTCUSDT",
                                                               "side": "Buy", "orderType": "Limit", "qty": "0.01",
@@ -149,10 +173,10 @@ async def test_pybit_websocket_hears_a_fill(sim, monkeypatch):
         assert body["retCode"] == 0
         await asyncio.wait_for(sim.streams.subscribed("execution"), 30)
         sim.fill(SIM_KEY, "pybit-ws")
-        msg = await asyncio.to_thread(got.get, timeout=30)  # a bound, not a wait: it returns at the message
+        msg = await off_loop(got.get, timeout=30)  # a bound, not a wait: it returns at the message
         assert msg["topic"] == "execution" and msg["data"][0]["orderLinkId"] == "pybit-ws"
     finally:
-        await asyncio.to_thread(ws.exit)
+        await off_loop(ws.exit)
 
 
 
@@ -232,18 +256,18 @@ async def test_pybit_public_websocket_merges_ticker_deltas_and_hears_klines(sim,
     monkeypatch.setattr(unified_trading, "PUBLIC_WSS", sim.base_url.replace("http", "ws") + "/v5/public/{CHANNEL_TYPE}")
     tickers: queue.Queue[dict] = queue.Queue()
     klines: queue.Queue[dict] = queue.Queue()
-    ws = await asyncio.to_thread(unified_trading.WebSocket, channel_type="linear", testnet=False, retries=3,
+    ws = await off_loop(unified_trading.WebSocket, channel_type="linear", testnet=False, retries=3,
                                  trace_logging=False)
     try:
-        await asyncio.to_thread(ws.ticker_stream, symbol="BTCUSDT", callback=tickers.put)
-        await asyncio.to_thread(ws.kline_stream, interval=5, symbol="BTCUSDT", callback=klines.put)
+        await off_loop(ws.ticker_stream, symbol="BTCUSDT", callback=tickers.put)
+        await off_loop(ws.kline_stream, interval=5, symbol="BTCUSDT", callback=klines.put)
         await asyncio.wait_for(sim.streams.subscribed("kline.5.BTCUSDT"), 30)
-        snapshot = await asyncio.to_thread(tickers.get, timeout=30)
+        snapshot = await off_loop(tickers.get, timeout=30)
         sim.set_price("BTCUSDT", Decimal("20000"))
-        merged = await asyncio.to_thread(tickers.get, timeout=30)
+        merged = await off_loop(tickers.get, timeout=30)
         assert merged["data"]["lastPrice"] == "20000.00"
         assert merged["data"]["fundingRate"] == snapshot["data"]["fundingRate"]  # kept from the snapshot
-        bar = (await asyncio.to_thread(klines.get, timeout=30))["data"][0]
+        bar = (await off_loop(klines.get, timeout=30))["data"][0]
         assert bar["interval"] == "5" and bar["confirm"] is False and bar["close"] == "20000.00"
     finally:
-        await asyncio.to_thread(ws.exit)
+        await off_loop(ws.exit)
