@@ -41,6 +41,21 @@ async def off_loop(call, *args, **kwargs):
     return await asyncio.wait_for(done, 60)
 
 
+def ack_safe(ws):
+    """pybit sends a subscribe, then records its req_id; on loopback the simulator's acknowledgement can
+    win that race and pybit's reader dies on a KeyError (remote ByBit is never that fast). Record first."""
+    app, send = ws.ws, ws.ws.send
+
+    def recording_send(data, *args, **kwargs):
+        msg = json.loads(data)
+        if msg.get("op") == "subscribe" and msg.get("req_id"):
+            ws.subscriptions[msg["req_id"]] = data
+        return send(data, *args, **kwargs)
+
+    app.send = recording_send
+    return ws
+
+
 def auth_args(secret: str = SIM_SECRET, expires: int | str | None = None) -> list:
     expires = expires if expires is not None else int(time.time() * 1000) + 10_000
     return [SIM_KEY, expires, hmac.new(secret.encode(), f"GET/realtime{expires}".encode(), hashlib.sha256).hexdigest()]
@@ -161,9 +176,9 @@ async def test_pybit_websocket_hears_a_fill(sim, monkeypatch):
     ws_base = sim.base_url.replace("http", "ws")
     monkeypatch.setattr(unified_trading, "PRIVATE_WSS", ws_base + "/v5/private")
     got: queue.Queue[dict] = queue.Queue()
-    ws = await off_loop(unified_trading.WebSocket, channel_type="private", testnet=False,
+    ws = ack_safe(await off_loop(unified_trading.WebSocket, channel_type="private", testnet=False,
                                  api_key=SIM_KEY, api_secret=SIM_SECRET, retries=3, trace_logging=False,
-                                 private_auth_expire=10)  # pybit's 1 s default expires on a loaded machine
+                                 private_auth_expire=10))  # pybit's 1 s default expires on a loaded machine
     try:
         await off_loop(ws.execution_stream, callback=got.put)
         async with SignedClient(sim.base_url) as http:
@@ -256,8 +271,8 @@ async def test_pybit_public_websocket_merges_ticker_deltas_and_hears_klines(sim,
     monkeypatch.setattr(unified_trading, "PUBLIC_WSS", sim.base_url.replace("http", "ws") + "/v5/public/{CHANNEL_TYPE}")
     tickers: queue.Queue[dict] = queue.Queue()
     klines: queue.Queue[dict] = queue.Queue()
-    ws = await off_loop(unified_trading.WebSocket, channel_type="linear", testnet=False, retries=3,
-                                 trace_logging=False)
+    ws = ack_safe(await off_loop(unified_trading.WebSocket, channel_type="linear", testnet=False, retries=3,
+                                 trace_logging=False))
     try:
         await off_loop(ws.ticker_stream, symbol="BTCUSDT", callback=tickers.put)
         await off_loop(ws.kline_stream, interval=5, symbol="BTCUSDT", callback=klines.put)
