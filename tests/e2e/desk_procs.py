@@ -9,11 +9,16 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from sqlalchemy import update
+
 from traderagent.api.bybit_direct_client import ByBitDirectClient
 from traderagent.database.manager import DatabaseManager
+from traderagent.database.models import Order
+from traderagent.orchestrator.orders import PENDING_GRACE_S
 
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -107,6 +112,21 @@ class SimProcess:
 def db_url(db: Path | str) -> str:
     """A database URL: an SQLite file's path, or a URL as is (PostgreSQL)."""
     return db if isinstance(db, str) else f"sqlite+aiosqlite:///{db}"
+
+
+async def age_pending_rows(db_path: Path | str) -> int:
+    """Date every PENDING write-ahead row back past PENDING_GRACE_S: the next run comes, as if it waited,
+    after the window of every create the dead desks may have signed (whatever they sent has arrived, the
+    simulator answered it). Returns how many rows."""
+    db = DatabaseManager(db_url(db_path))
+    await db.initialize()
+    long_ago = datetime.now(UTC) - timedelta(seconds=PENDING_GRACE_S + 60)
+    try:
+        async with db._engine.begin() as conn:
+            done = await conn.execute(update(Order).where(Order.status == "PENDING").values(created_at=long_ago))
+        return done.rowcount
+    finally:
+        await db.close()
 
 
 def desk_env(sim_url: str, db_path: Path | str, bots: Path, **extra: str) -> dict[str, str]:

@@ -15,7 +15,7 @@ import random
 
 import pytest
 
-from .desk_procs import BOTS_TOML, SimProcess, consistency_report, desk_env, run_desk
+from .desk_procs import BOTS_TOML, SimProcess, age_pending_rows, consistency_report, desk_env, run_desk
 
 pytestmark = pytest.mark.timeout(600)  # a safety net only: each desk run has its own hang limit
 
@@ -47,6 +47,9 @@ def test_crashes_in_the_order_path_and_sigkills_leave_db_and_exchange_consistent
         assert all(text.count(f"CRASHPOINT {p}") == ROUNDS for p in CRASH_POINTS), text[-3000:]
 
         sim.freeze()  # the market stops; a last clean run reconciles and exits normally
+        # while a killed desk's creates may still arrive, their rows stay PENDING (tests/orchestrator/
+        # test_recovery.py); the last run comes after that window: every unsent one is FAILED at once
+        asyncio.run(age_pending_rows(db_path))
         assert run_desk(desk_env(sim.url, db_path, bots), tmp_path, 4, log) == 0, log.read_text()[-3000:]
         report = asyncio.run(consistency_report(sim.url, db_path))
         # every booked fill is on the exchange; every write-ahead row that died unsent was resolved as failed

@@ -33,7 +33,16 @@ from tests.conftest import skip_server_absent
 from tests.database.conftest import _find_postgres, _plain_dsn
 from traderagent.database.manager import DatabaseManager
 
-from .desk_procs import BOTS_TOML, PY, SimProcess, consistency_report, db_url, desk_env, run_desk
+from .desk_procs import (
+    BOTS_TOML,
+    PY,
+    SimProcess,
+    age_pending_rows,
+    consistency_report,
+    db_url,
+    desk_env,
+    run_desk,
+)
 from .test_startup_errors import GITIGNORE, _one_line
 
 pytestmark = pytest.mark.timeout(600)
@@ -241,6 +250,7 @@ def test_one_owner_per_bot_refusal_fencing_takeover_and_release(tmp_path, databa
         assert holders(database) == {}  # a clean stop frees every bot at once
 
         sim.freeze()
+        asyncio.run(age_pending_rows(database))  # the last run comes after the window of desk 3's last creates
         final = tmp_path / "final.log"
         assert run_desk(desk_env(sim.url, database, four), tmp_path, 4, final) == 0, final.read_text()[-3000:]
         report = asyncio.run(consistency_report(sim.url, database))

@@ -12,7 +12,7 @@ from sqlalchemy import event
 
 from traderagent.orchestrator import orders
 
-from .helpers import DCA, GRID, build_desk
+from .helpers import DCA, GRID, Clock, build_desk
 
 WRITES = ("INSERT", "UPDATE", "DELETE", "BEGIN IMMEDIATE")
 
@@ -164,9 +164,10 @@ class Crash(BaseException):
     """Stands in for the process dying (not an Exception: the tick's handler must not catch it)."""
 
 
-async def test_crash_after_batched_write_ahead_sends_nothing_and_recovers(sim, tmp_path, monkeypatch):
+async def _crash_after_write_ahead(sim: Any, db_path: Any, clock: Clock, monkeypatch: Any) -> set[str]:
+    """A desk dies between its ladder's write-ahead and the sends; returns the PENDING rows' orderLinkIds."""
     sim.set_price("XRPUSDT", Decimal("0.5"))
-    h = await build_desk(sim.base_url, tmp_path / "desk.db", [GRID])
+    h = await build_desk(sim.base_url, db_path, [GRID], clock=clock)
     sent: list[str] = []
     real_send = h.client.create_limit_order
 
@@ -180,24 +181,70 @@ async def test_crash_after_batched_write_ahead_sends_nothing_and_recovers(sim, t
 
     monkeypatch.setattr(h.client, "create_limit_order", spy)
     monkeypatch.setattr(orders, "crash_point", crash_point)
-    with pytest.raises(Crash):
-        await h.desk.tick_all()
-    pending = await h.db.list_non_final_orders(GRID.name)
-    assert len(pending) >= 4 and {r.status for r in pending} == {"PENDING"}
-    assert sent == [] and not sim.orders("test-key")
-    await h.client.close()
-    await h.db.close()
-
-    monkeypatch.undo()
-    h2 = await build_desk(sim.base_url, tmp_path / "desk.db", [GRID])  # restart on the same database
     try:
-        assert await h2.db.list_non_final_orders(GRID.name) == []  # never sent: FAILED at start-up
-        failed = await h2.db.list_orders(GRID.name, statuses=["FAILED"], limit=1000)
-        assert {r.client_order_id for r in failed} == {r.client_order_id for r in pending}
-        await h2.desk.tick_all()
-        assert len(h2.desk.bots[GRID.name].bot.open_orders) >= 4  # the ladder is placed afresh
+        with pytest.raises(Crash):
+            await h.desk.tick_all()
+        pending = await h.db.list_non_final_orders(GRID.name)
+        assert len(pending) >= 4 and {r.status for r in pending} == {"PENDING"}
+        assert sent == [] and not sim.orders("test-key")
+        return {r.client_order_id for r in pending}
+    finally:
+        await h.client.close()
+        await h.db.close()
+        monkeypatch.undo()
+
+
+async def test_crash_after_batched_write_ahead_sends_nothing_and_recovers(sim, tmp_path, monkeypatch):
+    clock = Clock()
+    links = await _crash_after_write_ahead(sim, tmp_path / "desk.db", clock, monkeypatch)
+
+    # a restart at once: the creates may still be on their way (a killed process may have signed them)
+    clock.advance(seconds=orders.PENDING_GRACE_S / 2)
+    h2 = await build_desk(sim.base_url, tmp_path / "desk.db", [GRID], clock=clock, start=False)
+    try:
+        report = await h2.desk.start(schedule=False)
+        assert report[GRID.name]["unseen"] == len(links) and report[GRID.name]["failed"] == 0
+        await h2.desk.tick_all()  # looked for again, still inside their window: tracked, nothing sent
+        assert {o.client_order_id for o in h2.desk.bots[GRID.name].bot.open_orders} == links
+        assert {r.client_order_id for r in await h2.db.list_non_final_orders(GRID.name)} == links
+        assert not sim.orders("test-key")
     finally:
         await h2.close()
+
+    # a restart after their window: they never will arrive, FAILED at once, and the ladder is placed afresh
+    clock.advance(seconds=orders.PENDING_GRACE_S)
+    h3 = await build_desk(sim.base_url, tmp_path / "desk.db", [GRID], clock=clock, start=False)
+    try:
+        report = await h3.desk.start(schedule=False)
+        assert report[GRID.name]["failed"] == len(links) and report[GRID.name]["unseen"] == 0
+        assert await h3.db.list_non_final_orders(GRID.name) == []
+        failed = await h3.db.list_orders(GRID.name, statuses=["FAILED"], limit=1000)
+        assert {r.client_order_id for r in failed} == links
+        await h3.desk.tick_all()
+        assert len(h3.desk.bots[GRID.name].bot.open_orders) >= 4
+    finally:
+        await h3.close()
+
+
+async def test_an_unseen_create_is_failed_by_a_tick_once_its_window_has_passed(sim, tmp_path, monkeypatch):
+    """Young at start-up, then the clock moves past its window: the next tick's look fails it, and the
+    ladder places its levels afresh (under new orderLinkIds)."""
+    clock = Clock()
+    links = await _crash_after_write_ahead(sim, tmp_path / "desk.db", clock, monkeypatch)
+    h = await build_desk(sim.base_url, tmp_path / "desk.db", [GRID], clock=clock)
+    try:
+        bot = h.desk.bots[GRID.name].bot
+        assert {o.client_order_id for o in bot.open_orders} == links
+        clock.advance(seconds=orders.PENDING_GRACE_S)
+        await h.desk.tick_all()
+        failed = await h.db.list_orders(GRID.name, statuses=["FAILED"], limit=1000)
+        assert {r.client_order_id for r in failed} == links
+        await h.desk.tick_all()
+        placed = {o.client_order_id for o in bot.open_orders}
+        assert len(placed) >= 4 and not placed & links
+        assert {o["orderLinkId"] for o in sim.orders("test-key")} == placed
+    finally:
+        await h.close()
 
 
 async def test_ladder_candle_analysis_waits_for_the_cpu_budget(sim, tmp_path):

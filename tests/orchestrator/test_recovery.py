@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from tests.database.writes import create_order, update_order
 from traderagent.orchestrator.events import EventType
+from traderagent.orchestrator.orders import PENDING_GRACE_S
 from traderagent.orchestrator.state import BotState
 
-from .helpers import DCA, GRID, SIM_KEY, TREND, build_desk, run_ticks, sim_orders_by_link
+from .helpers import DCA, GRID, SIM_KEY, TREND, Clock, build_desk, run_ticks, sim_orders_by_link
 
 
 async def test_restart_reconciles_pending_and_books_fills_made_while_down(sim, tmp_path):
@@ -26,23 +30,29 @@ async def test_restart_reconciles_pending_and_books_fills_made_while_down(sim, t
     # crash between send and record: the row is still PENDING although the exchange has the order
     await _reopen_db(db_path, lambda db: update_order(db, second.client_order_id, status="PENDING",
                                                        exchange_order_id=None))
-    # crash between write-ahead and send: a PENDING row the exchange never saw
-    ghost = prefix + "0" * 20
+    # crash between write-ahead and send: PENDING rows the exchange never saw, one written long ago (its
+    # create can no longer arrive) and one just now (it still could: a killed process may have signed it)
+    ghost, young = prefix + "0" * 20, prefix + "1" * 20
+    long_ago = datetime.now(UTC) - timedelta(seconds=PENDING_GRACE_S + 60)
 
-    async def add_ghost(db):
+    async def add_ghosts(db):
         await create_order(db, "xrp-grid", ghost, "XRPUSDT", "buy", "limit", Decimal("10"), Decimal("1"),
-                              tag="grid:ghost:buy")
+                           tag="grid:ghost:buy", created_at=long_ago)
+        await create_order(db, "xrp-grid", young, "XRPUSDT", "buy", "limit", Decimal("10"), Decimal("1"),
+                           tag="grid:young:buy")
 
-    await _reopen_db(db_path, add_ghost)
+    await _reopen_db(db_path, add_ghosts)
     # while the desk is down the market fills the top buy
     sim.set_price("XRPUSDT", top.price)
 
-    h2 = await build_desk(sim.base_url, db_path, [GRID, DCA], start=False)
+    # the desk's clock stands still: the young ghost stays inside its window however slow the machine
+    h2 = await build_desk(sim.base_url, db_path, [GRID, DCA], start=False, clock=Clock(datetime.now(UTC)))
     try:
         report = await h2.desk.start(schedule=False)
-        assert report["xrp-grid"]["failed"] == 1
+        assert report["xrp-grid"]["failed"] == 1 and report["xrp-grid"]["unseen"] == 1
         assert report["xrp-grid"]["filled_while_down"] == 1
         assert (await h2.db.get_order(ghost)).status == "FAILED"
+        assert (await h2.db.get_order(young)).status == "PENDING"  # tracked, looked for again by the ticks
         adopted = await h2.db.get_order(second.client_order_id)
         assert adopted.status == "OPEN" and adopted.exchange_order_id
         assert (await h2.db.get_order(top.client_order_id)).status == "FILLED"
@@ -54,8 +64,9 @@ async def test_restart_reconciles_pending_and_books_fills_made_while_down(sim, t
         tags = Counter(o.tag for o in grid2.open_orders)
         assert tags[f"grid:{int(top.tag.split(':')[1]) + 1}:sell"] == 1
         assert all(n == 1 for n in tags.values())
+        assert (await h2.db.get_order(young)).status == "PENDING"  # still inside its window
         on_book = sim.orders(SIM_KEY, symbol="XRPUSDT")
-        assert len(on_book) == len(grid2.open_orders)
+        assert len(on_book) == len(grid2.open_orders) - 1  # all but the young ghost
         assert len(await h2.db.list_open_trades("xrp-grid")) == 1
     finally:
         await h2.close()
@@ -97,3 +108,53 @@ async def _reopen_db(path, action):
         await action(db)
     finally:
         await db.close()
+
+
+async def test_a_create_held_in_the_network_across_a_restart_is_adopted_not_failed(sim, tmp_path):
+    """The bug: a desk killed right after sending its ladder; the exchange receives the signed create only
+    after the restarted desk's reconcile looked for it (and did not find it). The order is live: the new
+    desk keeps it tracked and adopts it, it never calls it FAILED."""
+    sim.set_price("XRPUSDT", Decimal("0.5"))
+    db_path = tmp_path / "held.db"
+    clock = Clock(datetime.now(UTC))  # stands still: the held creates stay inside their window
+    # the exchange's window is wide enough (60 s, its cap) for the held request to be accepted late
+    h1 = await build_desk(sim.base_url, db_path, [GRID], clock=clock, client_kwargs={"recv_window": 60_000})
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def hold_the_ladder(request: Any) -> None:
+        if request.path.startswith("/v5/order/create") and not arrived.is_set():
+            arrived.set()
+            await release.wait()
+
+    sim.on_request = hold_the_ladder
+    dying = asyncio.create_task(h1.desk.tick_all())
+    try:
+        await asyncio.wait_for(arrived.wait(), 30)
+        written = {r.client_order_id for r in await h1.db.list_non_final_orders(GRID.name)}
+        assert written and not sim.orders(SIM_KEY)
+        h1.desk.gate.holds = lambda bot: False  # the first desk is dead: it writes nothing more
+
+        h2 = await build_desk(sim.base_url, db_path, [GRID], clock=clock, start=False)
+        try:
+            report = await h2.desk.start(schedule=False)
+            assert report[GRID.name]["unseen"] == len(written) and report[GRID.name]["failed"] == 0
+            release.set()  # the held create reaches the exchange now, after the reconcile
+            await asyncio.wait_for(dying, 30)
+            on_book = {o["orderLinkId"] for o in sim.orders(SIM_KEY)}
+            assert on_book == written
+            await h2.desk.tick_all()
+            rows = [await h2.db.get_order(link) for link in written]
+            assert {r.status for r in rows} <= {"OPEN", "FILLED"} and all(r.exchange_order_id for r in rows)
+            assert {o.client_order_id for o in h2.desk.bots[GRID.name].bot.open_orders} == written
+            await h2.desk.event_bus.drain(5)
+            assert not h2.of(EventType.ORDER_FAILED)
+        finally:
+            await h2.close()
+    finally:
+        release.set()
+        sim.on_request = None
+        if not dying.done():
+            dying.cancel()
+        await asyncio.gather(dying, return_exceptions=True)
+        await h1.client.close()
+        await h1.db.close()

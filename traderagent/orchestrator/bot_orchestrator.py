@@ -333,7 +333,10 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         frames = await self.market.frames(self.symbol, tuple(strategy.timeframes), candles)
         price = to_decimal(ticker["last"])
         self.last_price = price
-        if self.fill_stream is None or not self.fill_stream.healthy:  # else fills are heard as they happen
+        # with a healthy stream fills are heard as they happen; a create not confirmed yet (uncertain, or
+        # unseen at start-up) is looked for all the same: the stream tells nothing of an order never placed
+        if (self.fill_stream is None or not self.fill_stream.healthy
+                or any(o.status == "PENDING" for o in self._orders.values())):
             await self._sync_orders()
         if not self.gate.admits(self.name):  # stopping, or fenced: no decision can be sent any more
             return
@@ -471,8 +474,9 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
             intent = wanted.get(tag)
             if not self.gate.admits(self.name):
                 return  # stopping, or fenced: the replacement could not be sent; the next start re-diffs
-            if order.in_flight or order.order_type != "limit" or (intent is not None and intent.order_type == "limit"
-                                               and (_same(order, intent) or await self._amend(order, intent))):
+            if order.in_flight or order.status == "PENDING" or order.order_type != "limit" or (  # PENDING: kept until confirmed
+                    intent is not None and intent.order_type == "limit"
+                    and (_same(order, intent) or await self._amend(order, intent))):
                 continue
             stale.append(order)
             resting.pop(tag, None)

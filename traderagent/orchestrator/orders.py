@@ -7,7 +7,8 @@ in one transaction, the sends handed to the account's queue (the tick goes on), 
 in one transaction when the answers come (``_send_queued``). Resting orders
 are synced with the exchange's open list each tick (``_sync_orders``); a final one is booked through
 the orchestrator's ``_book_fill``. At start-up ``_reconcile_orders`` adopts or fails every non-final
-order by orderLinkId, and orders under the bot's prefix the database does not know ("strangers")
+order by orderLinkId (one whose create may still be on its way stays tracked until it can no longer
+arrive, ``PENDING_GRACE_S``), and orders under the bot's prefix the database does not know ("strangers")
 are refused, then adopted on an operator's start. Permanent refusals are told once
 (``_on_refused``); a refused exit stops the bot (``OrderRefused``).
 
@@ -25,6 +26,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -61,7 +63,10 @@ T = TypeVar("T")
 
 ZERO = Decimal(0)
 REJECT_COOLDOWN_S = 30.0  # a tag refused for a transient reason (rate limit) is not retried before this
-PENDING_GRACE_S = 15.0  # an uncertain send not visible after this long is FAILED
+# A create the exchange does not show this long after its write-ahead row was written never will: its
+# signature (the client's recv_window, 10 s) has expired, with a margin for the clocks' skew. Until then an
+# unseen order stays tracked (PENDING) and is looked for again by orderLinkId, at start-up too.
+PENDING_GRACE_S = 15.0
 
 _STATUS = {
     "open": "OPEN",
@@ -103,12 +108,13 @@ class TrackedOrder:
     avg_price: Decimal | None = None  # of ``filled``; with ``fee``: the part a ladder has booked
     fee: Decimal = ZERO
     in_flight: bool = False  # in the account's queue: written, its answer not booked yet
+    written_at: datetime | None = None  # its write-ahead row's time (the bot's clock): see PENDING_GRACE_S
 
     @classmethod
     def from_row(cls, row: OrderRow) -> TrackedOrder:
         return cls(row.client_order_id, row.tag or "", row.side, row.order_type, row.qty, row.price,
                    bool(row.reduce_only), row.status, row.exchange_order_id, row.filled_qty or ZERO,
-                   sent_at=0.0, avg_price=row.avg_price, fee=row.fee or ZERO)
+                   sent_at=0.0, avg_price=row.avg_price, fee=row.fee or ZERO, written_at=row.created_at)
 
 
 class OrderLifecycle:
@@ -123,6 +129,7 @@ class OrderLifecycle:
     state: BotState
     last_error: str | None
     last_price: Decimal | None
+    clock: Callable[[], datetime]
     gate: SendGate
     client: ExchangePort
     db: StorePort
@@ -182,7 +189,7 @@ class OrderLifecycle:
             durable = await self._persist(new_orders=[
                 {"client_order_id": o.client_order_id, "symbol": self.symbol, "side": o.side,
                  "order_type": o.order_type, "qty": o.qty, "price": o.price, "status": "PENDING",
-                 "reduce_only": o.reduce_only, "tag": o.tag} for o in live])
+                 "reduce_only": o.reduce_only, "tag": o.tag, "created_at": o.written_at} for o in live])
         except BaseException:
             for order in live:
                 self._orders.pop(order.client_order_id, None)
@@ -297,7 +304,8 @@ class OrderLifecycle:
     def _new_order(self, intent: OrderIntent) -> TrackedOrder:
         order_type = "market" if intent.order_type == "market" else "limit"
         return TrackedOrder(self.new_client_order_id(), intent.tag, intent.side, order_type, intent.qty,
-                            intent.price if order_type == "limit" else None, intent.reduce_only)
+                            intent.price if order_type == "limit" else None, intent.reduce_only,
+                            written_at=self.clock())
 
     async def _send_all(self, orders: list[TrackedOrder]) -> list[Any]:
         """Per order its answer or exception: a ladder's resting orders in batch requests (one per
@@ -373,6 +381,8 @@ class OrderLifecycle:
         """Book a cancel's answer: the order's final state as the exchange tells it."""
         if isinstance(result, ExchangeAPIError):  # gone already (filled or cancelled): learn what happened
             found = await self.client.fetch_order(self.symbol, client_order_id=order.client_order_id)
+            if found is None and order.status == "PENDING" and not self._past_grace(order):
+                return  # its create may still arrive: tracked, the sync looks for it again
             if found is None:
                 await self._finish(order, "FAILED", error=f"cancel: {result}")
             else:
@@ -428,8 +438,14 @@ class OrderLifecycle:
             found = await self.client.fetch_order(self.symbol, client_order_id=order.client_order_id)
             if found is not None:
                 await self._apply(order, found)
-            elif time.monotonic() - order.sent_at > PENDING_GRACE_S:
+            elif self._past_grace(order):
                 await self._finish(order, "FAILED", error="not found on the exchange")
+
+    def _past_grace(self, order: TrackedOrder) -> bool:
+        """Not found on the exchange, and written too long ago for its create to arrive any more."""
+        if order.written_at is None:
+            return True
+        return (self.clock() - order.written_at).total_seconds() >= PENDING_GRACE_S
 
     async def _apply(self, order: TrackedOrder, ex: dict[str, Any]) -> None:
         """Record the exchange's state of ``order``; a final one with a fill is booked first."""
@@ -494,11 +510,17 @@ class OrderLifecycle:
 
     # ------------------------------------------------------------------ start-up reconcile
     async def _reconcile_orders(self) -> dict[str, int]:
-        counts = {"adopted": 0, "filled_while_down": 0, "failed": 0, "open": 0}
+        """Every non-final order of the bot by orderLinkId: found, adopted; not found, FAILED -- unless
+        its create, signed by a process just killed, may still reach the exchange (``PENDING_GRACE_S``):
+        that one stays tracked ("unseen") and the ticks look for it again, adopting it if it arrives."""
+        counts = {"adopted": 0, "filled_while_down": 0, "failed": 0, "open": 0, "unseen": 0}
         for row in await self.db.list_non_final_orders(self.name):
             order = TrackedOrder.from_row(row)
             self._orders[order.client_order_id] = order
             found = await self.client.fetch_order(self.symbol, client_order_id=order.client_order_id)
+            if found is None and not self._past_grace(order):
+                counts["unseen"] += 1
+                continue
             if found is None:
                 await self._finish(order, "FAILED", error="not found on the exchange at start-up")
                 counts["failed"] += 1

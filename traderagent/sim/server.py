@@ -75,6 +75,8 @@ class ExchangeSimulator:
         # per symbol, the next funding time on the replay's candle clock
         self.next_funding: dict[str, int] = {s: perp.next_funding_ms(series.live.ts) for s, series in self.series.items()}
         self.streams = StreamServer(self, now_ms)  # the V5 WebSocket endpoints; ``streams.drop_all()`` cuts them
+        # tests: awaited as a request arrives, before anything checks it: holds one back "in the network"
+        self.on_request: Callable[[web.Request], Awaitable[None]] | None = None
 
     # --- persistence (see persist.py) --------------------------------------------------------------
     def keep_state(self, path: Path) -> int | None:
@@ -283,6 +285,8 @@ class ExchangeSimulator:
         return rate > 0 and self._rng.random() < rate
 
     async def _handle(self, request: web.Request, fn: Callable[..., dict | batch.Reply], private: bool) -> web.StreamResponse:
+        if self.on_request is not None:
+            await self.on_request(request)
         path = request.path
         self.request_counts[path] += 1
         faults = self.faults
