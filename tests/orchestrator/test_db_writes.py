@@ -4,6 +4,9 @@ rows that start-up recovery resolves."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -11,6 +14,8 @@ import pytest
 from sqlalchemy import event
 
 from traderagent.orchestrator import orders
+from traderagent.orchestrator.events import EventType
+from traderagent.orchestrator.perp import FundingCharge
 
 from .helpers import DCA, GRID, Clock, build_desk
 
@@ -267,5 +272,68 @@ async def test_ladder_candle_analysis_waits_for_the_cpu_budget(sim, tmp_path):
         now[0] += 2.0
         await h.desk.tick_all()
         assert bot._last_candle_ms is not None and bot._last_candle_ms > seen
+    finally:
+        await h.close()
+
+
+async def _cancel_mid_write(db: Any, call: Callable[[], Awaitable[Any]]) -> None:
+    """Run ``call`` and cancel it (a stop, a timeout) while its write inserts trade rows; the group
+    commit goes on with the write and commits it once released."""
+    writers = db._group._writers
+    insert_trades = writers["trades"]
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def held(session: Any, items: list[Any]) -> Any:
+        entered.set()
+        await release.wait()
+        return await insert_trades(session, items)
+
+    writers["trades"] = held
+    task = asyncio.create_task(call())
+    try:
+        await asyncio.wait_for(entered.wait(), 30)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        writers["trades"] = insert_trades
+        release.set()
+
+
+async def test_a_write_whose_caller_is_cancelled_midway_is_booked_once(sim, tmp_path):
+    """A tick is cancelled while its write (a fill, and the trade row it opens) is being committed: the
+    bot books that write's outcome once, so its next write inserts no second trade row, and the trade
+    is announced once."""
+    sim.set_price("XRPUSDT", Decimal("0.5"))
+    h = await build_desk(sim.base_url, tmp_path / "desk.db", [GRID])
+    try:
+        bot = h.desk.bots[GRID.name].bot
+        await _settle(h)
+        top = max((o for o in bot.open_orders if o.side == "buy"), key=lambda o: o.price)
+        sim.set_price("XRPUSDT", top.price)  # the top buy fills: its trade row is written with its booking
+        await _cancel_mid_write(h.db, h.desk.tick_all)
+        await bot.save()  # the bot's next write
+        await h.desk.tick_all()
+        trades = await h.db.list_open_trades(GRID.name)
+        assert len(trades) == len(bot.strategy.get_active_positions()) == 1
+        assert bot._trade_ids == {trades[0].tag: [trades[0].id, str(trades[0].fees)]}
+        assert (await h.db.get_order(top.client_order_id)).status == "FILLED"
+        await h.desk.event_bus.drain(5)
+        assert len(h.of(EventType.TRADE_OPENED)) == 1
+    finally:
+        await h.close()
+
+
+async def test_a_funding_booking_cancelled_midway_is_booked_once(sim, tmp_path):
+    sim.set_price("XRPUSDT", Decimal("0.5"))
+    h = await build_desk(sim.base_url, tmp_path / "desk.db", [GRID])
+    try:
+        bot = h.desk.bots[GRID.name].bot
+        charge = FundingCharge("exec-1", "XRPUSDT", "long", Decimal("10"), Decimal("0.5"), Decimal("0.0001"),
+                               Decimal("-0.0005"), datetime.now(UTC))
+        await _cancel_mid_write(h.db, lambda: bot.book_funding([charge]))
+        assert await bot.book_funding([charge]) == 0  # the settlement is booked already
+        rows = [t for t in await h.db.list_trades(GRID.name, limit=10) if t.tag == charge.trade_row()["tag"]]
+        assert len(rows) == 1 and bot._realized == charge.pnl
     finally:
         await h.close()

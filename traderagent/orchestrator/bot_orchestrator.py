@@ -28,10 +28,10 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -88,6 +88,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 ZERO = Decimal(0)
 RUNTIME_VERSION = 1
 STALE_SIGNAL = Decimal("0.02")  # reject a signal whose entry is more than 2% off the price
@@ -179,6 +180,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         self._reconciled_at = 0.0
         self._orphan_told = False
         self._unsaved = UnsavedRows()  # order rows kept in memory while storage is lost
+        self._writing: asyncio.Future[Any] | None = None  # the bot's last write of its progress (_committed)
         self._loaded = False  # its saved state was read (recover): before that it has nothing to write
         self._lock = asyncio.Lock()
         self.fill_stream: FillStream | None = None  # the account's private stream (orchestrator/fill_stream.py)
@@ -635,6 +637,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         same transaction as the snapshot that remembers it; returns how many were new. ``looked_until``
         (epoch ms): every settlement up to then is among ``charges``, so the next look may start there."""
         async with self._lock:
+            await self._settled()
             since = self._funding_since or 0
             new = [c for c in charges if c.exec_id not in self._funding_seen
                    and c.time.timestamp() * 1000 >= since]
@@ -647,18 +650,22 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
             self._realized += sum((c.pnl for c in new), ZERO)
             # the next look starts at the last settlement booked: all before it are booked
             self._funding_since = max(since, *(int(c.time.timestamp() * 1000) for c in new))
-            try:
-                await self.db.save_bot_progress(self.name, runtime=self.runtime_snapshot(),
-                                                new_trades=[c.trade_row() for c in new])
-            except BaseException:
-                self._funding_seen, self._realized, self._funding_since = before
-                raise
-            for c in new:
-                self.risk.add_realized(self.name, c.pnl)
-                if self.capital_manager is not None and self.capital_manager.metrics is not None:
-                    self.capital_manager.record_pnl(c.pnl)
-                self._emit(FundingBooked(c.symbol, c.pnl, c.rate, self.quote_coin))
-            return len(new)
+
+            async def write() -> int:
+                try:
+                    await self.db.save_bot_progress(self.name, runtime=self.runtime_snapshot(),
+                                                    new_trades=[c.trade_row() for c in new])
+                except BaseException:
+                    self._funding_seen, self._realized, self._funding_since = before
+                    raise
+                for c in new:
+                    self.risk.add_realized(self.name, c.pnl)
+                    if self.capital_manager is not None and self.capital_manager.metrics is not None:
+                        self.capital_manager.record_pnl(c.pnl)
+                    self._emit(FundingBooked(c.symbol, c.pnl, c.rate, self.quote_coin))
+                return len(new)
+
+            return await self._committed(write())
 
     # ------------------------------------------------------------------ risk
     async def _balance(self) -> Decimal:
@@ -767,8 +774,10 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         still owns the bot (LeaseLapsed).
         While storage is lost (orchestrator/storage.py) the order rows wait in memory, the rest is
         written with them when it is back (``flush``: that write), and False is returned; the
-        event is published anyway: the exchange did what it says."""
+        event is published anyway: the exchange did what it says. A caller cancelled mid-write (a
+        stop, a timeout) leaves the write to finish and be booked on its own (``_committed``)."""
         self.gate.check_owner(self.name)
+        await self._settled()
         if self.storage.lost and not flush:
             return self._kept_unsaved(new_orders, order_updates, announce)
         before = (dict(self._trade_ids), self._closed_seen, self._realized, self._dirty, self._soft_dirty)
@@ -782,8 +791,12 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         grid = self._grid_rows()
         if grid == self._grid_saved:  # the table only changes with fills and placements
             grid = None
-        new_ids: list[int] = []
-        if snapshot is not None or grid is not None or new_orders or order_updates or self._unsaved:
+        if snapshot is None and grid is None and not new_orders and not order_updates and not self._unsaved:
+            if announce is not None:  # nothing to write (nor any trade: it would come with a snapshot)
+                self._emit(announce)
+            return True
+
+        async def write() -> bool:
             queued, queued_updates = self._unsaved.take()  # what storage could not take before goes first
             try:
                 new_ids = await self.db.save_bot_progress(
@@ -791,7 +804,9 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
                     order_updates=[*queued_updates, *(order_updates or ())], runtime=snapshot,
                     grid=grid, new_trades=new_trades, trade_closes=closes)
             except BaseException as exc:
-                self._trade_ids, self._closed_seen, self._realized, self._dirty, self._soft_dirty = before
+                self._trade_ids, self._closed_seen, self._realized = before[:3]
+                self._dirty |= before[3]  # or-ed: a change made meanwhile (its caller cancelled) stays due
+                self._soft_dirty |= before[4]
                 self._unsaved.add(queued, queued_updates)
                 if not isinstance(exc, DatabaseUnavailableError):
                     raise
@@ -799,10 +814,28 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
                 return self._kept_unsaved(new_orders, order_updates, announce)
             if grid is not None:
                 self._grid_saved = grid
-        if announce is not None:
-            self._emit(announce)
-        self._trades_recorded(opened, closed, new_ids)
-        return True
+            if announce is not None:
+                self._emit(announce)
+            self._trades_recorded(opened, closed, new_ids)
+            return True
+
+        return await self._committed(write())
+
+    async def _committed(self, write: Coroutine[Any, Any, T]) -> T:
+        """Run a write of the bot's progress and the bookkeeping of its outcome (trade ids, what is
+        still unsaved) as one task that its caller's cancellation (a stop, a timeout) does not cut in
+        half: the group commit finishes the write anyway, so the task books it, and the bot's next
+        write waits for that (``_settled``). Booked half-way, a committed trade row would be inserted
+        again by the next write."""
+        task = asyncio.ensure_future(write)
+        task.add_done_callback(_outcome_seen)
+        self._writing = task
+        return await asyncio.shield(task)
+
+    async def _settled(self) -> None:
+        """The bot's previous write (its caller cancelled, it went on) has finished and been booked."""
+        if self._writing is not None and not self._writing.done():
+            await asyncio.wait([self._writing])
 
     def _kept_unsaved(self, new_orders: list[dict[str, Any]] | None,
                       order_updates: list[tuple[str, dict[str, Any]]] | None, announce: Payload | None) -> bool:
@@ -911,6 +944,12 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
 
 
 # ---------------------------------------------------------------------- helpers
+def _outcome_seen(task: asyncio.Future[Any]) -> None:
+    """A write whose caller was cancelled fails unheard: its rows and trades were put back for the next write."""
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("a write whose caller went away failed: %s", task.exception())
+
+
 def _same(order: TrackedOrder, intent: OrderIntent) -> bool:
     return (order.side == intent.side and order.qty == intent.qty and order.price == intent.price
             and order.reduce_only == intent.reduce_only)
