@@ -76,3 +76,30 @@ async def test_a_send_abandoned_in_the_queue_passes_its_turn_on():
     gate.reopen()
     assert await gate.send(lambda: call("later"), lane="linear", bot="b") == "later"
     assert sent == ["first", "later"]
+
+
+async def test_a_request_written_from_a_task_of_its_own_is_checked_as_its_send():
+    """A batch's requests go out from tasks the client makes (one per chunk): the gate still knows their
+    bot (fenced: refused) and their deadline (too late: refused), and counts them on the wire."""
+    gate, owned, late = SendGate(), {"bot": True}, [False]
+    gate.holds = lambda bot: owned[bot]
+
+    async def batch() -> list[str]:
+        async def chunk() -> str:
+            gate.on_wire()
+            return "sent"
+        return list(await asyncio.gather(chunk(), chunk()))
+
+    assert await gate.send(batch, bot="bot", late=lambda: late[0]) == ["sent", "sent"]
+    assert gate.sent == 2
+    late[0] = True
+    with pytest.raises(SendsStopped, match="decided too long ago"):
+        await gate.send(batch, bot="bot", late=lambda: late[0])
+
+    async def fenced_batch() -> list[str]:
+        owned["bot"] = False  # admitted, then fenced before its requests are written
+        return await batch()
+
+    with pytest.raises(SendsStopped, match="no longer owns bot"):
+        await gate.send(fenced_batch, bot="bot")
+    assert gate.sent == 2

@@ -38,6 +38,8 @@ import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from traderagent.database.exceptions import LeaseLapsed
@@ -48,11 +50,22 @@ __all__ = ["LeaseLapsed", "OrderBudget", "SendGate", "SendsStopped"]
 
 
 class SendsStopped(Exception):
-    """The desk is stopping: this order was not sent (its write-ahead row stays PENDING)."""
+    """The desk is stopping (or the send came too late): this order was not sent (its write-ahead row
+    stays PENDING)."""
 
 
 def _always(bot: str) -> bool:
     return True
+
+
+@dataclass(frozen=True)
+class _Send:
+    task: asyncio.Task[object]  # the one ``send`` runs in (a batch request may go out from a task of its own)
+    bot: str
+    late: Callable[[], bool] | None
+
+
+_SENDING: ContextVar[_Send | None] = ContextVar("sending", default=None)  # the send under way
 
 
 class OrderBudget:
@@ -110,7 +123,6 @@ class SendGate:
         self.budgets: dict[str, OrderBudget] = {}  # per market type (its own client and limits)
         self.sent = 0  # create requests written to the exchange
         self.refused = 0  # sends refused or abandoned because the gate was closed
-        self._bots: dict[asyncio.Task[object], str] = {}  # every admitted send -> its bot
         self._waiting: set[asyncio.Task[object]] = set()  # admitted, not yet on the wire
         self._urgent: set[asyncio.Task[object]] = set()  # of those, the exits and protective orders
         self._wired: set[asyncio.Task[object]] = set()
@@ -122,9 +134,10 @@ class SendGate:
         return not self.closed and self.holds(bot)
 
     async def send(self, call: Callable[[], Awaitable[T]], *, lane: str = "", bot: str = "", cost: int = 1,
-                   urgent: bool = False) -> T:
+                   urgent: bool = False, late: Callable[[], bool] | None = None) -> T:
         """Run one order send (``call``, ``cost`` orders) of ``bot`` as long as the gate admits it, in its
-        turn at ``lane``'s budget (``urgent``: an exit or a protective order)."""
+        turn at ``lane``'s budget (``urgent``: an exit or a protective order). ``late()`` true: its
+        request is not written any more (asked at every attempt, as ``admits``)."""
         if not self.admits(bot):
             raise self._refusal(bot)
         task = asyncio.current_task()
@@ -133,6 +146,7 @@ class SendGate:
         self._bots[task] = bot
         if urgent:
             self._urgent.add(task)
+        sending = _SENDING.set(_Send(task, bot, late))  # seen by on_wire in the client's tasks too (a batch's)
         try:
             async with self.budgets.setdefault(lane, OrderBudget()).turn(bot, cost, urgent):
                 return await call()
@@ -145,18 +159,21 @@ class SendGate:
             self._waiting.discard(task)
             self._urgent.discard(task)
             self._bots.pop(task, None)
+            _SENDING.reset(sending)
             self._wired.discard(task)
             self._abandoned.discard(task)
 
     def on_wire(self) -> None:
         """The client is about to write a create request (every attempt, retries included)."""
-        task = asyncio.current_task()
-        bot = self._bots.get(task) if task is not None else None
+        send = _SENDING.get()
+        bot = send.bot if send is not None else None
         if self.closed or (bot is not None and not self.holds(bot)):  # a retry is asked again
             raise self._refusal(bot)
-        if task is not None and task in self._waiting:
-            self._waiting.discard(task)
-            self._wired.add(task)
+        if send is not None and send.late is not None and send.late():
+            raise SendsStopped(f"{bot}: decided too long ago, not sent (its row stays PENDING until it cannot arrive)")
+        if send is not None and send.task in self._waiting:
+            self._waiting.discard(send.task)
+            self._wired.add(send.task)
         self.sent += 1
 
     def check_owner(self, bot: str) -> None:

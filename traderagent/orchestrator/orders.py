@@ -63,10 +63,13 @@ T = TypeVar("T")
 
 ZERO = Decimal(0)
 REJECT_COOLDOWN_S = 30.0  # a tag refused for a transient reason (rate limit) is not retried before this
-# A create the exchange does not show this long after its write-ahead row was written never will: its
-# signature (the client's recv_window, 10 s) has expired, with a margin for the clocks' skew. Until then an
-# unseen order stays tracked (PENDING) and is looked for again by orderLinkId, at start-up too.
-PENDING_GRACE_S = 15.0
+# A create is written to the exchange (first try or retry, each signed afresh) no later than SEND_WINDOW_S
+# after its write-ahead row, so one the exchange does not show PENDING_GRACE_S after it never will: its
+# signature's window (the client's recv_window, 10 s) has passed, with a margin for the clocks' skew. Until
+# then an unseen order stays tracked (PENDING) and is looked for again by orderLinkId, at start-up too.
+SEND_WINDOW_S = 20.0
+RECV_WINDOW_S = 10.0  # the client's (RECV_WINDOW in api/bybit_direct_client.py)
+PENDING_GRACE_S = SEND_WINDOW_S + RECV_WINDOW_S + 5.0
 
 _STATUS = {
     "open": "OPEN",
@@ -233,7 +236,7 @@ class OrderLifecycle:
                 acked.append(order)
                 order.exchange_order_id = order.exchange_order_id or result.get("id") or None
             elif isinstance(result, SendsStopped):
-                pass  # not sent, or its answer abandoned: PENDING, reconciled at the next start
+                pass  # not sent, or its answer abandoned: PENDING, found or FAILED by the sync (or the next start) once it can no longer arrive
             elif isinstance(result, NetworkError | DuplicateOrderError):
                 # uncertain: it may exist. Keep it PENDING; the order sync resolves it by orderLinkId.
                 log.warning("%s: send of %s uncertain (%s); will reconcile", self.name, order.client_order_id, result)
@@ -330,7 +333,8 @@ class OrderLifecycle:
         """The send in its turn at the account's order budget: exits first, entries in fair turns."""
         net = self._net_position()
         urgent = any(not is_entry(intent_of(o), net) for o in orders)
-        return self.gate.send(call, lane=self.market_type, bot=self.name, cost=len(orders), urgent=urgent)
+        return self.gate.send(call, lane=self.market_type, bot=self.name, cost=len(orders), urgent=urgent,
+                              late=lambda: any(self._age(o) >= SEND_WINDOW_S for o in orders))
 
     async def _send(self, order: TrackedOrder) -> dict[str, Any]:
         if order.order_type == "limit":
@@ -443,9 +447,13 @@ class OrderLifecycle:
 
     def _past_grace(self, order: TrackedOrder) -> bool:
         """Not found on the exchange, and written too long ago for its create to arrive any more."""
+        return self._age(order) >= PENDING_GRACE_S
+
+    def _age(self, order: TrackedOrder) -> float:
+        """Seconds since its write-ahead row (infinite: not known)."""
         if order.written_at is None:
-            return True
-        return (self.clock() - order.written_at).total_seconds() >= PENDING_GRACE_S
+            return float("inf")
+        return (self.clock() - order.written_at).total_seconds()
 
     async def _apply(self, order: TrackedOrder, ex: dict[str, Any]) -> None:
         """Record the exchange's state of ``order``; a final one with a fill is booked first."""
