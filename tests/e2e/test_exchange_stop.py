@@ -16,7 +16,17 @@ from traderagent.api.bybit_direct_client import ByBitDirectClient
 from traderagent.database.manager import DatabaseManager
 from traderagent.ports import HeldStops
 
-from .desk_procs import BOTS_TOML, KEY, PY, SECRET, SimProcess, consistency_report, desk_env, run_desk
+from .desk_procs import (
+    BOTS_TOML,
+    KEY,
+    PY,
+    SECRET,
+    SimProcess,
+    age_pending_rows,
+    consistency_report,
+    desk_env,
+    run_desk,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -92,6 +102,7 @@ def test_a_stop_the_exchange_executes_while_the_desk_is_dead_is_booked_once_afte
         assert asyncio.run(_held(sim.url)) is None
         (fill,) = [f for f in asyncio.run(_stop_fills(sim.url)) if f["stop_order_type"] == "StopLoss"][-1:]
 
+        asyncio.run(age_pending_rows(db_path))  # the restarts come after the window of the killed desk's creates
         for _ in range(2):  # restarted twice: still booked once
             assert run_desk(env, tmp_path, 4, log) == 0, log.read_text(errors="replace")[-3000:]
         trades, closes = _booked_sync(db_path)

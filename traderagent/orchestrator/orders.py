@@ -526,7 +526,7 @@ class OrderLifecycle:
             order = TrackedOrder.from_row(row)
             self._orders[order.client_order_id] = order
             found = await self.client.fetch_order(self.symbol, client_order_id=order.client_order_id)
-            if found is None and not self._past_grace(order):
+            if found is None and row.status == "PENDING" and not self._past_grace(order):
                 counts["unseen"] += 1
                 continue
             if found is None:
