@@ -945,9 +945,10 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
 
 # ---------------------------------------------------------------------- helpers
 def _outcome_seen(task: asyncio.Future[Any]) -> None:
-    """A write whose caller was cancelled fails unheard: its rows and trades were put back for the next write."""
+    """A write's failure is its caller's to raise; one whose caller was cancelled is only logged here (its
+    rows and trades were put back for the next write)."""
     if not task.cancelled() and task.exception() is not None:
-        log.debug("a write whose caller went away failed: %s", task.exception())
+        log.debug("write of a bot's progress failed: %r", task.exception())
 
 
 def _same(order: TrackedOrder, intent: OrderIntent) -> bool:
