@@ -799,6 +799,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         async def write() -> bool:
             queued, queued_updates = self._unsaved.take()  # what storage could not take before goes first
             try:
+                self.gate.check_owner(self.name)  # again: this task starts a loop turn later
                 new_ids = await self.db.save_bot_progress(
                     self.name, new_orders=[*queued, *(new_orders or ())],
                     order_updates=[*queued_updates, *(order_updates or ())], runtime=snapshot,
