@@ -12,7 +12,7 @@ import pytest
 
 from traderagent.api.bybit_direct_client import ByBitDirectClient
 
-from .desk_procs import KEY, SECRET, SimProcess, consistency_report, desk_env, run_desk
+from .desk_procs import KEY, SECRET, SimProcess, age_pending_rows, consistency_report, desk_env, run_desk
 from .test_exchange_stop import TREND_ONLY, _booked_sync, open_protected_then_kill
 
 pytestmark = pytest.mark.timeout(300)
@@ -51,6 +51,7 @@ def test_a_liquidation_while_the_desk_is_dead_is_booked_once_across_a_kill_midwa
         trades, closes = _booked_sync(db_path)
         assert [t for t in trades if t.id == open_trade.id][0].closed_at is None  # nothing of it was saved
 
+        asyncio.run(age_pending_rows(db_path))  # the restarts come after the window of the killed desks' creates
         for _ in range(2):  # restarted twice: booked once
             assert run_desk(env, tmp_path, 4, log) == 0, log.read_text(errors="replace")[-3000:]
         trades, closes = _booked_sync(db_path)
