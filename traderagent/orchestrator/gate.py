@@ -123,6 +123,7 @@ class SendGate:
         self.budgets: dict[str, OrderBudget] = {}  # per market type (its own client and limits)
         self.sent = 0  # create requests written to the exchange
         self.refused = 0  # sends refused or abandoned because the gate was closed
+        self._bots: dict[asyncio.Task[object], str] = {}  # every admitted send -> its bot (to abandon one bot's)
         self._waiting: set[asyncio.Task[object]] = set()  # admitted, not yet on the wire
         self._urgent: set[asyncio.Task[object]] = set()  # of those, the exits and protective orders
         self._wired: set[asyncio.Task[object]] = set()
