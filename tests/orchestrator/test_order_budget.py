@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from traderagent.orchestrator.gate import OrderBudget, SendGate, SendsStopped
+from traderagent.orchestrator.gate import NeverSent, OrderBudget, SendGate, SendsStopped
 
 
 async def _queued(budget: OrderBudget, n: int) -> None:
@@ -93,7 +93,7 @@ async def test_a_request_written_from_a_task_of_its_own_is_checked_as_its_send()
     assert await gate.send(batch, bot="bot", late=lambda: late[0]) == ["sent", "sent"]
     assert gate.sent == 2
     late[0] = True
-    with pytest.raises(SendsStopped, match="decided too long ago"):
+    with pytest.raises(NeverSent, match="decided too long ago"):  # none of its requests written
         await gate.send(batch, bot="bot", late=lambda: late[0])
 
     async def fenced_batch() -> list[str]:
@@ -103,3 +103,33 @@ async def test_a_request_written_from_a_task_of_its_own_is_checked_as_its_send()
     with pytest.raises(SendsStopped, match="no longer owns bot"):
         await gate.send(fenced_batch, bot="bot")
     assert gate.sent == 2
+
+
+async def test_a_stopped_send_writes_no_further_request_and_tells_whether_one_was_written():
+    """A stop-all (the gate closes, the bots stop, it reopens) while a batch's first chunk is on the wire and
+    its second waits at the client's rate limiter: the second is not written, not even after the reopen,
+    and the send is uncertain (SendsStopped: its first chunk may rest on the exchange). A send refused
+    before any request of it was written is NeverSent: its orders cannot reach the exchange."""
+    gate, wired, limiter = SendGate(), asyncio.Event(), asyncio.Event()
+
+    async def batch() -> list[str]:
+        async def chunk(waits: bool) -> str:
+            if waits:
+                await limiter.wait()
+            gate.on_wire()
+            wired.set()
+            return "sent"
+        return list(await asyncio.gather(chunk(False), chunk(True)))
+
+    send = asyncio.create_task(gate.send(batch, bot="bot"))
+    await asyncio.wait_for(wired.wait(), 30)
+    gate.close()
+    gate.reopen()
+    limiter.set()
+    with pytest.raises(SendsStopped) as stopped:
+        await send
+    assert type(stopped.value) is SendsStopped and gate.sent == 1
+    gate.close()
+    with pytest.raises(NeverSent):
+        await gate.send(batch, bot="bot")
+    assert gate.sent == 1

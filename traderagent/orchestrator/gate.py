@@ -7,10 +7,14 @@ other task runs again. From then on:
 
 * no send starts (``send`` and ``on_wire`` raise ``SendsStopped``; a retry is refused too);
 * sends still waiting for the rate limiter are cancelled: they never reach the exchange;
-* sends already on the wire finish; ``drain()`` waits for them (bounded).
+* sends already on the wire finish; ``drain()`` waits for them (bounded). No further request of
+  theirs is written (a batch's later chunk, a retry), not even after a ``reopen``.
 
-An order refused or abandoned this way keeps its write-ahead row PENDING; the reconciliation at
-the next start resolves it by its orderLinkId (found: adopted, not found: FAILED).
+A send none of whose requests was written (refused or abandoned before its first ``on_wire``) raises
+``NeverSent``: its orders cannot reach the exchange and are FAILED at once. One refused after a request
+of it was written (a retry, a batch's later chunk) is uncertain: its write-ahead rows stay PENDING until
+the order sync, or the reconciliation at the next start, finds them by orderLinkId or they can no
+longer arrive.
 
 Fencing (one owner per bot, orchestrator/lease.py): ``holds(bot)`` is asked by ``admits`` and
 again right before a bot's order is written; a bot whose lease this desk cannot be sure of any
@@ -46,23 +50,31 @@ from traderagent.database.exceptions import LeaseLapsed
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-__all__ = ["LeaseLapsed", "OrderBudget", "SendGate", "SendsStopped"]
+__all__ = ["LeaseLapsed", "NeverSent", "OrderBudget", "SendGate", "SendsStopped"]
 
 
 class SendsStopped(Exception):
-    """The desk is stopping (or the send came too late): this order was not sent (its write-ahead row
-    stays PENDING)."""
+    """The desk is stopping (or the send came too late, or its bot is fenced): the send stopped here. A
+    request of it may have been written before (a retry refused): its orders are uncertain."""
+
+
+class NeverSent(SendsStopped):
+    """Stopped before any request of the send was written: its orders cannot reach the exchange."""
 
 
 def _always(bot: str) -> bool:
     return True
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class _Send:
     task: asyncio.Task[object]  # the one ``send`` runs in (a batch request may go out from a task of its own)
     bot: str
+    urgent: bool  # an exit or a protective order
     late: Callable[[], bool] | None
+    wired: bool = False  # a request of it passed ``on_wire``: it may be on the exchange
+    stopped: bool = False  # refused, abandoned or over: no request of it is written any more
+    abandoned: bool = False  # cancelled by ``abandon`` before any request of it was written
 
 
 _SENDING: ContextVar[_Send | None] = ContextVar("sending", default=None)  # the send under way
@@ -122,12 +134,8 @@ class SendGate:
         self.holds: Callable[[str], bool] = _always  # may this desk send this bot's orders (its lease)?
         self.budgets: dict[str, OrderBudget] = {}  # per market type (its own client and limits)
         self.sent = 0  # create requests written to the exchange
-        self.refused = 0  # sends refused or abandoned because the gate was closed
-        self._bots: dict[asyncio.Task[object], str] = {}  # every admitted send -> its bot (to abandon one bot's)
-        self._waiting: set[asyncio.Task[object]] = set()  # admitted, not yet on the wire
-        self._urgent: set[asyncio.Task[object]] = set()  # of those, the exits and protective orders
-        self._wired: set[asyncio.Task[object]] = set()
-        self._abandoned: set[asyncio.Task[object]] = set()
+        self.refused = 0  # sends (or requests of theirs) refused or abandoned
+        self._sends: dict[asyncio.Task[object], _Send] = {}  # admitted and not over, by the task they run in
         self._queued: set[asyncio.Task[None]] = set()  # sends handed over by ticks, until booked
 
     def admits(self, bot: str) -> bool:
@@ -140,51 +148,57 @@ class SendGate:
         turn at ``lane``'s budget (``urgent``: an exit or a protective order). ``late()`` true: its
         request is not written any more (asked at every attempt, as ``admits``)."""
         if not self.admits(bot):
-            raise self._refusal(bot)
+            self.refused += 1
+            raise NeverSent("the desk is stopping" if self.closed else f"this desk no longer owns {bot}")
         task = asyncio.current_task()
         assert task is not None
-        self._waiting.add(task)
-        self._bots[task] = bot
-        if urgent:
-            self._urgent.add(task)
-        sending = _SENDING.set(_Send(task, bot, late))  # seen by on_wire in the client's tasks too (a batch's)
+        send = self._sends[task] = _Send(task, bot, urgent, late)
+        sending = _SENDING.set(send)  # seen by on_wire in the client's tasks too (a batch's)
         try:
             async with self.budgets.setdefault(lane, OrderBudget()).turn(bot, cost, urgent):
                 return await call()
         except asyncio.CancelledError:
-            if task not in self._abandoned:
+            if not send.abandoned:
                 raise
             task.uncancel()
-            raise SendsStopped("send abandoned before it reached the exchange (stopping)") from None
+            raise NeverSent("send abandoned before it reached the exchange (stopping)") from None
         finally:
-            self._waiting.discard(task)
-            self._urgent.discard(task)
-            self._bots.pop(task, None)
+            send.stopped = True  # a chunk of its batch still at the rate limiter is not written after it
+            del self._sends[task]
             _SENDING.reset(sending)
-            self._wired.discard(task)
-            self._abandoned.discard(task)
 
     def on_wire(self) -> None:
         """The client is about to write a create request (every attempt, retries included)."""
         send = _SENDING.get()
-        bot = send.bot if send is not None else None
-        if self.closed or (bot is not None and not self.holds(bot)):  # a retry is asked again
-            raise self._refusal(bot)
-        if send is not None and send.late is not None and send.late():
-            raise SendsStopped(f"{bot}: decided too long ago, not sent (its row stays PENDING until it cannot arrive)")
-        if send is not None and send.task in self._waiting:
-            self._waiting.discard(send.task)
-            self._wired.add(send.task)
+        why = self._refusal(send)
+        if why is not None:
+            self.refused += 1
+            if send is None:
+                raise SendsStopped(why)
+            send.stopped = True  # its other requests (a batch's chunks) are not written either
+            raise (SendsStopped if send.wired else NeverSent)(why)  # wired: an earlier try may be on the exchange
+        if send is not None:
+            send.wired = True
         self.sent += 1
+
+    def _refusal(self, send: _Send | None) -> str | None:
+        """Why this request must not be written (None: it may)."""
+        if self.closed:
+            return "the desk is stopping"
+        if send is None:  # a create outside any send (tests): only the desk's stop applies
+            return None
+        if not self.holds(send.bot):
+            return f"this desk no longer owns {send.bot}"
+        if send.stopped:
+            return f"{send.bot}: its send was stopped (the desk or the bot stopped meanwhile)"
+        if send.late is not None and send.late():
+            return f"{send.bot}: decided too long ago, not sent"
+        return None
 
     def check_owner(self, bot: str) -> None:
         """Before a bot's database write: raise LeaseLapsed unless this desk owns the bot."""
         if not self.holds(bot):
             raise LeaseLapsed(f"this desk cannot be sure it still owns {bot}: nothing written")
-
-    def _refusal(self, bot: str | None) -> SendsStopped:
-        self.refused += 1
-        return SendsStopped("the desk is stopping" if self.closed else f"this desk no longer owns {bot}")
 
     def queue(self, job: Coroutine[Any, Any, None]) -> None:
         """Run ``job`` (sends through ``send``, then the booking of their answers) beside the tick that
@@ -206,14 +220,17 @@ class SendGate:
                     raise result  # a bot's failures are booked as its own: what is left must stop the caller
 
     def abandon(self, bot: str | None = None) -> None:
-        """Cancel sends still waiting for the rate limiter, every one (None: the desk stops) or ``bot``'s
-        entries (the bot stops; its exits still go): they never reach the exchange (SendsStopped)."""
-        waiting = [t for t in self._waiting
-                   if bot is None or (self._bots.get(t) == bot and t not in self._urgent)]
-        for task in waiting:
-            self._abandoned.add(task)
-            task.cancel()
-        self.refused += len(waiting)
+        """Stop the sends under way, every one (None: the desk stops) or ``bot``'s entries (the bot stops;
+        its exits still go): those still waiting for the rate limiter are cancelled (NeverSent), those
+        on the wire finish, and no further request of any of them is written."""
+        for send in self._sends.values():
+            if send.stopped or (bot is not None and (send.bot != bot or send.urgent)):
+                continue
+            send.stopped = True
+            if not send.wired:
+                send.abandoned = True
+                send.task.cancel()
+                self.refused += 1
 
     def close(self) -> None:
         """No new send from now on; the sends waiting for the rate limiter are abandoned."""
@@ -229,7 +246,7 @@ class SendGate:
     async def drain(self, timeout: float) -> int:
         """Wait (at most ``timeout`` s) for the sends already on the wire and the queued ones' bookings;
         returns how many are still unanswered (their rows stay PENDING for the next start)."""
-        pending: set[asyncio.Task[Any]] = self._wired | self._waiting | self._queued
+        pending: set[asyncio.Task[Any]] = {*self._sends, *self._queued}
         if not pending:
             return 0
         _, left = await asyncio.wait(pending, timeout=timeout)

@@ -50,7 +50,7 @@ from traderagent.orchestrator.events import (
     OrderRef,
     Payload,
 )
-from traderagent.orchestrator.gate import SendGate, SendsStopped
+from traderagent.orchestrator.gate import NeverSent, SendGate, SendsStopped
 from traderagent.orchestrator.market_data import MarketData
 from traderagent.orchestrator.state import TICKING_STATES, BotState
 from traderagent.orchestrator.storage import UnsavedRows
@@ -225,7 +225,8 @@ class OrderLifecycle:
     async def _settle(self, orders: list[TrackedOrder], results: list[Any]) -> None:
         """Book each send's answer: accepted -> OPEN with the exchange's id (a market order confirmed at
         once); refused -> REJECTED (FAILED for a rate limit, retried after a pause), the refusal told;
-        SendsStopped or uncertain -> PENDING, settled by the order sync or the next start's reconcile."""
+        never sent (NeverSent) -> FAILED; SendsStopped or uncertain -> PENDING, settled by the order sync
+        or the next start's reconcile."""
         acked: list[TrackedOrder] = []
         refused: list[tuple[TrackedOrder, ExchangeAPIError]] = []
         unexpected: BaseException | None = None
@@ -235,8 +236,10 @@ class OrderLifecycle:
             if isinstance(result, dict):
                 acked.append(order)
                 order.exchange_order_id = order.exchange_order_id or result.get("id") or None
+            elif isinstance(result, NeverSent):  # no request of it was written: it cannot reach the exchange
+                await self._finish(order, "FAILED", error=f"not sent: {result}")
             elif isinstance(result, SendsStopped):
-                pass  # not sent, or its answer abandoned: PENDING, found or FAILED by the sync (or the next start) once it can no longer arrive
+                pass  # stopped after a try was written: PENDING, found or FAILED by the sync (or the next start) once it can no longer arrive
             elif isinstance(result, NetworkError | DuplicateOrderError):
                 # uncertain: it may exist. Keep it PENDING; the order sync resolves it by orderLinkId.
                 log.warning("%s: send of %s uncertain (%s); will reconcile", self.name, order.client_order_id, result)
