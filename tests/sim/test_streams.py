@@ -42,17 +42,29 @@ async def off_loop(call, *args, **kwargs):
 
 
 def ack_safe(ws):
-    """pybit sends a subscribe, then records its req_id; on loopback the simulator's acknowledgement can
-    win that race and pybit's reader dies on a KeyError (remote ByBit is never that fast). Record first."""
-    app, send = ws.ws, ws.ws.send
+    """pybit sends a subscribe, then records its req_id and the topic's callback; on loopback the
+    simulator's acknowledgement and first push can beat that bookkeeping and kill pybit's reader with a
+    KeyError (remote ByBit is never that fast). Record the req_id first; the reader waits for the callback."""
+    app_send, set_callback, get_callback = ws.ws.send, ws._set_callback, ws._get_callback
+    known = threading.Condition()
 
-    def recording_send(data, *args, **kwargs):
+    def send(data, *args, **kwargs):
         msg = json.loads(data)
         if msg.get("op") == "subscribe" and msg.get("req_id"):
             ws.subscriptions[msg["req_id"]] = data
-        return send(data, *args, **kwargs)
+        return app_send(data, *args, **kwargs)
 
-    app.send = recording_send
+    def set_cb(topic, callback):
+        with known:
+            set_callback(topic, callback)
+            known.notify_all()
+
+    def get_cb(topic):
+        with known:
+            known.wait_for(lambda: topic in ws.callback_directory, timeout=30)
+        return get_callback(topic)
+
+    ws.ws.send, ws._set_callback, ws._get_callback = send, set_cb, get_cb
     return ws
 
 
