@@ -381,8 +381,10 @@ class Outbox:
             await self._deletes.flush()
 
     async def flush(self) -> None:
-        """Wait until every queue is empty."""
+        """Wait until every queue is empty and the rows of what was delivered or dropped are deleted."""
         await asyncio.gather(*(chat.idle.wait() for chat in self._chats.values()))
+        if self._deletes is not None:
+            await self._deletes.flush()
 
     @property
     def pending_alerts(self) -> int:
