@@ -113,6 +113,9 @@ def _level(price: Decimal | None) -> str:
     return "0" if price is None else format_value(price)
 
 
+RATE_WINDOW_S = 1.0  # ByBit counts its per-endpoint limits over a rolling second
+
+
 def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, NetworkError | RateLimitError) and not isinstance(exc, IPBannedError)
 
@@ -442,6 +445,9 @@ class ByBitDirectClient:
             self._stats.rate_limit_waits += 1
             delay = (exc.reset_at_ms - self._now_ms()) / 1000.0
             return min(max(delay, 0.0), self._max_reset_wait) + random.uniform(0, 0.05)
+        if isinstance(exc, RateLimitError) and exc.per_item:
+            # ByBit's windows are rolling seconds: one second after the refusal the window is free again
+            return max(RATE_WINDOW_S, min(self._backoff_max, self._backoff_base * 2 ** (failures - 1)))
         exp = min(self._backoff_max, self._backoff_base * 2 ** (failures - 1))
         return random.uniform(exp / 2, exp)
 
@@ -1151,9 +1157,26 @@ class ByBitDirectClient:
                           one: _Single) -> list[dict[str, Any] | Exception]:
         """One batch request, retried whole only when the rate limit refused it (nothing was done). A lost
         answer (maybe done) is settled item by item through ``one``, the single request's idempotent path
-        (a create looks its orderLinkId up before sending again)."""
+        (a create looks its orderLinkId up before sending again). Items past what the exchange's rate
+        window granted answer 10006 each and were not executed: they go again, backing off, as the
+        window moves on (a request delayed on its way can arrive right behind the previous one)."""
         if self.testnet and self.market_type == "spot":  # demo trading has batches on linear only
             return await self._singles(bodies, one, lost=False)
+        out = await self._send_batch(path, bodies, parse, one)
+        for failures in range(1, self.max_retries + 1):
+            refused = {i: r for i, r in enumerate(out) if isinstance(r, RateLimitError) and r.per_item}
+            if not refused:
+                break
+            first = next(iter(refused.values()))
+            self._note_retry(first, failures)
+            await asyncio.sleep(self._delay(first, failures))
+            again = await self._send_batch(path, [bodies[i] for i in refused], parse, one)
+            for i, result in zip(refused, again, strict=True):
+                out[i] = result
+        return out
+
+    async def _send_batch(self, path: str, bodies: list[dict[str, Any]], parse: _Parse,
+                          one: _Single) -> list[dict[str, Any] | Exception]:
         params = {"category": self.category, "request": [_wire(b) for b in bodies]}
 
         async def attempt() -> dict[str, Any] | None:
@@ -1172,9 +1195,14 @@ class ByBitDirectClient:
         ext = (data.get("retExtInfo") or {}).get("list") or []
         if len(rows) != len(bodies) or len(ext) != len(bodies):
             return [ExchangeAPIError(f"{path}: {len(rows)} results for {len(bodies)} orders", endpoint=path)] * len(bodies)
-        return [parse(b, row) if e.get("code") == 0 else exception_for_retcode(
-                    int(e.get("code") or -1), str(e.get("msg", "")), path, secrets=self._secrets)
+        return [parse(b, row) if e.get("code") == 0 else self._item_error(e, path)
                 for b, row, e in zip(bodies, rows, ext, strict=True)]
+
+    def _item_error(self, ext: Mapping[str, Any], path: str) -> ExchangeAPIError:
+        exc = exception_for_retcode(int(ext.get("code") or -1), str(ext.get("msg", "")), path, secrets=self._secrets)
+        if isinstance(exc, RateLimitError):
+            exc.per_item = True  # this item alone was refused (not executed); the request went through
+        return exc
 
     # ------------------------------------------------------------------ stats
     def get_statistics(self) -> dict[str, Any]:

@@ -70,6 +70,7 @@ class RateLimitError(ExchangeAPIError):
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         # X-Bapi-Limit-Reset-Timestamp, in the server's clock (ms)
         self.reset_at_ms = reset_at_ms
+        self.per_item = False  # one item of a batch refused (the batch itself went through)
 
 
 class IPBannedError(RateLimitError):
