@@ -45,6 +45,7 @@ from traderagent.results import (
 )
 
 PAGE_LIMIT = MAX_MESSAGE - 80  # room for the footer of a /status page
+STALE_MARK = timedelta(minutes=2)  # a price and uPnL a fleet's worker saved longer ago than this show their age
 
 
 def now_stamp() -> str:
@@ -99,11 +100,19 @@ def bot_line(bot: BotSummary) -> str:
     head = f"{state_word(bot)} <b>{esc(bot.name)}</b> · {esc(bot.symbol)} {esc(bot.strategy)}"
     body = (f"    pos {bot.open_positions} · orders {bot.open_orders} · "
             f"PnL {fmt_pnl(bot.realized_pnl)} · uPnL {fmt_pnl(bot.unrealized_pnl)} · "
-            f"cap {fmt_num(bot.allocated_capital, 2)}")
+            f"cap {fmt_num(bot.allocated_capital, 2)}{mark_age(bot)}")
     line = f"{head}\n{body}"
     if bot.state == "ERROR" and bot.last_error:
         line += f"\n    ⚠️ {esc(short(bot.last_error))}"
     return line
+
+
+def mark_age(bot: BotSummary, now: datetime | None = None) -> str:
+    """" · priced 5 min 10 s ago" when the price and uPnL shown are a stale saved figure (a fleet's console)."""
+    if bot.priced_at is None:
+        return ""
+    age = (now or datetime.now(UTC)) - bot.priced_at
+    return f" · priced {duration(age)} ago" if age > STALE_MARK else ""
 
 
 def desk_pages(status: DeskStatus) -> list[str]:

@@ -396,7 +396,7 @@ async def _start_reports(settings: Settings, rt: Runtime) -> None:
 
     desk = rt.desk
     digest = DigestTime(settings.digest_time, settings.timezone, desk.clock()) if settings.digest_time else None
-    rt.watch = DeskWatch(desk, digest)
+    rt.watch = DeskWatch(desk, digest, reports=rt.link is None)  # a fleet's console sends offers and digests
     rt.watch.start()
     if not settings.health_port:
         return

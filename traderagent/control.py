@@ -76,7 +76,6 @@ from traderagent.orchestrator.events import (
     Resumed,
     RiskLimitHit,
     ScalingDecisionMade,
-    ScalingOffered,
     TicksStalled,
     TradingEvent,
 )
@@ -211,6 +210,27 @@ class Records:
             self._storage_lost(exc)
             log.warning("audit line not written (storage lost): %s by %s: %s", action, user_name, outcome)
 
+    async def day_digest(self, day_end: datetime, bots: Iterable[str], *, unrealized: Decimal, exposure: Decimal,
+                         exposure_limit: Decimal | None, capital: CapitalManager | None) -> Digest:
+        """The digest of the 24 hours up to ``day_end`` from the database (every bot's trades and errors), with
+        the desk now as the caller sees it (a desk from memory, a fleet's console from its workers' marks)."""
+        until = day_end.astimezone(UTC)
+        since = until - timedelta(days=1)
+        closed = list(await self.db.closed_trades(since, until))
+        funding = [t for t in closed if is_funding(t)]  # in the PnL, not a trade
+        trades = [t for t in closed if not is_funding(t)]
+        return Digest(
+            day=day_end.date(), timezone=str(day_end.tzinfo), since=since, until=until,
+            bots=tuple(_bot_day(name, closed) for name in bots), pnl=_pnl_sum(closed), trades=len(trades),
+            fees=sum((t.fees for t in trades), ZERO), funding=_pnl_sum(funding), unrealized_pnl=unrealized,
+            exposure=exposure, exposure_limit=exposure_limit, errors=await self._errors(since, until),
+            scaling=_scaling_check(capital.evaluate_scaling()) if capital else None,
+        )
+
+    async def _errors(self, since: datetime, until: datetime) -> int:
+        logs = await self.db.get_logs(None, limit=1000)
+        return sum(1 for r in logs if r.level in ("ERROR", "CRITICAL") and since <= _utc(r.created_at) < until)
+
     async def audit_log(self, n: int = 20) -> list[AuditLine]:
         rows = await self.db.list_audit(max(1, min(n, 500)))
         return [AuditLine(r.created_at, r.user_id, r.user_name, r.chat_id, r.role, r.action, r.args, r.outcome,
@@ -290,6 +310,9 @@ class Desk(Records):
         self.tick_counts: dict[str, int] = {}  # scheduled tick runs per bot (whatever the state)
         self.ticked = asyncio.Event()  # set after every scheduled tick
         self.offers = offers or ScalingOffers(db)
+        # a fleet's leader judges the scaling gates on the whole fleet's record (fleet/record.py): set by
+        # the worker's console link; None: on this desk's own record
+        self.capital_record: Callable[[CapitalManager], Awaitable[None]] | None = None
         self.stall_ticks = stall_ticks  # ticks stall after this many of the shortest interval without one
         self.started_at: datetime | None = None  # when the tick jobs were scheduled
         self.last_tick_at: datetime | None = None  # when the last scheduled tick completed
@@ -1000,8 +1023,15 @@ class Desk(Records):
             raise ControlError("Capital deployment is not configured on this desk.")
         return self.capital
 
-    async def capital_report(self) -> CapitalReport:
+    async def _judged(self) -> CapitalManager:
+        """The capital manager, its record brought up to the fleet's figures first (a fleet's leader)."""
         cm = self._cm()
+        if self.capital_record is not None:
+            await self.capital_record(cm)
+        return cm
+
+    async def capital_report(self) -> CapitalReport:
+        cm = await self._judged()
         now = self.clock()
         return CapitalReport(
             total_capital=cm.total_capital, phase=cm.phase.value, allocated_capital=cm.allocated_capital,
@@ -1011,7 +1041,7 @@ class Desk(Records):
         )
 
     async def evaluate_scaling(self) -> ScalingCheck:
-        decision = self._cm().evaluate_scaling()
+        decision = (await self._judged()).evaluate_scaling()
         self._publish(ScalingDecisionMade(decision.can_scale, decision.current_phase, decision.next_phase,
                                           tuple(decision.reasons), tuple(decision.blockers)))
         return _scaling_check(decision)
@@ -1022,7 +1052,7 @@ class Desk(Records):
         ``scaling_approvals_required`` distinct approvers (``approver``: a stable id, default
         ``approved_by``) agreed on this step; until then each new one is counted and recorded, a
         repeated one is not. The count lives in memory: a restart asks again."""
-        cm = self._cm()
+        cm = await self._judged()
         decision = cm.evaluate_scaling()
         if not decision.can_scale or decision.next_phase is None:
             raise ControlError("Scaling blocked: " + "; ".join(decision.blockers or decision.reasons))
@@ -1064,7 +1094,7 @@ class Desk(Records):
         return approvers, repeated
 
     async def reject_scaling(self, by: str) -> ScalingRejected:
-        cm = self._cm()
+        cm = await self._judged()
         decision = cm.evaluate_scaling()
         nxt = decision.next_phase.value if decision.next_phase else None
         self._approvals = None  # a rejection voids the approvals gathered so far
@@ -1077,15 +1107,10 @@ class Desk(Records):
         once per phase, again daily until answered. True when an offer went out now."""
         if self.capital is None:
             return False
-        decision = self.capital.evaluate_scaling()
-        now = self.clock()
-        times = self.offers.due(decision.current_phase.value, now) if decision.can_scale else None
-        if times is None or decision.next_phase is None:
-            return False
-        await self.offers.record(decision, now, times)
-        self._publish(ScalingOffered(decision.current_phase, decision.next_phase, tuple(decision.reasons), times,
-                                     now + self.offers.ttl))
-        return True
+        offer = await self.offers.offer((await self._judged()).evaluate_scaling(), self.clock())
+        if offer is not None:
+            self._publish(offer)
+        return offer is not None
 
     async def halt(self, reason: str, by: str) -> HaltOutcome:
         """Stop all new entries at once (capital halt) and pause every running bot; exits stay managed."""
@@ -1150,7 +1175,8 @@ class Desk(Records):
         alert = stalled and not self._stall_alerted
         self._stall_alerted = stalled
         if alert and silence is not None:
-            self._publish(TicksStalled(*silence))
+            worker = self.leases.owner if self.leases is not None and self.leases.fleet else None
+            self._publish(TicksStalled(*silence, worker=worker))
         return alert
 
     async def health(self, timeout: float = 5.0) -> Health:
@@ -1175,25 +1201,11 @@ class Desk(Records):
     async def digest(self, day_end: datetime) -> Digest:
         """The 24 hours up to ``day_end`` (timezone-aware, the operator's local time): what closed, per bot and
         in total, the errors logged; and the desk now: exposure, unrealised PnL, progress against each gate."""
-        until = day_end.astimezone(UTC)
-        since = until - timedelta(days=1)
-        closed = [t for t in await self.db.list_trades(None, limit=10_000, closed_only=True)
-                  if t.closed_at is not None and since <= _utc(t.closed_at) < until]
-        funding = [t for t in closed if _is_funding(t)]  # in the PnL, not a trade
-        trades = [t for t in closed if not _is_funding(t)]
-        bots = tuple(_bot_day(name, closed) for name in self.bots)
-        logs = await self.db.get_logs(None, limit=1000)
-        errors = sum(1 for r in logs if r.level in ("ERROR", "CRITICAL") and since <= _utc(r.created_at) < until)
-        cm = self.capital
-        return Digest(
-            day=day_end.date(), timezone=str(day_end.tzinfo), since=since, until=until, bots=bots,
-            pnl=_pnl_sum(closed), trades=len(trades),
-            fees=sum((t.fees for t in trades), ZERO), funding=_pnl_sum(funding),
-            unrealized_pnl=sum((h.bot.unrealized_pnl() for h in self.bots.values()), ZERO),
+        cm = await self._judged() if self.capital is not None else None
+        return await self.day_digest(
+            day_end, self.bots, unrealized=sum((h.bot.unrealized_pnl() for h in self.bots.values()), ZERO),
             exposure=self.risk.total_exposure(),
-            exposure_limit=self.risk.exposure_limit(cm.allocated_capital) if cm else None,
-            errors=errors, scaling=_scaling_check(cm.evaluate_scaling()) if cm else None,
-        )
+            exposure_limit=self.risk.exposure_limit(cm.allocated_capital) if cm else None, capital=cm)
 
 
 async def _each_bot(op: BotOp, names: list[str], by: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -1215,14 +1227,14 @@ def _short(text: str) -> str:
 
 
 # ---------------------------------------------------------------------- results from the running pieces
-def _is_funding(t: TradeRow) -> bool:
+def is_funding(t: TradeRow) -> bool:
     return (t.tag or "").startswith(FUNDING_TAG)
 
 
 def _bot_day(name: str, closed: list[TradeRow]) -> BotDay:
     """One bot's part of a digest: its funding counts in its PnL, not as a trade."""
     mine = [t for t in closed if t.bot_name == name]
-    trades = [t for t in mine if not _is_funding(t)]
+    trades = [t for t in mine if not is_funding(t)]
     return BotDay(name, _pnl_sum(mine), len(trades), sum((t.fees for t in trades), ZERO))
 
 

@@ -53,6 +53,32 @@ class PositionView:
 
 
 @dataclass(frozen=True)
+class BotMark:
+    """A bot marked at its last price, saved by its worker with its runtime snapshot: a fleet's console
+    shows the desk from it without asking the workers (``at`` tells how old the figure is)."""
+
+    last_price: Decimal
+    position_qty: Decimal  # net: long positive, short negative
+    position_avg: Decimal | None  # average entry of the open positions; None when flat
+    unrealized_pnl: Decimal
+    exposure: Decimal  # positions and resting entries at the last price
+    at: dt.datetime  # when the price was seen
+
+    def as_json(self) -> dict[str, str | None]:
+        return {"last_price": str(self.last_price), "position_qty": str(self.position_qty),
+                "position_avg": None if self.position_avg is None else str(self.position_avg),
+                "unrealized_pnl": str(self.unrealized_pnl), "exposure": str(self.exposure),
+                "at": self.at.isoformat()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BotMark:
+        avg = data.get("position_avg")
+        return cls(Decimal(data["last_price"]), Decimal(data["position_qty"]),
+                   None if avg is None else Decimal(avg), Decimal(data["unrealized_pnl"]),
+                   Decimal(data["exposure"]), dt.datetime.fromisoformat(data["at"]))
+
+
+@dataclass(frozen=True)
 class BotSummary:
     """One line of the desk: ``list_bots()``."""
 
@@ -69,6 +95,8 @@ class BotSummary:
     open_orders: int
     last_price: Decimal | None  # None before the first tick
     last_error: str | None
+    priced_at: dt.datetime | None = field(default=None, kw_only=True)  # a fleet's console: when the worker
+    # saved the price and uPnL shown (None: live, from the desk's memory)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from traderagent.database.exceptions import DatabaseError
 from traderagent.database.manager import DatabaseManager
 from traderagent.database.models import Base, BotModel, Order, Trade
 
-HEAD = "0010_tokens"  # the newest revision (the button tokens, after the desk commands)
+HEAD = "0012_view"  # the newest revision (the fleet console's report periods, after the button tokens)
 OPENED = dt.datetime(2024, 5, 1, 8, 0, tzinfo=dt.UTC)
 
 

@@ -362,6 +362,20 @@ class ButtonToken(Base):
     expires_at: Mapped[dt.datetime]
 
 
+# --- revision 0012_view -------------------------------------------------------------------------
+
+
+class DeskReport(Base):
+    """A report a fleet's console sends once per period (the daily digest): the last period it went
+    out for (an ISO date), claimed by one conditional write (reports.py)."""
+
+    __tablename__ = "desk_reports"
+
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    period: Mapped[str] = mapped_column(String(32))
+    sent_at: Mapped[dt.datetime]
+
+
 __all__ = [
     "FINAL_ORDER_STATUSES",
     "NON_FINAL_ORDER_STATUSES",
@@ -378,6 +392,7 @@ __all__ = [
     "CapitalState",
     "Credential",
     "DeskCommand",
+    "DeskReport",
     "GridLevel",
     "Order",
     "OutboxRow",

@@ -43,6 +43,7 @@ from traderagent.database.models import (
     CapitalState,
     Credential,
     DeskCommand,
+    DeskReport,
     GridLevel,
     Order,
     OutboxRow,
@@ -236,6 +237,13 @@ class BotsRepository(Store):
         now = utcnow()
         await session.execute(stmt, [{"bot_id": b, "state": st, "saved_at": now} for b, st in latest.items()])
 
+    async def bot_marks(self) -> dict[str, dict[str, Any]]:
+        """bot name -> the mark (results.BotMark as JSON) its last runtime snapshot carries, for the bots
+        that have one: that part of every snapshot in one read (a fleet's console)."""
+        async with self._read() as session:
+            q = select(BotModel.name, BotRuntime.state["mark"]).join(BotRuntime, BotRuntime.bot_id == BotModel.id)
+            return {name: dict(mark) for name, mark in await session.execute(q) if mark}
+
     async def load_bot_runtime(self, name: str) -> dict[str, Any] | None:
         async with self._read() as session:
             bot = await self._bot(session, name)
@@ -393,6 +401,14 @@ class TradesRepository(Store):
         async with self._read() as session:
             return list((await session.execute(q)).scalars())
 
+    async def closed_trades(self, since: dt.datetime, until: dt.datetime | None = None) -> list[Trade]:
+        """Every bot's trades closed from ``since`` (to before ``until``), in the order they closed."""
+        q = select(Trade).where(Trade.closed_at >= since).order_by(Trade.closed_at, Trade.id)
+        if until is not None:
+            q = q.where(Trade.closed_at < until)
+        async with self._read() as session:
+            return list((await session.execute(q)).scalars())
+
     async def list_open_trades(self, bot_name: str | None = None) -> list[Trade]:
         """Oldest first."""
         q = select(Trade).where(Trade.closed_at.is_(None)).order_by(Trade.id)
@@ -497,6 +513,14 @@ class LogsRepository(Store):
             await session.execute(delete(BotLog).where(same_bot, BotLog.id <= cutoff))
             self._untrimmed_logs[name] = 0
 
+    async def count_logs(self, level: str, since: dt.datetime, *, starting: str = "") -> int:
+        """Lines of ``level`` logged from ``since`` whose message starts with ``starting`` (every bot's)."""
+        q = select(func.count()).select_from(BotLog).where(BotLog.level == level, BotLog.created_at >= since)
+        if starting:
+            q = q.where(BotLog.message.startswith(starting, autoescape=True))
+        async with self._read() as session:
+            return int((await session.execute(q)).scalar_one())
+
     async def get_logs(self, bot_name: str | None = None, limit: int = 50) -> list[BotLog]:
         """Newest first; bot_name None means every bot's (and the system's) lines."""
         q = select(BotLog).order_by(BotLog.id.desc()).limit(limit)
@@ -537,6 +561,24 @@ class CapitalRepository(Store):
         async with self._read() as session:
             q = select(Approval).order_by(Approval.id.desc()).limit(limit)
             return list((await session.execute(q)).scalars())
+
+    async def claim_report(self, kind: str, period: str) -> bool:
+        """Claim sending the ``kind`` report of ``period`` (periods order as text, e.g. ISO dates): True for
+        the one caller that moved the kind's last period forward to it, False when it was sent already."""
+        table = _table(DeskReport)
+        stmt = self._upsert(table)
+        stmt = stmt.on_conflict_do_update(index_elements=["kind"],
+                                          set_={"period": stmt.excluded.period, "sent_at": stmt.excluded.sent_at},
+                                          where=table.c.period < stmt.excluded.period).returning(table.c.kind)
+        async with self._write() as session:
+            claimed = (await session.execute(stmt, {"kind": kind, "period": period, "sent_at": utcnow()})).first()
+        return claimed is not None
+
+    async def last_report(self, kind: str) -> str | None:
+        """The last period the ``kind`` report went out for (None: never)."""
+        async with self._read() as session:
+            row = await session.get(DeskReport, kind)
+            return None if row is None else row.period
 
 
 class AuditRepository(Store):

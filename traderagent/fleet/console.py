@@ -11,7 +11,10 @@
   its own bots, the answers merged (fleet/bus.py).
 
 `Console` runs the real Telegram frontend (handlers/) on a `ConsoleDesk`; its outbox delivers the
-alerts every worker stored, woken by NOTIFY, with a slow poll as backstop.
+alerts every worker stored, woken by NOTIFY, with a slow poll as backstop. It also sends the fleet's
+scaling offers and daily digest (reports.py `FleetWatch`, which says why the console does).
+/status reads every bot's price, position and unrealised PnL as its worker last saved them with its
+runtime snapshot (results.BotMark), shown with their age once stale.
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ from traderagent.control import ZERO, ControlError, Desk, Records, resolve_name
 from traderagent.database.manager import DatabaseManager
 from traderagent.database.models import BotModel
 from traderagent.fleet.bus import DESK_LEASE, CommandBus, Listener, channel, decode_as, decode_list, poll
+from traderagent.fleet.record import fleet_capital
 from traderagent.orchestrator.events import EventBus
 from traderagent.results import (
+    BotMark,
     BotStatus,
     BotSummary,
     CapitalReport,
@@ -53,7 +58,7 @@ from traderagent.results import (
     StopAllOutcome,
     Wallet,
 )
-from traderagent.utils.capital_manager import CapitalManager
+from traderagent.utils.capital_manager import CapitalManager, ScalingDecision
 
 if TYPE_CHECKING:
     from handlers.app import TelegramFrontend
@@ -107,18 +112,28 @@ class ConsoleDesk(Records):
         return list(targets.values())
 
     # ------------------------------------------------------------------ reads from the database
+    async def marks(self) -> dict[str, BotMark]:
+        """Every bot's last price, position and uPnL as its worker last saved them (results.BotMark)."""
+        return {name: BotMark.from_json(mark) for name, mark in (await self.db.bot_marks()).items()}
+
     async def list_bots(self) -> list[BotSummary]:
         await self.refresh()
+        return await self._summaries(await self.marks())
+
+    async def _summaries(self, marks: Mapping[str, BotMark]) -> list[BotSummary]:
         orders = Counter(o.bot_name for o in await self.db.list_non_final_orders())
         positions = Counter(t.bot_name for t in await self.db.list_open_trades())
         return [BotSummary(
             name=b.name, strategy=b.strategy, symbol=b.symbol, market_type=b.market_type, state=b.state,
             paused_by=None, allocated_capital=b.allocated_capital, realized_pnl=await self.db.realized_pnl(b.name),
-            unrealized_pnl=ZERO, open_positions=positions.get(b.name, 0), open_orders=orders.get(b.name, 0),
-            last_price=None, last_error=None) for b in self._bots.values()]
+            unrealized_pnl=mark.unrealized_pnl if mark else ZERO, open_positions=positions.get(b.name, 0),
+            open_orders=orders.get(b.name, 0), last_price=mark.last_price if mark else None, last_error=None,
+            priced_at=mark.at if mark else None) for b in self._bots.values() for mark in [marks.get(b.name)]]
 
     async def desk_status(self) -> DeskStatus:
-        bots = await self.list_bots()
+        await self.refresh()
+        marks = await self.marks()
+        bots = await self._summaries(marks)
         states = dict(Counter(b.state for b in bots))
         cm = await self._capital()
         midnight = self.clock().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -127,7 +142,8 @@ class ConsoleDesk(Records):
             refused=tuple(RefusedBot(b.name, NO_WORKER) for b in bots if b.name not in self._workers),
             halted=bool(cm and cm.halted), halt_reason=cm.halt_reason if cm else None,
             phase=cm.phase.value if cm else None, allocated_capital=cm.allocated_capital if cm else None,
-            exposure=ZERO, exposure_limit=None, day_pnl=await self.db.realized_pnl(since=midnight),
+            exposure=_exposure(marks, self._bots), exposure_limit=None,
+            day_pnl=await self.db.realized_pnl(since=midnight),
             storage_lost=None, workers={n: o for n, o in self._workers.items() if n != DESK_LEASE})
 
     async def _capital(self) -> CapitalManager | None:
@@ -185,7 +201,18 @@ class ConsoleDesk(Records):
         return await self._leader("reject_scaling", ScalingRejected, {"by": by}, by=by)
 
     async def digest(self, day_end: dt.datetime) -> Digest:
-        return await self._leader("digest", Digest, {"day_end": day_end})
+        """Every worker's bots, from the database: their trades and errors, the unrealised PnL and exposure
+        their workers last saved, the gates on the fleet's record (fleet/record.py)."""
+        await self.refresh()
+        marks = await self.marks()
+        return await self.day_digest(
+            day_end, self._bots, unrealized=sum((m.unrealized_pnl for m in marks.values()), ZERO),
+            exposure=_exposure(marks, self._bots), exposure_limit=None, capital=await fleet_capital(self.db))
+
+    async def scaling_decision(self) -> ScalingDecision | None:
+        """The scaling gates judged on the fleet's record (None: capital deployment not started)."""
+        cm = await fleet_capital(self.db)
+        return cm.evaluate_scaling() if cm else None
 
     # ------------------------------------------------------------------ every bot: every worker
     async def _each_worker(self, operation: str, arguments: Mapping[str, Any], by: str) -> list[Any]:
@@ -233,6 +260,11 @@ class ConsoleDesk(Records):
         return ResumeOutcome(_joined(a.resumed for a in answers))
 
 
+def _exposure(marks: Mapping[str, BotMark], bots: Iterable[str]) -> Decimal:
+    """The fleet's exposure as its workers last saved it (the bots still configured)."""
+    return sum((marks[name].exposure for name in bots if name in marks), ZERO)
+
+
 def _joined(parts: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
     return tuple(sorted(name for part in parts for name in part))
 
@@ -251,11 +283,19 @@ class Console:
     """The Telegram frontend on a `ConsoleDesk`, its outbox fed with the alerts the workers store."""
 
     def __init__(self, settings: Settings, db: DatabaseManager, *, command_timeout: float = 30.0,
-                 outbox_poll: float = OUTBOX_POLL, **frontend: Any) -> None:
+                 outbox_poll: float = OUTBOX_POLL, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 **frontend: Any) -> None:
+        from traderagent.orchestrator.capital_wiring import ScalingOffers
+        from traderagent.reports import DigestTime, FleetWatch
+
         self.settings = settings
         self.db = db
         self.listener = Listener(db)
-        self.desk = ConsoleDesk(db, CommandBus(db, self.listener, timeout=command_timeout))
+        self.desk = ConsoleDesk(db, CommandBus(db, self.listener, timeout=command_timeout), clock=clock)
+        self.events = EventBus()  # the console's own reports (FleetWatch) to the frontend
+        digest = DigestTime(settings.digest_time, settings.timezone, clock()) if settings.digest_time else None
+        self.watch = FleetWatch(self.desk, self.events,
+                                ScalingOffers(db, ttl=dt.timedelta(hours=settings.offer_ttl_hours)), digest)
         self.outbox_poll = outbox_poll
         self.frontend_options = frontend  # limits, poll_timeout: the tests' pace
         self.frontend: TelegramFrontend | None = None
@@ -268,9 +308,12 @@ class Console:
 
         await self.desk.refresh()
         await self.listener.ensure()  # before the first read: no alert stored meanwhile is missed
-        self.frontend = build_application(self.settings, self.desk, EventBus(), **self.frontend_options)
+        self.frontend = build_application(self.settings, self.desk, self.events, **self.frontend_options)
         self.frontend.outbox.admits = self.frontend.notifier.admits  # the chat's mutes and verbosity, now
         await self.frontend.start()
+        await self.events.start()
+        await self.watch.load()
+        self.watch.start()
         self._tasks = [asyncio.create_task(poll(self.listener, self._alerts, self.frontend.outbox.pick_up,
                                                 self.outbox_poll), name="console-alerts"),
                        asyncio.create_task(self._housekeeping(), name="console-housekeeping")]
@@ -288,9 +331,11 @@ class Console:
                 await asyncio.sleep(REFRESH_SECONDS)
 
     async def stop(self) -> None:
+        await self.watch.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.events.stop()
         if self.frontend is not None:
             await self.frontend.stop()
         await self.listener.close()

@@ -1,6 +1,8 @@
 """A desk worker's link to the fleet's console (TRADERAGENT_CONSOLE=external): the operator's commands
 for the leases it holds are served (fleet/bus.py), and its events become alerts written to the outbox
-table, which the console delivers. The worker itself sends nothing to Telegram.
+table, which the console delivers. The worker itself sends nothing to Telegram, nor the scaling offers
+and the digest (the console does: reports.py `FleetWatch`); leading, it judges the scaling gates on the
+fleet's record (fleet/record.py), as the console did when it offered the step.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from functools import partial
 
 from handlers.notifier import Notifier
 from handlers.outbox import StoredAlerts
@@ -15,6 +18,7 @@ from traderagent.config import Settings
 from traderagent.control import Desk
 from traderagent.database.manager import DatabaseManager
 from traderagent.fleet.bus import CommandServer, channel
+from traderagent.fleet.record import judge_fleet_wide
 
 log = logging.getLogger(__name__)
 VERBOSITY_SECONDS = 10.0  # a verbosity the operator widened on the console reaches the worker within this
@@ -30,6 +34,7 @@ class ConsoleLink:
         self.alerts = StoredAlerts(db, settings.telegram_chat_ids, notify=channel(db, "outbox"))
         self.notifier = Notifier(self.alerts, strategy_of=desk.strategy_of, store=db)
         self.commands = CommandServer(desk, db)
+        desk.capital_record = partial(judge_fleet_wide, db)  # an approval re-checks the gates fleet-wide
         self._reload: asyncio.Task[None] | None = None
 
     async def attach(self) -> None:

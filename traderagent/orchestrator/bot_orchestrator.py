@@ -71,6 +71,7 @@ from traderagent.orchestrator.risk import DeskRisk
 from traderagent.orchestrator.state import TICKING_STATES, BotState, IllegalTransition, check_transition
 from traderagent.orchestrator.storage import StorageWatch, UnsavedRows
 from traderagent.ports import CapitalPort, ExchangePort, FillStream, StorePort
+from traderagent.results import BotMark
 from traderagent.strategies.base import BaseStrategy
 from traderagent.strategies.frames import last_open_ms
 from traderagent.strategies.types import (
@@ -95,6 +96,7 @@ STALE_SIGNAL = Decimal("0.02")  # reject a signal whose entry is more than 2% of
 TRANSIENT_LIMIT = 3  # consecutive network-failed ticks before the bot goes to ERROR
 BOOKED_KEEP = 500
 SOFT_SAVE_S = 30.0
+TICK_FAILED = "tick failed: "  # the log line of a failure (fail()): what the capital record counts as an error
 RANGE_MINUTES = 1000  # 1m candles one request returns: the longest gap between exit checks seen whole
 
 __all__ = ["BotOrchestrator", "BotState", "IllegalTransition", "TrackedOrder", "link_prefix"]
@@ -151,6 +153,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         self.ticks = 0
         self.last_tick_at: datetime | None = None
         self.last_price: Decimal | None = None
+        self.priced_at: datetime | None = None  # when last_price was seen
         self._orders: dict[str, TrackedOrder] = {}
         self._armed_stops: dict[str, OrderIntent] = {}
         self._rejected_until: dict[str, float] = {}
@@ -270,7 +273,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         if self.capital_manager is not None and self.capital_manager.metrics is not None:
             self.capital_manager.record_error()
         try:
-            await self.db.add_log(self.name, "ERROR", f"tick failed: {text}")
+            await self.db.add_log(self.name, "ERROR", f"{TICK_FAILED}{text}")
             if self.state is not BotState.ERROR:
                 await self._set_state(BotState.ERROR, text[:200])
         except Exception:  # the database itself may be what failed
@@ -334,7 +337,9 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         ticker = await self.market.ticker(self.symbol)
         frames = await self.market.frames(self.symbol, tuple(strategy.timeframes), candles)
         price = to_decimal(ticker["last"])
-        self.last_price = price
+        if price != self.last_price and strategy.open_positions:  # the saved mark follows the price (SOFT_SAVE_S)
+            self._soft_dirty = True
+        self.last_price, self.priced_at = price, self.clock()
         # with a healthy stream fills are heard as they happen; a create not confirmed yet (uncertain, or
         # unseen at start-up) is looked for all the same: the stream tells nothing of an order never placed
         if (self.fill_stream is None or not self.fill_stream.healthy
@@ -709,6 +714,16 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
             return ZERO
         return sum((p.gross_pnl_at(price) - p.fees for p in self.strategy.get_active_positions()), ZERO)
 
+    def mark(self) -> BotMark | None:
+        """This bot at its last price (None before its first tick); saved with every runtime snapshot."""
+        price, at = self.last_price, self.priced_at
+        if price is None or at is None:
+            return None
+        positions = self.strategy.get_active_positions()
+        size = sum((p.size for p in positions), ZERO)
+        avg = sum((p.entry_price * p.size for p in positions), ZERO) / size if size else None
+        return BotMark(price, self._net_position(), avg, self.unrealized_pnl(price), self.exposure(price), at)
+
     async def _update_risk(self, price: Decimal) -> None:
         self.risk.set_exposure(self.name, self.exposure(price))
         self.risk.set_unrealized(self.name, self.unrealized_pnl(price))
@@ -753,6 +768,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
             "realized": str(self._realized),
             "funding_seen": list(self._funding_seen),
             "funding_since": self._funding_since,
+            "mark": mark.as_json() if (mark := self.mark()) else None,  # read by a fleet's console
             "saved_at": self.clock().isoformat(),
         }
 

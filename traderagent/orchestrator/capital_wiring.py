@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from traderagent.database.exceptions import DatabaseUnavailableError
+from traderagent.orchestrator.events import ScalingOffered
 from traderagent.ports import StorePort
 from traderagent.utils.capital_manager import CapitalManager, CapitalManagerError, ScalingDecision
 
@@ -108,6 +109,15 @@ class ScalingOffers:
         await self.db.record_approval(OFFER, decision.current_phase.value, phase_to, "desk",
                                       {**decision.to_dict(), "offered_at": now.isoformat(), "times": times})
         self.last = Offer(decision.current_phase.value, now, times)
+
+    async def offer(self, decision: ScalingDecision, now: datetime) -> ScalingOffered | None:
+        """The offer to push now for ``decision`` (recorded), or None: a gate blocks, or none is due."""
+        times = self.due(decision.current_phase.value, now) if decision.can_scale else None
+        if times is None or decision.next_phase is None:
+            return None
+        await self.record(decision, now, times)
+        return ScalingOffered(decision.current_phase, decision.next_phase, tuple(decision.reasons), times,
+                              now + self.ttl)
 
     def answered(self, phase: str, now: datetime) -> None:
         """An operator approved or rejected in ``phase``: no more offers there."""

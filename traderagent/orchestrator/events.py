@@ -494,10 +494,12 @@ class TicksStalled(Payload):
     EVENT = EventType.TICKS_STALLED
     silent_seconds: float  # since the last completed tick (or the start)
     limit_seconds: float  # N x the shortest tick interval
+    worker: str | None = None  # a fleet's worker whose ticks stalled (its lease owner id); None: the desk
 
     def _text(self) -> str:
-        return (f"no tick completed for {self.silent_seconds:.0f} s (limit {self.limit_seconds:.0f} s): "
-                "the bots are not trading; check the logs and the exchange")
+        where = f"on worker {self.worker}: " if self.worker else ""
+        return (f"{where}no tick completed for {self.silent_seconds:.0f} s (limit {self.limit_seconds:.0f} s): "
+                f"{'its' if self.worker else 'the'} bots are not trading; check the logs and the exchange")
 
 
 @dataclass(frozen=True)
