@@ -9,83 +9,24 @@ import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
 
-from tests.handlers.harness import (
-    BTC_TREND,
-    CHAT,
-    ETH_GRID,
-    FAST,
-    SCALE,
-    XRP_GRID,
-    Operator,
-    button,
-    settings_for,
-    until,
-)
-from tests.orchestrator.helpers import Harness, build_desk
-from traderagent.fleet.bus import DESK_LEASE
+from tests.handlers.harness import CHAT, Operator, button, until
 from traderagent.fleet.console import Console
-from traderagent.fleet.link import ConsoleLink
 from traderagent.orchestrator.events import ErrorRaised, TradeClosed, TradingEvent
 
-from .conftest import MakeDb
+from .conftest import FleetWorker, MakeDb, running_fleet
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(300)]
 WAIT = 30.0  # generous on a loaded machine; each wait returns as soon as its condition holds
-WORKERS = {"worker-1": [XRP_GRID], "worker-2": [ETH_GRID, BTC_TREND]}
-
-
-@dataclass
-class Worker:
-    harness: Harness
-    link: ConsoleLink
-    beat: asyncio.Task[None]
-
-    @property
-    def desk(self):
-        return self.harness.desk
-
-
-async def _heartbeat(worker_desk) -> None:
-    """What the desk's scheduler does: renew the leases (a console counts a worker live by them)."""
-    while True:
-        await worker_desk.check_leases()
-        await asyncio.sleep(1.0)
 
 
 @pytest.fixture
-async def fleet(sim, fake, make_db: MakeDb, tmp_path) -> AsyncIterator[tuple[Console, dict[str, Worker]]]:
-    settings = settings_for(fake)
-    workers: dict[str, Worker] = {}
-    for owner, specs in WORKERS.items():
-        harness = await build_desk(sim.base_url, tmp_path / f"{owner}.db", specs, start=False, lease_owner=owner,
-                                   db=make_db())
-        assert harness.desk.leases is not None
-        if owner == "worker-1":
-            await harness.desk.leases.acquire([DESK_LEASE])  # the leader
-        link = ConsoleLink(settings, harness.desk, harness.db)
-        await link.attach()  # before the start: its start-up events reach the chat too
-        await harness.desk.start(schedule=False)
-        await link.serve()
-        workers[owner] = Worker(harness, link, asyncio.create_task(_heartbeat(harness.desk)))
-    console_db = make_db()
-    await console_db.initialize()
-    fake.enforce(SCALE)
-    console = Console(settings, console_db, limits=FAST, poll_timeout=1)
-    await console.start()
-    yield console, workers
-    await console.stop()
-    for worker in workers.values():
-        worker.beat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker.beat
-        await worker.link.stop()
-        await worker.harness.close()
-    assert fake.violations == [], "the console exceeded Telegram's limits"
+async def fleet(sim, fake, make_db: MakeDb, tmp_path) -> AsyncIterator[tuple[Console, dict[str, FleetWorker]]]:
+    async with running_fleet(sim, fake, make_db, tmp_path) as started:
+        yield started
 
 
 def _alert_texts(fake, since: int = 0) -> list[str]:
