@@ -100,18 +100,18 @@ def bot_line(bot: BotSummary) -> str:
     head = f"{state_word(bot)} <b>{esc(bot.name)}</b> · {esc(bot.symbol)} {esc(bot.strategy)}"
     body = (f"    pos {bot.open_positions} · orders {bot.open_orders} · "
             f"PnL {fmt_pnl(bot.realized_pnl)} · uPnL {fmt_pnl(bot.unrealized_pnl)} · "
-            f"cap {fmt_num(bot.allocated_capital, 2)}{mark_age(bot)}")
+            f"cap {fmt_num(bot.allocated_capital, 2)}{_age(bot.priced_at)}")
     line = f"{head}\n{body}"
     if bot.state == "ERROR" and bot.last_error:
         line += f"\n    ⚠️ {esc(short(bot.last_error))}"
     return line
 
 
-def mark_age(bot: BotSummary, now: datetime | None = None) -> str:
+def _age(priced_at: datetime | None, now: datetime | None = None) -> str:
     """" · priced 5 min 10 s ago" when the price and uPnL shown are a stale saved figure (a fleet's console)."""
-    if bot.priced_at is None:
+    if priced_at is None:
         return ""
-    age = (now or datetime.now(UTC)) - bot.priced_at
+    age = (now or datetime.now(UTC)) - priced_at
     return f" · priced {duration(age)} ago" if age > STALE_MARK else ""
 
 
@@ -158,7 +158,7 @@ def wallet_view(w: Wallet) -> str:
 def position_line(p: PositionView, *, with_bot: bool = True) -> str:
     who = f"<b>{esc(p.bot)}</b> " if with_bot else ""
     line = (f"• {who}{esc(p.side)} {fmt_num(p.size)} @ {fmt_num(p.entry_price)}"
-            f" → {fmt_num(p.current_price)} · uPnL {fmt_pnl(p.unrealized_pnl)}")
+            f" → {fmt_num(p.current_price)} · uPnL {fmt_pnl(p.unrealized_pnl)}{_age(p.priced_at)}")
     if p.stop_loss is not None:
         line += f" · SL {fmt_num(p.stop_loss)}"
     if p.take_profit is not None:

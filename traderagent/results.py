@@ -50,6 +50,8 @@ class PositionView:
     unrealized_pnl: Decimal
     opened_at: dt.datetime | None
     exchange: PositionRisk | None = None  # linear: the account's position on the symbol, as ByBit shows it
+    priced_at: dt.datetime | None = None  # a fleet's console: the bot's net position as its worker saved it
+    # then (its worker did not answer); None: live
 
 
 @dataclass(frozen=True)

@@ -151,9 +151,7 @@ async def test_status_shows_every_bots_saved_price_and_upnl_with_its_age_once_st
     assert mark.last_price == bot.last_price and mark.at == bot.priced_at
     stale = BotMark(Decimal("100"), Decimal("0.5"), Decimal("90"), Decimal("5.25"), Decimal("50"),
                     datetime.now(UTC) - timedelta(minutes=7))
-    runtime = await console.db.load_bot_runtime("grid-xrp")
-    assert runtime is not None
-    await console.db.save_bot_progress("grid-xrp", runtime={**runtime, "mark": stale.as_json()})
+    await _save_mark(console, "grid-xrp", stale)
     status = await Operator(fake).command("/status", match="📋 <b>Desk</b>")
     text = status.params["text"]
     xrp = text[text.index("grid-xrp"):]
@@ -161,3 +159,25 @@ async def test_status_shows_every_bots_saved_price_and_upnl_with_its_age_once_st
     btc = text[text.index("trend-btc"):]
     assert "priced" not in btc.split("\n", 2)[1]  # fresh: no age
     assert "Exposure 50" in text  # the fleet's, from the saved marks
+
+
+async def _save_mark(console: Console, bot: str, mark: BotMark) -> None:
+    """What the bot's worker saves with its runtime snapshot (here written as that worker would have)."""
+    runtime = await console.db.load_bot_runtime(bot)
+    assert runtime is not None
+    await console.db.save_bot_progress(bot, runtime={**runtime, "mark": mark.as_json()})
+
+
+async def test_positions_of_a_worker_that_does_not_answer_come_from_what_it_saved(fleet, fake):
+    console, workers = fleet
+    worker = workers["worker-2"]
+    worker.beat.cancel()
+    await worker.link.stop()
+    await worker.harness.desk.stop()  # gone: nobody answers for grid-eth and trend-btc now
+    await _save_mark(console, "grid-eth", BotMark(Decimal("2100"), Decimal("-0.2"), Decimal("2000"), Decimal("-20"),
+                                                  Decimal("420"), datetime.now(UTC) - timedelta(minutes=5)))
+    reply = await Operator(fake).command("/positions", match="Open positions")
+    text = reply.params["text"]
+    assert "(1)" in text  # worker-1's grid-xrp holds none (it answered), trend-btc saved none
+    line = text[text.index("grid-eth"):]
+    assert "short 0.2 @ 2000 → 2100" in line and "uPnL -20" in line and "priced 5 min" in line

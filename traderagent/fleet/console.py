@@ -218,13 +218,17 @@ class ConsoleDesk(Records):
     async def _each_worker(self, operation: str, arguments: Mapping[str, Any], by: str) -> list[Any]:
         """``operation`` on every live worker (for its own bots); the answers, or the first refusal when
         none answered."""
+        return list((await self._answers(operation, arguments, by)).values())
+
+    async def _answers(self, operation: str, arguments: Mapping[str, Any], by: str) -> dict[str, Any]:
+        """worker -> its answer to ``operation`` (see _each_worker)."""
         await self.refresh()
         targets = self._worker_targets()
         if not targets:
             raise ControlError("No desk worker is running: start one (traderagent worker).")
         answers = await asyncio.gather(*(self.bus.call(t, operation, arguments, by=by) for t in targets),
                                        return_exceptions=True)
-        done = [a for a in answers if not isinstance(a, BaseException)]
+        done = {self._workers[t]: a for t, a in zip(targets, answers, strict=True) if not isinstance(a, BaseException)}
         errors = [a for a in answers if isinstance(a, BaseException)]
         if not done and errors:
             raise errors[0]
@@ -235,8 +239,17 @@ class ConsoleDesk(Records):
         return done
 
     async def positions(self) -> list[PositionView]:
-        answers = await self._each_worker("positions", {}, "")
-        return [p for answer in answers for p in decode_list(answer, PositionView)]
+        """Every worker's positions, live (with stops, targets and ByBit's view); a bot whose worker did not
+        answer (or that none runs) shows the position its worker last saved, with the figure's age."""
+        try:
+            answers = await self._answers("positions", {}, "")
+        except ControlError:  # no worker answered: what they saved is all there is
+            answers = {}
+        live = [p for answer in answers.values() for p in decode_list(answer, PositionView)]
+        answered = {bot for bot, worker in self._workers.items() if worker in answers}
+        marks = await self.marks()
+        return live + [_saved_position(name, marks[name]) for name in self._bots
+                       if name not in answered and name in marks and marks[name].position_qty]
 
     async def start_all(self, by: str = "operator") -> StartAllOutcome:
         answers = [decode_as(a, StartAllOutcome) for a in await self._each_worker("start_all", {"by": by}, by)]
@@ -258,6 +271,15 @@ class ConsoleDesk(Records):
     async def resume_trading(self, by: str) -> ResumeOutcome:
         answers = [decode_as(a, ResumeOutcome) for a in await self._each_worker("resume_trading", {"by": by}, by)]
         return ResumeOutcome(_joined(a.resumed for a in answers))
+
+
+def _saved_position(bot: str, mark: BotMark) -> PositionView:
+    """A bot's net position as its worker last saved it (no stops or targets: those are the worker's)."""
+    qty = mark.position_qty
+    return PositionView(bot=bot, position_id="saved", side="long" if qty > 0 else "short", size=abs(qty),
+                        entry_price=mark.position_avg or mark.last_price, stop_loss=None, take_profit=None,
+                        current_price=mark.last_price, unrealized_pnl=mark.unrealized_pnl, opened_at=None,
+                        priced_at=mark.at)
 
 
 def _exposure(marks: Mapping[str, BotMark], bots: Iterable[str]) -> Decimal:
