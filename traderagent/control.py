@@ -611,8 +611,9 @@ class Desk(Records):
 
     @property
     def leader(self) -> bool:
-        """Does this desk run the desk-wide duties (scaling offers, digest)? Alone, yes; in a fleet of
-        workers, the one holding the desk lease (orchestrator/lease.py)."""
+        """Does this desk run the desk-wide duties (scaling offers, digest; in a fleet the console sends those and
+        the leader executes the approvals)? Alone, yes; in a fleet of workers, the one holding the desk lease
+        (orchestrator/lease.py)."""
         return self.leases is None or self.leases.is_leader
 
     def _drop(self, name: str) -> BotHandle | None:

@@ -162,8 +162,18 @@ class FleetWatch(Watch):
 
     async def send_digest(self) -> bool:
         """DAILY_DIGEST when its local time has come and that day's went out from no console yet."""
-        end = self.digest_time.due(self.desk.clock()) if self.digest_time else None
-        if end is None or not await self.desk.db.claim_report(DIGEST, end.date().isoformat()):
+        if self.digest_time is None:
             return False
-        self.bus.publish(TradingEvent.of(DESK, DailyDigest(await self.desk.digest(end))))
-        return True
+        before = self.digest_time.last_day
+        end = self.digest_time.due(self.desk.clock())
+        if end is None:
+            return False
+        try:
+            digest = await self.desk.digest(end)
+            claimed = await self.desk.db.claim_report(DIGEST, end.date().isoformat())
+        except BaseException:
+            self.digest_time.sent(before)  # due again at the next check
+            raise
+        if claimed:
+            self.bus.publish(TradingEvent.of(DESK, DailyDigest(digest)))
+        return claimed
