@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_view"
-down_revision = "0010_tokens"  # the lead re-chains at merge
+down_revision = "0010_tokens"
 branch_labels = None
 depends_on = None
 
