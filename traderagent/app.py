@@ -285,6 +285,7 @@ async def claim_bots(settings: Settings, db: DatabaseManager, bots_file: BotsFil
             raise StartupError(f"{line}: no bot left to run here (stop that desk first; a desk that died frees "
                                "its bots when its lease expires, TRADERAGENT_LEASE_TIMEOUT)")
         log.warning("%s: not run here (taken over if that desk stops renewing its leases)", line)
+    leases.keep()
     return leases
 
 

@@ -76,6 +76,7 @@ def _resume_and_compare(tmp: Path, before: dict[str, str]) -> dict[str, str]:
     assert "state restored from" in second.stdout
     assert ("not found on the exchange" in second.stdout) == bool(never_sent), second.stdout[-3000:]
     report = _recovered(second.stderr)
+    assert report and not [r for r in report.values() if "error" in r], second.stderr[-5000:]
     assert report and sum(r["failed"] for r in report.values()) == len(never_sent), report
     assert sum(r["adopted"] for r in report.values()) >= len(resting_before)
     after = asyncio.run(_orders(tmp / "desk.db"))

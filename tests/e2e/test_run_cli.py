@@ -43,7 +43,7 @@ def _run(tmp: Path, *args: str, timeout: float = 90, **extra: str) -> subprocess
 def test_paper_mode_runs_demo_desk_for_n_ticks(tmp_path):
     out = _run(tmp_path, "--ticks", "3", TRADERAGENT_PAPER_SPEED="5")
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "[xrp-grid] STATUS_CHANGE initializing → running (new bot, by desk)" in out.stdout
+    assert "[xrp-grid] STATUS_CHANGE initializing → running (new bot, by desk)" in out.stdout, out.stdout + out.stderr[-3000:]
     assert "ORDER_PLACED" in out.stdout
     assert out.stdout.rstrip().endswith("desk stopped")
     banner = out.stdout[:out.stdout.index("Ctrl-C to stop.")]

@@ -251,3 +251,31 @@ class _Store:
     async def release_leases(self, owner, bots=None):
         self.rows = {b: r for b, r in self.rows.items() if r.owner != owner or (bots is not None and b not in bots)}
 
+
+
+async def test_a_lone_desk_keeps_its_leases_while_it_builds_its_bots(tmp_path):
+    """A desk takes its leases before it builds and recovers its bots (claim_bots starts the keeper): a build
+    longer than the lease timeout must not let another desk take them before the first heartbeat."""
+    from datetime import UTC, datetime
+
+    from tests.handlers.harness import until
+    from traderagent.database.manager import DatabaseManager
+
+    db = DatabaseManager(f"sqlite+aiosqlite:///{tmp_path / 'desk.db'}")
+    await db.initialize()
+    clock = Clock(datetime.now(UTC))
+    leases = Leases(db, heartbeat=0.05, timeout=1.0, owner="desk-A", clock=clock)
+    rival = Leases(db, heartbeat=0.05, timeout=1.0, owner="desk-B", clock=clock)
+    try:
+        await leases.acquire(["bot-a", "bot-b"])
+        leases.keep()
+        for _ in range(3):  # 2.4 timeouts of building, the keeper renewing meanwhile
+            clock.advance(seconds=0.8)
+            renewed = leases.renewed
+            await until(lambda renewed=renewed: leases.renewed > renewed + 1, 30)  # type: ignore[misc]
+        assert await rival.acquire(["bot-a", "bot-b"]) == {} and leases.holds("bot-a")
+        changes = await leases.beat()  # the desk's heartbeat from here on
+        assert not changes.lost and leases._keeper is None
+    finally:
+        await leases.release()
+        await db.close()

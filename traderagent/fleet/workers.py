@@ -18,7 +18,7 @@ the console's (reports.py `FleetWatch`).
 
 A worker takes its leases before it builds its bots, and building hundreds (instruments, recovery,
 order reconciliation) can outlast the lease timeout: until the desk's own heartbeat runs, the leases
-are renewed in the background (``WorkerLeases.join`` starts it, the first ``beat`` ends it).
+are renewed in the background (``Leases.keep``, started by ``join``; the first ``beat`` ends it).
 
 ``traderagent worker [--slot I] [--workers N]`` runs one worker (no Telegram frontend: the console
 process talks to the chat); ``traderagent run --workers N`` supervises N of them (fleet/supervisor.py).
@@ -26,8 +26,6 @@ process talks to the chat); ``traderagent run --workers N`` supervises N of them
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import logging
 import sys
@@ -89,8 +87,6 @@ class WorkerLeases(Leases):
         self.bots = sorted(bots)
         self.slot = slot
         self.runnable: Callable[[str], bool] = lambda bot: True  # the desk refuses some (app.py)
-        self._keeper: asyncio.Task[None] | None = None  # renews while the desk is built (see join)
-        self.renewed = 0  # renewals by the keeper (tests wait on it)
 
     async def live_slots(self) -> list[str]:
         """The slots whose worker renews its lease (this one's while it holds it)."""
@@ -115,41 +111,9 @@ class WorkerLeases(Leases):
         if self.is_leader:
             log.warning("this worker (%s) leads the desk now: it runs the desk-wide duties", self.owner)
         await self.acquire(await self.share())
-        self._keeper = asyncio.create_task(self._keep_until_beat(), name="lease-keeper")
-
-    async def _keep_until_beat(self) -> None:
-        """Renew what is held every heartbeat while the desk is built and recovered (its own heartbeat
-        starts with its scheduler): nothing is taken over or handed back meanwhile, the first ``beat``
-        does that."""
-        while True:
-            await asyncio.sleep(self.heartbeat)
-            try:
-                await self.renew()
-            except Exception:  # the database may be away: the next round tries again
-                log.exception("could not renew the leases while building the bots")
-
-    async def renew(self) -> None:
-        """Extend the leases still ours; one lost meanwhile is left for the next ``beat`` to notice."""
-        now = self.clock()
-        kept = set(await self.store.renew_leases(self.owner, now + self.timeout))
-        for name in kept & self._sends_until.keys():
-            self._sends_until[name] = self._window(now)
-        self.renewed += 1
-
-    async def stop_keeping(self) -> None:
-        if self._keeper is not None:
-            self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
-            self._keeper = None
-
-    async def release(self, bots: Iterable[str] | None = None) -> None:
-        if bots is None:  # a worker stopping (or whose build failed) frees everything: nothing to renew
-            await self.stop_keeping()
-        await super().release(bots)
+        self.keep()
 
     async def beat(self) -> LeaseChanges:
-        await self.stop_keeping()  # the desk's heartbeat runs from now on
         mine = await self.share()
         self.unwant([b for b in self.elsewhere if not b.startswith(RESERVED) and b not in mine])
         self.want(mine)

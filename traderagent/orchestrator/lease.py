@@ -58,6 +58,8 @@ once the lease has expired, so the next owner can reconcile the bot's orders at 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -169,6 +171,8 @@ class Leases:
         self._tokens: dict[str, str] = {}  # bots held -> the fencing token of the lease (see token)
         self.elsewhere: dict[str, Holder] = {}  # bots wanted here that another desk holds
         self.fleet = False  # one of several workers: leads only while it holds DESK_LEASE
+        self._keeper: asyncio.Task[None] | None = None  # renews while the desk is built (see keep)
+        self.renewed = 0  # renewals by the keeper (tests wait on it)
 
     @property
     def held(self) -> list[str]:
@@ -234,8 +238,40 @@ class Leases:
                 self.elsewhere[row.bot_name] = Holder.of(row)
         return taken
 
+    def keep(self) -> None:
+        """Renew what is held every heartbeat until the first ``beat``: a desk takes its leases before it
+        builds and recovers its bots, which can outlast the timeout (hundreds of bots, a busy machine),
+        and its own heartbeat starts only with its scheduler."""
+        if self._keeper is None:
+            self._keeper = asyncio.create_task(self._keep_until_beat(), name="lease-keeper")
+
+    async def _keep_until_beat(self) -> None:
+        """Nothing is taken over or handed back meanwhile: the first ``beat`` does that."""
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            try:
+                await self.renew()
+            except Exception:  # the database may be away: the next round tries again
+                log.exception("could not renew the leases while building the bots")
+
+    async def renew(self) -> None:
+        """Extend the leases still ours; one lost meanwhile is left for the next ``beat`` to notice."""
+        now = self.clock()
+        kept = set(await self.store.renew_leases(self.owner, now + self.timeout))
+        for name in kept & self._sends_until.keys():
+            self._sends_until[name] = self._window(now)
+        self.renewed += 1
+
+    async def stop_keeping(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+            self._keeper = None
+
     async def beat(self) -> LeaseChanges:
         """One heartbeat: renew what is ours, notice what was taken over, take over what expired."""
+        await self.stop_keeping()  # the desk's heartbeat runs from now on
         now = self.clock()
         kept = set(await self.store.renew_leases(self.owner, now + self.timeout))
         lost_names = [b for b in self._sends_until if b not in kept]
@@ -265,6 +301,8 @@ class Leases:
 
     async def release(self, bots: Iterable[str] | None = None) -> None:
         """Give up the leases of ``bots`` (default: every one): another desk may run them at once."""
+        if bots is None:  # stopping (or a failed build): nothing left to renew
+            await self.stop_keeping()
         names = None if bots is None else [b for b in bots if b in self._sends_until]
         if names == []:
             return
