@@ -25,7 +25,8 @@ async def test_a_grid_ladder_is_placed_in_one_batch(sim, tmp_path):
 
 async def test_a_partly_refused_batch_books_each_order_as_it_went(sim, tmp_path):
     sim.config.rate_limits[BATCH] = 3  # the exchange's bucket holds 3: the batch's later orders answer 10006
-    h = await build_desk(sim.base_url, tmp_path / "p.db", [GRID])
+    # no retries: the refused items stay refused (the client sends them again otherwise, next test)
+    h = await build_desk(sim.base_url, tmp_path / "p.db", [GRID], client_kwargs={"max_retries": 0})
     try:
         await run_ticks(h, sim, 1)
         placed = h.of(EventType.ORDER_PLACED, GRID.name)
@@ -34,6 +35,20 @@ async def test_a_partly_refused_batch_books_each_order_as_it_went(sim, tmp_path)
         assert all("10006" in e.data.error for e in failed)
         rows = {r.client_order_id: r.status for r in await h.db.list_orders(limit=10_000)}
         assert sorted(rows.values()) == sorted(["OPEN"] * 3 + ["FAILED"] * len(failed))
+        await assert_db_matches_sim(h, sim)
+    finally:
+        await h.close()
+
+
+async def test_items_a_full_bucket_refused_are_placed_a_window_later(sim, tmp_path):
+    sim.config.rate_limits[BATCH] = 3
+    h = await build_desk(sim.base_url, tmp_path / "w.db", [GRID])
+    try:
+        await run_ticks(h, sim, 1)
+        rows = {r.client_order_id: r.status for r in await h.db.list_orders(limit=10_000)}
+        assert len(rows) > 3 and set(rows.values()) == {"OPEN"}, rows
+        assert not h.of(EventType.ORDER_FAILED, GRID.name) and sim.request_counts[BATCH] >= 2
+        assert len(sim.orders(SIM_KEY)) == len(rows)
         await assert_db_matches_sim(h, sim)
     finally:
         await h.close()
