@@ -29,6 +29,7 @@ EMOJI = {
     EventType.RESUMED: "▶️",
     EventType.RISK_LIMIT: "⛔",
     EventType.LIQUIDATION_RISK: "🔥",
+    EventType.LIQUIDATED: "💥",
     EventType.FUNDING: "💸",
     EventType.DESK_STARTED: "🚀",
     EventType.DESK_STOPPING: "🔌",

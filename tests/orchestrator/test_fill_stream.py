@@ -62,8 +62,8 @@ class Streamed:
         return self.stream
 
 
-async def streamed_desk(sim, tmp_path, streamed: Streamed, **kwargs: Any) -> Harness:
-    h = await build_desk(sim.base_url, tmp_path / "desk.db", [GRID], start=False, **kwargs)
+async def streamed_desk(sim, tmp_path, streamed: Streamed, specs: list | None = None, **kwargs: Any) -> Harness:
+    h = await build_desk(sim.base_url, tmp_path / "desk.db", specs or [GRID], start=False, **kwargs)
     h.desk.open_fill_stream = streamed
     await h.desk.start(schedule=False)
     return h

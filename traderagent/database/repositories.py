@@ -417,6 +417,13 @@ class TradesRepository(Store):
         async with self._read() as session:
             return list((await session.execute(q)).scalars())
 
+    async def newest_trade_close(self, bot_name: str, tag_prefix: str) -> dt.datetime | None:
+        """The latest close time of the bot's trades whose tag starts with ``tag_prefix`` (None: none)."""
+        q = select(func.max(Trade.closed_at)).where(Trade.bot_id == self._bot_id_subquery(bot_name),
+                                                    Trade.tag.startswith(tag_prefix, autoescape=True))
+        async with self._read() as session:
+            return (await session.execute(q)).scalar()
+
     # --- aggregates (computed in SQL, exact) ---
 
     def _trade_filter(self, q: Any, bot_name: str | None) -> Any:

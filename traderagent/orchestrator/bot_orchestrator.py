@@ -66,7 +66,8 @@ from traderagent.orchestrator.orders import (
     is_entry,
     link_prefix,
 )
-from traderagent.orchestrator.protection import ExchangeProtection
+from traderagent.orchestrator.perp import FUNDING_KEYS, upgraded_funding_since
+from traderagent.orchestrator.protection import LIQUIDATED_BY, ExchangeProtection
 from traderagent.orchestrator.risk import DeskRisk
 from traderagent.orchestrator.state import TICKING_STATES, BotState, IllegalTransition, check_transition
 from traderagent.orchestrator.storage import StorageWatch, UnsavedRows
@@ -178,6 +179,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         self._strangers: list[str] = []  # our-prefix orders the database does not know (recover)
         self._funding_seen: deque[str] = deque(maxlen=BOOKED_KEEP)  # execIds of funding booked (perp.py)
         self._funding_since: int | None = None  # ms: settlements before the bot's first start are not its own
+        self._funding_keys: str | None = FUNDING_KEYS  # what funding_seen holds (perp.py upgraded_funding_since)
         self._held: tuple[Decimal | None, Decimal | None] | None = None  # stops on the exchange (protection.py)
         self._spot_held: dict[str, tuple[str, Decimal]] = {}
         self._reconciled_at = 0.0
@@ -456,6 +458,8 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
                 strategy.on_candle_close(prepared, i)
         balance = await self._balance()
         intents = strategy.desired_orders(price, balance)
+        if await self._ladder_liquidation_seen(intents):  # booked first; the next tick decides afresh
+            return
         high, low = await self._traded_range(price, watching=bool(self._armed_stops))
         await self._apply_intents(intents, price, high, low)
 
@@ -561,6 +565,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
             return []
 
     async def _apply_follow_ups(self, follow: list[OrderIntent]) -> None:
+        follow = await self._exits_held(follow)
         tags = {o.tag for o in self._orders.values()}
         net = self._net_position()
         batch = []
@@ -623,7 +628,8 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
             held = pos.exit_time - pos.entry_time if pos.exit_time and pos.entry_time else None
             self._emit(TradeClosed(trade_id, pos.position_id, self.symbol, row["side"], pos.size, pos.entry_price,
                                    row["exit_price"], row["pnl"], pos.exit_reason.value if pos.exit_reason else None,
-                                   self.quote_coin, held, self.risk.realized_today.get(self.name)))
+                                   self.quote_coin, held, self.risk.realized_today.get(self.name),
+                                   summarised=self.strategy.is_ladder and pos.exit_reason is ExitReason.LIQUIDATION))
 
     async def _adopt_open_trades(self) -> None:
         """Open trade rows of this bot (tagged with their position id) whose id the snapshot lacks."""
@@ -769,6 +775,8 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
             "funding_seen": list(self._funding_seen),
             "funding_since": self._funding_since,
             "mark": mark.as_json() if (mark := self.mark()) else None,  # read by a fleet's console
+            "funding_keys": self._funding_keys,
+            "liq_since": self._liq_since,
             "saved_at": self.clock().isoformat(),
         }
 
@@ -915,6 +923,8 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         self._realized = Decimal(snap.get("realized", "0"))
         self._funding_seen = deque(snap.get("funding_seen") or [], maxlen=BOOKED_KEEP)
         self._funding_since = snap.get("funding_since")
+        self._funding_keys = snap.get("funding_keys")
+        self._liq_since = snap.get("liq_since")
         self.paused_by = snap.get("paused_by")
 
     # ------------------------------------------------------------------ start-up recovery
@@ -931,6 +941,9 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
             self._loaded = True
             if self._funding_since is None:  # funding settled before the bot first ran is not its own
                 self._funding_since = int(self.clock().timestamp() * 1000)
+            if self._funding_keys != FUNDING_KEYS:  # saved by a desk that keyed funding otherwise
+                self._funding_since = await upgraded_funding_since(self.db, self.name, self._funding_since)
+                self._funding_keys = FUNDING_KEYS
             await self._adopt_open_trades()  # before anything is written: a known trade is never inserted twice
             counts = await self._reconcile_orders()
             tags = {o.tag for o in self._orders.values()}
@@ -949,6 +962,8 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         target = BotState(saved_state) if saved_state else BotState.RUNNING
         if target is BotState.INITIALIZING:
             target = BotState.RUNNING
+        if target is BotState.RUNNING and self.paused_by == LIQUIDATED_BY:  # booked before its pause was saved
+            target = BotState.PAUSED
         paused_by = self.paused_by
         async with self._lock:
             await self._set_state(target, "restored" if snap else "new bot")

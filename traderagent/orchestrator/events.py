@@ -49,6 +49,7 @@ class EventType(StrEnum):
     RISK_LIMIT = "RISK_LIMIT"
     # perpetual futures
     LIQUIDATION_RISK = "LIQUIDATION_RISK"
+    LIQUIDATED = "LIQUIDATED"
     FUNDING = "FUNDING"
     # the desk reporting in
     DESK_STARTED = "DESK_STARTED"
@@ -64,6 +65,7 @@ class EventType(StrEnum):
 
 # Events an operator can never mute: they mean money is at risk or trading stopped.
 UNMUTABLE_EVENTS = frozenset({EventType.ERROR, EventType.HALTED, EventType.RISK_LIMIT, EventType.LIQUIDATION_RISK,
+                              EventType.LIQUIDATED,
                               EventType.TICKS_STALLED, EventType.PROTECTION_RESTORED,
                               EventType.STORAGE_LOST})
 
@@ -271,6 +273,7 @@ class TradeClosed(Payload):
     quote_coin: str
     held: timedelta | None = None  # from entry to exit
     day_pnl: Decimal | None = None  # the bot's realised PnL today, this trade included
+    summarised: bool = False  # one lot of a ladder the exchange closed: told by the one LIQUIDATED alert
 
     @property
     def pnl_pct(self) -> Decimal | None:
@@ -415,6 +418,34 @@ class LiquidationNear(Payload):
         return (f"{self.side} {_num(self.size)} {self.symbol}: mark {_num(self.mark_price)} is "
                 f"{decimal_text(self.distance * 100)} % from liquidation at {_num(self.liq_price)} "
                 f"(alert under {decimal_text(self.threshold * 100)} %)")
+
+
+@dataclass(frozen=True)
+class Liquidated(Payload):
+    """The exchange closed (``rest`` 0) or reduced a ladder bot's inventory itself: a liquidation or an
+    auto-deleveraging, booked at its price; ``state`` is the bot's afterwards."""
+
+    EVENT = EventType.LIQUIDATED
+    symbol: str
+    how: str  # "liquidated" | "auto-deleveraged"
+    side: str  # "long" | "short": the inventory's
+    qty: Decimal  # of the bot's inventory closed
+    price: Decimal
+    pnl: Decimal  # of what was closed, net of fees
+    lots: int  # position records closed
+    rest: Decimal  # inventory the bot still holds
+    state: BotState
+    quote_coin: str
+    bot: str  # for the commands the operator may answer with
+
+    def _text(self) -> str:
+        what = (f"ByBit {self.how} the bot's {self.side} {_num(self.qty)} {self.symbol} at {_num(self.price)}: "
+                f"PnL {_pnl(self.pnl, self.quote_coin)} over {self.lots} lot{'s' if self.lots != 1 else ''}")
+        if self.rest:
+            return f"{what}; {_num(self.rest)} still held, the ladder carries on"
+        return (f"{what}. Its ladder orders are cancelled and the bot is {self.state.value}: /start {self.bot} "
+                f"restarts the ladder from the current price (lower the leverage or widen the range first), "
+                f"/stop {self.bot} ends it")
 
 
 @dataclass(frozen=True)
@@ -564,15 +595,16 @@ class Details(Payload):
 
 PAYLOADS: dict[EventType, type[Payload]] = {cls.EVENT: cls for cls in (
     OrderPlaced, OrderFilled, OrderCancelled, OrderFailed, TradeOpened, TradeClosed, SignalGenerated, ErrorRaised,
-    StatusChanged, PhaseChanged, ScalingDecisionMade, Halted, Resumed, RiskLimitHit, LiquidationNear, FundingBooked,
+    StatusChanged, PhaseChanged, ScalingDecisionMade, Halted, Resumed, RiskLimitHit, LiquidationNear, Liquidated,
+    FundingBooked,
     DeskStarted, DeskStopping, ScalingOffered, DailyDigest, TicksStalled, ProtectionRestored,
     StorageLost, StorageRestored)}
 
 
 def never_muted(event: TradingEvent) -> bool:
     """The operator hears it whatever was muted: an UNMUTABLE_EVENTS type, or a trade the exchange
-    closed by liquidating it (money lost)."""
-    return event.event_type in UNMUTABLE_EVENTS or (isinstance(event.data, TradeClosed)
+    closed by liquidating it (money lost; a ladder's lots are told together, by one LIQUIDATED)."""
+    return event.event_type in UNMUTABLE_EVENTS or (isinstance(event.data, TradeClosed) and not event.data.summarised
                                                     and event.data.reason == "liquidation")
 
 

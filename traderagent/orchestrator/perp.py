@@ -11,6 +11,8 @@ and the alert when a position's mark price nears its liquidation price.
   open positions (equally when none is open) and booked as a closed trade row tagged ``funding:<id>`` (the
   transaction log row's id), so every PnL read from the trades (per bot, per day, equity) includes it. The
   log is read from the last settlement booked: what was charged while the desk was down is booked too.
+  Desks before the transaction log keyed funding by execution id: a bot such a desk saved starts at the
+  newest settlement it booked (``upgraded_funding_since``), so none is booked again under its new id.
 - **Liquidation** (booked as a trade close): orchestrator/protection.py.
 - **Liquidation alert.** Each exchange position whose mark price is within ``liquidation_alert`` (a risk
   rail) of its liquidation price raises one LIQUIDATION_RISK event; the alert re-arms once the distance is
@@ -27,11 +29,12 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from traderagent.orchestrator.events import LiquidationNear
-from traderagent.ports import ExchangePort
+from traderagent.ports import ExchangePort, StorePort
 from traderagent.results import PositionRisk
 
 ZERO = Decimal(0)
 FUNDING_TAG = "funding:"
+FUNDING_KEYS = "log"  # the runtime snapshot's funding ids are transaction-log row ids (before: execution ids)
 SHARE_PLACES = Decimal("0.00000001")
 
 
@@ -112,6 +115,17 @@ class FundingCharge:
         return {"symbol": self.symbol, "side": self.side, "qty": self.qty, "entry_price": self.mark,
                 "exit_price": self.mark, "pnl": self.pnl, "fees": ZERO, "opened_at": self.time,
                 "closed_at": self.time, "tag": f"{FUNDING_TAG}{self.exec_id}"}
+
+
+async def upgraded_funding_since(db: StorePort, bot: str, since: int | None) -> int | None:
+    """Where a bot saved under other funding ids looks for settlements (epoch ms): after the newest one it
+    booked (its trade rows' close time is the settlement's), whatever id that row was booked under."""
+    newest = await db.newest_trade_close(bot, FUNDING_TAG)
+    if newest is None:
+        return since
+    if newest.tzinfo is None:  # SQLite keeps no zone; the desk writes UTC
+        newest = newest.replace(tzinfo=dt.UTC)
+    return max(since or 0, int(newest.timestamp() * 1000) + 1)
 
 
 def split(amount: Decimal, weights: Sequence[Decimal]) -> list[Decimal]:

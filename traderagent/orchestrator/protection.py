@@ -43,24 +43,30 @@ import logging
 import time
 import uuid
 from collections import deque
-from decimal import Decimal
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from decimal import ROUND_DOWN, Decimal
 from typing import TYPE_CHECKING, Any
 
-from traderagent.api.exceptions import InvalidOrderError, OrderNotFoundError
+from traderagent.api.exceptions import ExchangeAPIError, InvalidOrderError, OrderNotFoundError
 from traderagent.numbers import ZERO, to_decimal
 from traderagent.orchestrator.crashpoints import crash_point
-from traderagent.orchestrator.events import ErrorRaised, Payload, ProtectionRestored
+from traderagent.orchestrator.events import ErrorRaised, Liquidated, Payload, ProtectionRestored
 from traderagent.orchestrator.market_data import MarketData
 from traderagent.orchestrator.state import BotState
-from traderagent.ports import ExchangePort
+from traderagent.ports import ExchangePort, FillStream, HeldStops
 from traderagent.strategies.base import BaseStrategy
-from traderagent.strategies.types import ExitReason, PositionInfo
+from traderagent.strategies.types import ExitReason, OrderIntent, PositionInfo
+
+if TYPE_CHECKING:
+    from traderagent.orchestrator.orders import TrackedOrder
 
 log = logging.getLogger(__name__)
 
 RECONCILE_S = 60.0  # the backstop: what the exchange holds is compared this often
 SINCE_MARGIN_MS = 60_000  # the exchange's clock may differ from ours; an older execution is _booked already
 TARGET_TYPES = frozenset({"TakeProfit", "PartialTakeProfit"})
+LIQUIDATED_BY = "liquidation"  # paused_by of a ladder whose inventory the exchange took over
 
 Levels = tuple[Decimal | None, Decimal | None]  # (stop, target)
 
@@ -83,9 +89,21 @@ class ExchangeProtection:
     _reconciled_at: float
     _orphan_told: bool  # the bot's position missing on the exchange was told (once)
     _lock: asyncio.Lock
+    fill_stream: FillStream | None
+    paused_by: str | None
+    quote_coin: str
+    clock: Callable[[], datetime]
+    _liq_since: int | None = None  # epoch ms of the last liquidation booked (in the runtime snapshot)
+    _liq_looked: tuple[Decimal, float] | None = None  # a ladder's shortfall looked up: (exchange net, when)
+    _reduced: HeldStops | None = None  # the exchange's position, found smaller than the bot's (_found_levels)
 
     if TYPE_CHECKING:
+        _orders: dict[str, TrackedOrder]
+
         def _emit(self, payload: Payload) -> None: ...
+        def _net_position(self) -> Decimal: ...
+        async def _set_state(self, target: BotState, reason: str = "", by: str = "desk") -> None: ...
+        async def _cancel_many(self, orders: list[TrackedOrder], why: str) -> None: ...
         async def _persist(self, *, new_orders: list[dict[str, Any]] | None = None,
                            order_updates: list[tuple[str, dict[str, Any]]] | None = None,
                            force: bool = False, announce: Payload | None = None, flush: bool = False) -> bool: ...
@@ -189,8 +207,9 @@ class ExchangeProtection:
     # ------------------------------------------------------------------ reconcile
     async def _reconcile_protection(self) -> None:
         """Compare the exchange's stops with the strategy's; restore a missing or wrong one (with an
-        alert), book what the exchange closed meanwhile."""
+        alert), book what the exchange closed meanwhile. Ladders: what the exchange liquidated."""
         if not self.protected:
+            await self._ladder_liquidation_seen(fresh=True)
             return
         first = not self._reconciled_at
         self._reconciled_at = time.monotonic()
@@ -206,6 +225,11 @@ class ExchangeProtection:
             await self._book_exchange_closes()
             self._held = self._wanted()  # nothing to hold a stop on
             return
+        if self._reduced is not None:  # smaller than the bot's: an auto-deleveraging took part of it
+            await self._book_exchange_closes(self._reduced)
+            want = self._wanted()
+            if want is None:
+                return
         if found != want and await self._hold(want):
             self._emit(ProtectionRestored(self.symbol, want[0], want[1], found[0], found[1]))
         self._held = want
@@ -214,6 +238,7 @@ class ExchangeProtection:
         """The stop and target the exchange holds for the bot; None when it holds no position of it."""
         if self.market_type == "linear":
             held = await self.client.fetch_held_stops(self.symbol)
+            self._reduced = None if held is None or self._holds_ours(_signed(held)) else held
             return (held.stop_loss, held.take_profit) if held is not None else None
         if await self._stop_executions():
             return None
@@ -235,63 +260,194 @@ class ExchangeProtection:
             return await self.client.fetch_held_stops(self.symbol) is not None
         return not await self._stop_executions()  # spot has no position: did one of ours execute?
 
+    def _held_since(self) -> int:
+        """Epoch ms from which the exchange's executions may concern the open positions (0: not known)."""
+        return min((int(p.metadata.get("held_since_ms", 0)) for p in self.strategy.get_active_positions()), default=0)
+
     async def _stop_executions(self) -> list[dict[str, Any]]:
-        positions = self.strategy.get_active_positions()
-        since = min((int(p.metadata.get("held_since_ms", 0)) for p in positions), default=0)
-        found = await self.client.fetch_stop_executions(self.symbol, since or None)  # None: ByBit's last 7 days
+        found = await self.client.fetch_stop_executions(self.symbol, self._held_since() or None)  # None: 7 days
         mine = [ex for ex in found if f"x:{ex['id']}" not in self._booked]
         if self.market_type == "spot":
             mine = [ex for ex in mine if ex["client_order_id"].startswith(self._protect_prefix)]
         return mine
 
     async def _liquidations(self) -> list[dict[str, Any]]:
-        """The exchange's liquidations of the account's position not booked yet (linear only)."""
-        positions = self.strategy.get_active_positions()
-        since = min((int(p.metadata.get("held_since_ms", 0)) for p in positions), default=0)
+        """The exchange's liquidations and auto-deleveragings of the account's position not booked yet (linear
+        only): since the positions were held and after the last one booked (``_booked`` keeps only the latest
+        ids, and a ladder's fills push them out)."""
+        since = self._held_since()
+        if self._liq_since is not None:
+            since = max(since, self._liq_since + 1)
         found = await self.client.fetch_liquidations(self.symbol, since or None)
         return [ex for ex in found if f"x:{ex['id']}" not in self._booked]
 
     async def book_exchange_close(self) -> None:
-        """The stream heard the exchange close the account's position itself (a liquidation): book it now
-        rather than at the next reconcile; once, whichever comes first."""
+        """The stream heard the exchange close or reduce the account's position itself (a liquidation, an
+        auto-deleveraging): book it now rather than at the next reconcile; once, whichever comes first."""
         async with self._lock:
-            if not self.protected or not self.strategy.get_active_positions():
+            if self.market_type != "linear" or not self.strategy.get_active_positions():
                 return
-            if await self._exchange_position_open():  # a partial auto-deleveraging: not a close of ours
-                log.warning("%s: the exchange reduced the %s position; it is still open", self.name, self.symbol)
-                return
-            await self._book_exchange_closes()
+            await self._book_exchange_closes(await self.client.fetch_held_stops(self.symbol))
 
-    async def _book_exchange_closes(self) -> None:
+    async def _book_exchange_closes(self, held: HeldStops | None = None) -> int:
         """Book, once, every stop/target execution and liquidation of the exchange that closed the bot's
-        positions."""
-        executions = await self._stop_executions() + await self._liquidations()
-        for ex in sorted(executions, key=lambda ex: ex.get("updated_at") or ex.get("timestamp") or 0):
-            closing_long = ex["side"] == "sell"
-            positions = [p for p in self.strategy.get_active_positions() if p.is_long == closing_long]
-            size = sum((p.size for p in positions), ZERO)
-            price, fee = to_decimal(ex["avg_price"]), to_decimal(ex["fee"] or 0)
-            for pos in positions:
-                reason = self._reason(ex, pos)
-                self.strategy.close_position(pos.position_id, price, reason, fee=fee * pos.size / size)
+        positions, and every auto-deleveraging that reduced them; returns how many. ``held``: the exchange's
+        position now (None: flat; a stop execution is looked for only then)."""
+        stops = await self._stop_executions() if self.protected and held is None else []
+        liquidations = await self._liquidations()
+        closed_before = self.strategy.closed_count
+        left = sum((ex["qty"] for ex in liquidations), ZERO)  # the account's qty liquidated from this one on
+        for ex in sorted(stops + liquidations, key=lambda ex: ex.get("updated_at") or ex.get("timestamp") or 0):
+            if "exec_type" in ex:  # BustTrade, AdlTrade
+                before = (held.size if held is not None else ZERO) + left  # the account's position before it
+                left -= ex["qty"]
+                self._book_liquidation(ex, before, whole=held is None and not left)
+            else:
+                self._book_stop_execution(ex)
             self._booked.append(f"x:{ex['id']}")
             self._dirty = True
-            log.log(logging.WARNING if "exec_type" in ex else logging.INFO,
-                    "%s: the exchange executed %s at %s: %d position(s) closed", self.name,
-                    ex.get("stop_order_type") or ex.get("exec_type"), price, len(positions))
         if self.market_type == "spot":
             for link, _ in list(self._spot_held.values()):
                 await self._cancel_spot(link)
             self._spot_held.clear()
-        if executions:
-            self._held = None
-            if any("exec_type" in ex for ex in executions):
+        if liquidations and not self.protected:
+            await self._ladder_liquidated(liquidations[-1], self.strategy.closed_since(closed_before))
+        elif stops or liquidations:
+            if held is None:
+                self._held = None
+            if liquidations:
                 crash_point("before_liquidation_booked")  # the e2e test's kill -9 midway through the booking
             await self._persist()
-        elif self.strategy.get_active_positions() and not self._orphan_told:
+        elif self.protected and held is None and self.strategy.get_active_positions() and not self._orphan_told:
             self._orphan_told = True
             self._emit(ErrorRaised(f"the exchange holds no {self.symbol} position but the bot does, and no stop or "
                                    "target or liquidation of the exchange closed it (closed by hand?)", self.state))
+        return len(stops) + len(liquidations)
+
+    def _book_stop_execution(self, ex: dict[str, Any]) -> None:
+        """A stop or target the exchange executed closed the positions on its side."""
+        closing_long = ex["side"] == "sell"
+        positions = [p for p in self.strategy.get_active_positions() if p.is_long == closing_long]
+        size = sum((p.size for p in positions), ZERO)
+        price, fee = to_decimal(ex["avg_price"]), to_decimal(ex["fee"] or 0)
+        for pos in positions:
+            self.strategy.close_position(pos.position_id, price, self._reason(ex, pos), fee=fee * pos.size / size)
+        log.info("%s: the exchange executed %s at %s: %d position(s) closed", self.name, ex.get("stop_order_type"),
+                 price, len(positions))
+
+    def _book_liquidation(self, ex: dict[str, Any], before: Decimal, *, whole: bool) -> None:
+        """The exchange took over (or auto-deleveraged) ``ex["qty"]`` of the account's position, which was
+        ``before``: the bot's part of it is closed at the execution's price, reason liquidation. ``whole``: the
+        account's position is gone, and so is all the bot held on that side; else the bot's part is its share
+        of the account's position (several bots of one account and symbol share one position)."""
+        longs = ex["side"] == "sell"
+        mine = sum((p.size for p in self.strategy.get_active_positions() if p.is_long == longs), ZERO)
+        qty = mine
+        if not whole and before > ex["qty"]:
+            step = self.client.market(self.symbol).qty_step
+            qty = min(mine, (ex["qty"] * mine / before / step).to_integral_value(rounding=ROUND_DOWN) * step)
+        price, fee = to_decimal(ex["avg_price"]), to_decimal(ex["fee"] or 0)
+        if qty > 0:
+            self.strategy.reduce_side(longs, qty, price, ExitReason.LIQUIDATION, fee=fee * min(qty / ex["qty"], 1),
+                                      timestamp=self.clock())
+        self._liq_since = max(self._liq_since or 0, int(ex.get("timestamp") or 0))
+        log.warning("%s: the exchange's %s of %s %s at %s closed %s of the bot's", self.name, ex["exec_type"],
+                    ex["qty"], self.symbol, price, qty)
+
+    async def _ladder_liquidated(self, last: dict[str, Any], closed: list[PositionInfo]) -> None:
+        """A ladder's inventory closed (or reduced) by the exchange, booked in memory: written with the pause in
+        one transaction, then told in one LIQUIDATED alert, then its resting orders cancelled.
+
+        A ladder whose inventory the exchange took over whole goes to PAUSED (``paused_by`` "liquidation"), not
+        to ERROR: the desk knows exactly what happened and has booked it, so nothing is left for an operator to
+        repair, and a paused bot still ticks -- its orders stay in sync, funding and risk stay booked -- while it
+        sends no entry. What it must not do is re-place its ladder as if nothing happened: its price range or
+        leverage did not survive this market, which only the operator can judge (``/start`` restarts the
+        ladder from the current price, ``/stop`` ends it). Not even a new UTC day resumes it (the daily-loss
+        rail's pause does). A partial auto-deleveraging leaves the rest held and the ladder running."""
+        flat = not self.strategy.get_active_positions()
+        pausing = flat and self.state in (BotState.RUNNING, BotState.PAUSED, BotState.INITIALIZING)
+        if pausing:  # in the snapshot with the booking: a restart in between still pauses (recover)
+            self.paused_by = LIQUIDATED_BY
+        crash_point("before_liquidation_booked")  # the e2e test's kill -9 midway through the booking
+        await self._persist()
+        if pausing and self.state is BotState.RUNNING:
+            await self._set_state(BotState.PAUSED, "liquidated by the exchange", "exchange")
+        side = closed[0].is_long if closed else last["side"] == "sell"
+        self._emit(Liquidated(
+            self.symbol, "liquidated" if last["exec_type"] == "BustTrade" else "auto-deleveraged",
+            "long" if side else "short", sum((p.size for p in closed), ZERO), to_decimal(last["avg_price"]),
+            sum((p.realized_pnl or ZERO for p in closed), ZERO), len(closed),
+            sum((p.size for p in self.strategy.get_active_positions()), ZERO),
+            BotState.PAUSED if pausing else self.state, self.quote_coin, self.name))
+        if flat:
+            resting = [o for o in self._orders.values() if o.order_type == "limit" and not o.in_flight
+                       and o.status != "PENDING"]
+            try:
+                await self._cancel_many(resting, "liquidated by the exchange")
+            except ExchangeAPIError as exc:  # ByBit cancelled them before the takeover; the sync settles it
+                log.warning("%s: cancelling the ladder after the liquidation: %s", self.name, exc)
+
+    # ------------------------------------------------------------------ ladders
+    async def _ladder_liquidation_seen(self, wanted: Sequence[OrderIntent] = (), *, fresh: bool = False) -> bool:
+        """Linear ladders, before the tick places ``wanted``: did the exchange close or reduce the inventory
+        the bot holds (a liquidation, an auto-deleveraging)? Then it is booked here (``_book_exchange_closes``)
+        and True returned: the tick stops, so the ladder never re-places reduce-only exits on a position that
+        is gone. The exchange's position is looked at when an exit is about to go out, at start-up
+        (``fresh``), and otherwise as streamed (no request), or read every RECONCILE_S without a stream; a
+        shortfall is looked up once per size the exchange shows and RECONCILE_S."""
+        if self.market_type != "linear" or not self.strategy.get_active_positions():
+            return False
+        resting = {o.tag for o in self._orders.values()}
+        exits = any(i.reduce_only and i.tag not in resting for i in wanted)
+        streamed = self.fill_stream is not None and self.fill_stream.healthy
+        due = time.monotonic() - self._reconciled_at >= RECONCILE_S
+        if not (fresh or exits or streamed or due):
+            return False
+        if fresh or (due and not streamed):
+            self._reconciled_at = time.monotonic()
+        theirs, held = await self._exchange_net(fresh=fresh or (due and not streamed))
+        if self._holds_ours(theirs):
+            self._liq_looked = None
+            self._stamp_held_since()
+            return False
+        now = time.monotonic()
+        if self._liq_looked is not None and self._liq_looked[0] == theirs and now - self._liq_looked[1] < RECONCILE_S:
+            return False  # looked already (another bot's share of the account's position, a hand trade)
+        self._liq_looked = (theirs, now)
+        return await self._book_exchange_closes(held) > 0
+
+    async def _exits_held(self, follow: list[OrderIntent]) -> list[OrderIntent]:
+        """Linear ladders: a fill's reduce-only follow-ups go out only while the exchange holds the bot's
+        inventory; else it closed it (a liquidation: the fills before it are booked first, then the tick books
+        the liquidation over all of them)."""
+        if self.market_type != "linear" or not self.strategy.is_ladder or not any(i.reduce_only for i in follow):
+            return follow
+        theirs, _ = await self._exchange_net(fresh=False)
+        return follow if self._holds_ours(theirs) else [i for i in follow if not i.reduce_only]
+
+    async def _exchange_net(self, *, fresh: bool) -> tuple[Decimal, HeldStops | None]:
+        """The account's net position in the symbol (> 0 long) and as ``HeldStops`` (None: flat): ``fresh``
+        read now, else as the account's market data has it (streamed, or read for all its bots at once)."""
+        if fresh:
+            held = await self.client.fetch_held_stops(self.symbol)
+        else:
+            rows = await self.market.positions()
+            held = next((HeldStops(r["side"], r["size"], None, None) for r in rows if r["symbol"] == self.symbol), None)
+        return _signed(held), held
+
+    def _holds_ours(self, theirs: Decimal) -> bool:
+        """The exchange's net position holds the bot's inventory (and maybe more: other bots', the operator's)."""
+        net = self._net_position()
+        return net == 0 or theirs >= net > 0 or theirs <= net < 0
+
+    def _stamp_held_since(self) -> None:
+        """Lots held now were opened no earlier than this (less the clocks' margin): where liquidations of them
+        are looked for."""
+        for pos in self.strategy.get_active_positions():
+            if "held_since_ms" not in pos.metadata:
+                pos.metadata["held_since_ms"] = time.time_ns() // 1_000_000 - SINCE_MARGIN_MS
+                self._dirty = True
 
     def _reason(self, ex: dict[str, Any], pos: PositionInfo) -> ExitReason:
         if "exec_type" in ex:  # BustTrade, AdlTrade
@@ -302,6 +458,11 @@ class ExchangeProtection:
         if target:
             return ExitReason.TAKE_PROFIT
         return ExitReason(pos.metadata.get("stop_reason", ExitReason.STOP_LOSS.value))
+
+
+def _signed(held: HeldStops | None) -> Decimal:
+    """An exchange position's net size: > 0 long, < 0 short, 0 flat."""
+    return ZERO if held is None else held.size if held.side == "long" else -held.size
 
 
 def _levels(levels: Levels | None) -> str:

@@ -11,6 +11,8 @@
   cancelled (``CancelAllBeforeLiq``) and is taken over at its bankruptcy price: its whole
   margin is lost, and the fill is an ``execType=BustTrade`` row of a ``CreateByLiq`` market order, pushed on
   the order and execution streams; what is left of the position's TP/SL is cancelled.
+- **Auto-deleveraging** (``auto_deleverage``, a test hook: the simulator has no counterparties to go bankrupt):
+  part or all of a position closed at the current price, an ``execType=AdlTrade`` row; its orders stay.
 - **Transaction log** (``/v5/account/transaction-log``, UTA): the linear fills (``TRADE``), liquidations
   (``LIQUIDATION``) and funding settlements (``SETTLEMENT``, ``funding`` > 0 received) with ByBit's
   ``change = cashFlow + funding - fee`` and the wallet after each; spot rows and transfers are not modelled.
@@ -117,26 +119,42 @@ def liquidate_crossed(engine: Engine, symbol: str, low: Decimal, high: Decimal) 
 def _take_over(engine: Engine, acct: Account, pos: Position) -> None:
     for o in [o for o in acct.open_orders.values() if o.symbol == pos.symbol and o.category == "linear"]:
         engine._close(acct, o, "Cancelled", cancel_type="CancelAllBeforeLiq")  # ByBit's first step
-    spec = engine.specs[pos.symbol]
-    tick = spec.tick_size
+    tick = engine.specs[pos.symbol].tick_size
     bust = (bust_price(engine, acct, pos) / tick).to_integral_value() * tick
+    _exchange_close(engine, acct, pos, abs(pos.size), bust, "BustTrade", "CreateByLiq")
+
+
+def auto_deleverage(engine: Engine, acct: Account, symbol: str, qty: Decimal) -> Execution:
+    """Auto-deleverage ``qty`` of the account's one-way ``symbol`` position at the current price (a bankrupt
+    counterparty's position closed against it): an ``execType=AdlTrade`` fill of a ``CreateByAdl_PassThrough``
+    market order, pushed on the streams; the rest of the position and its orders stay."""
+    pos = acct.positions[symbol]
+    if not 0 < qty <= abs(pos.size):
+        raise ValueError(f"cannot auto-deleverage {qty} of a {pos.size} position")
+    return _exchange_close(engine, acct, pos, qty, engine.price(symbol), "AdlTrade", "CreateByAdl_PassThrough")
+
+
+def _exchange_close(engine: Engine, acct: Account, pos: Position, qty: Decimal, price: Decimal, exec_type: str,
+                    create_type: str) -> Execution:
+    """The exchange closes ``qty`` of the position at ``price`` itself (no fee): the order and its fill."""
+    spec = engine.specs[pos.symbol]
     now = engine.now_ms()
     side = "Sell" if pos.size > 0 else "Buy"
-    qty = abs(pos.size)
-    o = m.Order(engine._uuid(), "", acct.api_key, "linear", pos.symbol, side, "Market", qty, bust, "IOC", True,
+    o = m.Order(engine._uuid(), "", acct.api_key, "linear", pos.symbol, side, "Market", qty, price, "IOC", True,
                 True, "", now, engine._next_seq(), engine.price(pos.symbol), updated=now, position_idx=pos.idx,
-                create_type="CreateByLiq")
+                create_type=create_type)
     acct.orders.append(o)
     acct.by_id[o.order_id] = o
     before = acct.wallet.get(spec.quote_coin, m.ZERO)
-    closed = engine._apply_linear(acct, o, bust, qty, m.ZERO)  # the loss is the margin; no fee on top
-    o.cum_qty, o.cum_value, o.fee_coin, o.status = qty, bust * qty, spec.quote_coin, "Filled"
-    execution = m.Execution(engine._uuid(), o, bust, qty, m.ZERO, m.ZERO, spec.quote_coin, False, now,
-                            engine._next_seq(), engine.price(pos.symbol), closed, m.ZERO, exec_type="BustTrade")
+    closed = engine._apply_linear(acct, o, price, qty, m.ZERO)  # a takeover's loss is the margin; no fee on top
+    o.cum_qty, o.cum_value, o.fee_coin, o.status = qty, price * qty, spec.quote_coin, "Filled"
+    execution = m.Execution(engine._uuid(), o, price, qty, m.ZERO, m.ZERO, spec.quote_coin, False, now,
+                            engine._next_seq(), engine.price(pos.symbol), closed, m.ZERO, exec_type=exec_type)
     stamp(acct, execution, before)
     acct.executions.append(execution)
-    protection.position_changed(engine, acct, pos.symbol)  # what is left of its TP/SL goes
+    protection.position_changed(engine, acct, pos.symbol)  # flat: what is left of its TP/SL goes
     engine.on_change(acct, o, execution)  # pushed on the order and execution streams like any fill
+    return execution
 
 
 def stamp(acct: Account, execution: Execution, balance_before: Decimal) -> None:

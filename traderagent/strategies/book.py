@@ -213,6 +213,23 @@ class PositionBook(ABC):
         self._book_exit(part, exit_price, reason, timestamp)
         return part
 
+    def reduce_side(self, longs: bool, qty: Decimal | None, price: Decimal, reason: ExitReason | str, *,
+                    fee: Decimal = ZERO, timestamp: datetime | None = None) -> Decimal:
+        """Close ``qty`` (None: all) of the long (or short) positions at ``price``, oldest first, ``fee`` pro
+        rata: an exit that closes what it finds (a grid's market close, the exchange liquidating or
+        auto-deleveraging the position). Returns the part of ``qty`` no position held."""
+        positions = [p for p in self._positions.values() if p.is_long == longs]
+        if qty is None:
+            qty = sum((p.size for p in positions), ZERO)
+        asked = qty
+        for pos in positions:
+            if qty <= 0:
+                break
+            part = min(pos.size, qty)
+            self._close_part(pos.position_id, part, price, reason, fee=fee * part / asked, timestamp=timestamp)
+            qty -= part
+        return qty
+
     def _book_exit(
         self, pos: PositionInfo, exit_price: Decimal, reason: ExitReason | str, timestamp: datetime | None
     ) -> None:

@@ -292,6 +292,16 @@ class DCAAdapter(BaseStrategy):
             self._end_deal()
         return []
 
+    def reduce_side(self, longs: bool, qty: Decimal | None, price: Decimal, reason: ExitReason | str, *,
+                    fee: Decimal = ZERO, timestamp: datetime | None = None) -> Decimal:
+        """The exchange closed (part of) the deal (a liquidation, an auto-deleveraging): booked at ``price``;
+        a deal closed whole ends as a take profit or stop would end it (the next one after the cooldown)."""
+        self._intents_cache = None
+        left = super().reduce_side(longs, qty, price, reason, fee=fee, timestamp=timestamp)
+        if self.deal is not None and self.deal["position_id"] not in self._positions:
+            self._end_deal()
+        return left
+
     def _start_deal(self, qty: Decimal, fill_price: Decimal, fee: Decimal, ts: Any) -> list[OrderIntent]:
         pos = self._open_raw(SignalDirection.LONG, qty, fill_price, fee, timestamp=ts,
                              metadata={"base_price": str(fill_price)})

@@ -368,19 +368,21 @@ class GridAdapter(BaseStrategy):
 
     def _reduce(self, longs: bool, price: Decimal, qty: Decimal, fee: Decimal, ts: datetime | None) -> Decimal:
         """Close up to ``qty`` of the long (or short) lots at ``price``, the fee pro rata; returns what is left."""
-        lots = [p for p in self._positions.values() if p.is_long == longs]
-        filled = qty
-        for pos in lots:
-            if qty <= 0:
-                break
-            part = min(pos.size, qty)
-            share = fee * part / filled
-            self._close_part(pos.position_id, part, price, ExitReason.STOP_LOSS, fee=share, timestamp=ts)
-            qty -= part
+        return self.reduce_side(longs, qty, price, ExitReason.STOP_LOSS, fee=fee, timestamp=ts)
+
+    def reduce_side(self, longs: bool, qty: Decimal | None, price: Decimal, reason: ExitReason | str, *,
+                    fee: Decimal = ZERO, timestamp: datetime | None = None) -> Decimal:
+        """Close lots (``PositionBook.reduce_side``); a slot whose lot is gone is idle again (its price
+        activates it anew). The exchange liquidating all of it idles every slot: the buys resting far above
+        the crashed price would fill at once on a restart."""
+        self._intents_cache = None
+        left = super().reduce_side(longs, qty, price, reason, fee=fee, timestamp=timestamp)
         for slot in self.slots:
             if slot["lot"] is not None and slot["lot"] not in self._positions:
                 slot["holding"], slot["lot"], slot["role"] = False, None, None
-        return qty
+        if ExitReason(reason) is ExitReason.LIQUIDATION and not self._has_inventory():
+            self._deactivate_flat_slots()
+        return left
 
     def _book_stray(self, slot: dict[str, Any], side: str, price: Decimal, qty: Decimal, fee: Decimal,
                     ts: datetime | None) -> None:
