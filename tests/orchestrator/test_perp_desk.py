@@ -9,10 +9,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
 from tests.sim.helpers import SignedClient
+from traderagent.api.bybit_direct_client import ByBitDirectClient
+from traderagent.database.manager import DatabaseManager
 from traderagent.orchestrator.events import EventType
+from traderagent.orchestrator.perp import share_funding
 from traderagent.orchestrator.state import BotState
 
-from .helpers import SIM_KEY, TREND, Clock, build_desk
+from .helpers import SIM_KEY, SIM_SECRET, TREND, Clock, build_desk
 
 
 async def _manual(sim_url: str, path: str, body: dict) -> None:
@@ -189,3 +192,67 @@ async def test_liquidation_alert_once_per_approach_and_bybit_view_in_results(sim
         assert len(h.of(EventType.LIQUIDATION_RISK)) == 2
     finally:
         await h.close()
+
+
+async def test_funding_booked_by_execution_id_before_an_upgrade_is_not_booked_again(sim, tmp_path):
+    """A desk before the transaction log booked each settlement under its execution id and kept its lookup
+    start at the bot's first run; upgraded, its next look finds the same settlements under log row ids."""
+    sim.set_price("BTCUSDT", D("50000"))
+    db_path = tmp_path / "upgrade.db"
+    h = await build_desk(sim.base_url, db_path, [TREND])
+    try:
+        bot = h.desk.bots["btc-trend"].bot
+        first_run = bot.funding_since
+        await _open_by_hand(sim.base_url)
+        sim.charge_funding("BTCUSDT")
+        sim.charge_funding("BTCUSDT")
+        # the old desk: funding from /v5/execution/list, keyed by execId
+        old = [x for x in sim.executions(SIM_KEY) if x["execType"] == "Funding"]
+        rows = [{"id": x["execId"], "symbol": x["symbol"], "side": x["side"], "size": D(x["execQty"]),
+                 "mark": D(x["execPrice"]), "fee": D(x["execFee"]), "rate": D(x["feeRate"]),
+                 "timestamp": int(x["execTime"])} for x in old]
+        (charges,) = share_funding(rows, [D(0)])
+        assert await bot.book_funding(charges) == 2
+        booked = bot._realized
+    finally:
+        await h.close()
+    snap = await _saved_runtime(db_path)
+    snap.pop("funding_keys")  # what the old desk saved: no such key, the lookup start at the first run
+    snap["funding_since"] = first_run
+    await _save_runtime(db_path, snap)
+    async with ByBitDirectClient(SIM_KEY, SIM_SECRET, base_url=sim.base_url) as client:
+        again = await client.fetch_funding("BTCUSDT", first_run)
+    assert len(again) == 2 and not {r["id"] for r in again} & {c.exec_id for c in charges}  # the hazard
+
+    h = await build_desk(sim.base_url, db_path, [TREND])  # upgraded
+    try:
+        bot = h.desk.bots["btc-trend"].bot
+        await h.desk.check_perp()
+        assert bot._realized == booked and bot.funding_since > max(int(x["execTime"]) for x in old)
+        sim.charge_funding("BTCUSDT")  # a settlement after the upgrade is booked, once
+        await h.desk.check_perp()
+        await h.desk.check_perp()
+        funding = [t for t in await h.db.list_trades("btc-trend", limit=50) if (t.tag or "").startswith("funding:")]
+        assert len(funding) == 3 and bot._realized == booked + D("-0.5")
+    finally:
+        await h.close()
+
+
+async def _saved_runtime(db_path) -> dict:
+    db = DatabaseManager(f"sqlite+aiosqlite:///{db_path}")
+    await db.initialize()
+    try:
+        snap = await db.load_bot_runtime("btc-trend")
+        assert snap is not None
+        return snap
+    finally:
+        await db.close()
+
+
+async def _save_runtime(db_path, snap: dict) -> None:
+    db = DatabaseManager(f"sqlite+aiosqlite:///{db_path}")
+    await db.initialize()
+    try:
+        await db.save_bot_progress("btc-trend", runtime=snap)
+    finally:
+        await db.close()
