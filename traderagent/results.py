@@ -89,7 +89,7 @@ class BotSummary:
     symbol: str
     market_type: str
     state: str
-    paused_by: str | None  # "operator" | "risk" | "halt" while PAUSED
+    paused_by: str | None  # "operator" | "risk" | "halt" | "liquidation" while PAUSED
     allocated_capital: Decimal
     realized_pnl: Decimal
     unrealized_pnl: Decimal

@@ -78,6 +78,12 @@ risk_per_trade = "0.05"
 SYMBOLS = ("XRPUSDT", "SOLUSDT", "BTCUSDT")
 
 
+def one_bot(strategy: str) -> str:
+    """BOTS_TOML with only the bot of ``strategy`` (its risk section kept)."""
+    head, *bots = BOTS_TOML.split("[[bots]]")
+    return head + "[[bots]]" + next(b for b in bots if f'strategy = "{strategy}"' in b)
+
+
 class SimProcess:
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen(

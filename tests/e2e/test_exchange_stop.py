@@ -17,7 +17,6 @@ from traderagent.database.manager import DatabaseManager
 from traderagent.ports import HeldStops
 
 from .desk_procs import (
-    BOTS_TOML,
     KEY,
     PY,
     SECRET,
@@ -25,13 +24,13 @@ from .desk_procs import (
     age_pending_rows,
     consistency_report,
     desk_env,
+    one_bot,
     run_desk,
 )
 
 pytestmark = pytest.mark.timeout(300)
 
-_HEAD, *_BOTS = BOTS_TOML.split("[[bots]]")
-TREND_ONLY = _HEAD + "[[bots]]" + next(b for b in _BOTS if "trend_follower" in b)
+TREND_ONLY = one_bot("trend_follower")
 
 
 async def _held(url: str) -> HeldStops | None:

@@ -15,21 +15,19 @@ from traderagent.api.bybit_direct_client import ByBitDirectClient
 from traderagent.database.manager import DatabaseManager
 
 from .desk_procs import (
-    BOTS_TOML,
     KEY,
     SECRET,
     SimProcess,
     age_pending_rows,
     consistency_report,
     desk_env,
+    one_bot,
     run_desk,
 )
 
 pytestmark = pytest.mark.timeout(300)
 
-_HEAD, *_BOTS = BOTS_TOML.split("[[bots]]")
-LEVERED_GRID = (_HEAD + "[[bots]]" + next(b for b in _BOTS if '"grid"' in b)).replace(
-    'name = "xrp-grid"', 'name = "xrp-grid"\nleverage = "10"')
+LEVERED_GRID = one_bot("grid").replace('name = "xrp-grid"', 'name = "xrp-grid"\nleverage = "10"')
 
 
 async def _market(url: str) -> tuple[Decimal, dict | None, list[dict], list[dict]]:

@@ -20,7 +20,12 @@
   liquidation's price (reason ``liquidation``, its fee in the PnL): from the execution stream at once
   (``book_exchange_close``), else from the tick's or the reconcile's look at the exchange (after a restart
   too). The strategy is then flat: no stop to hold, no exit to send; the loss counts towards the daily-loss
-  rail like any other, which pauses the bot or not. The trade-close alert tells the operator the loss.
+  rail like any other, which pauses the bot or not. The trade-close alert tells the operator the loss. An
+  auto-deleveraging that leaves the position open closes the bot's share of it (a partial close).
+* Ladders (grid, DCA) on a linear perp hold no exchange stop, but the exchange can liquidate them too:
+  ``_ladder_liquidation_seen`` compares their inventory with the exchange's position before an exit goes
+  out (and as streamed, and every RECONCILE_S); what the exchange closed is booked as above, then
+  ``_ladder_liquidated`` pauses the bot, tells it in one LIQUIDATED alert and cancels its ladder.
 * ``_exits_left_to_desk``: before the desk exits a protected position (its own check saw the stop
   reached, or a reversal), it looks at the exchange: a stop the exchange executed meanwhile is booked;
   only if the position is still open does the desk send its market exit, as before.
