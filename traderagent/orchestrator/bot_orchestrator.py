@@ -67,7 +67,7 @@ from traderagent.orchestrator.orders import (
     link_prefix,
 )
 from traderagent.orchestrator.perp import FUNDING_KEYS, upgraded_funding_since
-from traderagent.orchestrator.protection import LIQUIDATED_BY, ExchangeProtection
+from traderagent.orchestrator.protection import LIQUIDATED_BY, SINCE_MARGIN_MS, ExchangeProtection
 from traderagent.orchestrator.risk import DeskRisk
 from traderagent.orchestrator.state import TICKING_STATES, BotState, IllegalTransition, check_transition
 from traderagent.orchestrator.storage import StorageWatch, UnsavedRows
@@ -941,6 +941,8 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
             self._loaded = True
             if self._funding_since is None:  # funding settled before the bot first ran is not its own
                 self._funding_since = int(self.clock().timestamp() * 1000)
+            if not snap:  # a new bot: what the exchange liquidated before it ran is not its own (protection.py)
+                self._liq_since = time.time_ns() // 1_000_000 - SINCE_MARGIN_MS
             if self._funding_keys != FUNDING_KEYS:  # saved by a desk that keyed funding otherwise
                 self._funding_since = await upgraded_funding_since(self.db, self.name, self._funding_since)
                 self._funding_keys = FUNDING_KEYS

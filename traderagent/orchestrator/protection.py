@@ -98,7 +98,7 @@ class ExchangeProtection:
     paused_by: str | None
     quote_coin: str
     clock: Callable[[], datetime]
-    _liq_since: int | None = None  # epoch ms of the last liquidation booked (in the runtime snapshot)
+    _liq_since: int | None = None  # epoch ms: liquidations until then are booked, or older than the bot
     _liq_looked: tuple[Decimal, float] | None = None  # a ladder's shortfall looked up: (exchange net, when)
     _reduced: HeldStops | None = None  # the exchange's position, found smaller than the bot's (_found_levels)
 
@@ -403,8 +403,9 @@ class ExchangeProtection:
         shortfall is looked up once per size the exchange shows and RECONCILE_S."""
         if self.market_type != "linear" or not self.strategy.get_active_positions():
             return False
-        resting = {o.tag for o in self._orders.values()}
-        exits = any(i.reduce_only and i.tag not in resting for i in wanted)
+        exits = {i.tag for i in wanted if i.reduce_only and i.order_type != "stop"}  # driver-held stops wait
+        if exits:
+            exits -= {o.tag for o in self._orders.values()}  # resting already: nothing goes out
         streamed = self.fill_stream is not None and self.fill_stream.healthy
         due = time.monotonic() - self._reconciled_at >= RECONCILE_S
         if not (fresh or exits or streamed or due):
@@ -414,7 +415,6 @@ class ExchangeProtection:
         theirs, held = await self._exchange_net(fresh=fresh or (due and not streamed))
         if self._holds_ours(theirs):
             self._liq_looked = None
-            self._stamp_held_since()
             return False
         now = time.monotonic()
         if self._liq_looked is not None and self._liq_looked[0] == theirs and now - self._liq_looked[1] < RECONCILE_S:
@@ -445,14 +445,6 @@ class ExchangeProtection:
         """The exchange's net position holds the bot's inventory (and maybe more: other bots', the operator's)."""
         net = self._net_position()
         return net == 0 or theirs >= net > 0 or theirs <= net < 0
-
-    def _stamp_held_since(self) -> None:
-        """Lots held now were opened no earlier than this (less the clocks' margin): where liquidations of them
-        are looked for."""
-        for pos in self.strategy.get_active_positions():
-            if "held_since_ms" not in pos.metadata:
-                pos.metadata["held_since_ms"] = time.time_ns() // 1_000_000 - SINCE_MARGIN_MS
-                self._dirty = True
 
     def _reason(self, ex: dict[str, Any], pos: PositionInfo) -> ExitReason:
         if "exec_type" in ex:  # BustTrade, AdlTrade
