@@ -5,8 +5,8 @@ While the stream is healthy the bots skip their per-tick poll of open orders (``
 and every ``RECONCILE_SECONDS`` as the backstop. The account's position and wallet pushes go to its bots'
 market data (``MarketData.positions``, ``free_balance``). Booking is idempotent: a fill counts only when it raises
 the order's cumulative filled quantity, a final order is booked once (``_book_fill``), and an order the bot no
-longer tracks is already final. A liquidation (no order of ours) has the symbol's bots book it at once
-(``ExchangeProtection.book_exchange_close``). A refused auth stops every bot of the account with an ERROR
+longer tracks is already final. A liquidation or auto-deleveraging (no order of ours) has the symbol's bots,
+signal and ladder alike, book it at once (``ExchangeProtection.book_exchange_close``). A refused auth stops every bot of the account with an ERROR
 naming the cause.
 """
 

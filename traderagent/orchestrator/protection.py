@@ -370,6 +370,9 @@ class ExchangeProtection:
         leverage did not survive this market, which only the operator can judge (``/start`` restarts the
         ladder from the current price, ``/stop`` ends it). Not even a new UTC day resumes it (the daily-loss
         rail's pause does). A partial auto-deleveraging leaves the rest held and the ladder running."""
+        if not closed:  # the account's, none of the bot's (it held the other side)
+            await self._persist()
+            return
         flat = not self.strategy.get_active_positions()
         pausing = flat and self.state in (BotState.RUNNING, BotState.PAUSED, BotState.INITIALIZING)
         if pausing:  # in the snapshot with the booking: a restart in between still pauses (recover)
@@ -378,10 +381,9 @@ class ExchangeProtection:
         await self._persist()
         if pausing and self.state is BotState.RUNNING:
             await self._set_state(BotState.PAUSED, "liquidated by the exchange", "exchange")
-        side = closed[0].is_long if closed else last["side"] == "sell"
         self._emit(Liquidated(
             self.symbol, "liquidated" if last["exec_type"] == "BustTrade" else "auto-deleveraged",
-            "long" if side else "short", sum((p.size for p in closed), ZERO), to_decimal(last["avg_price"]),
+            "long" if closed[0].is_long else "short", sum((p.size for p in closed), ZERO), to_decimal(last["avg_price"]),
             sum((p.realized_pnl or ZERO for p in closed), ZERO), len(closed),
             sum((p.size for p in self.strategy.get_active_positions()), ZERO),
             BotState.PAUSED if pausing else self.state, self.quote_coin, self.name))
@@ -412,8 +414,8 @@ class ExchangeProtection:
             return False
         if fresh or (due and not streamed):
             self._reconciled_at = time.monotonic()
-        theirs, held = await self._exchange_net(fresh=fresh or (due and not streamed))
-        if self._holds_ours(theirs):
+        short, theirs, held = await self._shortfall(fresh=fresh or (due and not streamed))
+        if not short:
             self._liq_looked = None
             return False
         now = time.monotonic()
@@ -428,8 +430,17 @@ class ExchangeProtection:
         the liquidation over all of them)."""
         if self.market_type != "linear" or not self.strategy.is_ladder or not any(i.reduce_only for i in follow):
             return follow
-        theirs, _ = await self._exchange_net(fresh=False)
-        return follow if self._holds_ours(theirs) else [i for i in follow if not i.reduce_only]
+        short, _, _ = await self._shortfall(fresh=False)
+        return [i for i in follow if not i.reduce_only] if short else follow
+
+    async def _shortfall(self, *, fresh: bool) -> tuple[bool, Decimal, HeldStops | None]:
+        """Does the exchange's position hold less than the bot's inventory (a shortfall seen in market data is
+        confirmed by a read now: a push or a shared read may predate the fill just booked)? With the account's
+        net position and the position itself."""
+        theirs, held = await self._exchange_net(fresh=fresh)
+        if not fresh and not self._holds_ours(theirs):
+            theirs, held = await self._exchange_net(fresh=True)
+        return not self._holds_ours(theirs), theirs, held
 
     async def _exchange_net(self, *, fresh: bool) -> tuple[Decimal, HeldStops | None]:
         """The account's net position in the symbol (> 0 long) and as ``HeldStops`` (None: flat): ``fresh``
