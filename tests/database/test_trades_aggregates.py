@@ -69,3 +69,13 @@ async def test_aggregates_empty(db: DatabaseManager, bot: str) -> None:
 async def test_closed_trade_needs_exit_and_pnl(db: DatabaseManager, bot: str) -> None:
     with pytest.raises(ValueError, match="exit_price and pnl"):
         await db.save_bot_progress(bot, new_trades=[{"symbol": "BTCUSDT", "side": "long", "qty": 1, "entry_price": 1, "pnl": 1}])
+
+
+async def test_newest_close_of_the_trades_under_a_tag_prefix(db: DatabaseManager, bot: str) -> None:
+    assert await db.newest_trade_close(bot, "funding:") is None
+    await db.record_trade(bot, "BTCUSDT", "long", "1", "1", "1", "-0.5", closed_at=_days_ago(2), tag="funding:a")
+    await db.record_trade(bot, "BTCUSDT", "long", "1", "1", "1", "-0.5", closed_at=_days_ago(1), tag="funding:b")
+    await db.record_trade(bot, "BTCUSDT", "long", "1", "1", "2", "1", closed_at=_days_ago(0), tag="grid-1")
+    await db.record_trade(bot, "BTCUSDT", "long", "1", "1", "2", "1", closed_at=_days_ago(0), tag="fundingX")
+    newest = await db.newest_trade_close(bot, "funding:")
+    assert newest is not None and newest.replace(tzinfo=dt.UTC) == _days_ago(1)
