@@ -44,6 +44,7 @@ from traderagent.orchestrator.events import (
 from traderagent.orchestrator.state import BotState
 from traderagent.reports import DeskWatch, DigestTime
 from traderagent.results import Digest
+from traderagent.sim import perp
 from traderagent.sim.protection import trading_stop
 from traderagent.utils.capital_manager import DeploymentPhase
 from traderagent.utils.plain import decimal_text
@@ -51,7 +52,7 @@ from traderagent.utils.plain import decimal_text
 OPERATOR = "@alice (42)"
 GHOST = BotSpec("ghost", "grid", "NOPEUSDT", timeframes=("1m",), share=Decimal("0.1"))  # no such market
 NEGATIVE_ZERO = re.compile(r"-0\.0+(?!\d)")
-IDS = {"client_order_id", "position_id"}  # for the database log, not for people
+IDS = {"client_order_id", "position_id", "summarised"}  # for the database log and the notifier, not for people
 
 
 def shown(name: str, value: Any) -> list[str]:
@@ -85,6 +86,16 @@ def shown(name: str, value: Any) -> list[str]:
     if isinstance(value, Digest):  # the chat gets pages of their own (handlers/reports.py); one line says the totals
         return [f"digest {value.day:%Y-%m-%d}: PnL {decimal_text(value.pnl, 2, signed=True)} USDT · {value.trades} trade"]
     return [str(value)]
+
+
+async def _auto_deleverage_a_lot(h, sim) -> None:
+    """The grid holds lots (the price fell through part of its ladder); ByBit auto-deleverages one of them."""
+    grid = h.desk.bots["xrp-grid"].bot
+    sim.set_price("XRPUSDT", sim.price("XRPUSDT") * Decimal("0.995"))
+    await h.desk.tick_all()
+    lot = grid.strategy.get_active_positions()[0]
+    perp.auto_deleverage(sim.engine, sim.engine.accounts[SIM_KEY], "XRPUSDT", lot.size)
+    await grid.book_exchange_close()  # what the stream's AdlTrade row starts
 
 
 def missing(payload: Payload, text: str) -> list[str]:
@@ -126,6 +137,7 @@ async def test_every_event_type_shows_every_field_on_console_chat_and_db_log(sim
                                                         "positionIdx": 0, "stopLoss": "0", "takeProfit": "0"})
         await trend._reconcile_protection()
         await desk.tick_all()
+        await _auto_deleverage_a_lot(h, sim)
         await desk.halt("exchange maintenance", OPERATOR)
         await desk.resume_trading(OPERATOR)
         await desk.stop_bot("xrp-grid", OPERATOR)  # its resting ladder is cancelled

@@ -442,8 +442,8 @@ class Liquidated(Payload):
         what = (f"ByBit {self.how} the bot's {self.side} {_num(self.qty)} {self.symbol} at {_num(self.price)}: "
                 f"PnL {_pnl(self.pnl, self.quote_coin)} over {self.lots} lot{'s' if self.lots != 1 else ''}")
         if self.rest:
-            return f"{what}; {_num(self.rest)} still held, the ladder carries on"
-        return (f"{what}. Its ladder orders are cancelled and the bot is {self.state.value}: /start {self.bot} "
+            return f"{what}; {_num(self.rest)} still held, the ladder of {self.bot} carries on ({self.state.value})"
+        return (f"{what}. Its ladder orders are cancelled and {self.bot} is {self.state.value}: /start {self.bot} "
                 f"restarts the ladder from the current price (lower the leverage or widen the range first), "
                 f"/stop {self.bot} ends it")
 
