@@ -1251,7 +1251,8 @@ def _utc(value: datetime) -> datetime:
 def _log_level(event_type: EventType) -> str:
     if event_type in (EventType.ERROR, EventType.ORDER_FAILED, EventType.STORAGE_LOST):
         return "ERROR"
-    warnings = (EventType.RISK_LIMIT, EventType.HALTED, EventType.LIQUIDATION_RISK, EventType.TICKS_STALLED)
+    warnings = (EventType.RISK_LIMIT, EventType.HALTED, EventType.LIQUIDATION_RISK, EventType.LIQUIDATED,
+                EventType.TICKS_STALLED)
     return "WARNING" if event_type in warnings else "INFO"
 
 
