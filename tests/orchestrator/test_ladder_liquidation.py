@@ -219,3 +219,31 @@ async def test_a_partial_auto_deleveraging_of_a_signal_position_is_a_partial_clo
         assert len([t for t in trades if t.closed_at is None]) == 1  # the rest is still the open trade
     finally:
         await h.close()
+
+
+async def test_a_partial_auto_deleveraging_of_a_dca_deal_keeps_the_deal_on_the_rest(sim, tmp_path, monkeypatch):
+    h = await build_desk(sim.base_url, tmp_path / "dca-adl.db", [LEVERED_DCA])
+    try:
+        bot = h.desk.bots["sol-dca"].bot
+        await h.desk.tick_all()
+        await h.desk.tick_all()
+        sim.set_price("SOLUSDT", sim.price("SOLUSDT") * Decimal("0.995"))  # the first safety order fills
+        await h.desk.tick_all()
+        (deal,) = bot.strategy.get_active_positions()
+        assert bot.strategy.deal is not None and bot.strategy.deal["filled"] >= 1
+        size = deal.size
+        part = bot.strategy.deal["ladder"][0]["qty"]  # the safety order's part of it
+        adl = perp.auto_deleverage(sim.engine, sim.engine.accounts[SIM_KEY], "SOLUSDT", part)
+        monkeypatch.setattr(protection, "RECONCILE_S", 0.0)
+        for _ in range(2):
+            await h.desk.tick_all()
+        await h.desk.event_bus.drain(5)
+        (close,) = [e.data for e in h.of(EventType.TRADE_CLOSED, "sol-dca")]
+        assert (close.reason, close.qty, close.exit_price) == ("liquidation", part, adl.price)
+        (rest,) = bot.strategy.get_active_positions()
+        assert rest.position_id == deal.position_id and rest.size == size - part and bot.strategy.deal is not None
+        (tp,) = [o for o in sim.orders(SIM_KEY) if o["symbol"] == "SOLUSDT" and o["side"] == "Sell"]
+        assert Decimal(tp["qty"]) == size - part  # the take profit follows what is held
+        assert bot.state is BotState.RUNNING and not h.of(EventType.ERROR) and not h.of(EventType.ORDER_FAILED)
+    finally:
+        await h.close()
