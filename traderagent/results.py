@@ -1,4 +1,5 @@
-"""What the operator use-cases (`traderagent.control.Desk`) return: one frozen dataclass per answer.
+"""What the operator use-cases (`traderagent.control.Desk`, and the maintenance commands such as
+`traderagent db copy`) return: one frozen dataclass per answer.
 
 Frontends (Telegram, console, CLI) read these fields directly, so renaming one makes the type
 checker and the tests point at every reader. Money is ``Decimal``, times are UTC ``datetime``,
@@ -374,3 +375,13 @@ class Health:
     @property
     def ok(self) -> bool:
         return all(c.ok for c in self.checks.values())
+
+
+# ---------------------------------------------------------------------- maintenance
+@dataclass(frozen=True)
+class CopyReport:
+    """``database.db_copy.copy_database``: rows copied per table, in copy order (equal in both databases
+    when returned)."""
+
+    revision: str
+    counts: dict[str, int]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from traderagent.database.engine import Store
 from traderagent.database.exceptions import DatabaseError
 from traderagent.database.models import Base
+from traderagent.results import CopyReport
 
 
 class CopyRefused(DatabaseError):
     """The copy cannot start (or was undone): the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class CopyReport:
-    """Rows copied per table, in copy order (equal in both databases when returned)."""
-
-    revision: str
-    counts: dict[str, int]
 
 
 def tables() -> list[Table]:
