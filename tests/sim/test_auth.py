@@ -12,12 +12,6 @@ from traderagent.sim.auth import sign
 WALLET = "/v5/account/wallet-balance"
 
 
-@pytest.fixture
-async def client(sim_url):
-    async with SignedClient(sim_url) as c:
-        yield c
-
-
 @pytest.mark.parametrize("payload, expected", [
     ("accountType=UNIFIED&coin=USDT", "5e3368dc6513523693e132a7282a050c40c53c95b5ab65bf70a921fdd91b45a6"),
     ('{"category":"linear","symbol":"BTCUSDT","side":"Buy","orderType":"Limit","qty":"0.001","price":"50000"}',

@@ -6,17 +6,9 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal as D
 
-import pytest
-
-from tests.sim.helpers import SignedClient, pybit_session
+from tests.sim.helpers import pybit_session
 
 BATCH, AMEND = "/v5/order/create-batch", "/v5/order/amend"
-
-
-@pytest.fixture
-async def client(sim_url):
-    async with SignedClient(sim_url) as c:
-        yield c
 
 
 def item(link: str, price: str = "49000", **kw) -> dict:

@@ -16,12 +16,6 @@ from tests.sim.helpers import SignedClient
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-async def client(sim_url):
-    async with SignedClient(sim_url) as c:
-        yield c
-
-
 def create_body(link: str) -> dict:
     return {"category": "linear", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Limit", "qty": "0.001",
             "price": "55000", "orderLinkId": link}

@@ -6,15 +6,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from tests.sim.helpers import SignedClient
-
 CREATE, CANCEL = "/v5/order/create", "/v5/order/cancel"
-
-
-@pytest.fixture
-async def client(sim_url):
-    async with SignedClient(sim_url) as c:
-        yield c
 
 
 def lin(**kw) -> dict:

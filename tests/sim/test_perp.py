@@ -5,18 +5,9 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
-import pytest
-
 from tests.conftest import SIM_KEY
-from tests.sim.helpers import SignedClient
 
 CREATE, MODE, LEVERAGE = "/v5/order/create", "/v5/position/switch-mode", "/v5/position/set-leverage"
-
-
-@pytest.fixture
-async def client(sim_url):
-    async with SignedClient(sim_url) as c:
-        yield c
 
 
 def market(side: str = "Buy", qty: str = "0.1", **kw) -> dict:

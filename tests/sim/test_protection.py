@@ -12,12 +12,6 @@ from tests.sim.helpers import SignedClient
 CREATE, STOP = "/v5/order/create", "/v5/position/trading-stop"
 
 
-@pytest.fixture
-async def client(sim_url):
-    async with SignedClient(sim_url) as c:
-        yield c
-
-
 async def long_btc(client, sim, qty: str = "0.01") -> None:
     sim.set_price("BTCUSDT", D("60000"))
     await client.ok("POST", CREATE, {"category": "linear", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Market",

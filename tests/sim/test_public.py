@@ -7,14 +7,7 @@ from decimal import Decimal
 import aiohttp
 import pytest
 
-from tests.sim.helpers import SignedClient
 from traderagent.sim import ExchangeSimulator, SimConfig
-
-
-@pytest.fixture
-async def client(sim_url):
-    async with SignedClient(sim_url) as c:
-        yield c
 
 
 def _assert_envelope(body: dict) -> None:

@@ -8,7 +8,7 @@ from decimal import Decimal as D
 
 from tests.conftest import SIM_KEY
 from tests.sim.helpers import SignedClient, pybit_session
-from tests.sim.test_protection import STOP, client, long_btc, position, stop_orders, tpsl  # noqa: F401
+from tests.sim.test_protection import STOP, long_btc, position, stop_orders, tpsl
 
 
 def trailing(orders: list[dict]) -> dict:
