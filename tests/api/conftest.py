@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from tests.api.canned import CannedServer
+from tests.conftest import SIM_KEY, SIM_SECRET
 from traderagent.api.bybit_direct_client import ByBitDirectClient
 
 KEY = "canned-key-AAAA"
@@ -33,7 +34,7 @@ async def canned_client(canned):
 @asynccontextmanager
 async def sim_client(sim_url: str, market_type: str) -> AsyncIterator[ByBitDirectClient]:
     """Our client over HTTP against the simulator (fixture ``sim``), initialised, closed after."""
-    client = ByBitDirectClient("test-key", "test-secret", base_url=sim_url, market_type=market_type,
+    client = ByBitDirectClient(SIM_KEY, SIM_SECRET, base_url=sim_url, market_type=market_type,
                                backoff_base=0.01, backoff_max=0.05)
     await client.initialize()
     try:

@@ -7,11 +7,10 @@ from decimal import Decimal as D
 
 import pytest
 
+from tests.conftest import SIM_KEY, SIM_SECRET
 from traderagent.api import exceptions as ex
 from traderagent.api.bybit_direct_client import ByBitDirectClient
 from traderagent.ports import LimitOrder, OrderKey
-
-KEY, SECRET = "test-key", "test-secret"
 
 
 def ladder(n: int, prefix: str, start: int = 49000) -> list[LimitOrder]:
@@ -27,14 +26,14 @@ async def test_place_batch_books_each_item_and_maps_each_failure(linear, sim):
     assert all(o["status"] == "open" and o["id"] for o in out[:2])  # type: ignore[index]
     assert isinstance(out[2], ex.DuplicateOrderError) and isinstance(out[3], ex.InvalidOrderError)
     assert sim.request_counts["/v5/order/create-batch"] == 1
-    assert sorted(o["orderLinkId"] for o in sim.orders(KEY)) == ["ok0", "ok1"]
+    assert sorted(o["orderLinkId"] for o in sim.orders(SIM_KEY)) == ["ok0", "ok1"]
 
 
 async def test_a_spot_ladder_goes_in_chunks_of_the_category_cap(spot, sim):
     sim.set_price("BTCUSDT", D("50000"))
     out = await spot.place_orders_batch("BTCUSDT", ladder(15, "s"))
     assert all(isinstance(o, dict) for o in out) and spot.batch_size == 10
-    assert sim.request_counts["/v5/order/create-batch"] == 2 and len(sim.orders(KEY)) == 15
+    assert sim.request_counts["/v5/order/create-batch"] == 2 and len(sim.orders(SIM_KEY)) == 15
 
 
 async def test_linear_batches_stay_inside_the_per_order_bucket(linear, sim):
@@ -56,21 +55,21 @@ async def test_cancel_batch_and_amend(linear, sim):
     amended = await linear.amend_order("BTCUSDT", OrderKey(first["id"], "c0"), price=D("48555.55"),
                                        amount=D("0.02"))
     assert amended == {"id": first["id"], "client_order_id": "c0"}
-    o = next(o for o in sim.orders(KEY) if o["orderLinkId"] == "c0")
+    o = next(o for o in sim.orders(SIM_KEY) if o["orderLinkId"] == "c0")
     assert (D(o["price"]), D(o["qty"])) == (D("48555.5"), D("0.02"))  # rounded down to the tick
-    sim.fill(KEY, "c1")
+    sim.fill(SIM_KEY, "c1")
     out = await linear.cancel_orders_batch("BTCUSDT", [OrderKey(None, "c0"), OrderKey(None, "c1"),
                                                        OrderKey(None, "c2")])
     assert out[0]["status"] == "cancelled" and out[2]["client_order_id"] == "c2"  # type: ignore[index]
     assert isinstance(out[1], ex.OrderNotFoundError)  # filled meanwhile: the orchestrator looks it up
-    assert sim.orders(KEY) == []
+    assert sim.orders(SIM_KEY) == []
     with pytest.raises(ex.InvalidOrderError):
         await linear.amend_order("BTCUSDT", OrderKey(None, "c0"), price=D("48000"))
 
 
 async def test_demo_spot_has_no_batches_so_each_order_goes_alone(sim_url, sim):
     sim.set_price("BTCUSDT", D("50000"))
-    client = ByBitDirectClient(KEY, SECRET, testnet=True, base_url=sim_url, market_type="spot")
+    client = ByBitDirectClient(SIM_KEY, SIM_SECRET, testnet=True, base_url=sim_url, market_type="spot")
     await client.initialize()
     try:
         out = await client.place_orders_batch("BTCUSDT", ladder(3, "d"))

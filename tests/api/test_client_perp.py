@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
+from tests.conftest import SIM_KEY
 from tests.sim.helpers import SignedClient
-
-KEY, SECRET = "test-key", "test-secret"
 
 
 async def test_position_mode_one_way_then_hedge(sim_url, linear):
@@ -56,7 +55,7 @@ async def test_liquidations_one_per_order_with_price_and_side(sim, linear):
     (pos,) = await linear.fetch_positions("BTCUSDT")
     sim.set_price("BTCUSDT", pos["liq_price"] - 10)
     (liq,) = await linear.fetch_liquidations("BTC/USDT")
-    (bust,) = [x for x in sim.executions(KEY) if x["execType"] == "BustTrade"]
+    (bust,) = [x for x in sim.executions(SIM_KEY) if x["execType"] == "BustTrade"]
     assert liq == {"id": bust["orderId"], "exec_type": "BustTrade", "side": "sell", "qty": D("0.1"), "fee": D(0),
                    "timestamp": int(bust["execTime"]), "avg_price": D(bust["execPrice"])}
     assert await linear.fetch_liquidations("BTCUSDT", liq["timestamp"] + 1) == []

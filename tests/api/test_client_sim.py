@@ -8,11 +8,11 @@ from decimal import Decimal as D
 
 import pytest
 
+from tests.conftest import SIM_KEY, SIM_SECRET
 from traderagent.api import bybit_direct_client as mod
 from traderagent.api import exceptions as ex
 from traderagent.api.bybit_direct_client import ByBitDirectClient, klines_to_frame
 
-KEY, SECRET = "test-key", "test-secret"
 FAST = {"backoff_base": 0.01, "backoff_max": 0.05}
 
 
@@ -21,23 +21,7 @@ def _link(o: dict) -> str:
 
 
 def _book(sim) -> list[dict]:
-    return list(sim.orders(api_key=KEY))
-
-
-@pytest.fixture
-async def linear(sim_url):
-    client = ByBitDirectClient(KEY, SECRET, base_url=sim_url, market_type="linear", **FAST)
-    await client.initialize()
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-async def spot(sim_url):
-    client = ByBitDirectClient(KEY, SECRET, base_url=sim_url, market_type="spot", **FAST)
-    await client.initialize()
-    yield client
-    await client.close()
+    return list(sim.orders(api_key=SIM_KEY))
 
 
 # ------------------------------------------------------------------ markets / market data
@@ -159,7 +143,7 @@ async def test_refused_before_sending(sim, linear, symbol, amount, price, limit)
 
 
 async def test_min_qty_refusal_on_non_round_step(sim, sim_url):
-    client = ByBitDirectClient(KEY, SECRET, base_url=sim_url, **FAST)
+    client = ByBitDirectClient(SIM_KEY, SIM_SECRET, base_url=sim_url, **FAST)
     await client.initialize()
     try:
         m = client.market("BTCUSDT")
@@ -256,7 +240,7 @@ async def _wait_status(client, symbol, order_id, status, timeout=5.0):
 # ------------------------------------------------------------------ faults: retries without duplicates
 async def test_injected_errors_and_rate_limits_never_duplicate(sim, sim_url):
     sim.set_price("BTCUSDT", D("50000"))
-    client = ByBitDirectClient(KEY, SECRET, base_url=sim_url, max_retries=25, **FAST)
+    client = ByBitDirectClient(SIM_KEY, SIM_SECRET, base_url=sim_url, max_retries=25, **FAST)
     await client.initialize()
     try:
         sim.faults.error_rate = 0.15
@@ -275,7 +259,7 @@ async def test_injected_errors_and_rate_limits_never_duplicate(sim, sim_url):
 
 async def test_create_timeout_then_lookup_makes_exactly_one_order(sim, sim_url):
     sim.set_price("BTCUSDT", D("50000"))
-    client = ByBitDirectClient(KEY, SECRET, base_url=sim_url, timeout=0.5, max_retries=10, **FAST)
+    client = ByBitDirectClient(SIM_KEY, SIM_SECRET, base_url=sim_url, timeout=0.5, max_retries=10, **FAST)
     await client.initialize()
     try:
         sim.faults.timeout_seconds = 1.0
@@ -316,7 +300,7 @@ class _SkewedTime:
 @pytest.mark.parametrize("skew", [30.0, -30.0, 2.0])
 async def test_skewed_client_clock_is_corrected(sim, sim_url, monkeypatch, skew):
     monkeypatch.setattr(mod, "time", _SkewedTime(skew))
-    client = ByBitDirectClient(KEY, SECRET, base_url=sim_url, **FAST)
+    client = ByBitDirectClient(SIM_KEY, SIM_SECRET, base_url=sim_url, **FAST)
     await client.initialize()
     try:
         assert abs(client.time_offset_ms + skew * 1000) < 1000
@@ -329,7 +313,7 @@ async def test_skewed_client_clock_is_corrected(sim, sim_url, monkeypatch, skew)
 async def test_clock_jump_after_init_resyncs_on_10002(sim, sim_url, monkeypatch):
     fake = _SkewedTime(0.0)
     monkeypatch.setattr(mod, "time", fake)
-    client = ByBitDirectClient(KEY, SECRET, base_url=sim_url, **FAST)
+    client = ByBitDirectClient(SIM_KEY, SIM_SECRET, base_url=sim_url, **FAST)
     await client.initialize()
     try:
         fake.skew = 60.0  # the local clock jumps a minute ahead
@@ -345,11 +329,11 @@ async def test_wrong_key_is_authentication_error(sim_url):
         with pytest.raises(ex.AuthenticationError) as info:
             await client.fetch_balance()
         assert info.value.ret_code == 10003 and "nothing" not in str(info.value)
-        bad_secret = ByBitDirectClient(KEY, "wrong-secret", base_url=sim_url, **FAST)
+        bad_secret = ByBitDirectClient(SIM_KEY, "wrong-secret", base_url=sim_url, **FAST)
         with pytest.raises(ex.AuthenticationError) as info:
             await bad_secret.fetch_balance()
         assert info.value.ret_code == 10004 and "wrong-secret" not in str(info.value)
-        assert KEY not in str(info.value)
+        assert SIM_KEY not in str(info.value)
         await bad_secret.close()
     finally:
         await client.close()
@@ -365,7 +349,7 @@ async def test_statistics(linear):
 
 
 async def test_context_manager(sim_url):
-    async with ByBitDirectClient(KEY, SECRET, base_url=sim_url) as client:
+    async with ByBitDirectClient(SIM_KEY, SIM_SECRET, base_url=sim_url) as client:
         assert "BTCUSDT" in await client.fetch_markets()
     assert client._session is None
 
@@ -404,7 +388,7 @@ async def test_sim_retcodes_through_the_raw_path(sim, linear, path, body, code, 
 
 
 async def test_sim_http_5xx_fault_is_network_error(sim, sim_url):
-    client = ByBitDirectClient(KEY, SECRET, base_url=sim_url, max_retries=1, **FAST)
+    client = ByBitDirectClient(SIM_KEY, SIM_SECRET, base_url=sim_url, max_retries=1, **FAST)
     await client.initialize()
     try:
         sim.faults.error_rate = 1.0

@@ -7,24 +7,7 @@ from decimal import Decimal as D
 import pytest
 
 from traderagent.api import exceptions as ex
-from traderagent.api.bybit_direct_client import ByBitDirectClient
 from traderagent.ports import HeldStops
-
-KEY, SECRET = "test-key", "test-secret"
-
-
-@pytest.fixture
-async def linear(sim_url):
-    async with ByBitDirectClient(KEY, SECRET, base_url=sim_url, market_type="linear") as client:
-        await client.load_markets()
-        yield client
-
-
-@pytest.fixture
-async def spot(sim_url):
-    async with ByBitDirectClient(KEY, SECRET, base_url=sim_url, market_type="spot") as client:
-        await client.load_markets()
-        yield client
 
 
 async def test_trading_stop_set_read_moved_and_executed(linear, sim):

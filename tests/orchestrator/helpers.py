@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import SIM_KEY, SIM_SECRET
 from traderagent.api.bybit_direct_client import ByBitDirectClient
 from traderagent.bots import BotSpec
 from traderagent.control import Desk
@@ -18,8 +19,6 @@ from traderagent.orchestrator.events import EventBus, TradingEvent
 from traderagent.orchestrator.lease import Leases
 from traderagent.orchestrator.market_data import MarketData
 from traderagent.orchestrator.risk import RiskRails
-
-SIM_KEY, SIM_SECRET = "test-key", "test-secret"
 
 # bots that trade quickly on the simulator's replay (1m steps)
 GRID = BotSpec("xrp-grid", "grid", "XRPUSDT", timeframes=("1m",), share=Decimal("0.3"), tick_seconds=1,
