@@ -4,26 +4,22 @@ Revision ID: 0001
 Revises:
 Create Date: 2025-01-01
 
-Column types are spelled out here (not imported from types.py) so this revision stays what it
-was even if the Python types evolve: decimals are TEXT on SQLite (canonical strings, exact) and
-NUMERIC on PostgreSQL; times are timestamptz on PostgreSQL, UTC text on SQLite.
+Column types come from migrations/columns.py (frozen; never from types.py) so this revision stays
+what it was even if the Python types evolve: decimals are TEXT on SQLite (canonical strings, exact)
+and NUMERIC on PostgreSQL; times are timestamptz on PostgreSQL, UTC text on SQLite.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from traderagent.database.migrations.columns import BIG_ID, DEC, JSONT, TS
 
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
-
-DEC = sa.Text().with_variant(postgresql.NUMERIC(), "postgresql")
-TS = sa.DateTime(timezone=True)
-JSONT = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-BIGID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
@@ -57,7 +53,7 @@ def upgrade() -> None:
     op.create_index("ix_bots_state", "bots", ["state"])
     op.create_table(
         "orders",
-        sa.Column("id", BIGID, primary_key=True),
+        sa.Column("id", BIG_ID, primary_key=True),
         sa.Column("bot_id", sa.Integer(), nullable=False),
         sa.Column("client_order_id", sa.String(64), nullable=False),
         sa.Column("exchange_order_id", sa.String(64), nullable=True),
@@ -81,7 +77,7 @@ def upgrade() -> None:
     op.create_index("ix_orders_exchange_order_id", "orders", ["exchange_order_id"])
     op.create_table(
         "trades",
-        sa.Column("id", BIGID, primary_key=True),
+        sa.Column("id", BIG_ID, primary_key=True),
         sa.Column("bot_id", sa.Integer(), nullable=False),
         sa.Column("symbol", sa.String(32), nullable=False),
         sa.Column("side", sa.String(8), nullable=False),
@@ -114,7 +110,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "bot_logs",
-        sa.Column("id", BIGID, primary_key=True),
+        sa.Column("id", BIG_ID, primary_key=True),
         sa.Column("bot_name", sa.String(64), nullable=True),
         sa.Column("level", sa.String(10), nullable=False),
         sa.Column("message", sa.Text(), nullable=False),

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from traderagent.database.migrations.columns import JSONT, TS
 
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
-
-TS = sa.DateTime(timezone=True)
-JSONT = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
 def upgrade() -> None:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from traderagent.database.migrations.columns import BIG_ID, TS
+
 revision = "0005_audit"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
-
-TS = sa.DateTime(timezone=True)
-BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:

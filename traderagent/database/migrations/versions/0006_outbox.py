@@ -10,18 +10,18 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from traderagent.database.migrations.columns import BIG_ID, TS
+
 revision = "0006_outbox"
 down_revision = "0005_audit"  # chained after the audit trail already on main
 branch_labels = None
 depends_on = None
 
-TS = sa.DateTime(timezone=True)
-
 
 def upgrade() -> None:
     op.create_table(
         "outbox",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+        sa.Column("id", BIG_ID, primary_key=True),
         sa.Column("chat_id", sa.BigInteger(), nullable=False),
         sa.Column("kind", sa.String(32), nullable=False),
         sa.Column("bot_name", sa.String(64), nullable=False),

@@ -10,12 +10,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from traderagent.database.migrations.columns import TS
+
 revision = "0007_leases"
 down_revision = "0006_outbox"  # chained after the outbox already on main
 branch_labels = None
 depends_on = None
-
-TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:

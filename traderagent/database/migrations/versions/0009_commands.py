@@ -9,27 +9,25 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from traderagent.database.migrations.columns import BIG_ID, JSONT, TS
 
 revision = "0009_commands"
 down_revision = "0008_fence"  # re-chained after the fencing tokens (0008_fence)
 branch_labels = None
 depends_on = None
 
-TS = sa.DateTime(timezone=True)
-JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-
 
 def upgrade() -> None:
     op.create_table(
         "desk_commands",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("id", BIG_ID, nullable=False),
         sa.Column("target", sa.String(64), nullable=False),
         sa.Column("operation", sa.String(40), nullable=False),
-        sa.Column("arguments", JSON, nullable=False),
+        sa.Column("arguments", JSONT, nullable=False),
         sa.Column("by", sa.String(80), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("result", JSON, nullable=True),
+        sa.Column("result", JSONT, nullable=True),
         sa.Column("claimed_by", sa.String(128), nullable=True),
         sa.Column("created_at", TS, nullable=False),
         sa.Column("deadline", TS, nullable=False),

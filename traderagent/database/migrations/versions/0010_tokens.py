@@ -10,12 +10,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from traderagent.database.migrations.columns import TS
+
 revision = "0010_tokens"
 down_revision = "0009_commands"  # chained after the desk commands on main; the lead re-chains at merge
 branch_labels = None
 depends_on = None
-
-TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
