@@ -190,10 +190,27 @@ async def _connection(settings: Settings, rt: Runtime) -> tuple[str | None, str,
     testnet = settings.mode == "demo"
     key, secret = settings.bybit_api_key.get(), settings.bybit_api_secret.get()
     if not (key and secret):
-        from traderagent.commands.db import stored_exchange_keys
-
-        key, secret = await stored_exchange_keys(settings)
+        assert rt.db is not None, "build opens the database first"
+        key, secret = await _stored_keys(settings, rt.db)
     return settings.bybit_base_url or None, key, secret, testnet
+
+
+async def _stored_keys(settings: Settings, db: DatabaseManager) -> tuple[str, str]:
+    """(api_key, api_secret) stored with `traderagent credentials set <mode>`; StartupError (one line) when
+    there are none or they cannot be decrypted."""
+    from traderagent.database.exceptions import DatabaseError
+    from traderagent.utils.secrets_filter import register_secret
+
+    try:
+        stored = await db.load_credentials(settings.mode)
+    except DatabaseError as exc:
+        raise StartupError(str(exc)) from None
+    if stored is None:
+        raise StartupError(f"TRADERAGENT_MODE={settings.mode} needs BYBIT_API_KEY and BYBIT_API_SECRET, or keys "
+                           f"stored with `traderagent credentials set {settings.mode}`")
+    register_secret(stored[0])
+    register_secret(stored[1])
+    return stored[0], stored[1]
 
 
 def load_bots(settings: Settings, bots_arg: str | None) -> Any:

@@ -162,28 +162,3 @@ async def _credentials(args: argparse.Namespace) -> str:
 
 def main_credentials(args: argparse.Namespace) -> int:
     return _run(lambda: _credentials(args))
-
-
-# --- start-up ------------------------------------------------------------------------------------------
-
-
-async def stored_exchange_keys(settings: Settings) -> tuple[str, str]:
-    """(api_key, api_secret) stored for the settings' mode; StartupError (one line) when there are none."""
-    from traderagent.app import StartupError
-    from traderagent.utils.secrets_filter import register_secret
-
-    try:
-        db = _open(settings.database_url, settings.master_key)
-        try:
-            await db.initialize()
-            stored = await db.load_credentials(settings.mode)
-        finally:
-            await db.close()
-    except DatabaseError as exc:
-        raise StartupError(str(exc)) from None
-    if stored is None:
-        raise StartupError(f"TRADERAGENT_MODE={settings.mode} needs BYBIT_API_KEY and BYBIT_API_SECRET, or keys "
-                           f"stored with `traderagent credentials set {settings.mode}`")
-    register_secret(stored[0])
-    register_secret(stored[1])
-    return stored[0], stored[1]
