@@ -167,16 +167,15 @@ async def tick_round(url: str, conn, n_bots: int, rounds: int,
                      streamed: bool) -> tuple[list[int], list[int], float, str]:
     """(REST requests the desk sent per round, the simulator's count per round, market reads per second,
     the paths most requested)."""
-    import aiohttp
 
     from traderagent.api.bybit_direct_client import ByBitDirectClient
-    from traderagent.api.bybit_streams import PrivateStream, PublicStreams
+    from traderagent.api.bybit_streams import PrivateStream, PublicStreams, stream_session
     from traderagent.orchestrator.market_data import MarketData
 
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_desk import bot_specs
 
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))  # a socket per account, held
+    session = stream_session()  # a socket per account, held
     public_streams = PublicStreams(session, url) if streamed else None
     specs = bot_specs(n_bots, 1.0)
     accounts = (n_bots + 3) // 4

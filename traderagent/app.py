@@ -318,11 +318,11 @@ def new_leases(settings: Settings, db: DatabaseManager, cls: type[L], **kwargs: 
 
 
 def _stream_session(rt: Runtime) -> Any:
-    """The one aiohttp session of every stream (each holds its socket for good: no pool limit)."""
-    import aiohttp
+    """The one aiohttp session of every stream."""
+    from traderagent.api.bybit_streams import stream_session
 
     if rt.stream_session is None:
-        rt.stream_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        rt.stream_session = stream_session()
     return rt.stream_session
 
 

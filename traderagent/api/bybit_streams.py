@@ -53,6 +53,12 @@ def ws_base(rest_url: str) -> str:
     return ("wss" if scheme == "https" else "ws") + "://" + host
 
 
+def stream_session() -> aiohttp.ClientSession:
+    """A session for streams to share: each connection holds its socket for good, so the pool has no limit
+    (the REST client's session has one: ``connection_limit``)."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+
+
 async def _call(fn: Callable[..., Awaitable[None] | None] | None, *args: Any) -> None:
     if fn is not None:
         result = fn(*args)
