@@ -56,9 +56,7 @@ from traderagent.strategies.params import (
     check_params,
     show,
 )
-
-CRITICAL = "critical"
-WARNING = "warning"
+from traderagent.utils.checks import CRITICAL, all_critical_passed, summarise
 
 # Hard cap for any single strategy's capital (the origin's MAX_POSITION_SIZE_USD).
 MAX_POSITION_SIZE_USD = Decimal("50000")
@@ -141,7 +139,7 @@ class ValidationReport:
     @property
     def passed(self) -> bool:
         """True when no critical check failed (warnings do not block)."""
-        return not any(not r.passed and r.severity == CRITICAL for r in self.results)
+        return all_critical_passed(self.results)
 
     @property
     def failures(self) -> list[ValidationResult]:
@@ -152,16 +150,7 @@ class ValidationReport:
         for r in self.results:
             cat = categories.setdefault(r.category, {"passed": 0, "failed": 0})
             cat["passed" if r.passed else "failed"] += 1
-        failed = self.failures
-        return {
-            "total_checks": len(self.results),
-            "passed": len(self.results) - len(failed),
-            "failed": len(failed),
-            "critical_failures": sum(r.severity == CRITICAL for r in failed),
-            "warnings": sum(r.severity == WARNING for r in failed),
-            "categories": categories,
-            "overall_status": "PASS" if self.passed else "FAIL",
-        }
+        return summarise(self.results, categories=categories)
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "summary": self.summary(), "results": [asdict(r) for r in self.results]}

@@ -63,7 +63,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from dotenv import dotenv_values
 
-CRITICAL, WARNING, INFO = "critical", "warning", "info"
+from traderagent.utils.checks import CRITICAL, INFO, WARNING, all_critical_passed, summarise
+
 # vendored or generated trees: skipped when git does not track them (a tracked file is always scanned)
 SKIP_DIRS = frozenset({".git", ".hg", ".svn", ".venv", "venv", "node_modules", "__pycache__", "build", "dist",
                        ".tox", ".nox", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".hypothesis", "htmlcov",
@@ -136,21 +137,13 @@ class AuditReport:
     @property
     def passed(self) -> bool:
         """True when every critical check passed."""
-        return all(r.passed for r in self.results if r.severity == CRITICAL)
+        return all_critical_passed(self.results)
 
     def result(self, check_name: str) -> AuditResult:
         return next(r for r in self.results if r.check_name == check_name)
 
     def summary(self) -> dict[str, Any]:
-        failed = [r for r in self.results if not r.passed]
-        return {
-            "total_checks": len(self.results),
-            "passed": len(self.results) - len(failed),
-            "failed": len(failed),
-            "critical_failures": sum(r.severity == CRITICAL for r in failed),
-            "warnings": sum(r.severity == WARNING for r in failed),
-            "overall_status": "PASS" if self.passed else "FAIL",
-        }
+        return summarise(self.results)
 
     def to_dict(self) -> dict[str, Any]:
         return {"project_root": self.project_root, "passed": self.passed, "summary": self.summary(),
