@@ -66,6 +66,24 @@ def user_of(user_id: int, username: str | None) -> dict[str, Any]:
     return {"id": user_id, "is_bot": False, "first_name": "Op", **({"username": username} if username else {})}
 
 
+def _text(params: dict[str, Any], too_long: str) -> str:
+    """A message's text as Telegram takes it: not blank, at most MAX_TEXT UTF-16 code units (each method
+    words the too-long error its own way)."""
+    text = str(params.get("text", ""))
+    if not text.strip():
+        raise ApiError(400, "Bad Request: message text is empty")
+    if len(text.encode("utf-16-le")) // 2 > MAX_TEXT:
+        raise ApiError(400, too_long)
+    return text
+
+
+def _set_markup(message: dict[str, Any], params: dict[str, Any]) -> None:
+    """The message keeps the request's keyboard, or none."""
+    message.pop("reply_markup", None)
+    if params.get("reply_markup"):
+        message["reply_markup"] = params["reply_markup"]
+
+
 @dataclass(frozen=True)
 class TelegramLimits:
     """Telegram's flood limits as this fake applies them (its own reading, not the bot's)."""
@@ -352,11 +370,7 @@ class FakeTelegram:
         return self._updates[: int(params.get("limit") or 100)]
 
     async def _m_sendmessage(self, params: dict[str, Any], files: dict[str, bytes]) -> dict[str, Any]:
-        text = str(params.get("text", ""))
-        if not text.strip():
-            raise ApiError(400, "Bad Request: message text is empty")
-        if len(text.encode("utf-16-le")) // 2 > MAX_TEXT:
-            raise ApiError(400, "Bad Request: message is too long")
+        text = _text(params, too_long="Bad Request: message is too long")
         return self._store_message(params, {"text": text})
 
     async def _m_sendphoto(self, params: dict[str, Any], files: dict[str, bytes]) -> dict[str, Any]:
@@ -377,42 +391,33 @@ class FakeTelegram:
         self._check_markup(params.get("reply_markup"))
         message = {"message_id": next(self._message_ids), "date": int(time.time()),
                    "chat": chat_of(chat_id), "from": self.bot_user, **content}
-        if params.get("reply_markup"):
-            message["reply_markup"] = params["reply_markup"]
+        _set_markup(message, params)
         self.messages[(chat_id, message["message_id"])] = message
         return message
 
     async def _m_editmessagetext(self, params: dict[str, Any], files: dict[str, bytes]) -> dict[str, Any]:
-        key = (params.get("chat_id"), params.get("message_id"))
-        message = self.messages.get(key)  # type: ignore[arg-type]
-        if message is None:
-            raise ApiError(400, "Bad Request: message to edit not found")
-        text = str(params.get("text", ""))
-        if not text.strip():
-            raise ApiError(400, "Bad Request: message text is empty")
-        if len(text.encode("utf-16-le")) // 2 > MAX_TEXT:
-            raise ApiError(400, "Bad Request: MESSAGE_TOO_LONG")
+        message = self._message_to_edit(params)
+        text = _text(params, too_long="Bad Request: MESSAGE_TOO_LONG")
         self._check_markup(params.get("reply_markup"))
         if text == message.get("text") and params.get("reply_markup") == message.get("reply_markup"):
             raise ApiError(400, NOT_MODIFIED)
         message.update(text=text, edit_date=int(time.time()))
-        message.pop("reply_markup", None)
-        if params.get("reply_markup"):
-            message["reply_markup"] = params["reply_markup"]
+        _set_markup(message, params)
         return message
 
     async def _m_editmessagereplymarkup(self, params: dict[str, Any], files: dict[str, bytes]) -> dict[str, Any]:
-        key = (params.get("chat_id"), params.get("message_id"))
-        message = self.messages.get(key)  # type: ignore[arg-type]
-        if message is None:
-            raise ApiError(400, "Bad Request: message to edit not found")
+        message = self._message_to_edit(params)
         self._check_markup(params.get("reply_markup"))
         if params.get("reply_markup") == message.get("reply_markup"):
             raise ApiError(400, NOT_MODIFIED)
-        message.pop("reply_markup", None)
-        if params.get("reply_markup"):
-            message["reply_markup"] = params["reply_markup"]
+        _set_markup(message, params)
         message["edit_date"] = int(time.time())
+        return message
+
+    def _message_to_edit(self, params: dict[str, Any]) -> dict[str, Any]:
+        message = self.messages.get((params.get("chat_id"), params.get("message_id")))  # type: ignore[arg-type]
+        if message is None:
+            raise ApiError(400, "Bad Request: message to edit not found")
         return message
 
     async def _m_answercallbackquery(self, params: dict[str, Any], files: dict[str, bytes]) -> bool:
