@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import asyncpg
 from sqlalchemy import update
 
+from tests.conftest import skip_server_absent
+from tests.database.conftest import _find_postgres, _plain_dsn
 from traderagent.api.bybit_direct_client import ByBitDirectClient
 from traderagent.database.manager import DatabaseManager
 from traderagent.database.models import Order
@@ -76,6 +82,7 @@ take_profit_r = 1.5
 risk_per_trade = "0.05"
 """
 SYMBOLS = ("XRPUSDT", "SOLUSDT", "BTCUSDT")
+GITIGNORE = ".env\n.env.*\n__pycache__/\n*.pyc\n*.db\n*.log\n"  # so the security audit has nothing to say
 
 
 def one_bot(strategy: str) -> str:
@@ -239,3 +246,39 @@ async def consistency_report(sim_url: str, db_path: Path | str, key: str = KEY, 
     finally:
         await client.close()
         await db.close()
+
+
+def fresh_postgres(prefix: str) -> Iterator[str]:
+    """A new PostgreSQL database's URL, dropped afterwards (a fixture's body: ``yield from``)."""
+    url, reason = _find_postgres()
+    if url is None:
+        skip_server_absent(f"PostgreSQL not reachable ({reason}); set TEST_POSTGRES_URL")
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(url, f'CREATE DATABASE "{name}"'))
+    yield f"{url.rsplit('/', 1)[0]}/{name}"
+    asyncio.run(_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _admin(url: str, sql: str) -> None:
+    conn = await asyncpg.connect(_plain_dsn(url), timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def wait_for(what: str, check: Callable[[], object], proc: subprocess.Popen, log: Path, limit: float = 120):
+    """Poll ``check`` until it returns something true; a desk that exits meanwhile fails the test."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        assert proc.poll() is None, f"desk exited ({proc.returncode}) waiting for {what}: {log.read_text()[-3000:]}"
+        time.sleep(0.2)  # a polling interval, not a synchronisation
+    raise AssertionError(f"no {what} within {limit} s: {log.read_text()[-3000:]}")
+
+
+def start_desk(env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        return subprocess.Popen([PY, "-m", "traderagent", "run"], env=env, cwd=cwd, stdout=out,
+                                stderr=subprocess.STDOUT)

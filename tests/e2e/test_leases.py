@@ -21,29 +21,30 @@ import asyncio
 import signal
 import sqlite3
 import subprocess
-import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from tests.conftest import skip_server_absent
-from tests.database.conftest import _find_postgres, _plain_dsn
+from tests.database.conftest import _plain_dsn
 from traderagent.database.manager import DatabaseManager
 
 from .desk_procs import (
     BOTS_TOML,
+    GITIGNORE,
     PY,
     SimProcess,
     age_pending_rows,
     consistency_report,
     db_url,
     desk_env,
+    fresh_postgres,
     run_desk,
+    start_desk,
+    wait_for,
 )
-from .test_startup_errors import GITIGNORE, _one_line
+from .test_startup_errors import _one_line
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -81,25 +82,6 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path | 
     yield from fresh_postgres("leases")
 
 
-def fresh_postgres(prefix: str) -> Iterator[str]:
-    """A new PostgreSQL database's URL, dropped afterwards (a fixture's body: ``yield from``)."""
-    url, reason = _find_postgres()
-    if url is None:
-        skip_server_absent(f"PostgreSQL not reachable ({reason}); set TEST_POSTGRES_URL")
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(url, f'CREATE DATABASE "{name}"'))
-    yield f"{url.rsplit('/', 1)[0]}/{name}"
-    asyncio.run(_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-async def _admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(_plain_dsn(url), timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 def holders(database: Path | str) -> dict[str, str]:
     """bot -> owner of its lease, as the database says."""
     async def read() -> dict[str, str]:
@@ -123,17 +105,6 @@ def order_count(database: Path | str) -> int:
             await db.close()
 
     return asyncio.run(read())
-
-
-def wait_for(what: str, check: Callable[[], object], proc: subprocess.Popen, log: Path, limit: float = 120):
-    """Poll ``check`` until it returns something true; a desk that exits meanwhile fails the test."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        assert proc.poll() is None, f"desk exited ({proc.returncode}) waiting for {what}: {log.read_text()[-3000:]}"
-        time.sleep(0.2)  # a polling interval, not a synchronisation
-    raise AssertionError(f"no {what} within {limit} s: {log.read_text()[-3000:]}")
 
 
 def freeze_outside_transactions(proc: subprocess.Popen, database: Path | str) -> None:
@@ -174,12 +145,6 @@ async def _pg_transaction_open(url: str, pid: int) -> bool:
                                         "AND application_name = $1 AND xact_start IS NOT NULL", f"traderagent:{pid}"))
     finally:
         await conn.close()
-
-
-def start_desk(env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
-    with open(log, "ab") as out:
-        return subprocess.Popen([PY, "-m", "traderagent", "run"], env=env, cwd=cwd, stdout=out,
-                                stderr=subprocess.STDOUT)
 
 
 def test_one_owner_per_bot_refusal_fencing_takeover_and_release(tmp_path, database):

@@ -6,15 +6,11 @@ from __future__ import annotations
 import socket
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from .desk_procs import BOTS_TOML, desk_env
-
-PY = sys.executable
-GITIGNORE = ".env\n.env.*\n__pycache__/\n*.pyc\n*.db\n*.log\n"  # so the security audit has nothing to say
+from .desk_procs import BOTS_TOML, GITIGNORE, PY, desk_env
 
 
 def _run(tmp: Path, *args: str, **extra: str) -> subprocess.CompletedProcess:

@@ -31,9 +31,18 @@ from traderagent.api.bybit_direct_client import ByBitDirectClient
 from traderagent.database.manager import DatabaseManager
 from traderagent.fleet.workers import assign, slot_name
 
-from .desk_procs import KEY, PY, SECRET, SimProcess, consistency_report, desk_env, run_desk
-from .test_leases import fresh_postgres, wait_for
-from .test_startup_errors import GITIGNORE
+from .desk_procs import (
+    GITIGNORE,
+    KEY,
+    PY,
+    SECRET,
+    SimProcess,
+    consistency_report,
+    desk_env,
+    fresh_postgres,
+    run_desk,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.desk_procs import BOTS_TOML, SimProcess, desk_env
-from tests.e2e.test_leases import fresh_postgres, start_desk
-from tests.e2e.test_startup_errors import GITIGNORE
+from tests.e2e.desk_procs import BOTS_TOML, GITIGNORE, SimProcess, desk_env, fresh_postgres, start_desk
 from tests.handlers.harness import CHAT, FAST, SCALE, Operator, settings_for
 from traderagent.database.manager import DatabaseManager
 from traderagent.fleet.console import Console
