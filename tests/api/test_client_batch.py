@@ -87,5 +87,5 @@ async def test_items_the_rate_window_refused_go_again_once_it_moved_on(linear, s
     out = await linear.place_orders_batch("BTCUSDT", ladder(9, "w", 49900))
     assert all(isinstance(o, dict) and o["status"] == "open" for o in out), out
     assert sim.request_counts["/v5/order/create-batch"] == 2  # the 9, then the 4 refused
-    assert sorted(o["orderLinkId"] for o in sim.orders(KEY)) == sorted(f"w{i}" for i in range(9))
+    assert sorted(o["orderLinkId"] for o in sim.orders(SIM_KEY)) == sorted(f"w{i}" for i in range(9))
     assert linear.get_statistics()["retries"] == 1
