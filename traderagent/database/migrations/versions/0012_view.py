@@ -11,6 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from traderagent.database.migrations.columns import TS
+
 revision = "0012_view"
 down_revision = "0010_tokens"
 branch_labels = None
@@ -22,7 +24,7 @@ def upgrade() -> None:
         "desk_reports",
         sa.Column("kind", sa.String(32), nullable=False),
         sa.Column("period", sa.String(32), nullable=False),
-        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("sent_at", TS, nullable=False),
         sa.PrimaryKeyConstraint("kind", name="pk_desk_reports"),
     )
 
