@@ -144,6 +144,7 @@ class BenchDesk:
     schema: str | None
     startup_s: float
     accounts: int
+    streams: Any = None  # the public streams and the aiohttp session of every stream (``--rest``: None)
 
     async def warm_up(self, warmup_max: float) -> float:
         """Wait until the ladders' first placements settled (thousands of orders, each written to
@@ -159,6 +160,10 @@ class BenchDesk:
 
     async def close(self) -> None:
         await self.desk.stop()
+        if self.streams is not None:
+            public, session = self.streams
+            await public.close()
+            await session.close()
         for c in self.clients:
             await c.close()
         await self.db.close()
@@ -168,10 +173,12 @@ class BenchDesk:
 
 async def build(n: int, url: str, tick: float, per_account: int, workdir: Path, *, mix: str = "all",
                 db_backend: str = "sqlite", grid_range: str = "0.02", bybit_limits: bool = False,
-                schema: str | None = None, claim: Any = None) -> BenchDesk:
+                schema: str | None = None, claim: Any = None, streams: bool = False) -> BenchDesk:
     """``n`` bots (``bot_specs``), ``per_account`` per simulator account, recovered and ticking.
     ``schema``: a PostgreSQL schema shared with other desks (kept); ``claim(db, names)``: the desk's
-    leases (bench_fleet.py's workers), which say which of the bots it runs."""
+    leases (bench_fleet.py's workers), which say which of the bots it runs. ``streams``: the desk's
+    WebSockets, as ``traderagent run`` opens them by default (app.py): the public one feeds tickers and
+    candles, each account's private one its fills, orders, positions and wallet (no per-tick poll)."""
     from traderagent.api.bybit_direct_client import ByBitDirectClient
     from traderagent.control import Desk
     from traderagent.database.manager import DatabaseManager
@@ -198,13 +205,14 @@ async def build(n: int, url: str, tick: float, per_account: int, workdir: Path, 
     await db.initialize()
     # capital so that each bot deploys about 500 USDT in phase 1 (5%)
     capital, persister = await load_capital_manager(db, Decimal(10_000 * n))
-    public = MarketData(clients[0])
+    stream_parts, open_fill_stream = _streams(url) if streams else (None, None)
+    public = MarketData(clients[0], streams=stream_parts[0] if stream_parts else None)
     scheduler = DeskScheduler()
     specs = bot_specs(n, tick, mix, grid_range)
     leases = await claim(db, [s.name for s in specs]) if claim else None
     desk = Desk(db, {"linear": clients[0]}, event_bus=EventBus(), capital_manager=capital, capital_persister=persister,
                 rails=RiskRails(Decimal("0.01"), Decimal("10"), Decimal("0.5")), scheduler=scheduler,
-                market_data={"linear": public}, leases=leases)
+                market_data={"linear": public}, leases=leases, open_fill_stream=open_fill_stream)
     account_data = [MarketData(c, public=public) for c in clients]
     for i, spec in enumerate(specs):
         if leases is None or leases.owns(spec.name):
@@ -215,7 +223,23 @@ async def build(n: int, url: str, tick: float, per_account: int, workdir: Path, 
     startup = time.perf_counter() - t0
     desk._schedule()
     scheduler.start()
-    return BenchDesk(desk, db, clients, scheduler, own, startup, accounts)
+    return BenchDesk(desk, db, clients, scheduler, own, startup, accounts, stream_parts)
+
+
+def _streams(url: str) -> tuple[tuple[Any, Any], Any]:
+    """((public streams, session), the private streams' factory), wired as app.py wires them."""
+    import aiohttp
+
+    from traderagent.api.bybit_streams import PrivateStream, PublicStreams
+
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+
+    def open_stream(client: Any, fills: Any) -> PrivateStream:
+        return PrivateStream(session, client, on_fill=fills.on_fill, on_order=fills.on_order,
+                             on_position=fills.on_positions, on_wallet=fills.on_wallet,
+                             on_connected=fills.reconcile, on_auth_failed=fills.on_auth_failed)
+
+    return (PublicStreams(session, url), session), open_stream
 
 
 def _thread_cpu(proc: Any) -> float:
@@ -240,7 +264,8 @@ def _load_code() -> None:
 async def run_desk(n: int, url: str, duration: float, tick: float, per_account: int, workdir: Path,
                    warmup_max: float = 60.0, mix: str = "all", db_backend: str = "sqlite",
                    profile: str | None = None, sim_pid: int | None = None, grid_range: str = "0.02",
-                   bybit_limits: bool = False, schema: str | None = None, claim: Any = None) -> dict:
+                   bybit_limits: bool = False, schema: str | None = None, claim: Any = None,
+                   streams: bool = False) -> dict:
     import psutil
 
     from traderagent.orchestrator.state import BotState
@@ -249,7 +274,7 @@ async def run_desk(n: int, url: str, duration: float, tick: float, per_account: 
     proc = psutil.Process()
     base_rss = proc.memory_info().rss  # the code loaded, before any client, database or bot
     bench = await build(n, url, tick, per_account, workdir, mix=mix, db_backend=db_backend, grid_range=grid_range,
-                        bybit_limits=bybit_limits, schema=schema, claim=claim)
+                        bybit_limits=bybit_limits, schema=schema, claim=claim, streams=streams)
     desk, db, scheduler = bench.desk, bench.db, bench.scheduler
     warmup = await bench.warm_up(warmup_max)
     from traderagent.orchestrator.scheduler import TickStats
@@ -338,6 +363,9 @@ def main() -> None:
                         "account would share its one-way position)")
     p.add_argument("--bybit-limits", action="store_true",
                    help="keep ByBit's default per-UID order limits (10/s linear) in the simulator and the client")
+    p.add_argument("--rest", action="store_true",
+                   help="no WebSockets: every account polls its open orders and balance over REST each tick, "
+                        "public data over REST (default: the streams, as `traderagent run` opens them)")
     p.add_argument("--mix", choices=["all", "signal", "ladders"], default="all",
                    help="all: grid/DCA/trend/SMC rotation; signal: trend/SMC only (few orders)")
     p.add_argument("--warmup-max", type=float, default=60.0, help="longest warm-up before measuring (s)")
@@ -358,8 +386,8 @@ def main() -> None:
         variants = [(v, *VARIANTS[v.strip()]) for v in args.variants.split(",") if v.strip()]
     verdicts = []
     for label, speed, meaning in variants:
-        print(f"== {label}: {meaning} (simulator speed {speed:.4g} candles/s), db {args.db}, mix {args.mix}",
-              flush=True)
+        print(f"== {label}: {meaning} (simulator speed {speed:.4g} candles/s), db {args.db}, mix {args.mix}, "
+              f"market data and fills {'over REST only' if args.rest else 'from the streams'}", flush=True)
         for n in (int(x) for x in args.bots.split(",")):
             res = run_one(n, speed, args)
             print(
@@ -404,7 +432,8 @@ def run_one(n: int, speed: float, args: argparse.Namespace) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             return asyncio.run(run_desk(n, url, args.duration, args.tick, args.per_account, Path(tmp),
                                         args.warmup_max, args.mix, args.db, args.profile, sim.pid,
-                                        args.grid_range or grid_range_for(speed), args.bybit_limits))
+                                        args.grid_range or grid_range_for(speed), args.bybit_limits,
+                                        streams=not args.rest))
     finally:
         sim.terminate()
         sim.wait(10)

@@ -56,7 +56,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from traderagent.bots import BotSpec
 from traderagent.database.exceptions import DatabaseUnavailableError, LeaseLapsed
@@ -140,6 +140,7 @@ from traderagent.utils.capital_manager import (
 from traderagent.utils.secrets_filter import mask
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 ZERO = Decimal(0)
 DESK = "desk"  # bot_name of desk-wide events
 STOP_SECONDS = 8.0  # a stop waits this long at most for sends on the wire and ticks in flight
@@ -148,6 +149,7 @@ AUDIT_ARGS_CHARS = 300  # an audited argument longer than this is shortened
 PERP_CHECK_SECONDS = 30.0  # funding booked and liquidation distance checked this often
 FUNDING_LAG_MS = 3_600_000  # a settlement older than this is in the transaction log when we look
 BotOp = Callable[[str, str], Awaitable[BotStatus]]  # start_bot / pause_bot / stop_bot (name, by)
+RECOVERY_CONCURRENCY = 32  # bots recovered at once at start-up (their reads and writes share requests and commits)
 UNLOGGED_KEEP = 10_000  # event log lines kept while storage is lost
 
 
@@ -466,7 +468,7 @@ class Desk(Records):
         await self._restore_daily_pnl()
         await self.offers.load()
         refused = await self._prepare_perp()
-        report = {name: await self._recover(handle, refused.get(name)) for name, handle in list(self.bots.items())}
+        report = await self._recover_all(refused)
         await self._refuse_unknown()
         if self.capital is not None and self.capital.halted:
             for handle in self.bots.values():
@@ -479,6 +481,14 @@ class Desk(Records):
             self.started_at = self.clock()
         self._started = True
         return report
+
+    async def _recover_all(self, refused: Mapping[str, str]) -> dict[str, Mapping[str, int | str]]:
+        """Every bot's ``_recover``, RECOVERY_CONCURRENCY at a time: one after the other, thousands of bots
+        would take minutes of round trips; together they share the group commit and the account's reads."""
+        handles = list(self.bots.items())
+        results = await _at_most(RECOVERY_CONCURRENCY,
+                                 [self._recover(handle, refused.get(name)) for name, handle in handles])
+        return {name: result for (name, _), result in zip(handles, results, strict=True)}
 
     async def _recover(self, handle: BotHandle, refusal: str | None = None) -> Mapping[str, int | str]:
         """The bot's row (created, or updated from the bots file), then its recovery (``refusal``: why
@@ -808,7 +818,8 @@ class Desk(Records):
     async def _prepare_perp(self) -> dict[str, str]:
         """Position mode and leverage once per account and symbol; returns the bots refused, with why."""
         refused: dict[str, str] = {}
-        for client, handles in self._linear_accounts():
+
+        async def account(client: ExchangePort, handles: list[BotHandle]) -> None:
             for symbol in sorted({h.spec.symbol for h in handles}):
                 group = [h for h in handles if h.spec.symbol == symbol]
                 try:
@@ -818,6 +829,8 @@ class Desk(Records):
                 except Exception as exc:  # e.g. the exchange unreachable: those bots fail as recovery would
                     log.exception("%s: position mode / leverage check failed", symbol)
                     refused.update((h.spec.name, f"{type(exc).__name__}: {exc}") for h in group)
+
+        await _at_most(RECOVERY_CONCURRENCY, [account(client, handles) for client, handles in self._linear_accounts()])
         return refused
 
     async def check_perp(self) -> None:
@@ -1303,6 +1316,17 @@ def _phase_record(m: PhaseMetrics, now: datetime) -> PhaseRecord:
 def _scaling_check(d: ScalingDecision) -> ScalingCheck:
     return ScalingCheck(d.can_scale, d.current_phase.value, d.next_phase.value if d.next_phase else None,
                         tuple(d.reasons), tuple(d.blockers))
+
+
+async def _at_most(limit: int, jobs: list[Awaitable[T]]) -> list[T]:
+    """The jobs' results in their order, at most ``limit`` of them running at once."""
+    slots = asyncio.Semaphore(limit)
+
+    async def one(job: Awaitable[T]) -> T:
+        async with slots:
+            return await job
+
+    return list(await asyncio.gather(*(one(job) for job in jobs)))
 
 
 def _by_account(handles: list[BotHandle]) -> list[BotHandle]:

@@ -9,6 +9,7 @@ ByBit's month interval ("M") has no fixed length, so it is not offered.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 MINUTE_MS = 60_000
 UNIT_MS = {"m": MINUTE_MS, "h": 60 * MINUTE_MS, "d": 1440 * MINUTE_MS, "w": 10080 * MINUTE_MS}
@@ -25,6 +26,7 @@ class TimeframeError(ValueError):
     """An interval that is not a timeframe; the message names it and shows valid ones."""
 
 
+@lru_cache(maxsize=256)  # read on every tick of every bot; a name's length never changes
 def timeframe_ms(timeframe: str) -> int:
     """'15m' -> 900000. ByBit's codes are accepted too ('15', '60', 'D')."""
     tf = str(timeframe).strip()

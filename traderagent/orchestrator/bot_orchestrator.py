@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, date, datetime
@@ -62,7 +63,6 @@ from traderagent.orchestrator.orders import (
     OrderLifecycle,
     OrderRefused,
     TrackedOrder,
-    intent_of,
     is_entry,
     link_prefix,
 )
@@ -165,6 +165,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         self._pending_entries: dict[str, dict[str, Any]] = {}
         self._pending_exits: dict[str, dict[str, Any]] = {}
         self._last_candle_ms: int | None = None
+        self._entry_seen: pd.DataFrame | None = None  # the entry frame last analysed, or found with nothing new
         self._range_mark: RangeMark | None = None  # where the previous exit check stood (_traded_range)
         self._combo: tuple[Any, ...] | None = None  # this bot's analysis-cache combination
         self._seq = 0
@@ -172,6 +173,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         self._risk_blocked = False
         self._day: date | None = None
         self._grid_saved: list[dict[str, Any]] | None = None
+        self._grid_memo: tuple[object, Any, list[dict[str, Any]]] | None = None  # (intents token, key, rows)
         self._transient_failures = 0
         self._dirty = False
         self._soft_dirty = False  # candle bookkeeping only: saved at most every SOFT_SAVE_S
@@ -385,8 +387,11 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         preparation is shared through the desk's analysis cache; a cache hit costs no budget."""
         strategy = self.strategy
         entry = frames[strategy.timeframes[-1]]
+        if entry is self._entry_seen:  # the very frame of a tick ago: no candle closed (MarketData keeps it)
+            return None
         last_ms = last_open_ms(entry)
         if last_ms is None or last_ms == self._last_candle_ms or len(entry) < min_candles:
+            self._entry_seen = entry
             return None
         ordered = [frames[tf] for tf in strategy.timeframes]
         if self._combo is None:  # the parameters are fixed for the strategy's life
@@ -405,6 +410,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         first = last if self._last_candle_ms is None else int(
             np.searchsorted(prepared.open_ms, self._last_candle_ms, side="right"))
         self._last_candle_ms = last_ms
+        self._entry_seen = entry
         self._soft_dirty = True
         return prepared, range(min(first, last), last + 1)
 
@@ -590,7 +596,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         rows = [self._trade_row(p) for p in opened]
         closed: list[tuple[PositionInfo, int | None]] = []
         closes: list[tuple[int, dict[str, Any]]] = []
-        for pos in self.strategy.closed_positions[self._closed_seen:]:
+        for pos in self.strategy.closed_since(self._closed_seen):  # no copy of the whole record each tick
             known = self._trade_ids.pop(pos.position_id, None)
             closed.append((pos, None if known is None else known[0]))
             row = self._trade_row(pos, closed=True)
@@ -710,7 +716,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         net = self._net_position()
         resting = ZERO
         for o in self._orders.values():
-            if is_entry(intent_of(o), net):
+            if is_entry(o, net):
                 resting += o.qty * (o.price or price)
         return positions + resting
 
@@ -893,8 +899,17 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         table = getattr(self.strategy, "level_table", None)
         if not callable(table):
             return None
-        by_tag = {o.tag: o for o in self._orders.values()}
         price = self.last_price
+        # the rows follow from the intents, the orders placed for them and the levels below the price: while
+        # none of those moved, the last rows stand (asked on every tick, they are rebuilt only on a change)
+        token = self.strategy.intents_token()
+        levels = getattr(self.strategy, "levels", None) or []
+        key = (tuple((o.tag, o.client_order_id, o.in_flight) for o in self._orders.values()),
+               None if price is None else bisect_left(levels, price))
+        memo = self._grid_memo
+        if token is not None and memo is not None and memo[0] is token and memo[1] == key:
+            return memo[2]
+        by_tag = {o.tag: o for o in self._orders.values()}
         rows = []
         for row in table():
             tag = row.pop("tag", None)
@@ -905,6 +920,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
             if order is not None and order.in_flight:
                 row["status"] = "placing"  # queued: its level is taken, its order not on the exchange yet
             rows.append(row)
+        self._grid_memo = (token, key, rows) if token is not None else None
         return rows
 
     def _load_runtime(self, snap: dict[str, Any]) -> None:
@@ -919,6 +935,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         self._pending_entries = dict(snap.get("pending_entries") or {})
         self._pending_exits = dict(snap.get("pending_exits") or {})
         self._last_candle_ms = snap.get("last_candle_ms")
+        self._entry_seen = None
         self._seq = int(snap.get("seq", 0))
         self._realized = Decimal(snap.get("realized", "0"))
         self._funding_seen = deque(snap.get("funding_seen") or [], maxlen=BOOKED_KEEP)

@@ -250,7 +250,8 @@ class MarketData:
         if self.streams is None:
             return None
         key = (symbol, tf)
-        await self._watch(key, f"kline.{bybit_interval(tf)}.{symbol}", lambda msg: self._on_kline(key, msg))
+        if key not in self._watched:  # asked on every tick: no topic name or callback built once watched
+            await self._watch(key, f"kline.{bybit_interval(tf)}.{symbol}", lambda msg: self._on_kline(key, msg))
         frame = self._frames.get(key)
         if frame is not None and frame.limit >= limit and self._in_step(frame.gen, frame.at):
             return frame
@@ -264,7 +265,8 @@ class MarketData:
     async def ticker(self, symbol: str) -> dict[str, Any]:
         if self.public is not None:
             return await self.public.ticker(symbol)
-        await self._watch(("ticker", symbol), f"tickers.{symbol}", self._on_ticker)
+        if ("ticker", symbol) not in self._watched:
+            await self._watch(("ticker", symbol), f"tickers.{symbol}", self._on_ticker)
         pushed = self._pushed_ticker(symbol)
         if pushed is not None:
             return pushed

@@ -621,7 +621,7 @@ def intent_of(order: TrackedOrder) -> OrderIntent:
     return OrderIntent(order.tag, order.side, order.order_type, order.qty, order.price, order.reduce_only)
 
 
-def is_entry(intent: OrderIntent, net_position: Decimal) -> bool:
+def is_entry(intent: OrderIntent | TrackedOrder, net_position: Decimal) -> bool:
     """An order that adds exposure (exits: reduce-only, or against the bot's net position)."""
     if intent.reduce_only:
         return False

@@ -359,6 +359,12 @@ class BaseStrategy(PositionBook):
         self._intents_cache = (key(), out)
         return out
 
+    def intents_token(self) -> object | None:
+        """An object that stays the same (``is``) exactly while the intents ``desired_orders`` built last
+        stand (state, price band and balance unchanged), for drivers that derive tables from them; None when
+        nothing is cached (the state just changed, or the strategy does not cache)."""
+        return self._intents_cache
+
     def on_order_filled(
         self,
         tag: str,
