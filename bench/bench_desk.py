@@ -147,14 +147,15 @@ class BenchDesk:
     streams: Any = None  # the public streams and the aiohttp session of every stream (``--rest``: None)
 
     async def warm_up(self, warmup_max: float) -> float:
-        """Wait until the ladders' first placements settled (thousands of orders, each written to
-        the database twice); returns the seconds it took."""
+        """Wait until every bot ticked twice and the ladders' first placements settled (thousands of
+        orders, each written to the database twice); returns the seconds it took."""
         warm0 = time.perf_counter()
         seen, calm = -1, 0
         while calm < 3 and time.perf_counter() - warm0 < warmup_max:
             await asyncio.sleep(2.0)
+            ticked = all(self.desk.tick_counts.get(name, 0) >= 2 for name in self.desk.bots)
             placed = sum(len(h.bot.open_orders) for h in self.desk.bots.values())
-            calm = calm + 1 if placed == seen else 0
+            calm = calm + 1 if ticked and placed == seen else 0
             seen = placed
         return time.perf_counter() - warm0
 

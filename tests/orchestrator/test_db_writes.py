@@ -360,3 +360,23 @@ async def test_a_funding_booking_cancelled_midway_is_booked_once(sim, tmp_path):
         assert len(rows) == 1 and bot._realized == charge.pnl
     finally:
         await h.close()
+
+
+async def test_the_grid_table_kept_between_ticks_is_the_one_a_rebuild_gives(sim, tmp_path):
+    """The grid rows are rebuilt only when the intents, the orders or the price band moved: across fills,
+    counter orders and price moves within and across levels, the kept rows equal freshly built ones."""
+    sim.set_price("XRPUSDT", Decimal("0.5"))
+    h = await build_desk(sim.base_url, tmp_path / "desk.db", [GRID])
+    try:
+        await _settle(h)
+        bot = h.desk.bots[GRID.name].bot
+        kept = bot._grid_rows()
+        assert kept and bot._grid_rows() is kept  # nothing moved: not rebuilt
+        for price in ("0.5001", "0.4985", "0.4950", "0.4951", "0.5030", "0.5060", "0.5"):
+            sim.set_price("XRPUSDT", Decimal(price))
+            await h.desk.tick_all()
+            kept = bot._grid_rows()
+            bot._grid_memo = None
+            assert kept == bot._grid_rows(), price
+    finally:
+        await h.close()
