@@ -29,7 +29,11 @@ others on 1m) over XRP/SOL/BTC/ETH, four bots per simulator account, one per sym
 per-account order limit would otherwise be the bottleneck, and bots sharing a symbol in one
 account share its one-way position); the simulator's and the client's order limits are raised to
 100/s per account. Public market data is shared by every bot; the database is SQLite (WAL) in a
-temp folder, or PostgreSQL (``--db postgresql``: a fresh schema, dropped afterwards). Targets on
+temp folder, or PostgreSQL (``--db postgresql``: a fresh schema, dropped afterwards). The desk runs
+its WebSockets as ``traderagent run`` does by default (``TRADERAGENT_STREAMS``): tickers and candles
+pushed on the public stream, each account's fills, orders, positions and wallet on its private one,
+so a tick sends no request (REST backstops: every 60 s and after a reconnect). ``--rest`` measures
+the desk without streams, where every account lists its open orders and balance over REST each tick. Targets on
 a 2-core machine: 3,000 bots at real-time speed and 1,000 bots at 60x (stress), each with p99
 <= 1 s and no missed tick, at <= 100 KB per bot. The simulator shares the machine's cores.
 """
@@ -415,10 +419,12 @@ def main() -> None:
                 ok = (res["p99_s"] <= 1.0 and res["missed"] == 0 and res["bot_errors"] == 0
                       and res["kb_per_bot"] <= 100)
                 verdicts.append((label, res, ok))
+    feed = "REST" if args.rest else "streams"
     for label, res, ok in verdicts:
         print(f"target ({TARGETS[label]:,} bots {label}, p99 <= 1 s, no missed tick, <= 100 KB/bot) "
-              f"[{args.db}, {res['bots']} bots]: {'MET' if ok else 'NOT MET'} (p99 {res['p99_s']:.3f}s, "
-              f"missed {res['missed']}, {res['kb_per_bot']} KB/bot)", flush=True)
+              f"[{args.db}, {feed}, {res['bots']} bots]: {'MET' if ok else 'NOT MET'} (p99 {res['p99_s']:.3f}s, "
+              f"missed {res['missed']}, {res['cpu_ms_per_tick']} ms CPU per tick, {res['kb_per_bot']} KB/bot, "
+              f"machine load {res['load1']})", flush=True)
 
 
 def grid_range_for(speed: float) -> str:

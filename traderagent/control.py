@@ -583,7 +583,8 @@ class Desk(Records):
     def _schedule_reconcile(self, i: int, fills: AccountFills) -> None:
         """The backstop of stream ``i``: it may miss what REST has."""
         assert self.scheduler is not None
-        self.scheduler.add_job(f"fills:{i}", fills.reconcile, RECONCILE_SECONDS, offset=RECONCILE_SECONDS)
+        spread = RECONCILE_SECONDS * i / max(len(self.fill_streams), 1)  # the accounts' backstops apart, not at once
+        self.scheduler.add_job(f"fills:{i}", fills.reconcile, RECONCILE_SECONDS, offset=RECONCILE_SECONDS + spread)
 
     def _schedule_bot(self, bot: BotOrchestrator, offset: float) -> None:
         """The bot's tick job; ``offset`` spreads the first ticks of many bots over one interval."""

@@ -130,7 +130,11 @@ class AccountFills:
                 await bot._apply(order, seen)
 
     async def reconcile(self) -> None:
-        """Sync every bot's resting orders over REST (the poll a tick does without a stream)."""
+        """Sync every bot's resting orders over REST (the poll a tick does without a stream), from one listing
+        of the account's orders taken now (not one per bot: thousands of bots reconcile every minute)."""
+        for market in self._markets():
+            for symbol in {bot.symbol for bot in self.bots if bot.market is market}:
+                market.invalidate("orders", symbol)
         for bot in self.bots:
             if bot.gate.holds(bot.name):
                 await asyncio.shield(self._sync(bot))
@@ -140,7 +144,6 @@ class AccountFills:
         async with bot._lock:
             if not bot._orders:
                 return
-            bot.market.invalidate("orders", bot.symbol)
             try:
                 await bot._sync_orders()
             except Exception as exc:  # the next reconcile, or the tick's poll, tries again
