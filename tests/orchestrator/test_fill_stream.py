@@ -18,7 +18,17 @@ from traderagent.orchestrator.fill_stream import AccountFills
 from traderagent.orchestrator.risk import RiskRails
 from traderagent.orchestrator.state import BotState
 
-from .helpers import GRID, SIM_KEY, SIM_SECRET, Clock, Harness, assert_db_matches_sim, build_desk, run_ticks
+from .helpers import (
+    DCA,
+    GRID,
+    SIM_KEY,
+    SIM_SECRET,
+    Clock,
+    Harness,
+    assert_db_matches_sim,
+    build_desk,
+    run_ticks,
+)
 
 
 class Streamed:
@@ -229,3 +239,34 @@ async def test_position_and_wallet_pushes_reach_positions_balance_and_the_liquid
         finally:
             await h.close()
             await session.close()
+
+
+async def test_a_reconcile_lists_the_accounts_orders_once_for_all_its_bots(sim, tmp_path, monkeypatch):
+    """The backstop runs every minute for every account: its bots share one listing taken after it began."""
+    sim.set_price("XRPUSDT", Decimal("0.5"))
+    async with aiohttp.ClientSession() as session:
+        streamed = Streamed(session)
+        h = await build_desk(sim.base_url, tmp_path / "desk.db", [GRID, DCA], start=False)
+        h.desk.open_fill_stream = streamed
+        await h.desk.start(schedule=False)
+        try:
+            await wait(streamed.reconciled)
+            for _ in range(3):
+                await h.desk.tick_all()
+            bots = [h.desk.bots[spec.name].bot for spec in (GRID, DCA)]
+            assert all(bot.open_orders for bot in bots) and bots[0].market is bots[1].market
+            bots[0].market.ttl = 3600.0  # a listing is shared for as long as it is fresh
+            await bots[0].market.open_orders(GRID.symbol)  # a fresh listing from before the reconcile...
+            listed: list[Any] = []
+            real = bots[0].client.fetch_open_orders
+
+            async def counted(*args: Any, **kwargs: Any) -> Any:
+                listed.append(args)
+                return await real(*args, **kwargs)
+
+            monkeypatch.setattr(bots[0].client, "fetch_open_orders", counted)
+            assert streamed.fills is not None
+            await streamed.fills.reconcile()
+            assert len(listed) == 1  # ...is not trusted, and the new one serves both bots
+        finally:
+            await h.close()
