@@ -50,6 +50,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -328,7 +329,10 @@ async def run_desk(n: int, url: str, duration: float, tick: float, per_account: 
         print(f"  slow ticks (s since scheduler start, latency): {slow[:8]}{' ...' if len(slow) > 8 else ''}"
               f" {len(slow)} in all", flush=True)
     orders = (await db.counts())["orders"]
-    errors = sum(1 for h in desk.bots.values() if h.bot.state is BotState.ERROR)
+    failed = [h.bot.last_error or "?" for h in desk.bots.values() if h.bot.state is BotState.ERROR]
+    errors = len(failed)
+    for why, count in Counter(text[:160] for text in failed).most_common(3):
+        print(f"  {count} bot(s) in ERROR: {why}", flush=True)
     ran = len(desk.bots)
     ticks = sum(desk.tick_counts.values()) - sum(ticks0.values())
     await bench.close()
