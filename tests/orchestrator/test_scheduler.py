@@ -104,3 +104,60 @@ def test_analysis_budget_defers_past_its_share():
     now[0] = 1.7
     assert budget.allow()  # the window moved on
     assert (budget.granted, budget.deferred) == (2, 1)
+
+
+async def test_a_batch_never_has_more_than_its_concurrency_in_flight_and_every_due_tick_runs():
+    clock = Clock()
+    sched = DeskScheduler(clock=clock, concurrency=3)
+    gates = {f"bot-{i}": asyncio.Event() for i in range(10)}
+    running: set[str] = set()
+    peak = 0
+    ran: list[str] = []
+
+    def bot(name: str):
+        async def tick() -> None:
+            nonlocal peak
+            running.add(name)
+            peak = max(peak, len(running))
+            await gates[name].wait()  # waits on I/O, as a tick does
+            running.discard(name)
+            ran.append(name)
+        return tick
+
+    for name in gates:
+        sched.add_tick(name, bot(name), 1.0)
+    assert sched.run_due() == 10 and sched.batches == 1  # all ten due, taken as one batch
+    await settle()
+    assert running == {"bot-0", "bot-1", "bot-2"}  # the first three in due order; the others wait their turn
+    clock.now = 0.4
+    for name in gates:  # each end gives the next its turn
+        gates[name].set()
+        await settle()
+        assert len(running) <= 3
+    assert ran == list(gates) and peak == 3 and sched.peak_in_flight == 3 and sched.in_flight == 0
+    assert len(sched.stats.latencies) == 10 and sched.stats.latencies[-1] == 0.4  # from the due time: waits count
+
+
+async def test_a_paused_scheduler_starts_no_tick_waiting_for_its_turn():
+    sched = DeskScheduler(clock=Clock(), concurrency=1)
+    release = asyncio.Event()
+    started: list[str] = []
+
+    def bot(name: str):
+        async def tick() -> None:
+            started.append(name)
+            await release.wait()
+        return tick
+
+    sched.add_tick("a", bot("a"), 1.0)
+    sched.add_tick("b", bot("b"), 1.0)
+    assert sched.run_due() == 2
+    await settle()
+    assert started == ["a"]
+    sched.scheduler.start(paused=True)  # the desk's stop pauses it: no new tick from this instant
+    try:
+        release.set()
+        await settle()
+        assert started == ["a"] and sched.in_flight == 0  # b waited for a turn and never starts
+    finally:
+        sched.shutdown()

@@ -25,6 +25,7 @@ keeps running) and only an operator's ``start()`` brings it back.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from bisect import bisect_left
@@ -43,7 +44,7 @@ from traderagent.api.exceptions import (
 )
 from traderagent.database.exceptions import DatabaseUnavailableError
 from traderagent.numbers import to_decimal
-from traderagent.orchestrator.analysis import AnalysisCache
+from traderagent.orchestrator.analysis import AnalysisCache, prepare_shared
 from traderagent.orchestrator.budget import AnalysisBudget
 from traderagent.orchestrator.events import (
     ErrorRaised,
@@ -364,7 +365,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         high, low = await self._traded_range(price, watching=bool(strategy.open_positions))
         exits = list(strategy.check_exits(price, high=high, low=low))
         signal: BaseSignal | None = None
-        analysed = self._analyse(frames, strategy.min_candles)
+        analysed = await self._analyse(frames, strategy.min_candles)
         if analysed is not None:
             prepared, new = analysed
             seen = {p.position_id for p in exits}
@@ -380,11 +381,12 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
             await self._enter(signal, price)
         await self._protect()
 
-    def _analyse(self, frames: dict[str, pd.DataFrame], min_candles: int) -> tuple[PreparedData, range] | None:
+    async def _analyse(self, frames: dict[str, pd.DataFrame], min_candles: int) -> tuple[PreparedData, range] | None:
         """The prepared frames and the entry candles closed since the last analysis (oldest first),
         or None: no new candle, too few candles, or the CPU budget defers it. A deferred candle
         stays unseen, so the next granted analysis walks it too (delayed, never skipped). The
-        preparation is shared through the desk's analysis cache; a cache hit costs no budget."""
+        preparation is shared through the desk's analysis cache and runs in the analysis thread, off the
+        event loop; a cache hit, or another bot's preparation in flight, costs no budget."""
         strategy = self.strategy
         entry = frames[strategy.timeframes[-1]]
         if entry is self._entry_seen:  # the very frame of a tick ago: no candle closed (MarketData keeps it)
@@ -397,15 +399,10 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         if self._combo is None:  # the parameters are fixed for the strategy's life
             self._combo = AnalysisCache.combo(strategy, self.symbol)
         key = AnalysisCache.key(self._combo, ordered)
-        prepared = self.analysis_cache.get(key) if self.analysis_cache is not None else None
+        prepared = await prepare_shared(self.analysis_cache, key, functools.partial(strategy.prepare, *ordered),
+                                        self.analysis_budget)
         if prepared is None:
-            if not self._may_analyse():
-                return None
-            started = time.perf_counter()
-            prepared = strategy.prepare(*ordered)
-            self._spent(time.perf_counter() - started)
-            if self.analysis_cache is not None:
-                self.analysis_cache.put(key, prepared)
+            return None
         last = len(prepared) - 1
         first = last if self._last_candle_ms is None else int(
             np.searchsorted(prepared.open_ms, self._last_candle_ms, side="right"))
@@ -413,13 +410,6 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         self._entry_seen = entry
         self._soft_dirty = True
         return prepared, range(min(first, last), last + 1)
-
-    def _may_analyse(self) -> bool:
-        return self.analysis_budget is None or self.analysis_budget.allow()
-
-    def _spent(self, seconds: float) -> None:
-        if self.analysis_budget is not None:
-            self.analysis_budget.spend(seconds)
 
     async def _enter(self, signal: BaseSignal, price: Decimal) -> None:
         self._emit(SignalGenerated(self.symbol, signal.direction.value, signal.entry_price, signal.stop_loss,
@@ -457,7 +447,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         strategy = self.strategy
         # under the desk's CPU budget too: at a candle close hundreds of ladders re-prepare at
         # once; one refused keeps its ladder and takes the candle on a next tick
-        analysed = self._analyse(frames, 1)
+        analysed = await self._analyse(frames, 1)
         if analysed is not None:
             prepared, new = analysed
             for i in new:

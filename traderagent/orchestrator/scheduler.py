@@ -1,17 +1,23 @@
 """The desk's clock: one tick loop for every bot, and the periodic jobs, all driven by APScheduler.
 
 APScheduler runs the periodic jobs (desk risk, ...) and one more job, the tick loop, every
-``resolution`` seconds. The loop keeps the bots' next due times in a heap and starts every bot
-that is due, together, as one batch (``Desk._schedule`` puts the bots of one account next to each
-other, so they share a batch and the account's open-orders and balance requests). A thousand
-bots cost one timer, not a thousand APScheduler jobs.
+``resolution`` seconds. The loop keeps the bots' next due times in a heap and takes every bot that
+is due as one batch, in due order (``Desk._schedule`` puts the bots of one account next to each
+other, so they start together and share the account's open-orders and balance requests). A
+thousand bots cost one timer, not a thousand APScheduler jobs.
 
-A bot never runs two ticks at once: a tick due while the previous one still runs waits for it
-and starts late. A bot behind by a whole interval or more skips the ticks in between (a backlog
-collapses into one tick); those are counted as skipped. Latency is measured from the tick's DUE
-time to its end, so time spent waiting for the loop, for a slow predecessor or for the event
-loop counts; a tick that ends more than ``late_after`` seconds after it was due is counted as
-late. Skipped + late ticks are the "missed ticks" the benchmark reports.
+At most ``concurrency`` ticks are in flight: the due ticks beyond it wait in a FIFO and each starts
+as another ends. A tick spends most of its time waiting on I/O (the exchange, the group commit), so
+a few dozen in flight keep the throughput; but every tick started is a callback in the event loop's
+ready queue, and a thousand started at once would put an operator's command behind all of them.
+
+A bot never runs two ticks at once: a tick due while the previous one still runs (or still waits
+for its turn) waits for it and starts late. A bot behind by a whole interval or more skips the ticks
+in between (a backlog collapses into one tick); those are counted as skipped. Latency is measured
+from the tick's DUE time to its end, so time spent waiting for the loop, for a turn, for a slow
+predecessor or for the event loop counts; a tick that ends more than ``late_after`` seconds after
+it was due is counted as late. Skipped + late ticks are the "missed ticks" the benchmark reports.
+Once APScheduler is paused (a stop) no tick starts, not even one waiting for its turn.
 """
 
 from __future__ import annotations
@@ -21,17 +27,20 @@ import heapq
 import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import STATE_PAUSED
 from apscheduler.triggers.interval import IntervalTrigger
 
 log = logging.getLogger(__name__)
 
 LOOP_JOB = "desk:ticks"
+TICKS_IN_FLIGHT = 64  # enough for ticks waiting on I/O; few enough that a command finds a short ready queue
 
 
 @dataclass
@@ -70,16 +79,19 @@ class _Tick:
 
 class DeskScheduler:
     def __init__(self, *, resolution: float = 0.05, late_after: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, concurrency: int = TICKS_IN_FLIGHT) -> None:
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.resolution = resolution
         self.clock = clock
         self.stats = TickStats(late_after, started=clock())
         self.batches = 0
+        self.concurrency = concurrency
+        self.peak_in_flight = 0
         self._ticks: dict[str, _Tick] = {}
         self._due: list[tuple[float, int, _Tick]] = []  # heap of (due time, order, tick)
         self._order = itertools.count()
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: set[asyncio.Task[None]] = set()  # the ticks in flight
+        self._turns: deque[tuple[_Tick, float]] = deque()  # (tick, due) taken from the heap, waiting for a turn
         self.scheduler.add_listener(self._on_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
 
     def _on_event(self, event: JobEvent) -> None:
@@ -104,9 +116,10 @@ class DeskScheduler:
             tick.removed = True  # its heap entry is dropped when it comes up
 
     def run_due(self) -> int:
-        """Start every tick due by now, as one batch; returns how many started (the loop job)."""
+        """Take every tick due by now, as one batch, and start as many as have a turn; returns how many
+        were taken (the loop job)."""
         now = self.clock()
-        batch: list[tuple[_Tick, float]] = []
+        taken = 0
         while self._due and self._due[0][0] <= now:
             due, _, tick = heapq.heappop(self._due)
             if tick.removed:
@@ -116,22 +129,39 @@ class DeskScheduler:
                 continue
             behind = int((now - due) // tick.seconds)  # whole intervals already passed: skipped
             self.stats.skipped += behind
-            batch.append((tick, due + behind * tick.seconds))
+            tick.running = True
+            self._turns.append((tick, due + behind * tick.seconds))
             self._push(due + (behind + 1) * tick.seconds, tick)
-        if batch:
+            taken += 1
+        if taken:
             self.batches += 1
-            task = asyncio.ensure_future(self._run(batch))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
-        return len(batch)
+        self._start_turns()
+        return taken
 
     def _push(self, due: float, tick: _Tick) -> None:
         heapq.heappush(self._due, (due, next(self._order), tick))
 
-    async def _run(self, batch: list[tuple[_Tick, float]]) -> None:
-        for tick, _ in batch:
-            tick.running = True
-        await asyncio.gather(*(self._one(tick, due) for tick, due in batch))
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    def _start_turns(self) -> None:
+        """Start waiting ticks, oldest first, while fewer than ``concurrency`` are in flight."""
+        if self.scheduler.state == STATE_PAUSED:
+            return
+        while self._turns and len(self._running) < self.concurrency:
+            tick, due = self._turns.popleft()
+            if tick.removed:
+                tick.running = False
+                continue
+            task = asyncio.ensure_future(self._one(tick, due))
+            self._running.add(task)
+            task.add_done_callback(self._ended)
+        self.peak_in_flight = max(self.peak_in_flight, len(self._running))
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._start_turns()
 
     async def _one(self, tick: _Tick, due: float) -> None:
         try:
@@ -181,5 +211,8 @@ class DeskScheduler:
             self.scheduler.start()
 
     def shutdown(self) -> None:
+        for tick, _ in self._turns:  # never started: their bots tick again only once rescheduled
+            tick.running = False
+        self._turns.clear()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
