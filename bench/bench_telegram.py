@@ -1,6 +1,7 @@
 """Telegram frontend benchmark: /status latency on a TICKING 1,000-bot desk, and a 1,000-event burst at Telegram's pace.
 
     .venv/bin/python bench/bench_telegram.py [--bots 1000] [--commands 200] [--events 1000] [--speed 0.0167]
+        [--in-flight K] [--ab K2]
 
 Setup: the exchange simulator in its own process (as the exchange is on another machine), moving
 at ``--speed`` 1m candles per second (default real time); the desk benchmark's desk
@@ -17,7 +18,12 @@ polling the fake Bot API server (tests/fakes/telegram_server.py), in the desk's 
    Also printed: the CPU time (the loop thread's) spent composing each reply (the desk's status and
    its rendering, handlers.commands.render_desk), the event loop's lag over the same window (how
    long any ready task waits for the loop: the floor under a reply's latency on a ticking desk), the
-   machine's load, and the desk's own tick latency (from due time).
+   machine's load, and the desk's own tick latency (from due time). The desk's scheduler keeps at most
+   ``--in-flight`` ticks in flight (default: its own, scheduler.TICKS_IN_FLIGHT) and prepares the
+   strategies' analyses in its analysis thread. ``--ab K2``: the commands alternate, ten at a time, between
+   that bound and ``K2`` (0: none, every due tick started at once, as before the bound), each reported
+   apart: an A/B in the same run, so the machine's load weighs on both alike. The garbage collector's
+   pauses are printed too (a full collection stops the loop like any long step).
 2. Burst: ``--events`` ORDER_FILLED events published within one second to the event bus; the outbox
    runs at its production pace (1 s between messages per chat, Telegram allows ~1/s). Reports the
    messages sent, the time until the last one arrived, the smallest gap between two messages, and
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import math
 import os
 import re
@@ -37,6 +44,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -87,20 +95,41 @@ def measure_cpu() -> list[float]:
     return spent
 
 
-async def loop_lag(lags: list[float]) -> None:
+async def loop_lag(lags: dict[str, list[float]], mode: list[str]) -> None:
     """How late a 10 ms timer fires: the time any ready callback (a /status among them) waits for the loop."""
     while True:
         before = time.monotonic()
         await asyncio.sleep(0.01)
-        lags.append(time.monotonic() - before - 0.01)
+        lags.setdefault(mode[0], []).append(time.monotonic() - before - 0.01)
 
 
-async def bench_status(fake, n: int) -> list[float]:
+def gc_pauses() -> tuple[list[float], Callable[[str, dict], None]]:
+    """Every collection's pause from now on (seconds), and the callback to remove from gc.callbacks."""
+    pauses: list[float] = []
+    started = [0.0]
+
+    def timing(phase: str, info: dict) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses.append(time.perf_counter() - started[0])
+
+    gc.callbacks.append(timing)
+    return pauses, timing
+
+
+def load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+async def bench_status(fake, n: int, switch=lambda i: None) -> list[float]:
+    """``switch(i)`` before the i-th command (the A/B's mode)."""
     from handlers.outbox import Limits
 
     pace = Limits().chat_interval
     latencies = []
-    for _ in range(n):
+    for i in range(n):
+        switch(i)
         await asyncio.sleep(max(0.0, last_message_at(fake) + pace - time.monotonic()))  # the chat may take one again
         since = len(fake.calls)
         started = time.monotonic()
@@ -171,12 +200,32 @@ async def main(args: argparse.Namespace) -> int:
             await frontend.start()
             try:
                 await bench_status(fake, 5)  # warm-up (connections, first imports)
-                cpu, lags = measure_cpu(), []
-                lag_task = asyncio.create_task(loop_lag(lags))
+                scheduler = bench.scheduler
+                if args.in_flight:
+                    scheduler.concurrency = args.in_flight
+                bounded = scheduler.concurrency
+                bounds = [bounded] if args.ab is None else [bounded, args.ab or 10**9]
+                modes = [f"at most {k} ticks in flight" if k < 10**9 else "every due tick at once" for k in bounds]
+                mode = [modes[0]]
+
+                def switch(i: int) -> None:
+                    mode[0] = modes[i // 10 % len(modes)]
+                    scheduler.concurrency = bounds[i // 10 % len(bounds)]
+
+                cpu, lags = measure_cpu(), {}
+                by_mode: dict[str, list[float]] = {}
+                load0 = load()
+                lag_task = asyncio.create_task(loop_lag(lags, mode))
+                pauses, timing = gc_pauses()
                 bench.scheduler.stats = stats = TickStats(started=time.monotonic())
+                scheduler.peak_in_flight = 0
                 ticks0 = sum(desk.tick_counts.values())
-                lat = await bench_status(fake, args.commands)
+                lat = await bench_status(fake, args.commands, switch)
                 lag_task.cancel()
+                gc.callbacks.remove(timing)
+                scheduler.concurrency = bounded
+                for i, ms in enumerate(lat):
+                    by_mode.setdefault(modes[i // 10 % len(modes)], []).append(ms)
                 ticks = sum(desk.tick_counts.values()) - ticks0
                 ticking = sorted(stats.latencies)
                 tick_p99 = ticking[int(0.99 * (len(ticking) - 1))] if ticking else float("nan")
@@ -185,12 +234,22 @@ async def main(args: argparse.Namespace) -> int:
                       f"p99 {pct(lat, 0.99):.1f} ms, max {max(lat):.1f} ms, mean {statistics.mean(lat):.1f} ms "
                       f"(page 1 of the summary: {len(status_text)} chars)  target p99 <= 100 ms: "
                       f"{'OK' if pct(lat, 0.99) <= 100 else 'MISSED'}")
+                every_lag = [x for values in lags.values() for x in values]
                 print(f"  CPU time per /status (composing the reply): median {statistics.median(cpu) * 1000:.1f} ms, "
                       f"p99 {pct(cpu, 0.99) * 1000:.1f} ms; the event loop's lag (a 10 ms timer firing late, "
-                      f"the wait of any ready task) meanwhile: p50 {pct(lags, 0.5) * 1000:.1f} ms, "
-                      f"p99 {pct(lags, 0.99) * 1000:.1f} ms")
+                      f"the wait of any ready task) meanwhile: p50 {pct(every_lag, 0.5) * 1000:.1f} ms, "
+                      f"p99 {pct(every_lag, 0.99) * 1000:.1f} ms")
+                print(f"  garbage collector: {len(pauses)} collections, longest pause {max(pauses, default=0) * 1000:.1f} ms, "
+                      f"{sum(p > 0.05 for p in pauses)} over 50 ms")
+                for name in modes if len(modes) > 1 else ():
+                    print(f"  {name}: /status p50 {pct(by_mode[name], 0.5):.1f} ms, p99 {pct(by_mode[name], 0.99):.1f} ms "
+                          f"({len(by_mode[name])} commands); loop lag p50 {pct(lags[name], 0.5) * 1000:.1f} ms, "
+                          f"p99 {pct(lags[name], 0.99) * 1000:.1f} ms")
                 print(f"  meanwhile the desk ran {ticks} ticks: latency from due p99 {tick_p99:.3f} s, "
-                      f"missed {stats.missed}; machine load {os.getloadavg()[0]:.1f}")
+                      f"missed {stats.missed}, at most {scheduler.peak_in_flight} in flight; analyses shared "
+                      f"{desk.analysis_cache.hits}/{desk.analysis_cache.hits + desk.analysis_cache.misses}, "
+                      f"deferred {desk.analysis_budget.deferred}; machine load (1/5/15 min) {load0} before, "
+                      f"{load()} after")
                 burst = await bench_burst(fake, desk, frontend, args.events)
                 ok = burst["lost"] == 0 and burst["duplicated"] == 0 and burst["min_gap_s"] >= 1.0
                 print(f"burst: {args.events} events published in {burst['published_in_s']:.2f} s -> "
@@ -214,4 +273,7 @@ if __name__ == "__main__":
     parser.add_argument("--commands", type=int, default=200)
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--speed", type=float, default=1 / 60, help="simulator speed, 1m candles per second")
+    parser.add_argument("--in-flight", type=int, default=0, help="ticks in flight at most (0: the scheduler's default)")
+    parser.add_argument("--ab", type=int, default=None, metavar="K2",
+                        help="alternate the bound with K2 ticks in flight (0: no bound), ten commands each")
     sys.exit(asyncio.run(main(parser.parse_args())))

@@ -4,12 +4,21 @@ when the bots of a combination ask at the same time."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from dataclasses import replace
 from decimal import Decimal
 
+import numpy as np
+import pandas as pd
+import pytest
+
+from traderagent.backtest.engine import build_frames
 from traderagent.orchestrator.analysis import AnalysisCache
+from traderagent.strategies import create_strategy
+from traderagent.strategies.indicators import load_candles_csv
+from traderagent.timeframes import timeframe_ms
 
 from .helpers import TREND, build_desk, run_ticks
 
@@ -97,8 +106,6 @@ async def test_bots_of_one_combination_asking_at_once_prepare_once(sim, tmp_path
 
 
 async def test_a_preparation_is_cached_even_if_the_bot_that_started_it_is_cancelled():
-    import pandas as pd
-
     from traderagent.strategies.types import PreparedData
 
     frame = pd.DataFrame({c: [1.0, 2.0] for c in ("open", "high", "low", "close", "volume")},
@@ -115,3 +122,44 @@ async def test_a_preparation_is_cached_even_if_the_bot_that_started_it_is_cancel
     result = await asyncio.wait_for(second, GUARD_S)
     assert first.cancelled() and len(held.threads) == 1
     assert cache.get(key) is result and await cache.prepared(key, lambda: held(frame), None) is result
+
+
+@pytest.mark.parametrize(("name", "params"), [
+    ("smc", {"timeframes": "1h,15m,5m", "max_age": 100}), ("trend_follower", {}), ("grid", {}), ("dca", {})])
+def test_prepare_reads_only_its_inputs(name, params, candles_dir):
+    """Why a preparation may run in another thread: it writes none of its frames, and what it keeps
+    between calls (SMC's memo of its last detections) never changes a result."""
+    used, fresh = (create_strategy(name, params, qty_step="0.0001", tick_size="0.00000001",
+                                   allocated_capital="100000") for _ in range(2))
+    history = build_frames(used, load_candles_csv(str(candles_dir / "ETH_BTC-5m.csv")), timeframe_ms("5m"))
+    window = used.history_candles
+    end = history[-1].index[window + 40] + pd.Timedelta(minutes=5)
+
+    def live(shift: int) -> list[pd.DataFrame]:  # what live passes at a candle's close: the last closed candles
+        closed = end - pd.Timedelta(minutes=5 * shift)
+        return [f[f.index + pd.Timedelta(milliseconds=timeframe_ms(tf)) <= closed].iloc[-window:].copy()
+                for f, tf in zip(history, used.timeframes, strict=True)]
+
+    frames = live(0)
+    copies = [f.copy(deep=True) for f in frames]
+    for shift in (3, 2, 1):  # the used instance has prepared earlier candles (its memo is warm)
+        used.prepare(*live(shift))
+    a, b = used.prepare(*frames), fresh.prepare(*frames)
+    assert all(f.equals(c) and f.index.equals(c.index) for f, c in zip(frames, copies, strict=True))
+    assert same(a, b)
+
+
+def same(a: object, b: object) -> bool:
+    """Equal values, field by field (arrays and frames by content, NaN equal to NaN)."""
+    if dataclasses.is_dataclass(a) and not isinstance(a, type):
+        return type(a) is type(b) and all(same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.shape == b.shape and bool(
+            np.array_equal(a, b, equal_nan=a.dtype.kind == "f") if a.dtype.kind in "fiub" else (a == b).all())
+    if isinstance(a, pd.DataFrame | pd.Series):
+        return a.equals(b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, tuple | list):
+        return type(a) is type(b) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b or (a != a and b != b)  # noqa: PLR0124  NaN

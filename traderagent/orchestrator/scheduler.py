@@ -86,11 +86,12 @@ class DeskScheduler:
         self.stats = TickStats(late_after, started=clock())
         self.batches = 0
         self.concurrency = concurrency
+        self.in_flight = 0
         self.peak_in_flight = 0
         self._ticks: dict[str, _Tick] = {}
         self._due: list[tuple[float, int, _Tick]] = []  # heap of (due time, order, tick)
         self._order = itertools.count()
-        self._running: set[asyncio.Task[None]] = set()  # the ticks in flight
+        self._running: set[asyncio.Task[None]] = set()  # the ticks' tasks (held, or they may be collected)
         self._turns: deque[tuple[_Tick, float]] = deque()  # (tick, due) taken from the heap, waiting for a turn
         self.scheduler.add_listener(self._on_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
 
@@ -141,27 +142,20 @@ class DeskScheduler:
     def _push(self, due: float, tick: _Tick) -> None:
         heapq.heappush(self._due, (due, next(self._order), tick))
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._running)
-
     def _start_turns(self) -> None:
         """Start waiting ticks, oldest first, while fewer than ``concurrency`` are in flight."""
         if self.scheduler.state == STATE_PAUSED:
             return
-        while self._turns and len(self._running) < self.concurrency:
+        while self._turns and self.in_flight < self.concurrency:
             tick, due = self._turns.popleft()
             if tick.removed:
                 tick.running = False
                 continue
+            self.in_flight += 1
             task = asyncio.ensure_future(self._one(tick, due))
             self._running.add(task)
-            task.add_done_callback(self._ended)
-        self.peak_in_flight = max(self.peak_in_flight, len(self._running))
-
-    def _ended(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
-        self._start_turns()
+            task.add_done_callback(self._running.discard)
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
 
     async def _one(self, tick: _Tick, due: float) -> None:
         try:
@@ -172,12 +166,14 @@ class DeskScheduler:
             self.stats.errors += 1
             log.error("tick %s raised: %s", tick.key, exc, exc_info=exc)
         finally:
+            self.in_flight -= 1
             tick.running = False
             now = self.clock()
             self.stats.record(now - due, now)
             if tick.waiting is not None and not tick.removed:
                 self._push(tick.waiting, tick)  # the loop's next pass starts it
             tick.waiting = None
+        self._start_turns()  # its turn passes on at once (not after a cancel: the desk is going away)
 
     async def _loop(self) -> None:
         self.run_due()
