@@ -103,16 +103,16 @@ async def loop_lag(lags: dict[str, list[float]], mode: list[str]) -> None:
         lags.setdefault(mode[0], []).append(time.monotonic() - before - 0.01)
 
 
-def gc_pauses() -> tuple[list[float], Callable[[str, dict], None]]:
-    """Every collection's pause from now on (seconds), and the callback to remove from gc.callbacks."""
-    pauses: list[float] = []
+def gc_pauses() -> tuple[list[tuple[int, float]], Callable[[str, dict], None]]:
+    """Every collection's (generation, pause in seconds) from now on, and the callback to remove from gc.callbacks."""
+    pauses: list[tuple[int, float]] = []
     started = [0.0]
 
     def timing(phase: str, info: dict) -> None:
         if phase == "start":
             started[0] = time.perf_counter()
         else:
-            pauses.append(time.perf_counter() - started[0])
+            pauses.append((info["generation"], time.perf_counter() - started[0]))
 
     gc.callbacks.append(timing)
     return pauses, timing
@@ -200,6 +200,8 @@ async def main(args: argparse.Namespace) -> int:
             await frontend.start()
             try:
                 await bench_status(fake, 5)  # warm-up (connections, first imports)
+                if args.gc_freeze:
+                    gc.freeze()
                 scheduler = bench.scheduler
                 if args.in_flight:
                     scheduler.concurrency = args.in_flight
@@ -208,7 +210,17 @@ async def main(args: argparse.Namespace) -> int:
                 modes = [f"at most {k} ticks in flight" if k < 10**9 else "every due tick at once" for k in bounds]
                 mode = [modes[0]]
 
+                ran: dict[str, list[float]] = {m: [0, 0.0] for m in modes}  # ticks ended, seconds, per mode
+                mark = [0, 0.0]
+
+                def ticked() -> None:
+                    ended, now = sum(desk.tick_counts.values()), time.monotonic()
+                    ran[mode[0]][0] += ended - mark[0]
+                    ran[mode[0]][1] += now - mark[1]
+                    mark[:] = [ended, now]
+
                 def switch(i: int) -> None:
+                    ticked()
                     mode[0] = modes[i // 10 % len(modes)]
                     scheduler.concurrency = bounds[i // 10 % len(bounds)]
 
@@ -220,7 +232,9 @@ async def main(args: argparse.Namespace) -> int:
                 bench.scheduler.stats = stats = TickStats(started=time.monotonic())
                 scheduler.peak_in_flight = 0
                 ticks0 = sum(desk.tick_counts.values())
+                mark[:] = [ticks0, time.monotonic()]
                 lat = await bench_status(fake, args.commands, switch)
+                ticked()
                 lag_task.cancel()
                 gc.callbacks.remove(timing)
                 scheduler.concurrency = bounded
@@ -239,12 +253,13 @@ async def main(args: argparse.Namespace) -> int:
                       f"p99 {pct(cpu, 0.99) * 1000:.1f} ms; the event loop's lag (a 10 ms timer firing late, "
                       f"the wait of any ready task) meanwhile: p50 {pct(every_lag, 0.5) * 1000:.1f} ms, "
                       f"p99 {pct(every_lag, 0.99) * 1000:.1f} ms")
-                print(f"  garbage collector: {len(pauses)} collections, longest pause {max(pauses, default=0) * 1000:.1f} ms, "
-                      f"{sum(p > 0.05 for p in pauses)} over 50 ms")
+                print("  garbage collector" + (" (heap frozen after the warm-up)" if args.gc_freeze else "") + ": " + ", ".join(
+                    f"generation {g}: {len(ps)} collections, longest {max(ps) * 1000:.1f} ms, {sum(p > 0.05 for p in ps)} "
+                    f"over 50 ms" for g in range(3) if (ps := [p for gen, p in pauses if gen == g])))
                 for name in modes if len(modes) > 1 else ():
                     print(f"  {name}: /status p50 {pct(by_mode[name], 0.5):.1f} ms, p99 {pct(by_mode[name], 0.99):.1f} ms "
                           f"({len(by_mode[name])} commands); loop lag p50 {pct(lags[name], 0.5) * 1000:.1f} ms, "
-                          f"p99 {pct(lags[name], 0.99) * 1000:.1f} ms")
+                          f"p99 {pct(lags[name], 0.99) * 1000:.1f} ms; ticks ended {ran[name][0] / ran[name][1]:.0f}/s")
                 print(f"  meanwhile the desk ran {ticks} ticks: latency from due p99 {tick_p99:.3f} s, "
                       f"missed {stats.missed}, at most {scheduler.peak_in_flight} in flight; analyses shared "
                       f"{desk.analysis_cache.hits}/{desk.analysis_cache.hits + desk.analysis_cache.misses}, "
@@ -274,6 +289,7 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--speed", type=float, default=1 / 60, help="simulator speed, 1m candles per second")
     parser.add_argument("--in-flight", type=int, default=0, help="ticks in flight at most (0: the scheduler's default)")
+    parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() the heap after the warm-up")
     parser.add_argument("--ab", type=int, default=None, metavar="K2",
                         help="alternate the bound with K2 ticks in flight (0: no bound), ten commands each")
     sys.exit(asyncio.run(main(parser.parse_args())))
