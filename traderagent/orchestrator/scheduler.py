@@ -152,10 +152,10 @@ class DeskScheduler:
                 tick.running = False
                 continue
             self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             task = asyncio.ensure_future(self._one(tick, due))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
-        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
 
     async def _one(self, tick: _Tick, due: float) -> None:
         try:
