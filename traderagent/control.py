@@ -63,7 +63,11 @@ from traderagent.database.exceptions import DatabaseUnavailableError, LeaseLapse
 from traderagent.orchestrator.analysis import AnalysisCache
 from traderagent.orchestrator.bot_orchestrator import BotOrchestrator
 from traderagent.orchestrator.budget import AnalysisBudget
-from traderagent.orchestrator.capital_wiring import CapitalPersister, ScalingOffers
+from traderagent.orchestrator.capital_wiring import (
+    CapitalPersister,
+    ScalingOffers,
+    reload_capital,
+)
 from traderagent.orchestrator.events import (
     DeskStarted,
     DeskStopping,
@@ -92,11 +96,19 @@ from traderagent.orchestrator.perp import (
     prepare_linear,
     share_funding,
 )
-from traderagent.orchestrator.risk import DeskRisk, RiskRails
+from traderagent.orchestrator.risk import DeskRisk, FleetRails, RiskRails
 from traderagent.orchestrator.scheduler import DeskScheduler
 from traderagent.orchestrator.state import BotState, IllegalTransition
 from traderagent.orchestrator.storage import STORAGE_CHECK_S, StorageWatch
-from traderagent.ports import ExchangePort, FillStream, LogLineSpec, OrderRow, StorePort, TradeRow
+from traderagent.ports import (
+    ExchangePort,
+    FillStream,
+    FleetStorePort,
+    LogLineSpec,
+    OrderRow,
+    StorePort,
+    TradeRow,
+)
 from traderagent.results import (
     AuditLine,
     BotDay,
@@ -339,6 +351,12 @@ class Desk(Records):
         self.open_fill_stream = open_fill_stream
         self.fill_streams: list[tuple[AccountFills, FillStream]] = []
         self._account_streams: dict[object, tuple[AccountFills, FillStream]] = {}  # account -> its stream
+        # one worker of a fleet (join_fleet): its desk rails are the fleet's, its capital record the leader's
+        self.fleet: FleetRails | None = None
+        self._tell_fleet: Callable[[str], Awaitable[None]] | None = None
+        self._led = True  # led at the last heartbeat: the capital state in memory is the newest
+        if capital_persister is not None:
+            capital_persister.may_write = lambda: self.leader and self._led
 
     async def _log_events(self, events: list[TradingEvent]) -> None:
         """The DB log writer: every event worth reading later becomes a bot_logs row (the events
@@ -455,13 +473,55 @@ class Desk(Records):
     def apply_allocations(self) -> None:
         for handle in self.bots.values():
             handle.bot.set_allocation(self._bot_capital(handle.spec))
+        self._share_exposure()
+
+    async def _resize(self) -> None:
+        """A new phase: every bot's allocation, in memory and in its row."""
+        self.apply_allocations()
+        for handle in self.bots.values():
+            with contextlib.suppress(LeaseLapsed):  # taken over meanwhile: its new owner sets its own
+                await self.db.update_bot(handle.spec.name, allocated_capital=handle.bot.allocated_capital)
+
+    def _share_exposure(self) -> None:
+        """A fleet's worker keeps its bots' part of the exposure limit (risk.py ``FleetRails``)."""
+        if self.fleet is None:
+            return
+        mine = sum((self._share(h.spec) for h in self.bots.values()), ZERO)
+        every = mine + sum((self._share(spec) for spec in self.standby.values()), ZERO)
+        self.risk.exposure_share = mine / every if every > 0 else Decimal(1)
+
+    # ================================================================== one worker of a fleet
+    def join_fleet(self, store: FleetStorePort, tell: Callable[[str], Awaitable[None]]) -> None:
+        """This desk is one worker of a fleet (fleet/bus.py ``FleetSignals``): ``tell(kind)`` wakes the
+        others ("risk": the desk rail tripped; "capital": the leader wrote a new capital state)."""
+        self._tell_fleet = tell
+        self.fleet = FleetRails(store, self.risk, lambda: tell("risk"))
+
+    async def reload_capital(self) -> bool:
+        """A worker that does not lead takes the capital state the leader wrote (and its scaling offers);
+        on a new phase its bots are re-sized as on the leader, which alone announces it. True then."""
+        if self.capital is None or (self.leader and self._led):
+            return False  # the leader's memory is the newest state
+        before = await reload_capital(self.capital, self.db)
+        await self.offers.load()
+        if before is None:
+            return False
+        await self._resize()
+        log.warning("capital phase now %s (the leader's record): bots re-sized", self.capital.phase.value)
+        return True
+
+    async def _tell(self, kind: str) -> None:
+        if self._tell_fleet is not None:
+            await self._tell_fleet(kind)
 
     # ================================================================== lifecycle
     async def start(self, *, schedule: bool = True) -> dict[str, Mapping[str, int | str]]:
         """Phase 1 on a fresh record, bots rows, recovery of every bot, then the tick jobs. Returns per bot
         what its recovery reconciled (``BotOrchestrator.recover`` counts) or ``{"error": message}``."""
         await self.event_bus.start()
-        if self.capital is not None and self.capital.phase is DeploymentPhase.NOT_STARTED and self.auto_start_phase_1:
+        self._led = self.leader  # the capital state was just read: a fleet's leader may write it
+        if (self.capital is not None and self.capital.phase is DeploymentPhase.NOT_STARTED and self.auto_start_phase_1
+                and self.leader):  # a fleet's other workers take phase 1 from the leader's record
             self.capital.start_phase_1()
             self._publish(self._phase_changed(DeploymentPhase.NOT_STARTED, None))
         self.apply_allocations()
@@ -619,6 +679,19 @@ class Desk(Records):
                 await self._take_over(name, holder)
             for name in changes.handed_back:
                 await self._hand_back(name)
+        await self._follow_leader()
+
+    async def _follow_leader(self) -> None:
+        """A fleet's capital record is the leader's: re-read it here (the backstop of the leader's NOTIFY),
+        and first of all when this worker has just become the leader, before it writes it."""
+        if self.fleet is None:
+            return
+        if not self.leader:
+            self._led = False
+            await self.reload_capital()
+        elif not self._led:  # re-read as a follower (``_led`` still False), then lead
+            await self.reload_capital()
+            self._led = True
 
     @property
     def leader(self) -> bool:
@@ -638,6 +711,7 @@ class Desk(Records):
             if handle.bot in fills.bots:
                 fills.bots.remove(handle.bot)
         self.standby[name] = handle.spec
+        self._share_exposure()
         return handle
 
     async def _hand_back(self, name: str) -> None:
@@ -675,6 +749,7 @@ class Desk(Records):
             await self.leases.release([name])
             return
         self.risk.realized_today[name] = await self._day_pnl(name)
+        self._share_exposure()
         report = await self._recover(self.bots[name], (await self._prepare_perp()).get(name))
         if self.capital is not None and self.capital.halted and bot.state is BotState.RUNNING:
             await bot.pause("halt", by="desk")
@@ -768,18 +843,46 @@ class Desk(Records):
         """Desk-wide rails and the capital manager's equity (run every few seconds)."""
         if self.capital is None or self.capital.metrics is None:
             return
-        unrealized = sum((h.bot.unrealized_pnl() for h in self.bots.values()), ZERO)
-        if abs(unrealized - self.capital.metrics.unrealized_pnl) >= Decimal("0.01"):
-            self.capital.update_unrealized_pnl(unrealized)
+        if self.fleet is not None:
+            try:
+                await self._check_fleet_risk(self.fleet)
+            except DatabaseUnavailableError as exc:  # the fleet's rails are in the database: they wait for it
+                self.storage.trip(exc)
+            return
+        self._mark_unrealized(sum((h.bot.unrealized_pnl() for h in self.bots.values()), ZERO))
         deployed = self.capital.allocated_capital
         if self.risk.desk_loss_hit(deployed):
             running = [h.bot for h in self.bots.values() if h.bot.state is BotState.RUNNING]
             if running:
                 self._publish(RiskLimitHit("max_daily_loss (desk)", -self.risk.desk_day_pnl(),
                                            self.risk.rails.max_daily_loss * deployed))
-                for bot in running:
-                    self.risk.paused_by_risk.add(bot.name)
-                    await bot.pause("risk", by="risk rail")
+                await self._pause_for_risk(running)
+
+    async def _pause_for_risk(self, bots: Iterable[BotOrchestrator]) -> None:
+        for bot in bots:
+            self.risk.paused_by_risk.add(bot.name)
+            await bot.pause("risk", by="risk rail")
+
+    def _mark_unrealized(self, unrealized: Decimal) -> None:
+        assert self.capital is not None
+        if self.capital.metrics is not None and abs(unrealized - self.capital.metrics.unrealized_pnl) >= Decimal("0.01"):
+            self.capital.update_unrealized_pnl(unrealized)
+
+    async def _check_fleet_risk(self, fleet: FleetRails) -> None:
+        """A fleet's worker writes its bots' figures; the leader keeps the fleet's record and trips the desk
+        rail for every worker (risk.py ``FleetRails``); every worker obeys it."""
+        await fleet.publish(self.bots)
+        if self.leader and self._led and self.capital is not None:
+            unrealized = await fleet.unrealized()
+            self._mark_unrealized(unrealized)
+            if hit := await fleet.check_loss(self.capital.allocated_capital, unrealized):
+                self._publish(hit)
+        await self.obey_fleet_rail()
+
+    async def obey_fleet_rail(self) -> None:
+        """While the fleet's daily-loss rail is tripped today, this worker's running bots pause."""
+        if self.fleet is not None and await self.fleet.tripped():
+            await self._pause_for_risk([h.bot for h in self.bots.values() if h.bot.state is BotState.RUNNING])
 
     # ================================================================== fill streams (orchestrator/fill_stream.py)
     def _open_fill_streams(self, handles: Iterable[BotHandle] | None = None) -> None:
@@ -1090,12 +1193,10 @@ class Desk(Records):
         await self.db.record_approval("approve", before.value, cm.phase.value, last,
                                       {**decision.to_dict(), "approvers": list(approvers.values())})
         self.offers.answered(before.value, self.clock())
-        self.apply_allocations()
-        for handle in self.bots.values():
-            with contextlib.suppress(LeaseLapsed):  # taken over meanwhile: its new owner sets its own
-                await self.db.update_bot(handle.spec.name, allocated_capital=handle.bot.allocated_capital)
+        await self._resize()
         if self.capital_persister is not None:
             await self.capital_persister.flush()
+        await self._tell("capital")  # the fleet's other workers re-size theirs
         self._publish(self._phase_changed(before, str(approved_by)))
         return ScalingApproved(before.value, cm.phase.value, allocated, str(approved_by), _scaling_check(decision))
 
@@ -1115,6 +1216,7 @@ class Desk(Records):
         self._approvals = None  # a rejection voids the approvals gathered so far
         await self.db.record_approval("reject", cm.phase.value, nxt, str(by), decision.to_dict())
         self.offers.answered(cm.phase.value, self.clock())
+        await self._tell("capital")
         return ScalingRejected(cm.phase.value, nxt, str(by), _scaling_check(decision))
 
     async def offer_scaling(self) -> bool:
@@ -1147,7 +1249,9 @@ class Desk(Records):
         try:
             cm.resume()
         except CapitalManagerError as exc:
-            raise ControlError("Trading is not halted.") from exc
+            halted_here = any(h.bot.paused_by == "halt" for h in self.bots.values())
+            if self.fleet is None or not halted_here:  # a fleet's worker may have re-read the leader's resume first
+                raise ControlError("Trading is not halted.") from exc
         resumed = []
         for handle in self.bots.values():
             if handle.bot.state is BotState.PAUSED and handle.bot.paused_by == "halt":

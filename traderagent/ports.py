@@ -7,6 +7,8 @@ The ports, each listing exactly the members its users call:
   shape (``id``, ``client_order_id``, ``status``, ``amount``, ``filled``, ...).
 * ``StorePort``: the database (``DatabaseManager``); rows come back as the ``*Row`` shapes below.
 * ``LeaseStorePort``: the bot leases in the database (``DatabaseManager``), for ``orchestrator/lease.py``.
+* ``FleetStorePort``: a fleet's desk-wide risk figures and rails in the database (``DatabaseManager``), for
+  ``orchestrator/risk.py`` ``FleetRails`` and the capital record of a fleet's leader.
 * ``CapitalPort``: the capital deployment state (``CapitalManager``) as the orchestrator sees it.
 * ``OutboxStore``: where the Telegram outbox keeps undelivered alerts and the alert verbosity
   (``DatabaseManager`` too; handlers/outbox.py).
@@ -356,6 +358,23 @@ class LeaseStorePort(Protocol):
     async def leases_named(self, prefix: str) -> Sequence[LeaseRow]: ...
 
     async def release_leases(self, owner: str, bots: Sequence[str] | None = None) -> None: ...
+
+
+# ---------------------------------------------------------------------- a fleet's desk-wide risk
+class FleetStorePort(Protocol):
+    async def save_bot_risk(self, figures: Mapping[str, tuple[Decimal, Decimal]]) -> None: ...
+
+    async def fleet_unrealized(self) -> Decimal: ...
+
+    async def realized_pnl(self, bot_name: str | None = None, *, since: dt.datetime | None = None) -> Decimal: ...
+
+    async def running_bots(self) -> int: ...
+
+    async def trip_rail(self, rail: str, day: dt.date) -> bool: ...
+
+    async def clear_rail(self, rail: str) -> None: ...
+
+    async def rail_day(self, rail: str) -> dt.date | None: ...
 
 
 # ---------------------------------------------------------------------- capital

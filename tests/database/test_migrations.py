@@ -18,7 +18,7 @@ from traderagent.database.exceptions import DatabaseError
 from traderagent.database.manager import DatabaseManager
 from traderagent.database.models import Base, BotModel, Order, Trade
 
-HEAD = "0012_view"  # the newest revision (the fleet console's report periods, after the button tokens)
+HEAD = "0011_fleet"  # the newest revision (a fleet's desk-wide risk, after the console's report periods)
 OPENED = dt.datetime(2024, 5, 1, 8, 0, tzinfo=dt.UTC)
 
 

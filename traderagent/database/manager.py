@@ -39,6 +39,7 @@ from traderagent.database.repositories import (
     CapitalRepository,
     CommandsRepository,
     CredentialsRepository,
+    FleetRiskRepository,
     GridRepository,
     LeasesRepository,
     LogsRepository,
@@ -54,7 +55,7 @@ from traderagent.database.repositories import (
 
 class DatabaseManager(CredentialsRepository, BotsRepository, OrdersRepository, TradesRepository, GridRepository,
                       LogsRepository, CapitalRepository, AuditRepository, OutboxRepository, LeasesRepository,
-                      CommandsRepository, TokensRepository):
+                      CommandsRepository, TokensRepository, FleetRiskRepository):
     """Async database access for the whole service; see the module docstring."""
 
     def __init__(

@@ -376,6 +376,33 @@ class DeskReport(Base):
     sent_at: Mapped[dt.datetime]
 
 
+
+# --- revision 0011_fleet ------------------------------------------------------------------------
+
+
+class BotRisk(Base):
+    """A bot's unrealised PnL and exposure as its worker last wrote them (orchestrator/risk.py
+    ``FleetRails``): the fleet's leader sums them for the desk-wide daily-loss rail."""
+
+    __tablename__ = "bot_risk"
+
+    bot_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    unrealized_pnl: Mapped[Decimal]
+    exposure: Mapped[Decimal]
+    updated_at: Mapped[dt.datetime]
+
+
+class DeskRail(Base):
+    """A desk-wide rail of a fleet: tripped on ``day`` (UTC) by the leader, None while it holds; every
+    worker pauses its running bots while it is tripped today."""
+
+    __tablename__ = "desk_rails"
+
+    rail: Mapped[str] = mapped_column(String(32), primary_key=True)
+    day: Mapped[dt.date | None]
+    updated_at: Mapped[dt.datetime]
+
+
 __all__ = [
     "FINAL_ORDER_STATUSES",
     "NON_FINAL_ORDER_STATUSES",
@@ -388,10 +415,12 @@ __all__ = [
     "ButtonToken",
     "BotLog",
     "BotModel",
+    "BotRisk",
     "BotRuntime",
     "CapitalState",
     "Credential",
     "DeskCommand",
+    "DeskRail",
     "DeskReport",
     "GridLevel",
     "Order",

@@ -38,11 +38,13 @@ from traderagent.database.models import (
     BotLease,
     BotLog,
     BotModel,
+    BotRisk,
     BotRuntime,
     ButtonToken,
     CapitalState,
     Credential,
     DeskCommand,
+    DeskRail,
     DeskReport,
     GridLevel,
     Order,
@@ -792,3 +794,60 @@ class CommandsRepository(Store):
     async def get_command(self, command_id: int) -> DeskCommand | None:
         async with self._read() as session:
             return await session.get(DeskCommand, command_id)
+
+
+class FleetRiskRepository(Store):
+    """A fleet's desk-wide risk (orchestrator/risk.py ``FleetRails``): what each worker writes of its bots
+    (unrealised PnL, exposure), the desk rails the leader trips, and the phase record from the trades."""
+
+    async def save_bot_risk(self, figures: Mapping[str, tuple[Decimal, Decimal]]) -> None:
+        """Upsert each bot's (unrealised PnL, exposure)."""
+        if not figures:
+            return
+        stmt = self._upsert(_table(BotRisk))
+        stmt = stmt.on_conflict_do_update(index_elements=["bot_name"], set_={
+            "unrealized_pnl": stmt.excluded.unrealized_pnl, "exposure": stmt.excluded.exposure,
+            "updated_at": stmt.excluded.updated_at})
+        now = utcnow()
+        async with self._write() as session:
+            await session.execute(stmt, [{"bot_name": name, "unrealized_pnl": unrealized, "exposure": exposure,
+                                          "updated_at": now} for name, (unrealized, exposure) in sorted(figures.items())])
+
+    async def fleet_unrealized(self) -> Decimal:
+        """The unrealised PnL of every bot, as their workers last wrote it."""
+        async with self._read() as session:
+            total = (await session.execute(select(exact_sum(BotRisk.unrealized_pnl)))).scalar_one()
+        return total if total is not None else Decimal("0")
+
+    async def running_bots(self) -> int:
+        """How many bots the workers last stored as RUNNING."""
+        async with self._read() as session:
+            q = select(func.count()).select_from(BotModel).where(BotModel.state == "RUNNING")
+            return int((await session.execute(q)).scalar_one())
+
+    async def trip_rail(self, rail: str, day: dt.date) -> bool:
+        """Mark ``rail`` tripped on ``day``; True only for the call that changed it (of two, one)."""
+        table = _table(DeskRail)
+        stmt = self._upsert(table).values(rail=rail, day=day, updated_at=utcnow())
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["rail"], set_={"day": stmt.excluded.day, "updated_at": stmt.excluded.updated_at},
+            where=or_(table.c.day.is_(None), table.c.day != stmt.excluded.day)).returning(table.c.rail)
+        async with self._write() as session:
+            return (await session.execute(stmt)).first() is not None
+
+    async def clear_rail(self, rail: str) -> None:
+        table = _table(DeskRail)
+        async with self._write() as session:
+            await session.execute(update(table).where(table.c.rail == rail, table.c.day.is_not(None))
+                                  .values(day=None, updated_at=utcnow()))
+
+    async def rail_day(self, rail: str) -> dt.date | None:
+        """The UTC day ``rail`` was tripped on (None: it holds)."""
+        async with self._read() as session:
+            row = await session.get(DeskRail, rail)
+            return None if row is None else row.day
+
+    async def notify(self, channel: str) -> None:
+        """Wake the listeners of ``channel`` (PostgreSQL; elsewhere nobody listens)."""
+        async with self._write() as session:
+            await _notify(session, channel, "")

@@ -8,6 +8,10 @@ LISTEN/NOTIFY is the wake-up.
   claimed by its deadline is marked expired and never runs: each runs at most once.
 * Alerts: a worker's notifier writes outbox rows (handlers/outbox.py ``StoredAlerts``) and NOTIFYs;
   the console's outbox takes them up and delivers them, once, in order.
+* Between workers (``FleetSignals``, `control.Desk.join_fleet`): "capital",
+  the leader wrote a new capital state (an approval, a rejection): every worker re-reads it and re-sizes
+  its bots (and at each lease heartbeat regardless); "risk", the leader tripped the desk's daily-loss rail
+  (the ``desk_rails`` row): every worker pauses its running bots (and at each risk check regardless).
 
 Why PostgreSQL rather than Redis Streams: a fleet already runs on one PostgreSQL database (the leases,
 the bots' state), so there is no second engine to run, secure and back up; a NOTIFY is sent when the
@@ -116,7 +120,8 @@ def decode_list(data: Any, kind: type[T]) -> list[T]:
 
 # ---------------------------------------------------------------------- channels and the listener
 def channel(db: DatabaseManager, kind: str) -> str:
-    """``ta_commands_<schema>``: one channel per kind ("commands", "results", "outbox") and schema."""
+    """``ta_commands_<schema>``: one channel per kind ("commands", "results", "outbox", "capital", "risk") and
+    schema."""
     return f"ta_{kind}_{db.schema or 'public'}".lower()
 
 
@@ -171,6 +176,17 @@ async def poll(listener: Listener, wake: asyncio.Event, work: Callable[[], Await
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), every)
         wake.clear()
+
+
+async def react(wake: asyncio.Event, work: Callable[[], Awaitable[object]]) -> None:
+    """Run ``work`` whenever a notification sets ``wake`` (its own backstop runs elsewhere)."""
+    while True:
+        await wake.wait()
+        wake.clear()
+        try:
+            await work()
+        except Exception:  # the backstop tries again
+            log.exception("fleet reaction failed")
 
 
 # ---------------------------------------------------------------------- the console's side
@@ -327,6 +343,49 @@ class CommandServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+class FleetSignals:
+    """A worker's desk joined to the fleet (`control.Desk.join_fleet`): it tells the other workers, and
+    hears from them, "capital" (re-read the capital state) and "risk" (the desk rail tripped), on the
+    listener of its command server (which keeps it connected)."""
+
+    KINDS = ("capital", "risk")
+
+    def __init__(self, desk: Desk, db: DatabaseManager, listener: Listener) -> None:
+        self.desk = desk
+        self.db = db
+        self._heard = {kind: asyncio.Event() for kind in self.KINDS}
+        for kind, heard in self._heard.items():
+            listener.on(channel(db, kind), _setter(heard))
+        self._tasks: list[asyncio.Task[None]] = []
+        self.handled = dict.fromkeys(self.KINDS, 0)  # notifications acted upon, per kind
+        desk.join_fleet(db, self.tell)
+
+    async def tell(self, kind: str) -> None:
+        """Wake the workers listening on ``kind``."""
+        await self.db.notify(channel(self.db, kind))
+
+    def start(self) -> None:
+        work = {"capital": self.desk.reload_capital, "risk": self.desk.obey_fleet_rail}
+        self._tasks = [asyncio.create_task(react(self._heard[kind], self._counted(kind, w)), name=f"fleet-{kind}")
+                       for kind, w in work.items()]
+
+    def _counted(self, kind: str, work: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            await work()
+            self.handled[kind] += 1
+
+        return run
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _setter(event: asyncio.Event) -> Callable[[str], None]:
+    return lambda _payload: event.set()
 
 
 def serve_commands(desk: Desk, db: DatabaseManager, **kwargs: Any) -> CommandServer:

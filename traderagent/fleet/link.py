@@ -17,7 +17,7 @@ from handlers.outbox import StoredAlerts
 from traderagent.config import Settings
 from traderagent.control import Desk
 from traderagent.database.manager import DatabaseManager
-from traderagent.fleet.bus import CommandServer, channel
+from traderagent.fleet.bus import CommandServer, FleetSignals, channel
 from traderagent.fleet.record import judge_fleet_wide
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ class ConsoleLink:
         self.alerts = StoredAlerts(db, settings.telegram_chat_ids, notify=channel(db, "outbox"))
         self.notifier = Notifier(self.alerts, strategy_of=desk.strategy_of, store=db)
         self.commands = CommandServer(desk, db)
+        self.signals = FleetSignals(desk, db, self.commands.listener)  # the fleet's desk rails and capital state
         desk.capital_record = partial(judge_fleet_wide, db)  # an approval re-checks the gates fleet-wide
         self._reload: asyncio.Task[None] | None = None
 
@@ -54,10 +55,12 @@ class ConsoleLink:
 
     async def serve(self) -> None:
         await self.commands.start()
+        self.signals.start()
 
     async def stop(self) -> None:
         if self._reload is not None:
             self._reload.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reload
+        await self.signals.stop()
         await self.commands.stop()

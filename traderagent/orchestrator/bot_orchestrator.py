@@ -933,6 +933,8 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         self._funding_keys = snap.get("funding_keys")
         self._liq_since = snap.get("liq_since")
         self.paused_by = snap.get("paused_by")
+        if self.paused_by == "risk" and snap.get("saved_at"):  # a daily rail's pause ends once its UTC day is over
+            self._day = datetime.fromisoformat(snap["saved_at"]).astimezone(UTC).date()
 
     # ------------------------------------------------------------------ start-up recovery
     async def recover(self, saved_state: str | None = None) -> dict[str, int]:

@@ -4,6 +4,10 @@
 latest state and one background task writes it, so bursts of changes coalesce into one write
 and the newest state always wins. ``flush()`` waits until what was queued is on disk.
 
+In a fleet of workers (fleet/workers.py) the database row is the one capital state: only the leader
+writes it (``CapitalPersister.may_write``); the other workers re-read it (``reload_capital``) when the
+leader tells them (a NOTIFY after an approval or a rejection) and at every lease heartbeat.
+
 `ScalingOffers` decides when the desk pushes a scaling offer by itself and remembers, in the
 approvals table, what it offered.
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -20,7 +25,12 @@ from typing import Any
 from traderagent.database.exceptions import DatabaseUnavailableError
 from traderagent.orchestrator.events import ScalingOffered
 from traderagent.ports import StorePort
-from traderagent.utils.capital_manager import CapitalManager, CapitalManagerError, ScalingDecision
+from traderagent.utils.capital_manager import (
+    CapitalManager,
+    CapitalManagerError,
+    DeploymentPhase,
+    ScalingDecision,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +41,11 @@ class CapitalPersister:
         self._latest: dict[str, Any] | None = None
         self._task: asyncio.Task[None] | None = None
         self.saves = 0
+        self.may_write: Callable[[], bool] = lambda: True  # a fleet's worker: only while it leads
 
     def __call__(self, state: dict[str, Any]) -> None:
+        if not self.may_write():
+            return  # the row is the leader's: this worker re-reads it (reload_capital)
         self._latest = state
         if self._task is None or self._task.done():
             try:
@@ -143,6 +156,21 @@ async def load_capital_manager(db: StorePort, total_capital: Decimal, *, clock: 
         log.warning("TRADERAGENT_TOTAL_CAPITAL is %s but the saved record says %s; the record is kept",
                     total_capital, cm.total_capital)
     return cm, persister
+
+
+async def reload_capital(cm: CapitalManager, db: StorePort) -> DeploymentPhase | None:
+    """The state the fleet's leader wrote, taken into ``cm`` in place; the phase before it when the phase
+    changed (the bots are to be re-sized), else None."""
+    state = await db.load_capital_state()
+    if not state:
+        return None
+    before = cm.phase
+    try:
+        cm.adopt(state)
+    except (CapitalManagerError, KeyError, ValueError) as exc:
+        log.error("the saved capital state is unusable (%s); keeping the one in memory", exc)
+        return None
+    return before if cm.phase is not before else None
 
 
 def _now() -> datetime:

@@ -8,17 +8,22 @@
   ``max_daily_loss`` x its capital is paused with a RISK_LIMIT event; when the desk as a whole
   loses ``max_daily_loss`` x the deployed capital every bot pauses. At the UTC date change the
   counters reset and bots paused by this rail (not by an operator) resume.
+
+In a fleet of workers (fleet/workers.py) "the desk" is every worker: `FleetRails` below. The per-bot
+daily-loss rail stays each worker's own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
 from traderagent.numbers import to_decimal
+from traderagent.orchestrator.events import RiskLimitHit
+from traderagent.ports import FleetStorePort
 from traderagent.strategies.params import RISK_DEFAULTS
 
 ZERO = Decimal(0)
@@ -56,6 +61,7 @@ class DeskRisk:
     realized_today: dict[str, Decimal] = field(default_factory=dict)
     unrealized: dict[str, Decimal] = field(default_factory=dict)
     paused_by_risk: set[str] = field(default_factory=set)
+    exposure_share: Decimal = Decimal(1)  # this desk's part of the exposure limit (a fleet's worker: FleetRails)
 
     def roll_day(self) -> bool:
         """Reset the daily counters at the UTC date change; True when a new day started."""
@@ -75,7 +81,7 @@ class DeskRisk:
         return sum(self.exposure.values(), ZERO)
 
     def exposure_limit(self, deployed_capital: Decimal) -> Decimal:
-        return self.rails.max_exposure * deployed_capital
+        return self.rails.max_exposure * deployed_capital * self.exposure_share
 
     def entry_allowed(self, bot: str, notional: Decimal, deployed_capital: Decimal) -> bool:
         return self.total_exposure() + notional <= self.exposure_limit(deployed_capital)
@@ -114,3 +120,66 @@ class DeskRisk:
         self.realized_today = {k: Decimal(v) for k, v in (state.get("realized_today") or {}).items()}
         self.paused_by_risk = set(state.get("paused_by_risk") or [])
         self.roll_day()
+
+
+DESK_LOSS = "max_daily_loss"  # the desk_rails row of the fleet's daily-loss rail
+
+
+class FleetRails:
+    """The desk rails of a fleet of workers.
+
+    * Daily loss: each worker writes its bots' unrealised PnL and exposure (``publish``, at every risk
+      check); the leader adds the unrealised PnL of every bot to the PnL every bot realised today (the
+      trades table). When the fleet's loss reaches ``max_daily_loss`` x the deployed capital while a bot
+      runs, the leader trips the rail: one conditional write of the ``desk_rails`` row (of two leaders in
+      a hand-over, one), so ONE RISK_LIMIT alert, and a NOTIFY (``tell``) that wakes every worker. Every
+      worker pauses its running bots while the rail is tripped today (woken, and at each risk check: a
+      worker that starts or takes a bot over later pauses it too). Once the loss is under the limit the
+      row is cleared (an operator may start bots again); bots it paused resume at the UTC date change,
+      each at its first tick of the new day, as on a single desk.
+    * Exposure: each worker keeps its share of the limit, its bots' capital shares over every bot's
+      (``DeskRisk.exposure_share``). An entry is decided inside a tick and must not wait for the
+      database, and a fleet total read from it is a risk check old: two workers could both spend the
+      same headroom. The shares add up to the fleet's limit, so the fleet never exceeds it; the price is
+      that a worker cannot borrow the headroom another leaves unused.
+    """
+
+    def __init__(self, store: FleetStorePort, risk: DeskRisk, tell: Callable[[], Awaitable[None]]) -> None:
+        self.store = store
+        self.risk = risk
+        self.tell = tell  # wakes the other workers (fleet/bus.py)
+        self._written: dict[str, tuple[Decimal, Decimal]] = {}
+
+    async def publish(self, bots: Iterable[str]) -> None:
+        """Write the unrealised PnL and exposure the bots' last ticks computed (only what changed)."""
+        figures = {name: (self.risk.unrealized.get(name, ZERO), self.risk.exposure.get(name, ZERO)) for name in bots}
+        changed = {name: f for name, f in figures.items() if self._written.get(name) != f}
+        if changed:
+            await self.store.save_bot_risk(changed)
+            self._written.update(changed)
+
+    async def unrealized(self) -> Decimal:
+        """The fleet's unrealised PnL, as the workers last wrote it."""
+        return await self.store.fleet_unrealized()
+
+    async def check_loss(self, deployed: Decimal, unrealized: Decimal) -> RiskLimitHit | None:
+        """The leader's check: the RISK_LIMIT payload when it tripped the rail now (to publish, once)."""
+        self.risk.roll_day()
+        day = self.risk.day
+        assert day is not None
+        midnight = datetime.combine(day, time(), UTC)
+        loss = -(await self.store.realized_pnl(since=midnight) + unrealized)
+        limit = self.risk.rails.max_daily_loss * deployed
+        if deployed <= 0 or loss < limit:
+            if await self.store.rail_day(DESK_LOSS) is not None:
+                await self.store.clear_rail(DESK_LOSS)
+            return None
+        if not await self.store.running_bots() or not await self.store.trip_rail(DESK_LOSS, day):
+            return None
+        await self.tell()
+        return RiskLimitHit("max_daily_loss (desk)", loss, limit)
+
+    async def tripped(self) -> bool:
+        """Is the desk's daily-loss rail tripped today (every worker pauses its running bots)?"""
+        self.risk.roll_day()
+        return await self.store.rail_day(DESK_LOSS) == self.risk.day

@@ -144,6 +144,11 @@ class PhaseMetrics:
         )
 
 
+def _check_version(state: dict[str, Any]) -> None:
+    if state.get("version") != STATE_VERSION:
+        raise CapitalManagerError(f"unknown capital state version {state.get('version')!r}")
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -288,16 +293,22 @@ class CapitalManager:
         clock: Callable[[], datetime] = _utcnow,
         on_change: Callable[[dict[str, Any]], None] | None = None,
     ) -> CapitalManager:
-        if state.get("version") != STATE_VERSION:
-            raise CapitalManagerError(f"unknown capital state version {state.get('version')!r}")
+        _check_version(state)
         cm = cls(Decimal(state["total_capital"]), clock=clock)
-        cm.phase = DeploymentPhase(state["phase"])
-        cm.metrics = PhaseMetrics.from_dict(state["metrics"]) if state.get("metrics") else None
-        cm.history = [PhaseMetrics.from_dict(m) for m in state.get("history", [])]
-        if halt := state.get("halt"):
-            cm._halt = _Halt(halt["reason"], datetime.fromisoformat(halt["at"]))
+        cm.adopt(state)
         cm.on_change = on_change
         return cm
+
+    def adopt(self, state: dict[str, Any]) -> None:
+        """Take ``state`` (``to_state()``'s, e.g. written by a fleet's leader) in place: the bots holding
+        this manager see it at once. Not a change of this manager's own: ``on_change`` is not called."""
+        _check_version(state)
+        self.total_capital = Decimal(state["total_capital"])
+        self.phase = DeploymentPhase(state["phase"])
+        self.metrics = PhaseMetrics.from_dict(state["metrics"]) if state.get("metrics") else None
+        self.history = [PhaseMetrics.from_dict(m) for m in state.get("history", [])]
+        halt = state.get("halt")
+        self._halt = _Halt(halt["reason"], datetime.fromisoformat(halt["at"])) if halt else None
 
     # --- internals ---------------------------------------------------------------------
     def _active(self) -> PhaseMetrics:
