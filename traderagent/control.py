@@ -351,7 +351,7 @@ class Desk(Records):
         self.open_fill_stream = open_fill_stream
         self.fill_streams: list[tuple[AccountFills, FillStream]] = []
         self._account_streams: dict[object, tuple[AccountFills, FillStream]] = {}  # account -> its stream
-        # one worker of a fleet (join_fleet): its desk rails are the fleet's, its capital record the leader's
+        # one worker of a fleet (join_fleet): its desk rails are the fleet's, its capital state the leader's
         self.fleet: FleetRails | None = None
         self._tell_fleet: Callable[[str], Awaitable[None]] | None = None
         self._led = True  # led at the last heartbeat: the capital state in memory is the newest
@@ -682,7 +682,7 @@ class Desk(Records):
         await self._follow_leader()
 
     async def _follow_leader(self) -> None:
-        """A fleet's capital record is the leader's: re-read it here (the backstop of the leader's NOTIFY),
+        """A fleet's capital state is the leader's: re-read it here (the backstop of the leader's NOTIFY),
         and first of all when this worker has just become the leader, before it writes it."""
         if self.fleet is None:
             return
@@ -869,7 +869,7 @@ class Desk(Records):
             self.capital.update_unrealized_pnl(unrealized)
 
     async def _check_fleet_risk(self, fleet: FleetRails) -> None:
-        """A fleet's worker writes its bots' figures; the leader keeps the fleet's record and trips the desk
+        """A fleet's worker writes its bots' figures; the leader marks the fleet's unrealised PnL and trips the desk
         rail for every worker (risk.py ``FleetRails``); every worker obeys it."""
         await fleet.publish(self.bots)
         if self.leader and self._led and self.capital is not None:

@@ -1,7 +1,7 @@
 """Risk and capital across a fleet: two real desk workers (orchestrators on the simulator, each with its
 leases, its command server and its fleet signals) on one PostgreSQL schema, run in this process as two
 workers would run in two. The desk-wide daily-loss rail counts every worker's losses and pauses every
-bot once with one alert; the capital record is the leader's row, and an approval re-sizes every worker."""
+bot once with one alert; the capital state is the leader's row, and an approval re-sizes every worker."""
 
 from __future__ import annotations
 
