@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from traderagent.database.migrations.columns import DEC, TS
 
 revision = "0011_fleet"
 down_revision = "0012_view"  # after the console's report periods on main; the lead re-chains at merge
 branch_labels = None
 depends_on = None
-
-DEC = sa.Text().with_variant(postgresql.NUMERIC(), "postgresql")
-TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
