@@ -66,6 +66,16 @@ async def test_the_event_loop_runs_while_a_slow_preparation_holds_the_analysis_t
         await h.close()
 
 
+def _any_entered(helds: list[Held]) -> bool:
+    """Block (in a worker thread) until one of ``helds`` is entered, at most GUARD_S."""
+    deadline = time.monotonic() + GUARD_S
+    while not any(held.entered.is_set() for held in helds):
+        if time.monotonic() > deadline:
+            return False
+        helds[0].entered.wait(0.005)
+    return True
+
+
 async def test_bots_of_one_combination_asking_at_once_prepare_once(sim, tmp_path):
     twin = replace(TREND, name="btc-trend-2", share=Decimal("0.2"))
     h = await build_desk(sim.base_url, tmp_path / "desk.db", [TREND, twin])
@@ -95,6 +105,8 @@ async def test_bots_of_one_combination_asking_at_once_prepare_once(sim, tmp_path
         hits = cache.hits
         ticks = asyncio.ensure_future(h.desk.tick_all())
         await asyncio.wait_for(asked.wait(), GUARD_S)
+        # the first preparation was handed to the thread; wait until the thread has entered it
+        assert await asyncio.to_thread(_any_entered, helds)
         assert sum(held.entered.is_set() for held in helds) == 1 and cache.hits == hits + 1  # it awaits the first
         for held in helds:
             held.release.set()
