@@ -161,3 +161,17 @@ async def test_a_paused_scheduler_starts_no_tick_waiting_for_its_turn():
         assert started == ["a"] and sched.in_flight == 0  # b waited for a turn and never starts
     finally:
         sched.shutdown()
+
+
+def test_a_job_cancelled_by_shutdown_is_not_logged_as_raising(caplog):
+    import logging
+
+    import traderagent.orchestrator.scheduler  # noqa: F401  (installs the filter)
+
+    executor = logging.getLogger("apscheduler.executors.default")
+    for exc in (asyncio.CancelledError(), ValueError("a real failure")):
+        try:
+            raise exc
+        except BaseException:
+            executor.exception("Job %s raised an exception", type(exc).__name__)
+    assert [r.getMessage() for r in caplog.records] == ["Job ValueError raised an exception"]

@@ -39,6 +39,17 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 log = logging.getLogger(__name__)
 
+
+class _CancelledJobs(logging.Filter):
+    """APScheduler logs a job the desk's shutdown cancelled as "raised an exception", with a traceback:
+    it raised nothing (our listener skips those too)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+logging.getLogger("apscheduler.executors.default").addFilter(_CancelledJobs())
+
 LOOP_JOB = "desk:ticks"
 TICKS_IN_FLIGHT = 64  # enough for ticks waiting on I/O; few enough that a command finds a short ready queue
 
