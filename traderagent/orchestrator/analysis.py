@@ -33,6 +33,7 @@ import pandas as pd
 
 from traderagent.orchestrator.budget import AnalysisBudget
 from traderagent.strategies.base import BaseStrategy
+from traderagent.strategies.frames import open_ms_at
 from traderagent.strategies.types import PreparedData
 
 Combo = tuple[Hashable, ...]
@@ -55,8 +56,9 @@ def _candles(frame: pd.DataFrame) -> tuple[int, int, int]:
     """(length, first open ms, last open ms) of a closed-candle frame indexed by time."""
     if len(frame) == 0:
         return 0, 0, 0
-    ms = frame.index.as_unit("ms").asi8  # type: ignore[attr-defined]
-    return len(frame), int(ms[0]), int(ms[-1])
+    index = frame.index
+    assert isinstance(index, pd.DatetimeIndex)
+    return len(frame), open_ms_at(index, 0), open_ms_at(index, -1)
 
 
 class AnalysisCache:
