@@ -47,10 +47,12 @@ from traderagent.config import Settings, SettingsError
 from traderagent.orchestrator.events import EventBus, TradingEvent
 
 if TYPE_CHECKING:
+    from handlers.notifier import Notifier
     from traderagent.api.bybit_direct_client import ByBitDirectClient
     from traderagent.bots import BotsFile
+    from traderagent.control import Desk
     from traderagent.database.manager import DatabaseManager
-    from traderagent.fleet.workers import Worker
+    from traderagent.fleet.workers import Worker, WorkerLeases
     from traderagent.orchestrator.lease import Leases
 
 L = TypeVar("L", bound="Leases")
@@ -249,8 +251,6 @@ async def build(settings: Settings, bots_arg: str | None, rt: Runtime) -> Any:
     await rt.db.initialize()  # first: the paper simulator keeps its state beside the database
     fleet = None
     if rt.worker is not None:  # its slot and its share of the bots
-        from traderagent.fleet.workers import join_fleet
-
         rt.leases = fleet = await join_fleet(settings, rt.db, bots_file, rt.worker)
     else:  # before the simulator: a refused desk leaves it alone
         rt.leases = await claim_bots(settings, rt.db, bots_file)
@@ -374,6 +374,16 @@ async def _untradable(bot: Any) -> str | None:
     return None
 
 
+def worker_notifier(settings: Settings, desk: Desk, db: DatabaseManager) -> Notifier:
+    """A fleet worker's alerts: rendered as in a single desk, stored in the outbox table for the console."""
+    from handlers.notifier import Notifier
+    from handlers.outbox import StoredAlerts
+    from traderagent.fleet.bus import channel
+
+    alerts = StoredAlerts(db, settings.telegram_chat_ids, notify=channel(db, "outbox"))
+    return Notifier(alerts, strategy_of=desk.strategy_of, store=db)
+
+
 def _build_telegram(settings: Settings, desk: Any) -> Any:
     """The Telegram frontend, when TELEGRAM_BOT_TOKEN is set, built (its notifier subscribed) before the desk
     starts, so the start-up events queue for the chat. A frontend that cannot be built or started (a
@@ -459,7 +469,7 @@ async def run_desk(settings: Settings, *, bots_arg: str | None = None, ticks: in
             from traderagent.fleet.link import ConsoleLink
 
             assert rt.db is not None, "build() opened the database"
-            rt.link = ConsoleLink(settings, desk, rt.db)
+            rt.link = ConsoleLink(desk, rt.db, worker_notifier(settings, desk, rt.db))
             await rt.link.attach()
         else:
             rt.frontend = _build_telegram(settings, desk)
@@ -634,6 +644,52 @@ def run_main(run: Callable[[Settings], Coroutine[Any, Any, int]]) -> int:
         return asyncio.run(run(settings))
     except KeyboardInterrupt:
         return 130
+
+
+# ---------------------------------------------------------------------- a fleet (traderagent/fleet)
+async def join_fleet(settings: Settings, db: DatabaseManager, bots_file: BotsFile, worker: Worker) -> WorkerLeases:
+    """This worker's leases, its slot and share of the bots taken (app.build calls it for a worker)."""
+    from traderagent.fleet.workers import (
+        Leases,
+        SlotTaken,
+        WorkerLeases,
+        first_free_slot,
+        slot_name,
+        sqlite_refusal,
+    )
+
+    if refusal := sqlite_refusal(settings, worker.workers):
+        raise StartupError(refusal)
+    if settings.mode == "paper" and not settings.bybit_base_url:
+        raise StartupError("a worker trades on a shared exchange: in paper mode start one `traderagent sim` for "
+                           "the fleet and set BYBIT_BASE_URL to it")
+    names = [spec.name for spec in bots_file.bots]
+    probe = new_leases(settings, db, Leases)
+    try:
+        slot = slot_name(worker.slot) if worker.slot is not None else await first_free_slot(db, worker.workers, probe)
+        leases = new_leases(settings, db, WorkerLeases, bots=names, slot=slot, owner=probe.owner)
+        await leases.join()
+    except SlotTaken as exc:
+        raise StartupError(f"{exc}; stop that worker, or start this one with another --slot") from None
+    return leases
+
+
+def main_worker(args: Any) -> int:
+    """`traderagent worker [--slot I] [--workers N] [--bots FILE]`."""
+    workers = int(args.workers)
+    if args.slot is not None and not 0 <= args.slot < workers:
+        print(f"traderagent: --slot must be from 0 to {workers - 1} (--workers {workers})", file=sys.stderr)
+        return 2
+    from traderagent.fleet.workers import Worker
+
+    return main_run(args, worker=Worker(args.slot, workers))
+
+
+def main_console(args: Any) -> int:
+    """`traderagent console`."""
+    from traderagent.fleet.console import run_console
+
+    return run_main(run_console)
 
 
 __all__ = ["StartupError", "console_subscriber", "format_event", "main_run", "run_desk", "run_main"]

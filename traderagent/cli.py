@@ -19,8 +19,8 @@ from collections.abc import Callable
 # subcommand -> "module:function"; the function takes the parsed namespace and returns an exit code.
 COMMANDS = {
     "run": "traderagent.app:main_run",
-    "console": "traderagent.fleet.console:main_console",
-    "worker": "traderagent.fleet.workers:main_worker",
+    "console": "traderagent.app:main_console",
+    "worker": "traderagent.app:main_worker",
     "sim": "traderagent.commands.sim:main_sim",
     "backtest": "traderagent.backtest.cli:main_backtest",
     "db": "traderagent.commands.db:main_db",

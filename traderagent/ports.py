@@ -16,6 +16,8 @@ The ports, each listing exactly the members its users call:
   ``fleet.console.ConsoleDesk`` in front of a fleet of desk workers.
 * ``TokenStorePort``: where the inline buttons' one-time tokens outlive a restart (``DatabaseManager``;
   handlers/tokens.py).
+* ``NotifierPort``: what a fleet worker's console link (fleet/link.py) needs of the alert renderer
+  (``handlers.notifier.Notifier``, built by the composition root: the link never imports handlers/).
 
 A core module (layer 0): it imports no adapter, so a backtest, the paper desk and the live desk
 each plug in their own implementation. mypy checks that the real adapters fit where the
@@ -31,6 +33,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from traderagent.orchestrator.events import EventBus, Subscription
     from traderagent.results import (
         AuditLine,
         BotStatus,
@@ -101,9 +104,8 @@ class StreamFill:
         return self.order_qty - self.leaves
 
 
-class FillStream(Protocol):
-    """An account's private stream (``api.bybit_streams.PrivateStream``): while ``healthy``, its fills are
-    booked as they are heard and the bots stop polling their open orders."""
+class StreamLink(Protocol):
+    """A WebSocket connection: up or not, and how often it (re)connected (``api.bybit_streams``)."""
 
     @property
     def healthy(self) -> bool: ...
@@ -111,9 +113,22 @@ class FillStream(Protocol):
     @property
     def connects(self) -> int: ...
 
+
+class FillStream(StreamLink, Protocol):
+    """An account's private stream (``api.bybit_streams.PrivateStream``): while ``healthy``, its fills are
+    booked as they are heard and the bots stop polling their open orders."""
+
     def start(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class PublicStreamsPort(Protocol):
+    """The desk's shared public streams (``api.bybit_streams.PublicStreams``): topics per market type."""
+
+    async def watch(self, category: str, topic: str, callback: Callable[[dict[str, Any]], Any]) -> None: ...
+
+    def connection(self, category: str) -> StreamLink | None: ...
 
 
 class InstrumentRules(Protocol):
@@ -510,3 +525,13 @@ class TokenStorePort(Protocol):
     async def delete_tokens(self, tokens: Iterable[str] = (), *, expired_before: dt.datetime | None = None) -> None: ...
 
     async def load_tokens(self) -> Sequence[ButtonTokenRow]: ...
+
+
+# ---------------------------------------------------------------------- a fleet worker's alerts
+class NotifierPort(Protocol):
+    """Turns a desk's events into alerts (``handlers.notifier.Notifier``; a fleet worker's stores them
+    for the console)."""
+
+    async def load(self) -> None: ...  # the alert verbosity the operator set (read again every few seconds)
+
+    def attach(self, bus: EventBus) -> Subscription: ...

@@ -11,7 +11,8 @@ import pytest
 from tests.conftest import SIM_KEY, SIM_SECRET
 from traderagent.api import bybit_direct_client as mod
 from traderagent.api import exceptions as ex
-from traderagent.api.bybit_direct_client import ByBitDirectClient, klines_to_frame
+from traderagent.api.bybit_direct_client import ByBitDirectClient
+from traderagent.api.markets import klines_to_frame
 
 FAST = {"backoff_base": 0.01, "backoff_max": 0.05}
 

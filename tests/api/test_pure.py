@@ -11,10 +11,11 @@ from hypothesis import strategies as st
 from pybit._http_manager import _V5HTTPManager, generate_signature
 
 from traderagent.api import exceptions as ex
-from traderagent.api.bybit_direct_client import DEMO_URL, MAINNET_URL, ByBitDirectClient, klines_to_frame
+from traderagent.api.bybit_direct_client import DEMO_URL, MAINNET_URL, ByBitDirectClient
 from traderagent.api.markets import (
     Market,
     check_order,
+    klines_to_frame,
     normalize_symbol,
     parse_linear,
     parse_spot,

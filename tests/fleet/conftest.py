@@ -16,6 +16,7 @@ import pytest
 from tests.database.conftest import drop_schema, postgres_url  # noqa: F401 - the fixture
 from tests.handlers.harness import BTC_TREND, ETH_GRID, FAST, SCALE, XRP_GRID, settings_for
 from tests.orchestrator.helpers import Harness, build_desk
+from traderagent.app import worker_notifier
 from traderagent.control import Desk
 from traderagent.database.manager import DatabaseManager
 from traderagent.fleet.bus import DESK_LEASE
@@ -83,7 +84,7 @@ async def running_fleet(sim: Any, fake: Any, make_db: MakeDb, tmp_path: Path, *,
         assert harness.desk.leases is not None
         if owner == "worker-1":
             await harness.desk.leases.acquire([DESK_LEASE])  # the leader
-        link = ConsoleLink(config, harness.desk, harness.db)
+        link = ConsoleLink(harness.desk, harness.db, worker_notifier(config, harness.desk, harness.db))
         await link.attach()  # before the start: its start-up events reach the chat too
         await harness.desk.start(schedule=False)
         await link.serve()

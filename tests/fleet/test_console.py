@@ -115,13 +115,13 @@ async def test_a_type_muted_on_the_console_is_not_heard_from_the_workers(fleet, 
     console, workers = fleet
     op = Operator(fake)
     await op.command("/alerts mute status_change", match="Alerts")
-    since, stored = len(fake.calls), workers["worker-2"].link.alerts.stored
+    since, stored = len(fake.calls), workers["worker-2"].link.notifier.outbox.stored
     await op.command("/pause trend", match="trend-btc</b> is")
     workers["worker-2"].desk.event_bus.publish(TradingEvent.of("trend-btc", ErrorRaised("probe after the pause")))
     await until(lambda: any("probe after the pause" in t for t in _alert_texts(fake, since)), WAIT)
     await console.frontend.outbox.pick_up()
     await asyncio.wait_for(console.frontend.outbox.flush(), WAIT)
-    assert workers["worker-2"].link.alerts.stored == stored + 2  # the worker stored the change and the probe
+    assert workers["worker-2"].link.notifier.outbox.stored == stored + 2  # the worker stored the change and the probe
     assert not any("running → paused" in t for t in _alert_texts(fake, since))  # the console dropped the change
     assert await console.db.pending_outbox([CHAT]) == []
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from traderagent.api.bybit_direct_client import klines_to_frame
+from traderagent.api.markets import klines_to_frame
 from traderagent.bots import BotSpec
 from traderagent.strategies import create_strategy
 

@@ -13,8 +13,9 @@ import aiohttp
 import pytest
 
 from tests.conftest import SIM_KEY, SIM_SECRET
-from traderagent.api.bybit_direct_client import ByBitDirectClient, klines_to_frame
+from traderagent.api.bybit_direct_client import ByBitDirectClient
 from traderagent.api.bybit_streams import PublicStreams
+from traderagent.api.markets import klines_to_frame
 from traderagent.orchestrator.market_data import MarketData
 
 SYMBOL = "BTCUSDT"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal
 
-from traderagent.api.bybit_direct_client import klines_to_frame
+from traderagent.api.markets import klines_to_frame
 from traderagent.backtest.engine import BacktestConfig, run_backtest
 from traderagent.orchestrator.market_data import RangeMark, traded_since
 from traderagent.strategies import create_strategy

@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 
 import aiohttp
 import orjson  # ~5x faster than json for the envelope
-import pandas as pd
 import yarl
 from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
@@ -43,18 +42,20 @@ from .exceptions import (
     exception_for_retcode,
 )
 from .markets import (
+    LIQUIDATION_TYPES,
     Market,
     check_order,
     nonzero_or_none,
     normalize_symbol,
     parse_linear,
     parse_spot,
+    parse_ticker,
     round_down,
 )
 from .ratelimit import RollingLimiter
 from .signing import build_query, format_value, sign, sign_ws_auth
 
-__all__ = ["ByBitDirectClient", "klines_to_frame", "MAINNET_URL", "DEMO_URL", "RECV_WINDOW"]
+__all__ = ["ByBitDirectClient", "MAINNET_URL", "DEMO_URL", "RECV_WINDOW"]
 
 logger = logging.getLogger("traderagent.api.bybit")
 
@@ -97,9 +98,8 @@ _ORDER_STATUS = {
     "Deactivated": "cancelled",
     "Rejected": "rejected",
 }
-# stopOrderType of orders executed on a trigger (v5/enum#stopordertype)
-LIQUIDATION_TYPES = ("BustTrade", "AdlTrade")  # the exchange closed the position (takeover, auto-deleveraging)
 WINDOW_MS = 7 * 86_400_000  # the longest time range execution/list and transaction-log answer
+# stopOrderType of orders executed on a trigger (v5/enum#stopordertype)
 _STOP_TYPES = frozenset({"TakeProfit", "StopLoss", "TrailingStop", "PartialTakeProfit", "PartialStopLoss", "Stop",
                          "tpslOrder", "OcoOrder", "BidirectionalTpslOrder"})
 _LINK_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
@@ -132,18 +132,6 @@ def _failure(state: RetryCallState) -> BaseException | None:
 def _wire(params: Mapping[str, Any]) -> dict[str, Any]:
     """JSON-ready body: Decimals as plain strings; bools and ints stay native JSON."""
     return {k: (format_value(v) if isinstance(v, Decimal) else v) for k, v in params.items() if v is not None}
-
-
-def klines_to_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
-    """[[ts_ms, o, h, l, c, v], ...] -> float DataFrame indexed by a UTC DatetimeIndex."""
-    columns = ["open", "high", "low", "close", "volume"]
-    if not rows:
-        index = pd.DatetimeIndex([], tz="UTC", name="timestamp")
-        return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns}, index=index)
-    ts = [int(r[0]) for r in rows]
-    data = {c: [float(r[i + 1]) for r in rows] for i, c in enumerate(columns)}
-    index = pd.DatetimeIndex(pd.to_datetime(ts, unit="ms", utc=True), name="timestamp")
-    return pd.DataFrame(data, index=index, dtype="float64")
 
 
 class _Stats:
@@ -538,24 +526,7 @@ class ByBitDirectClient:
         items = (data.get("result") or {}).get("list") or []
         if not items:
             raise InvalidOrderError(f"/v5/market/tickers: no ticker for {sym}", endpoint="/v5/market/tickers")
-        return self.parse_ticker({"symbol": sym, **items[0]}, self.market_type, int(data.get("time") or self._now_ms()))
-
-    @staticmethod
-    def parse_ticker(t: Mapping[str, Any], market_type: str, timestamp: int) -> dict[str, Any]:
-        """A /v5/market/tickers item, or a ``tickers`` stream message's merged data, in the desk's shape."""
-        ticker = {
-            "symbol": t.get("symbol", ""),
-            "last": decimal_or(t.get("lastPrice"), ZERO),
-            "bid": decimal_or(t.get("bid1Price"), ZERO),
-            "ask": decimal_or(t.get("ask1Price"), ZERO),
-            "high": decimal_or(t.get("highPrice24h"), ZERO),
-            "low": decimal_or(t.get("lowPrice24h"), ZERO),
-            "volume": decimal_or(t.get("volume24h"), ZERO),
-            "timestamp": timestamp,
-        }
-        if market_type == "linear":
-            ticker["mark"] = decimal_or(t.get("markPrice"), ZERO)
-        return ticker
+        return parse_ticker({"symbol": sym, **items[0]}, self.market_type, int(data.get("time") or self._now_ms()))
 
     async def _send_with_retry(self, method: str, path: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """Like _request but returns the whole envelope (public, unsigned)."""

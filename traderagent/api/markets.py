@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
+import pandas as pd
+
 from ..numbers import ZERO, decimal_or
 from .exceptions import InvalidOrderError
 
-__all__ = ["Market", "normalize_symbol", "round_down", "parse_linear", "parse_spot", "check_order"]
+__all__ = ["LIQUIDATION_TYPES", "Market", "check_order", "klines_to_frame", "normalize_symbol", "parse_linear", "parse_spot",
+           "parse_ticker", "round_down"]
+
+# the execType of an execution by which the exchange closed the position (takeover, auto-deleveraging)
+LIQUIDATION_TYPES = ("BustTrade", "AdlTrade")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,3 +140,32 @@ def check_order(
             f"{sym}: notional {notional.normalize():f} (amount {amount} x price {ref}) "
             f"is below min_notional {market.min_notional}"
         )
+
+
+def parse_ticker(t: Mapping[str, Any], market_type: str, timestamp: int) -> dict[str, Any]:
+    """A /v5/market/tickers item, or a ``tickers`` stream message's merged data, in the desk's shape."""
+    ticker = {
+        "symbol": t.get("symbol", ""),
+        "last": decimal_or(t.get("lastPrice"), ZERO),
+        "bid": decimal_or(t.get("bid1Price"), ZERO),
+        "ask": decimal_or(t.get("ask1Price"), ZERO),
+        "high": decimal_or(t.get("highPrice24h"), ZERO),
+        "low": decimal_or(t.get("lowPrice24h"), ZERO),
+        "volume": decimal_or(t.get("volume24h"), ZERO),
+        "timestamp": timestamp,
+    }
+    if market_type == "linear":
+        ticker["mark"] = decimal_or(t.get("markPrice"), ZERO)
+    return ticker
+
+
+def klines_to_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
+    """[[ts_ms, o, h, l, c, v], ...] -> float DataFrame indexed by a UTC DatetimeIndex."""
+    columns = ["open", "high", "low", "close", "volume"]
+    if not rows:
+        index = pd.DatetimeIndex([], tz="UTC", name="timestamp")
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns}, index=index)
+    ts = [int(r[0]) for r in rows]
+    data = {c: [float(r[i + 1]) for r in rows] for i, c in enumerate(columns)}
+    index = pd.DatetimeIndex(pd.to_datetime(ts, unit="ms", utc=True), name="timestamp")
+    return pd.DataFrame(data, index=index, dtype="float64")

@@ -390,10 +390,3 @@ async def run_console(settings: Settings, stop_event: asyncio.Event | None = Non
         if console is not None:
             await console.stop()
         await db.close()
-
-
-def main_console(args: Any) -> int:
-    """`traderagent console`."""
-    from traderagent.app import run_main
-
-    return run_main(run_console)

@@ -12,13 +12,11 @@ import contextlib
 import logging
 from functools import partial
 
-from handlers.notifier import Notifier
-from handlers.outbox import StoredAlerts
-from traderagent.config import Settings
 from traderagent.control import Desk
 from traderagent.database.manager import DatabaseManager
-from traderagent.fleet.bus import CommandServer, FleetSignals, channel
+from traderagent.fleet.bus import CommandServer, FleetSignals
 from traderagent.fleet.record import judge_fleet_wide
+from traderagent.ports import NotifierPort
 
 log = logging.getLogger(__name__)
 VERBOSITY_SECONDS = 10.0  # a verbosity the operator widened on the console reaches the worker within this
@@ -26,13 +24,13 @@ VERBOSITY_SECONDS = 10.0  # a verbosity the operator widened on the console reac
 
 class ConsoleLink:
     """``attach()`` before the desk starts (its start-up events are stored too), ``serve()`` once it
-    runs, ``stop()`` before it stops."""
+    runs, ``stop()`` before it stops. ``notifier`` renders the desk's events into the outbox table; the
+    composition root builds it (app.py ``worker_notifier``), so a worker's link needs nothing of handlers/."""
 
-    def __init__(self, settings: Settings, desk: Desk, db: DatabaseManager) -> None:
+    def __init__(self, desk: Desk, db: DatabaseManager, notifier: NotifierPort) -> None:
         self.desk = desk
         self.db = db
-        self.alerts = StoredAlerts(db, settings.telegram_chat_ids, notify=channel(db, "outbox"))
-        self.notifier = Notifier(self.alerts, strategy_of=desk.strategy_of, store=db)
+        self.notifier = notifier
         self.commands = CommandServer(desk, db)
         self.signals = FleetSignals(desk, db, self.commands.listener)  # the fleet's desk rails and capital state
         desk.capital_record = partial(judge_fleet_wide, db)  # an approval re-checks the gates fleet-wide

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -36,9 +35,7 @@ from typing import TYPE_CHECKING, Any
 from traderagent.orchestrator.lease import DESK_LEASE, RESERVED, LeaseChanges, Leases, gone, held_elsewhere
 
 if TYPE_CHECKING:
-    from traderagent.bots import BotsFile
     from traderagent.config import Settings
-    from traderagent.database.manager import DatabaseManager
 
 log = logging.getLogger(__name__)
 
@@ -136,26 +133,6 @@ async def first_free_slot(store: Any, workers: int, leases: Leases) -> str:
     raise SlotTaken(f"every slot of {workers} is held by a live worker (raise --workers to add one)")
 
 
-async def join_fleet(settings: Settings, db: DatabaseManager, bots_file: BotsFile, worker: Worker) -> WorkerLeases:
-    """This worker's leases, its slot and share of the bots taken (app.build calls it for a worker)."""
-    from traderagent.app import StartupError, new_leases
-
-    if refusal := sqlite_refusal(settings, worker.workers):
-        raise StartupError(refusal)
-    if settings.mode == "paper" and not settings.bybit_base_url:
-        raise StartupError("a worker trades on a shared exchange: in paper mode start one `traderagent sim` for "
-                           "the fleet and set BYBIT_BASE_URL to it")
-    names = [spec.name for spec in bots_file.bots]
-    probe = new_leases(settings, db, Leases)
-    try:
-        slot = slot_name(worker.slot) if worker.slot is not None else await first_free_slot(db, worker.workers, probe)
-        leases = new_leases(settings, db, WorkerLeases, bots=names, slot=slot, owner=probe.owner)
-        await leases.join()
-    except SlotTaken as exc:
-        raise StartupError(f"{exc}; stop that worker, or start this one with another --slot") from None
-    return leases
-
-
 def sqlite_refusal(settings: Settings, workers: int) -> str | None:
     """The one line refusing workers on SQLite, which serves one desk process (None: fine)."""
     from traderagent.config import FLEET_NEEDS_POSTGRESQL
@@ -163,14 +140,3 @@ def sqlite_refusal(settings: Settings, workers: int) -> str | None:
     if settings.on_postgresql:
         return None
     return f"--workers {workers}: {FLEET_NEEDS_POSTGRESQL} (move an SQLite desk with `traderagent db copy`)"
-
-
-def main_worker(args: Any) -> int:
-    """`traderagent worker [--slot I] [--workers N] [--bots FILE]`."""
-    from traderagent.app import main_run
-
-    workers = int(args.workers)
-    if args.slot is not None and not 0 <= args.slot < workers:
-        print(f"traderagent: --slot must be from 0 to {workers - 1} (--workers {workers})", file=sys.stderr)
-        return 2
-    return main_run(args, worker=Worker(args.slot, workers))

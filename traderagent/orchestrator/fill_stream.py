@@ -17,8 +17,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from traderagent.api.bybit_direct_client import LIQUIDATION_TYPES
-from traderagent.api.markets import normalize_symbol
+from traderagent.api.markets import LIQUIDATION_TYPES, normalize_symbol
 from traderagent.orchestrator.gate import LeaseLapsed
 from traderagent.orchestrator.orders import FINAL, TrackedOrder
 from traderagent.orchestrator.state import BotState

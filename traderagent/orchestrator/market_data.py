@@ -38,14 +38,13 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from traderagent.api.bybit_direct_client import ByBitDirectClient, klines_to_frame
+from traderagent.api.markets import klines_to_frame, parse_ticker
 from traderagent.numbers import to_decimal
 from traderagent.ports import ExchangePort
 from traderagent.timeframes import bybit_interval, timeframe_ms
 
 if TYPE_CHECKING:
-    from traderagent.api.bybit_streams import PublicStreams
-    from traderagent.ports import FillStream
+    from traderagent.ports import FillStream, PublicStreamsPort
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +154,7 @@ class _Cached:
 
 class MarketData:
     def __init__(self, client: ExchangePort, *, ttl: float = 0.5, clock: Callable[[], float] = time.monotonic,
-                 public: MarketData | None = None, streams: PublicStreams | None = None,
+                 public: MarketData | None = None, streams: PublicStreamsPort | None = None,
                  stale_after: float = STALE_AFTER_S, backstop: float = BACKSTOP_S) -> None:
         """``public``: another instance whose public data (tickers, candles) this one shares, for
         desks with several accounts; orders and balance stay per account. ``streams``: the public
@@ -229,7 +228,7 @@ class MarketData:
         if pushed is None or not self._in_step(pushed.gen, pushed.at):
             return None
         if pushed.parsed is None:
-            pushed.parsed = ByBitDirectClient.parse_ticker(pushed.data, self.client.market_type, pushed.ts)
+            pushed.parsed = parse_ticker(pushed.data, self.client.market_type, pushed.ts)
         return pushed.parsed
 
     def _on_kline(self, key: tuple[str, str], msg: dict[str, Any]) -> None:
