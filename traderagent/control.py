@@ -841,13 +841,13 @@ class Desk(Records):
 
     async def check_desk_risk(self) -> None:
         """Desk-wide rails and the capital manager's equity (run every few seconds)."""
-        if self.capital is None or self.capital.metrics is None:
-            return
         if self.fleet is not None:
             try:
                 await self._check_fleet_risk(self.fleet)
             except DatabaseUnavailableError as exc:  # the fleet's rails are in the database: they wait for it
                 self.storage.trip(exc)
+            return
+        if self.capital is None or self.capital.metrics is None:
             return
         self._mark_unrealized(sum((h.bot.unrealized_pnl() for h in self.bots.values()), ZERO))
         deployed = self.capital.allocated_capital
@@ -869,11 +869,13 @@ class Desk(Records):
             self.capital.update_unrealized_pnl(unrealized)
 
     async def _check_fleet_risk(self, fleet: FleetRails) -> None:
-        """A fleet's worker writes its bots' figures; the leader marks the fleet's unrealised PnL and trips the desk
+        """A fleet's worker writes its bots' marks; the leader marks the fleet's unrealised PnL and trips the desk
         rail for every worker (risk.py ``FleetRails``); every worker obeys it."""
-        await fleet.publish(self.bots)
-        if self.leader and self._led and self.capital is not None:
-            unrealized = await fleet.unrealized()
+        await fleet.publish({name: mark for name, h in self.bots.items() if (mark := h.bot.mark()) is not None})
+        if self.capital is None or self.capital.metrics is None:
+            return
+        if self.leader and self._led:
+            unrealized = await fleet.unrealized(self.bots.keys() | self.standby.keys())  # the bots file's bots
             self._mark_unrealized(unrealized)
             if hit := await fleet.check_loss(self.capital.allocated_capital, unrealized):
                 self._publish(hit)

@@ -7,7 +7,7 @@ The ports, each listing exactly the members its users call:
   shape (``id``, ``client_order_id``, ``status``, ``amount``, ``filled``, ...).
 * ``StorePort``: the database (``DatabaseManager``); rows come back as the ``*Row`` shapes below.
 * ``LeaseStorePort``: the bot leases in the database (``DatabaseManager``), for ``orchestrator/lease.py``.
-* ``FleetStorePort``: a fleet's desk-wide risk figures and rails in the database (``DatabaseManager``), for
+* ``FleetStorePort``: a fleet's bot marks and desk rails in the database (``DatabaseManager``), for
   ``orchestrator/risk.py`` ``FleetRails`` and the capital record of a fleet's leader.
 * ``CapitalPort``: the capital deployment state (``CapitalManager``) as the orchestrator sees it.
 * ``OutboxStore``: where the Telegram outbox keeps undelivered alerts and the alert verbosity
@@ -27,7 +27,7 @@ composition root (``traderagent/app.py``) hands them over.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from traderagent.orchestrator.events import EventBus, Subscription
     from traderagent.results import (
         AuditLine,
+        BotMark,
         BotStatus,
         BotSummary,
         CapitalReport,
@@ -330,7 +331,9 @@ class StorePort(Protocol):
 
     async def count_logs(self, level: str, since: dt.datetime, *, starting: str = "") -> int: ...
 
-    async def bot_marks(self) -> Mapping[str, Mapping[str, Any]]: ...
+    async def bot_marks(self) -> Mapping[str, BotMark]: ...
+
+    async def fleet_unrealized(self) -> Decimal: ...  # the sum of the marks' unrealised PnL
 
     async def record_approval(self, action: str, phase_from: str | None, phase_to: str | None,
                               approved_by: str, decision: dict[str, Any]) -> object: ...
@@ -377,9 +380,11 @@ class LeaseStorePort(Protocol):
 
 # ---------------------------------------------------------------------- a fleet's desk-wide risk
 class FleetStorePort(Protocol):
-    async def save_bot_risk(self, figures: Mapping[str, tuple[Decimal, Decimal]]) -> None: ...
+    async def save_marks(self, marks: Mapping[str, BotMark]) -> None: ...
 
     async def fleet_unrealized(self) -> Decimal: ...
+
+    async def prune_marks(self, keep: Collection[str]) -> int: ...
 
     async def realized_pnl(self, bot_name: str | None = None, *, since: dt.datetime | None = None) -> Decimal: ...
 

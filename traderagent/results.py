@@ -57,28 +57,16 @@ class PositionView:
 
 @dataclass(frozen=True)
 class BotMark:
-    """A bot marked at its last price, saved by its worker with its runtime snapshot: a fleet's console
-    shows the desk from it without asking the workers (``at`` tells how old the figure is)."""
+    """A bot marked at its last price, written by its worker at the desk's risk check (table ``bot_marks``,
+    orchestrator/risk.py ``FleetRails``): the fleet's leader sums the unrealised PnL for the daily-loss rail,
+    a fleet's console shows the desk from it without asking the workers (``priced_at``: how old it is)."""
 
     last_price: Decimal
     position_qty: Decimal  # net: long positive, short negative
     position_avg: Decimal | None  # average entry of the open positions; None when flat
     unrealized_pnl: Decimal
     exposure: Decimal  # positions and resting entries at the last price
-    at: dt.datetime  # when the price was seen
-
-    def as_json(self) -> dict[str, str | None]:
-        return {"last_price": str(self.last_price), "position_qty": str(self.position_qty),
-                "position_avg": None if self.position_avg is None else str(self.position_avg),
-                "unrealized_pnl": str(self.unrealized_pnl), "exposure": str(self.exposure),
-                "at": self.at.isoformat()}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> BotMark:
-        avg = data.get("position_avg")
-        return cls(Decimal(data["last_price"]), Decimal(data["position_qty"]),
-                   None if avg is None else Decimal(avg), Decimal(data["unrealized_pnl"]),
-                   Decimal(data["exposure"]), dt.datetime.fromisoformat(data["at"]))
+    priced_at: dt.datetime  # when the price was seen
 
 
 @dataclass(frozen=True)

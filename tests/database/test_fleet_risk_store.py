@@ -1,5 +1,5 @@
-"""The fleet's desk-wide risk in the database (revision 0011_fleet), on SQLite and PostgreSQL: the bots'
-figures the workers write, and the desk rail the leader trips once."""
+"""The fleet's desk-wide risk in the database (revisions 0011_fleet, 0015_tidy), on SQLite and PostgreSQL:
+the bots' marks the workers write, and the desk rail the leader trips once."""
 
 from __future__ import annotations
 
@@ -7,13 +7,29 @@ import datetime as dt
 from decimal import Decimal
 
 from traderagent.database.manager import DatabaseManager
+from traderagent.results import BotMark
+
+AT = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
 
 
-async def test_figures_add_up_and_the_last_write_of_a_bot_counts(db: DatabaseManager) -> None:
-    assert await db.fleet_unrealized() == Decimal("0")
-    await db.save_bot_risk({"a": (Decimal("-12.5"), Decimal("300")), "b": (Decimal("2.25"), Decimal("0"))})
-    await db.save_bot_risk({"a": (Decimal("-10.1"), Decimal("250"))})
+def _mark(unrealized: str, exposure: str, avg: str | None = "100") -> BotMark:
+    return BotMark(Decimal("101.5"), Decimal("-0.25"), None if avg is None else Decimal(avg), Decimal(unrealized),
+                   Decimal(exposure), AT)
+
+
+async def test_marks_add_up_the_last_write_of_a_bot_counts_and_they_read_back_exact(db: DatabaseManager) -> None:
+    assert await db.fleet_unrealized() == Decimal("0") and await db.bot_marks() == {}
+    await db.save_marks({"a": _mark("-12.5", "300"), "b": _mark("2.25", "0", avg=None)})
+    await db.save_marks({"a": _mark("-10.1", "250")})
     assert await db.fleet_unrealized() == Decimal("-7.85")
+    assert await db.bot_marks() == {"a": _mark("-10.1", "250"), "b": _mark("2.25", "0", avg=None)}
+
+
+async def test_the_marks_of_bots_no_longer_configured_are_pruned(db: DatabaseManager) -> None:
+    await db.save_marks({"a": _mark("-1", "1"), "gone": _mark("-500", "9"), "also-gone": _mark("3", "1")})
+    assert await db.prune_marks(["a", "b"]) == 2
+    assert await db.prune_marks(["a", "b"]) == 0
+    assert list(await db.bot_marks()) == ["a"] and await db.fleet_unrealized() == Decimal("-1")
 
 
 async def test_a_rail_trips_once_a_day_and_clears(db: DatabaseManager) -> None:

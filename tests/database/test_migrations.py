@@ -18,7 +18,7 @@ from traderagent.database.exceptions import DatabaseError
 from traderagent.database.manager import DatabaseManager
 from traderagent.database.models import Base, BotModel, Order, Trade
 
-HEAD = "0011_fleet"  # the newest revision (a fleet's desk-wide risk, after the console's report periods)
+HEAD = "0015_tidy"  # the newest revision (one stored form of the bots' marks, after a fleet's desk-wide risk)
 OPENED = dt.datetime(2024, 5, 1, 8, 0, tzinfo=dt.UTC)
 
 

@@ -34,8 +34,7 @@ async def test_the_record_counts_every_workers_rows_since_the_phase_began(db: Da
     await db.add_log("a", "ERROR", f"{TICK_FAILED}boom")
     await db.add_log("b", "ERROR", f"{TICK_FAILED}bang")
     await db.add_log("b", "ERROR", "an ERROR event's line: not a failure of its own")
-    runtime = {"mark": BotMark(Decimal("1"), Decimal("1"), Decimal("1"), Decimal("-5"), Decimal("1"), now).as_json()}
-    await db.save_bot_progress("b", runtime=runtime)
+    await db.save_marks({"b": BotMark(Decimal("1"), Decimal("1"), Decimal("1"), Decimal("-5"), Decimal("1"), now)})
 
     record = await fleet_capital(db)
     assert record is not None and record.metrics is not None

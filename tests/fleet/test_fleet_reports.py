@@ -146,9 +146,9 @@ async def test_status_shows_every_bots_saved_price_and_upnl_with_its_age_once_st
     console, workers = fleet
     bot = workers["worker-2"].desk.bots["trend-btc"].bot
     await bot.tick()
-    await bot.save()
-    [mark] = [BotMark.from_json(m) for name, m in (await console.db.bot_marks()).items() if name == "trend-btc"]
-    assert mark.last_price == bot.last_price and mark.at == bot.priced_at
+    await workers["worker-2"].desk.check_desk_risk()  # the worker's risk check writes its bots' marks
+    mark = (await console.db.bot_marks())["trend-btc"]
+    assert mark.last_price == bot.last_price and mark.priced_at == bot.priced_at
     stale = BotMark(Decimal("100"), Decimal("0.5"), Decimal("90"), Decimal("5.25"), Decimal("50"),
                     datetime.now(UTC) - timedelta(minutes=7))
     await _save_mark(console, "grid-xrp", stale)
@@ -162,10 +162,8 @@ async def test_status_shows_every_bots_saved_price_and_upnl_with_its_age_once_st
 
 
 async def _save_mark(console: Console, bot: str, mark: BotMark) -> None:
-    """What the bot's worker saves with its runtime snapshot (here written as that worker would have)."""
-    runtime = await console.db.load_bot_runtime(bot)
-    assert runtime is not None
-    await console.db.save_bot_progress(bot, runtime={**runtime, "mark": mark.as_json()})
+    """What the bot's worker writes at its risk check (here written as that worker would have)."""
+    await console.db.save_marks({bot: mark})
 
 
 async def test_positions_of_a_worker_that_does_not_answer_come_from_what_it_saved(fleet, fake):

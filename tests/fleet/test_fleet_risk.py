@@ -25,7 +25,7 @@ from traderagent.fleet.record import judge_fleet_wide
 from traderagent.orchestrator.events import EventType
 from traderagent.orchestrator.risk import DESK_LOSS, RiskRails
 from traderagent.orchestrator.state import BotState
-from traderagent.results import ScalingApproved
+from traderagent.results import BotMark, ScalingApproved
 from traderagent.utils.capital_manager import DeploymentPhase
 
 from .conftest import MakeDb
@@ -160,6 +160,19 @@ async def test_losses_under_the_rail_on_each_worker_cross_it_together_and_pause_
     resumed = [e.bot_name for w in fleet.values() for e in w.events(EventType.STATUS_CHANGE)
                if e.data.old is BotState.PAUSED and e.data.new is BotState.RUNNING]
     assert sorted(resumed) == ["grid-eth", "grid-xrp", "trend-btc"]
+
+
+async def test_the_mark_of_a_bot_removed_from_the_bots_file_does_not_count(fleet):
+    leader, other = fleet["worker-1"], fleet["worker-2"]
+    for worker in fleet.values():
+        await worker.desk.tick_all()  # every bot's mark written
+    # a bot of an older bots file: its last mark says it lost 900, far past the desk rail of 50
+    await other.harness.db.save_marks({"retired": BotMark(Decimal("1"), Decimal("1"), Decimal("1"), Decimal("-900"),
+                                                          Decimal("1"), datetime.now(UTC))})
+    await leader.desk.check_desk_risk()
+    assert set(_states(fleet).values()) == {BotState.RUNNING}
+    assert await leader.harness.db.rail_day(DESK_LOSS) is None
+    assert sorted(await leader.harness.db.bot_marks()) == ["grid-eth", "grid-xrp", "trend-btc"]  # deleted
 
 
 async def test_an_approval_on_the_console_resizes_every_worker_and_a_later_worker_reads_the_phase(

@@ -380,16 +380,6 @@ class DeskReport(Base):
 # --- revision 0011_fleet ------------------------------------------------------------------------
 
 
-class BotRisk(Base):
-    """A bot's unrealised PnL and exposure as its worker last wrote them (orchestrator/risk.py
-    ``FleetRails``): the fleet's leader sums them for the desk-wide daily-loss rail."""
-
-    __tablename__ = "bot_risk"
-
-    bot_name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    unrealized_pnl: Mapped[Decimal]
-    exposure: Mapped[Decimal]
-    updated_at: Mapped[dt.datetime]
 
 
 class DeskRail(Base):
@@ -403,6 +393,25 @@ class DeskRail(Base):
     updated_at: Mapped[dt.datetime]
 
 
+# --- revision 0015_tidy --------------------------------------------------------------------------
+
+
+class BotMarkRow(Base):
+    """A bot marked at its last price (results.BotMark) as the worker running it last wrote it, at the desk's
+    risk check (orchestrator/risk.py ``FleetRails``): the fleet's leader sums the unrealised PnL for the
+    desk-wide daily-loss rail, the console shows each bot's price, position, uPnL and exposure from it."""
+
+    __tablename__ = "bot_marks"
+
+    bot_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_price: Mapped[Decimal]
+    position_qty: Mapped[Decimal]  # net: long positive, short negative
+    position_avg: Mapped[Decimal | None]
+    unrealized_pnl: Mapped[Decimal]
+    exposure: Mapped[Decimal]
+    priced_at: Mapped[dt.datetime]
+
+
 __all__ = [
     "FINAL_ORDER_STATUSES",
     "NON_FINAL_ORDER_STATUSES",
@@ -414,8 +423,8 @@ __all__ = [
     "BotLease",
     "ButtonToken",
     "BotLog",
+    "BotMarkRow",
     "BotModel",
-    "BotRisk",
     "BotRuntime",
     "CapitalState",
     "Credential",

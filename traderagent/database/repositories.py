@@ -7,11 +7,12 @@ both backends; aggregates are computed in SQL (see types.py for how SUM stays ex
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import secrets
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, cast
 
@@ -37,8 +38,8 @@ from traderagent.database.models import (
     Base,
     BotLease,
     BotLog,
+    BotMarkRow,
     BotModel,
-    BotRisk,
     BotRuntime,
     ButtonToken,
     CapitalState,
@@ -58,6 +59,7 @@ from traderagent.database.types import (
     utcnow,
 )
 from traderagent.numbers import decimal_or, positive_decimal, to_decimal
+from traderagent.results import BotMark
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ORDER_SIDES = ("buy", "sell")
@@ -68,6 +70,9 @@ ORDER_UPDATE_FIELDS = {"exchange_order_id", "status", "filled_qty", "avg_price",
 GRID_FIELDS = {"price", "side", "qty", "status", "client_order_id"}
 DECIMAL_FIELDS = {"qty", "price", "filled_qty", "avg_price", "fee", "fees", "allocated_capital", "pnl",
                   "entry_price", "exit_price"}
+
+
+_MARK_COLUMNS = tuple(f.name for f in dataclasses.fields(BotMark))  # bot_marks has a column per field
 
 
 def _table(model: type[Base]) -> Table:
@@ -238,13 +243,6 @@ class BotsRepository(Store):
                                           set_={"state": stmt.excluded.state, "saved_at": stmt.excluded.saved_at})
         now = utcnow()
         await session.execute(stmt, [{"bot_id": b, "state": st, "saved_at": now} for b, st in latest.items()])
-
-    async def bot_marks(self) -> dict[str, dict[str, Any]]:
-        """bot name -> the mark (results.BotMark as JSON) its last runtime snapshot carries, for the bots
-        that have one: that part of every snapshot in one read (a fleet's console)."""
-        async with self._read() as session:
-            q = select(BotModel.name, BotRuntime.state["mark"]).join(BotRuntime, BotRuntime.bot_id == BotModel.id)
-            return {name: dict(mark) for name, mark in await session.execute(q) if mark}
 
     async def load_bot_runtime(self, name: str) -> dict[str, Any] | None:
         async with self._read() as session:
@@ -797,27 +795,37 @@ class CommandsRepository(Store):
 
 
 class FleetRiskRepository(Store):
-    """A fleet's desk-wide risk (orchestrator/risk.py ``FleetRails``): what each worker writes of its bots
-    (unrealised PnL, exposure), the desk rails the leader trips, and the phase record from the trades."""
+    """A fleet's desk-wide risk (orchestrator/risk.py ``FleetRails``): the marks each worker writes of its bots
+    (results.BotMark: the leader's rail and the console read them), and the desk rails the leader trips."""
 
-    async def save_bot_risk(self, figures: Mapping[str, tuple[Decimal, Decimal]]) -> None:
-        """Upsert each bot's (unrealised PnL, exposure)."""
-        if not figures:
+    async def save_marks(self, marks: Mapping[str, BotMark]) -> None:
+        """Upsert each bot's mark."""
+        if not marks:
             return
-        stmt = self._upsert(_table(BotRisk))
+        stmt = self._upsert(_table(BotMarkRow))
         stmt = stmt.on_conflict_do_update(index_elements=["bot_name"], set_={
-            "unrealized_pnl": stmt.excluded.unrealized_pnl, "exposure": stmt.excluded.exposure,
-            "updated_at": stmt.excluded.updated_at})
-        now = utcnow()
+            column: getattr(stmt.excluded, column) for column in _MARK_COLUMNS})
         async with self._write() as session:
-            await session.execute(stmt, [{"bot_name": name, "unrealized_pnl": unrealized, "exposure": exposure,
-                                          "updated_at": now} for name, (unrealized, exposure) in sorted(figures.items())])
+            await session.execute(stmt, [{"bot_name": name, **{c: getattr(mark, c) for c in _MARK_COLUMNS}}
+                                         for name, mark in sorted(marks.items())])
+
+    async def bot_marks(self) -> dict[str, BotMark]:
+        """bot name -> its mark as its worker last wrote it (the bots that have one)."""
+        async with self._read() as session:
+            rows = (await session.execute(select(BotMarkRow))).scalars()
+            return {row.bot_name: BotMark(**{c: getattr(row, c) for c in _MARK_COLUMNS}) for row in rows}
 
     async def fleet_unrealized(self) -> Decimal:
         """The unrealised PnL of every bot, as their workers last wrote it."""
         async with self._read() as session:
-            total = (await session.execute(select(exact_sum(BotRisk.unrealized_pnl)))).scalar_one()
+            total = (await session.execute(select(exact_sum(BotMarkRow.unrealized_pnl)))).scalar_one()
         return total if total is not None else Decimal("0")
+
+    async def prune_marks(self, keep: Collection[str]) -> int:
+        """Delete the marks of the bots not in ``keep`` (removed from the bots file); how many."""
+        async with self._write() as session:
+            done = await session.execute(delete(BotMarkRow).where(BotMarkRow.bot_name.not_in(list(keep))))
+            return cast(CursorResult[Any], done).rowcount
 
     async def running_bots(self) -> int:
         """How many bots the workers last stored as RUNNING."""

@@ -13,8 +13,8 @@
 `Console` runs the real Telegram frontend (handlers/) on a `ConsoleDesk`; its outbox delivers the
 alerts every worker stored, woken by NOTIFY, with a slow poll as backstop. It also sends the fleet's
 scaling offers and daily digest (reports.py `FleetWatch`, which says why the console does).
-/status reads every bot's price, position and unrealised PnL as its worker last saved them with its
-runtime snapshot (results.BotMark), shown with their age once stale.
+/status reads every bot's price, position and unrealised PnL as its worker last wrote them at its risk
+check (results.BotMark, table ``bot_marks``), shown with their age once stale.
 """
 
 from __future__ import annotations
@@ -113,8 +113,8 @@ class ConsoleDesk(Records):
 
     # ------------------------------------------------------------------ reads from the database
     async def marks(self) -> dict[str, BotMark]:
-        """Every bot's last price, position and uPnL as its worker last saved them (results.BotMark)."""
-        return {name: BotMark.from_json(mark) for name, mark in (await self.db.bot_marks()).items()}
+        """Every bot's last price, position and uPnL as its worker last wrote them (results.BotMark)."""
+        return await self.db.bot_marks()
 
     async def list_bots(self) -> list[BotSummary]:
         await self.refresh()
@@ -128,7 +128,7 @@ class ConsoleDesk(Records):
             paused_by=None, allocated_capital=b.allocated_capital, realized_pnl=await self.db.realized_pnl(b.name),
             unrealized_pnl=mark.unrealized_pnl if mark else ZERO, open_positions=positions.get(b.name, 0),
             open_orders=orders.get(b.name, 0), last_price=mark.last_price if mark else None, last_error=None,
-            priced_at=mark.at if mark else None) for b in self._bots.values() for mark in [marks.get(b.name)]]
+            priced_at=mark.priced_at if mark else None) for b in self._bots.values() for mark in [marks.get(b.name)]]
 
     async def desk_status(self) -> DeskStatus:
         await self.refresh()
@@ -279,7 +279,7 @@ def _saved_position(bot: str, mark: BotMark) -> PositionView:
     return PositionView(bot=bot, position_id="saved", side="long" if qty > 0 else "short", size=abs(qty),
                         entry_price=mark.position_avg or mark.last_price, stop_loss=None, take_profit=None,
                         current_price=mark.last_price, unrealized_pnl=mark.unrealized_pnl, opened_at=None,
-                        priced_at=mark.at)
+                        priced_at=mark.priced_at)
 
 
 def _exposure(marks: Mapping[str, BotMark], bots: Iterable[str]) -> Decimal:

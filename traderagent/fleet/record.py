@@ -8,7 +8,7 @@ phase (reports.py `FleetWatch`) and in the digest, and by the leader before it e
 The phase itself (which one, since when, its allocation, the halt, the history) is the saved capital
 state; what the gates measure is recounted from what every worker wrote since the phase began: the
 trades closed (funding in the PnL, not in the trade count), the bots' failures logged, and the
-unrealised PnL of the marks the workers saved (results.BotMark). The drawdown replays the equity over
+unrealised PnL of the marks the workers wrote (results.BotMark). The drawdown replays the equity over
 the phase's closed trades in the order they closed, then adds today's unrealised PnL: a dip of an
 open position between two looks is not seen (a single desk samples its own every few seconds).
 """
@@ -16,26 +16,19 @@ open position between two looks is not seen (a single desk samples its own every
 from __future__ import annotations
 
 import dataclasses
-from decimal import Decimal
 
 from traderagent.control import is_funding
 from traderagent.numbers import ZERO
 from traderagent.orchestrator.bot_orchestrator import TICK_FAILED
 from traderagent.ports import StorePort
-from traderagent.results import BotMark
 from traderagent.utils.capital_manager import CapitalManager, PhaseMetrics
-
-
-async def unrealized(db: StorePort) -> Decimal:
-    """The fleet's unrealised PnL, as the workers last saved it."""
-    return sum((BotMark.from_json(m).unrealized_pnl for m in (await db.bot_marks()).values()), ZERO)
 
 
 async def fleet_metrics(db: StorePort, metrics: PhaseMetrics) -> PhaseMetrics:
     """``metrics`` (the saved record of the current phase) with what the gates measure recounted fleet-wide."""
     closed = await db.closed_trades(metrics.started_at)
     trades = [t for t in closed if not is_funding(t)]
-    open_pnl = await unrealized(db)
+    open_pnl = await db.fleet_unrealized()
     equity = peak = metrics.allocation
     drawdown = 0.0
     for pnl in [*(t.pnl or ZERO for t in closed), open_pnl]:

@@ -342,8 +342,6 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         ticker = await self.market.ticker(self.symbol)
         frames = await self.market.frames(self.symbol, tuple(strategy.timeframes), candles)
         price = to_decimal(ticker["last"])
-        if price != self.last_price and strategy.open_positions:  # the saved mark follows the price (SOFT_SAVE_S)
-            self._soft_dirty = True
         self.last_price, self.priced_at = price, self.clock()
         # with a healthy stream fills are heard as they happen; a create not confirmed yet (uncertain, or
         # unseen at start-up) is looked for all the same: the stream tells nothing of an order never placed
@@ -717,14 +715,16 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         return sum((p.gross_pnl_at(price) - p.fees for p in self.strategy.get_active_positions()), ZERO)
 
     def mark(self) -> BotMark | None:
-        """This bot at its last price (None before its first tick); saved with every runtime snapshot."""
+        """This bot at its last price, with the unrealised PnL and exposure its last tick gave the risk rails
+        (None before its first tick); a fleet's worker writes it (risk.py ``FleetRails``)."""
         price, at = self.last_price, self.priced_at
         if price is None or at is None:
             return None
         positions = self.strategy.get_active_positions()
         size = sum((p.size for p in positions), ZERO)
         avg = sum((p.entry_price * p.size for p in positions), ZERO) / size if size else None
-        return BotMark(price, self._net_position(), avg, self.unrealized_pnl(price), self.exposure(price), at)
+        return BotMark(price, self._net_position(), avg, self.risk.unrealized.get(self.name, ZERO),
+                       self.risk.exposure.get(self.name, ZERO), at)
 
     async def _update_risk(self, price: Decimal) -> None:
         self.risk.set_exposure(self.name, self.exposure(price))
@@ -770,7 +770,6 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
             "realized": str(self._realized),
             "funding_seen": list(self._funding_seen),
             "funding_since": self._funding_since,
-            "mark": mark.as_json() if (mark := self.mark()) else None,  # read by a fleet's console
             "funding_keys": self._funding_keys,
             "liq_since": self._liq_since,
             "saved_at": self.clock().isoformat(),

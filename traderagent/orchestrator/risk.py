@@ -15,15 +15,16 @@ daily-loss rail stays each worker's own.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
 from traderagent.numbers import to_decimal
 from traderagent.orchestrator.events import RiskLimitHit
 from traderagent.ports import FleetStorePort
+from traderagent.results import BotMark
 from traderagent.strategies.params import RISK_DEFAULTS
 
 ZERO = Decimal(0)
@@ -123,14 +124,27 @@ class DeskRisk:
 
 
 DESK_LOSS = "max_daily_loss"  # the desk_rails row of the fleet's daily-loss rail
+MARK_REFRESH = timedelta(seconds=60)  # a mark is written again this old, its figures unchanged: a quiet bot's
+# price stays fresh on the console (it shows a mark's age past 2 minutes: handlers/views.py STALE_MARK)
+
+
+def _due(written: BotMark | None, mark: BotMark) -> bool:
+    """Is ``mark`` to be written over ``written``? Its risk figures changed, or ``written`` is getting old (a
+    price move alone does not write: an open position's moves its unrealised PnL)."""
+    if written is None or mark.priced_at - written.priced_at >= MARK_REFRESH:
+        return True
+    return replace(mark, last_price=written.last_price, priced_at=written.priced_at) != written
 
 
 class FleetRails:
     """The desk rails of a fleet of workers.
 
-    * Daily loss: each worker writes its bots' unrealised PnL and exposure (``publish``, at every risk
-      check); the leader adds the unrealised PnL of every bot to the PnL every bot realised today (the
-      trades table). When the fleet's loss reaches ``max_daily_loss`` x the deployed capital while a bot
+    * Marks: each worker writes its bots' marks (results.BotMark: price, position, unrealised PnL,
+      exposure; table ``bot_marks``) at every risk check, only those that changed (``publish``). They are
+      the one stored figure of a bot's open PnL: the leader's rail below and the console read them.
+    * Daily loss: the leader adds the unrealised PnL of every bot still in the bots file (the marks of the
+      others are deleted: a removed bot's last figure must not count) to the PnL every bot realised today
+      (the trades table). When the fleet's loss reaches ``max_daily_loss`` x the deployed capital while a bot
       runs, the leader trips the rail: one conditional write of the ``desk_rails`` row (of two leaders in
       a hand-over, one), so ONE RISK_LIMIT alert, and a NOTIFY (``tell``) that wakes every worker. Every
       worker pauses its running bots while the rail is tripped today (woken, and at each risk check: a
@@ -148,18 +162,21 @@ class FleetRails:
         self.store = store
         self.risk = risk
         self.tell = tell  # wakes the other workers (fleet/bus.py)
-        self._written: dict[str, tuple[Decimal, Decimal]] = {}
+        self._written: dict[str, BotMark] = {}
 
-    async def publish(self, bots: Iterable[str]) -> None:
-        """Write the unrealised PnL and exposure the bots' last ticks computed (only what changed)."""
-        figures = {name: (self.risk.unrealized.get(name, ZERO), self.risk.exposure.get(name, ZERO)) for name in bots}
-        changed = {name: f for name, f in figures.items() if self._written.get(name) != f}
-        if changed:
-            await self.store.save_bot_risk(changed)
-            self._written.update(changed)
+    async def publish(self, marks: Mapping[str, BotMark]) -> None:
+        """Write the marks of this worker's bots that changed, or whose written one is MARK_REFRESH old."""
+        written = {name: self._written[name] for name in marks.keys() & self._written.keys()}  # a bot that left
+        due = {name: mark for name, mark in marks.items() if _due(written.get(name), mark)}  # and came back: anew
+        if due:
+            await self.store.save_marks(due)
+            written.update(due)
+        self._written = written
 
-    async def unrealized(self) -> Decimal:
-        """The fleet's unrealised PnL, as the workers last wrote it."""
+    async def unrealized(self, configured: Collection[str]) -> Decimal:
+        """The fleet's unrealised PnL, as the workers last wrote it, of the bots in the bots file
+        (``configured``): the marks of the others are deleted first, for the console's reads too."""
+        await self.store.prune_marks(configured)
         return await self.store.fleet_unrealized()
 
     async def check_loss(self, deployed: Decimal, unrealized: Decimal) -> RiskLimitHit | None:
