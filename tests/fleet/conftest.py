@@ -84,6 +84,8 @@ async def running_fleet(sim: Any, fake: Any, make_db: MakeDb, tmp_path: Path, *,
         assert harness.desk.leases is not None
         if owner == "worker-1":
             await harness.desk.leases.acquire([DESK_LEASE])  # the leader
+        harness.desk.standby.update({spec.name: spec for other, others in WORKERS.items() if other != owner
+                                     for spec in others})  # the bots file's other bots run elsewhere
         link = ConsoleLink(harness.desk, harness.db, worker_notifier(config, harness.desk, harness.db))
         await link.attach()  # before the start: its start-up events reach the chat too
         await harness.desk.start(schedule=False)

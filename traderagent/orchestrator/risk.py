@@ -129,8 +129,8 @@ MARK_REFRESH = timedelta(seconds=60)  # a mark is written again this old, its fi
 
 
 def _due(written: BotMark | None, mark: BotMark) -> bool:
-    """Is ``mark`` to be written over ``written``? Its risk figures changed, or ``written`` is getting old (a
-    price move alone does not write: an open position's moves its unrealised PnL)."""
+    """Is ``mark`` to be written over ``written``? Its risk figures changed, or ``written`` is getting old. A
+    price move alone writes nothing (with a position open it moves the unrealised PnL, which does)."""
     if written is None or mark.priced_at - written.priced_at >= MARK_REFRESH:
         return True
     return replace(mark, last_price=written.last_price, priced_at=written.priced_at) != written
