@@ -2,9 +2,10 @@
 
 200 grid bots share one rate-limited account, so their first ladders queue thousands of order
 sends behind the client's rate limiter. The simulator signals the desk (a real SIGTERM to this
-process, handled by `run_desk`) once it has received SIGNAL_AT create requests. The desk logs
-its acknowledgement ("stop: no new order will be sent ...") once the sends already on the wire
-are answered; the simulator's create count at that instant must be its final count. The same
+process, handled by `run_desk`) once SIGNAL_AT orders were created on it, by single or batch
+requests (the ladders go out in batches). The desk logs its acknowledgement ("stop: no new order
+will be sent ...") once the sends already on the wire are answered; the number of orders created
+on the simulator at that instant must be its final number. The same
 log line says how many sends the gate refused or abandoned: more than none, or the run proved
 nothing (a stop with no send queued cannot leak one).
 """
@@ -24,7 +25,7 @@ from traderagent.app import run_desk
 from traderagent.config import Settings
 from traderagent.sim import ExchangeSimulator, SimConfig
 
-CREATE = "/v5/order/create"
+CREATES = ("/v5/order/create", "/v5/order/create-batch")
 BOTS = 200
 SIGNAL_AT = 40
 KEY, SECRET = "stop-key", "stop-secret"
@@ -32,22 +33,26 @@ SYMBOLS = ("XRPUSDT", "SOLUSDT")  # grids of 10 levels fit a bot's share here
 
 
 class SignallingSim(ExchangeSimulator):
-    """Sends SIGTERM to this process once it has received SIGNAL_AT create requests."""
+    """Sends SIGTERM to this process once SIGNAL_AT orders were created on it."""
 
     signalled_at: float | None = None
     creates_at_signal = 0
 
+    def created(self) -> int:
+        """Orders the desk's requests created (not the exchange's own, e.g. a liquidation's close)."""
+        return sum(o.create_type == "CreateByUser" for o in self.engine.accounts[KEY].orders)
+
     async def _handle(self, request: Any, fn: Any, private: bool) -> Any:
         response = await super()._handle(request, fn, private)
-        if request.path == CREATE and self.signalled_at is None and self.request_counts[CREATE] >= SIGNAL_AT:
+        if request.path in CREATES and self.signalled_at is None and (n := self.created()) >= SIGNAL_AT:
             self.signalled_at = time.monotonic()
-            self.creates_at_signal = self.request_counts[CREATE]
+            self.creates_at_signal = n
             os.kill(os.getpid(), signal.SIGTERM)
         return response
 
 
 class StopAck(logging.Handler):
-    """Reads the simulator's create count at the very moment the desk acknowledges the stop."""
+    """Reads the simulator's created orders at the very moment the desk acknowledges the stop."""
 
     def __init__(self, sim: SignallingSim) -> None:
         super().__init__(logging.INFO)
@@ -57,7 +62,7 @@ class StopAck(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.msg.startswith("stop: no new order will be sent"):
-            self.creates = self.sim.request_counts[CREATE]
+            self.creates = self.sim.created()
             self.args = tuple(record.args or ())
 
 
@@ -106,7 +111,7 @@ async def test_no_order_is_sent_after_sigterm_and_the_desk_exits_in_time(tmp_pat
     sent, refused, unanswered = ack.args
     assert unanswered == 0
     assert refused > 0, "no send was waiting at the stop: this run cannot show a leak"
-    final = sim.request_counts[CREATE]
+    final = sim.created()
     assert final == ack.creates, f"{final - ack.creates} order(s) sent after the stop was acknowledged"
     print(f"\ncreates: {sim.creates_at_signal} at the signal, {ack.creates} at the acknowledgement "
           f"(in flight), {final} at the end; {refused} sends refused or abandoned; "
