@@ -73,6 +73,19 @@ def pytest_make_collect_report(collector: pytest.Collector) -> pytest.CollectRep
     return report
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked ``slow(seconds)`` run first, longest first; the others keep their order.
+    With ``--dist load --maxschedchunk 1`` the workers take the tests in this order, one at a time,
+    so the long end-to-end runs start at once and the many short tests fill the gaps beside them,
+    instead of a long test starting last and running alone at the end. ``seconds`` is the test's own
+    duration on the idle 2-core machine (a rank only, rounded; nothing asserts it)."""
+    def cost(item: pytest.Item) -> float:
+        mark = item.get_closest_marker("slow")
+        return float(mark.args[0]) if mark is not None and mark.args else 0.0
+
+    items.sort(key=cost, reverse=True)  # stable: equal costs keep the collection order
+
+
 # --- exchange simulator (written by the simulator helper) -------------------------------------------
 SIM_KEY = "test-key"
 SIM_SECRET = "test-secret"

@@ -55,6 +55,7 @@ def _comments_and_docstrings(source: str) -> str:
     return "\n".join(comments + [ast.get_docstring(n) or "" for n in nodes])
 
 
+@pytest.mark.slow(10)
 def test_every_docs_page_a_comment_points_to_exists():
     refs = {(src.relative_to(REPO).as_posix(), ref) for src in SOURCES
             for ref in DOCS_REF.findall(_comments_and_docstrings(src.read_text(encoding="utf-8")))}

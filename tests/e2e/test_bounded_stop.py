@@ -21,9 +21,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from traderagent.app import run_desk
 from traderagent.config import Settings
 from traderagent.sim import ExchangeSimulator, SimConfig
+
+pytestmark = pytest.mark.slow(30)
 
 CREATES = ("/v5/order/create", "/v5/order/create-batch")
 BOTS = 200

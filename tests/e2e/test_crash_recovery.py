@@ -17,7 +17,7 @@ import pytest
 
 from .desk_procs import BOTS_TOML, SimProcess, age_pending_rows, consistency_report, desk_env, run_desk
 
-pytestmark = pytest.mark.timeout(600)  # a safety net only: each desk run has its own hang limit
+pytestmark = [pytest.mark.timeout(600), pytest.mark.slow(52)]  # timeout: a safety net only, each desk run has its own hang limit
 
 CRASH_POINTS = ("after_write_ahead", "after_send", "after_fill_booked")
 ROUNDS = 2

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .desk_procs import REPO, desk_env
 
 
@@ -19,6 +21,7 @@ def _procfile() -> dict[str, list[str]]:
     return {name: shlex.split(command) for name, command in (line.split(":", 1) for line in lines if line.strip())}
 
 
+@pytest.mark.slow(13)
 def test_procfile_runs_without_an_activated_virtualenv(tmp_path):
     """Only a `python` on PATH, as a platform's runtime provides; no `traderagent` script, no VIRTUAL_ENV."""
     bin_dir = tmp_path / "bin"

@@ -12,11 +12,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.fakes.telegram_server import TOKEN
 from tests.handlers.harness import CHAT, Operator
 
 from .desk_procs import REPO, desk_env
+
+pytestmark = pytest.mark.slow(11)
 
 BOTS = """
 [[bots]]

@@ -28,7 +28,7 @@ from .desk_procs import (
     run_desk,
 )
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow(25)]
 
 TREND_ONLY = one_bot("trend_follower")
 

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from tests.orchestrator.helpers import DCA, GRID, SIM_KEY, TREND, assert_db_matches_sim, build_desk, run_ticks
 from traderagent.orchestrator import orders
 from traderagent.orchestrator.state import BotState
 
+pytestmark = pytest.mark.slow(33)
 
 async def test_run_under_faults_ends_consistent(sim, tmp_path, monkeypatch):
     h = await build_desk(sim.base_url, tmp_path / "faults.db", [GRID, DCA, TREND],

@@ -25,7 +25,7 @@ from .desk_procs import (
     run_desk,
 )
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow(24)]
 
 LEVERED_GRID = one_bot("grid").replace('name = "xrp-grid"', 'name = "xrp-grid"\nleverage = "10"')
 

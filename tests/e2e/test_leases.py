@@ -73,7 +73,8 @@ LEASE = {"TRADERAGENT_LEASE_HEARTBEAT": "1", "TRADERAGENT_LEASE_TIMEOUT": "16"} 
 LONG_LEASE = {"TRADERAGENT_LEASE_HEARTBEAT": "1", "TRADERAGENT_LEASE_TIMEOUT": "600"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=[pytest.param("sqlite", marks=pytest.mark.slow(33)),
+                        pytest.param("postgresql", marks=pytest.mark.slow(48))])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path | str]:
     """An SQLite file, or a fresh PostgreSQL database (dropped afterwards)."""
     if request.param == "sqlite":

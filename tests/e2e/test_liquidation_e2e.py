@@ -15,7 +15,7 @@ from traderagent.api.bybit_direct_client import ByBitDirectClient
 from .desk_procs import KEY, SECRET, SimProcess, age_pending_rows, consistency_report, desk_env, run_desk
 from .test_exchange_stop import TREND_ONLY, _booked_sync, open_protected_then_kill
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow(24)]
 
 LEVERED = TREND_ONLY.replace('name = "btc-trend"', 'name = "btc-trend"\nleverage = "10"')
 

@@ -11,7 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(27)
 
 # Assembled at run time so that `traderagent audit` of this repository stays clean.
 FAKE = {

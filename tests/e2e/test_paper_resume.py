@@ -10,11 +10,15 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from traderagent.app import PAPER_KEY, PAPER_SECRET
 from traderagent.database.manager import DatabaseManager
 from traderagent.sim import ExchangeSimulator, SimConfig, persist
 
 from .desk_procs import age_pending_rows, consistency_report, desk_env
+
+pytestmark = pytest.mark.slow(20)
 
 PY = sys.executable
 RESTING = ("OPEN", "PARTIALLY_FILLED")

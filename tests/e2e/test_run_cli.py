@@ -10,6 +10,8 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from traderagent.app import format_event
 from traderagent.database.manager import DatabaseManager
 from traderagent.orchestrator.events import (
@@ -40,6 +42,7 @@ def _run(tmp: Path, *args: str, timeout: float = 90, **extra: str) -> subprocess
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow(11)
 def test_paper_mode_runs_demo_desk_for_n_ticks(tmp_path):
     out = _run(tmp_path, "--ticks", "3", TRADERAGENT_PAPER_SPEED="5")
     assert out.returncode == 0, out.stderr[-3000:]
@@ -111,6 +114,7 @@ def test_console_lines_are_readable():
     assert "\n" not in format_event(TradingEvent.of("desk", Halted("x\ny", "op", ())))
 
 
+@pytest.mark.slow(17)
 def test_rejected_telegram_token_leaves_the_desk_trading(tmp_path):
     """A wrong bot token is reported (masked) and the desk trades on without Telegram."""
     import threading

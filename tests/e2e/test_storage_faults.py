@@ -283,6 +283,7 @@ async def test_restart_on_a_full_disk_waits_then_recovers_by_itself(sim, tmp_pat
 
 
 @pytest.mark.timeout(300)  # a safety net only: the desk process has its own hang limit
+@pytest.mark.slow(13)
 def test_database_deleted_under_a_running_desk_process(tmp_path):
     """`traderagent run` against the simulator's own process: the database file is deleted while it
     trades; its one-second check notices, the file is written back, trading goes on, and after a

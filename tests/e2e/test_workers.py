@@ -44,7 +44,7 @@ from .desk_procs import (
     wait_for,
 )
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.slow(41)]
 
 BOT = """
 [[bots]]

@@ -18,7 +18,7 @@ from tests.handlers.harness import CHAT, FAST, SCALE, Operator, settings_for
 from traderagent.database.manager import DatabaseManager
 from traderagent.fleet.console import Console
 
-pytestmark = [pytest.mark.postgres, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.postgres, pytest.mark.timeout(300), pytest.mark.slow(16)]
 WAIT = 60.0  # processes start slowly on a loaded machine; each wait returns as soon as its condition holds
 HEAD, *BOTS = BOTS_TOML.split("[[bots]]")  # xrp-grid, sol-dca, btc-trend
 WORKER_BOTS = {"a": [BOTS[0]], "b": BOTS[1:]}

@@ -45,6 +45,7 @@ def _decision(signal):
     return replace(signal, metadata={k: v for k, v in signal.metadata.items() if k != "candle_index"})
 
 
+@pytest.mark.slow(10)
 @pytest.mark.parametrize(("spec", "ticks", "signals"), [(TREND, 150, 2), (SMC, 240, 2)], ids=["trend", "smc"])
 async def test_live_decisions_equal_the_backtest_on_the_same_candles(sim, tmp_path, spec, ticks, signals):
     h = await build_desk(sim.base_url, tmp_path / "parity.db", [spec])
@@ -82,6 +83,7 @@ async def test_live_decisions_equal_the_backtest_on_the_same_candles(sim, tmp_pa
         await h.close()
 
 
+@pytest.mark.slow(10)
 @pytest.mark.parametrize(("spec", "ticks"), [(GRID, 120), (DCA_RSI, 150)], ids=["grid", "dca"])
 async def test_live_ladders_equal_the_backtest_on_the_same_candles(sim, tmp_path, spec, ticks):
     """At each candle close live takes, the intents it wants equal those of a twin in the same state that saw
