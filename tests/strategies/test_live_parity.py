@@ -59,13 +59,20 @@ def test_live_window_decides_like_the_whole_history(st, params, file, candles_di
     assert mismatches == 0
 
 
-def live_frames(frames, timeframes, i, window):
-    """What live fetches at the close of entry candle i: the last ``window`` closed candles of each timeframe."""
-    end = frames[-1].index[i] + pd.Timedelta(milliseconds=timeframe_ms(timeframes[-1]))
+def close_times(frames, timeframes):
+    """Per frame, its candles' close times (ns; ascending, as the open times are)."""
+    return [(frame.index + pd.Timedelta(milliseconds=timeframe_ms(tf))).asi8
+            for frame, tf in zip(frames, timeframes, strict=True)]
+
+
+def live_frames(frames, closes, i, window):
+    """What live fetches at the close of entry candle i: the last ``window`` closed candles of each timeframe
+    (``closes``: close_times of ``frames``)."""
+    end = closes[-1][i]
     out = []
-    for frame, tf in zip(frames, timeframes, strict=True):
-        closed = frame.index + pd.Timedelta(milliseconds=timeframe_ms(tf)) <= end
-        out.append(frame[closed].iloc[-window:])
+    for frame, close in zip(frames, closes, strict=True):
+        n = int(np.searchsorted(close, end, side="right"))  # the candles closed by ``end``
+        out.append(frame.iloc[max(n - window, 0):n])
     return out
 
 
@@ -81,13 +88,14 @@ def test_smc_live_window_decides_like_the_whole_history(file, candles_dir):
                                       allocated_capital="100000") for _ in range(2))
     window = full_s.history_candles
     frames = build_frames(full_s, df, timeframe_ms("5m"))
+    closes = close_times(frames, full_s.timeframes)
     full = full_s.prepare(*frames)
     at = np.flatnonzero(full_s.signal_candidates(full))
     at = sorted({*at[at >= window].tolist(), *range(window, len(df), 20)})
     mismatches = taken = 0
     for i in at:
         want = decision(full_s.signal_at(full, i, BALANCE))
-        part = live_s.prepare(*live_frames(frames, full_s.timeframes, i, window))
+        part = live_s.prepare(*live_frames(frames, closes, i, window))
         taken += want is not None
         mismatches += want != decision(live_s.signal_at(part, len(part) - 1, BALANCE))
     print(f"\nsmc {file}: {taken} decisions at {len(at)} candles checked, {mismatches} mismatches (window {window})")
