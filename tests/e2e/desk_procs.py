@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -125,6 +126,25 @@ class SimProcess:
 def db_url(db: Path | str) -> str:
     """A database URL: an SQLite file's path, or a URL as is (PostgreSQL)."""
     return db if isinstance(db, str) else f"sqlite+aiosqlite:///{db}"
+
+
+_MIGRATED: set[str] = set()  # the databases polled_db brought up to date already
+
+
+@contextlib.asynccontextmanager
+async def polled_db(db: Path | str) -> AsyncIterator[DatabaseManager]:
+    """A DatabaseManager on ``db`` for one poll of a test that waits for desks: the first poll of a
+    database brings its schema up to date (as the desks do), the next ones only read; alembic's
+    upgrade check costs each of the many polls a write transaction and ~20 ms of CPU."""
+    url = db_url(db)
+    manager = DatabaseManager(url)
+    try:
+        if url not in _MIGRATED:
+            await manager.initialize()
+            _MIGRATED.add(url)
+        yield manager
+    finally:
+        await manager.close()
 
 
 async def age_pending_rows(db_path: Path | str) -> int:

@@ -28,7 +28,6 @@ import asyncpg
 import pytest
 
 from tests.database.conftest import _plain_dsn
-from traderagent.database.manager import DatabaseManager
 
 from .desk_procs import (
     BOTS_TOML,
@@ -37,9 +36,9 @@ from .desk_procs import (
     SimProcess,
     age_pending_rows,
     consistency_report,
-    db_url,
     desk_env,
     fresh_postgres,
+    polled_db,
     run_desk,
     start_desk,
     wait_for,
@@ -86,24 +85,16 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path | 
 def holders(database: Path | str) -> dict[str, str]:
     """bot -> owner of its lease, as the database says."""
     async def read() -> dict[str, str]:
-        db = DatabaseManager(db_url(database))
-        try:
-            await db.initialize()
+        async with polled_db(database) as db:
             return {r.bot_name: r.owner for r in await db.lease_holders([*THREE, "eth-dca"])}
-        finally:
-            await db.close()
 
     return asyncio.run(read())
 
 
 def order_count(database: Path | str) -> int:
     async def read() -> int:
-        db = DatabaseManager(db_url(database))
-        try:
-            await db.initialize()
+        async with polled_db(database) as db:
             return len(await db.list_orders(limit=100_000))
-        finally:
-            await db.close()
 
     return asyncio.run(read())
 

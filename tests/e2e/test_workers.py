@@ -28,7 +28,6 @@ from pathlib import Path
 import pytest
 
 from traderagent.api.bybit_direct_client import ByBitDirectClient
-from traderagent.database.manager import DatabaseManager
 from traderagent.fleet.workers import assign, slot_name
 
 from .desk_procs import (
@@ -40,6 +39,7 @@ from .desk_procs import (
     consistency_report,
     desk_env,
     fresh_postgres,
+    polled_db,
     run_desk,
     wait_for,
 )
@@ -78,13 +78,9 @@ def database() -> Iterator[str]:
 def read(database: str) -> tuple[dict[str, str], Counter]:
     """(lease -> owner, bot -> orders in the database)."""
     async def go() -> tuple[dict[str, str], Counter]:
-        db = DatabaseManager(database)
-        try:
-            await db.initialize()
+        async with polled_db(database) as db:
             leases = {r.bot_name: r.owner for r in await db.lease_holders([*NAMES, slot_name(0), slot_name(1)])}
             return leases, Counter(r.bot_name for r in await db.list_orders(limit=100_000))
-        finally:
-            await db.close()
 
     return asyncio.run(go())
 
@@ -103,12 +99,8 @@ def fill_one(sim: SimProcess, database: str, bot: str) -> None:
     """Move the market onto one of ``bot``'s resting orders (placed by whichever worker): it fills, and
     the worker running the bot now books it and places the next order."""
     async def resting() -> list:
-        db = DatabaseManager(database)
-        try:
-            await db.initialize()
+        async with polled_db(database) as db:
             return await db.list_orders(bot, statuses=["OPEN"], limit=10)
-        finally:
-            await db.close()
 
     rows = [r for r in asyncio.run(resting()) if r.price is not None]
     if rows:  # none: the last step of the bot is in flight; the next poll tries again
