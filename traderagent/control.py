@@ -58,6 +58,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from traderagent.api.markets import normalize_symbol
 from traderagent.bots import BotSpec
 from traderagent.database.exceptions import DatabaseUnavailableError, LeaseLapsed
 from traderagent.orchestrator.analysis import AnalysisCache
@@ -90,6 +91,7 @@ from traderagent.orchestrator.market_data import MarketData
 from traderagent.orchestrator.orders import unknown_on_symbol
 from traderagent.orchestrator.perp import (
     FUNDING_TAG,
+    FundingWatch,
     LiquidationWatch,
     PerpSetupError,
     position_risk,
@@ -333,6 +335,7 @@ class Desk(Records):
         self._stall_alerted = False
         self.refused: list[tuple[str, str]] = []
         self.liquidation_watch = LiquidationWatch()
+        self.funding_watch = FundingWatch(FUNDING_LAG_MS)  # when an account's funding is read (check_perp)
         # each linear account's positions as last read (check_perp, every PERP_CHECK_SECONDS): /status shows
         # these instead of asking every account while the operator waits
         self.positions_seen: dict[int, list[dict[str, Any]]] = {}
@@ -940,28 +943,38 @@ class Desk(Records):
         return refused
 
     async def check_perp(self) -> None:
-        """Per account: the liquidation alert, then funding booked to the bots of each symbol."""
+        """Per account: the liquidation alert on its positions (its private stream's while that runs), then its
+        funding, read for all its symbols at once and only when a settlement may have been charged
+        (perp.FundingWatch), booked to the bots of each symbol."""
         for client, handles in self._linear_accounts():
             try:
                 rows = self.positions_seen[id(client)] = await self._positions_of(client, handles)
                 risks = [position_risk(r) for r in rows]
                 for alert in self.liquidation_watch.check(id(client), risks, self.risk.rails.liquidation_alert):
                     self._publish(alert)
-                for symbol in sorted({h.spec.symbol for h in handles}):
-                    await self._book_funding(client, [h for h in handles if h.spec.symbol == symbol])
+                await self._book_funding(client, handles)
             except Exception:  # the next check retries; the ticks go on meanwhile
                 log.exception("perpetual risk check failed")
 
     async def _book_funding(self, client: ExchangePort, handles: list[BotHandle]) -> None:
-        since = min((s for h in handles if (s := h.bot.funding_since) is not None), default=None)
+        symbols = sorted({h.spec.symbol for h in handles})
+        market = handles[0].bot.market
+        announced = {s: (await market.ticker(s)).get("next_funding") for s in symbols}  # pushed while streams run
         asked_at = int(time.time() * 1000)  # the exchange's clock, as its rows are
-        rows = await client.fetch_funding(handles[0].spec.symbol, since)
-        sizes = [sum((p.size for p in h.bot.strategy.get_active_positions()), ZERO) for h in handles]
-        for handle, charges in zip(handles, share_funding(rows, sizes), strict=True):
-            try:
-                await handle.bot.book_funding(charges, looked_until=asked_at - FUNDING_LAG_MS)
-            except LeaseLapsed as exc:  # taken over meanwhile: its new owner books the funding
-                log.warning("%s: funding not booked here: %s", handle.spec.name, exc)
+        if not self.funding_watch.due(id(client), announced, asked_at):
+            return
+        since = min((s for h in handles if (s := h.bot.funding_since) is not None), default=None)
+        rows = await client.fetch_funding(None, since)
+        for symbol in symbols:
+            group = [h for h in handles if h.spec.symbol == symbol]
+            mine = [r for r in rows if r["symbol"] == normalize_symbol(symbol)]
+            sizes = [sum((p.size for p in h.bot.strategy.get_active_positions()), ZERO) for h in group]
+            for handle, charges in zip(group, share_funding(mine, sizes), strict=True):
+                try:
+                    await handle.bot.book_funding(charges, looked_until=asked_at - FUNDING_LAG_MS)
+                except LeaseLapsed as exc:  # taken over meanwhile: its new owner books the funding
+                    log.warning("%s: funding not booked here: %s", handle.spec.name, exc)
+        self.funding_watch.read(id(client), announced, asked_at)  # all booked; a failure reads again next check
 
     async def _account_positions(self, only: ExchangePort | None = None) -> dict[int, list[dict[str, Any]]]:
         """Each linear account's (``only``: that one's) open positions (``fetch_positions`` rows) by account

@@ -61,3 +61,18 @@ async def test_liquidations_one_per_order_with_price_and_side(sim, linear):
     assert await linear.fetch_liquidations("BTCUSDT", liq["timestamp"] + 1) == []
     assert await linear.fetch_my_trades("BTCUSDT") and all(t["id"] != bust["execId"]
                                                            for t in await linear.fetch_my_trades("BTCUSDT"))
+
+
+async def test_funding_of_every_symbol_in_one_read_and_the_next_settlement_in_the_ticker(sim, linear):
+    sim.set_price("BTCUSDT", D("50000"))
+    await linear.create_market_order("BTCUSDT", "buy", D("0.1"))
+    await linear.create_market_order("ETHUSDT", "sell", D("1"))
+    sim.charge_funding("BTCUSDT")
+    sim.charge_funding("ETHUSDT")
+    asked = sim.request_counts["/v5/account/transaction-log"]
+    funding = await linear.fetch_funding(None)
+    assert sim.request_counts["/v5/account/transaction-log"] - asked == 1
+    assert sorted(f["symbol"] for f in funding) == ["BTCUSDT", "ETHUSDT"]
+    each = [*await linear.fetch_funding("BTCUSDT"), *await linear.fetch_funding("ETHUSDT")]
+    assert sorted(funding, key=lambda f: f["id"]) == sorted(each, key=lambda f: f["id"])
+    assert (await linear.fetch_ticker("BTCUSDT"))["next_funding"] == sim.next_funding["BTCUSDT"]

@@ -12,10 +12,14 @@ from tests.sim.helpers import SignedClient
 from traderagent.api.bybit_direct_client import ByBitDirectClient
 from traderagent.database.manager import DatabaseManager
 from traderagent.orchestrator.events import EventType
-from traderagent.orchestrator.perp import share_funding
+from traderagent.orchestrator.perp import FundingWatch, share_funding
 from traderagent.orchestrator.state import BotState
 
+from traderagent.sim.perp import FUNDING_INTERVAL_MS
+
 from .helpers import SIM_KEY, SIM_SECRET, TREND, Clock, build_desk
+
+LOG = "/v5/account/transaction-log"
 
 
 async def _manual(sim_url: str, path: str, body: dict) -> None:
@@ -27,6 +31,13 @@ async def _manual(sim_url: str, path: str, body: dict) -> None:
 async def _open_by_hand(sim_url: str, side: str = "Buy", qty: str = "0.1") -> None:
     await _manual(sim_url, "/v5/order/create", {"category": "linear", "symbol": "BTCUSDT", "side": side,
                                                 "orderType": "Market", "qty": qty})
+
+
+def _settle(sim, symbol: str = "BTCUSDT") -> None:
+    """A scheduled settlement: charged, and the ticker announces the next one (sim.charge_funding alone is a
+    charge off ByBit's schedule, which a desk only reads at its first check)."""
+    sim.charge_funding(symbol)
+    sim.next_funding[symbol] += FUNDING_INTERVAL_MS
 
 
 async def test_leverage_from_the_bots_file_is_set_at_start(sim, tmp_path):
@@ -146,7 +157,7 @@ async def test_the_funding_lookup_moves_on_to_the_last_hour_once_nothing_older_i
         assert hour_ago - 60_000 < bot.funding_since <= hour_ago
         asked = sim.request_counts["/v5/account/transaction-log"]
         await _open_by_hand(sim.base_url)
-        sim.charge_funding("BTCUSDT")
+        _settle(sim)
         await h.desk.check_perp()  # from an hour ago: one request, and the new settlement is booked
         assert sim.request_counts["/v5/account/transaction-log"] - asked == 1
         assert bot._realized < 0
@@ -229,7 +240,7 @@ async def test_funding_booked_by_execution_id_before_an_upgrade_is_not_booked_ag
         bot = h.desk.bots["btc-trend"].bot
         await h.desk.check_perp()
         assert bot._realized == booked and bot.funding_since > max(int(x["execTime"]) for x in old)
-        sim.charge_funding("BTCUSDT")  # a settlement after the upgrade is booked, once
+        _settle(sim)  # a settlement after the upgrade is booked, once
         await h.desk.check_perp()
         await h.desk.check_perp()
         funding = [t for t in await h.db.list_trades("btc-trend", limit=50) if (t.tag or "").startswith("funding:")]
@@ -256,3 +267,48 @@ async def _save_runtime(db_path, snap: dict) -> None:
         await db.save_bot_progress("btc-trend", runtime=snap)
     finally:
         await db.close()
+
+
+async def test_funding_is_read_once_per_account_and_only_when_a_settlement_passed(sim, tmp_path):
+    sim.set_price("BTCUSDT", D("50000"))
+    eth = replace(TREND, name="eth-trend", symbol="ETHUSDT", share=D("0.1"))
+    h = await build_desk(sim.base_url, tmp_path / "once.db", [TREND, eth])
+    try:
+        await _open_by_hand(sim.base_url)
+        await _manual(sim.base_url, "/v5/order/create", {"category": "linear", "symbol": "ETHUSDT", "side": "Sell",
+                                                         "orderType": "Market", "qty": "1"})
+        asked = sim.request_counts[LOG]
+        await h.desk.check_perp()  # the first check: both symbols in one request
+        assert sim.request_counts[LOG] - asked == 1
+        await h.desk.check_perp()  # no settlement since: nothing asked
+        assert sim.request_counts[LOG] - asked == 1
+        _settle(sim, "BTCUSDT")
+        _settle(sim, "ETHUSDT")
+        await h.desk.check_perp()  # both settlements, one request, each booked to its symbol's bot
+        await h.desk.check_perp()
+        assert sim.request_counts[LOG] - asked == 2
+        bots = {name: h.desk.bots[name].bot for name in ("btc-trend", "eth-trend")}
+        assert bots["btc-trend"]._realized == D("-0.5")  # 0.1 x 50000 x 0.0001, a long pays
+        assert bots["eth-trend"]._realized > 0  # the short receives
+        for name in bots:
+            funding = [t for t in await h.db.list_trades(name, limit=50) if (t.tag or "").startswith("funding:")]
+            assert len(funding) == 1
+    finally:
+        await h.close()
+
+
+def test_funding_watch_reads_again_once_the_log_certainly_holds_a_settlement():
+    watch = FundingWatch(lag_ms=3_600_000)
+    now, at = 1_000_000_000, {"BTCUSDT": 2_000_000_000}
+    assert watch.due(1, at, now)  # never read
+    watch.read(1, at, now)  # a first read is looked at again after the lag too
+    assert not watch.due(1, at, now + 30_000) and not watch.due(1, at, now + 3_599_999)
+    assert watch.due(1, at, now + 3_600_000)
+    watch.read(1, at, now + 3_600_000)
+    assert not watch.due(1, at, now + 100 * 3_600_000)  # nothing settled: never again
+    settled = {"BTCUSDT": 2_000_000_000 + 28_800_000}
+    assert watch.due(1, settled, now + 100 * 3_600_000)  # the ticker announces the next one: it passed
+    watch.read(1, settled, now + 100 * 3_600_000)
+    assert not watch.due(1, settled, now + 100 * 3_600_000 + 30_000)
+    assert watch.due(1, settled, now + 101 * 3_600_000)  # the follow-up
+    assert watch.due(1, {"BTCUSDT": None}, now)  # no announcement (not in the ticker): every check

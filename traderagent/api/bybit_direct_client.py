@@ -631,23 +631,25 @@ class ByBitDirectClient:
         hedged = any(int(p.get("positionIdx") or 0) in (1, 2) for p in result.get("list") or [])
         return "hedge" if hedged else "one-way"
 
-    async def fetch_funding(self, symbol: str, since_ms: int | None = None) -> list[dict[str, Any]]:
-        """Funding settlements of ``symbol`` since ``since_ms`` (None: the last 7 days), from the transaction
-        log (``type=SETTLEMENT``), newest first; ``id`` is the log row's, ``fee`` > 0 paid (the log's
-        ``funding`` has the opposite sign)."""
+    async def fetch_funding(self, symbol: str | None, since_ms: int | None = None) -> list[dict[str, Any]]:
+        """Funding settlements of ``symbol`` (None: of every linear symbol, in the same requests) since
+        ``since_ms`` (None: the last 7 days), from the transaction log (``type=SETTLEMENT``), newest first;
+        ``id`` is the log row's, ``fee`` > 0 paid (the log's ``funding`` has the opposite sign)."""
         if self.market_type != "linear":
             return []
-        market = await self._market(symbol)
+        market = await self._market(symbol) if symbol is not None else None
         rows = []
         for start, end in _windows(since_ms):
-            params = {"accountType": "UNIFIED", "category": "linear", "baseCoin": market.base, "type": "SETTLEMENT",
+            params = {"accountType": "UNIFIED", "category": "linear", "type": "SETTLEMENT",
                       "startTime": start, "endTime": end, "limit": 50}
+            if market is not None:
+                params["baseCoin"] = market.base
             rows += await self._paged("/v5/account/transaction-log", params)
         return [{"id": r.get("id", ""), "symbol": r.get("symbol", ""), "side": r.get("side", ""),
                  "size": abs(decimal_or(r.get("size"), ZERO)), "mark": decimal_or(r.get("tradePrice"), ZERO),
                  "fee": -decimal_or(r.get("funding"), ZERO), "rate": decimal_or(r.get("feeRate"), ZERO),
                  "timestamp": int(r.get("transactionTime") or 0)}
-                for r in rows if r.get("type") == "SETTLEMENT" and r.get("symbol") == market.symbol]
+                for r in rows if r.get("type") == "SETTLEMENT" and (market is None or r.get("symbol") == market.symbol)]
 
     async def fetch_liquidations(self, symbol: str, since_ms: int | None = None) -> list[dict[str, Any]]:
         """The exchange's liquidations (``BustTrade``) and auto-deleveragings (``AdlTrade``) of the linear

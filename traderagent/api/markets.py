@@ -156,6 +156,8 @@ def parse_ticker(t: Mapping[str, Any], market_type: str, timestamp: int) -> dict
     }
     if market_type == "linear":
         ticker["mark"] = decimal_or(t.get("markPrice"), ZERO)
+        # the next funding settlement (epoch ms); None on a dated future or when not sent
+        ticker["next_funding"] = int(t["nextFundingTime"]) if str(t.get("nextFundingTime") or "").isdigit() else None
     return ticker
 
 

@@ -13,6 +13,11 @@ and the alert when a position's mark price nears its liquidation price.
   log is read from the last settlement booked: what was charged while the desk was down is booked too.
   Desks before the transaction log keyed funding by execution id: a bot such a desk saved starts at the
   newest settlement it booked (``upgraded_funding_since``), so none is booked again under its new id.
+- **When funding is read** (``FundingWatch``): once per account for all its symbols (one transaction-log read,
+  not one per symbol), and only when a settlement may have been charged since the last read: at the first
+  check, when a symbol's ticker announces another next settlement time than at the last read (the one it
+  announced has passed), and once more ``lag`` after such a read (the log certainly holds it then). A symbol
+  whose ticker announces none (not a perpetual's, or not known) is read at every check.
 - **Liquidation** (booked as a trade close): orchestrator/protection.py.
 - **Liquidation alert.** Each exchange position whose mark price is within ``liquidation_alert`` (a risk
   rail) of its liquidation price raises one LIQUIDATION_RISK event; the alert re-arms once the distance is
@@ -126,6 +131,34 @@ async def upgraded_funding_since(db: StorePort, bot: str, since: int | None) -> 
     if newest.tzinfo is None:  # SQLite keeps no zone; the desk writes UTC
         newest = newest.replace(tzinfo=dt.UTC)
     return max(since or 0, int(newest.timestamp() * 1000) + 1)
+
+
+class FundingWatch:
+    """Whether an account's funding is worth reading now (module docstring, "When funding is read")."""
+
+    def __init__(self, lag_ms: int) -> None:
+        self.lag_ms = lag_ms
+        self._announced: dict[int, dict[str, int | None]] = {}  # account -> symbol -> next settlement, last read
+        self._again: dict[int, int] = {}  # account -> when to read once more (epoch ms)
+
+    def due(self, account: int, announced: Mapping[str, int | None], now_ms: int) -> bool:
+        """``announced``: each of the account's symbols' next settlement time (epoch ms) as its ticker says now."""
+        last = self._announced.get(account)
+        return (last is None or None in announced.values() or self._settled(last, announced)
+                or now_ms >= self._again.get(account, now_ms + 1))
+
+    def read(self, account: int, announced: Mapping[str, int | None], now_ms: int) -> None:
+        """The account's funding was read (and booked) at ``now_ms`` with these announcements."""
+        last = self._announced.get(account)
+        if last is None or self._settled(last, announced):
+            self._again[account] = now_ms + self.lag_ms
+        elif now_ms >= self._again.get(account, now_ms + 1):
+            del self._again[account]
+        self._announced[account] = dict(announced)
+
+    @staticmethod
+    def _settled(last: Mapping[str, int | None], announced: Mapping[str, int | None]) -> bool:
+        return any(last.get(symbol) != at for symbol, at in announced.items())
 
 
 def split(amount: Decimal, weights: Sequence[Decimal]) -> list[Decimal]:
