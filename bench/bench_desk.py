@@ -19,10 +19,18 @@ Latency is measured by the desk's scheduler from each tick's DUE time to its end
 the loop, for a slow previous tick or for a busy event loop counts). A tick that ends more than 1 s
 after it was due is missed, and so is one never run because its bot was a whole interval behind.
 Measuring starts after the warm-up (the ladders' first placements settled). Prints, per run:
-p50/p99/max latency, ticks run / due, missed (skipped + late), bot ERRORs, orders placed in the
-measured window (the order flow the figures were taken under), analyses the CPU budget deferred
+p50/p99/max latency, ticks run / due, missed (skipped + late), bot ERRORs, orders placed and orders filled in
+the measured window (the order flow the figures were taken under), analyses the CPU budget deferred
 and the analysis cache's hit rate, CPU (% of one core, desk process only), peak RSS and the RSS
 growth per bot (KB, over the process before any bot was built); then whether each target is met.
+
+Order flow in the window: the market is the variant's, the strategies are the real ones; what sets the
+flow is the grids' width (``grid_range_for``: steps near what the market moves in a minute). At real
+time the grids are +-0.5% with 9 levels (steps of 0.125%, fee_rate ByBit's linear taker fee; a replayed
+1m candle spans about 0.2%), so each symbol crosses about a level a minute and every grid bot of that
+symbol fills and places its next order; wider grids (``--grid-range 0.01``) placed their ladders in the warm-up and then saw no
+fill in a minute of a real-time market. The DCA bots' 0.3% safety and take-profit steps and the trend
+and SMC bots' entries add what the market gives them.
 
 Setup: the bots are a rotation of grid / DCA / trend follower / SMC (SMC on 1h/15m/5m, the
 others on 1m) over XRP/SOL/BTC/ETH, four bots per simulator account, one per symbol (ByBit's
@@ -61,6 +69,8 @@ sys.path.insert(0, str(REPO))
 
 TARGETS = {"realtime": 3000, "stress": 1000}  # bots per variant that must meet p99 <= 1 s, 0 missed
 ORDER_LIMIT = 100  # per account per second, simulator and client alike
+GRID_LEVELS = 9  # 8 resting orders per grid bot; the step is 2 x range_pct / 8 (grid_range_for)
+GRID_FEE = "0.00055"  # ByBit's (and the simulator's) linear taker fee, the worst a fill pays: a step must cover two
 PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 # (label, simulator speed in 1m candles per second, what it stands for)
 VARIANTS = {
@@ -118,7 +128,7 @@ def bot_specs(n: int, tick: float, mix: str = "all", grid_range: str = "0.02") -
     from traderagent.bots import BotSpec
 
     kinds = [
-        ("grid", ("1m",), {"num_levels": 9 if Decimal(grid_range) >= Decimal("0.02") else 5, "range_pct": grid_range}),
+        ("grid", ("1m",), {"num_levels": GRID_LEVELS, "range_pct": grid_range, "fee_rate": GRID_FEE}),
         ("dca", ("1m",), {"base_order": "100", "safety_order": "100", "max_safety_orders": 2,
                           "price_deviation": "0.003", "take_profit": "0.003"}),
         ("trend_follower", ("1m",), {"ema_fast": 5, "ema_slow": 13, "adx_threshold": 15.0}),
@@ -248,6 +258,16 @@ def _streams(url: str) -> tuple[tuple[Any, Any], Any]:
     return (PublicStreams(session, url), session), open_stream
 
 
+async def _filled(db: Any) -> int:
+    """Orders filled so far (their rows' final status): the fills booked, by stream or by REST."""
+    from sqlalchemy import func, select
+
+    from traderagent.database.models import Order
+
+    async with db._read() as session:  # a benchmark's count: no query of the desk's needs it
+        return int((await session.execute(select(func.count()).select_from(Order).where(Order.status == "FILLED"))).scalar_one())
+
+
 def _thread_cpu(proc: Any) -> float:
     """CPU seconds of the event loop's thread (the others: the database driver's, the resolver's)."""
     import threading
@@ -285,7 +305,7 @@ async def run_desk(n: int, url: str, duration: float, tick: float, per_account: 
     warmup = await bench.warm_up(warmup_max)
     from traderagent.orchestrator.scheduler import TickStats
 
-    orders0 = (await db.counts())["orders"]
+    orders0, fills0 = (await db.counts())["orders"], await _filled(db)
     scheduler.stats = TickStats(started=time.monotonic(), keep=2 * n * int(duration / tick + 1))
     ticks0 = dict(desk.tick_counts)
     deferred0 = desk.analysis_budget.deferred
@@ -328,7 +348,7 @@ async def run_desk(n: int, url: str, duration: float, tick: float, per_account: 
     if slow:
         print(f"  slow ticks (s since scheduler start, latency): {slow[:8]}{' ...' if len(slow) > 8 else ''}"
               f" {len(slow)} in all", flush=True)
-    orders = (await db.counts())["orders"]
+    orders, fills = (await db.counts())["orders"], await _filled(db)
     failed = [h.bot.last_error or "?" for h in desk.bots.values() if h.bot.state is BotState.ERROR]
     errors = len(failed)
     for why, count in Counter(text[:160] for text in failed).most_common(3):
@@ -347,6 +367,7 @@ async def run_desk(n: int, url: str, duration: float, tick: float, per_account: 
         "p50_s": round(pct(0.50), 4), "p99_s": round(pct(0.99), 4), "max_s": round(lat[-1], 4) if lat else None,
         "mean_s": round(statistics.fmean(lat), 4) if lat else None,
         "missed": stats.missed, "skipped": stats.skipped, "late": stats.late, "bot_errors": errors, "orders": orders, "orders_measured": orders - orders0,
+        "fills_measured": fills - fills0,
         "analysis_deferred": desk.analysis_budget.deferred - deferred0, "warmup_s": round(warmup, 1),
         "cache_hits": cache.hits - hits0, "cache_misses": cache.misses - misses0,
         "cpu_pct_one_core": round(cpu_pct, 1), "cpu_ms_per_tick": round(cpu_pct * wall * 10 / max(ticks, 1), 3), "sim_cpu_pct": round(sim_pct, 1),
@@ -379,7 +400,8 @@ def main() -> None:
                    help="all: grid/DCA/trend/SMC rotation; signal: trend/SMC only (few orders)")
     p.add_argument("--warmup-max", type=float, default=60.0, help="longest warm-up before measuring (s)")
     p.add_argument("--grid-range", default=None,
-                   help="grid width (range_pct) of the grid bots; default 0.01 (5 levels) below 60x, 0.02 (9) at 60x")
+                   help="grid half-width (range_pct) of the grid bots (9 levels); default 0.005 at real time, "
+                        "0.01 at 10x, 0.02 at 60x (grid_range_for)")
     p.add_argument("--profile", default=None, help="write a cProfile of the measured window to this file")
     p.add_argument("--serve-sim", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -405,7 +427,8 @@ def main() -> None:
                 f"latency from due p50 {res['p50_s']:.3f}s p99 {res['p99_s']:.3f}s max {res['max_s']:.3f}s | "
                 f"ticks {res['ticks']}/{res['expected_ticks']} missed {res['missed']} "
                 f"(skipped {res['skipped']}, late >1s {res['late']}) errors {res['bot_errors']} | "
-                f"orders {res['orders']} ({res['orders_measured']} in the measured window), "
+                f"orders {res['orders']} ({res['orders_measured']} placed and {res['fills_measured']} filled in the "
+                f"measured window), "
                 f"analyses deferred {res['analysis_deferred']}, shared {res['cache_hits']}/"
                 f"{res['cache_hits'] + res['cache_misses']} | CPU {res['cpu_pct_one_core']}% of a core = "
                 f"{res['cpu_ms_per_tick']} ms per tick, event loop thread {res['main_cpu_pct']}% "
@@ -432,8 +455,13 @@ def main() -> None:
 
 
 def grid_range_for(speed: float) -> str:
-    """Grids 1% wide with 5 levels below 60x (steps of 0.25%, about what a real-time 1m candle
-    spans, so orders fill in the measured window too), 2% with 9 levels at 60x."""
+    """The grids' half-width: steps (of 9 levels) near what the market moves in a minute of the run, so
+    the ladders fill in the measured window. Real time: +-0.5%, steps of 0.125% (a 1m candle of the
+    replayed data spans about 0.2%: a symbol crosses about a level a minute, each crossing fills every
+    grid bot of the symbol and places its next order; two taker fees, 0.11%, still fit in a step); 10x:
+    +-1%, steps of 0.25%; 60x: +-2%, steps of 0.5%."""
+    if speed <= VARIANTS["realtime"][0]:
+        return "0.005"
     return "0.01" if speed < 1 else "0.02"
 
 

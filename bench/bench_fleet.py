@@ -5,7 +5,10 @@
 
 The bots, the simulator process, the market speed (``realtime``: one 1m candle per 60 s) and the
 latency measure are bench_desk.py's (its ``run_desk``: from each tick's DUE time to its end, after
-the ladders' warm-up). Here the bots run in 1 or 2 worker processes on one PostgreSQL schema,
+the ladders' warm-up), and so are its WebSockets (a worker opens them as `traderagent run` does; without
+them every account polls its orders and balance over REST each tick, about twice the CPU per tick: the
+"PostgreSQL costs twice SQLite's CPU" of earlier runs compared this REST-polling fleet with a streaming
+SQLite desk). Here the bots run in 1 or 2 worker processes on one PostgreSQL schema,
 spread by the workers' slot leases as `traderagent worker` spreads them (fleet/workers.py: the
 workers first wait for each other, so each takes its share at once, with no hand-back).
 
@@ -64,7 +67,8 @@ def serve_worker(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         res = asyncio.run(bench_desk.run_desk(args.n, args.url, args.duration, 1.0, args.per_account, Path(tmp),
                                               args.warmup_max, "all", "postgresql", None, None,
-                                              bench_desk.grid_range_for(REALTIME), schema=args.schema, claim=claim))
+                                              bench_desk.grid_range_for(REALTIME), schema=args.schema, claim=claim,
+                                              streams=True))
     print("RESULT " + json.dumps(res), flush=True)
 
 
