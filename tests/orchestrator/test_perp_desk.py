@@ -14,7 +14,6 @@ from traderagent.database.manager import DatabaseManager
 from traderagent.orchestrator.events import EventType
 from traderagent.orchestrator.perp import FundingWatch, share_funding
 from traderagent.orchestrator.state import BotState
-
 from traderagent.sim.perp import FUNDING_INTERVAL_MS
 
 from .helpers import SIM_KEY, SIM_SECRET, TREND, Clock, build_desk
