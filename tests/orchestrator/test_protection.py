@@ -10,6 +10,7 @@ import pytest
 from tests.sim.helpers import SignedClient
 from traderagent.orchestrator import protection
 from traderagent.orchestrator.events import EventType, ProtectionRestored
+from traderagent.orchestrator.state import BotState
 
 from .helpers import SIM_KEY, TREND, build_desk
 
@@ -179,5 +180,35 @@ async def test_a_position_closed_by_hand_on_the_exchange_is_told_once_not_booked
         assert len(told) == 1
         assert [p.position_id for p in bot.strategy.get_active_positions()] == [pos.position_id]
         assert not h.of(EventType.TRADE_CLOSED)
+    finally:
+        await h.close()
+
+
+async def test_an_exit_the_exchange_stop_beat_to_the_position_is_booked_not_an_error(sim, tmp_path, monkeypatch):
+    """The desk looked and saw the position open, then the exchange's stop closed it before the desk's
+    market exit arrived (the account's queue may hold a send for seconds): the refusal (110017, nothing
+    to reduce) is the stop's execution, booked once; the bot trades on."""
+    h = await build_desk(sim.base_url, tmp_path / "beat.db", [TREND])
+    try:
+        bot = await open_trend(h, sim)
+        (pos,) = bot.strategy.get_active_positions()
+        looks = []
+        really_open = bot._exchange_position_open
+
+        async def looked_just_before_the_stop() -> bool:
+            looks.append(1)
+            return True if len(looks) == 1 else await really_open()
+
+        monkeypatch.setattr(bot, "_exchange_position_open", looked_just_before_the_stop)
+        assert sim.set_price("BTCUSDT", through_stop(pos)) == 1  # the exchange closes the position
+        (fill,) = [o for o in sim.orders(SIM_KEY, open_only=False) if o["orderStatus"] == "Filled"][:1]
+        await h.desk.tick_all()
+        await h.desk.event_bus.drain(5)
+        assert bot.state is BotState.RUNNING and not h.of(EventType.ERROR)
+        rejected = [r for r in await h.db.list_orders(limit=100) if r.status == "REJECTED"]
+        assert [r.tag for r in rejected] == [f"exit-{pos.position_id}"]  # the exit went out, and was refused
+        closes = [e for e in h.of(EventType.TRADE_CLOSED, "btc-trend") if e.data.position_id == pos.position_id]
+        assert [c.data.exit_price for c in closes] == [Decimal(fill["avgPrice"])]
+        assert not bot.strategy.get_active_positions()
     finally:
         await h.close()

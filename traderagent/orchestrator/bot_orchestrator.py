@@ -68,7 +68,7 @@ from traderagent.orchestrator.orders import (
     link_prefix,
 )
 from traderagent.orchestrator.perp import FUNDING_KEYS, upgraded_funding_since
-from traderagent.orchestrator.protection import LIQUIDATED_BY, SINCE_MARGIN_MS, ExchangeProtection
+from traderagent.orchestrator.protection import EXIT_TAG, LIQUIDATED_BY, SINCE_MARGIN_MS, ExchangeProtection
 from traderagent.orchestrator.risk import DeskRisk
 from traderagent.orchestrator.state import TICKING_STATES, BotState, IllegalTransition, check_transition
 from traderagent.orchestrator.storage import StorageWatch, UnsavedRows
@@ -431,7 +431,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
             self._dirty = True
 
     async def _exit_position(self, pos: PositionInfo) -> None:
-        tag = f"exit-{pos.position_id}"
+        tag = f"{EXIT_TAG}{pos.position_id}"
         if any(o.tag == tag for o in self._orders.values()) or self._cooling(tag):
             return
         reason = pos.exit_reason.value if pos.exit_reason else ExitReason.MANUAL.value

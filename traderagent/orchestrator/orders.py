@@ -158,6 +158,8 @@ class OrderLifecycle:
         async def _apply_follow_ups(self, follow: list[OrderIntent]) -> None: ...
         async def _guarded(self, step: Awaitable[None]) -> bool: ...
         async def _protect(self) -> None: ...
+        async def _exits_the_exchange_made(self, refused: list[tuple[TrackedOrder, ExchangeAPIError]]
+                                           ) -> list[tuple[TrackedOrder, ExchangeAPIError]]: ...
         async def _set_state(self, target: BotState, reason: str = "", by: str = "desk") -> None: ...
         async def _persist(self, *, new_orders: list[dict[str, Any]] | None = None,
                            order_updates: list[tuple[str, dict[str, Any]]] | None = None,
@@ -255,6 +257,8 @@ class OrderLifecycle:
             await self._acked(acked)
         if unexpected is not None:
             raise unexpected
+        if refused:
+            refused = await self._exits_the_exchange_made(refused)
         if refused:
             self._on_refused(refused)
 

@@ -71,6 +71,8 @@ log = logging.getLogger(__name__)
 RECONCILE_S = 60.0  # the backstop: what the exchange holds is compared this often
 SINCE_MARGIN_MS = 60_000  # the exchange's clock may differ from ours; an older execution is _booked already
 TARGET_TYPES = frozenset({"TakeProfit", "PartialTakeProfit"})
+EXIT_TAG = "exit-"  # a signal bot's exit order: its tag is EXIT_TAG + the position id
+REDUCE_ONLY_UNSATISFIED = 110017  # ByBit: a reduce-only order with no position (that side) to reduce
 LIQUIDATED_BY = "liquidation"  # paused_by of a ladder whose inventory the exchange took over
 
 Levels = tuple[Decimal | None, Decimal | None]  # (stop, target)
@@ -208,6 +210,20 @@ class ExchangeProtection:
         await self._book_exchange_closes()
         open_ids = {p.position_id for p in self.strategy.get_active_positions()}
         return [p for p in exits if p.position_id in open_ids]
+
+    async def _exits_the_exchange_made(self, refused: list[tuple[TrackedOrder, ExchangeAPIError]]
+                                       ) -> list[tuple[TrackedOrder, ExchangeAPIError]]:
+        """Exits refused for having nothing to reduce (110017) after ``_exits_left_to_desk`` saw the position
+        open: the exchange's stop or target closed it before the send (the account's queue may hold a send
+        for seconds). What it executed is booked; the refusals left are those of positions still open."""
+        if not self.protected or not any(_nothing_to_reduce(o, exc) for o, exc in refused):
+            return refused
+        if await self._exchange_position_open():
+            return refused
+        await self._book_exchange_closes()
+        open_ids = {p.position_id for p in self.strategy.get_active_positions()}
+        return [(o, exc) for o, exc in refused
+                if not _nothing_to_reduce(o, exc) or o.tag.removeprefix(EXIT_TAG) in open_ids]
 
     # ------------------------------------------------------------------ reconcile
     async def _reconcile_protection(self) -> None:
@@ -466,6 +482,10 @@ class ExchangeProtection:
         if target:
             return ExitReason.TAKE_PROFIT
         return ExitReason(pos.metadata.get("stop_reason", ExitReason.STOP_LOSS.value))
+
+
+def _nothing_to_reduce(order: TrackedOrder, exc: ExchangeAPIError) -> bool:
+    return order.reduce_only and order.tag.startswith(EXIT_TAG) and exc.ret_code == REDUCE_ONLY_UNSATISFIED
 
 
 def _signed(held: HeldStops | None) -> Decimal:
