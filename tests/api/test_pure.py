@@ -14,6 +14,9 @@ from traderagent.api import exceptions as ex
 from traderagent.api.bybit_direct_client import DEMO_URL, MAINNET_URL, ByBitDirectClient
 from traderagent.api.markets import (
     Market,
+    add_candle,
+    candle_arrays,
+    candles_frame,
     check_order,
     klines_to_frame,
     normalize_symbol,
@@ -190,6 +193,22 @@ def test_klines_to_frame():
     assert df.index[1] == pd.Timestamp("2023-11-14 22:14:20", tz="UTC")
     assert all(dt == "float64" for dt in df.dtypes) and df["close"].iloc[-1] == 2.0
     assert klines_to_frame([]).empty
+
+
+@pytest.mark.parametrize("keep", [1, 2, 5])
+def test_candles_appended_one_at_a_time_make_the_frame_of_the_window(keep):
+    """MarketData appends each streamed candle to arrays it keeps (add_candle) instead of converting the
+    whole history again: the frame is exactly the one the window's rows give (values, index, dtypes)."""
+    rows = [[1700000000000 + 60_000 * i, D(f"{i}.1"), D(f"{i}.25"), D("0.5"), D(f"{i}.123456789"), D(i * 7)]
+            for i in range(12)]
+    candles = candle_arrays(rows[:keep])
+    for i in range(keep, len(rows)):
+        candles = add_candle(candles, rows[i], keep)
+        want = klines_to_frame(rows[i + 1 - keep:i + 1])
+        got = candles_frame(candles)
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
+        assert got.index.dtype == want.index.dtype == "datetime64[us, UTC]" and got.index.name == "timestamp"
+        assert all(got[c].to_numpy().flags.c_contiguous for c in got.columns)
 
 
 def test_redaction_leaves_text_readable_with_tiny_test_secrets():

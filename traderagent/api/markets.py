@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..numbers import ZERO, decimal_or
@@ -161,13 +162,36 @@ def parse_ticker(t: Mapping[str, Any], market_type: str, timestamp: int) -> dict
     return ticker
 
 
+CANDLE_COLUMNS = ("open", "high", "low", "close", "volume")
+Candles = tuple[np.ndarray, np.ndarray]  # (open ms: int64 (n,), OHLCV as floats: float64 (5, n))
+
+
 def klines_to_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
     """[[ts_ms, o, h, l, c, v], ...] -> float DataFrame indexed by a UTC DatetimeIndex."""
-    columns = ["open", "high", "low", "close", "volume"]
-    if not rows:
+    return candles_frame(candle_arrays(rows))
+
+
+def candle_arrays(rows: Sequence[Sequence[Any]]) -> Candles:
+    """Kline rows as arrays (``candles_frame`` makes the frame; ``add_candle`` appends one row)."""
+    ts = np.fromiter((int(r[0]) for r in rows), dtype=np.int64, count=len(rows))
+    values = np.array([[float(r[i]) for r in rows] for i in range(1, 6)], dtype=np.float64).reshape(5, len(rows))
+    return ts, values
+
+
+def add_candle(candles: Candles, row: Sequence[Any], keep: int) -> Candles:
+    """``candles`` with ``row`` appended, the oldest dropped beyond ``keep``: a new candle converts one row,
+    not the whole history (new arrays: frames made from the old ones stay as they are)."""
+    ts, values = candles
+    column = np.array([[float(v)] for v in row[1:6]], dtype=np.float64)
+    return np.append(ts[-keep + 1:] if keep > 1 else ts[:0], int(row[0])), np.hstack(
+        (values[:, -keep + 1:] if keep > 1 else values[:, :0], column))
+
+
+def candles_frame(candles: Candles) -> pd.DataFrame:
+    ts, values = candles
+    if not len(ts):
         index = pd.DatetimeIndex([], tz="UTC", name="timestamp")
-        return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns}, index=index)
-    ts = [int(r[0]) for r in rows]
-    data = {c: [float(r[i + 1]) for r in rows] for i, c in enumerate(columns)}
-    index = pd.DatetimeIndex(pd.to_datetime(ts, unit="ms", utc=True), name="timestamp")
-    return pd.DataFrame(data, index=index, dtype="float64")
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in CANDLE_COLUMNS}, index=index)
+    # microseconds, as pd.to_datetime(unit="ms") gives; one (5, n) block, each column contiguous
+    index = pd.DatetimeIndex(ts.astype("datetime64[ms]").astype("datetime64[us]"), name="timestamp").tz_localize("UTC")
+    return pd.DataFrame(values.T, index=index, columns=list(CANDLE_COLUMNS), dtype="float64")

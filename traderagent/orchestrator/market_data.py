@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from traderagent.api.markets import klines_to_frame, parse_ticker
+from traderagent.api.markets import Candles, add_candle, candle_arrays, candles_frame, parse_ticker
 from traderagent.numbers import to_decimal
 from traderagent.ports import ExchangePort
 from traderagent.timeframes import bybit_interval, timeframe_ms
@@ -63,6 +63,7 @@ class _Frame:
     gen: int = -1  # the public connection's ``connects`` the book is in step with; -1: REST only
     at: float = 0.0  # clock of its REST read or of the last push applied
     _df: pd.DataFrame | None = None
+    _arrays: Candles | None = None  # ``rows`` as arrays, a confirmed candle appended as it comes
 
     @classmethod
     def read(cls, rows: list[list[Any]], limit: int, gen: int, at: float) -> _Frame:
@@ -74,7 +75,9 @@ class _Frame:
     @property
     def df(self) -> pd.DataFrame:
         if self._df is None:
-            self._df = klines_to_frame(self.rows)
+            if self._arrays is None:
+                self._arrays = candle_arrays(self.rows)
+            self._df = candles_frame(self._arrays)
         return self._df
 
     def apply(self, row: list[Any], confirm: bool, tf_ms: int) -> bool:
@@ -85,8 +88,11 @@ class _Frame:
         if start > self.open_ms:
             return False
         if confirm:
+            keep = max(self.limit - 1, 1)
             self.rows.append(row)
-            del self.rows[:-max(self.limit - 1, 1)]
+            del self.rows[:-keep]
+            if self._arrays is not None:
+                self._arrays = add_candle(self._arrays, row, keep)
             self.forming, self.open_ms, self._df = None, start + tf_ms, None
         else:
             self.forming = row
