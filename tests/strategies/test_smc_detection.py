@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +13,14 @@ from traderagent.strategies.smc import (
     active_zones,
     analyze,
     fair_value_gaps,
+    liquidity_pools,
     liquidity_sweeps,
     market_structure,
     open_pools,
     order_blocks,
     swing_highs_lows,
 )
+from traderagent.strategies.smc.mtf import SMCParams, ZoneTable, _pool_arrays
 
 
 def frame(rows: list[tuple[float, float, float, float]]) -> pd.DataFrame:
@@ -222,3 +225,34 @@ def test_touching_candles_leave_no_gap():
     bull = frame([(10, 10.5, 9.5, 10.2), (10.2, 12, 10.1, 11.8), (11.8, 12.5, 10.5, 12.3)])
     bear = frame([(12, 12.5, 11.5, 11.8), (11.8, 11.9, 10, 10.2), (10.2, 11.5, 9.5, 9.8)])
     assert fair_value_gaps(bull).empty and fair_value_gaps(bear).empty
+
+
+@pytest.mark.parametrize(("name", "rule", "swing_length"), [("ETH_BTC-5m.csv", "15min", 3), ("LTC_BTC-5m.csv", "1h", 5),
+                                                           ("XRPUSDT-perp-5m.csv", "5min", 2)])
+def test_the_analysis_arrays_are_the_detectors_frames(candles_dir, name, rule, swing_length):
+    """``analyze`` runs the detectors on arrays and the multi-timeframe analysis reads those (no DataFrame
+    per candle): they hold exactly what the public detectors' frames hold, and the zone and pool tables it
+    builds from them are the frames' (``SMCResult.zones``, ``pools``) row for row."""
+    df = load(candles_dir, name, rule)
+    res = analyze(df, swing_length, close_mitigation=swing_length == 5, min_fvg_pct=0.001 if swing_length == 3 else 0)
+    swings = swing_highs_lows(df, swing_length)
+    structure = market_structure(df, swings)
+    frames = {"swings": swings, "structure": structure, "sweeps": liquidity_sweeps(df, swings),
+              "order_blocks": order_blocks(df, structure, close_mitigation=swing_length == 5),
+              "fvgs": fair_value_gaps(df, min_gap_pct=0.001 if swing_length == 3 else 0),
+              "pools": liquidity_pools(df, swings)}
+    assert len(res.order_blocks) > 3 and len(res.fvgs) > 3 and len(res.pools) > 3  # not vacuous
+    for field, frame_ in frames.items():
+        pd.testing.assert_frame_equal(getattr(res, field), frame_, check_exact=True)
+    open_ms = df.index.as_unit("ms").asi8
+    for ob, fvg in ((True, True), (True, False), (False, True)):
+        params = SMCParams(use_order_blocks=ob, use_fvgs=fvg)
+        table = ZoneTable.build(res, open_ms, params)
+        zones = pd.concat([f for f, on in ((res.order_blocks, ob), (res.fvgs, fvg)) if on], ignore_index=True)
+        want = ZoneTable((zones["kind"] == "ob").to_numpy(), zones["direction"].to_numpy(), zones["top"].to_numpy(),
+                         zones["bottom"].to_numpy(), zones["formed_pos"].to_numpy(),
+                         zones["mitigated_pos"].to_numpy(), open_ms[zones["origin_pos"].to_numpy()])
+        for got_, want_ in zip(dataclasses.astuple(table), dataclasses.astuple(want), strict=True):
+            assert got_.dtype == want_.dtype and np.array_equal(got_, want_)
+    for column, array in zip(("side", "level", "formed_pos", "taken_pos"), _pool_arrays(res), strict=True):
+        assert array.dtype == res.pools[column].dtype and np.array_equal(array, res.pools[column].to_numpy())

@@ -14,25 +14,54 @@ look ahead.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import pandas as pd
 
-from .liquidity import liquidity_pools, liquidity_sweeps, open_pools
-from .structure import market_structure
-from .swings import swing_highs_lows
-from .zones import active_zones, fair_value_gaps, order_blocks
+from ._arrays import Columns, ohlc_arrays
+from .liquidity import POOL_COLUMNS, liquidity_pools, liquidity_sweeps, open_pools, pool_arrays, sweep_arrays
+from .structure import market_structure, structure_arrays
+from .swings import swing_arrays, swing_highs_lows
+from .zones import active_zones, fair_value_gaps, fvg_arrays, order_block_arrays, order_blocks, zone_frame
 
 
 @dataclass(frozen=True)
 class SMCResult:
-    """All detections for one timeframe (frames aligned to the input, tables one row per zone/pool)."""
+    """All detections for one timeframe: arrays by column (``*_columns``), and the same as DataFrames (frames
+    aligned to the input, tables one row per zone/pool), built at their first use only: the live analysis
+    reads the arrays."""
 
-    swings: pd.DataFrame
-    structure: pd.DataFrame
-    order_blocks: pd.DataFrame
-    fvgs: pd.DataFrame
-    sweeps: pd.DataFrame
-    pools: pd.DataFrame
+    index: pd.Index
+    swing_columns: Columns
+    structure_columns: Columns
+    order_block_columns: Columns
+    fvg_columns: Columns
+    sweep_columns: Columns
+    pool_columns: Columns
+
+    @cached_property
+    def swings(self) -> pd.DataFrame:
+        return pd.DataFrame(self.swing_columns, index=self.index)
+
+    @cached_property
+    def structure(self) -> pd.DataFrame:
+        return pd.DataFrame(self.structure_columns, index=self.index)
+
+    @cached_property
+    def order_blocks(self) -> pd.DataFrame:
+        return zone_frame("ob", self.order_block_columns)
+
+    @cached_property
+    def fvgs(self) -> pd.DataFrame:
+        return zone_frame("fvg", self.fvg_columns)
+
+    @cached_property
+    def sweeps(self) -> pd.DataFrame:
+        return pd.DataFrame(self.sweep_columns, index=self.index)
+
+    @cached_property
+    def pools(self) -> pd.DataFrame:
+        return pd.DataFrame(self.pool_columns, columns=list(POOL_COLUMNS))
 
     @property
     def zones(self) -> pd.DataFrame:
@@ -48,16 +77,19 @@ def analyze(
     close_mitigation: bool = False,
     min_fvg_pct: float = 0.0,
 ) -> SMCResult:
-    """Run every detector on one OHLC frame (columns open/high/low/close)."""
-    swings = swing_highs_lows(df, swing_length)
-    structure = market_structure(df, swings, close_break=close_break)
+    """Run every detector on one OHLC frame (columns open/high/low/close), on its arrays: no DataFrame is
+    built until one of the result's frames is read."""
+    ohlc = ohlc_arrays(df)
+    swings = swing_arrays(ohlc[1], ohlc[2], swing_length)
+    structure = structure_arrays(ohlc, swings, close_break=close_break)
     return SMCResult(
-        swings=swings,
-        structure=structure,
-        order_blocks=order_blocks(df, structure, close_mitigation=close_mitigation),
-        fvgs=fair_value_gaps(df, min_gap_pct=min_fvg_pct),
-        sweeps=liquidity_sweeps(df, swings),
-        pools=liquidity_pools(df, swings),
+        index=df.index,
+        swing_columns=swings,
+        structure_columns=structure,
+        order_block_columns=order_block_arrays(ohlc, structure, close_mitigation=close_mitigation),
+        fvg_columns=fvg_arrays(ohlc, min_gap_pct=min_fvg_pct),
+        sweep_columns=sweep_arrays(ohlc, swings),
+        pool_columns=pool_arrays(ohlc, swings),
     )
 
 

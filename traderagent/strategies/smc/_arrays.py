@@ -8,10 +8,19 @@ import pandas as pd
 # Upper bound of a (zones x candles) boolean matrix built at once; keeps memory flat on long series.
 _CHUNK_CELLS = 4_000_000
 
+# A detector's output as arrays by column name: what a DataFrame of it would hold (the public detectors
+# return that DataFrame; `analyze` keeps the arrays and builds a frame only when one is asked for).
+Columns = dict[str, np.ndarray]
+OHLC = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
-def ohlc_arrays(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+
+def ohlc_arrays(df: pd.DataFrame) -> OHLC:
     """open, high, low, close as float64 arrays (column names are case-sensitive lower-case)."""
     return tuple(df[c].to_numpy(dtype=np.float64) for c in ("open", "high", "low", "close"))  # type: ignore[return-value]
+
+
+def columns_of(df: pd.DataFrame) -> Columns:
+    return {str(c): df[c].to_numpy() for c in df.columns}
 
 
 def ffill(values: np.ndarray) -> np.ndarray:

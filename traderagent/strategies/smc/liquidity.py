@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._arrays import ffill, first_cross, first_in_group, group_cumsum, ohlc_arrays
+from ._arrays import OHLC, Columns, columns_of, ffill, first_cross, first_in_group, group_cumsum, ohlc_arrays
+
+POOL_COLUMNS = ("side", "level", "pivot_pos", "formed_pos", "taken_pos")
 
 
 def _sweep(wick_beyond, close_beyond, close_inside, raw: np.ndarray) -> np.ndarray:
@@ -22,9 +24,14 @@ def _sweep(wick_beyond, close_beyond, close_inside, raw: np.ndarray) -> np.ndarr
 
 def liquidity_sweeps(df: pd.DataFrame, swings: pd.DataFrame) -> pd.DataFrame:
     """Columns sweep (+1 bullish: lows swept, -1 bearish: highs swept, 0 none) and level, aligned to df."""
-    _, h, low, c = ohlc_arrays(df)
-    raw_hi = swings["swing_high"].to_numpy(dtype=np.float64)
-    raw_lo = swings["swing_low"].to_numpy(dtype=np.float64)
+    return pd.DataFrame(sweep_arrays(ohlc_arrays(df), columns_of(swings)), index=df.index)
+
+
+def sweep_arrays(ohlc: OHLC, swings: Columns) -> Columns:
+    """`liquidity_sweeps`'s columns as arrays (``swings``: `swing_arrays`)."""
+    _, h, low, c = ohlc
+    raw_hi = swings["swing_high"].astype(np.float64, copy=False)
+    raw_lo = swings["swing_low"].astype(np.float64, copy=False)
     hi, lo = ffill(raw_hi), ffill(raw_lo)
     with np.errstate(invalid="ignore"):
         bear = _sweep(h > hi, c > hi, c <= hi, raw_hi)
@@ -34,26 +41,27 @@ def liquidity_sweeps(df: pd.DataFrame, swings: pd.DataFrame) -> pd.DataFrame:
     bull &= ~both
     sweep = bull.astype(np.int8) - bear.astype(np.int8)
     level = np.where(bull, lo, np.where(bear, hi, np.nan))
-    return pd.DataFrame({"sweep": sweep, "level": level}, index=df.index)
+    return {"sweep": sweep, "level": level}
 
 
 def liquidity_pools(df: pd.DataFrame, swings: pd.DataFrame) -> pd.DataFrame:
     """One row per confirmed swing: side (+1 buy-side above highs, -1 sell-side below lows), level,
     pivot_pos, formed_pos (confirmation), taken_pos (first later candle trading beyond it, -1 if none)."""
-    _, h, low, _ = ohlc_arrays(df)
+    return pd.DataFrame(pool_arrays(ohlc_arrays(df), columns_of(swings)), columns=list(POOL_COLUMNS))
+
+
+def pool_arrays(ohlc: OHLC, swings: Columns) -> Columns:
+    """`liquidity_pools`'s columns as arrays, in order of formation (``swings``: `swing_arrays`)."""
+    _, h, low, _ = ohlc
     parts = []
     for side, col, values, above in ((1, "swing_high", h, True), (-1, "swing_low", low, False)):
-        formed = np.flatnonzero(~np.isnan(swings[col].to_numpy(dtype=np.float64)))
-        level = swings[col].to_numpy(dtype=np.float64)[formed]
-        pivot = swings[f"{col}_pos"].to_numpy()[formed]
-        taken = first_cross(values, formed, level, above=above)
-        parts.append(
-            pd.DataFrame(
-                {"side": np.full(len(formed), side, dtype=np.int8), "level": level, "pivot_pos": pivot,
-                 "formed_pos": formed, "taken_pos": taken}
-            )
-        )
-    return pd.concat(parts, ignore_index=True).sort_values("formed_pos", kind="stable", ignore_index=True)
+        levels = swings[col].astype(np.float64, copy=False)
+        formed = np.flatnonzero(~np.isnan(levels))
+        level = levels[formed]
+        parts.append((np.full(len(formed), side, dtype=np.int8), level, swings[f"{col}_pos"][formed], formed,
+                      first_cross(values, formed, level, above=above)))
+    order = np.argsort(np.concatenate([p[3] for p in parts]), kind="stable")
+    return {name: np.concatenate([p[k] for p in parts])[order] for k, name in enumerate(POOL_COLUMNS)}
 
 
 def open_pools(pools: pd.DataFrame, t: int) -> pd.DataFrame:

@@ -82,16 +82,22 @@ class ZoneTable:
 
     @classmethod
     def build(cls, res: SMCResult, open_ms: np.ndarray, params: SMCParams) -> ZoneTable:
-        parts = [z for z, on in ((res.order_blocks, params.use_order_blocks), (res.fvgs, params.use_fvgs)) if on]
-        z = pd.concat(parts, ignore_index=True)
+        """The order blocks then the FVGs (those enabled), as `SMCResult.zones` lists them."""
+        parts = [(z, ob) for z, ob, on in ((res.order_block_columns, True, params.use_order_blocks),
+                                           (res.fvg_columns, False, params.use_fvgs)) if on]
+
+        def column(name: str) -> np.ndarray:
+            return np.concatenate([z[name] for z, _ in parts])
+
+        origin = column("origin_pos")
         return cls(
-            is_ob=(z["kind"] == "ob").to_numpy(),
-            direction=z["direction"].to_numpy(),
-            top=z["top"].to_numpy(),
-            bottom=z["bottom"].to_numpy(),
-            formed=z["formed_pos"].to_numpy(),
-            mitigated=z["mitigated_pos"].to_numpy(),
-            origin_ms=open_ms[z["origin_pos"].to_numpy()] if len(z) else np.zeros(0, dtype=np.int64),
+            is_ob=np.concatenate([np.full(len(z["formed_pos"]), ob) for z, ob in parts]),
+            direction=column("direction"),
+            top=column("top"),
+            bottom=column("bottom"),
+            formed=column("formed_pos"),
+            mitigated=column("mitigated_pos"),
+            origin_ms=open_ms[origin] if len(origin) else np.zeros(0, dtype=np.int64),
         )
 
 
@@ -164,13 +170,13 @@ def open_ms_of(df: pd.DataFrame) -> np.ndarray:
 def _frame_key(df: pd.DataFrame) -> tuple:
     if df.empty:
         return (0,)
-    last = df.iloc[-1]
-    return (len(df), df.index[0], df.index[-1], *(float(last[k]) for k in ("open", "high", "low", "close")))
+    index = df.index
+    return (len(df), index[0], index[-1], *(float(df[k].to_numpy()[-1]) for k in ("open", "high", "low", "close")))
 
 
 def _pool_arrays(res: SMCResult) -> tuple[np.ndarray, ...]:
-    p = res.pools
-    return tuple(p[k].to_numpy() for k in ("side", "level", "formed_pos", "taken_pos"))
+    p = res.pool_columns
+    return tuple(p[k] for k in ("side", "level", "formed_pos", "taken_pos"))
 
 
 class SMCMultiTimeframe:
@@ -220,10 +226,10 @@ class SMCMultiTimeframe:
             atr=atr(h, low, c, p.atr_period) if len(c) > p.atr_period else np.full(len(c), np.nan),
             h_pools=_pool_arrays(h_res),
             m_pools=_pool_arrays(m_res),
-            h_trend=h_res.structure["trend"].to_numpy(),
-            h_choch_last=_last_event_is_choch(h_res.structure["bos"].to_numpy(), h_res.structure["choch"].to_numpy()),
-            l_choch=l_res.structure["choch"].to_numpy(),
-            l_sweep=l_res.sweeps["sweep"].to_numpy(),
+            h_trend=h_res.structure_columns["trend"],
+            h_choch_last=_last_event_is_choch(h_res.structure_columns["bos"], h_res.structure_columns["choch"]),
+            l_choch=l_res.structure_columns["choch"],
+            l_sweep=l_res.sweep_columns["sweep"],
         )
 
     def state_at(self, data: MTFData, i: int) -> MTFState | None:

@@ -10,16 +10,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._arrays import ffill, ffill_int, first_in_group, ohlc_arrays
+from ._arrays import OHLC, Columns, columns_of, ffill, ffill_int, first_in_group, ohlc_arrays
 
 STRUCTURE_COLUMNS = ("bos", "choch", "level", "swing_pos", "trend")
 
 
-def _breaks(price: np.ndarray, swings: pd.DataFrame, side: str, *, bullish: bool) -> tuple[np.ndarray, ...]:
+def _breaks(price: np.ndarray, swings: Columns, side: str, *, bullish: bool) -> tuple[np.ndarray, ...]:
     """First close beyond each confirmed swing level of `side` ("swing_high"/"swing_low")."""
-    raw = swings[side].to_numpy(dtype=np.float64)
+    raw = swings[side].astype(np.float64, copy=False)
     level = ffill(raw)
-    pos = ffill_int(swings[f"{side}_pos"].to_numpy(dtype=np.int64))
+    pos = ffill_int(swings[f"{side}_pos"].astype(np.int64, copy=False))
     with np.errstate(invalid="ignore"):
         cond = price > level if bullish else price < level
     cond &= ~np.isnan(level)
@@ -33,7 +33,13 @@ def market_structure(df: pd.DataFrame, swings: pd.DataFrame, *, close_break: boo
     swing_pos: pivot position of the broken swing (-1 when no event); trend: direction of the latest
     break so far (+1 / -1, 0 before the first).
     """
-    o, h, low, c = ohlc_arrays(df)
+    columns = structure_arrays(ohlc_arrays(df), columns_of(swings), close_break=close_break)
+    return pd.DataFrame(columns, index=df.index)
+
+
+def structure_arrays(ohlc: OHLC, swings: Columns, *, close_break: bool = True) -> Columns:
+    """`market_structure`'s columns as arrays (``swings``: `swing_arrays`)."""
+    o, h, low, c = ohlc
     up, hi_level, hi_pos = _breaks(c if close_break else h, swings, "swing_high", bullish=True)
     dn, lo_level, lo_pos = _breaks(c if close_break else low, swings, "swing_low", bullish=False)
     both = up & dn  # only possible with crossed levels; the candle body decides
@@ -46,7 +52,7 @@ def market_structure(df: pd.DataFrame, swings: pd.DataFrame, *, close_break: boo
     prev = np.concatenate(([0], dirs[:-1])).astype(np.int8)
     is_choch = (prev != 0) & (dirs != prev)
 
-    n = len(df)
+    n = len(c)
     bos = np.zeros(n, dtype=np.int8)
     choch = np.zeros(n, dtype=np.int8)
     bos[ev[~is_choch]] = dirs[~is_choch]
@@ -57,6 +63,4 @@ def market_structure(df: pd.DataFrame, swings: pd.DataFrame, *, close_break: boo
     if len(ev):
         filled = ffill(np.where(direction != 0, direction, np.nan).astype(np.float64))
         trend = np.nan_to_num(filled).astype(np.int8)
-    return pd.DataFrame(
-        {"bos": bos, "choch": choch, "level": level, "swing_pos": swing_pos, "trend": trend}, index=df.index
-    )
+    return {"bos": bos, "choch": choch, "level": level, "swing_pos": swing_pos, "trend": trend}

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ._arrays import ohlc_arrays
+from ._arrays import Columns, ohlc_arrays
 
 SWING_COLUMNS = ("swing_high", "swing_high_pos", "swing_low", "swing_low_pos")
 
@@ -36,10 +36,15 @@ def swing_highs_lows(df: pd.DataFrame, swing_length: int = 5) -> pd.DataFrame:
     Columns (set only on the confirmation candle c = pivot + swing_length, else NaN / -1):
     swing_high (level), swing_high_pos (pivot position), swing_low, swing_low_pos.
     """
+    _, h, low, _ = ohlc_arrays(df)
+    return pd.DataFrame(swing_arrays(h, low, swing_length), index=df.index)
+
+
+def swing_arrays(h: np.ndarray, low: np.ndarray, swing_length: int) -> Columns:
+    """`swing_highs_lows`'s columns as arrays."""
     if swing_length < 1:
         raise ValueError("swing_length must be >= 1")
-    _, h, low, _ = ohlc_arrays(df)
-    n = len(df)
+    n = len(h)
     out = {}
     for name, values, is_high in (("swing_high", h, True), ("swing_low", low, False)):
         piv = np.flatnonzero(_pivots(values, swing_length, high=is_high))
@@ -49,4 +54,4 @@ def swing_highs_lows(df: pd.DataFrame, swing_length: int = 5) -> pd.DataFrame:
         pos[piv + swing_length] = piv
         out[name] = level
         out[f"{name}_pos"] = pos
-    return pd.DataFrame(out, index=df.index)
+    return out

@@ -10,24 +10,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._arrays import ffill_int, first_cross, ohlc_arrays
+from ._arrays import OHLC, Columns, columns_of, ffill_int, first_cross, ohlc_arrays
 
 ZONE_COLUMNS = ("kind", "direction", "top", "bottom", "origin_pos", "formed_pos", "mitigated_pos")
+_ZONE_TYPES = (np.int8, np.float64, np.float64, np.int64, np.int64, np.int64)  # ZONE_COLUMNS after "kind"
 
 
-def _zone_frame(kind: str, direction, top, bottom, origin, formed, mitigated) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "kind": kind,
-            "direction": np.asarray(direction, dtype=np.int8),
-            "top": np.asarray(top, dtype=np.float64),
-            "bottom": np.asarray(bottom, dtype=np.float64),
-            "origin_pos": np.asarray(origin, dtype=np.int64),
-            "formed_pos": np.asarray(formed, dtype=np.int64),
-            "mitigated_pos": np.asarray(mitigated, dtype=np.int64),
-        },
-        columns=list(ZONE_COLUMNS),
-    )
+def _zones(direction, top, bottom, origin, formed, mitigated) -> Columns:
+    """A zone table's numeric columns (its kind is the detector's: `zone_frame`)."""
+    return {name: np.asarray(values, dtype=dtype) for name, values, dtype in
+            zip(ZONE_COLUMNS[1:], (direction, top, bottom, origin, formed, mitigated), _ZONE_TYPES, strict=True)}
+
+
+def zone_frame(kind: str, zones: Columns) -> pd.DataFrame:
+    return pd.DataFrame({"kind": kind, **zones}, columns=list(ZONE_COLUMNS))
 
 
 def _last_index(mask: np.ndarray) -> np.ndarray:
@@ -54,12 +50,18 @@ def order_blocks(
     the OB is the last bearish candle at or before that low (inside [p, b]; the low candle itself if
     none). Zone = that candle's high/low; formed on b. Mirror for bearish breaks.
     """
-    o, h, low, c = ohlc_arrays(df)
-    event = structure["bos"].to_numpy() + structure["choch"].to_numpy()
+    return zone_frame("ob", order_block_arrays(ohlc_arrays(df), columns_of(structure),
+                                               close_mitigation=close_mitigation))
+
+
+def order_block_arrays(ohlc: OHLC, structure: Columns, *, close_mitigation: bool = False) -> Columns:
+    """`order_blocks`' numeric columns as arrays (``structure``: `structure_arrays`)."""
+    o, h, low, c = ohlc
+    event = structure["bos"] + structure["choch"]
     ev = np.flatnonzero(event)
     if len(ev) == 0:
-        return _zone_frame("ob", [], [], [], [], [], [])
-    piv = structure["swing_pos"].to_numpy()[ev]
+        return _zones([], [], [], [], [], [])
+    piv = structure["swing_pos"][ev]
     dirs = event[ev].astype(np.int8)
     last_bear = _last_index(c < o)
     last_bull = _last_index(c > o)
@@ -70,7 +72,7 @@ def order_blocks(
         origin[i] = k if k >= p else extreme
     top, bottom = h[origin], low[origin]
     mitigated = _mitigation(h, low, c, ev, dirs, top, bottom, close_mitigation=close_mitigation)
-    return _zone_frame("ob", dirs, top, bottom, origin, ev, mitigated)
+    return _zones(dirs, top, bottom, origin, ev, mitigated)
 
 
 def fair_value_gaps(df: pd.DataFrame, *, min_gap_pct: float = 0.0) -> pd.DataFrame:
@@ -80,10 +82,15 @@ def fair_value_gaps(df: pd.DataFrame, *, min_gap_pct: float = 0.0) -> pd.DataFra
     Bearish: high[i] < low[i-2], zone [high[i], low[i-2]], filled when a later high reaches the top.
     `min_gap_pct` drops gaps smaller than that fraction of the middle candle's close.
     """
-    o, h, low, c = ohlc_arrays(df)
-    n = len(df)
+    return zone_frame("fvg", fvg_arrays(ohlc_arrays(df), min_gap_pct=min_gap_pct))
+
+
+def fvg_arrays(ohlc: OHLC, *, min_gap_pct: float = 0.0) -> Columns:
+    """`fair_value_gaps`' numeric columns as arrays."""
+    o, h, low, c = ohlc
+    n = len(c)
     if n < 3:
-        return _zone_frame("fvg", [], [], [], [], [], [])
+        return _zones([], [], [], [], [], [])
     i = np.arange(2, n)
     mid = c[1:-1]
     bull = low[2:] > h[:-2]
@@ -99,7 +106,7 @@ def fair_value_gaps(df: pd.DataFrame, *, min_gap_pct: float = 0.0) -> pd.DataFra
     up = direction > 0
     filled[up] = first_cross(low, formed[up], np.nextafter(bottom[up], np.inf), above=False)
     filled[~up] = first_cross(h, formed[~up], np.nextafter(top[~up], -np.inf), above=True)
-    return _zone_frame("fvg", direction, top, bottom, formed - 1, formed, filled)
+    return _zones(direction, top, bottom, formed - 1, formed, filled)
 
 
 def active_zones(zones: pd.DataFrame, t: int) -> pd.DataFrame:
