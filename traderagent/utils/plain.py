@@ -7,7 +7,7 @@ stored through `json_safe`; the console and the chat show numbers through `decim
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import fields, is_dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -20,25 +20,43 @@ import numpy as np
 def json_safe(value: Any) -> Any:
     """``value`` with Decimals as strings, enums as their values, dates and datetimes ISO 8601, durations
     in seconds, dataclasses as dicts, tuples as lists; a non-finite float becomes None (JSON has no NaN)."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, date):  # a datetime too
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, np.generic):
-        return json_safe(value.item())
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: json_safe(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
+    kind = type(value)
+    convert = _CONVERTERS.get(kind)
+    if convert is None:
+        convert = _CONVERTERS[kind] = _converter(kind)
+    return convert(value)
+
+
+def _converter(kind: type) -> Callable[[Any], Any]:
+    """How ``json_safe`` converts a value of type ``kind`` (decided once per type: a runtime snapshot
+    converts thousands of values of a handful of types)."""
+    if issubclass(kind, Decimal):
+        return str
+    if issubclass(kind, Enum):
+        return lambda value: value.value
+    if issubclass(kind, date):  # a datetime too
+        return lambda value: value.isoformat()
+    if issubclass(kind, timedelta):
+        return lambda value: value.total_seconds()
+    if issubclass(kind, float):
+        return lambda value: value if math.isfinite(value) else None
+    if issubclass(kind, np.generic):
+        return lambda value: json_safe(value.item())
+    if is_dataclass(kind) and not issubclass(kind, type):
+        names = tuple(f.name for f in fields(kind))
+        return lambda value: {name: json_safe(getattr(value, name)) for name in names}
+    if issubclass(kind, Mapping):
+        return lambda value: {str(k): json_safe(v) for k, v in value.items()}
+    if issubclass(kind, list | tuple):
+        return lambda value: [json_safe(v) for v in value]
+    return _same
+
+
+def _same(value: Any) -> Any:
     return value
+
+
+_CONVERTERS: dict[type, Callable[[Any], Any]] = {}
 
 
 def decimal_text(number: Decimal, places: int | None = None, *, signed: bool = False, grouped: bool = False) -> str:
