@@ -342,7 +342,7 @@ class Desk(Records):
         self.leases = leases  # one owner per bot: this desk runs only the bots it holds the lease of
         self.standby: dict[str, BotSpec] = {}  # bots another desk runs; taken over when their lease expires
         if leases is not None:
-            self.gate.holds = leases.holds
+            self.gate.holds, self.gate.confirm = leases.holds, leases.confirm
             db.fence_writes(leases.token)  # and each bot's write commits only under its lease (lease.py)
         self._lease_beat = asyncio.Lock()  # one heartbeat at a time; a stop waits for the one in flight
         self._started = False
@@ -656,8 +656,8 @@ class Desk(Records):
 
     def _ticker(self, bot: BotOrchestrator) -> Callable[[], Awaitable[None]]:
         async def run() -> None:
-            if self.leases is not None and not self.leases.holds(bot.name):
-                return  # unsure of the bot's lease (a late heartbeat): no tick until it is renewed
+            if self.leases is not None and not await self.leases.confirm(bot.name):
+                return  # the bot's lease is not ours (or not confirmed): no tick
             try:
                 await bot.tick()
             finally:

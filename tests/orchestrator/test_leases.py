@@ -168,6 +168,33 @@ async def test_the_gate_refuses_a_send_whose_lease_lapsed_while_it_waited_for_th
     assert await gate.send(send_after_waiting, bot="bot") == "sent"
 
 
+async def test_a_desk_slowed_past_its_window_confirms_its_lease_and_goes_on_unless_another_desk_took_it():
+    """A busy machine stalls the desk past its local window with no heartbeat: before refusing, the gate
+    confirms with a renewal; the bot nobody took sends and writes on, the one another desk took does not."""
+    from traderagent.orchestrator.gate import LeaseLapsed
+
+    clock, store = Clock(), _Store()
+    leases = Leases(store, heartbeat=5, timeout=20, owner="me", clock=clock)
+    await leases.acquire(["kept", "taken"])
+    gate = SendGate()
+    gate.holds, gate.confirm = leases.holds, leases.confirm
+    clock.advance(seconds=21)  # stalled past the window and the expiry itself; nobody claimed "kept"
+    assert await Leases(store, owner="rival", clock=clock).acquire(["taken"])
+    assert not leases.holds("kept") and not leases.holds("taken")
+
+    async def wire() -> str:
+        gate.on_wire()
+        return "sent"
+
+    await gate.check_owner("kept")  # the write goes on: the renewal found the row still ours
+    assert leases.holds("kept") and await gate.send(wire, bot="kept") == "sent"
+    with pytest.raises(LeaseLapsed):
+        await gate.check_owner("taken")
+    with pytest.raises(SendsStopped, match="no longer owns taken"):
+        await gate.send(wire, bot="taken")
+    assert gate.sent == 1 and store.rows["taken"].owner == "rival"
+
+
 async def test_a_restarted_desk_takes_at_once_the_bots_of_a_process_gone_from_this_machine():
     clock = Clock()
     store = _Store()

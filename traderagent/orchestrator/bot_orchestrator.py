@@ -216,7 +216,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
 
     # ------------------------------------------------------------------ state machine
     async def _set_state(self, target: BotState, reason: str = "", by: str = "desk") -> None:
-        self.gate.check_owner(self.name)
+        await self.gate.check_owner(self.name)
         check_transition(self.state, target, self.name)
         previous, self.state = self.state, target
         if target is not BotState.PAUSED:
@@ -795,7 +795,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         written with them when it is back (``flush``: that write), and False is returned; the
         event is published anyway: the exchange did what it says. A caller cancelled mid-write (a
         stop, a timeout) leaves the write to finish and be booked on its own (``_committed``)."""
-        self.gate.check_owner(self.name)
+        await self.gate.check_owner(self.name)
         await self._settled()
         if self.storage.lost and not flush:
             return self._kept_unsaved(new_orders, order_updates, announce)
@@ -818,7 +818,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         async def write() -> bool:
             queued, queued_updates = self._unsaved.take()  # what storage could not take before goes first
             try:
-                self.gate.check_owner(self.name)  # again: this task starts a loop turn later
+                await self.gate.check_owner(self.name)  # again: this task starts a loop turn later
                 new_ids = await self.db.save_bot_progress(
                     self.name, new_orders=[*queued, *(new_orders or ())],
                     order_updates=[*queued_updates, *(order_updates or ())], runtime=snapshot,

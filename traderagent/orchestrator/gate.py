@@ -19,7 +19,9 @@ longer arrive.
 Fencing (one owner per bot, orchestrator/lease.py): ``holds(bot)`` is asked by ``admits`` and
 again right before a bot's order is written; a bot whose lease this desk cannot be sure of any
 more sends nothing, and writes nothing to the database (``check_owner``, raising ``LeaseLapsed``),
-while the desk's other bots trade on.
+while the desk's other bots trade on. Before a send starts, after its turn at the budget, and before a
+write, a lapsed window is first ``confirm``-ed (a renewal, Leases.confirm): a desk that was only slow
+keeps its bots; ``on_wire`` itself only asks ``holds`` (it runs after signing, and must not wait).
 
 The account's per-second order limit is shared by all its bots (``OrderBudget``, one per market
 type): only a few sends wait at the client's FIFO rate limiter at a time; the others wait here, exits
@@ -132,6 +134,7 @@ class SendGate:
     def __init__(self) -> None:
         self.closed = False
         self.holds: Callable[[str], bool] = _always  # may this desk send this bot's orders (its lease)?
+        self.confirm: Callable[[str], Awaitable[bool]] | None = None  # renew a lapsed window (Leases.confirm)
         self.budgets: dict[str, OrderBudget] = {}  # per market type (its own client and limits)
         self.sent = 0  # create requests written to the exchange
         self.refused = 0  # sends (or requests of theirs) refused or abandoned
@@ -147,6 +150,8 @@ class SendGate:
         """Run one order send (``call``, ``cost`` orders) of ``bot`` as long as the gate admits it, in its
         turn at ``lane``'s budget (``urgent``: an exit or a protective order). ``late()`` true: its
         request is not written any more (asked at every attempt, as ``admits``)."""
+        if not self.closed:
+            await self._confirm(bot)
         if not self.admits(bot):
             self.refused += 1
             raise NeverSent("the desk is stopping" if self.closed else f"this desk no longer owns {bot}")
@@ -156,6 +161,7 @@ class SendGate:
         sending = _SENDING.set(send)  # seen by on_wire in the client's tasks too (a batch's)
         try:
             async with self.budgets.setdefault(lane, OrderBudget()).turn(bot, cost, urgent):
+                await self._confirm(bot)  # the wait for the turn may have outlasted the window
                 return await call()
         except asyncio.CancelledError:
             if not send.abandoned:
@@ -195,8 +201,14 @@ class SendGate:
             return f"{send.bot}: decided too long ago, not sent"
         return None
 
-    def check_owner(self, bot: str) -> None:
+    async def _confirm(self, bot: str) -> None:
+        """Past ``bot``'s window, ask the leases to confirm it with a renewal (``holds`` says the outcome)."""
+        if self.confirm is not None and not self.holds(bot):
+            await self.confirm(bot)
+
+    async def check_owner(self, bot: str) -> None:
         """Before a bot's database write: raise LeaseLapsed unless this desk owns the bot."""
+        await self._confirm(bot)
         if not self.holds(bot):
             raise LeaseLapsed(f"this desk cannot be sure it still owns {bot}: nothing written")
 

@@ -23,7 +23,9 @@ Fencing, on two levels:
   other desk can take the bot over; the send gate asks ``holds`` after an order request is signed,
   right before it is written. ``fence`` covers the exchange's request window (recvWindow, plus
   clock skew): a request signed in time but delayed by a freeze is refused by the exchange once
-  the lease has expired, so the next owner can reconcile the bot's orders at once.
+  the lease has expired, so the next owner can reconcile the bot's orders at once. A desk only slow
+  (a busy machine stalled its event loop past the window) is not left unsure for long: before it
+  refuses a send or a write, ``confirm`` renews, and the bot goes on if its row still names this desk.
 * the database, for what that check cannot see (a write already under way when the desk froze):
   every acquisition by another owner, or of a free bot, writes a new random ``token`` into the
   lease row (an owner acquiring or renewing its own lease keeps it). The desk hands ``token`` to its
@@ -46,14 +48,6 @@ Fencing, on two levels:
 Names starting with ``@`` are not bots but desk-wide leases held the same way: a worker's slot
 (``@worker/<i>``, traderagent/fleet/workers.py) and ``@desk``, the fleet's leader (``is_leader``),
 which runs the desk-wide duties once in the fleet. A heartbeat's changes list bots only.
-
-Fencing: ``holds(bot)`` is true only until ``fence`` seconds before the lease can expire, by the
-desk's own clock, counted from the moment the last renewal was started. A desk frozen longer than
-that (or cut off from its database) stops sending that bot's orders, and writing its state, before
-any other desk can take the bot over; the send gate asks ``holds`` after an order request is
-signed, right before it is written. ``fence`` covers the exchange's request window (recvWindow,
-plus clock skew): a request signed in time but delayed by a freeze is refused by the exchange
-once the lease has expired, so the next owner can reconcile the bot's orders at once.
 """
 
 from __future__ import annotations
@@ -172,6 +166,7 @@ class Leases:
         self.elsewhere: dict[str, Holder] = {}  # bots wanted here that another desk holds
         self.fleet = False  # one of several workers: leads only while it holds DESK_LEASE
         self._keeper: asyncio.Task[None] | None = None  # renews while the desk is built (see keep)
+        self._confirming = asyncio.Lock()  # one confirming renewal at a time (see confirm)
         self.renewed = 0  # renewals by the keeper (tests wait on it)
 
     @property
@@ -183,6 +178,22 @@ class Leases:
         """May this desk send ``bot``'s orders now? (Its lease is ours and cannot have expired yet.)"""
         until = self._sends_until.get(bot)
         return until is not None and self.clock() < until
+
+    async def confirm(self, bot: str) -> bool:
+        """``holds(bot)``, or, once its window passed without a renewal (a desk slowed down by a busy
+        machine), whether a renewal now still finds the lease ours: a slow desk keeps its own bots.
+        Safe as a heartbeat is: the renewal extends only rows still naming this owner (one another
+        desk took over names that desk), and the new window counts from before the renewal, so
+        the fence before expiry stands; the database fencing token is untouched."""
+        if self.holds(bot) or bot not in self._sends_until:
+            return self.holds(bot)
+        async with self._confirming:  # a stall lapses every bot at once: one renewal answers them all
+            if not self.holds(bot) and bot in self._sends_until:
+                try:
+                    await self._extend()
+                except Exception:  # the database is away: unsure, so refuse as before
+                    log.exception("could not confirm the lease of %s", bot)
+        return self.holds(bot)
 
     def token(self, bot: str) -> str | None:
         """The fencing token of this desk's lease of ``bot`` (None: it holds none): its writes
@@ -256,11 +267,14 @@ class Leases:
 
     async def renew(self) -> None:
         """Extend the leases still ours; one lost meanwhile is left for the next ``beat`` to notice."""
-        now = self.clock()
+        await self._extend()
+        self.renewed += 1
+
+    async def _extend(self) -> None:
+        now = self.clock()  # before the write: the window never outlasts what the database grants
         kept = set(await self.store.renew_leases(self.owner, now + self.timeout))
         for name in kept & self._sends_until.keys():
             self._sends_until[name] = self._window(now)
-        self.renewed += 1
 
     async def stop_keeping(self) -> None:
         if self._keeper is not None:
