@@ -79,3 +79,21 @@ async def test_workers_take_over_a_dead_slot_and_hand_its_bots_back_when_it_retu
         assert set(c.held).isdisjoint(b.held) and sorted(c.held + b.held) == bots
     finally:
         await db.close()
+
+
+async def test_a_worker_stalled_past_its_window_keeps_its_bots_when_nobody_took_its_slot(tmp_path) -> None:
+    """A busy machine stalls a worker's heartbeat past its local window (not past the expiry): its next
+    beat confirms the slot with a renewal and hands nothing back."""
+    db = DatabaseManager(f"sqlite+aiosqlite:///{tmp_path / 'fleet.db'}")
+    await db.initialize()
+    clock = Clock()
+    try:
+        a = WorkerLeases(db, bots=BOTS[:10], slot=slot_name(0), heartbeat=5, timeout=25, owner="a", clock=clock,
+                         space=None)
+        await a.join()
+        clock.advance(seconds=22)  # past the window (timeout - fence = 20 s), short of the expiry
+        assert not a.holds(slot_name(0))
+        changes = await a.beat()
+        assert changes.handed_back == () and not changes.lost and a.held == sorted(BOTS[:10])
+    finally:
+        await db.close()

@@ -93,8 +93,9 @@ class WorkerLeases(Leases):
         return sorted(live | ({self.slot} if self.holds(self.slot) else set()))
 
     async def share(self) -> set[str]:
-        """The bots this worker is to run now (none while another process holds its slot)."""
-        if not self.holds(self.slot):
+        """The bots this worker is to run now (none while another process holds its slot; a worker only
+        slow past its slot's window confirms it first, or it would hand its own bots back)."""
+        if not await self.confirm(self.slot):
             return set()
         slots = await self.live_slots()
         return {b for b in self.bots if owner(b, slots) == self.slot and self.runnable(b)}
