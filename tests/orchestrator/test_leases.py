@@ -76,6 +76,25 @@ async def test_a_frozen_desk_is_fenced_and_the_other_desk_takes_the_bot_over(sim
         await b.close()
 
 
+async def test_a_lone_desk_slowed_past_its_lease_window_ticks_sends_and_writes_on(sim, tmp_path):
+    """No heartbeat ran for longer than the window (a busy machine), nobody else wants the bot: its next
+    tick confirms the lease with a renewal instead of leaving the bot unsure (the desk refused to
+    recover its own bots under load)."""
+    clock = Clock()
+    h = await build_desk(sim.base_url, tmp_path / "desk.db", [GRID], clock=clock, lease_owner="desk-A")
+    try:
+        grid = h.desk.bots["xrp-grid"].bot
+        clock.advance(seconds=16)  # past the window (timeout 20 s - fence 5 s), no heartbeat
+        assert not h.desk.leases.holds("xrp-grid")
+        await h.desk._ticker(grid)()
+        await h.desk.gate.settled()
+        assert grid.ticks == 1 and h.desk.leases.holds("xrp-grid")
+        assert sim.orders(SIM_KEY, symbol="XRPUSDT") and await h.db.list_orders("xrp-grid")
+        await assert_db_matches_sim(h, sim)
+    finally:
+        await h.close()
+
+
 async def test_a_write_made_before_a_freeze_is_refused_by_the_database_after_a_takeover(sim, tmp_path, caplog):
     """A's grid decides its ladder and makes the write-ahead rows (its local lease check passed);
     the desk freezes before the write is queued; B takes the bot over. Thawed, the write is
