@@ -370,9 +370,10 @@ class PriceSeries:
 
     def klines(self, minutes: int, start: int | None, end: int | None, limit: int) -> list[list[str]]:
         """Rows [start, o, h, l, c, volume, turnover] as strings, newest first (first row still forming)."""
-        if minutes == 1:
-            ts = self.t0 + np.arange(self.px.n, dtype=np.int64) * MINUTE_MS
-            hist_ts, hist_px, hist_v = ts, self.px.view(), self.vol.view()[:, 0]
+        if minutes == 1:  # evenly spaced: a read of the newest rows (every push) builds only those
+            first = max(0, self.px.n - limit - 1) if start is None and end is None else 0
+            ts = self.t0 + np.arange(first, self.px.n, dtype=np.int64) * MINUTE_MS
+            hist_ts, hist_px, hist_v = ts, self.px.view()[first:], self.vol.view()[first:, 0]
         else:
             r = self._resampled(minutes)
             hist_ts, hist_px, hist_v = r.ts.view()[:, 0], r.px.view(), r.vol.view()[:, 0]

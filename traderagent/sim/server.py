@@ -234,7 +234,9 @@ class ExchangeSimulator:
             speed = self.config.speed
             await asyncio.sleep(min(0.5, max(0.02, 1 / speed)) if speed > 0 else 0.1)
             now = loop.time()
-            carry += (now - last) * max(0.0, self.config.speed)
+            # at most a second's worth of candles at once: a loop stalled by a busy machine slows the market
+            # rather than replaying the whole stall in one burst that stalls it longer (and the desk with it)
+            carry = min(carry + (now - last) * max(0.0, self.config.speed), max(self.config.speed, 1.0))
             last = now
             n = int(carry)
             filled = 0
