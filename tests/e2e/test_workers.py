@@ -160,7 +160,7 @@ def test_two_workers_split_the_bots_survive_a_kill_and_hand_back(tmp_path, datab
         procs[0].kill()  # SIGKILL, mid-run: no release, no clean-up
         procs[0].wait()
         killed = time.monotonic()
-        wait_for("worker 1 taking worker 0's bots", lambda: all(read(database)[0][b] == w1 for b in NAMES),
+        wait_for("worker 1 taking worker 0's bots", lambda: all(read(database)[0].get(b) == w1 for b in NAMES),
                  procs[1], logs[1], limit=60)
         assert time.monotonic() - killed <= 30, "the takeover took longer than the lease timeout and a heartbeat"
         trades_on(sim, database, ZERO, procs[1], logs[1])
