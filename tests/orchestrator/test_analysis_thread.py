@@ -168,8 +168,8 @@ def same(a: object, b: object) -> bool:
     if isinstance(a, np.ndarray):
         return isinstance(b, np.ndarray) and a.shape == b.shape and bool(
             np.array_equal(a, b, equal_nan=a.dtype.kind == "f") if a.dtype.kind in "fiub" else (a == b).all())
-    if isinstance(a, pd.DataFrame | pd.Series):
-        return a.equals(b)
+    if isinstance(a, pd.DataFrame | pd.Series | pd.Index):
+        return type(a) is type(b) and a.equals(b)
     if isinstance(a, dict):
         return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, tuple | list):
