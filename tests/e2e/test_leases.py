@@ -102,31 +102,26 @@ def order_count(database: Path | str) -> int:
 def freeze_outside_transactions(proc: subprocess.Popen, database: Path | str) -> None:
     """SIGSTOP ``proc`` at a moment it has no write transaction open (frozen inside one, an SQLite
     desk would lock every other desk out until it thaws; a PostgreSQL one would hold its rows for
-    the server's idle-in-transaction timeout): thawed and stopped again until the database shows
-    none open."""
+    the server's idle-in-transaction timeout). On SQLite the write lock is the file's: the test takes
+    it itself, waiting while the desk runs on and ends its transaction, stops the desk while it holds
+    the lock, and lets go (stopping and probing in turns gave a desk in a slow transaction no time to
+    end it on a busy machine). On PostgreSQL: stopped, and thawed and stopped again until the server
+    shows none open."""
+    if not isinstance(database, str):
+        con = sqlite3.connect(database, timeout=120)  # SQLite's busy handler waits out the desks' transactions
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            proc.send_signal(signal.SIGSTOP)  # no desk holds the write lock now: this connection does
+            con.rollback()
+        finally:
+            con.close()
+        return
     for _ in range(200):
         proc.send_signal(signal.SIGSTOP)
-        if not transaction_open(database, proc.pid):
+        if not asyncio.run(_pg_transaction_open(database, proc.pid)):
             return
         proc.send_signal(signal.SIGCONT)
     raise AssertionError("the desk was always inside a transaction")
-
-
-def transaction_open(database: Path | str, pid: int) -> bool:
-    """Has the stopped desk process ``pid`` a write transaction open? On SQLite the write lock is the
-    file's: taken within 5 s while the desk is stopped, the desk does not hold it (another desk's
-    transactions end meanwhile; polling for a free moment missed them on a loaded machine)."""
-    if isinstance(database, str):
-        return asyncio.run(_pg_transaction_open(database, pid))
-    con = sqlite3.connect(database, timeout=5)  # SQLite's busy handler waits out other desks' short transactions
-    try:
-        con.execute("BEGIN IMMEDIATE")
-        con.rollback()
-        return False
-    except sqlite3.OperationalError:  # still locked after 5 s: held by the stopped desk
-        return True
-    finally:
-        con.close()
 
 
 async def _pg_transaction_open(url: str, pid: int) -> bool:
