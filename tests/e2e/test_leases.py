@@ -105,8 +105,8 @@ def freeze_outside_transactions(proc: subprocess.Popen, database: Path | str) ->
     the server's idle-in-transaction timeout). On SQLite the write lock is the file's: the test takes
     it itself, waiting while the desk runs on and ends its transaction, stops the desk while it holds
     the lock, and lets go (stopping and probing in turns gave a desk in a slow transaction no time to
-    end it on a busy machine). On PostgreSQL: stopped, and thawed and stopped again until the server
-    shows none open."""
+    end it on a busy machine). On PostgreSQL: stopped, and while the server shows one open, thawed until
+    it ends and stopped again."""
     if not isinstance(database, str):
         con = sqlite3.connect(database, timeout=120)  # SQLite's busy handler waits out the desks' transactions
         try:
@@ -121,6 +121,9 @@ def freeze_outside_transactions(proc: subprocess.Popen, database: Path | str) ->
         if not asyncio.run(_pg_transaction_open(database, proc.pid)):
             return
         proc.send_signal(signal.SIGCONT)
+        for _ in range(100):  # the desk runs on until the server sees its transaction end, then again
+            if not asyncio.run(_pg_transaction_open(database, proc.pid)):
+                break
     raise AssertionError("the desk was always inside a transaction")
 
 
