@@ -270,11 +270,13 @@ class Leases:
         await self._extend()
         self.renewed += 1
 
-    async def _extend(self) -> None:
+    async def _extend(self) -> set[str]:
+        """Renew every lease still ours and reopen its window; returns what the database kept."""
         now = self.clock()  # before the write: the window never outlasts what the database grants
         kept = set(await self.store.renew_leases(self.owner, now + self.timeout))
         for name in kept & self._sends_until.keys():
             self._sends_until[name] = self._window(now)
+        return kept
 
     async def stop_keeping(self) -> None:
         if self._keeper is not None:
@@ -287,10 +289,8 @@ class Leases:
         """One heartbeat: renew what is ours, notice what was taken over, take over what expired."""
         await self.stop_keeping()  # the desk's heartbeat runs from now on
         now = self.clock()
-        kept = set(await self.store.renew_leases(self.owner, now + self.timeout))
+        kept = await self._extend()
         lost_names = [b for b in self._sends_until if b not in kept]
-        for bot in kept & self._sends_until.keys():
-            self._sends_until[bot] = self._window(now)
         lost: dict[str, Holder] = {}
         if lost_names:
             for bot in lost_names:
