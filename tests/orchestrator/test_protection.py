@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from tests.handlers.harness import until
 from tests.sim.helpers import SignedClient
 from traderagent.orchestrator import protection
 from traderagent.orchestrator.events import EventType, ProtectionRestored
@@ -210,5 +211,34 @@ async def test_an_exit_the_exchange_stop_beat_to_the_position_is_booked_not_an_e
         closes = [e for e in h.of(EventType.TRADE_CLOSED, "btc-trend") if e.data.position_id == pos.position_id]
         assert [c.data.exit_price for c in closes] == [Decimal(fill["avgPrice"])]
         assert not bot.strategy.get_active_positions()
+    finally:
+        await h.close()
+
+
+async def test_the_desks_own_exit_filled_but_not_booked_yet_is_not_taken_for_a_close_by_hand(sim, tmp_path,
+                                                                                             monkeypatch):
+    """The desk's market exit filled on the exchange; before its fill is booked (the stream or the next sync
+    brings it) the reconcile finds the exchange flat: that is the desk's own exit, not a close by hand, so
+    no alert; the exit's fill then closes the trade, and no second exit goes out."""
+    monkeypatch.setattr(protection, "RECONCILE_S", 0.0)  # every look compares with the exchange
+    h = await build_desk(sim.base_url, tmp_path / "own.db", [TREND])
+    try:
+        bot = await open_trend(h, sim)
+        (pos,) = bot.strategy.get_active_positions()
+        pos.exit_reason = None
+        async with bot._lock:
+            await bot._exit_position(pos)  # the strategy decided to exit: a reduce-only market order
+            await until(lambda: not sim.positions(SIM_KEY))  # the queue sends it; its answer waits for the lock
+            await bot._reconcile_protection()  # the look comes before the fill is booked
+        for _ in range(3):
+            await h.desk.tick_all()
+        await h.desk.event_bus.drain(5)
+        assert not h.of(EventType.ERROR), [e.data for e in h.of(EventType.ERROR)]
+        closes = [e for e in h.of(EventType.TRADE_CLOSED, "btc-trend") if e.data.position_id == pos.position_id]
+        assert len(closes) == 1
+        assert not bot.strategy.get_active_positions() or pos.position_id not in {
+            p.position_id for p in bot.strategy.get_active_positions()}
+        exits = [r for r in await h.db.list_orders(limit=100) if r.tag == f"exit-{pos.position_id}"]
+        assert [r.status for r in exits] == ["FILLED"]
     finally:
         await h.close()
