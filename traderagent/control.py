@@ -86,7 +86,7 @@ from traderagent.orchestrator.events import (
 )
 from traderagent.orchestrator.fill_stream import RECONCILE_SECONDS, AccountFills
 from traderagent.orchestrator.gate import SendGate
-from traderagent.orchestrator.lease import Holder, Leases
+from traderagent.orchestrator.lease import DESK_LEASE, Holder, Leases
 from traderagent.orchestrator.market_data import MarketData
 from traderagent.orchestrator.orders import unknown_on_symbol
 from traderagent.orchestrator.perp import (
@@ -523,6 +523,8 @@ class Desk(Records):
         """Phase 1 on a fresh record, bots rows, recovery of every bot, then the tick jobs. Returns per bot
         what its recovery reconciled (``BotOrchestrator.recover`` counts) or ``{"error": message}``."""
         await self.event_bus.start()
+        if self.leases is not None and self.leases.fleet:  # a start-up slowed past the window: still the leader?
+            await self.leases.confirm(DESK_LEASE)
         self._led = self.leader  # the capital state was just read: a fleet's leader may write it
         if (self.capital is not None and self.capital.phase is DeploymentPhase.NOT_STARTED and self.auto_start_phase_1
                 and self.leader):  # a fleet's other workers take phase 1 from the leader's record

@@ -325,3 +325,24 @@ async def test_a_lone_desk_keeps_its_leases_while_it_builds_its_bots(tmp_path):
     finally:
         await leases.release()
         await db.close()
+
+
+async def test_a_fleet_leader_whose_start_outlasted_its_lease_window_still_starts_phase_1(sim, tmp_path):
+    """A worker took the desk lease, then its start-up on a busy machine took longer than the window (no
+    heartbeat yet): the start confirms the lease with a renewal and, still the leader, starts phase 1 (it
+    took itself for a follower and left the fleet's capital NOT_STARTED: no bot ever traded)."""
+    from traderagent.orchestrator.lease import DESK_LEASE
+    from traderagent.utils.capital_manager import DeploymentPhase
+
+    clock = Clock()
+    h = await build_desk(sim.base_url, tmp_path / "desk.db", [GRID], clock=clock, lease_owner="worker-0", start=False)
+    try:
+        assert h.desk.leases is not None
+        h.desk.leases.fleet = True
+        await h.desk.leases.acquire([DESK_LEASE])
+        clock.advance(seconds=16)  # past the window (timeout 20 s - fence 5 s), no heartbeat
+        assert not h.desk.leader
+        await h.desk.start(schedule=False)
+        assert h.desk.leader and h.desk.capital.phase is DeploymentPhase.PHASE_1
+    finally:
+        await h.close()
