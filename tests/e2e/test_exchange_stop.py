@@ -109,8 +109,11 @@ def test_a_stop_the_exchange_executes_while_the_desk_is_dead_is_booked_once_afte
         assert trade.closed_at is not None and trade.exit_price == Decimal(fill["avg_price"])
         told = [r for r in closes if r.context and r.context.get("trade_id") == trade.id]
         assert len(told) == 1 and told[0].context["reason"] in ("stop_loss", "trailing_stop"), closes
-        report = asyncio.run(consistency_report(sim.url, db_path))
-        assert report["bots"] == ["btc-trend"] and not report["positions"].get("BTCUSDT"), report
+        report = asyncio.run(consistency_report(sim.url, db_path))  # the exchange's position is the bot's book
+        assert report["bots"] == ["btc-trend"], report
+        # not flat: the market holds still, but a restarted desk analyses the candles closed after the one its
+        # snapshot last saved (soft-saved) and, flat now, may enter on the newest: a new trade, not the old one
+        assert all(t.id > trade.id for t in trades if t.closed_at is None), trades
         assert "Traceback" not in log.read_text(errors="replace")
     finally:
         sim.stop()
