@@ -41,6 +41,22 @@ def through_stop(pos) -> Decimal:
     return pos.stop_loss - 50 if pos.is_long else pos.stop_loss + 50
 
 
+def stop_after_the_look(bot, sim, pos, monkeypatch) -> tuple[list[int], dict]:
+    """The desk's first look at the exchange finds ``pos`` open; right after it, the exchange's stop closes it.
+    Returns the looks made (the later ones see the exchange as it is) and the stop's order."""
+    looks: list[int] = []
+    really_open = bot._exchange_position_open
+
+    async def looked_just_before_the_stop() -> bool:
+        looks.append(1)
+        return True if len(looks) == 1 else await really_open()
+
+    monkeypatch.setattr(bot, "_exchange_position_open", looked_just_before_the_stop)
+    assert sim.set_price("BTCUSDT", through_stop(pos)) == 1  # the exchange closes the position
+    (fill,) = [o for o in sim.orders(SIM_KEY, open_only=False) if o["orderStatus"] == "Filled"][:1]
+    return looks, fill
+
+
 async def test_the_stop_and_target_are_held_by_the_exchange_and_follow_the_trailing_stop(sim, tmp_path):
     h = await build_desk(sim.base_url, tmp_path / "p.db", [TREND])
     try:
@@ -193,16 +209,7 @@ async def test_an_exit_the_exchange_stop_beat_to_the_position_is_booked_not_an_e
     try:
         bot = await open_trend(h, sim)
         (pos,) = bot.strategy.get_active_positions()
-        looks = []
-        really_open = bot._exchange_position_open
-
-        async def looked_just_before_the_stop() -> bool:
-            looks.append(1)
-            return True if len(looks) == 1 else await really_open()
-
-        monkeypatch.setattr(bot, "_exchange_position_open", looked_just_before_the_stop)
-        assert sim.set_price("BTCUSDT", through_stop(pos)) == 1  # the exchange closes the position
-        (fill,) = [o for o in sim.orders(SIM_KEY, open_only=False) if o["orderStatus"] == "Filled"][:1]
+        _, fill = stop_after_the_look(bot, sim, pos, monkeypatch)
         await h.desk.tick_all()
         await h.desk.event_bus.drain(5)
         assert bot.state is BotState.RUNNING and not h.of(EventType.ERROR)
@@ -240,5 +247,30 @@ async def test_the_desks_own_exit_filled_but_not_booked_yet_is_not_taken_for_a_c
             p.position_id for p in bot.strategy.get_active_positions()}
         exits = [r for r in await h.db.list_orders(limit=100) if r.tag == f"exit-{pos.position_id}"]
         assert [r.status for r in exits] == ["FILLED"]
+    finally:
+        await h.close()
+
+
+async def test_an_exit_the_stop_beat_is_booked_though_the_exchange_holds_an_opposite_position_by_then(
+        sim, tmp_path, monkeypatch):
+    """A reversal: the desk looked and saw its position open, then sent its exit and its opposite entry; the
+    exchange's stop closed the position before the exit arrived (110017) and the entry filled before the
+    refusal was booked. The exchange holds a position again, on the other side: not the bot's, so the refusal
+    is still the stop's execution, booked once, and the bot trades on (it went to ERROR)."""
+    h = await build_desk(sim.base_url, tmp_path / "flip.db", [TREND])
+    try:
+        bot = await open_trend(h, sim)
+        (pos,) = bot.strategy.get_active_positions()
+        looks, fill = stop_after_the_look(bot, sim, pos, monkeypatch)
+        async with SignedClient(sim.base_url) as c:  # the reversal's entry: filled, its answer not booked yet
+            await c.ok("POST", "/v5/order/create", {"category": "linear", "symbol": "BTCUSDT", "orderType": "Market",
+                                                    "side": "Sell" if pos.is_long else "Buy", "qty": str(pos.size),
+                                                    "positionIdx": 0})
+        await h.desk.tick_all()
+        await h.desk.event_bus.drain(5)
+        assert len(looks) == 2  # the exit went out after the first look; the refusal looked again
+        assert bot.state is BotState.RUNNING and not h.of(EventType.ERROR), [e.data for e in h.of(EventType.ERROR)]
+        closes = [e for e in h.of(EventType.TRADE_CLOSED, "btc-trend") if e.data.position_id == pos.position_id]
+        assert [c.data.exit_price for c in closes] == [Decimal(fill["avgPrice"])]
     finally:
         await h.close()

@@ -277,9 +277,11 @@ class ExchangeProtection:
         return tuple(self._spot_held[k][1] if k in self._spot_held else None for k in "st")  # type: ignore[return-value]
 
     async def _exchange_position_open(self) -> bool:
+        """Does the exchange still hold the bot's position? Linear: one on the bot's side (an opposite one, e.g.
+        its reversal's entry filled meanwhile, is not it); spot has none: did none of our stops execute?"""
         if self.market_type == "linear":
-            return await self.client.fetch_held_stops(self.symbol) is not None
-        return not await self._stop_executions()  # spot has no position: did one of ours execute?
+            return _signed(await self.client.fetch_held_stops(self.symbol)) * self._net_position() > 0
+        return not await self._stop_executions()
 
     def _held_since(self) -> int:
         """Epoch ms from which the exchange's executions may concern the open positions (0: not known)."""
