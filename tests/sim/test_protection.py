@@ -65,6 +65,19 @@ async def test_trading_stop_refusals(client, sim):
     assert (await client.code("POST", STOP, tpsl(stopLoss="58000.05")))[0] == 10001  # off the tick
 
 
+async def test_a_refused_trading_stop_changes_nothing(client, sim):
+    """A request with one bad level is refused whole: the valid level beside it is not set either."""
+    await long_btc(client, sim)
+    await client.ok("POST", STOP, tpsl(stopLoss="58000", takeProfit="63000"))
+    code, msg = await client.code("POST", STOP, tpsl(takeProfit="64000", stopLoss="61000"))  # the stop is wrong
+    assert code == 10001 and "StopLoss" in msg
+    code, _ = await client.code("POST", STOP, tpsl(trailingStop="500", activePrice="59000", takeProfit="64000"))
+    assert code == 10001
+    pos = await position(client)
+    assert (pos["stopLoss"], pos["takeProfit"], pos["trailingStop"]) == ("58000", "63000", "0.00")
+    assert sorted(o["triggerPrice"] for o in await stop_orders(client)) == ["58000", "63000"]
+
+
 async def test_a_stop_executes_at_market_once_the_price_crosses_it(client, sim):
     await long_btc(client, sim)
     await client.ok("POST", STOP, tpsl(stopLoss="58000", takeProfit="63000"))

@@ -64,15 +64,22 @@ def trading_stop(sim: ExchangeSimulator, acct: Account, p: dict) -> dict:
     pos = acct.positions.get(spec.symbol)
     if pos is None or not pos.size:
         raise m.ApiError(10001, "can not set tp/sl/ts for zero position")
-    changed = False
+    trailing = None
     if p.get("trailingStop") not in (None, ""):
         active = _level(p.get("activePrice"), "activePrice", spec) if p.get("activePrice") not in (None, "") else None
-        changed |= _set_trailing(engine, acct, pos, _level(p.get("trailingStop"), "trailingStop", spec), active)
+        trailing = (_level(p.get("trailingStop"), "trailingStop", spec), active)
+        _check_trailing(engine, pos, *trailing)
+    levels = []
     for kind, key in (("TakeProfit", "takeProfit"), ("StopLoss", "stopLoss")):
         if p.get(key) in (None, ""):
             continue
         level = _level(p.get(key), key, spec)
         by = _trigger_by(p.get("tpTriggerBy" if kind == "TakeProfit" else "slTriggerBy"))
+        _check_level(engine, pos, kind, level)
+        levels.append((kind, level, by))
+    # the whole request is checked before any of it applies: a refused one changes nothing
+    changed = trailing is not None and _set_trailing(engine, acct, pos, *trailing)
+    for kind, level, by in levels:
         changed |= _set_level(engine, acct, pos, kind, level, by)
     if not changed:
         raise m.ApiError(34040, "not modified")
@@ -221,19 +228,12 @@ def _direction(p: dict, category: object, trigger: Decimal, last: Decimal) -> in
 
 
 def _set_level(engine: Engine, acct: Account, pos: Position, kind: str, level: Decimal, by: str) -> bool:
-    """Set (or with 0 cancel) the position's TP or SL; False when it is already so."""
+    """Set (or with 0 cancel) the position's TP or SL (checked by ``_check_level``); False when it is already so."""
     current = pos.take_profit if kind == "TakeProfit" else pos.stop_loss
     current_by = pos.tp_trigger_by if kind == "TakeProfit" else pos.sl_trigger_by
     if level == current and (not level or by == current_by):
         return False
-    last = engine.price(pos.symbol)
     long = pos.size > 0
-    if level:
-        above = kind == "TakeProfit" if long else kind == "StopLoss"
-        if above and level <= last or not above and level >= last:
-            where = "higher" if above else "lower"
-            raise m.ApiError(10001, f"{kind}:{m.fmt(level)} set for {'Buy' if long else 'Sell'} position should be "
-                                  f"{where} than base_price:{m.fmt(last)}??LastPrice")
     for o in [o for o in acct.conditionals.values() if o.symbol == pos.symbol and o.stop_order_type == kind]:
         del acct.conditionals[o.order_id]
         o.status, o.cancel_type, o.updated = "Deactivated", "CancelByUser", engine.now_ms()
@@ -248,14 +248,30 @@ def _set_level(engine: Engine, acct: Account, pos: Position, kind: str, level: D
     return True
 
 
-def _set_trailing(engine: Engine, acct: Account, pos: Position, distance: Decimal, active: Decimal | None) -> bool:
-    """Set (or with 0 cancel) the position's trailing stop; False when it is already so."""
-    if distance == pos.trailing_stop and active is None:
-        return False
+def _check_level(engine: Engine, pos: Position, kind: str, level: Decimal) -> None:
+    """A new TP above and a new SL below a long's last price (a short's the other way round); 0 cancels."""
+    if level == (pos.take_profit if kind == "TakeProfit" else pos.stop_loss):
+        return
+    last, long = engine.price(pos.symbol), pos.size > 0
+    above = kind == "TakeProfit" if long else kind == "StopLoss"
+    if level and (above and level <= last or not above and level >= last):
+        raise m.ApiError(10001, f"{kind}:{m.fmt(level)} set for {'Buy' if long else 'Sell'} position should be "
+                                f"{'higher' if above else 'lower'} than base_price:{m.fmt(last)}??LastPrice")
+
+
+def _check_trailing(engine: Engine, pos: Position, distance: Decimal, active: Decimal | None) -> None:
     last, long = engine.price(pos.symbol), pos.size > 0
     if active is not None and distance and (active <= last if long else active >= last):
         raise m.ApiError(10001, f"activePrice:{m.fmt(active)} set for {'Buy' if long else 'Sell'} position should be "
                                 f"{'higher' if long else 'lower'} than base_price:{m.fmt(last)}??LastPrice")
+
+
+def _set_trailing(engine: Engine, acct: Account, pos: Position, distance: Decimal, active: Decimal | None) -> bool:
+    """Set (or with 0 cancel) the position's trailing stop (checked by ``_check_trailing``); False when it is
+    already so."""
+    if distance == pos.trailing_stop and active is None:
+        return False
+    last, long = engine.price(pos.symbol), pos.size > 0
     for o in [o for o in acct.conditionals.values() if o.symbol == pos.symbol and o.stop_order_type == "TrailingStop"]:
         del acct.conditionals[o.order_id]
         o.status, o.cancel_type, o.updated = "Deactivated", "CancelByUser", engine.now_ms()
