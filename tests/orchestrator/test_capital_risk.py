@@ -122,6 +122,23 @@ async def test_max_daily_loss_pauses_bot_and_utc_day_resets(sim, tmp_path):
         await h.close()
 
 
+async def test_a_loss_booked_between_ticks_pauses_the_bot_before_it_decides(sim, tmp_path):
+    """A loss booked outside a tick (a liquidation or stop heard on the stream, a close booked at start-up)
+    reaching the daily-loss rail pauses the bot at its next tick before that tick decides anything: no entry
+    goes out first."""
+    rails = RiskRails(Decimal("0.01"), Decimal("5"), Decimal("0.05"))
+    h = await build_desk(sim.base_url, tmp_path / "between.db", [DCA], rails=rails)
+    try:
+        dca = h.desk.bots["sol-dca"].bot
+        h.desk.risk.add_realized("sol-dca", -dca.allocated_capital * Decimal("0.06"))
+        await run_ticks(h, sim, 2)
+        assert dca.state is BotState.PAUSED and dca.paused_by == "risk"
+        assert sim.orders(SIM_KEY, open_only=False) == [] and await h.db.list_orders(limit=10) == []
+        assert len(h.of(EventType.RISK_LIMIT, "sol-dca")) == 1
+    finally:
+        await h.close()
+
+
 async def test_desk_wide_daily_loss_pauses_every_bot(sim, tmp_path):
     h = await build_desk(sim.base_url, tmp_path / "w.db", [GRID, DCA])
     try:
