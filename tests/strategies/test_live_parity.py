@@ -39,7 +39,6 @@ def decisions(s, df, i0, window):
     return out
 
 
-@pytest.mark.slow(10)
 @pytest.mark.parametrize("file", ["ETH_BTC-5m.csv", "LTC_BTC-5m.csv", "XRPUSDT-perp-5m.csv"])
 @pytest.mark.parametrize(("st", "params"), [
     ("trend_follower", {"ema_fast": 20, "ema_slow": 50, "adx_threshold": 20}),
@@ -74,7 +73,7 @@ def live_frames(frames, closes, i, window):
     return out
 
 
-@pytest.mark.slow(35)
+@pytest.mark.slow(6)
 @pytest.mark.parametrize("file", ["ETH_BTC-5m.csv", "LTC_BTC-5m.csv"])
 def test_smc_live_window_decides_like_the_whole_history(file, candles_dir):
     """SMC keeps zones and pools for ``max_age`` candles and smooths its ATR: ``history_candles`` of each
