@@ -19,9 +19,10 @@ Money stays Decimal; an equity curve is a float array because it only feeds thes
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 
@@ -84,6 +85,73 @@ def sharpe_ratio(equity: np.ndarray, periods_per_year: float = 1.0) -> float | N
     if sd == 0.0 or not math.isfinite(sd):
         return None
     return float(rets.mean()) / sd * math.sqrt(periods_per_year)
+
+
+@dataclass(slots=True)
+class TradeTally:
+    """The figures of ``trade_stats``, ``max_drawdown`` and ``sharpe_ratio`` over ``realised_equity(start,
+    pnls)`` kept as running sums, so a live strategy's memory does not grow with its trades. ``start`` is
+    the capital when the first trade closed; the returns' variance is Welford's (equal to numpy's two-pass
+    one within rounding)."""
+
+    start: float | None = None
+    trades: int = 0
+    wins: int = 0
+    gross_profit: Decimal = ZERO
+    total_pnl: Decimal = ZERO
+    total_fees: Decimal = ZERO
+    cum: float = 0.0  # the float sum of the pnls, as ``realised_equity`` adds them
+    peak: float = 0.0
+    drawdown: float = 0.0  # the largest fall from the running peak, a fraction of it
+    returns: int = 0  # the finite per-trade returns, their mean and sum of squared deviations
+    mean: float = 0.0
+    m2: float = 0.0
+
+    def add(self, pnl: Decimal, fees: Decimal, capital: Decimal) -> None:
+        """Count one closed trade (net ``pnl``, the ``fees`` it paid); ``capital``: the curve's start if first."""
+        if self.start is None:
+            self.start = self.peak = float(capital)
+        before = self.start + self.cum
+        self.cum += float(pnl)
+        equity = self.start + self.cum
+        self.trades += 1
+        self.wins += pnl > 0
+        self.gross_profit += pnl if pnl > 0 else ZERO
+        self.total_pnl += pnl
+        self.total_fees += fees
+        self.peak = max(self.peak, equity)
+        if self.peak > 0:
+            self.drawdown = max(self.drawdown, (self.peak - equity) / self.peak)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = float(np.float64(equity - before) / np.float64(before))  # inf / nan as numpy gives them
+        if math.isfinite(step):
+            self.returns += 1
+            delta = step - self.mean
+            self.mean += delta / self.returns
+            self.m2 += delta * (step - self.mean)
+
+    @property
+    def stats(self) -> TradeStats:
+        return TradeStats(trades=self.trades, wins=self.wins, losses=self.trades - self.wins,
+                          gross_profit=self.gross_profit, gross_loss=self.gross_profit - self.total_pnl,
+                          total_pnl=self.total_pnl)
+
+    @property
+    def sharpe(self) -> float | None:
+        """``sharpe_ratio`` of the realised curve (per trade, not annualised); None when undefined."""
+        if self.returns < 2:
+            return None
+        sd = math.sqrt(self.m2 / (self.returns - 1))
+        return self.mean / sd if sd > 0.0 and math.isfinite(sd) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: str(v) if isinstance(v, Decimal) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TradeTally:
+        decimals = {"gross_profit", "total_pnl", "total_fees"}
+        values: dict[str, Any] = {k: to_decimal(v) if k in decimals else v for k, v in data.items()}
+        return cls(**values)
 
 
 def realised_equity(start: Decimal, pnls: Iterable[Decimal]) -> np.ndarray:

@@ -11,7 +11,7 @@ import pytest
 
 from traderagent.backtest.ledger import Ledger
 from traderagent.backtest.metrics import Fill, Trade, compute_metrics
-from traderagent.metrics import YEAR_MS, max_drawdown, sharpe_ratio
+from traderagent.metrics import YEAR_MS, TradeTally, max_drawdown, realised_equity, sharpe_ratio, trade_stats
 
 DAY = 86_400_000
 
@@ -156,3 +156,23 @@ def test_unrealised_pnl_is_the_open_positions_marked_at_the_last_close(candles_d
     assert m.realized_pnl == s.get_performance().total_pnl
     assert m.realized_pnl + m.unrealized_pnl == m.net_pnl == m.final_balance - res.initial_balance
     assert m.open_trades == len(s.get_active_positions())
+
+
+@pytest.mark.parametrize("pnls", [
+    ["19.5", "-5.5"],
+    ["10", "-3", "7.25", "-12", "0", "4", "-1.5", "30"],
+    ["-1000", "5", "-2", "8"],  # the curve touches zero: that step's return is undefined and left out
+    ["2", "2"],
+])
+def test_trade_tally_gives_the_figures_of_the_whole_curve(pnls):
+    values = [D(p) for p in pnls]
+    tally = TradeTally()
+    for p in values:
+        tally.add(p, D("0.1"), D("1000"))
+    equity = realised_equity(D("1000"), values)
+    assert tally.stats == trade_stats(values)
+    assert tally.drawdown == max_drawdown(equity)[0]
+    whole = sharpe_ratio(equity)
+    assert tally.sharpe == (None if whole is None else pytest.approx(whole))
+    assert tally.total_fees == D("0.1") * len(values)
+    assert TradeTally.from_dict(tally.to_dict()) == tally

@@ -142,9 +142,10 @@ class LadderBook(RuleBasedStateMachine):
         assert book == held, f"book {book} != exchange {held}; errors {refused}"
         assert not refused
         # a closed trade row carries what was closed: a DCA cycle's total quantity at its average entry
-        closed = {p.position_id: p for p in bot.strategy.closed_positions}
-        for row in self.run(self.h.db.list_trades(self.SPEC.name, limit=10_000, closed_only=True)):
-            pos = closed[row.tag]
+        # (the book keeps its latest closed records; older ones were looked at by the steps that closed them)
+        rows = {r.tag: r for r in self.run(self.h.db.list_trades(self.SPEC.name, limit=10_000, closed_only=True))}
+        for pos in bot.strategy.closed_positions:
+            row = rows[pos.position_id]
             assert (row.qty, row.entry_price) == (pos.size, pos.entry_price), row.tag
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from traderagent.strategies import STRATEGY_TYPES, create_strategy, strategy_defaults
+from traderagent.strategies.book import CLOSED_KEEP
 from traderagent.strategies.frames import align_higher_timeframe, closed_only
 from traderagent.strategies.numeric import round_down
 from traderagent.strategies.types import BaseSignal, ExitReason, OrderIntent, PositionInfo, SignalDirection
@@ -171,6 +172,27 @@ def test_open_positions_is_a_live_read_only_view_and_closed_since_counts():
     other.open_position(signal(), D("1"), D("100"))
     s.load_state(other.get_state())
     assert len(view) == 1  # load_state refills the same mapping: a view taken before stays live
+
+
+def test_forgotten_closed_records_keep_their_numbers_and_performance():
+    s = trend()
+    for exit_price in ("110", "95", "120", "90") * 5:
+        s.close_position(s.open_position(signal(), D("1"), D("100")).position_id, D(exit_price), "manual")
+    performance, last = s.get_performance(), s.closed_positions[-1]
+    legacy = {k: v for k, v in s.get_state().items() if k not in ("tally", "closed_base")}
+    s.forget_closed(15)
+    assert s.closed_count == 20 and len(s.closed_positions) == 5  # those not stored yet stay
+    assert s.closed_since(15) == s.closed_positions and s.closed_since(18) == s.closed_positions[-2:]
+    s.forget_closed(20)
+    assert len(s.closed_positions) == CLOSED_KEEP and s.closed_since(0) == s.closed_positions  # the latest, for a look
+    assert s.get_performance() == performance
+    t = trend()
+    t.load_state(json.loads(json.dumps(s.get_state())))
+    assert t.closed_count == 20 and t.get_performance() == performance
+    assert t.closed_positions[-1].to_dict() == last.to_dict()
+    u = trend()  # a state saved before the running totals: every record, the totals counted from them
+    u.load_state(json.loads(json.dumps(legacy)))
+    assert u.closed_count == 20 and u.get_performance() == performance
 
 
 def test_signal_candidates_default_is_every_candle():

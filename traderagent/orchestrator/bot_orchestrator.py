@@ -807,6 +807,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
             return self._kept_unsaved(new_orders, order_updates, announce)
         before = (dict(self._trade_ids), self._closed_seen, self._realized, self._dirty, self._soft_dirty)
         opened, closed, new_trades, closes = self._book_trades()
+        stored_upto = self._closed_seen  # closed records whose trade rows this write stores
         snapshot = None
         soft_due = self._soft_dirty and time.monotonic() - self._soft_saved_at >= SOFT_SAVE_S
         if self._dirty or force or soft_due or opened or closed:
@@ -843,6 +844,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
             if announce is not None:
                 self._emit(announce)
             self._trades_recorded(opened, closed, new_ids)
+            self.strategy.forget_closed(stored_upto)  # the database has them now
             return True
 
         return await self._committed(write())

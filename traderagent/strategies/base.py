@@ -147,8 +147,10 @@ commit more than ``min(balance, allocated_capital)``.
 Restart recovery
 ================
 ``get_state() -> dict`` (JSON-safe: Decimals as strings) and ``load_state(dict)`` round-trip open
-positions, performance history, counters and (ladders) the level/cycle table. The orchestrator
-saves it with ``save_bot_progress`` after every fill/close and reconciles with the exchange at start.
+positions, the closed records kept, the performance totals, counters and (ladders) the level/cycle
+table. The orchestrator saves it with ``save_bot_progress`` after every fill/close and reconciles with
+the exchange at start; once a close's trade row is stored it lets the book forget the record
+(``forget_closed``), so neither the state nor its snapshot grows with the bot's history.
 
 Sizing and performance
 ======================
@@ -157,7 +159,8 @@ that the notional ``size * entry <= allocated_capital``, rounded DOWN to ``qty_s
 Every closed position (signal trade, grid pair, DCA deal) is recorded by ``close_position`` ->
 ``get_performance()``: trades, wins, losses, win rate, total pnl (net of fees), profit factor, Sharpe
 ratio and max drawdown as defined in ``traderagent.metrics``, over the realised equity curve (one point
-per closed trade, starting at ``allocated_capital``; the Sharpe ratio is per trade, not annualised).
+per closed trade, starting at ``allocated_capital`` as it was at the first close; the Sharpe ratio is per
+trade, not annualised), kept as running totals (``TradeTally``).
 """
 
 from __future__ import annotations
@@ -171,7 +174,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from traderagent.metrics import max_drawdown, realised_equity, sharpe_ratio, trade_stats
+from traderagent.metrics import TradeTally
 from traderagent.numbers import ZERO, to_decimal
 from traderagent.strategies.book import PositionBook
 from traderagent.strategies.frames import align_higher_timeframe, closed_only, last_open_ms
@@ -412,10 +415,10 @@ class BaseStrategy(PositionBook):
 
     # ------------------------------------------------------------ performance
     def get_performance(self) -> StrategyPerformance:
-        stats = trade_stats(self._trade_pnls)
+        tally = self._tally
+        stats = tally.stats
         if stats.trades == 0:
             return StrategyPerformance()
-        equity = realised_equity(self.allocated_capital, self._trade_pnls)
         return StrategyPerformance(
             total_trades=stats.trades,
             winning_trades=stats.wins,
@@ -423,10 +426,10 @@ class BaseStrategy(PositionBook):
             win_rate=stats.win_rate or 0.0,
             total_pnl=stats.total_pnl,
             profit_factor=stats.profit_factor,
-            sharpe_ratio=sharpe_ratio(equity),
-            max_drawdown=max_drawdown(equity)[0],
+            sharpe_ratio=tally.sharpe,
+            max_drawdown=tally.drawdown,
             avg_trade_pnl=stats.total_pnl / stats.trades,
-            total_fees=sum(self._trade_fees, ZERO),
+            total_fees=tally.total_fees,
         )
 
     # ------------------------------------------------------------ state
@@ -436,7 +439,9 @@ class BaseStrategy(PositionBook):
             "next_id": self._next_id,
             "last_candle_ms": self._last_candle_ms,
             "positions": [p.to_dict() for p in self._positions.values()],
-            "closed": [p.to_dict() for p in self._closed],
+            "closed": [p.to_dict() for p in self._closed],  # those kept (see forget_closed)
+            "closed_base": self._closed_base,
+            "tally": self._tally.to_dict(),
         }
 
     def load_state(self, state: Mapping[str, Any]) -> None:
@@ -449,16 +454,18 @@ class BaseStrategy(PositionBook):
         for raw in state.get("positions", []):
             pos = PositionInfo.from_dict(raw)
             self._positions[pos.position_id] = pos
-        self._closed, self._trade_pnls, self._trade_fees = [], [], []
+        self._closed, self._closed_base, self._tally = [], int(state.get("closed_base", 0)), TradeTally()
         for raw in state.get("closed", []):
             self._record_closed(PositionInfo.from_dict(raw))
+        if "tally" in state:  # the totals of every record, forgotten ones included (older states kept them all)
+            self._tally = TradeTally.from_dict(state["tally"])
 
     def reset(self) -> None:
         """Forget positions and history (a fresh run with the same parameters)."""
         self._positions.clear()
         self._closed.clear()
-        self._trade_pnls.clear()
-        self._trade_fees.clear()
+        self._closed_base = 0
+        self._tally = TradeTally()
         self._next_id = 1
         self._last_candle_ms = None
         self._intents_cache = None

@@ -3,7 +3,9 @@
 ``PositionBook`` is a base of ``BaseStrategy`` (see ``strategies/base.py`` for how drivers use it):
 positions are opened from signals or ladder fills, checked against their stop / target
 (``check_exits``) and closed fully or in part; each closed record books its pnl net of all fees.
-Position ids are ``<strategy_type>-<n>``.
+Position ids are ``<strategy_type>-<n>``. Closed records are numbered from 0 in the order they closed
+(``closed_count``, ``closed_since``); a driver that stored them elsewhere lets the book forget them
+(``forget_closed``), the performance figures being running totals (``TradeTally``).
 """
 
 from __future__ import annotations
@@ -16,18 +18,23 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
+from traderagent.metrics import TradeTally
 from traderagent.numbers import ZERO, to_decimal
 from traderagent.strategies.types import BaseSignal, ExitReason, PositionInfo, SignalDirection
 
+CLOSED_KEEP = 4  # closed records a book keeps after its driver stored them (the latest, for a look at them)
+
 
 class PositionBook(ABC):
-    """Open positions by id and the history of closed records (with their pnl and fees)."""
+    """Open positions by id, the closed records not forgotten yet and the running totals of all of them."""
+
+    allocated_capital: Decimal  # the start of the realised equity curve (set by the strategy)
 
     def __init__(self) -> None:
         self._positions: dict[str, PositionInfo] = {}
-        self._closed: list[PositionInfo] = []
-        self._trade_pnls: list[Decimal] = []
-        self._trade_fees: list[Decimal] = []
+        self._closed: list[PositionInfo] = []  # closed records numbered from _closed_base on
+        self._closed_base = 0
+        self._tally = TradeTally()
         self._next_id = 1
 
     @property
@@ -118,12 +125,20 @@ class PositionBook(ABC):
 
     @property
     def closed_count(self) -> int:
-        """Number of closed position records (``closed_positions`` without the copy)."""
-        return len(self._closed)
+        """Number of closed position records ever booked (forgotten ones included)."""
+        return self._closed_base + len(self._closed)
 
     def closed_since(self, start: int) -> list[PositionInfo]:
         """Closed position records from number ``start`` on (those booked since ``closed_count`` was start)."""
-        return self._closed[start:]
+        return self._closed[max(start - self._closed_base, 0):]
+
+    def forget_closed(self, upto: int) -> None:
+        """Drop the closed records numbered below ``upto`` (the driver stored them) but the last CLOSED_KEEP:
+        a long-running book stays bounded; ``closed_count`` and the performance figures are unchanged."""
+        drop = min(upto - self._closed_base, len(self._closed) - CLOSED_KEEP)
+        if drop > 0:
+            del self._closed[:drop]
+            self._closed_base += drop
 
     def get_position(self, position_id: str) -> PositionInfo:
         try:
@@ -204,7 +219,7 @@ class PositionBook(ABC):
         part_cost = pos.cost_basis * qty / pos.size if pos.cost_basis is not None else None
         part = PositionInfo(**{f.name: getattr(pos, f.name) for f in fields(pos)})
         part.metadata = dict(pos.metadata)
-        part.position_id = f"{pos.position_id}.{len(self._closed) + 1}"
+        part.position_id = f"{pos.position_id}.{self.closed_count + 1}"
         part.size, part.fees, part.cost_basis = qty, part_fees + fee, part_cost
         pos.size -= qty
         pos.fees -= part_fees
@@ -241,11 +256,11 @@ class PositionBook(ABC):
 
     def _record_closed(self, pos: PositionInfo) -> None:
         self._closed.append(pos)
-        self._trade_pnls.append(pos.realized_pnl or ZERO)
-        self._trade_fees.append(pos.fees)
+        self._tally.add(pos.realized_pnl or ZERO, pos.fees, self.allocated_capital)
 
     @property
     def closed_positions(self) -> list[PositionInfo]:
+        """The closed records kept: all of them unless the driver let the book forget some."""
         return list(self._closed)
 
 

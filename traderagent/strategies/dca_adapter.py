@@ -209,7 +209,7 @@ class DCAAdapter(BaseStrategy):
         if self.status == IDLE:  # price- and balance-dependent, and brief: not cached
             return self._start_intents(price, to_decimal(balance))
         # an active deal's ladder moves only on fills (they drop the cache)
-        return self._cached_intents(lambda: (self.status, len(self._positions), len(self._closed)),
+        return self._cached_intents(lambda: (self.status, len(self._positions), self.closed_count),
                                     lambda: self._deal_intents() if self.status == ACTIVE else [])
 
     def _start_intents(self, price: Decimal, balance: Decimal) -> list[OrderIntent]:

@@ -226,7 +226,7 @@ class GridAdapter(BaseStrategy):
         levels = self.levels
         if not levels:
             return None
-        return (self.status, len(self._positions), len(self._closed),
+        return (self.status, len(self._positions), self.closed_count,
                 bisect_left(levels, price), bisect_right(levels, price), balance)
 
     def _desired(self, price: Decimal, balance: Decimal) -> list[OrderIntent]:
