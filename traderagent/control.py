@@ -60,7 +60,7 @@ from typing import Any, TypeVar
 
 from traderagent.api.markets import normalize_symbol
 from traderagent.bots import BotSpec
-from traderagent.database.exceptions import DatabaseUnavailableError, LeaseLapsed
+from traderagent.database.exceptions import DatabaseError, DatabaseUnavailableError, LeaseLapsed
 from traderagent.orchestrator.analysis import AnalysisCache
 from traderagent.orchestrator.bot_orchestrator import BotOrchestrator
 from traderagent.orchestrator.budget import AnalysisBudget
@@ -108,6 +108,7 @@ from traderagent.ports import (
     FleetStorePort,
     LogLineSpec,
     OrderRow,
+    RecoveryRows,
     StorePort,
     TradeRow,
 )
@@ -550,20 +551,27 @@ class Desk(Records):
 
     async def _recover_all(self, refused: Mapping[str, str]) -> dict[str, Mapping[str, int | str]]:
         """Every bot's ``_recover``, RECOVERY_CONCURRENCY at a time: one after the other, thousands of bots
-        would take minutes of round trips; together they share the group commit and the account's reads."""
+        would take minutes of round trips; together they share the group commit and the account's reads. Their
+        rows are read for all of them at once first (a lost database: each bot reads its own, and waits)."""
         handles = list(self.bots.items())
-        results = await _at_most(RECOVERY_CONCURRENCY,
-                                 [self._recover(handle, refused.get(name)) for name, handle in handles])
+        try:
+            loaded = await self.db.load_recoveries(self.bots)
+        except DatabaseUnavailableError as exc:
+            self.storage.trip(exc)
+            loaded = {}
+        results = await _at_most(RECOVERY_CONCURRENCY, [self._recover(handle, refused.get(name), loaded.get(name))
+                                                        for name, handle in handles])
         return {name: result for (name, _), result in zip(handles, results, strict=True)}
 
-    async def _recover(self, handle: BotHandle, refusal: str | None = None) -> Mapping[str, int | str]:
+    async def _recover(self, handle: BotHandle, refusal: str | None = None,
+                       loaded: RecoveryRows | None = None) -> Mapping[str, int | str]:
         """The bot's row (created, or updated from the bots file), then its recovery (``refusal``: why
-        it may not trade, e.g. its perpetual set-up failed: ERROR instead). A lost database postpones
-        it: the bot waits (INITIALIZING, not in ERROR) and is recovered by ``check_storage`` once
-        storage is back."""
+        it may not trade, e.g. its perpetual set-up failed: ERROR instead; ``loaded``: its rows, read
+        already). A lost database postpones it: the bot waits (INITIALIZING, not in ERROR) and is
+        recovered by ``check_storage`` once storage is back."""
         name = handle.spec.name
         try:
-            row = await self.db.get_bot(name)
+            row = loaded.row if loaded is not None else await self.db.get_bot(name)
             if row is None:
                 await self.db.create_bot(name, handle.spec.strategy, handle.spec.symbol, handle.spec.market_type,
                                          handle.spec.to_config(), handle.bot.allocated_capital)
@@ -575,7 +583,7 @@ class Desk(Records):
             if refusal is not None:  # told, not a bug: the operator changes a setting
                 await handle.bot.fail(refusal)
                 return {"error": refusal}
-            return await handle.bot.recover(saved)
+            return await handle.bot.recover(saved, loaded)
         except DatabaseUnavailableError as exc:
             self.storage.trip(exc)
             self._unrecovered.append(handle)
@@ -841,13 +849,19 @@ class Desk(Records):
 
     async def _restore_daily_pnl(self) -> None:
         self.risk.roll_day()
+        try:
+            today = await self.db.realized_pnl_by_bot(since=self._midnight())
+        except DatabaseError:  # as _day_pnl: no record, no loss today
+            today = {}
         for name in self.bots:
-            self.risk.realized_today[name] = await self._day_pnl(name)
+            self.risk.realized_today[name] = today.get(name, ZERO)
+
+    def _midnight(self) -> datetime:
+        return self.clock().replace(hour=0, minute=0, second=0, microsecond=0)
 
     async def _day_pnl(self, name: str) -> Decimal:
-        midnight = self.clock().replace(hour=0, minute=0, second=0, microsecond=0)
         try:
-            return await self.db.realized_pnl(name, since=midnight)
+            return await self.db.realized_pnl(name, since=self._midnight())
         except Exception:  # the bot may not exist in the DB yet
             return ZERO
 

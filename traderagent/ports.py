@@ -282,6 +282,19 @@ LogLineSpec = tuple[str | None, str, str, Mapping[str, Any] | None]  # bot_name,
 
 
 # ---------------------------------------------------------------------- store
+class RecoveryRows(Protocol):
+    """A bot's rows its start-up recovery reads, read for every bot at once (``load_recoveries``)."""
+
+    @property
+    def row(self) -> BotRow | None: ...  # None: a new bot
+    @property
+    def runtime(self) -> dict[str, Any] | None: ...
+    @property
+    def open_trades(self) -> Sequence[TradeRow]: ...
+    @property
+    def orders(self) -> Sequence[OrderRow]: ...  # the non-final ones, oldest first
+
+
 class StorePort(Protocol):
     # bots
     async def create_bot(self, name: str, strategy: str, symbol: str, market_type: str, config: dict[str, Any],
@@ -294,6 +307,8 @@ class StorePort(Protocol):
     async def set_bot_state(self, name: str, state: str) -> BotRow: ...
 
     async def load_bot_runtime(self, name: str) -> dict[str, Any] | None: ...
+
+    async def load_recoveries(self, names: Iterable[str]) -> Mapping[str, RecoveryRows]: ...
 
     def fence_writes(self, token_of: Callable[[str], str | None]) -> None: ...
 
@@ -318,6 +333,8 @@ class StorePort(Protocol):
     async def newest_trade_close(self, bot_name: str, tag_prefix: str) -> dt.datetime | None: ...
 
     async def realized_pnl(self, bot_name: str | None = None, *, since: dt.datetime | None = None) -> Decimal: ...
+
+    async def realized_pnl_by_bot(self, *, since: dt.datetime) -> Mapping[str, Decimal]: ...
 
     async def daily_pnl(self, days: int = 7, bot_name: str | None = None) -> Sequence[tuple[dt.date, Decimal]]: ...
 

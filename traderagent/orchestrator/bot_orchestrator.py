@@ -72,7 +72,7 @@ from traderagent.orchestrator.protection import EXIT_TAG, LIQUIDATED_BY, SINCE_M
 from traderagent.orchestrator.risk import DeskRisk
 from traderagent.orchestrator.state import TICKING_STATES, BotState, IllegalTransition, check_transition
 from traderagent.orchestrator.storage import StorageWatch, UnsavedRows
-from traderagent.ports import CapitalPort, ExchangePort, FillStream, StorePort
+from traderagent.ports import CapitalPort, ExchangePort, FillStream, RecoveryRows, StorePort, TradeRow
 from traderagent.results import BotMark
 from traderagent.strategies.base import BaseStrategy
 from traderagent.strategies.frames import last_open_ms
@@ -626,9 +626,10 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
                                    self.quote_coin, held, self.risk.realized_today.get(self.name),
                                    summarised=self.strategy.is_ladder and pos.exit_reason is ExitReason.LIQUIDATION))
 
-    async def _adopt_open_trades(self) -> None:
-        """Open trade rows of this bot (tagged with their position id) whose id the snapshot lacks."""
-        for trade in await self.db.list_open_trades(self.name):
+    async def _adopt_open_trades(self, rows: Sequence[TradeRow] | None = None) -> None:
+        """Open trade rows of this bot (tagged with their position id) whose id the snapshot lacks (``rows``:
+        those rows, read already)."""
+        for trade in rows if rows is not None else await self.db.list_open_trades(self.name):
             if trade.tag and trade.tag not in self._trade_ids:
                 self._trade_ids[trade.tag] = [trade.id, str(trade.fees)]
 
@@ -944,14 +945,15 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
             self._day = datetime.fromisoformat(snap["saved_at"]).astimezone(UTC).date()
 
     # ------------------------------------------------------------------ start-up recovery
-    async def recover(self, saved_state: str | None = None) -> dict[str, int]:
+    async def recover(self, saved_state: str | None = None, loaded: RecoveryRows | None = None) -> dict[str, int]:
         """Rebuild from the database and the exchange; returns counts of what was reconciled.
 
         ``saved_state``: the state the database holds for this bot (RUNNING, PAUSED, ...); the
-        bot returns to it afterwards (a new bot: RUNNING). Call once, before the first tick.
+        bot returns to it afterwards (a new bot: RUNNING). ``loaded``: its rows, read already
+        (``load_recoveries``). Call once, before the first tick.
         """
         async with self._lock:
-            snap = await self.db.load_bot_runtime(self.name)
+            snap = loaded.runtime if loaded is not None else await self.db.load_bot_runtime(self.name)
             if snap:
                 self._load_runtime(snap)
             self._loaded = True
@@ -962,8 +964,9 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
             if self._funding_keys != FUNDING_KEYS:  # saved by a desk that keyed funding otherwise
                 self._funding_since = await upgraded_funding_since(self.db, self.name, self._funding_since)
                 self._funding_keys = FUNDING_KEYS
-            await self._adopt_open_trades()  # before anything is written: a known trade is never inserted twice
-            counts = await self._reconcile_orders()
+            # before anything is written: a known trade is never inserted twice
+            await self._adopt_open_trades(loaded.open_trades if loaded is not None else None)
+            counts = await self._reconcile_orders(loaded.orders if loaded is not None else None)
             tags = {o.tag for o in self._orders.values()}
             for tag in [t for t in self._pending_entries if t not in tags]:
                 self._pending_entries.pop(tag)  # decided but never written: nothing was sent

@@ -24,7 +24,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -524,12 +524,13 @@ class OrderLifecycle:
                         order.price, self.quote_coin)
 
     # ------------------------------------------------------------------ start-up reconcile
-    async def _reconcile_orders(self) -> dict[str, int]:
-        """Every non-final order of the bot by orderLinkId: found, adopted; not found, FAILED -- unless
-        its create, signed by a process just killed, may still reach the exchange (``PENDING_GRACE_S``):
-        that one stays tracked ("unseen") and the ticks look for it again, adopting it if it arrives."""
+    async def _reconcile_orders(self, rows: Sequence[OrderRow] | None = None) -> dict[str, int]:
+        """Every non-final order of the bot (``rows``: read already) by orderLinkId: found, adopted; not found,
+        FAILED -- unless its create, signed by a process just killed, may still reach the exchange
+        (``PENDING_GRACE_S``): that one stays tracked ("unseen") and the ticks look for it again, adopting it
+        if it arrives."""
         counts = {"adopted": 0, "filled_while_down": 0, "failed": 0, "open": 0, "unseen": 0}
-        for row in await self.db.list_non_final_orders(self.name):
+        for row in rows if rows is not None else await self.db.list_non_final_orders(self.name):
             order = TrackedOrder.from_row(row)
             self._orders[order.client_order_id] = order
             found = await self.client.fetch_order(self.symbol, client_order_id=order.client_order_id)
