@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from decimal import Decimal
 from typing import Any
 
@@ -145,7 +145,8 @@ class TradeTally:
         return self.mean / sd if sd > 0.0 and math.isfinite(sd) else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: str(v) if isinstance(v, Decimal) else v for k, v in asdict(self).items()}
+        values = ((f.name, getattr(self, f.name)) for f in fields(self))  # flat: no deep copy as asdict makes
+        return {k: str(v) if isinstance(v, Decimal) else v for k, v in values}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TradeTally:

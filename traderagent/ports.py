@@ -317,7 +317,8 @@ class StorePort(Protocol):
                                 runtime: dict[str, Any] | None = None,
                                 grid: Sequence[Mapping[str, Any]] | None = None,
                                 new_trades: Iterable[Mapping[str, Any]] = (),
-                                trade_closes: Iterable[tuple[int, Mapping[str, Any]]] = ()) -> list[int]: ...
+                                trade_closes: Iterable[tuple[int, Mapping[str, Any]]] = (),
+                                state: str | None = None) -> list[int]: ...
 
     # orders and trades
     async def get_order(self, client_order_id: str) -> OrderRow | None: ...

@@ -1,7 +1,8 @@
-"""The start-up's bulk reads give what the per-bot reads give, for every bot at once."""
+"""The start-up's bulk reads give what the per-bot reads give, for every bot at once; its state writes share commits."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from decimal import Decimal
 
@@ -51,3 +52,13 @@ async def test_realized_pnl_by_bot_equals_each_bots_sum(db: DatabaseManager, bot
     assert by_bot == {bot: Decimal("9.25"), "dca": Decimal("1")}
     for name in (bot, "dca"):
         assert by_bot[name] == await db.realized_pnl(name, since=midnight)
+
+
+async def test_bot_states_are_written_with_the_group_commit(db: DatabaseManager, bot: str) -> None:
+    await db.create_bot("dca", "dca", "ETHUSDT", "spot", {}, 500)
+    await db.load_recoveries([bot, "dca"])  # as at start-up: the bots' ids known
+    commits = db._group.transactions
+    await asyncio.gather(db.save_bot_progress(bot, state="RUNNING"), db.save_bot_progress("dca", state="PAUSED"),
+                         db.save_bot_progress(bot, state="ERROR"))  # queued together: one transaction, the later wins
+    assert db._group.transactions == commits + 1
+    assert [(b.name, b.state) for b in await db.list_bots()] == [(bot, "ERROR"), ("dca", "PAUSED")]

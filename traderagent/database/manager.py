@@ -82,7 +82,7 @@ class DatabaseManager(CredentialsRepository, BotsRepository, OrdersRepository, T
             "fence": self._check_fences,  # first: a bot's lease checked (and locked) before its writes
             "orders": self._insert_orders, "order_updates": self._apply_order_updates,
             "trades": self._insert_trades, "trade_closes": self._close_trades,
-            "runtime": self._upsert_runtimes, "grid": self._replace_grids, "logs": self._insert_logs,
+            "runtime": self._upsert_runtimes, "states": self._set_bot_states, "grid": self._replace_grids, "logs": self._insert_logs,
             "audit": self._insert_audit,
         }, durable={"orders"})  # the write-ahead rows: on disk before their orders are sent
 
@@ -91,14 +91,17 @@ class DatabaseManager(CredentialsRepository, BotsRepository, OrdersRepository, T
                                 runtime: dict[str, Any] | None = None,
                                 grid: Sequence[Mapping[str, Any]] | None = None,
                                 new_trades: Iterable[Mapping[str, Any]] = (),
-                                trade_closes: Iterable[tuple[int, Mapping[str, Any]]] = ()) -> list[int]:
+                                trade_closes: Iterable[tuple[int, Mapping[str, Any]]] = (),
+                                state: str | None = None) -> list[int]:
         """One step of a bot, committed in ONE transaction (group commit): write-ahead order rows
         (order rows: client_order_id, symbol, side, order_type, qty, optional price, status,
         exchange_order_id, filled_qty, avg_price, fee, reduce_only, tag, created_at), order updates
         ((client_order_id, fields): exchange_order_id, status, filled_qty, avg_price, fee, price, qty,
         tag), its runtime snapshot, its grid table (index, price, side, optional qty, status,
         client_order_id), new trades (as record_trade takes them, exit and pnl optional) and trade
-        closes ((trade id, {exit_price, pnl, fees, closed_at})), whichever are given. All or nothing:
+        closes ((trade id, {exit_price, pnl, fees, closed_at})) and its state (the bots table's column, as
+        ``set_bot_state`` writes it, shared with other bots' steps: a desk's start sets a thousand), whichever
+        are given. All or nothing:
         DuplicateOrderError, OrderNotFoundError, TradeNotFoundError, TradeAlreadyClosedError, or
         LeaseLapsed (fenced: the bot's lease is not the one this desk held when called), with none
         of it written.
@@ -114,6 +117,8 @@ class DatabaseManager(CredentialsRepository, BotsRepository, OrdersRepository, T
             parts.append(("order_updates", cleaned))
         if runtime is not None:
             parts.append(("runtime", (bot_id, dict(runtime))))
+        if state is not None:
+            parts.append(("states", (bot_id, str(state))))
         if grid is not None:
             parts.append(("grid", (bot_id, grid_rows(bot_id, grid))))
         first_trade = len(parts)

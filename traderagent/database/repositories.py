@@ -251,6 +251,14 @@ class BotsRepository(Store):
     async def set_bot_state(self, name: str, state: str) -> BotModel:
         return await self.update_bot(name, state=str(state))
 
+    @staticmethod
+    async def _set_bot_states(session: AsyncSession, items: list[tuple[int, str]]) -> None:
+        latest = dict(items)  # a bot's later state in the same batch supersedes an earlier one
+        table = _table(BotModel)
+        await session.execute(update(table).where(table.c.id == bindparam("bid")).values(
+            state=bindparam("v_state"), updated_at=bindparam("v_at")),
+            [{"bid": bot_id, "v_state": state, "v_at": utcnow()} for bot_id, state in latest.items()])
+
     async def _upsert_runtimes(self, session: AsyncSession, items: list[tuple[int, dict[str, Any]]]) -> None:
         latest = dict(items)  # a later snapshot of a bot supersedes an earlier one in the same batch
         stmt = self._upsert(BotRuntime.__table__)

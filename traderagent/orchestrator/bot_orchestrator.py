@@ -879,7 +879,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         if self.storage.lost:
             return
         try:
-            await self.db.set_bot_state(self.name, self.state.value)
+            await self.db.save_bot_progress(self.name, state=self.state.value)  # shares a transaction with others
         except DatabaseUnavailableError as exc:
             self.storage.trip(exc)
 
