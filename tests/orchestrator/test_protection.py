@@ -274,3 +274,33 @@ async def test_an_exit_the_stop_beat_is_booked_though_the_exchange_holds_an_oppo
         assert [c.data.exit_price for c in closes] == [Decimal(fill["avgPrice"])]
     finally:
         await h.close()
+
+
+async def test_a_stop_executed_before_the_exchange_holds_an_opposite_position_is_booked_at_the_reconcile(
+        sim, tmp_path, monkeypatch):
+    """The exchange's stop closed the bot's position, then a position on the other side opened on the account
+    (a reversal's entry, or the operator's) before the desk looked: the reconcile books the stop's execution
+    once as the close, instead of putting the closed position's stop and target on the other side's position."""
+    monkeypatch.setattr(protection, "RECONCILE_S", 0.0)
+    h = await build_desk(sim.base_url, tmp_path / "opp.db", [TREND])
+    try:
+        bot = await open_trend(h, sim)
+        (pos,) = bot.strategy.get_active_positions()
+        assert sim.set_price("BTCUSDT", through_stop(pos)) == 1  # the exchange's stop closes the position
+        (fill,) = [o for o in sim.orders(SIM_KEY, open_only=False) if o["stopOrderType"] == "StopLoss"
+                   and o["orderStatus"] == "Filled"]
+        async with SignedClient(sim.base_url) as c:  # a position on the other side opens on the account
+            await c.ok("POST", "/v5/order/create", {"category": "linear", "symbol": "BTCUSDT", "orderType": "Market",
+                                                    "side": "Sell" if pos.is_long else "Buy", "qty": str(pos.size),
+                                                    "positionIdx": 0})
+        async with bot._lock:
+            await bot._reconcile_protection()
+        await h.desk.event_bus.drain(5)
+        closes = [e for e in h.of(EventType.TRADE_CLOSED, "btc-trend") if e.data.position_id == pos.position_id]
+        assert [c.data.exit_price for c in closes] == [Decimal(fill["avgPrice"])]
+        assert not bot.strategy.get_active_positions()
+        assert not h.of(EventType.ERROR), [e.data for e in h.of(EventType.ERROR)]
+        (other,) = sim.positions(SIM_KEY)  # the other side's position keeps no stop of the closed one
+        assert (Decimal(other["stopLoss"] or 0), Decimal(other["takeProfit"] or 0)) == (0, 0)
+    finally:
+        await h.close()

@@ -315,16 +315,18 @@ class ExchangeProtection:
     async def _book_exchange_closes(self, held: HeldStops | None = None) -> int:
         """Book, once, every stop/target execution and liquidation of the exchange that closed the bot's
         positions, and every auto-deleveraging that reduced them; returns how many. ``held``: the exchange's
-        position now (None: flat; a stop execution is looked for only then)."""
-        stops = await self._stop_executions() if self.protected and held is None else []
+        position now (None: flat). A stop execution is looked for only when it holds nothing on the bot's side
+        (flat, or the other side's position: a reversal's entry, the operator's, opened after the stop)."""
+        gone = held is None or _signed(held) * self._net_position() <= 0  # nothing of the bot's side is left
+        stops = await self._stop_executions() if self.protected and gone else []
         liquidations = await self._liquidations()
         closed_before = self.strategy.closed_count
         left = sum((ex["qty"] for ex in liquidations), ZERO)  # the account's qty liquidated from this one on
         for ex in sorted(stops + liquidations, key=lambda ex: ex.get("updated_at") or ex.get("timestamp") or 0):
             if "exec_type" in ex:  # BustTrade, AdlTrade
-                before = (held.size if held is not None else ZERO) + left  # the account's position before it
+                before = (ZERO if gone or held is None else held.size) + left  # the account's position before it
                 left -= ex["qty"]
-                self._book_liquidation(ex, before, whole=held is None and not left)
+                self._book_liquidation(ex, before, whole=gone and not left)
             else:
                 self._book_stop_execution(ex)
             self._booked.append(f"x:{ex['id']}")
@@ -336,15 +338,16 @@ class ExchangeProtection:
         if liquidations and not self.protected:
             await self._ladder_liquidated(liquidations[-1], self.strategy.closed_since(closed_before))
         elif stops or liquidations:
-            if held is None:
+            if gone:
                 self._held = None
             if liquidations:
                 crash_point("before_liquidation_booked")  # the e2e test's kill -9 midway through the booking
             await self._persist()
-        elif (self.protected and held is None and self.strategy.get_active_positions() and not self._orphan_told
+        elif (self.protected and gone and self.strategy.get_active_positions() and not self._orphan_told
               and not self._own_exit_unbooked()):
             self._orphan_told = True
-            self._emit(ErrorRaised(f"the exchange holds no {self.symbol} position but the bot does, and no stop or "
+            side = "" if held is None else " on the bot's side"
+            self._emit(ErrorRaised(f"the exchange holds no {self.symbol} position{side} but the bot does, and no stop or "
                                    "target or liquidation of the exchange closed it (closed by hand?)", self.state))
         return len(stops) + len(liquidations)
 
