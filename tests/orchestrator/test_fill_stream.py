@@ -159,6 +159,38 @@ async def test_healthy_stream_replaces_the_per_tick_poll(sim, tmp_path):
             await h.close()
 
 
+async def test_orders_waiting_in_the_send_queue_are_not_polled_for(sim, tmp_path, monkeypatch):
+    """A PENDING order still in the send queue is booked by its answer: the tick lists no orders for it."""
+    async with aiohttp.ClientSession() as session:
+        streamed = Streamed(session)
+        h = await streamed_desk(sim, tmp_path, streamed)
+        release = asyncio.Event()
+        real = h.client.place_orders_batch
+
+        async def held(*args: Any, **kwargs: Any) -> Any:
+            await release.wait()
+            return await real(*args, **kwargs)
+
+        monkeypatch.setattr(h.client, "place_orders_batch", held)
+        try:
+            await wait(streamed.reconciled)
+            bot = h.desk.bots[GRID.name].bot
+            for _ in range(10):  # the ladder is placed once the grid has its candles
+                await bot.tick()
+                if bot.open_orders:
+                    break
+            assert bot.open_orders and all(o.in_flight and o.status == "PENDING" for o in bot.open_orders)
+            before = sim.request_counts["/v5/order/realtime"]
+            await bot.tick()
+            assert sim.request_counts["/v5/order/realtime"] == before
+            release.set()
+            await h.desk.gate.settled()
+            assert all(o.status == "OPEN" for o in bot.open_orders)
+        finally:
+            release.set()
+            await h.close()
+
+
 async def test_a_bot_taken_over_hears_its_fills_on_a_stream_opened_for_it(sim, tmp_path):
     """Desk B starts with nothing to run (desk A holds the grid): no stream. When A stops renewing,
     B takes the grid over and opens the account's stream for it (a worker's usual path)."""

@@ -344,9 +344,10 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         price = to_decimal(ticker["last"])
         self.last_price, self.priced_at = price, self.clock()
         # with a healthy stream fills are heard as they happen; a create not confirmed yet (uncertain, or
-        # unseen at start-up) is looked for all the same: the stream tells nothing of an order never placed
+        # unseen at start-up) is looked for all the same: the stream tells nothing of an order never placed.
+        # One still in the send queue is not: its answer books it, and the sync would skip it anyway
         if (self.fill_stream is None or not self.fill_stream.healthy
-                or any(o.status == "PENDING" for o in self._orders.values())):
+                or any(o.status == "PENDING" and not o.in_flight for o in self._orders.values())):
             await self._sync_orders()
         if not self.gate.admits(self.name):  # stopping, or fenced: no decision can be sent any more
             return
