@@ -179,6 +179,18 @@ async def test_market_order_position_trades_leverage(sim, linear):
     assert await linear.fetch_positions("BTCUSDT") == []
 
 
+async def test_market_order_checks_the_notional_at_a_given_price_without_a_ticker_request(sim, linear):
+    sim.set_price("BTCUSDT", D("50000"))
+    tickers = sim.request_counts["/v5/market/tickers"]
+    with pytest.raises(ex.InvalidOrderError, match="min_notional"):  # 0.001 x 4000 = 4 USDT < 5
+        await linear.create_market_order("BTCUSDT", "buy", D("0.001"), reference_price=D("4000"))
+    o = await linear.create_market_order("BTCUSDT", "buy", D("0.001"), reference_price=D("50000"))
+    await _wait_status(linear, "BTCUSDT", o["id"], "filled")
+    assert sim.request_counts["/v5/market/tickers"] == tickers
+    await linear.create_market_order("BTCUSDT", "sell", D("0.001"), reduce_only=True)  # no price: one is fetched
+    assert sim.request_counts["/v5/market/tickers"] == tickers + 1
+
+
 async def test_reduce_only_without_position_is_invalid_order(sim, linear):
     sim.set_price("BTCUSDT", D("50000"))
     with pytest.raises(ex.InvalidOrderError) as info:

@@ -45,6 +45,7 @@ from .markets import (
     LIQUIDATION_TYPES,
     Market,
     check_order,
+    market_side_price,
     nonzero_or_none,
     normalize_symbol,
     parse_linear,
@@ -759,14 +760,17 @@ class ByBitDirectClient:
         *,
         client_order_id: str | None = None,
         reduce_only: bool = False,
+        reference_price: Decimal | None = None,
     ) -> dict[str, Any]:
+        """``reference_price``: the price the minimum notional is checked at (the ask for a buy, the bid
+        for a sell), when the caller has a fresh ticker; None: one is fetched."""
         market = await self._market(symbol)
         bybit_side = self._side(side)
         qty = round_down(to_decimal(amount), market.qty_step)
         check_order(market, qty, None, is_market=True)  # qty limits first: no ticker call for a bad qty
-        ticker = await self.fetch_ticker(market.symbol)
-        ref = ticker["ask"] if bybit_side == "Buy" else ticker["bid"]
-        check_order(market, qty, None, is_market=True, reference_price=ref or ticker["last"])
+        if reference_price is None:
+            reference_price = market_side_price(await self.fetch_ticker(market.symbol), bybit_side == "Buy")
+        check_order(market, qty, None, is_market=True, reference_price=reference_price)
         body: dict[str, Any] = {
             "category": self.category,
             "symbol": market.symbol,

@@ -162,6 +162,12 @@ def parse_ticker(t: Mapping[str, Any], market_type: str, timestamp: int) -> dict
     return ticker
 
 
+def market_side_price(ticker: Mapping[str, Any], buy: bool) -> Decimal:
+    """Where a market order starts to fill (``parse_ticker``'s shape): the ask for a buy, the bid for a sell,
+    the last price when that side of the book is empty."""
+    return (ticker["ask"] if buy else ticker["bid"]) or ticker["last"]
+
+
 CANDLE_COLUMNS = ("open", "high", "low", "close", "volume")
 Candles = tuple[np.ndarray, np.ndarray]  # (open ms: int64 (n,), OHLCV as floats: float64 (5, n))
 

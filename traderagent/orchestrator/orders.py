@@ -39,6 +39,7 @@ from traderagent.api.exceptions import (
     OrderNotFoundError,
     RateLimitError,
 )
+from traderagent.api.markets import market_side_price
 from traderagent.numbers import to_decimal
 from traderagent.orchestrator.crashpoints import crash_point
 from traderagent.orchestrator.events import (
@@ -350,9 +351,14 @@ class OrderLifecycle:
             return await self._through_gate(lambda: self.client.create_limit_order(
                 self.symbol, order.side, order.qty, price, client_order_id=order.client_order_id,
                 reduce_only=order.reduce_only), [order])
-        return await self._through_gate(lambda: self.client.create_market_order(
-            self.symbol, order.side, order.qty, client_order_id=order.client_order_id,
-            reduce_only=order.reduce_only), [order])
+
+        async def market() -> dict[str, Any]:
+            ticker = await self.market.ticker(self.symbol)  # the desk's (streamed): no ticker request per order
+            return await self.client.create_market_order(
+                self.symbol, order.side, order.qty, client_order_id=order.client_order_id,
+                reduce_only=order.reduce_only, reference_price=market_side_price(ticker, order.side == "buy"))
+
+        return await self._through_gate(market, [order])
 
     async def _confirm(self, order: TrackedOrder) -> None:
         found = await self.client.fetch_order(self.symbol, client_order_id=order.client_order_id)
