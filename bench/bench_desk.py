@@ -20,7 +20,8 @@ the loop, for a slow previous tick or for a busy event loop counts). A tick that
 after it was due is missed, and so is one never run because its bot was a whole interval behind.
 Measuring starts after the warm-up (the ladders' first placements settled). Prints, per run:
 p50/p99/max latency, ticks run / due, missed (skipped + late), bot ERRORs, orders placed and orders filled in
-the measured window (the order flow the figures were taken under), analyses the CPU budget deferred
+the measured window (the order flow the figures were taken under), the REST requests the desk sent in it
+(per tick: a figure a loaded machine does not change, unlike the latencies), analyses the CPU budget deferred
 and the analysis cache's hit rate, CPU (% of one core, desk process only), peak RSS and the RSS
 growth per bot (KB, over the process before any bot was built); then whether each target is met.
 
@@ -268,6 +269,11 @@ async def _filled(db: Any) -> int:
         return int((await session.execute(select(func.count()).select_from(Order).where(Order.status == "FILLED"))).scalar_one())
 
 
+def _requests(clients: list) -> int:
+    """REST requests the desk's clients have sent so far (every account's, public data included)."""
+    return sum(c.get_statistics()["requests"] for c in clients)
+
+
 def _thread_cpu(proc: Any) -> float:
     """CPU seconds of the event loop's thread (the others: the database driver's, the resolver's)."""
     import threading
@@ -306,6 +312,7 @@ async def run_desk(n: int, url: str, duration: float, tick: float, per_account: 
     from traderagent.orchestrator.scheduler import TickStats
 
     orders0, fills0 = (await db.counts())["orders"], await _filled(db)
+    requests0 = _requests(bench.clients)
     scheduler.stats = TickStats(started=time.monotonic(), keep=2 * n * int(duration / tick + 1))
     ticks0 = dict(desk.tick_counts)
     deferred0 = desk.analysis_budget.deferred
@@ -349,6 +356,7 @@ async def run_desk(n: int, url: str, duration: float, tick: float, per_account: 
         print(f"  slow ticks (s since scheduler start, latency): {slow[:8]}{' ...' if len(slow) > 8 else ''}"
               f" {len(slow)} in all", flush=True)
     orders, fills = (await db.counts())["orders"], await _filled(db)
+    requests = _requests(bench.clients) - requests0
     failed = [h.bot.last_error or "?" for h in desk.bots.values() if h.bot.state is BotState.ERROR]
     errors = len(failed)
     for why, count in Counter(text[:160] for text in failed).most_common(3):
@@ -367,7 +375,7 @@ async def run_desk(n: int, url: str, duration: float, tick: float, per_account: 
         "p50_s": round(pct(0.50), 4), "p99_s": round(pct(0.99), 4), "max_s": round(lat[-1], 4) if lat else None,
         "mean_s": round(statistics.fmean(lat), 4) if lat else None,
         "missed": stats.missed, "skipped": stats.skipped, "late": stats.late, "bot_errors": errors, "orders": orders, "orders_measured": orders - orders0,
-        "fills_measured": fills - fills0,
+        "fills_measured": fills - fills0, "requests_measured": requests,
         "analysis_deferred": desk.analysis_budget.deferred - deferred0, "warmup_s": round(warmup, 1),
         "cache_hits": cache.hits - hits0, "cache_misses": cache.misses - misses0,
         "cpu_pct_one_core": round(cpu_pct, 1), "cpu_ms_per_tick": round(cpu_pct * wall * 10 / max(ticks, 1), 3), "sim_cpu_pct": round(sim_pct, 1),
@@ -428,7 +436,8 @@ def main() -> None:
                 f"ticks {res['ticks']}/{res['expected_ticks']} missed {res['missed']} "
                 f"(skipped {res['skipped']}, late >1s {res['late']}) errors {res['bot_errors']} | "
                 f"orders {res['orders']} ({res['orders_measured']} placed and {res['fills_measured']} filled in the "
-                f"measured window), "
+                f"measured window), REST requests {res['requests_measured']} "
+                f"({res['requests_measured'] / max(res['ticks'], 1):.3f} per tick), "
                 f"analyses deferred {res['analysis_deferred']}, shared {res['cache_hits']}/"
                 f"{res['cache_hits'] + res['cache_misses']} | CPU {res['cpu_pct_one_core']}% of a core = "
                 f"{res['cpu_ms_per_tick']} ms per tick, event loop thread {res['main_cpu_pct']}% "
