@@ -4,6 +4,7 @@
     .venv/bin/python bench/bench_desk.py --bots 1000 --variants stress                   # target 2
     .venv/bin/python bench/bench_desk.py --bots 1000 --variants stress --db postgresql   # the same on PostgreSQL
     .venv/bin/python bench/bench_desk.py --bots 1000 --variants stress --profile /tmp/desk.prof  # cProfile
+    .venv/bin/python bench/bench_desk.py --bots 300 --variants stress --lockstep 30   # CPU per tick, loaded machine
 
 Market speeds (``--variants``), reported separately and labelled. In every one the simulator
 moves each symbol's price every half second along the candle's path (open -> low -> high -> close,
@@ -45,6 +46,13 @@ so a tick sends no request (REST backstops: every 60 s and after a reconnect). `
 the desk without streams, where every account lists its open orders and balance over REST each tick. Targets on
 a 2-core machine: 3,000 bots at real-time speed and 1,000 bots at 60x (stress), each with p99
 <= 1 s and no missed tick, at <= 100 KB per bot. The simulator shares the machine's cores.
+
+``--lockstep ROUNDS`` measures the desk's CPU per tick where other work loads the machine: no scheduler and no
+clock. Each round the simulator moves every symbol by one 1m candle (the stress variant's flow per tick) and
+every bot ticks once (``Desk.tick_all``: every tick runs, none is skipped, the sends it queued are answered).
+A starved desk skips ticks, and where the market runs on the clock a slow desk sees more of it per tick: either
+way its CPU per tick follows the load. In lock step the work is the same however long a round takes, so two
+versions compare in alternating runs.
 """
 
 from __future__ import annotations
@@ -105,7 +113,13 @@ def serve_sim(accounts: int, speed: float, bybit_limits: bool = False) -> None:
             sim.add_account(f"bench-{i}", f"bench-secret-{i}", {"USDT": Decimal("100000")})
         url = await sim.start(host="127.0.0.1", port=0)
         print(f"simulator listening on {url}", flush=True)
-        await asyncio.Event().wait()
+        if speed > 0:
+            await asyncio.Event().wait()
+        loop = asyncio.get_running_loop()
+        while await loop.run_in_executor(None, sys.stdin.readline):  # speed 0: a line, a candle (--lockstep)
+            sim.advance_all(0.5)  # half its path, then its close: resting orders fill on the way
+            sim.step_all(1)
+            print("stepped", flush=True)
 
     try:
         asyncio.run(run())
@@ -116,7 +130,7 @@ def serve_sim(accounts: int, speed: float, bybit_limits: bool = False) -> None:
 def start_sim(accounts: int, speed: float, bybit_limits: bool = False) -> tuple[subprocess.Popen, str]:
     extra = ["--bybit-limits"] if bybit_limits else []
     proc = subprocess.Popen([sys.executable, __file__, "--serve-sim", str(accounts), "--speed", str(speed), *extra],
-                            stdout=subprocess.PIPE, text=True, cwd=REPO)
+                            stdout=subprocess.PIPE, stdin=subprocess.PIPE if speed == 0 else None, text=True, cwd=REPO)
     line = proc.stdout.readline()
     if "listening on" not in line:
         proc.kill()
@@ -384,6 +398,48 @@ async def run_desk(n: int, url: str, duration: float, tick: float, per_account: 
     }
 
 
+LOCKSTEP_WARMUP = 5  # rounds before measuring: the ladders' first placements
+SYMBOLS = ("XRPUSDT", "SOLUSDT", "BTCUSDT", "ETHUSDT")
+
+
+async def run_lockstep(n: int, sim: subprocess.Popen, url: str, rounds: int, per_account: int, workdir: Path, *,
+                       mix: str, db_backend: str, grid_range: str, bybit_limits: bool, streams: bool) -> dict:
+    """``rounds`` rounds of one 1m candle and every bot ticking once (``--lockstep`` in the module docstring);
+    ``sim`` serves at speed 0 and steps a candle per line on its stdin."""
+    bench = await build(n, url, 1.0, per_account, workdir, mix=mix, db_backend=db_backend, grid_range=grid_range,
+                        bybit_limits=bybit_limits, streams=streams)
+    bench.scheduler.scheduler.pause()  # the rounds tick the bots
+    desk, db, public = bench.desk, bench.db, bench.desk.market["linear"]
+    loop = asyncio.get_running_loop()
+
+    async def one_round() -> None:
+        before = [public.forming_open_ms(s, "1m") for s in SYMBOLS]
+        assert sim.stdin is not None and sim.stdout is not None
+        sim.stdin.write("step\n")
+        sim.stdin.flush()
+        await loop.run_in_executor(None, sim.stdout.readline)
+        for _ in range(500):  # the candle's close reaches the desk (pushed, or read on the tick's REST path)
+            if streams is False or [public.forming_open_ms(s, "1m") for s in SYMBOLS] != before:
+                break
+            await asyncio.sleep(0.01)
+        await desk.tick_all()
+
+    for _ in range(LOCKSTEP_WARMUP):
+        await one_round()
+    requests0, orders0, fills0 = _requests(bench.clients), (await db.counts())["orders"], await _filled(db)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for _ in range(rounds):
+        await one_round()
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    requests, orders, fills = (_requests(bench.clients) - requests0, (await db.counts())["orders"] - orders0,
+                               await _filled(db) - fills0)
+    await bench.close()
+    ticks = n * rounds
+    return {"bots": n, "rounds": rounds, "wall_s": round(wall, 1), "cpu_ms_per_tick": round(cpu * 1000 / ticks, 3),
+            "requests_per_tick": round(requests / ticks, 3), "orders": orders, "fills": fills,
+            "load1": round(os.getloadavg()[0], 1)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bots", default="1000,3000", help="comma-separated bot counts (default 1000,3000)")
@@ -411,6 +467,8 @@ def main() -> None:
                    help="grid half-width (range_pct) of the grid bots (9 levels); default 0.005 at real time, "
                         "0.01 at 10x, 0.02 at 60x (grid_range_for)")
     p.add_argument("--profile", default=None, help="write a cProfile of the measured window to this file")
+    p.add_argument("--lockstep", type=int, default=None, metavar="ROUNDS",
+                   help="no scheduler: ROUNDS rounds of every bot ticking once; prints the CPU per tick")
     p.add_argument("--serve-sim", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.serve_sim is not None:
@@ -428,6 +486,13 @@ def main() -> None:
         print(f"== {label}: {meaning} (simulator speed {speed:.4g} candles/s), db {args.db}, mix {args.mix}, "
               f"market data and fills {'over REST only' if args.rest else 'from the streams'}", flush=True)
         for n in (int(x) for x in args.bots.split(",")):
+            if args.lockstep is not None:
+                res = run_one(n, speed, args)
+                print(f"[{label}/{args.db}/{args.mix} lock step] {n:>5} bots x {res['rounds']} rounds in "
+                      f"{res['wall_s']}s: CPU {res['cpu_ms_per_tick']} ms per tick (desk process, all threads), "
+                      f"REST requests {res['requests_per_tick']} per tick, {res['orders']} orders placed and "
+                      f"{res['fills']} filled (machine load {res['load1']})", flush=True)
+                continue
             res = run_one(n, speed, args)
             print(
                 f"[{label}/{args.db}/{args.mix}] {res['bots']:>5} bots ({res['accounts']} accounts) "
@@ -475,9 +540,14 @@ def grid_range_for(speed: float) -> str:
 
 
 def run_one(n: int, speed: float, args: argparse.Namespace) -> dict:
-    sim, url = start_sim(math.ceil(n / args.per_account), speed, args.bybit_limits)
+    stepped = args.lockstep is not None  # the simulator moves a candle per round, not with the clock
+    sim, url = start_sim(math.ceil(n / args.per_account), 0.0 if stepped else speed, args.bybit_limits)
     try:
         with tempfile.TemporaryDirectory() as tmp:
+            if args.lockstep is not None:
+                return asyncio.run(run_lockstep(n, sim, url, args.lockstep, args.per_account, Path(tmp), mix=args.mix,
+                                                db_backend=args.db, grid_range=args.grid_range or grid_range_for(speed),
+                                                bybit_limits=args.bybit_limits, streams=not args.rest))
             return asyncio.run(run_desk(n, url, args.duration, args.tick, args.per_account, Path(tmp),
                                         args.warmup_max, args.mix, args.db, args.profile, sim.pid,
                                         args.grid_range or grid_range_for(speed), args.bybit_limits,
