@@ -161,6 +161,7 @@ def test_two_workers_split_the_bots_survive_a_kill_and_hand_back(tmp_path, datab
 
         wait_for("the bots split and trading", lambda: split(w0, w1), procs[1], logs[1])
         assert "leads the desk" in logs[0].read_text() and "leads the desk" not in logs[1].read_text()
+        trades_on(sim, database, ONE, procs[1], logs[1])  # worker 1 runs its share (adopted ladders rest silent)
 
         procs[0].kill()  # SIGKILL, mid-run: no release, no clean-up
         procs[0].wait()

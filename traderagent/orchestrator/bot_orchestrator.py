@@ -351,7 +351,7 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
             await self._sync_orders()
         if not self.gate.admits(self.name):  # stopping, or fenced: no decision can be sent any more
             return
-        await self._hold_to_loss_rail()
+        await self._update_risk(price)  # a loss booked since the last tick pauses the bot before it decides
         if strategy.is_ladder:
             await self._tick_ladder(price, frames)
         else:
@@ -730,13 +730,11 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
                        self.risk.exposure.get(self.name, ZERO), at)
 
     async def _update_risk(self, price: Decimal) -> None:
+        """The bot's exposure and unrealised PnL at ``price``; the daily-loss rail reached pauses it. Before a
+        tick decides (a loss booked between ticks, from the stream or at start-up, lets no entry out first)
+        and after (what the tick's fills booked)."""
         self.risk.set_exposure(self.name, self.exposure(price))
         self.risk.set_unrealized(self.name, self.unrealized_pnl(price))
-        await self._hold_to_loss_rail()
-
-    async def _hold_to_loss_rail(self) -> None:
-        """The daily-loss rail reached: the bot pauses (checked at the end of each tick, and before a tick
-        decides: a loss booked between ticks, from the stream or at start-up, lets no entry out first)."""
         if self.state is BotState.RUNNING and self.risk.bot_loss_hit(self.name, self.strategy.allocated_capital):
             loss = -self.risk.bot_day_pnl(self.name)
             self._emit(RiskLimitHit("max_daily_loss", loss, self.risk.rails.max_daily_loss * self.strategy.allocated_capital))
