@@ -18,9 +18,11 @@ for an event."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,12 +114,14 @@ def freeze_outside_transactions(proc: subprocess.Popen, database: Path | str) ->
         try:
             con.execute("BEGIN IMMEDIATE")
             proc.send_signal(signal.SIGSTOP)  # no desk holds the write lock now: this connection does
+            _until_stopped(proc.pid)  # a thread still running for a moment could take the lock we let go
             con.rollback()
         finally:
             con.close()
         return
     for _ in range(200):
         proc.send_signal(signal.SIGSTOP)
+        _until_stopped(proc.pid)
         if not asyncio.run(_pg_transaction_open(database, proc.pid)):
             return
         proc.send_signal(signal.SIGCONT)
@@ -125,6 +129,23 @@ def freeze_outside_transactions(proc: subprocess.Popen, database: Path | str) ->
             if not asyncio.run(_pg_transaction_open(database, proc.pid)):
                 break
     raise AssertionError("the desk was always inside a transaction")
+
+
+def _until_stopped(pid: int) -> None:
+    """Until every thread of ``pid`` is stopped (a signal is delivered to each thread in its own time)."""
+    def running() -> list[Path]:
+        found = []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                if Path(task, "stat").read_text().rsplit(")", 1)[1].split()[0] not in "Tt":
+                    found.append(task)
+        return found
+
+    for _ in range(10_000):
+        if not running():
+            return
+        time.sleep(0.001)  # polling the kernel's view, not timing anything
+    raise AssertionError(f"process {pid} did not stop: {running()}")
 
 
 async def _pg_transaction_open(url: str, pid: int) -> bool:
