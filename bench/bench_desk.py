@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import math
 import os
 import statistics
@@ -254,6 +255,8 @@ async def build(n: int, url: str, tick: float, per_account: int, workdir: Path, 
     startup = time.perf_counter() - t0
     desk._schedule()
     scheduler.start()
+    gc.collect()
+    gc.freeze()  # as traderagent.app does once the desk runs: no full collection walks the start-up heap again
     return BenchDesk(desk, db, clients, scheduler, own, startup, accounts, stream_parts)
 
 
