@@ -280,7 +280,7 @@ class ExchangeProtection:
         """Does the exchange still hold the bot's position? Linear: one on the bot's side (an opposite one, e.g.
         its reversal's entry filled meanwhile, is not it); spot has none: did none of our stops execute?"""
         if self.market_type == "linear":
-            return _signed(await self.client.fetch_held_stops(self.symbol)) * self._net_position() > 0
+            return self._on_bots_side(await self.client.fetch_held_stops(self.symbol))
         return not await self._stop_executions()
 
     def _held_since(self) -> int:
@@ -317,7 +317,7 @@ class ExchangeProtection:
         positions, and every auto-deleveraging that reduced them; returns how many. ``held``: the exchange's
         position now (None: flat). A stop execution is looked for only when it holds nothing on the bot's side
         (flat, or the other side's position: a reversal's entry, the operator's, opened after the stop)."""
-        gone = held is None or _signed(held) * self._net_position() <= 0  # nothing of the bot's side is left
+        gone = not self._on_bots_side(held)  # nothing of the bot's side is left
         stops = await self._stop_executions() if self.protected and gone else []
         liquidations = await self._liquidations()
         closed_before = self.strategy.closed_count
@@ -478,6 +478,10 @@ class ExchangeProtection:
             rows = await self.market.positions()
             held = next((HeldStops(r["side"], r["size"], None, None) for r in rows if r["symbol"] == self.symbol), None)
         return _signed(held), held
+
+    def _on_bots_side(self, held: HeldStops | None) -> bool:
+        """The exchange's position (None: flat) is on the side the bot holds (an opposite one is not the bot's)."""
+        return _signed(held) * self._net_position() > 0
 
     def _holds_ours(self, theirs: Decimal) -> bool:
         """The exchange's net position holds the bot's inventory (and maybe more: other bots', the operator's)."""
