@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 from collections.abc import Callable
 from decimal import Decimal
@@ -74,6 +75,14 @@ async def test_initialize_is_idempotent(db: DatabaseManager, make_db: Callable[.
     await again.initialize()
     await again.initialize()
     assert [b.name for b in await again.list_bots()] == ["keep"]
+
+
+async def test_desks_starting_together_on_a_fresh_database_both_migrate(
+        make_db: Callable[..., DatabaseManager]) -> None:
+    """A fleet's workers start at once on a new database: each initializes it, none fails on the other's tables."""
+    desks = [make_db() for _ in range(3)]
+    await asyncio.gather(*(desk.initialize() for desk in desks))
+    assert [await desk.current_revision() for desk in desks] == [HEAD] * 3
 
 
 async def test_models_match_head_schema(db: DatabaseManager) -> None:

@@ -69,6 +69,7 @@ from traderagent.database.types import (
 )
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+PG_MIGRATION_LOCK = 0x7472_6164_6572  # the advisory lock a PostgreSQL migration holds (any bigint, ours)
 # PostgreSQL SQLSTATEs meaning "could not get a usable connection", and those of a server that takes
 # no writes: insufficient resources (53100 disk full, 53200 out of memory), a read-only transaction
 _PG_UNAVAILABLE_STATES = ("08", "28", "3D000", "53300", "57P01", "57P02", "57P03")
@@ -422,10 +423,13 @@ class Store:
                                     "or point DATABASE_URL at another database)") from None
 
         async with self._guard(), self._write_lock or contextlib.nullcontext():
-            if self.schema:
-                async with self._engine.begin() as conn:
-                    await conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             async with self._write_engine.begin() as conn:
+                if self.backend == "postgresql":
+                    # desks starting together on a fresh database (a fleet's workers) migrate one after the
+                    # other, the later ones finding it at head: two would both create alembic_version
+                    await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_MIGRATION_LOCK})")
+                if self.schema:
+                    await conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
                 await conn.run_sync(_run)
 
     async def current_revision(self) -> str | None:
