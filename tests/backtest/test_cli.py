@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from decimal import Decimal
 
 import pytest
 
+from tests import forkserver
 from traderagent.backtest.cli import split_params
 from traderagent.cli import main
 
@@ -66,7 +66,7 @@ def test_bad_input_exits_2_with_a_message(candles_dir, capsys, argv, needle):
 
 
 def test_cli_subprocess_no_traceback_on_missing_file(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "traderagent", "backtest", "--strategy", "dca",
+    proc = forkserver.run([sys.executable, "-m", "traderagent", "backtest", "--strategy", "dca",
                            "--data", str(tmp_path / "missing.csv")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "data file not found" in proc.stderr and "Traceback" not in proc.stderr

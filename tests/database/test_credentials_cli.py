@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import forkserver
 from traderagent.database.crypto import generate_key
 
 PY = sys.executable
@@ -26,7 +27,7 @@ def _env(tmp: Path, **extra: str) -> dict[str, str]:
 
 
 def _cli(tmp: Path, *args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PY, "-m", "traderagent", *args], input=stdin, env=_env(tmp, **env), cwd=tmp,
+    return forkserver.run([PY, "-m", "traderagent", *args], input=stdin, env=_env(tmp, **env), cwd=tmp,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -86,7 +87,7 @@ def test_demo_mode_trades_with_the_stored_keys(tmp_path: Path, master: str) -> N
     assert _cli(tmp_path, "credentials", "set", "demo", stdin=f"{KEY}\n{SECRET}\n",
                 TRADERAGENT_MASTER_KEY=master).returncode == 0
     (tmp_path / "bots.toml").write_text(BOTS_TOML)
-    sim = subprocess.Popen([PY, "-m", "traderagent", "sim", "--port", "0", "--api-key", KEY, "--api-secret", SECRET],
+    sim = forkserver.popen([PY, "-m", "traderagent", "sim", "--port", "0", "--api-key", KEY, "--api-secret", SECRET],
                            env=_env(tmp_path), cwd=tmp_path, stdout=subprocess.PIPE, text=True)
     try:
         ready = sim.stdout.readline() if sim.stdout else ""

@@ -20,6 +20,7 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy import update
 
+from tests import forkserver
 from tests.conftest import skip_server_absent
 from tests.database.conftest import _find_postgres, _plain_dsn
 from traderagent.api.bybit_direct_client import ByBitDirectClient
@@ -94,7 +95,7 @@ def one_bot(strategy: str) -> str:
 
 class SimProcess:
     def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
+        self.proc = forkserver.popen(
             [PY, str(REPO / "tests" / "e2e" / "sim_process.py"), "--key", KEY, "--secret", SECRET, *args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
         )
@@ -178,7 +179,7 @@ def run_desk(env: dict[str, str], cwd: Path, ticks: int, log_path: Path, *, kill
     """Run `traderagent run --ticks N` until it exits, appending its output to `log_path`; returns its exit
     code. With `kill_after_mark`, SIGKILL it that many seconds after it prints a CRASHMARK line (-9).
     A desk still running after `limit` seconds is a hang: killed, and reported as -999."""
-    proc = subprocess.Popen([PY, "-m", "traderagent", "run", "--ticks", str(ticks)], env=env, cwd=cwd,
+    proc = forkserver.popen([PY, "-m", "traderagent", "run", "--ticks", str(ticks)], env=env, cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     hung = threading.Event()
     watchdog = threading.Timer(limit, lambda: (hung.set(), proc.kill()))
@@ -300,5 +301,5 @@ def wait_for(what: str, check: Callable[[], object], proc: subprocess.Popen, log
 
 def start_desk(env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
-        return subprocess.Popen([PY, "-m", "traderagent", "run"], env=env, cwd=cwd, stdout=out,
+        return forkserver.popen([PY, "-m", "traderagent", "run"], env=env, cwd=cwd, stdout=out,
                                 stderr=subprocess.STDOUT)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import forkserver
 from traderagent.api.bybit_direct_client import ByBitDirectClient
 from traderagent.database.manager import DatabaseManager
 from traderagent.ports import HeldStops
@@ -55,7 +56,7 @@ def open_protected_then_kill(sim: SimProcess, env: dict[str, str], cwd: Path, lo
     desk; returns what the exchange holds then (None: the desk closed it itself, three times over)."""
     for _attempt in range(3):  # the desk may close its position itself between our look and the kill
         with open(log, "ab") as out:
-            desk = subprocess.Popen([PY, "-m", "traderagent", "run", "--ticks", "1000000"], env=env, cwd=cwd,
+            desk = forkserver.popen([PY, "-m", "traderagent", "run", "--ticks", "1000000"], env=env, cwd=cwd,
                                     stdout=out, stderr=subprocess.STDOUT)
             try:
                 asyncio.run(_wait_for_protected_position(sim.url, desk, 120))

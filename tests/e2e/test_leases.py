@@ -29,6 +29,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from tests import forkserver
 from tests.database.conftest import _plain_dsn
 
 from .desk_procs import (
@@ -172,7 +173,7 @@ def test_one_owner_per_bot_refusal_fencing_takeover_and_release(tmp_path, databa
         (owner1,) = set(owners.values())
         wait_for("desk 1's orders", lambda: order_count(database) > 0, desk1, log1)
 
-        refused = subprocess.run([PY, "-m", "traderagent", "run", "--ticks", "1"], cwd=tmp_path, text=True,
+        refused = forkserver.run([PY, "-m", "traderagent", "run", "--ticks", "1"], cwd=tmp_path, text=True,
                                  capture_output=True, timeout=120,
                                  env=desk_env(sim.url, database, three, LOG_LEVEL="info", **LEASE))
         line = _one_line(refused)

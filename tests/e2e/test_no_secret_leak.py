@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests import forkserver
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,7 +42,7 @@ def test_paper_run_leaks_no_secret(tmp_path: Path) -> None:
         "LOG_LEVEL": "debug",
         "DEBUG": "true",  # the most verbose logging is where leaks hide
     })
-    proc = subprocess.run([sys.executable, "-m", "traderagent", "run", "--ticks", "5"], cwd=tmp_path, env=env,
+    proc = forkserver.run([sys.executable, "-m", "traderagent", "run", "--ticks", "5"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=240)
     logs = "".join(p.read_text(errors="replace") for p in tmp_path.rglob("*.log"))
     everything = proc.stdout + proc.stderr + logs

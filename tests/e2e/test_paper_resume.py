@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import forkserver
 from traderagent.app import PAPER_KEY, PAPER_SECRET
 from traderagent.database.manager import DatabaseManager
 from traderagent.sim import ExchangeSimulator, SimConfig, persist
@@ -28,7 +29,7 @@ def _run(tmp: Path, ticks: int, **extra: str) -> subprocess.CompletedProcess:
     env = desk_env("", tmp / "desk.db", tmp / "none.toml", **{"LOG_LEVEL": "info", "TRADERAGENT_PAPER_SPEED": "5", **extra})
     for key in ("BYBIT_BASE_URL", "BYBIT_API_KEY", "BYBIT_API_SECRET"):
         env.pop(key)
-    return subprocess.run([PY, "-m", "traderagent", "run", "--ticks", str(ticks)], env=env, cwd=tmp,
+    return forkserver.run([PY, "-m", "traderagent", "run", "--ticks", str(ticks)], env=env, cwd=tmp,
                           capture_output=True, text=True, timeout=180)
 
 

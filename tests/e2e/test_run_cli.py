@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import forkserver
 from traderagent.app import format_event
 from traderagent.database.manager import DatabaseManager
 from traderagent.orchestrator.events import (
@@ -38,7 +39,7 @@ def _env(tmp: Path, **extra: str) -> dict[str, str]:
 
 
 def _run(tmp: Path, *args: str, timeout: float = 90, **extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, "-m", "traderagent", "run", *args], env=_env(tmp, **extra), cwd=tmp,
+    return forkserver.run([PY, "-m", "traderagent", "run", *args], env=_env(tmp, **extra), cwd=tmp,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -72,7 +73,7 @@ def test_paper_mode_runs_demo_desk_for_n_ticks(tmp_path):
 
 
 def test_sigterm_stops_cleanly(tmp_path):
-    proc = subprocess.Popen([PY, "-m", "traderagent", "run"], env=_env(tmp_path), cwd=tmp_path,
+    proc = forkserver.popen([PY, "-m", "traderagent", "run"], env=_env(tmp_path), cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     lines = []

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import forkserver
+
 from .desk_procs import BOTS_TOML, GITIGNORE, PY, desk_env
 
 
@@ -19,7 +21,7 @@ def _run(tmp: Path, *args: str, **extra: str) -> subprocess.CompletedProcess:
         env.pop(key)
     env.update(extra)
     (tmp / ".gitignore").write_text(GITIGNORE)
-    return subprocess.run([PY, "-m", "traderagent", *args], env=env, cwd=tmp, capture_output=True, text=True,
+    return forkserver.run([PY, "-m", "traderagent", *args], env=env, cwd=tmp, capture_output=True, text=True,
                           timeout=120)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
+from tests import forkserver
 from tests.e2e.desk_procs import (
     BOTS_TOML,
     PY,
@@ -294,7 +295,7 @@ def test_database_deleted_under_a_running_desk_process(tmp_path):
     sim = SimProcess("--speed", "20", "--seed", "5")
     try:
         env = desk_env(sim.url, db_path, bots)
-        proc = subprocess.Popen([PY, "-m", "traderagent", "run"], env=env, cwd=tmp_path, text=True,
+        proc = forkserver.popen([PY, "-m", "traderagent", "run"], env=env, cwd=tmp_path, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         watchdog = threading.Timer(120, proc.kill)
         watchdog.start()

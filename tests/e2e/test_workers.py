@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import forkserver
 from traderagent.api.bybit_direct_client import ByBitDirectClient
 from traderagent.fleet.workers import assign, slot_name
 
@@ -92,7 +93,7 @@ def read(database: str) -> tuple[dict[str, str], Counter]:
 
 def start_worker(slot: int, env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
-        return subprocess.Popen([PY, "-m", "traderagent", "worker", "--slot", str(slot), "--workers", "2"],
+        return forkserver.popen([PY, "-m", "traderagent", "worker", "--slot", str(slot), "--workers", "2"],
                                 env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests import forkserver
 from tests.sim.helpers import SignedClient
 
 REPO = Path(__file__).resolve().parents[2]
@@ -101,7 +102,7 @@ async def test_spot_orders_have_a_separate_larger_budget(client, sim):
 def test_cli_runs_standalone_and_serves(tmp_path):
     """`traderagent sim --port 0` prints its URL, serves ByBit calls and exits cleanly on SIGINT."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "traderagent", "sim", "--port", "0", "--speed", "50",
+    proc = forkserver.popen([sys.executable, "-m", "traderagent", "sim", "--port", "0", "--speed", "50",
                              "--api-key", "cli-key", "--api-secret", "cli-secret"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

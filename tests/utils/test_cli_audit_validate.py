@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests import forkserver
 from traderagent.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -164,6 +164,6 @@ def test_validate_missing_or_broken_file_exits_1(tmp_path: Path, capsys: pytest.
 
 def test_cli_subprocess_exit_codes(tmp_path: Path) -> None:
     root = project(tmp_path / "p", leak=True)
-    proc = subprocess.run([sys.executable, "-m", "traderagent", "audit", str(root), "--json"],
+    proc = forkserver.run([sys.executable, "-m", "traderagent", "audit", str(root), "--json"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 1 and json.loads(proc.stdout)["passed"] is False and LEAK not in proc.stdout
