@@ -22,6 +22,7 @@ bench/bench_test_cpu.py, which does not see it as its own children's.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib
 import json
 import os
@@ -215,7 +216,7 @@ def _serve(path: str) -> dict[str, Any]:
                     return _become(request, fds)
                 for fd in fds:
                     os.close(fd)
-                conn.sendall(f"{pid}\n".encode())
+                _answer(conn, f"{pid}\n")
                 sel.register(os.pidfd_open(pid), selectors.EVENT_READ, (pid, conn))
             else:
                 pid, conn = key.data
@@ -223,7 +224,13 @@ def _serve(path: str) -> dict[str, Any]:
                 os.close(key.fd)
                 _, status, usage = os.wait4(pid, 0)
                 with conn:
-                    conn.sendall(f"{status} {usage.ru_utime} {usage.ru_stime}\n".encode())
+                    _answer(conn, f"{status} {usage.ru_utime} {usage.ru_stime}\n")
+
+
+def _answer(conn: socket.socket, line: str) -> None:
+    """Send ``line`` to a client, which may have gone without waiting for its child (nothing to tell then)."""
+    with contextlib.suppress(OSError):
+        conn.sendall(line.encode())
 
 
 def _close_all(sel: selectors.BaseSelector, conn: socket.socket) -> None:
