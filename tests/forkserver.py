@@ -1,21 +1,23 @@
 """A fork server for the desks and CLIs the tests start: `python -m traderagent ...` without its imports.
 
-A fresh `traderagent run` spends ~2 of its ~2.6 CPU seconds importing (SQLAlchemy, pandas, aiohttp,
-Alembic, ...), and the suite starts about a hundred of them on a 2-core machine whose CPU bounds its time.
-`popen` (a subprocess.Popen) and `run` (subprocess.run) instead ask a server process, started once per
-test process with those modules imported, to fork a child that runs the command as `python -m` or
-`python script.py` would: its own argv, environment, working directory and standard streams, its own pid
-(signals and kills reach it), its exit status as the return code.
+A fresh paper `traderagent run --ticks 2` costs ~2.2 CPU seconds, most of them imports (SQLAlchemy, pandas,
+aiohttp, Alembic, ...) and the simulator's price paths, and the suite starts about a hundred desks and CLIs
+on a 2-core machine whose CPU bounds its time. `popen` (a subprocess.Popen) and `run` (subprocess.run)
+instead ask a server process, started once per test process with those modules imported and those paths
+built, to fork a child that runs the command as `python -m` or `python script.py` would: its own argv,
+sys.path, environment, working directory and standard streams, its own pid (signals and kills reach it),
+its exit status as the return code (~0.7 CPU s for that desk).
 
 What differs from a fresh interpreter, and why it does not matter to what the tests check:
-- a module already imported is not imported again, and the simulator's price paths of WARM_SEEDS are built
-  already (they are cached per process, the same for every simulator of a seed): the one module reading the environment at import,
-  orchestrator/crashpoints.py, is reloaded in the child;
+- a module already imported is not imported again (the one module reading the environment at import,
+  orchestrator/crashpoints.py, is reloaded in the child), and the simulator's price paths of WARM_SEEDS,
+  cached per process and the same for every simulator of a seed, are built already;
 - the child's parent is the server (nothing in the product looks at its parent), and its hash seed is
   the server's;
 - a command whose environment differs from the server's in what the interpreter reads at start-up
-  (PYTHON*, locale, TZ), or one the server cannot run, is started as a plain subprocess.
-Its CPU (the server's imports, once, and each child's) is counted in `CPU_SECONDS` for
+  (PYTHON*, locale, TZ; PYTHONPATH may name the repository), or one the server cannot run, is started as
+  a plain subprocess.
+Its CPU (the server's start, once, and each child's) is counted in `CPU_SECONDS` for
 bench/bench_test_cpu.py, which does not see it as its own children's.
 """
 
