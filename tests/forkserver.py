@@ -264,6 +264,7 @@ def _become(request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    tempfile.tempdir = None  # read from TMPDIR again, as a fresh interpreter would
     for name in RELOAD:
         if name in sys.modules:
             importlib.reload(sys.modules[name])
