@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests import forkserver
 from tests.fakes.telegram_server import TOKEN
 from tests.handlers.harness import CHAT, Operator
 
@@ -34,9 +36,9 @@ range_pct = "0.02"
 """
 
 
-async def _desk(env: dict[str, str], tmp: Path, *args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(sys.executable, "-m", "traderagent", "run", *args, env=env, cwd=tmp,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+def _desk(env: dict[str, str], tmp: Path, *args: str) -> subprocess.Popen:
+    return forkserver.popen([sys.executable, "-m", "traderagent", "run", *args], env=env, cwd=tmp,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 async def test_restarted_desk_reports_its_recovery_and_its_stop(sim, fake, tmp_path) -> None:
@@ -44,8 +46,8 @@ async def test_restarted_desk_reports_its_recovery_and_its_stop(sim, fake, tmp_p
     bots.write_text(BOTS)
     env = desk_env(sim.base_url, tmp_path / "desk.db", bots, BYBIT_API_KEY="test-key", BYBIT_API_SECRET="test-secret",
                    PYTHONPATH=str(REPO), NO_PROXY="127.0.0.1,localhost")
-    first = await _desk(env, tmp_path, "--ticks", "2")
-    out, _ = await asyncio.wait_for(first.communicate(), 120)
+    first = _desk(env, tmp_path, "--ticks", "2")
+    out, _ = await asyncio.to_thread(first.communicate, timeout=120)
     assert first.returncode == 0, out.decode()[-3000:]
 
     resting = sim.orders("test-key", symbol="XRPUSDT")
@@ -57,7 +59,7 @@ async def test_restarted_desk_reports_its_recovery_and_its_stop(sim, fake, tmp_p
         port = free.getsockname()[1]
     env.update(TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_CHAT_IDS=str(CHAT), TELEGRAM_API_BASE_URL=fake.url,
                TRADERAGENT_HEALTH_PORT=str(port), TRADERAGENT_STALL_TICKS="60")  # a slow machine is no stall
-    second = await _desk(env, tmp_path)
+    second = _desk(env, tmp_path)
     try:
         call = await Operator(fake).next("sendMessage", 0, "paper desk started", timeout=60)
         started = call.params["text"]
@@ -65,7 +67,7 @@ async def test_restarted_desk_reports_its_recovery_and_its_stop(sim, fake, tmp_p
             health = (resp.status, await resp.json())
     finally:
         second.send_signal(signal.SIGTERM)
-        out, _ = await asyncio.wait_for(second.communicate(), 60)
+        out, _ = await asyncio.to_thread(second.communicate, timeout=60)
     console = out.decode()
     assert second.returncode == 0, console[-3000:]
     assert ("paper desk started · 1 bot(s): xrp-grid · phase 1 · recovery: 1 fill(s) booked while down, "
