@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from tests import forkserver
 from traderagent.api.bybit_direct_client import ByBitDirectClient
 from traderagent.api.exceptions import AuthenticationError
 from traderagent.app import StartupError, _check_api_key, run_desk
@@ -177,18 +179,18 @@ async def test_live_start_runs_with_a_bound_trading_key(exchange, desk_dir) -> N
 
 
 async def test_sim_command_configures_its_key(tmp_path: Path) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "traderagent", "sim", "--port", "0", "--api-key", KEY,
-        "--api-secret", SECRET, "--key-ips", "127.0.0.1", "--key-wallet", "Withdraw,AccountTransfer",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, cwd=tmp_path)
+    proc = forkserver.popen(
+        [sys.executable, "-m", "traderagent", "sim", "--port", "0", "--api-key", KEY,
+         "--api-secret", SECRET, "--key-ips", "127.0.0.1", "--key-wallet", "Withdraw,AccountTransfer"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=tmp_path, text=True)
     try:
         assert proc.stdout is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 60)
         assert "listening on" in line, line
         async with ByBitDirectClient(KEY, SECRET, base_url=line.split()[-1]) as c:
             info = await c.fetch_api_key_info()
         assert info["ips"] == BOUND and info["permissions"]["Wallet"] == ("Withdraw", "AccountTransfer")
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-        await proc.wait()
+        proc.terminate()
+        await asyncio.to_thread(proc.wait, 60)
+        proc.stdout.close()
