@@ -310,11 +310,133 @@ def _load_code() -> None:
         importlib.import_module(module)
 
 
+class Bursts:
+    """``--bursts``: what each second of the measured window held (ticks run and late, the work done in it,
+    the event loop's busy time and its longest single step, both in CPU time of the loop's thread, so a loaded
+    machine does not lengthen them), to see what the late ticks coincide with.
+    It wraps the event loop's callbacks, the group commit, the bots' persist and analysis and the garbage
+    collector for the window only; the wrappers cost some CPU, so no latency figure is taken with it."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.rows: dict[int, Counter] = {}
+        self.longest: dict[int, tuple[float, str]] = {}  # second -> (seconds, what that step ran)
+        self._undo: list[tuple[Any, str, Any]] = []
+        self._gc_at = 0.0
+
+    def _row(self, at: float | None = None) -> Counter:
+        second = int((time.monotonic() if at is None else at) - self.t0)
+        return self.rows.setdefault(second, Counter())
+
+    def _patch(self, owner: Any, name: str, wrapper: Any) -> None:
+        self._undo.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, wrapper)
+
+    def start(self) -> None:
+        from asyncio import events
+
+        from traderagent.database.group_commit import GroupCommit
+        from traderagent.orchestrator.bot_orchestrator import BotOrchestrator
+
+        run, commit = events.Handle._run, GroupCommit._commit
+        persist, analyse = BotOrchestrator._persist, BotOrchestrator._analyse
+
+        def timed_run(handle: Any) -> None:  # CPU time: a step the machine's load preempted is not longer
+            t = time.thread_time()
+            run(handle)
+            took = time.thread_time() - t
+            row = self._row()
+            row["busy_us"] += int(took * 1e6)
+            second = int(time.monotonic() - self.t0)
+            if took > self.longest.get(second, (0.0, ""))[0]:
+                self.longest[second] = (took, _step_name(handle._callback))
+
+        async def counted_commit(group: Any, batch: list) -> None:
+            t = time.perf_counter()
+            await commit(group, batch)
+            row = self._row()
+            row["commits"] += 1
+            row["written"] += len(batch)
+            row["commit_max_ms"] = max(row["commit_max_ms"], int((time.perf_counter() - t) * 1000))
+
+        async def counted_persist(bot: Any, **kw: Any) -> bool:
+            soft = not bot._dirty and bot._soft_dirty and not kw.get("force")
+            done = await persist(bot, **kw)
+            if soft and not bot._soft_dirty:
+                self._row()["soft_saves"] += 1
+            return done
+
+        async def counted_analyse(bot: Any, frames: Any, min_candles: int) -> Any:
+            got = await analyse(bot, frames, min_candles)
+            if got is not None:
+                self._row()["analyses"] += 1
+            return got
+
+        self._patch(events.Handle, "_run", timed_run)
+        self._patch(GroupCommit, "_commit", counted_commit)
+        self._patch(BotOrchestrator, "_persist", counted_persist)
+        self._patch(BotOrchestrator, "_analyse", counted_analyse)
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_at = time.thread_time()
+            return
+        row = self._row()
+        row[f"gc{info['generation']}"] += 1
+        row["gc_us"] += int((time.thread_time() - self._gc_at) * 1e6)
+
+    def sample(self, requests: int, cpu: float) -> None:
+        """Once a second from the bench's loop: the REST requests and CPU seconds so far (cumulative)."""
+        row = self._row()
+        row["requests_at"], row["cpu_ms_at"] = requests, int(cpu * 1000)
+
+    def stop(self) -> None:
+        for owner, name, original in reversed(self._undo):
+            setattr(owner, name, original)
+        gc.callbacks.remove(self._on_gc)
+
+    def report(self, timeline: list[tuple[float, float]], started: float) -> None:
+        for at, latency in timeline:  # (seconds since started, latency), recorded at each tick's end
+            row = self._row(started + at)
+            row["ticks"] += 1
+            row["late"] += latency > 1.0
+            row["lat_max_ms"] = max(row["lat_max_ms"], int(latency * 1000))
+        print("  per second: s ticks late max-latency-ms | loop CPU ms, longest step CPU ms (what) | analyses soft-saves"
+              " | commits writes commit-max-ms | gc (gen:count) gc-ms | REST requests, CPU ms", flush=True)
+        requests = cpu = None
+        for second in sorted(self.rows):
+            row = self.rows[second]
+            took, what = self.longest.get(second, (0.0, ""))
+            gcs = " ".join(f"{g}:{row[f'gc{g}']}" for g in range(3) if row[f"gc{g}"])
+            d_req = row["requests_at"] - requests if requests is not None and row["requests_at"] else ""
+            d_cpu = row["cpu_ms_at"] - cpu if cpu is not None and row["cpu_ms_at"] else ""
+            if row["requests_at"]:
+                requests, cpu = row["requests_at"], row["cpu_ms_at"]
+            print(f"  {second:3d} {row['ticks']:5d} {row['late']:4d} {row['lat_max_ms']:5d} | {row['busy_us'] // 1000:4d}"
+                  f" {took * 1000:6.1f} ({what}) | {row['analyses']:4d} {row['soft_saves']:4d} | "
+                  f"{row['commits']:3d} {row['written']:5d} {row['commit_max_ms']:4d} | {gcs or '-'} "
+                  f"{row['gc_us'] // 1000} | {d_req} {d_cpu}", flush=True)
+
+
+def _step_name(callback: Any) -> str:
+    """What an event-loop step ran: a task's coroutine and the innermost one it waits on after the step
+    (where the step ended), else the callback's name."""
+    task = getattr(callback, "__self__", None)
+    if not isinstance(task, asyncio.Task):
+        return getattr(callback, "__qualname__", repr(callback))[:60]
+    coro: Any = task.get_coro()
+    outer = getattr(coro, "__qualname__", "?")
+    while getattr(coro, "cr_await", None) is not None and hasattr(coro.cr_await, "cr_await"):
+        coro = coro.cr_await
+    return f"{outer} > {getattr(coro, '__qualname__', '?')}"
+
+
 async def run_desk(n: int, url: str, duration: float, tick: float, per_account: int, workdir: Path,
                    warmup_max: float = 60.0, mix: str = "all", db_backend: str = "sqlite",
                    profile: str | None = None, sim_pid: int | None = None, grid_range: str = "0.02",
                    bybit_limits: bool = False, schema: str | None = None, claim: Any = None,
-                   streams: bool = False) -> dict:
+                   streams: bool = False, bursts: bool = False) -> dict:
     import psutil
 
     from traderagent.orchestrator.state import BotState
@@ -341,6 +463,9 @@ async def run_desk(n: int, url: str, duration: float, tick: float, per_account: 
 
         profiler = cProfile.Profile(time.process_time)  # CPU time: other processes' load does not count
         profiler.enable()
+    burst = Bursts() if bursts else None
+    if burst is not None:
+        burst.start()
     proc.cpu_percent(None)
     cpu0 = proc.cpu_times()
     main0 = _thread_cpu(proc)
@@ -352,7 +477,11 @@ async def run_desk(n: int, url: str, duration: float, tick: float, per_account: 
     while time.monotonic() < end:
         await asyncio.sleep(1.0)
         peak_rss = max(peak_rss, proc.memory_info().rss)
+        if burst is not None:
+            burst.sample(_requests(bench.clients), time.process_time())
     scheduler.scheduler.pause()  # desk.stop() below lets the ticks in flight finish
+    if burst is not None:
+        burst.stop()
     wall = time.perf_counter() - wall0
     if profiler is not None:
         profiler.disable()
@@ -372,6 +501,8 @@ async def run_desk(n: int, url: str, duration: float, tick: float, per_account: 
     if slow:
         print(f"  slow ticks (s since scheduler start, latency): {slow[:8]}{' ...' if len(slow) > 8 else ''}"
               f" {len(slow)} in all", flush=True)
+    if burst is not None:
+        burst.report(stats.timeline, stats.started)
     orders, fills = (await db.counts())["orders"], await _filled(db)
     requests = _requests(bench.clients) - requests0
     failed = [h.bot.last_error or "?" for h in desk.bots.values() if h.bot.state is BotState.ERROR]
@@ -406,7 +537,8 @@ SYMBOLS = ("XRPUSDT", "SOLUSDT", "BTCUSDT", "ETHUSDT")
 
 
 async def run_lockstep(n: int, sim: subprocess.Popen, url: str, rounds: int, per_account: int, workdir: Path, *,
-                       mix: str, db_backend: str, grid_range: str, bybit_limits: bool, streams: bool) -> dict:
+                       mix: str, db_backend: str, grid_range: str, bybit_limits: bool, streams: bool,
+                       profile: str | None = None) -> dict:
     """``rounds`` rounds of one 1m candle and every bot ticking once (``--lockstep`` in the module docstring);
     ``sim`` serves at speed 0 and steps a candle per line on its stdin."""
     bench = await build(n, url, 1.0, per_account, workdir, mix=mix, db_backend=db_backend, grid_range=grid_range,
@@ -430,16 +562,28 @@ async def run_lockstep(n: int, sim: subprocess.Popen, url: str, rounds: int, per
     for _ in range(LOCKSTEP_WARMUP):
         await one_round()
     requests0, orders0, fills0 = _requests(bench.clients), (await db.counts())["orders"], await _filled(db)
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile(time.process_time)
+        profiler.enable()
+    collections0 = sum(s["collections"] for s in gc.get_stats())
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for _ in range(rounds):
         await one_round()
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    collections = [s["collections"] for s in gc.get_stats()]
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
     requests, orders, fills = (_requests(bench.clients) - requests0, (await db.counts())["orders"] - orders0,
                                await _filled(db) - fills0)
     await bench.close()
     ticks = n * rounds
     return {"bots": n, "rounds": rounds, "wall_s": round(wall, 1), "cpu_ms_per_tick": round(cpu * 1000 / ticks, 3),
             "requests_per_tick": round(requests / ticks, 3), "orders": orders, "fills": fills,
+            "gc": sum(collections) - collections0,
             "load1": round(os.getloadavg()[0], 1)}
 
 
@@ -472,6 +616,9 @@ def main() -> None:
     p.add_argument("--profile", default=None, help="write a cProfile of the measured window to this file")
     p.add_argument("--lockstep", type=int, default=None, metavar="ROUNDS",
                    help="no scheduler: ROUNDS rounds of every bot ticking once; prints the CPU per tick")
+    p.add_argument("--bursts", action="store_true",
+                   help="print what each second of the window held: ticks run and late, analyses, soft saves, "
+                        "commits, GC, requests, CPU, the event loop's busy time and longest step (costs CPU)")
     p.add_argument("--serve-sim", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.serve_sim is not None:
@@ -494,7 +641,7 @@ def main() -> None:
                 print(f"[{label}/{args.db}/{args.mix} lock step] {n:>5} bots x {res['rounds']} rounds in "
                       f"{res['wall_s']}s: CPU {res['cpu_ms_per_tick']} ms per tick (desk process, all threads), "
                       f"REST requests {res['requests_per_tick']} per tick, {res['orders']} orders placed and "
-                      f"{res['fills']} filled (machine load {res['load1']})", flush=True)
+                      f"{res['fills']} filled, {res['gc']} collections (machine load {res['load1']})", flush=True)
                 continue
             res = run_one(n, speed, args)
             print(
@@ -550,11 +697,12 @@ def run_one(n: int, speed: float, args: argparse.Namespace) -> dict:
             if args.lockstep is not None:
                 return asyncio.run(run_lockstep(n, sim, url, args.lockstep, args.per_account, Path(tmp), mix=args.mix,
                                                 db_backend=args.db, grid_range=args.grid_range or grid_range_for(speed),
-                                                bybit_limits=args.bybit_limits, streams=not args.rest))
+                                                bybit_limits=args.bybit_limits, streams=not args.rest,
+                                                profile=args.profile))
             return asyncio.run(run_desk(n, url, args.duration, args.tick, args.per_account, Path(tmp),
                                         args.warmup_max, args.mix, args.db, args.profile, sim.pid,
                                         args.grid_range or grid_range_for(speed), args.bybit_limits,
-                                        streams=not args.rest))
+                                        streams=not args.rest, bursts=args.bursts))
     finally:
         sim.terminate()
         sim.wait(10)
