@@ -28,6 +28,7 @@ import asyncio
 import functools
 import logging
 import time
+import zlib
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -104,6 +105,17 @@ RANGE_MINUTES = 1000  # 1m candles one request returns: the longest gap between 
 __all__ = ["BotOrchestrator", "BotState", "IllegalTransition", "TrackedOrder", "link_prefix"]
 
 
+def soft_phase(name: str) -> float:
+    """Where in each SOFT_SAVE_S window a bot saves its candle bookkeeping: set by its name, so the bots of a
+    desk, which all start at once and see the same candle close, do not all save it in the same tick."""
+    return SOFT_SAVE_S * zlib.crc32(name.encode()) / 2**32
+
+
+def next_soft_save(now: float, phase: float) -> float:
+    """The bot's first save moment strictly after ``now`` (monotonic seconds): ``phase`` into a window."""
+    return phase + SOFT_SAVE_S * ((now - phase) // SOFT_SAVE_S + 1)
+
+
 class BotOrchestrator(OrderLifecycle, ExchangeProtection):
     """Drives one strategy on one symbol; see the module docstring."""
 
@@ -177,8 +189,9 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         self._grid_memo: tuple[object, Any, list[dict[str, Any]]] | None = None  # (intents token, key, rows)
         self._transient_failures = 0
         self._dirty = False
-        self._soft_dirty = False  # candle bookkeeping only: saved at most every SOFT_SAVE_S
-        self._soft_saved_at = time.monotonic()
+        self._soft_dirty = False  # candle bookkeeping only: saved once per SOFT_SAVE_S, at the bot's phase
+        self._soft_phase = soft_phase(name)
+        self._soft_due = 0.0  # when the bookkeeping dirtied last is saved (next_soft_save)
         self._strangers: list[str] = []  # our-prefix orders the database does not know (recover)
         self._funding_seen: deque[str] = deque(maxlen=BOOKED_KEEP)  # execIds of funding booked (perp.py)
         self._funding_since: int | None = None  # ms: settlements before the bot's first start are not its own
@@ -408,8 +421,15 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
             np.searchsorted(prepared.open_ms, self._last_candle_ms, side="right"))
         self._last_candle_ms = last_ms
         self._entry_seen = entry
-        self._soft_dirty = True
+        self._soft_changed()
         return prepared, range(min(first, last), last + 1)
+
+    def _soft_changed(self) -> None:
+        """The candle bookkeeping changed: saved at the bot's next phase, within SOFT_SAVE_S (a save of the
+        snapshot for another reason takes it sooner)."""
+        if not self._soft_dirty:
+            self._soft_due = next_soft_save(time.monotonic(), self._soft_phase)
+            self._soft_dirty = True
 
     async def _enter(self, signal: BaseSignal, price: Decimal) -> None:
         self._emit(SignalGenerated(self.symbol, signal.direction.value, signal.entry_price, signal.stop_loss,
@@ -794,9 +814,9 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         positions opened or closed. So a fill, its booking and its trade are never apart, and a
         decision is durable no later than the orders it sends. The snapshot is due when something
         that matters changed (fills, orders, positions, state); candle bookkeeping alone is saved
-        at most every SOFT_SAVE_S. ``announce``: the event of this change, published once it is
-        durable and before the trade events it caused. Nothing is written by a desk unsure it
-        still owns the bot (LeaseLapsed).
+        once per SOFT_SAVE_S, at the bot's phase in it (``_soft_changed``). ``announce``: the event
+        of this change, published once it is durable and before the trade events it caused. Nothing
+        is written by a desk unsure it still owns the bot (LeaseLapsed).
         While storage is lost (orchestrator/storage.py) the order rows wait in memory, the rest is
         written with them when it is back (``flush``: that write), and False is returned; the
         event is published anyway: the exchange did what it says. A caller cancelled mid-write (a
@@ -809,10 +829,9 @@ class BotOrchestrator(OrderLifecycle, ExchangeProtection):
         opened, closed, new_trades, closes = self._book_trades()
         stored_upto = self._closed_seen  # closed records whose trade rows this write stores
         snapshot = None
-        soft_due = self._soft_dirty and time.monotonic() - self._soft_saved_at >= SOFT_SAVE_S
+        soft_due = self._soft_dirty and time.monotonic() >= self._soft_due
         if self._dirty or force or soft_due or opened or closed:
             self._dirty = self._soft_dirty = False
-            self._soft_saved_at = time.monotonic()
             snapshot = self.runtime_snapshot()
         grid = self._grid_rows()
         if grid == self._grid_saved:  # the table only changes with fills and placements
