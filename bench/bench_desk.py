@@ -186,13 +186,14 @@ class BenchDesk:
     startup_s: float
     accounts: int
     streams: Any = None  # the public streams and the aiohttp session of every stream (``--rest``: None)
+    heap_settling: Any = None  # freeze_heap_once_settled, as traderagent run starts it
 
     async def warm_up(self, warmup_max: float) -> float:
-        """Wait until every bot ticked twice and the ladders' first placements settled (thousands of
-        orders, each written to the database twice); returns the seconds it took."""
+        """Wait until every bot ticked twice, the ladders' first placements settled (thousands of
+        orders, each written to the database twice) and the heap was frozen again; returns the seconds it took."""
         warm0 = time.perf_counter()
         seen, calm = -1, 0
-        while calm < 3 and time.perf_counter() - warm0 < warmup_max:
+        while (calm < 3 or not self.heap_settling.done()) and time.perf_counter() - warm0 < warmup_max:
             await asyncio.sleep(2.0)
             ticked = all(self.desk.tick_counts.get(name, 0) >= 2 for name in self.desk.bots)
             placed = sum(len(h.bot.open_orders) for h in self.desk.bots.values())
@@ -201,6 +202,7 @@ class BenchDesk:
         return time.perf_counter() - warm0
 
     async def close(self) -> None:
+        self.heap_settling.cancel()
         await self.desk.stop()
         if self.streams is not None:
             public, session = self.streams
@@ -222,6 +224,7 @@ async def build(n: int, url: str, tick: float, per_account: int, workdir: Path, 
     WebSockets, as ``traderagent run`` opens them by default (app.py): the public one feeds tickers and
     candles, each account's private one its fills, orders, positions and wallet (no per-tick poll)."""
     from traderagent.api.bybit_direct_client import ByBitDirectClient
+    from traderagent.app import freeze_heap, freeze_heap_once_settled
     from traderagent.control import Desk
     from traderagent.database.manager import DatabaseManager
     from traderagent.orchestrator.capital_wiring import load_capital_manager
@@ -265,9 +268,9 @@ async def build(n: int, url: str, tick: float, per_account: int, workdir: Path, 
     startup = time.perf_counter() - t0
     desk._schedule()
     scheduler.start()
-    gc.collect()
-    gc.freeze()  # as traderagent.app does once the desk runs: no full collection walks the start-up heap again
-    return BenchDesk(desk, db, clients, scheduler, own, startup, accounts, stream_parts)
+    freeze_heap()  # as traderagent run does once the desk runs, and again once every bot has settled
+    settling = asyncio.create_task(freeze_heap_once_settled(desk))
+    return BenchDesk(desk, db, clients, scheduler, own, startup, accounts, stream_parts, settling)
 
 
 def _streams(url: str) -> tuple[tuple[Any, Any], Any]:
@@ -555,6 +558,8 @@ async def run_lockstep(n: int, sim: subprocess.Popen, url: str, rounds: int, per
                        profile: str | None = None) -> dict:
     """``rounds`` rounds of one 1m candle and every bot ticking once (``--lockstep`` in the module docstring);
     ``sim`` serves at speed 0 and steps a candle per line on its stdin."""
+    from traderagent.app import freeze_heap
+
     bench = await build(n, url, 1.0, per_account, workdir, mix=mix, db_backend=db_backend, grid_range=grid_range,
                         bybit_limits=bybit_limits, streams=streams)
     bench.scheduler.scheduler.pause()  # the rounds tick the bots
@@ -575,6 +580,8 @@ async def run_lockstep(n: int, sim: subprocess.Popen, url: str, rounds: int, per
 
     for _ in range(LOCKSTEP_WARMUP):
         await one_round()
+    bench.heap_settling.cancel()  # its ticks are scheduled ones: the rounds settled the bots, freeze as it would
+    freeze_heap()
     requests0, orders0, fills0 = _requests(bench.clients), (await db.counts())["orders"], await _filled(db)
     profiler = None
     if profile:

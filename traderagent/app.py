@@ -99,6 +99,7 @@ class Runtime:
     public_streams: Any = None  # tickers and klines for every bot (api/bybit_streams.py PublicStreams)
     link: Any = None  # a fleet worker's link to the console (TRADERAGENT_CONSOLE=external)
     worker: Worker | None = None  # one worker of a fleet (fleet/workers.py): its slot of the bots
+    heap_settling: asyncio.Task | None = None  # freeze_heap_once_settled
 
 
 def _audit(settings: Settings) -> None:
@@ -481,9 +482,8 @@ async def run_desk(settings: Settings, *, bots_arg: str | None = None, ticks: in
         rt.started, rt.stop_reason = True, "stopped"
         await _start_reports(settings, rt)  # listening before the chat hears of the start
         rt.frontend = await _start_telegram(rt.frontend)
-        gc.collect()
-        gc.freeze()  # what start-up built lives as long as the desk: no full collection walks it again (on a
-        # thousand bots one such walk stops the event loop, every tick and command with it, for 100s of ms)
+        freeze_heap()
+        rt.heap_settling = asyncio.create_task(freeze_heap_once_settled(desk))
         if rt.link is not None:
             await rt.link.serve()
         if ticks > 0:
@@ -569,10 +569,27 @@ def banner(settings: Settings, rt: Runtime) -> str:
     return "\n".join(lines)
 
 
+SETTLE_TICKS = 3  # by its third tick a bot has loaded its candles, analysed them and had its first orders answered
+
+
+def freeze_heap() -> None:
+    """Collect once, then leave what is alive out of every later collection (gc.freeze). What the desk has
+    built lives as long as it does: on a thousand bots one full collection walking it stops the event loop,
+    every tick and command with it, for 100s of ms. Cyclic garbage among frozen objects is never freed."""
+    gc.collect()
+    gc.freeze()
+
+
+async def freeze_heap_once_settled(desk: Any) -> None:
+    """Freeze again once every bot has run SETTLE_TICKS ticks: start-up leaves the bots' candle books,
+    analyses and first orders still to build, which full collections kept walking (1,000 bots in lock
+    step: the longest collection 79-116 ms before, 39-41 ms after)."""
+    await desk.ticked_at_least(SETTLE_TICKS)
+    freeze_heap()
+
+
 async def _wait_ticks(desk: Any, ticks: int) -> None:
-    while min((desk.tick_counts.get(n, 0) for n in desk.bots), default=ticks) < ticks:
-        desk.ticked.clear()
-        await desk.ticked.wait()
+    await desk.ticked_at_least(ticks)
     if desk.scheduler is not None and desk.scheduler.scheduler.running:
         desk.scheduler.scheduler.pause()  # no tick past the N-th (the stop follows) ...
     await desk.gate.settled()  # ... and the orders they queued are answered and booked first
@@ -580,6 +597,8 @@ async def _wait_ticks(desk: Any, ticks: int) -> None:
 
 async def _shutdown(rt: Runtime) -> None:
     """Reverse order of start; each step guarded so one failure does not skip the rest."""
+    if rt.heap_settling is not None:
+        rt.heap_settling.cancel()
     if rt.desk is not None:
         rt.desk.stop_sending()  # before the first await: a stop during start-up sends nothing either
     if rt.started:

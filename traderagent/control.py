@@ -660,6 +660,12 @@ class Desk(Records):
         spread = RECONCILE_SECONDS * i / max(len(self.fill_streams), 1)  # the accounts' backstops apart, not at once
         self.scheduler.add_job(f"fills:{i}", fills.reconcile, RECONCILE_SECONDS, offset=RECONCILE_SECONDS + spread)
 
+    async def ticked_at_least(self, ticks: int) -> None:
+        """Return once every bot has run ``ticks`` scheduled ticks."""
+        while min((self.tick_counts.get(n, 0) for n in self.bots), default=ticks) < ticks:
+            self.ticked.clear()
+            await self.ticked.wait()
+
     def _schedule_bot(self, bot: BotOrchestrator, offset: float) -> None:
         """The bot's tick job; ``offset`` spreads the first ticks of many bots over one interval."""
         assert self.scheduler is not None
