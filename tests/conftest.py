@@ -45,14 +45,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _cache_bytecode() -> None:
-    """With PYTHONDONTWRITEBYTECODE (set to keep a source tree free of __pycache__), every desk and CLI the
-    suite starts would compile the sources it imports again (~0.2 s of CPU each), and every xdist worker would
-    rewrite every test module's asserts again (~6 s each). They cache their bytecode in the temporary
-    directory instead (PYTHONPYCACHEPREFIX, inherited like TMPDIR): the tree stays clean."""
-    if not os.environ.pop("PYTHONDONTWRITEBYTECODE", None):
-        return
-    prefix = os.environ.setdefault("PYTHONPYCACHEPREFIX", os.path.join(tempfile.gettempdir(), "traderagent-pycache"))
-    sys.pycache_prefix, sys.dont_write_bytecode = prefix, False  # this process too (pytest's rewrite cache)
+    """With PYTHONDONTWRITEBYTECODE (set on this machine and in CI), every desk and CLI the suite starts would
+    compile the product's sources again (~0.2 s of CPU each), and every xdist worker would rewrite every test
+    module's asserts again (~6 s each). The session writes bytecode where Python keeps it (``__pycache__``,
+    git-ignored). Not under a PYTHONPYCACHEPREFIX: that hides the installed libraries' own caches, and on a
+    fresh clone every process compiled pandas, SQLAlchemy and the rest again until one had cached them
+    (~3 CPU s each, workers and their first desks all at once)."""
+    if os.environ.pop("PYTHONDONTWRITEBYTECODE", None):
+        sys.dont_write_bytecode = False
 
 
 def skip_server_absent(why: str) -> NoReturn:
