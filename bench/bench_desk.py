@@ -59,10 +59,7 @@ versions compare in alternating runs.
 CPU), the REST requests and the process's CPU, the ticks in flight and waiting for a turn, and the event loop's
 CPU and its longest single step with what it ran (CPU time of the loop's thread: another process's load does not
 lengthen it). The wrappers cost CPU, so take latencies from a run without it; what it shows is what piles into
-one second. Seen with it (3,000 bots at real time, SQLite, a shared machine at load 2-4): every gen-2 collection
-is the longest step of its second, 250-370 ms of CPU every ~6 s (70-120 ms at 1,000 bots); a candle close is
-~2,250 analyses in one or two seconds, ~0.5 ms of loop CPU each, no step of it above ~15 ms; soft saves came in
-waves of up to ~320 a second before each bot had its phase, 20-100 a second with it.
+one second. What it showed is in the README's bench row.
 """
 
 from __future__ import annotations
